@@ -1,0 +1,10 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.tsx?$': ['ts-jest', { isolatedModules: true }] },
+  // Integration tests start servers and stream real dumps; keep them from fighting over 2 cores.
+  maxWorkers: 2,
+  testTimeout: 120000,
+};

@@ -1,0 +1,5 @@
+/** The contracts shared by constructs, handlers and the agent. Free of aws-cdk-lib by design. */
+export * from './names';
+export * from './tiers';
+export * from './manifest';
+export * from './metrics';

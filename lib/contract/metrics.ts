@@ -1,0 +1,29 @@
+/**
+ * CloudWatch metric names, published by the agent and the handlers and watched by the alarms.
+ * One module, so publisher and alarm can never disagree.
+ */
+export const METRIC_NAMESPACE = 'Restorable';
+
+/** The dimension that names a source. */
+export const SOURCE_DIMENSION = 'Source';
+
+export const Metrics = {
+  /** Seconds since the newest good backup started. */
+  BACKUP_AGE_SECONDS: 'BackupAgeSeconds',
+  /** The largest age over its source's threshold; above 1 means some source is stale. */
+  FLEET_STALENESS_RATIO: 'FleetStalenessRatio',
+  /** Number of sources with no backup at all (or a pointer to a missing object). */
+  SOURCES_WITHOUT_BACKUP: 'SourcesWithoutBackup',
+  BACKUP_SIZE_BYTES: 'BackupSizeBytes',
+  /** Newest size over the median of recent backups. */
+  BACKUP_SIZE_RATIO: 'BackupSizeRatio',
+  /** The smallest size ratio in the fleet at the last check. */
+  FLEET_SIZE_RATIO: 'FleetMinSizeRatio',
+  BACKUP_JOB_FAILURES: 'BackupJobFailures',
+  BACKUP_DURATION_SECONDS: 'BackupDurationSeconds',
+  RESTORE_TEST_SUCCESS: 'RestoreTestSuccess',
+  RESTORE_DURATION_SECONDS: 'RestoreDurationSeconds',
+  RESTORED_BACKUP_AGE_SECONDS: 'RestoredBackupAgeSeconds',
+  RESTORE_TEST_AGE_SECONDS: 'RestoreTestAgeSeconds',
+  RESTORE_TEST_ORCHESTRATION_FAILURES: 'RestoreTestOrchestrationFailures',
+} as const;

@@ -1,0 +1,94 @@
+/**
+ * Object key contract (design §3). Shared by the constructs, the Lambda handlers and the agent,
+ * so it must never import aws-cdk-lib.
+ *
+ *   {prefix}{source}/{YYYY}/{MM}/{DD}/{source}_{YYYY-MM-DD_HH-MM-SS}Z.{ext}
+ */
+
+/** What a source name may look like: it becomes part of S3 keys, IAM conditions and metric dimensions. */
+export const SOURCE_NAME_PATTERN = /^[a-z0-9-]{1,48}$/;
+
+/** Returns an error message for a bad source name, or undefined when it is valid. */
+export function sourceNameProblem(name: string): string | undefined {
+  if (SOURCE_NAME_PATTERN.test(name)) return undefined;
+  return `source name '${name}' is invalid: use 1 to 48 characters of a-z, 0-9 and '-' (for example 'orders-db')`;
+}
+
+/** The dump formats an engine produces; each becomes `{format}.zst.age` on the stored object. */
+export enum DumpFormat {
+  PG_CUSTOM = 'pgdump',
+  SQL = 'sql',
+}
+
+export const STORED_SUFFIX = '.zst.age';
+export const MANIFEST_SUFFIX = '.manifest.json';
+export const GLOBALS_SUFFIX = `.globals.sql${STORED_SUFFIX}`;
+export const LATEST_FILE = 'latest.json';
+export const RESTORE_TESTS_DIR = 'restore-tests';
+export const RUNBOOK_FILE = 'RUNBOOK.md';
+
+/** A prefix is empty or ends with '/': normalise what users type. */
+export function normalisePrefix(prefix: string | undefined): string {
+  if (!prefix) return '';
+  const trimmed = prefix.replace(/^\/+/, '');
+  return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+}
+
+/** Everything that belongs to one source lives under this prefix. */
+export function sourcePrefix(prefix: string | undefined, source: string): string {
+  return `${normalisePrefix(prefix)}${source}/`;
+}
+
+export function latestKey(prefix: string | undefined, source: string): string {
+  return `${sourcePrefix(prefix, source)}${LATEST_FILE}`;
+}
+
+export function restoreTestsPrefix(prefix: string | undefined, source: string): string {
+  return `${sourcePrefix(prefix, source)}${RESTORE_TESTS_DIR}/`;
+}
+
+export function runbookKey(prefix: string | undefined, source: string): string {
+  return `${sourcePrefix(prefix, source)}${RUNBOOK_FILE}`;
+}
+
+const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+
+/** `YYYY-MM-DD_HH-MM-SS`, in UTC. */
+export function timestampLabel(at: Date): string {
+  return `${at.getUTCFullYear()}-${pad(at.getUTCMonth() + 1)}-${pad(at.getUTCDate())}` +
+    `_${pad(at.getUTCHours())}-${pad(at.getUTCMinutes())}-${pad(at.getUTCSeconds())}`;
+}
+
+/** The key of the dump object for a backup that started at `startedAt`. */
+export function backupKey(prefix: string | undefined, source: string, startedAt: Date, format: DumpFormat): string {
+  const dir = `${startedAt.getUTCFullYear()}/${pad(startedAt.getUTCMonth() + 1)}/${pad(startedAt.getUTCDate())}`;
+  return `${sourcePrefix(prefix, source)}${dir}/${source}_${timestampLabel(startedAt)}Z.${format}${STORED_SUFFIX}`;
+}
+
+/** The base of a backup key without its format: companions hang off it. */
+function backupStem(key: string): string {
+  return key.replace(/\.[a-z]+\.zst\.age$/, '');
+}
+
+export function manifestKeyFor(backupKey: string): string {
+  return `${backupKey}${MANIFEST_SUFFIX}`;
+}
+
+export function globalsKeyFor(backupKey: string): string {
+  return `${backupStem(backupKey)}${GLOBALS_SUFFIX}`;
+}
+
+const BACKUP_KEY = /\/([a-z0-9-]{1,48})_(\d{4})-(\d{2})-(\d{2})_(\d{2})-(\d{2})-(\d{2})Z\.([a-z]+)\.zst\.age$/;
+
+/** Reads the source, start time and format back out of a backup key, or undefined if it is not one. */
+export function parseBackupKey(key: string): { source: string; startedAt: Date; format: string } | undefined {
+  const m = BACKUP_KEY.exec(key);
+  if (!m) return undefined;
+  const [, source, y, mo, d, h, mi, s, format] = m;
+  return { source, startedAt: new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s)), format };
+}
+
+/** The key prefix that holds one UTC day of a source's backups: lets readers list a bounded slice. */
+export function dayPrefix(prefix: string | undefined, source: string, day: Date): string {
+  return `${sourcePrefix(prefix, source)}${day.getUTCFullYear()}/${pad(day.getUTCMonth() + 1)}/${pad(day.getUTCDate())}/`;
+}

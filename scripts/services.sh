@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Starts the local PostgreSQL 15 and MariaDB servers the tests, the drill and the benchmark use,
+# and makes sure the test login exists on each. Idempotent. The S3 emulator is started per test.
+#
+#   PostgreSQL: 127.0.0.1:${PGPORT:-5432}, user restorable / restorable (superuser)
+#   MariaDB:    127.0.0.1:${MYSQL_TCP_PORT:-3306}, user restorable / restorable (all privileges)
+set -euo pipefail
+cmd=${1:-start}
+[[ $cmd == start ]] || { echo "usage: $0 start" >&2; exit 2; }
+
+need() { command -v "$1" >/dev/null || { echo "services: '$1' not found: run 'sudo bash scripts/install-deps.sh' first" >&2; exit 1; }; }
+need pg_ctlcluster; need mariadb
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# PostgreSQL 15: the Debian cluster 15/main.
+if ! pg_lsclusters -h | awk '$1=="15" && $2=="main"' | grep -q online; then
+  as_root pg_ctlcluster 15 main start
+fi
+for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p "${PGPORT:-5432}" && break; sleep 1; done
+pg_isready -h 127.0.0.1 -p "${PGPORT:-5432}" >/dev/null || { echo "services: PostgreSQL did not start" >&2; exit 1; }
+as_root su postgres -c "psql -q -v ON_ERROR_STOP=1 -d postgres" <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'restorable') THEN
+    CREATE ROLE restorable LOGIN SUPERUSER PASSWORD 'restorable';
+  END IF;
+END $$;
+SQL
+
+# MariaDB.
+if ! mariadb-admin ping --silent >/dev/null 2>&1; then
+  as_root service mariadb start >/dev/null
+fi
+for _ in $(seq 1 30); do mariadb-admin ping --silent >/dev/null 2>&1 && break; sleep 1; done
+as_root mariadb -u root <<'SQL'
+CREATE USER IF NOT EXISTS 'restorable'@'127.0.0.1' IDENTIFIED BY 'restorable';
+CREATE USER IF NOT EXISTS 'restorable'@'localhost' IDENTIFIED BY 'restorable';
+GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'localhost' WITH GRANT OPTION;
+SQL
+echo "services: PostgreSQL $(psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c 'show server_version') and MariaDB $(MYSQL_PWD=restorable mariadb -h 127.0.0.1 -u restorable -N -e 'select version()') ready"
