@@ -1,0 +1,354 @@
+import { Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct, IConstruct } from 'constructs';
+import { latestKey, normalisePrefix, restoreTestsPrefix, sourceNameProblem, sourcePrefix } from './contract/names';
+import { DEFAULT_KEEP_COUNTS, KeepCounts, TIER_TAG, Tier } from './contract/tiers';
+import { TierRetention, planRetention, retentionProblems } from './retention-policy';
+
+/** How Object Lock protects every new backup version. */
+export enum ObjectLockMode {
+  /** Nobody can delete or shorten a locked version, except principals granted s3:BypassGovernanceRetention. */
+  GOVERNANCE = 'GOVERNANCE',
+  /** Nobody can delete or shorten a locked version, not even the account root, until the retention passes. */
+  COMPLIANCE = 'COMPLIANCE',
+  /** No Object Lock: backups are protected by versioning and IAM alone. Cannot be turned on again in place. */
+  OFF = 'OFF',
+}
+
+/** Move one tier's backups to a cheaper storage class once they reach an age. */
+export interface TierTransition {
+  /** The tier whose backups move. */
+  readonly tier: Tier;
+  /** The class they move to, for example `s3.StorageClass.GLACIER` or `s3.StorageClass.DEEP_ARCHIVE`. */
+  readonly storageClass: s3.StorageClass;
+  /** Age in days at which they move; must leave the object in the class for at least its minimum storage duration. */
+  readonly afterDays: number;
+}
+
+/** What the primary store and its replica have in common. */
+export interface BackupBucketProps {
+  /**
+   * How many backups of each tier to keep; each count becomes the expiry age of its tier's lifecycle rule.
+   * @default - 24 hourly, 7 daily, 4 weekly, 12 monthly
+   */
+  readonly keep?: KeepCounts;
+  /**
+   * Storage class transitions per tier. Each is checked at synth against the class's minimum storage duration,
+   * counted up to the tier's effective retention.
+   * @default - monthly backups move to Glacier Flexible Retrieval after 30 days; other tiers stay in STANDARD
+   */
+  readonly transitions?: TierTransition[];
+  /**
+   * Days a backup version survives after it stops being current (through expiry or a deletion), so that a
+   * mistaken delete can be undone. Adds to every tier's effective retention.
+   * @default 7
+   */
+  readonly noncurrentVersionExpirationDays?: number;
+  /**
+   * Object Lock mode for the bucket's default retention. Turning it off must be said explicitly with `ObjectLockMode.OFF`.
+   * @default ObjectLockMode.GOVERNANCE
+   */
+  readonly objectLockMode?: ObjectLockMode;
+  /**
+   * Days every new version is locked against deletion and overwrite.
+   * @default 7 (ignored when objectLockMode is OFF)
+   */
+  readonly lockRetentionDays?: number;
+  /**
+   * Key prefix under which every source's backups live (`{prefix}{source}/...`).
+   * @default - no prefix: keys start with the source name
+   */
+  readonly prefix?: string;
+  /**
+   * Days after which server access logs are deleted.
+   * @default 365
+   */
+  readonly accessLogsExpirationDays?: number;
+  /**
+   * What happens to the buckets and the KMS key when they leave the stack.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/** Options for a dump task's write access. */
+export interface BackupWriteOptions {
+  /**
+   * Allow the writer to set and release Object Lock legal holds under its source's prefix, which keeps the
+   * last good backup alive however old it gets (design: "the last good backup is never lost").
+   * @default - true when the bucket has Object Lock, false otherwise
+   */
+  readonly legalHold?: boolean;
+}
+
+/** What differs between the primary and the replica; the rest of the bucket is common. */
+export interface BackupBucketInternals {
+  readonly bucketName?: string;
+  /** Give the key an alias derived from the construct path, so that another region can name it. */
+  readonly withKeyAlias?: boolean;
+}
+
+const DEFAULT_TRANSITIONS: TierTransition[] = [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 30 }];
+const DEFAULT_NONCURRENT_DAYS = 7;
+const DEFAULT_LOCK_DAYS = 7;
+const DEFAULT_ACCESS_LOG_DAYS = 365;
+
+const isPositiveWhole = (n: number) => Number.isInteger(n) && n > 0;
+
+/**
+ * A versioned, KMS-encrypted, Object-Locked bucket whose lifecycle follows the retention tiers, with its
+ * access-log bucket, tamper-resistant bucket policy and the grants of design §2a. BackupStore and
+ * ReplicaStore are both one of these.
+ */
+export abstract class BackupBucket extends Construct {
+  /** The bucket that holds the backups. */
+  public readonly bucket: s3.IBucket;
+  /** The customer-managed key (rotation on) that encrypts every object. */
+  public readonly encryptionKey: kms.IKey;
+  /** Where the bucket's server access logs go. */
+  public readonly accessLogsBucket: s3.IBucket;
+  /** The normalised key prefix: empty or ending with '/'. */
+  public readonly prefix: string;
+  public readonly objectLockMode: ObjectLockMode;
+  /** Each tier's expiry, lock and effective retention in days, shortest-lived tier first. */
+  public readonly retention: readonly TierRetention[];
+  /** The key's alias (`alias/...`), when one was asked for. */
+  protected readonly keyAlias?: string;
+
+  protected constructor(scope: Construct, id: string, props: BackupBucketProps, internals: BackupBucketInternals = {}) {
+    super(scope, id);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.objectLockMode = props.objectLockMode ?? ObjectLockMode.GOVERNANCE;
+    this.prefix = normalisePrefix(props.prefix);
+    const lockDays = this.lockDays(props);
+    const logDays = props.accessLogsExpirationDays ?? DEFAULT_ACCESS_LOG_DAYS;
+    const retentionInput = {
+      keep: props.keep ?? DEFAULT_KEEP_COUNTS,
+      noncurrentDays: props.noncurrentVersionExpirationDays ?? DEFAULT_NONCURRENT_DAYS,
+      lockDays,
+      transitions: (props.transitions ?? DEFAULT_TRANSITIONS).map((t) => ({ ...t, storageClass: t.storageClass.value })),
+    };
+    const problems = retentionProblems(retentionInput);
+    if (!isPositiveWhole(logDays)) problems.push(`accessLogsExpirationDays must be a positive whole number of days (got ${logDays}); for example 365`);
+    if (problems.length) throw new Error(`${this.node.path}: ${problems.join('\n')}`);
+    this.retention = planRetention(retentionInput);
+
+    // Unique per construct path and stable across synths.
+    this.keyAlias = internals.withKeyAlias ? `alias/${Names.uniqueResourceName(this, { maxLength: 120 })}` : undefined;
+    this.encryptionKey = new kms.Key(this, 'Key', {
+      description: `Encrypts the backups in ${this.node.path}`,
+      enableKeyRotation: true,
+      alias: this.keyAlias,
+      removalPolicy,
+    });
+
+    const accessLogsBucket = new s3.Bucket(this, 'AccessLogs', {
+      // Server access logs can only be delivered to a bucket with S3-managed encryption.
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [{ id: 'expire-logs', expiration: Duration.days(logDays) }],
+      removalPolicy,
+    });
+    Validations.of(accessLogsBucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This is the access-log bucket of the backup bucket; logging it into itself would loop and into another bucket would only move the question',
+    });
+    this.accessLogsBucket = accessLogsBucket;
+
+    const bucket = new s3.Bucket(this, 'Bucket', {
+      bucketName: internals.bucketName,
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: this.encryptionKey,
+      bucketKeyEnabled: true,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      objectLockEnabled: this.objectLockMode !== ObjectLockMode.OFF,
+      objectLockDefaultRetention: this.lockRetention(lockDays),
+      lifecycleRules: this.lifecycleRules(retentionInput.noncurrentDays),
+      removalPolicy,
+    });
+    // Retagging could move a backup into a shorter-lived tier: once an object carries its tier, nobody may change it.
+    bucket.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'DenyRetaggingBackups',
+      effect: iam.Effect.DENY,
+      principals: [new iam.AnyPrincipal()],
+      actions: ['s3:PutObjectTagging', 's3:PutObjectVersionTagging', 's3:DeleteObjectTagging', 's3:DeleteObjectVersionTagging'],
+      resources: [bucket.arnForObjects('*')],
+      conditions: { Null: { [`s3:ExistingObjectTag/${TIER_TAG}`]: 'false' } },
+    }));
+    this.deliverAccessLogs(bucket, accessLogsBucket);
+    this.bucket = bucket;
+  }
+
+  /** The effective retention of one tier, in days: max(expiry + noncurrent days, lock). */
+  public effectiveRetentionDays(tier: Tier): number {
+    return this.retention.find((r) => r.tier === tier)!.effectiveDays;
+  }
+
+  /**
+   * What one source's dump task needs (design §2a): create objects (tagged at creation) under the source's
+   * prefix, abort its multipart uploads, read its `latest.json` and nothing else, and encrypt with the key.
+   * No delete, no retagging (the bucket policy denies that anyway).
+   */
+  public grantBackupWrite(grantee: iam.IGrantable, source: string, options: BackupWriteOptions = {}): iam.Grant {
+    const objects = this.sourceObjects(source);
+    const legalHold = options.legalHold ?? this.objectLockMode !== ObjectLockMode.OFF;
+    // PutObject with a Tagging header is also authorised as s3:PutObjectTagging.
+    const actions = ['s3:PutObject', 's3:PutObjectTagging', 's3:AbortMultipartUpload'];
+    if (legalHold) actions.push('s3:PutObjectLegalHold', 's3:GetObjectLegalHold');
+    this.acknowledgeWildcards(grantee, [objects], `Backup objects of source '${source}' get new unique keys under its prefix, so writes are granted on that prefix only`);
+    return this.grantObjects(grantee, actions, [objects])
+      .combine(this.grantObjects(grantee, ['s3:GetObject'], [this.bucket.arnForObjects(latestKey(this.prefix, source))]))
+      .combine(this.grantKey(grantee, 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'));
+  }
+
+  /**
+   * What a restore or restore-test role needs for one source (design §2a): read and list every version under
+   * the source's prefix, bring archived objects back, and write results under `{prefix}{source}/restore-tests/`.
+   */
+  public grantRestoreRead(grantee: iam.IGrantable, source: string): iam.Grant {
+    const listPrefix = sourcePrefix(this.prefix, source);
+    const restoreTests = this.bucket.arnForObjects(`${restoreTestsPrefix(this.prefix, source)}*`);
+    this.acknowledgeWildcards(grantee, [this.sourceObjects(source), restoreTests],
+      `A restore reads any backup of source '${source}' and writes results under its restore-tests/ prefix; nothing outside that source's prefix`);
+    const list = iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['s3:ListBucket', 's3:ListBucketVersions'],
+      resourceArns: [this.bucket.bucketArn],
+      conditions: { StringLike: { 's3:prefix': [`${listPrefix}*`] } },
+    });
+    return list
+      .combine(this.grantObjects(grantee, ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:RestoreObject'], [this.sourceObjects(source)]))
+      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:AbortMultipartUpload'], [restoreTests]))
+      // GenerateDataKey: restore-test results are written under the bucket's KMS default encryption.
+      .combine(this.grantKey(grantee, 'kms:Decrypt', 'kms:GenerateDataKey'));
+  }
+
+  /**
+   * What the freshness and size-anomaly functions need for every source: read objects and list bounded
+   * prefixes (one day of one source). No writes.
+   */
+  public grantMonitorRead(grantee: iam.IGrantable): iam.Grant {
+    const objects = this.bucket.arnForObjects(`${this.prefix}*`);
+    this.acknowledgeWildcards(grantee, [objects], 'Freshness and size checks read latest.json and manifests of every source; read-only, no writes');
+    return iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] })
+      .combine(this.grantObjects(grantee, ['s3:GetObject'], [objects]))
+      .combine(this.grantKey(grantee, 'kms:Decrypt'));
+  }
+
+  /**
+   * Object ARNs need a wildcard; record for cdk-nag (AwsSolutions-IAM5) why each one is as narrow as it can be.
+   * Only principals that are constructs (roles, users) can carry the acknowledgement.
+   */
+  protected acknowledgeWildcards(principal: iam.IGrantable | IConstruct, resources: string[], reason: string): void {
+    const scope = 'grantPrincipal' in principal ? principal.grantPrincipal : principal;
+    if (!Construct.isConstruct(scope)) return;
+    for (const resource of resources) {
+      Validations.of(scope).acknowledge({ id: `AwsSolutions-IAM5[Resource::${flattenForNag(Stack.of(scope).resolve(resource))}]`, reason });
+    }
+  }
+
+  private sourceObjects(source: string): string {
+    const problem = sourceNameProblem(source);
+    if (problem) throw new Error(`${this.node.path}: ${problem}`);
+    return this.bucket.arnForObjects(`${sourcePrefix(this.prefix, source)}*`);
+  }
+
+  private grantObjects(grantee: iam.IGrantable, actions: string[], resourceArns: string[]): iam.Grant {
+    return iam.Grant.addToPrincipal({ grantee, actions, resourceArns });
+  }
+
+  /** Key use only through S3, so a role's key access is no wider than its bucket access. */
+  private grantKey(grantee: iam.IGrantable, ...actions: string[]): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions,
+      resourceArns: [this.encryptionKey.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `s3.${Stack.of(this).region}.amazonaws.com` } },
+    });
+  }
+
+  /**
+   * Server access logs through a bucket policy for the logging service, rather than the log-delivery ACL
+   * that CDK picks unless a feature flag is set: ACLs would clash with enforced object ownership.
+   */
+  private deliverAccessLogs(bucket: s3.Bucket, logs: s3.Bucket): void {
+    const logPrefix = 'backup-bucket/';
+    (bucket.node.defaultChild as s3.CfnBucket).loggingConfiguration = { destinationBucketName: logs.bucketName, logFilePrefix: logPrefix };
+    logs.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'S3ServerAccessLogsPolicy',
+      principals: [new iam.ServicePrincipal('logging.s3.amazonaws.com')],
+      actions: ['s3:PutObject'],
+      resources: [logs.arnForObjects(`${logPrefix}*`)],
+      conditions: {
+        ArnLike: { 'aws:SourceArn': bucket.bucketArn },
+        StringEquals: { 'aws:SourceAccount': Stack.of(this).account },
+      },
+    }));
+  }
+
+  private lockDays(props: BackupBucketProps): number {
+    if (this.objectLockMode === ObjectLockMode.OFF) {
+      if (props.lockRetentionDays !== undefined) {
+        throw new Error(`${this.node.path}: lockRetentionDays is set (${props.lockRetentionDays}) but objectLockMode is OFF; ` +
+          'remove lockRetentionDays, or choose ObjectLockMode.GOVERNANCE or COMPLIANCE');
+      }
+      return 0;
+    }
+    const days = props.lockRetentionDays ?? DEFAULT_LOCK_DAYS;
+    if (!isPositiveWhole(days)) {
+      throw new Error(`${this.node.path}: lockRetentionDays must be a positive whole number of days (got ${days}); ` +
+        `for example 7, or set objectLockMode: ObjectLockMode.OFF to turn Object Lock off`);
+    }
+    return days;
+  }
+
+  private lockRetention(days: number): s3.ObjectLockRetention | undefined {
+    switch (this.objectLockMode) {
+      case ObjectLockMode.GOVERNANCE: return s3.ObjectLockRetention.governance(Duration.days(days));
+      case ObjectLockMode.COMPLIANCE: return s3.ObjectLockRetention.compliance(Duration.days(days));
+      case ObjectLockMode.OFF: return undefined;
+    }
+  }
+
+  private lifecycleRules(noncurrentDays: number): s3.LifecycleRule[] {
+    const tierRules = this.retention.map((r): s3.LifecycleRule => ({
+      id: `tier-${r.tier}`,
+      tagFilters: { [TIER_TAG]: r.tier },
+      expiration: Duration.days(r.expirationDays),
+      noncurrentVersionExpiration: Duration.days(r.noncurrentDays),
+      transitions: r.transitions.map((t) => ({ storageClass: new s3.StorageClass(t.storageClass), transitionAfter: Duration.days(t.afterDays) })),
+    }));
+    // S3 rejects these two in tag-filtered rules. Noncurrent expiry here also clears old versions of
+    // untagged objects such as latest.json, which is rewritten after every backup.
+    const housekeeping: s3.LifecycleRule = {
+      id: 'housekeeping',
+      abortIncompleteMultipartUploadAfter: Duration.days(1),
+      expiredObjectDeleteMarker: true,
+      noncurrentVersionExpiration: Duration.days(noncurrentDays),
+    };
+    return [...tierRules, housekeeping];
+  }
+}
+
+/** Renders a resolved CloudFormation value the way cdk-nag names it in a finding id. */
+function flattenForNag(value: unknown): string {
+  if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/\}/g, '>');
+  if (typeof value === 'object' && value !== null) {
+    const fn = value as Record<string, unknown>;
+    if (Array.isArray(fn['Fn::Join'])) {
+      const [delimiter, parts] = fn['Fn::Join'] as [string, unknown[]];
+      return parts.map(flattenForNag).join(delimiter);
+    }
+    if (Array.isArray(fn['Fn::GetAtt'])) return `<${(fn['Fn::GetAtt'] as string[]).join('.')}>`;
+    if (typeof fn.Ref === 'string') return `<${fn.Ref}>`;
+    if ('Fn::ImportValue' in fn) return flattenForNag(fn['Fn::ImportValue']);
+  }
+  return JSON.stringify(value);
+}

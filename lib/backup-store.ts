@@ -1,0 +1,175 @@
+import { Aws, Duration, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { BackupBucket, BackupBucketProps, ObjectLockMode } from './backup-bucket';
+import { ReplicaStore } from './replica-store';
+
+export interface BackupStoreProps extends BackupBucketProps {
+  /**
+   * The offsite copy in another region. Every new version is replicated there; delete markers are not,
+   * so a deletion or corruption here does not spread.
+   * @default - no replication: the store keeps a single regional copy
+   */
+  readonly replica?: ReplicaStore;
+  /**
+   * Replication Time Control: S3 replicates 99.99% of objects within 15 minutes and reports what it misses.
+   * Replication metrics are on either way, since the failed-replication alarm needs them.
+   * @default true
+   */
+  readonly replicationTimeControl?: boolean;
+  /**
+   * Where the failed-replication alarm notifies.
+   * @default - no action; wire one later with `replicationFailedAlarm.addAlarmAction(...)`
+   */
+  readonly alarmTopic?: sns.ITopic;
+}
+
+/** The id of the replication rule; also the `RuleId` dimension of the replication metrics. */
+export const REPLICATION_RULE_ID = 'replicate-to-replica';
+
+/**
+ * Where backups live (the "3" and "2" of 3-2-1): a versioned, KMS-encrypted, Object-Locked bucket whose
+ * lifecycle follows the retention tiers, replicated to a ReplicaStore in another region (the "1").
+ */
+export class BackupStore extends BackupBucket {
+  /** The role S3 assumes to replicate, when a replica is set. */
+  public readonly replicationRole?: iam.IRole;
+  /** Fires when any object fails to replicate, when a replica is set. */
+  public readonly replicationFailedAlarm?: cloudwatch.Alarm;
+  /** The replica, when one is set. */
+  public readonly replica?: ReplicaStore;
+
+  constructor(scope: Construct, id: string, props: BackupStoreProps = {}) {
+    super(scope, id, props);
+    if (!props.replica) {
+      if (props.replicationTimeControl !== undefined || props.alarmTopic) {
+        throw new Error(`${this.node.path}: replicationTimeControl and alarmTopic only apply with a replica; set replica to a ReplicaStore in another region, or remove them`);
+      }
+      return;
+    }
+    this.replica = props.replica;
+    this.checkReplica(props.replica);
+    // The replica must exist before anything replicates into it.
+    Stack.of(this).addStackDependency(Stack.of(props.replica));
+    this.replicationRole = this.createReplicationRole(props.replica);
+    this.configureReplication(props.replica, props.replicationTimeControl ?? true);
+
+    this.replicationFailedAlarm = this.metricFailedReplication().createAlarm(this, 'ReplicationFailedAlarm', {
+      alarmDescription: `Objects of ${this.node.path} failed to replicate to ${props.replica.node.path}; check the replication role's permissions and the replica key`,
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      // S3 publishes the metric only when there is replication activity.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    if (props.alarmTopic) this.replicationFailedAlarm.addAlarmAction(new cwActions.SnsAction(props.alarmTopic));
+  }
+
+  /** Objects that failed to replicate (S3 replication metrics, sum over 5 minutes by default). */
+  public metricFailedReplication(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.replicationMetric('OperationsFailedReplication', cloudwatch.Stats.SUM, props);
+  }
+
+  /** Seconds the replica lags behind (S3 replication metrics, maximum over 5 minutes by default). */
+  public metricReplicationLatency(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.replicationMetric('ReplicationLatency', cloudwatch.Stats.MAXIMUM, props);
+  }
+
+  private replicationMetric(metricName: string, statistic: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    if (!this.replica) throw new Error(`${this.node.path}: replication metrics need a replica; set the replica property`);
+    return new cloudwatch.Metric({
+      namespace: 'AWS/S3',
+      metricName,
+      dimensionsMap: { SourceBucket: this.bucket.bucketName, DestinationBucket: this.replica.bucket.bucketName, RuleId: REPLICATION_RULE_ID },
+      statistic,
+      period: Duration.minutes(5),
+      ...props,
+    });
+  }
+
+  private checkReplica(replica: ReplicaStore): void {
+    const region = Stack.of(this).region;
+    if (!Token.isUnresolved(region) && replica.region === region) {
+      throw new Error(`${this.node.path}: replica is in ${region}, the same region as this store; an offsite copy in the same region ` +
+        'does not survive a regional outage. Put the ReplicaStore in a stack whose env.region is another region');
+    }
+    if (this.objectLockMode !== ObjectLockMode.OFF && replica.objectLockMode === ObjectLockMode.OFF) {
+      throw new Error(`${this.node.path}: this store uses Object Lock but its replica has objectLockMode OFF, and S3 cannot replicate ` +
+        'locked objects into an unlocked bucket; give the ReplicaStore objectLockMode GOVERNANCE or COMPLIANCE');
+    }
+  }
+
+  /** CDK's own replication role lacks the Object Lock reads, and without them nothing replicates and nothing says so. */
+  private createReplicationRole(replica: ReplicaStore): iam.Role {
+    const role = new iam.Role(this, 'ReplicationRole', {
+      assumedBy: new iam.ServicePrincipal('s3.amazonaws.com'),
+      description: `Replicates ${this.node.path} to ${replica.node.path}`,
+    });
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetReplicationConfiguration', 's3:ListBucket'],
+      resources: [this.bucket.bucketArn],
+    }));
+    const sourceObjects = this.bucket.arnForObjects('*');
+    const replicaObjects = replica.bucket.arnForObjects('*');
+    const replicaKeys = `arn:${Aws.PARTITION}:kms:${replica.region}:${replica.account}:key/*`;
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObjectVersionForReplication', 's3:GetObjectVersionAcl', 's3:GetObjectVersionTagging',
+        's3:GetObjectRetention', 's3:GetObjectLegalHold'],
+      resources: [sourceObjects],
+    }));
+    // No s3:ReplicateDelete: delete markers stay here.
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:ReplicateObject', 's3:ReplicateTags'],
+      resources: [replicaObjects],
+    }));
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['kms:Decrypt'],
+      resources: [this.encryptionKey.keyArn],
+      conditions: {
+        StringEquals: { 'kms:ViaService': `s3.${Stack.of(this).region}.amazonaws.com` },
+        // With S3 Bucket Keys the encryption context is the bucket ARN, without them the object ARN.
+        StringLike: { 'kms:EncryptionContext:aws:s3:arn': [this.bucket.bucketArn, this.bucket.arnForObjects('*')] },
+      },
+    }));
+    // The replica key lives in the other stack: name it by its alias, since an IAM resource cannot be an alias ARN.
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['kms:Encrypt', 'kms:GenerateDataKey'],
+      resources: [replicaKeys],
+      conditions: {
+        'StringEquals': { 'kms:ViaService': `s3.${replica.region}.amazonaws.com` },
+        'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [replica.keyAliasName] },
+      },
+    }));
+    this.acknowledgeWildcards(role, [sourceObjects, replicaObjects],
+      'Replication copies every version of this backup bucket into its replica, so it reads and writes bucket/* on each side');
+    this.acknowledgeWildcards(role, [replicaKeys],
+      'The replica key lives in another stack and an IAM resource cannot be an alias ARN; kms:ResourceAliases limits key/* to that one key');
+    return role;
+  }
+
+  private configureReplication(replica: ReplicaStore, timeControl: boolean): void {
+    const fifteenMinutes = { minutes: 15 };
+    const rule: s3.CfnBucket.ReplicationRuleProperty = {
+      id: REPLICATION_RULE_ID,
+      status: 'Enabled',
+      priority: 0,
+      filter: { prefix: '' },
+      deleteMarkerReplication: { status: 'Disabled' },
+      sourceSelectionCriteria: { sseKmsEncryptedObjects: { status: 'Enabled' } },
+      destination: {
+        bucket: replica.bucket.bucketArn,
+        encryptionConfiguration: { replicaKmsKeyId: replica.keyAliasArn },
+        replicationTime: timeControl ? { status: 'Enabled', time: fifteenMinutes } : undefined,
+        metrics: timeControl
+          ? { status: 'Enabled', eventThreshold: fifteenMinutes }
+          : { status: 'Enabled' },
+      },
+    };
+    const cfnBucket = this.bucket.node.defaultChild as s3.CfnBucket;
+    cfnBucket.replicationConfiguration = { role: this.replicationRole!.roleArn, rules: [rule] };
+  }
+}

@@ -1,0 +1,35 @@
+import { Aws, PhysicalName, Stack, Token } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { BackupBucket, BackupBucketProps } from './backup-bucket';
+
+/** Properties of the offsite copy; its region and account are those of the stack it lives in. */
+export type ReplicaStoreProps = BackupBucketProps;
+
+/**
+ * The offsite copy of a BackupStore, in a stack of another region: its own bucket, KMS key (rotation on),
+ * Object Lock and lifecycle. The primary refers to it by names known at synth (a generated bucket name and
+ * the key's alias ARN), so the two stacks never reference each other's outputs and cannot form a cycle.
+ */
+export class ReplicaStore extends BackupBucket {
+  /** The region that holds the copy. */
+  public readonly region: string;
+  /** The account that owns the copy. */
+  public readonly account: string;
+  /** The alias of the replica's key, derived from the construct path. */
+  public readonly keyAliasName: string;
+  /** The alias ARN, accepted by S3 replication's `ReplicaKmsKeyID` and Secrets Manager replicas' `KmsKeyId`. */
+  public readonly keyAliasArn: string;
+
+  constructor(scope: Construct, id: string, props: ReplicaStoreProps = {}) {
+    const stack = Stack.of(scope);
+    if (Token.isUnresolved(stack.region) || Token.isUnresolved(stack.account)) {
+      throw new Error(`${scope.node.path}/${id}: a ReplicaStore needs a stack with an explicit env (account and region), ` +
+        'because the primary store refers to it by names known at synth; set env: { account, region } on its stack');
+    }
+    super(scope, id, props, { bucketName: PhysicalName.GENERATE_IF_NEEDED, withKeyAlias: true });
+    this.region = stack.region;
+    this.account = stack.account;
+    this.keyAliasName = this.keyAlias!;
+    this.keyAliasArn = `arn:${Aws.PARTITION}:kms:${this.region}:${this.account}:${this.keyAliasName}`;
+  }
+}
