@@ -1,0 +1,308 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  Annotations, Arn, ArnFormat, CustomResource, Duration, Lazy, RemovalPolicy, Stack, Token, Validations,
+} from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+
+/** The alias the replica stack gives the KMS key that encrypts replicated secrets in the DR region. */
+export const DEFAULT_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
+
+/** An age X25519 recipient, as `age-keygen` prints it: `age1` and 58 bech32 characters. */
+const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+
+const KEY_GENERATOR_ASSET = path.join(__dirname, '../assets/lambda/key-generator');
+
+export interface BackupKeysProps {
+  /**
+   * The disaster-recovery region the identity secret is replicated to, so that backups stay readable when
+   * the primary region is gone. Required when BackupKeys generates the key pair.
+   *
+   * @default - none; an error unless `recipient` is given
+   */
+  readonly replicaRegion?: string;
+
+  /**
+   * The alias of the KMS key that encrypts the replica secret in `replicaRegion`.
+   *
+   * BackupKeys does not create that key: the replica stack (ReplicaStore) does, and must be deployed first.
+   * Its key policy must let Secrets Manager in this account use it (`kms:Encrypt`, `kms:GenerateDataKey` and
+   * `kms:Decrypt` with `kms:ViaService` `secretsmanager.<replicaRegion>.amazonaws.com`).
+   *
+   * @default 'alias/restorable-secrets'
+   */
+  readonly replicaKeyAlias?: string;
+
+  /**
+   * Which key pair generation is current. Increase it to rotate: a new identity is put in front of the old
+   * ones in the same secret, so backups made with earlier keys still decrypt with the same identity file,
+   * and dump tasks encrypt to the new recipient from the next deployment on.
+   *
+   * @default 1
+   */
+  readonly generation?: number;
+
+  /**
+   * Bring your own key: the recipient (`age1…`) of an identity you generated offline with `age-keygen` and
+   * keep in your own vault. BackupKeys then creates no secret, no KMS key and no key-generating function.
+   *
+   * @default - a key pair is generated at deploy time and its identity kept in a replicated secret
+   */
+  readonly recipient?: string;
+
+  /**
+   * With `recipient`: a secret that holds your identity file, so that restore tests can decrypt. Its
+   * resource policy and key are yours to manage.
+   *
+   * @default - no identity available to AWS: restore tests cannot decrypt, and synth warns about it
+   */
+  readonly identitySecret?: secretsmanager.ISecret;
+
+  /**
+   * A role allowed to read the identity in an emergency, besides the restore roles. Its own IAM policy must
+   * still grant `secretsmanager:GetSecretValue`; this only exempts it from the secret's deny.
+   *
+   * @default - no break-glass role: only restore roles and the key-generating function can read the identity
+   */
+  readonly breakGlassRole?: iam.IRole;
+}
+
+/**
+ * The age key pair that encrypts backups. Dump tasks get only the public `recipient`; the identity (private
+ * key) is generated at deploy time by a custom resource, never synthesized, and kept in a Secrets Manager
+ * secret that is encrypted with its own KMS key, replicated to the DR region, retained when the stack is
+ * deleted, and readable only by roles registered with `grantIdentityRead` (plus an optional break-glass role).
+ */
+export class BackupKeys extends Construct {
+  /** The age recipient (public key) that dump tasks encrypt to. A token when the key is generated. */
+  public readonly recipient: string;
+
+  /** The secret holding the age identity file, when there is one. */
+  public readonly identitySecret?: secretsmanager.ISecret;
+
+  /** The KMS key that encrypts the identity secret, when BackupKeys created it. */
+  public readonly encryptionKey?: kms.IKey;
+
+  /** Roles exempt from the secret's GetSecretValue deny; read lazily, so roles registered later count too. */
+  private readonly identityReaders: iam.IRole[] = [];
+  private readonly replicaRegion?: string;
+  private readonly replicaKeyAlias: string;
+
+  constructor(scope: Construct, id: string, props: BackupKeysProps = {}) {
+    super(scope, id);
+    this.replicaKeyAlias = props.replicaKeyAlias ?? DEFAULT_REPLICA_KEY_ALIAS;
+
+    if (props.recipient !== undefined) {
+      validateRecipient(props.recipient);
+      this.recipient = props.recipient;
+      this.identitySecret = props.identitySecret;
+      if (!props.identitySecret) {
+        Annotations.of(this).addWarningV2('@restorable/backup-keys:no-identity-secret',
+          'BackupKeys uses your own recipient and no identity secret: restore tests cannot decrypt backups. ' +
+          'Pass identitySecret (a secret holding your age identity file) to let restore tests run.');
+      }
+      return;
+    }
+    if (props.identitySecret) {
+      throw new Error('identitySecret is for a key you bring: pass recipient too (the age1… line of age-keygen), ' +
+        'or leave both out to have BackupKeys generate the key pair');
+    }
+
+    this.replicaRegion = this.validateReplicaRegion(props.replicaRegion);
+    validateAlias(this.replicaKeyAlias);
+    const generation = props.generation ?? 1;
+    if (!Number.isInteger(generation) || generation < 1) {
+      throw new Error(`generation must be a positive integer (1, 2, …), got ${generation}: increase it by one to rotate the key`);
+    }
+
+    const key = new kms.Key(this, 'Key', {
+      description: 'Encrypts the age identity that opens Restorable backups',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.denyDecryptOutsideSecretsManager(key);
+    this.encryptionKey = key;
+
+    const secret = new secretsmanager.Secret(this, 'Identity', {
+      description: 'age identity file (private keys) that opens Restorable backups; restore roles only',
+      encryptionKey: key,
+      // CloudFormation requires an initial value; the key generator replaces it with the identity file.
+      generateSecretString: { passwordLength: 32, excludePunctuation: true },
+      replicaRegions: [{ region: this.replicaRegion, encryptionKey: kms.Key.fromKeyArn(this, 'ReplicaKey', this.replicaKeyArn(this.replicaKeyAlias)) }],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.identitySecret = secret;
+    if (props.breakGlassRole) this.identityReaders.push(props.breakGlassRole);
+    const { policyDependable } = secret.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'OnlyRestoreRolesReadTheIdentity',
+      effect: iam.Effect.DENY,
+      principals: [new iam.AnyPrincipal()],
+      actions: ['secretsmanager:GetSecretValue'],
+      resources: ['*'],
+      conditions: {
+        ArnNotEquals: { 'aws:PrincipalArn': Lazy.list({ produce: () => this.identityReaders.map((role) => role.roleArn) }) },
+      },
+    }));
+    // Kept with the secret: a retained secret without its deny would be readable by any broad IAM policy.
+    if (policyDependable instanceof secretsmanager.ResourcePolicy) policyDependable.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    Validations.of(secret).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-SMG4',
+      reason: 'The identity is rotated by raising the generation prop, which appends a key; a Secrets Manager ' +
+        'rotation would replace the value and make every older backup undecryptable.',
+    });
+
+    const generator = this.keyGenerator(secret, key);
+    const keyPair = new CustomResource(this, 'KeyPair', {
+      serviceToken: generator.functionArn,
+      resourceType: 'Custom::RestorableAgeIdentity',
+      serviceTimeout: Duration.minutes(5),
+      properties: { SecretId: secret.secretArn, Generation: String(generation) },
+    });
+    this.recipient = keyPair.getAttString('Recipient');
+  }
+
+  /**
+   * Lets a restore role read the identity: exempts it from the secret's deny, and grants GetSecretValue and
+   * decryption through Secrets Manager, in the primary region and on the replica in the DR region.
+   * Never grant this to a dump role: dump tasks need only `recipient`.
+   */
+  public grantIdentityRead(role: iam.IRole): iam.Grant {
+    if (!this.identitySecret) {
+      return iam.Grant.drop(role, 'read the age identity, which is not kept in AWS (recipient given without identitySecret)');
+    }
+    const primary = this.identitySecret.grantRead(role);
+    if (!this.replicaRegion) return primary; // a secret brought by the user: its policy is the user's
+    if (!this.identityReaders.includes(role)) this.identityReaders.push(role);
+
+    const replicaSecret = iam.Grant.addToPrincipal({
+      grantee: role,
+      actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+      resourceArns: [Arn.format({ ...Arn.split(this.identitySecret.secretArn, ArnFormat.COLON_RESOURCE_NAME), region: this.replicaRegion })],
+    });
+    const replicaKey = iam.Grant.addToPrincipal({
+      grantee: role,
+      actions: ['kms:Decrypt'],
+      resourceArns: [this.replicaKeyArn('key/*')],
+      conditions: {
+        'ForAnyValue:StringEquals': { 'kms:ResourceAliases': this.replicaKeyAlias },
+        'StringEquals': { 'kms:ViaService': `secretsmanager.${this.replicaRegion}.amazonaws.com` },
+      },
+    });
+    Validations.of(role).acknowledge({
+      id: this.replicaKeyWildcardFinding(),
+      reason: 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
+        'limited to that alias (kms:ResourceAliases) and to decryption through Secrets Manager.',
+    });
+    return primary.combine(replicaSecret).combine(replicaKey);
+  }
+
+  /** An ARN of the replica region's KMS resources, such as `alias/…` or `key/*`. */
+  private replicaKeyArn(resource: string): string {
+    const [kind, ...name] = resource.split('/');
+    return Stack.of(this).formatArn({
+      service: 'kms', region: this.replicaRegion, resource: kind, resourceName: name.join('/'),
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    });
+  }
+
+  /** The cdk-nag finding for `key/*` in the replica region, as cdk-nag spells the resource. */
+  private replicaKeyWildcardFinding(): string {
+    const account = Stack.of(this).account;
+    const shownAccount = Token.isUnresolved(account) ? '<AWS::AccountId>' : account;
+    return `AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:${this.replicaRegion}:${shownAccount}:key/*]`;
+  }
+
+  /**
+   * Decryption happens only through Secrets Manager, whose resource policy decides who reads the identity.
+   * A dump role, or anyone granted `kms:Decrypt` on `*`, cannot use the key directly. (Limiting the key
+   * itself to named roles would also lock out Secrets Manager's replication, which decrypts as the caller.)
+   */
+  private denyDecryptOutsideSecretsManager(key: kms.Key): void {
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'DecryptOnlyThroughSecretsManager',
+      effect: iam.Effect.DENY,
+      principals: [new iam.AnyPrincipal()],
+      actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+      resources: ['*'],
+      conditions: { StringNotEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
+    }));
+  }
+
+  /** The function behind the custom resource: the only principal that writes the identity. */
+  private keyGenerator(secret: secretsmanager.Secret, key: kms.Key): lambda.Function {
+    if (!fs.existsSync(path.join(KEY_GENERATOR_ASSET, 'index.js'))) {
+      throw new Error(`the key generator is not bundled (${KEY_GENERATOR_ASSET} is missing): run 'npm run bundle' first`);
+    }
+    const logGroup = new logs.LogGroup(this, 'KeyGeneratorLogs', { retention: logs.RetentionDays.ONE_YEAR });
+    const role = new iam.Role(this, 'KeyGeneratorRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Generates the age identity of Restorable backups into its secret',
+    });
+    logGroup.grantWrite(role);
+    this.identityReaders.push(role);
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
+      resources: [secret.secretArn],
+    }));
+    key.grant(role, 'kms:Decrypt', 'kms:GenerateDataKey');
+    // Secrets Manager replicates each new value as the caller, so the caller must encrypt with the replica key.
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['kms:Encrypt', 'kms:GenerateDataKey'],
+      resources: [this.replicaKeyArn('key/*')],
+      conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': this.replicaKeyAlias } },
+    }));
+    Validations.of(role).acknowledge({
+      id: this.replicaKeyWildcardFinding(),
+      reason: 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
+        'limited to that alias with kms:ResourceAliases.',
+    });
+
+    const generator = new lambda.Function(this, 'KeyGenerator', {
+      description: 'Generates the age identity of Restorable backups (custom resource)',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(KEY_GENERATOR_ASSET),
+      role,
+      logGroup,
+      timeout: Duration.minutes(1),
+      memorySize: 256,
+    });
+    Validations.of(generator).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-L1',
+      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported ' +
+        'Lambda runtime; moving to a newer one is a deliberate change with its own bundle target.',
+    });
+    return generator;
+  }
+
+  private validateReplicaRegion(replicaRegion: string | undefined): string {
+    if (replicaRegion === undefined) {
+      throw new Error('replicaRegion is required: the identity secret is replicated to a DR region so that ' +
+        'backups stay readable when the primary region is gone (for example replicaRegion: \'eu-west-1\')');
+    }
+    const stackRegion = Stack.of(this).region;
+    if (!Token.isUnresolved(replicaRegion) && !Token.isUnresolved(stackRegion) && replicaRegion === stackRegion) {
+      throw new Error(`replicaRegion must differ from the stack's region (${replicaRegion}): ` +
+        'a copy in the same region does not survive a regional outage');
+    }
+    return replicaRegion;
+  }
+}
+
+function validateRecipient(recipient: string): void {
+  if (Token.isUnresolved(recipient) || AGE_RECIPIENT.test(recipient)) return;
+  const shown = recipient.startsWith('AGE-SECRET-KEY') ? 'an identity (private key!)' : `'${recipient}'`;
+  throw new Error(`recipient must be an age X25519 recipient, 'age1' followed by 58 lowercase characters, as ` +
+    `printed by 'age-keygen -y key.txt'; got ${shown}`);
+}
+
+function validateAlias(alias: string): void {
+  if (!/^alias\/[a-zA-Z0-9/_-]+$/.test(alias) || alias.startsWith('alias/aws/')) {
+    throw new Error(`replicaKeyAlias must be a customer key alias such as '${DEFAULT_REPLICA_KEY_ALIAS}', got '${alias}'`);
+  }
+}

@@ -1,0 +1,266 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { App, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { BackupKeys, BackupKeysProps } from '../../lib/backup-keys';
+
+const ENV = { account: '123456789012', region: 'eu-central-1' };
+const OFFLINE_RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+
+beforeAll(() => {
+  if (!existsSync(join(__dirname, '../../assets/lambda/key-generator/index.js'))) {
+    throw new Error("the key-generator asset is missing: run 'npm run bundle' before these tests");
+  }
+});
+
+/** A stack with generated keys, a restore role registered after construction, and a dump role. */
+function generatedKeys(props: BackupKeysProps = {}) {
+  const stack = new Stack(new App(), 'Keys', { env: ENV });
+  const keys = new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', ...props });
+  const dumpRole = new iam.Role(stack, 'DumpRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+  dumpRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: ['arn:aws:s3:::backups/orders-db/*'] }));
+  const restoreRole = new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+  keys.grantIdentityRead(restoreRole);
+  return { stack, keys, dumpRole, restoreRole, template: Template.fromStack(stack) };
+}
+
+function logicalId(template: Template, type: string, pattern: RegExp): string {
+  const ids = Object.keys(template.findResources(type)).filter((id) => pattern.test(id));
+  if (ids.length !== 1) throw new Error(`expected one ${type} matching ${pattern}, found ${ids.join(', ') || 'none'}`);
+  return ids[0];
+}
+
+const roleArn = (id: string) => ({ 'Fn::GetAtt': [id, 'Arn'] });
+
+describe('generated keys', () => {
+  test('the identity secret is encrypted with its own rotating KMS key and replicated with the DR key alias', () => {
+    const { template } = generatedKeys();
+    const keyId = logicalId(template, 'AWS::KMS::Key', /^BackupKeysKey/);
+
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      KmsKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] },
+      ReplicaRegions: [{
+        Region: 'eu-west-1',
+        KmsKeyId: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:eu-west-1:123456789012:alias/restorable-secrets']] },
+      }],
+    });
+  });
+
+  test('a replica key alias of the user\'s choosing is used in the DR region', () => {
+    const { template } = generatedKeys({ replicaRegion: 'us-west-2', replicaKeyAlias: 'alias/dr/secrets' });
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      ReplicaRegions: [{
+        Region: 'us-west-2',
+        KmsKeyId: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:us-west-2:123456789012:alias/dr/secrets']] },
+      }],
+    });
+  });
+
+  test('the secret, its resource policy and its key are retained when the stack is deleted or replaced', () => {
+    const { template } = generatedKeys();
+    for (const type of ['AWS::SecretsManager::Secret', 'AWS::SecretsManager::ResourcePolicy', 'AWS::KMS::Key']) {
+      const resources = Object.values(template.findResources(type));
+      expect(resources).toHaveLength(1);
+      expect(resources[0]).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    }
+  });
+
+  test('the resource policy denies GetSecretValue to all but the restore roles and the key generator, even roles registered later', () => {
+    const { template } = generatedKeys();
+    const generatorRole = logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/);
+    const restoreRole = logicalId(template, 'AWS::IAM::Role', /^RestoreRole/);
+
+    template.hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
+      ResourcePolicy: {
+        Statement: [{
+          Effect: 'Deny',
+          Principal: { AWS: '*' },
+          Action: 'secretsmanager:GetSecretValue',
+          Resource: '*',
+          Condition: { ArnNotEquals: { 'aws:PrincipalArn': [roleArn(generatorRole), roleArn(restoreRole)] } },
+        }],
+      },
+    });
+  });
+
+  test('a break-glass role is exempt from the deny as well', () => {
+    const stack = new Stack(new App(), 'Keys', { env: ENV });
+    const breakGlassRole = iam.Role.fromRoleArn(stack, 'BreakGlass', 'arn:aws:iam::123456789012:role/security/break-glass');
+    new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', breakGlassRole });
+
+    Template.fromStack(stack).hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
+      ResourcePolicy: { Statement: [Match.objectLike({
+        Condition: { ArnNotEquals: { 'aws:PrincipalArn': Match.arrayWith(['arn:aws:iam::123456789012:role/security/break-glass']) } },
+      })] },
+    });
+  });
+
+  test('the identity key decrypts only through Secrets Manager, so a role cannot use it directly', () => {
+    const { template } = generatedKeys();
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: { Statement: Match.arrayWith([{
+        Sid: 'DecryptOnlyThroughSecretsManager',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+        Resource: '*',
+        Condition: { StringNotEquals: { 'kms:ViaService': 'secretsmanager.eu-central-1.amazonaws.com' } },
+      }]) },
+    });
+  });
+
+  test('no role but the restore role and the key generator may read the identity or decrypt with its key', () => {
+    const { template } = generatedKeys();
+    const secretId = logicalId(template, 'AWS::SecretsManager::Secret', /^BackupKeysIdentity/);
+    const keyId = logicalId(template, 'AWS::KMS::Key', /^BackupKeysKey/);
+    const allowed = [
+      logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/),
+      logicalId(template, 'AWS::IAM::Role', /^RestoreRole/),
+    ].sort();
+
+    const readers = rolesGranted(template, ['secretsmanager:GetSecretValue'], secretId);
+    const decrypters = rolesGranted(template, ['kms:Decrypt', 'kms:ReEncryptFrom'], keyId);
+
+    expect(readers).toEqual(allowed);
+    expect(decrypters).toEqual(allowed);
+    expect(readers).not.toContain(logicalId(template, 'AWS::IAM::Role', /^DumpRole/));
+    // The key policy names no role besides the restore role (CDK's grant) and the account itself.
+    const keyPolicyPrincipals = JSON.stringify(Object.values(template.findResources('AWS::KMS::Key'))[0].Properties.KeyPolicy);
+    expect(keyPolicyPrincipals).not.toContain('DumpRole');
+    expect(keyPolicyPrincipals).not.toContain('KeyGeneratorRole');
+  });
+
+  test('the restore role may also read the replica secret in the DR region, through the replica key alias only', () => {
+    const { template } = generatedKeys();
+    const restorePolicy = logicalId(template, 'AWS::IAM::Policy', /^RestoreRoleDefaultPolicy/);
+    const statements = template.toJSON().Resources[restorePolicy].Properties.PolicyDocument.Statement;
+    expect(JSON.stringify(statements)).toContain(':eu-west-1:');
+    expect(statements).toContainEqual({
+      Action: 'kms:Decrypt',
+      Effect: 'Allow',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:eu-west-1:123456789012:key/*']] },
+      Condition: {
+        'ForAnyValue:StringEquals': { 'kms:ResourceAliases': 'alias/restorable-secrets' },
+        'StringEquals': { 'kms:ViaService': 'secretsmanager.eu-west-1.amazonaws.com' },
+      },
+    });
+  });
+
+  test('the key pair comes from a custom resource on Node.js 22; the template holds no identity, only the recipient attribute', () => {
+    const { stack, keys, template } = generatedKeys();
+    const secretId = logicalId(template, 'AWS::SecretsManager::Secret', /^BackupKeysIdentity/);
+    const keyPairId = logicalId(template, 'Custom::RestorableAgeIdentity', /^BackupKeysKeyPair/);
+
+    template.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'nodejs22.x', Handler: 'index.handler' });
+    template.hasResourceProperties('Custom::RestorableAgeIdentity', { SecretId: { Ref: secretId }, Generation: '1' });
+    expect(stack.resolve(keys.recipient)).toEqual({ 'Fn::GetAtt': [keyPairId, 'Recipient'] });
+    const everything = JSON.stringify(template.toJSON());
+    expect(everything).not.toMatch(/AGE-SECRET-KEY|age1[02-9ac-hj-np-z]{58}/);
+    // The only value given at synth is CloudFormation's random placeholder, replaced at deploy time.
+    template.hasResourceProperties('AWS::SecretsManager::Secret', { SecretString: Match.absent() });
+  });
+
+  test('raising the generation changes the custom resource, which appends a new key', () => {
+    const { template } = generatedKeys({ generation: 2 });
+    template.hasResourceProperties('Custom::RestorableAgeIdentity', { Generation: '2' });
+  });
+});
+
+describe('bring your own key', () => {
+  test('only the recipient: no secret, no key, no function, and a warning that restore tests cannot decrypt', () => {
+    const stack = new Stack(new App(), 'Keys', { env: ENV });
+    const keys = new BackupKeys(stack, 'BackupKeys', { recipient: OFFLINE_RECIPIENT });
+    const restoreRole = new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    keys.grantIdentityRead(restoreRole);
+
+    const template = Template.fromStack(stack);
+    for (const type of ['AWS::SecretsManager::Secret', 'AWS::KMS::Key', 'AWS::Lambda::Function', 'Custom::RestorableAgeIdentity', 'AWS::IAM::Policy']) {
+      template.resourceCountIs(type, 0);
+    }
+    expect(keys.recipient).toBe(OFFLINE_RECIPIENT);
+    expect(keys.identitySecret).toBeUndefined();
+    Annotations.fromStack(stack).hasWarning('/Keys/BackupKeys', Match.stringLikeRegexp('restore tests cannot decrypt backups.*Pass identitySecret'));
+  });
+
+  test('with the user\'s identity secret, restore roles get to read it and nothing warns', () => {
+    const stack = new Stack(new App(), 'Keys', { env: ENV });
+    const identitySecret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'Own',
+      'arn:aws:secretsmanager:eu-central-1:123456789012:secret:team/age-identity-AbCdEf');
+    const keys = new BackupKeys(stack, 'BackupKeys', { recipient: OFFLINE_RECIPIENT, identitySecret });
+    keys.grantIdentityRead(new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') }));
+
+    Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({
+        Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+        Resource: 'arn:aws:secretsmanager:eu-central-1:123456789012:secret:team/age-identity-AbCdEf',
+      })]) },
+    });
+    Template.fromStack(stack).resourceCountIs('AWS::SecretsManager::Secret', 0);
+    expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toHaveLength(0);
+  });
+});
+
+describe('mistakes are caught at synth, in words that say what to fix', () => {
+  const make = (props: BackupKeysProps) => () => new BackupKeys(new Stack(new App(), 'Keys', { env: ENV }), 'BackupKeys', props);
+
+  test.each([
+    [{ recipient: 'age1notarecipient' }, /recipient must be an age X25519 recipient.*'age1notarecipient'/],
+    [{ replicaRegion: 'eu-west-1', generation: 0 }, /generation must be a positive integer.*got 0/],
+    [{}, /replicaRegion is required/],
+    [{ replicaRegion: 'eu-central-1' }, /replicaRegion must differ from the stack's region \(eu-central-1\)/],
+    [{ replicaRegion: 'eu-west-1', replicaKeyAlias: 'restorable-secrets' }, /replicaKeyAlias must be a customer key alias such as 'alias\/restorable-secrets'/],
+  ])('%j', (props, message) => {
+    expect(make(props)).toThrow(message);
+  });
+
+  test('an identity passed by mistake as the recipient is not repeated in the error', () => {
+    const identity = 'AGE-SECRET-KEY-1QQPQZRQXQ4EVDHYXWJZ8Q3VKC8YZ0XHKQ3SF6N5T3FPFJ3Z2Y0KSQ9QYDGX';
+    expect(make({ recipient: identity })).toThrow(/got an identity \(private key!\)$/);
+    expect(make({ recipient: identity })).not.toThrow(/QQPQZRQ/);
+  });
+
+  test('identitySecret without a recipient is refused', () => {
+    const stack = new Stack(new App(), 'Keys', { env: ENV });
+    const identitySecret = secretsmanager.Secret.fromSecretNameV2(stack, 'Own', 'team/age-identity');
+    expect(() => new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', identitySecret }))
+      .toThrow(/identitySecret is for a key you bring: pass recipient too/);
+  });
+});
+
+/**
+ * The logical ids of the roles whose identity policies allow any of `actions` (or a wildcard covering
+ * them) on a resource that refers to `resourceId` or on `*`.
+ */
+function rolesGranted(template: Template, actions: string[], resourceId: string): string[] {
+  const covers = (granted: string) => actions.some((action) =>
+    new RegExp(`^${granted.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(action));
+  const roles = new Set<string>();
+  const consider = (statements: Array<Record<string, unknown>>, roleIds: string[]) => {
+    for (const statement of statements) {
+      if (statement.Effect !== 'Allow') continue;
+      const granted = ([] as string[]).concat(statement.Action as string | string[]);
+      const resources = JSON.stringify(statement.Resource);
+      if (granted.some(covers) && (resources.includes(resourceId) || resources === '"*"')) roleIds.forEach((id) => roles.add(id));
+    }
+  };
+  for (const policy of Object.values(template.findResources('AWS::IAM::Policy'))) {
+    const roleIds = (policy.Properties.Roles ?? []).map((role: { Ref: string }) => role.Ref);
+    consider(policy.Properties.PolicyDocument.Statement, roleIds);
+  }
+  for (const [id, role] of Object.entries(template.findResources('AWS::IAM::Role'))) {
+    for (const inline of role.Properties.Policies ?? []) consider(inline.PolicyDocument.Statement, [id]);
+  }
+  // Key policies grant through the principal: count the roles they name.
+  for (const [id, key] of Object.entries(template.findResources('AWS::KMS::Key'))) {
+    if (id !== resourceId) continue;
+    for (const statement of key.Properties.KeyPolicy.Statement) {
+      const granted = ([] as string[]).concat(statement.Action);
+      const principal = statement.Principal?.AWS?.['Fn::GetAtt']?.[0];
+      if (statement.Effect === 'Allow' && principal && granted.some(covers)) roles.add(principal);
+    }
+  }
+  return [...roles].sort();
+}
