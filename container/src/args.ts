@@ -1,0 +1,85 @@
+/**
+ * A small, reusable command-line layer over node's util.parseArgs: every command declares its
+ * options once, with a description, and gets usage text and clear errors for free.
+ */
+import { parseArgs } from 'node:util';
+import { UsageError } from './errors';
+
+export enum OptionKind {
+  STRING = 'string',
+  FLAG = 'flag',
+}
+
+export interface OptionSpec {
+  readonly kind: OptionKind;
+  readonly description: string;
+  readonly required?: boolean;
+  /** Shown in usage, for example `NAME`. */
+  readonly placeholder?: string;
+}
+
+export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
+
+export interface CommandSpec {
+  readonly name: string;
+  readonly summary: string;
+  readonly options: OptionSpecs;
+}
+
+/** The parsed options of one command, read through typed accessors. */
+export class ParsedArgs {
+  constructor(private readonly command: CommandSpec, private readonly values: Record<string, string | boolean | undefined>) {}
+
+  string(name: string): string | undefined {
+    const value = this.values[name];
+    return typeof value === 'string' ? value : undefined;
+  }
+
+  requiredString(name: string): string {
+    const value = this.string(name);
+    if (value === undefined || value === '') {
+      throw new UsageError(`${this.command.name}: --${name} is required\n\n${usage(this.command)}`);
+    }
+    return value;
+  }
+
+  flag(name: string): boolean {
+    return this.values[name] === true;
+  }
+
+  /** A whole number, or undefined when absent. Accepts size suffixes (k, M, G: powers of 1024). */
+  size(name: string): number | undefined {
+    const text = this.string(name);
+    if (text === undefined) return undefined;
+    const m = /^(\d+)\s*([kmg]i?b?)?$/i.exec(text.trim());
+    if (!m) throw new UsageError(`${this.command.name}: --${name} must be a whole number, optionally with k, M or G (got '${text}')`);
+    const unit = (m[2] ?? '').charAt(0).toLowerCase();
+    const multiplier = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+    return Number(m[1]) * multiplier;
+  }
+}
+
+export function usage(command: CommandSpec): string {
+  const lines = Object.entries(command.options).map(([name, spec]) => {
+    const left = spec.kind === OptionKind.FLAG ? `--${name}` : `--${name} ${spec.placeholder ?? 'VALUE'}`;
+    return `  ${left.padEnd(30)} ${spec.description}${spec.required ? ' (required)' : ''}`;
+  });
+  return `usage: restorable ${command.name} [options]\n${command.summary}\n\n${lines.join('\n')}`;
+}
+
+/** Parses argv for one command; unknown options and missing values become UsageErrors. */
+export function parseCommandArgs(command: CommandSpec, argv: readonly string[]): ParsedArgs {
+  const options = Object.fromEntries(Object.entries(command.options)
+    .map(([name, spec]) => [name, { type: spec.kind === OptionKind.FLAG ? 'boolean' as const : 'string' as const }]));
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError(`${command.name}: ${(err as Error).message}\n\n${usage(command)}`);
+  }
+  const parsed = new ParsedArgs(command, values);
+  for (const [name, spec] of Object.entries(command.options)) {
+    if (spec.required) parsed.requiredString(name);
+  }
+  return parsed;
+}

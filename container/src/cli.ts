@@ -1,0 +1,86 @@
+/**
+ * The `restorable` agent: the container's entrypoint, also run with node on a workstation.
+ * stdout carries only the result; logs and progress go to stderr as JSON lines.
+ * Exit codes: 0 success, 1 failure, 2 bad usage.
+ */
+import { createS3Client } from './s3';
+import { CommandSpec, parseCommandArgs, usage } from './args';
+import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup';
+import { LIST_COMMAND, formatListing, runList } from './commands/list';
+import { AgentError, UsageError, redactor } from './errors';
+import { log } from './log';
+import { AGENT_VERSION } from './version';
+
+interface Command {
+  readonly spec: CommandSpec;
+  /** Returns what to print on stdout. */
+  run(argv: readonly string[]): Promise<string>;
+}
+
+function print(json: boolean, value: unknown, text: string): string {
+  return json ? JSON.stringify(value, null, 2) : text;
+}
+
+const COMMANDS: readonly Command[] = [
+  {
+    spec: BACKUP_COMMAND,
+    run: async (argv) => {
+      const args = parseCommandArgs(BACKUP_COMMAND, argv);
+      const result = await runBackup(args, { s3: createS3Client() });
+      return print(args.flag('json'), result, formatBackupResult(result));
+    },
+  },
+  {
+    spec: LIST_COMMAND,
+    run: async (argv) => {
+      const args = parseCommandArgs(LIST_COMMAND, argv);
+      const backups = await runList(args, createS3Client());
+      return print(args.flag('json'), backups, formatListing(backups));
+    },
+  },
+];
+
+function overview(): string {
+  return `restorable ${AGENT_VERSION}: backups you can prove you can restore\n\nusage: restorable <command> [options]\n\ncommands:\n` +
+    `${COMMANDS.map((c) => `  ${c.spec.name.padEnd(14)} ${c.spec.summary}`).join('\n')}\n\n` +
+    'Run `restorable <command> --help` for its options.';
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  // stderr is for JSON log lines; the SDK's advice about node versions is not one.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${overview()}\n`);
+    return name ? 0 : 2;
+  }
+  if (name === '--version') {
+    process.stdout.write(`${AGENT_VERSION}\n`);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.spec.name === name);
+  try {
+    if (!command) throw new UsageError(`unknown command '${name}'\n\n${overview()}`);
+    if (rest.includes('--help') || rest.includes('-h')) {
+      process.stdout.write(`${usage(command.spec)}\n`);
+      return 0;
+    }
+    const output = await command.run(rest);
+    process.stdout.write(`${output}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof AgentError) {
+      const message = redactor.redact(err.message);
+      log.error(message.split('\n')[0], { command: name });
+      process.stderr.write(`restorable ${name ?? ''}: ${message}\n`);
+      return err.exitCode;
+    }
+    // Not an AgentError: a bug or an unexpected failure; keep the stack, but never a secret.
+    process.stderr.write(`restorable ${name}: unexpected error: ${redactor.redact((err as Error)?.stack ?? String(err))}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}

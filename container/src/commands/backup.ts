@@ -1,0 +1,190 @@
+/**
+ * `restorable backup`: dump → zstd → age → S3, then the manifest, then latest.json (design §3).
+ * Nothing becomes visible as a good backup unless every step succeeded.
+ */
+import { Readable } from 'node:stream';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  Companion, Engine, LatestPointer, MANIFEST_FORMAT_VERSION, Manifest, TIER_TAG, TableCount, Tier,
+  backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, sourceNameProblem, tierFor,
+} from '../../../lib/contract';
+import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
+import { DEFAULT_ZSTD_LEVEL, Recipient, compressStage, encryptStage, resolveRecipient } from '../encrypt';
+import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
+import { AgentError, UsageError } from '../errors';
+import { ProgressReporter, log } from '../log';
+import { ProcessPipeline, StageSpec } from '../pipeline';
+import { getText, headSize, putJson } from '../s3';
+import { requireTools, toolVersion } from '../tools';
+import { StoredObject, StreamUpload, partSizeFor } from '../upload';
+import { AGENT_VERSION } from '../version';
+
+export const BACKUP_COMMAND: CommandSpec = {
+  name: 'backup',
+  summary: 'Dump a database, compress and encrypt it, and stream it to S3 with a manifest; then move latest.json.',
+  options: {
+    'source': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name (a-z, 0-9, -)', required: true },
+    'engine': { kind: OptionKind.STRING, placeholder: 'ENGINE', description: 'postgres or mysql (mariadb)', required: true },
+    'bucket': { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket', required: true },
+    'prefix': { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+    'recipient': { kind: OptionKind.STRING, placeholder: 'AGE1…', description: 'age public key to encrypt to' },
+    'recipient-file': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'file of age public keys, one a line' },
+    ...CONNECTION_OPTIONS,
+    'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the uncompressed dump is smaller (k/M/G suffixes; default 1)' },
+    'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
+    'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
+  },
+};
+
+export interface BackupResult {
+  readonly source: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly manifestKey: string;
+  readonly tier: Tier;
+  readonly size: number;
+  readonly dumpSize: number;
+  readonly sha256: string;
+  readonly tables: number;
+  readonly rows: number;
+  readonly durationSeconds: number;
+  readonly latestMoved: boolean;
+  readonly warnings: readonly string[];
+}
+
+export interface BackupDeps {
+  readonly s3: S3Client;
+  readonly secrets?: SecretsManagerClient;
+}
+
+/** Runs a pipeline into one object; kills the pipeline and aborts the upload on any failure. */
+async function store(deps: BackupDeps, bucket: string, key: string, tier: Tier, partSize: number,
+  stages: readonly StageSpec[], input?: Readable, beforeComplete?: (bytes: number) => void,
+  onStart?: (upload: StreamUpload) => void): Promise<StoredObject> {
+  const pipeline = new ProcessPipeline(stages, { input, captureOutput: true });
+  const upload = new StreamUpload({
+    s3: deps.s3, bucket, key, tags: { [TIER_TAG]: tier }, partSize, source: pipeline.output!, producers: pipeline, beforeComplete,
+  });
+  onStart?.(upload);
+  try {
+    return await upload.done();
+  } finally {
+    pipeline.kill();
+  }
+}
+
+/** Moves latest.json to this backup, unless a backup that started later is already there. */
+async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<boolean> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await getText(s3, bucket, key);
+    if (current) {
+      const latest = parseLatest(current.text, `s3://${bucket}/${key}`);
+      if (latest.startedAt > pointer.startedAt) {
+        log.info('latest.json already names a backup that started later; leaving it', { latest: latest.key });
+        return false;
+      }
+    }
+    // Conditional write: a concurrent run that moved the pointer in between makes us re-read.
+    if (await putJson(s3, bucket, key, pointer, { ifMatch: current?.etag ?? '*' })) return true;
+  }
+  throw new AgentError(`latest.json at s3://${bucket}/${key} kept changing under concurrent backups; the backup and its manifest are stored`);
+}
+
+export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<BackupResult> {
+  const source = args.requiredString('source');
+  const nameProblem = sourceNameProblem(source);
+  if (nameProblem) throw new UsageError(nameProblem);
+  const engine: Engine = parseEngine(args.requiredString('engine'));
+  const bucket = args.requiredString('bucket');
+  const prefix = args.string('prefix');
+  const recipient: Recipient = resolveRecipient(args.string('recipient'), args.string('recipient-file'));
+  const minSize = args.size('min-size') ?? 1;
+  const level = Number(args.string('compression-level') ?? DEFAULT_ZSTD_LEVEL);
+  if (!Number.isInteger(level) || level < 1 || level > 19) throw new UsageError(`--compression-level must be 1 to 19 (got '${args.string('compression-level')}')`);
+
+  requireTools([...DUMP_TOOLS[engine], 'zstd', 'age']);
+  const connection = await resolveConnection(engine, args, process.env, deps.secrets);
+  const session = openSession(engine, connection);
+  const warnings: string[] = [];
+  try {
+    const facts = await session.inspect();
+    if (facts.tables.length === 0) {
+      throw new AgentError(`database '${connection.database}' has no tables: refusing to store an empty backup (is --database right?)`);
+    }
+    const startedAt = new Date();
+    const latestAt = latestKey(prefix, source);
+    const previous = await getText(deps.s3, bucket, latestAt);
+    const previousStart = previous ? new Date(parseLatest(previous.text, `s3://${bucket}/${latestAt}`).startedAt) : undefined;
+    const tier = tierFor(startedAt, previousStart);
+    const key = backupKey(prefix, source, startedAt, session.format);
+    const partSize = partSizeFor(facts.estimatedBytes);
+    log.info('backup started', { source, engine, key, tier, database: connection.database, estimatedBytes: facts.estimatedBytes, partSize });
+
+    const job = await session.startDump();
+    let dumpBytes = 0;
+    let progress: ProgressReporter | undefined;
+    const dumpStage: StageSpec = { ...job.stage, inspect: (chunk) => { job.stage.inspect?.(chunk); dumpBytes += chunk.length; } };
+    let stored: StoredObject;
+    let tables: TableCount[];
+    try {
+      stored = await store(deps, bucket, key, tier, partSize, [dumpStage, compressStage(level), encryptStage(recipient)], undefined,
+        () => {
+          if (dumpBytes < minSize) throw new AgentError(`the dump is ${dumpBytes} bytes, under the minimum of ${minSize} (--min-size): refusing to store it`);
+        },
+        (upload) => {
+          progress = new ProgressReporter('dump', () => ({ bytes: dumpBytes, storedBytes: upload.streamedBytes, uploadedBytes: upload.uploadedBytes }));
+        });
+      tables = await job.rowCounts();
+    } finally {
+      progress?.stop();
+      await job.release();
+    }
+    const storedSize = await headSize(deps.s3, bucket, key);
+    if (storedSize !== stored.size) {
+      throw new AgentError(`s3://${bucket}/${key} holds ${storedSize ?? 'no'} bytes but ${stored.size} were streamed: not recording this backup`);
+    }
+
+    const companions: Companion[] = [];
+    const globals = await session.captureGlobals();
+    if ('sql' in globals) {
+      const object = await store(deps, bucket, globalsKeyFor(key), tier, partSizeFor(0), [compressStage(level), encryptStage(recipient)],
+        Readable.from([Buffer.from(globals.sql)]));
+      companions.push({ kind: 'globals', key: object.key, size: object.size, sha256: object.sha256 });
+    } else {
+      warnings.push(`roles and grants were not captured: ${globals.notCapturedReason}`);
+      log.warn('roles and grants were not captured; restores will need them recreated by hand', { reason: globals.notCapturedReason });
+    }
+
+    const finishedAt = new Date();
+    const manifest: Manifest = {
+      formatVersion: MANIFEST_FORMAT_VERSION, source, engine, database: connection.database, serverVersion: facts.serverVersion,
+      toolVersions: { ...facts.toolVersions, zstd: toolVersion('zstd', '-V'), age: toolVersion('age'), restorable: AGENT_VERSION },
+      tier, startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), key, format: session.format,
+      size: stored.size, sha256: stored.sha256, dumpSize: dumpBytes, recipientFingerprint: recipient.fingerprint,
+      tables, companions, globals: 'sql' in globals ? { captured: true } : { captured: false, reason: globals.notCapturedReason }, warnings,
+    };
+    const manifestKey = manifestKeyFor(key);
+    if (!await putJson(deps.s3, bucket, manifestKey, manifest, { tags: { [TIER_TAG]: tier }, ifMatch: '*' })) {
+      throw new AgentError(`a manifest already exists at s3://${bucket}/${manifestKey}: two backups started in the same second?`);
+    }
+    const latestMoved = await advanceLatest(deps.s3, bucket, latestAt, {
+      formatVersion: MANIFEST_FORMAT_VERSION, source, key, manifestKey, startedAt: manifest.startedAt, finishedAt: manifest.finishedAt,
+      tier, size: stored.size, sha256: stored.sha256,
+    });
+    const durationSeconds = (finishedAt.getTime() - startedAt.getTime()) / 1000;
+    log.info('backup finished', { key, size: stored.size, dumpSize: dumpBytes, durationSeconds, latestMoved });
+    return {
+      source, bucket, key, manifestKey, tier, size: stored.size, dumpSize: dumpBytes, sha256: stored.sha256, tables: tables.length,
+      rows: tables.reduce((sum, t) => sum + t.rows, 0), durationSeconds, latestMoved, warnings,
+    };
+  } finally {
+    await session.close();
+  }
+}
+
+export function formatBackupResult(r: BackupResult): string {
+  return `backed up ${r.source}: s3://${r.bucket}/${r.key} (${r.tier}, ${r.size} bytes stored from a ${r.dumpSize}-byte dump, ` +
+    `${r.tables} tables, ${r.rows} rows, ${r.durationSeconds.toFixed(1)} s)${r.latestMoved ? '' : '; latest.json left at a newer backup'}`;
+}

@@ -1,0 +1,82 @@
+/**
+ * Where the database connection comes from: command-line options, then a Secrets Manager secret in
+ * the RDS JSON shape, then the engine's standard environment. The password never comes from argv.
+ */
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Engine } from '../../lib/contract';
+import { ParsedArgs, OptionKind, OptionSpecs } from './args';
+import { AgentError, UsageError, redactor } from './errors';
+
+export interface Connection {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password?: string;
+  readonly database: string;
+}
+
+export const CONNECTION_OPTIONS: OptionSpecs = {
+  'host': { kind: OptionKind.STRING, placeholder: 'HOST', description: 'database host (default: secret, PGHOST / MYSQL_HOST, localhost)' },
+  'port': { kind: OptionKind.STRING, placeholder: 'PORT', description: 'database port (default: secret, PGPORT / MYSQL_TCP_PORT, engine default)' },
+  'user': { kind: OptionKind.STRING, placeholder: 'USER', description: 'database user (default: secret, PGUSER / MYSQL_USER)' },
+  'database': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'database to dump (default: secret dbname, PGDATABASE / MYSQL_DATABASE)' },
+  'secret-id': { kind: OptionKind.STRING, placeholder: 'ARN|NAME', description: 'Secrets Manager secret in the RDS JSON shape {host,port,username,password,dbname}' },
+};
+
+/** The RDS secret shape; every field optional because users hand-write these too. */
+interface RdsSecret {
+  readonly host?: string;
+  readonly port?: number | string;
+  readonly username?: string;
+  readonly password?: string;
+  readonly dbname?: string;
+}
+
+export async function readRdsSecret(secretId: string, client = new SecretsManagerClient({})): Promise<RdsSecret> {
+  let text: string | undefined;
+  try {
+    text = (await client.send(new GetSecretValueCommand({ SecretId: secretId }))).SecretString;
+  } catch (err) {
+    const e = err as Error;
+    throw new AgentError(`could not read secret '${secretId}': ${e.name}: ${e.message}; check the secret id and that the task role may call secretsmanager:GetSecretValue on it`);
+  }
+  let secret: RdsSecret;
+  try {
+    secret = JSON.parse(text ?? '') as RdsSecret;
+  } catch {
+    throw new AgentError(`secret '${secretId}' is not JSON: store it in the RDS shape {"host","port","username","password","dbname"}`);
+  }
+  redactor.add(secret.password);
+  return secret;
+}
+
+const DEFAULT_PORTS: Record<Engine, number> = { [Engine.POSTGRES]: 5432, [Engine.MYSQL]: 3306 };
+
+function environmentFor(engine: Engine, env: NodeJS.ProcessEnv) {
+  return engine === Engine.POSTGRES
+    ? { host: env.PGHOST, port: env.PGPORT, user: env.PGUSER, password: env.PGPASSWORD, database: env.PGDATABASE }
+    : { host: env.MYSQL_HOST, port: env.MYSQL_TCP_PORT, user: env.MYSQL_USER, password: env.MYSQL_PWD, database: env.MYSQL_DATABASE };
+}
+
+/** Resolves the connection: options first, then the secret, then the environment. */
+export async function resolveConnection(engine: Engine, args: ParsedArgs, env: NodeJS.ProcessEnv = process.env,
+  secretsClient?: SecretsManagerClient): Promise<Connection> {
+  const secretId = args.string('secret-id');
+  const secret: RdsSecret = secretId ? await readRdsSecret(secretId, secretsClient) : {};
+  const fromEnv = environmentFor(engine, env);
+  const password = secret.password ?? fromEnv.password;
+  redactor.add(password);
+  const portText = args.string('port') ?? (secret.port !== undefined ? String(secret.port) : undefined) ?? fromEnv.port;
+  const port = portText === undefined ? DEFAULT_PORTS[engine] : Number(portText);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`--port must be a TCP port number (got '${portText}')`);
+  const user = args.string('user') ?? secret.username ?? fromEnv.user;
+  const database = args.string('database') ?? secret.dbname ?? fromEnv.database;
+  const variables = engine === Engine.POSTGRES ? 'PGUSER / PGDATABASE' : 'MYSQL_USER / MYSQL_DATABASE';
+  if (!user) throw new UsageError(`no database user: give --user, a --secret-id with "username", or ${variables}`);
+  if (!database) throw new UsageError(`no database: give --database, a --secret-id with "dbname", or ${variables}`);
+  return { host: args.string('host') ?? secret.host ?? fromEnv.host ?? 'localhost', port, user, password, database };
+}
+
+export function describeConnection(c: Connection): string {
+  return `${c.user}@${c.host}:${c.port}/${c.database}`;
+}

@@ -1,0 +1,55 @@
+/**
+ * The stored format (design §3): age (X25519 recipient) over zstd over the engine's dump.
+ * Here: the stages that turn a dump stream into stored bytes, and the recipient they encrypt to.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { UsageError } from './errors';
+import { StageSpec } from './pipeline';
+
+/** zstd -3 on all cores: see BENCHMARKS.md for the measurement behind the default. */
+export const DEFAULT_ZSTD_LEVEL = 3;
+
+export interface Recipient {
+  /** age arguments: `-r AGE1…` or `-R FILE`. Recipients are public keys, so argv is fine. */
+  readonly ageArgs: readonly string[];
+  /** SHA-256 of the recipient lines, so a restorer can tell which identity opens a backup. */
+  readonly fingerprint: string;
+}
+
+const RECIPIENT = /^(age1[0-9a-z]{20,}|ssh-(ed25519|rsa) \S+)/;
+
+export function resolveRecipient(recipient: string | undefined, recipientFile: string | undefined): Recipient {
+  if ((recipient === undefined) === (recipientFile === undefined)) {
+    throw new UsageError('give exactly one of --recipient AGE1… or --recipient-file FILE (the public key made by age-keygen)');
+  }
+  let lines: string[];
+  if (recipient !== undefined) {
+    lines = [recipient.trim()];
+  } else {
+    let text: string;
+    try {
+      text = readFileSync(recipientFile!, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read --recipient-file ${recipientFile}: ${(err as Error).message}`);
+    }
+    lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  }
+  const bad = lines.find((line) => !RECIPIENT.test(line));
+  if (lines.length === 0 || bad !== undefined) {
+    const shown = bad !== undefined && bad.startsWith('AGE-SECRET-KEY') ? 'an age identity (a private key!)' : `'${(bad ?? '').slice(0, 20)}'`;
+    throw new UsageError(`the recipient must be an age public key (age1…), got ${shown}: use the public key printed by age-keygen, never the identity`);
+  }
+  return {
+    ageArgs: recipient !== undefined ? ['-r', lines[0]] : ['-R', recipientFile!],
+    fingerprint: createHash('sha256').update([...lines].sort().join('\n')).digest('hex'),
+  };
+}
+
+export function compressStage(level = DEFAULT_ZSTD_LEVEL): StageSpec {
+  return { name: 'zstd', command: 'zstd', args: [`-${level}`, '-T0', '-q', '-c'] };
+}
+
+export function encryptStage(recipient: Recipient): StageSpec {
+  return { name: 'age', command: 'age', args: [...recipient.ageArgs] };
+}

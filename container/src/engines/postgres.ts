@@ -1,0 +1,162 @@
+/**
+ * PostgreSQL: `pg_dump -Fc -Z0` on a snapshot exported by the agent's own REPEATABLE READ
+ * transaction, so that the row counts it takes in that transaction match the dump exactly.
+ */
+import { spawn } from 'node:child_process';
+import { Client, ClientConfig } from 'pg';
+import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
+import { Connection, describeConnection } from '../connection';
+import { AgentError, redactor } from '../errors';
+import { StageSpec } from '../pipeline';
+import { toolVersion } from '../tools';
+import { DumpJob, EngineSession, GlobalsResult, SourceFacts } from './engine';
+
+/** libpq's environment for a child: the password travels here, never in argv. */
+export function libpqEnv(c: Connection, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return {
+    ...base, PGHOST: c.host, PGPORT: String(c.port), PGUSER: c.user, PGDATABASE: c.database,
+    ...(c.password !== undefined ? { PGPASSWORD: c.password } : {}),
+  };
+}
+
+/** `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` → 15. */
+export function majorOf(version: string): number {
+  const m = /(\d+)(?:\.(\d+))?/.exec(version);
+  return m ? Number(m[1]) : NaN;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Tables whose data pg_dump writes: ordinary tables and partitions outside system schemas and extensions. */
+const TABLES_SQL = `
+  SELECT n.nspname AS schema, c.relname AS table
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  ORDER BY 1, 2`;
+
+/** Runs a program to completion and returns its stdout, or its failure. */
+function capture(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+  });
+}
+
+export class PostgresSession implements EngineSession {
+  readonly engine = Engine.POSTGRES;
+  readonly format = DumpFormat.PG_CUSTOM;
+  private client?: Client;
+  private facts?: SourceFacts;
+
+  constructor(private readonly connection: Connection) {}
+
+  private config(): ClientConfig {
+    const c = this.connection;
+    return { host: c.host, port: c.port, user: c.user, password: c.password, database: c.database,
+      application_name: 'restorable', connectionTimeoutMillis: 15_000 };
+  }
+
+  private async connect(): Promise<Client> {
+    const client = new Client(this.config());
+    client.on('error', () => undefined); // a dropped idle connection surfaces on the next query
+    try {
+      await client.connect();
+    } catch (err) {
+      throw new AgentError(`could not connect to PostgreSQL as ${describeConnection(this.connection)}: ${redactor.redact((err as Error).message)}`);
+    }
+    return client;
+  }
+
+  async inspect(): Promise<SourceFacts> {
+    const dumpVersion = toolVersion('pg_dump');
+    this.client = await this.connect();
+    const server = (await this.client.query<{ server_version: string }>('SHOW server_version')).rows[0].server_version;
+    if (majorOf(dumpVersion) < majorOf(server)) {
+      throw new AgentError(`pg_dump is older than the server: ${dumpVersion} cannot dump PostgreSQL ${server}. ` +
+        `Install the PostgreSQL ${majorOf(server)} client tools (Debian/Ubuntu: apt-get install postgresql-client-${majorOf(server)}; ` +
+        'in the container image, use the agent image built for this major version) and put its bin directory first on PATH.');
+    }
+    const size = await this.client.query<{ size: string }>('SELECT pg_database_size(current_database()) AS size');
+    const tables = (await this.client.query<{ schema: string; table: string }>(TABLES_SQL)).rows;
+    this.facts = {
+      serverVersion: `PostgreSQL ${server}`,
+      toolVersions: { pg_dump: dumpVersion },
+      estimatedBytes: Number(size.rows[0].size),
+      tables,
+    };
+    return this.facts;
+  }
+
+  async captureGlobals(): Promise<GlobalsResult> {
+    const result = await capture('pg_dumpall', ['--globals-only', '--no-role-passwords', '--no-password', `--database=${this.connection.database}`],
+      libpqEnv(this.connection));
+    if (result.code !== 0) return { notCapturedReason: redactor.redact(result.stderr.trim().split('\n').slice(-3).join(' ')) };
+    return { sql: result.stdout };
+  }
+
+  async startDump(): Promise<DumpJob> {
+    // The exporting transaction must stay open until pg_dump has imported the snapshot; it is held until the
+    // dump ends, which costs the database what pg_dump's own transaction costs: vacuum waits for both.
+    const snapshotSession = await this.connect();
+    await snapshotSession.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snapshot = (await snapshotSession.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0].id;
+    const tables = (await snapshotSession.query<{ schema: string; table: string }>(TABLES_SQL)).rows;
+    // Count while pg_dump runs, in the same snapshot: one extra scan of each table, in parallel with the dump.
+    const counting = (async () => {
+      const counts: TableCount[] = [];
+      for (const t of tables) {
+        const r = await snapshotSession.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${quoteIdent(t.schema)}.${quoteIdent(t.table)}`);
+        counts.push({ schema: t.schema, table: t.table, rows: Number(r.rows[0].n) });
+      }
+      return counts;
+    })();
+    counting.catch(() => undefined);
+    let released = false;
+    const stage: StageSpec = {
+      name: 'pg_dump',
+      command: 'pg_dump',
+      args: ['--format=custom', '--compress=0', `--snapshot=${snapshot}`, '--no-password'],
+      env: libpqEnv(this.connection),
+    };
+    return {
+      stage,
+      rowCounts: async () => {
+        try {
+          return await counting;
+        } catch (err) {
+          throw new AgentError(`counting rows in the dump's snapshot failed: ${redactor.redact((err as Error).message)}`);
+        }
+      },
+      release: async () => {
+        if (released) return;
+        released = true;
+        // Read-only: closing the connection ends the transaction without waiting for counts still running.
+        await snapshotSession.end().catch(() => undefined);
+      },
+    };
+  }
+
+  restoreStage(options: { readonly clean: boolean }): StageSpec {
+    return {
+      name: 'pg_restore',
+      command: 'pg_restore',
+      args: ['--no-password', '--exit-on-error', `--dbname=${this.connection.database}`,
+        ...(options.clean ? ['--clean', '--if-exists'] : [])],
+      env: libpqEnv(this.connection),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.client?.end().catch(() => undefined);
+    this.client = undefined;
+  }
+}

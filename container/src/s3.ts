@@ -1,0 +1,107 @@
+/**
+ * The agent's S3 access: a client that honours the SDK's endpoint variables (path-style when one is
+ * set, as emulators and some gateways need), and the few object operations the commands share.
+ */
+import {
+  GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException, _Object,
+} from '@aws-sdk/client-s3';
+import { AgentError } from './errors';
+
+export function createS3Client(): S3Client {
+  const endpoint = process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
+  return new S3Client({
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
+  });
+}
+
+/** The tag header value for PutObject / CreateMultipartUpload: tags are set when the object is created. */
+export function taggingHeader(tags: Record<string, string>): string {
+  return new URLSearchParams(tags).toString();
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as S3ServiceException;
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** Words for an S3 failure that say which object and what to check. */
+export function s3Problem(action: string, bucket: string, key: string, err: unknown): AgentError {
+  const e = err as S3ServiceException & { code?: string };
+  const status = e?.$metadata?.httpStatusCode;
+  const detail = e?.name === 'AccessDenied' || status === 403
+    ? 'access denied: check the task role allows it on this bucket and prefix'
+    : (e?.code === 'ECONNREFUSED' || e?.name === 'TimeoutError')
+      ? `S3 endpoint unreachable (${e.message}): check AWS_ENDPOINT_URL_S3 / network`
+      : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
+  return new AgentError(`S3 ${action} s3://${bucket}/${key} failed: ${detail}`);
+}
+
+export interface TextObject {
+  readonly text: string;
+  readonly etag?: string;
+}
+
+/** Reads a small object as text, or undefined when it does not exist. */
+export async function getText(s3: S3Client, bucket: string, key: string): Promise<TextObject | undefined> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return { text: await out.Body!.transformToString('utf8'), etag: out.ETag };
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Problem('GetObject', bucket, key, err);
+  }
+}
+
+export interface PutJsonOptions {
+  /** Set at creation (PutObject's Tagging), never afterwards. */
+  readonly tags?: Record<string, string>;
+  /** Write only if the object still has this ETag (or, with '*', does not exist yet). */
+  readonly ifMatch?: string;
+}
+
+/** Writes a small JSON object. Returns false when a condition (ifMatch) did not hold. */
+export async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, options: PutJsonOptions = {}): Promise<boolean> {
+  try {
+    await s3.send(new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: `${JSON.stringify(value, null, 2)}\n`,
+      ContentType: 'application/json',
+      ...(options.tags ? { Tagging: taggingHeader(options.tags) } : {}),
+      ...(options.ifMatch === '*' ? { IfNoneMatch: '*' } : options.ifMatch ? { IfMatch: options.ifMatch } : {}),
+    }));
+    return true;
+  } catch (err) {
+    const status = (err as S3ServiceException)?.$metadata?.httpStatusCode;
+    if (options.ifMatch && (status === 412 || status === 409)) return false;
+    throw s3Problem('PutObject', bucket, key, err);
+  }
+}
+
+export async function headSize(s3: S3Client, bucket: string, key: string): Promise<number | undefined> {
+  try {
+    const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return out.ContentLength;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Problem('HeadObject', bucket, key, err);
+  }
+}
+
+/** Every object under a prefix (paginated). */
+export async function listAll(s3: S3Client, bucket: string, prefix: string): Promise<_Object[]> {
+  const objects: _Object[] = [];
+  let token: string | undefined;
+  do {
+    let page;
+    try {
+      page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    } catch (err) {
+      throw s3Problem('ListObjectsV2', bucket, prefix, err);
+    }
+    objects.push(...(page.Contents ?? []));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return objects;
+}
