@@ -29,6 +29,9 @@ export interface S3Emulator {
   stop(): Promise<void>;
 }
 
+// The SDK's advice about node versions only clutters test output.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export async function startS3rver(bucket = 'backups'): Promise<S3Emulator> {
   const dataDir = mkdtempSync(join(tmpdir(), 's3rver-'));
   const port = await freePort();

@@ -1,8 +1,9 @@
 /**
  * Counts the rows of each table in a mysqldump stream, as it flows, without buffering it.
  *
- * mysqldump writes each table's data as `INSERT INTO `name` VALUES (…),(…),…;` statements, each on
- * a line of its own. Rows are the top-level parenthesised tuples after VALUES. Strings may hold any
+ * mysqldump writes each table's data as `INSERT INTO `name` VALUES (…),(…),…;` statements that
+ * start a line (MariaDB 10.11 puts each tuple on a line of its own, older ones keep the statement on
+ * one line). Rows are the top-level parenthesised tuples after VALUES. Strings may hold any
  * of `(`, `)`, `,`, `;` and quotes, escaped with backslashes (or doubled quotes), so the scanner
  * tracks string state byte by byte; binary columns are hex with --hex-blob. Input arrives in
  * arbitrary chunks, so all state survives chunk boundaries.
@@ -107,9 +108,8 @@ export class SqlRowCounter {
             this.quote = 0;
             this.escaped = false;
             i--;
-          } else if (c === NEWLINE) {
-            this.mode = Mode.LINE_START;
-            this.matched = 0;
+          } else if (c === SEMICOLON) {
+            this.mode = Mode.SKIP_LINE;
           }
           break;
       }
