@@ -31,8 +31,9 @@ export interface BackupKeysProps {
    * The alias of the KMS key that encrypts the replica secret in `replicaRegion`.
    *
    * BackupKeys does not create that key: the replica stack (ReplicaStore) does, and must be deployed first.
-   * Its key policy must let Secrets Manager in this account use it (`kms:Encrypt`, `kms:GenerateDataKey` and
-   * `kms:Decrypt` with `kms:ViaService` `secretsmanager.<replicaRegion>.amazonaws.com`).
+   * Secrets Manager replicates as its caller (CloudFormation at creation, the key generator at each
+   * rotation), so the key policy must let this account's IAM policies grant its use, as the default key
+   * policy does; BackupKeys grants the key generator `kms:Encrypt` and restore roles `kms:Decrypt` on it.
    *
    * @default 'alias/restorable-secrets'
    */
@@ -132,6 +133,7 @@ export class BackupKeys extends Construct {
       description: 'age identity file (private keys) that opens Restorable backups; restore roles only',
       encryptionKey: key,
       // CloudFormation requires an initial value; the key generator replaces it with the identity file.
+      // Never change this block: CloudFormation generates a new value whenever it changes.
       generateSecretString: { passwordLength: 32, excludePunctuation: true },
       replicaRegions: [{ region: this.replicaRegion, encryptionKey: kms.Key.fromKeyArn(this, 'ReplicaKey', this.replicaKeyArn(this.replicaKeyAlias)) }],
       removalPolicy: RemovalPolicy.RETAIN,

@@ -18,7 +18,7 @@ interface KeyProperties {
   readonly generation: number;
 }
 
-type Outcome = 'created' | 'unchanged' | 'retained';
+type Outcome = 'created' | 'unchanged' | 'recovered' | 'retained';
 
 export async function handler(event: CustomResourceEvent): Promise<void> {
   const response = await respondTo(event);
@@ -62,17 +62,37 @@ function readProperties(properties: Record<string, unknown>): KeyProperties {
  * or a retried request), and otherwise puts a new identity in front of all the old ones.
  */
 async function ensureGeneration({ secretId, generation }: KeyProperties): Promise<{ recipient: string; outcome: Outcome }> {
-  const current = await secrets.send(new GetSecretValueCommand({ SecretId: secretId }));
-  const existing = current.SecretString ?? '';
+  const { text: existing, recovered } = await readIdentityFile(secretId);
   const newest = newestIdentity(existing);
   if (newest && newest.generation === generation) {
-    return { recipient: await identityToRecipient(newest.identity), outcome: 'unchanged' };
+    if (recovered) await putIdentityFile(secretId, existing);
+    return { recipient: await identityToRecipient(newest.identity), outcome: recovered ? 'recovered' : 'unchanged' };
   }
   const identity = await generateX25519Identity();
   const recipient = await identityToRecipient(identity);
-  const updated = prependIdentity(existing, identityBlock(identity, recipient, generation, new Date()));
-  await secrets.send(new PutSecretValueCommand({ SecretId: secretId, SecretString: updated }));
+  await putIdentityFile(secretId, prependIdentity(existing, identityBlock(identity, recipient, generation, new Date())));
   return { recipient, outcome: 'created' };
+}
+
+/**
+ * The current identity file. When the current value holds no identity, it is CloudFormation's placeholder on
+ * the first deployment, or an overwrite by mistake: then the previous version, if it holds identities, is
+ * the file to keep, so that a mistaken write cannot make us drop the keys of every existing backup.
+ */
+async function readIdentityFile(secretId: string): Promise<{ text: string; recovered: boolean }> {
+  const current = (await secrets.send(new GetSecretValueCommand({ SecretId: secretId }))).SecretString ?? '';
+  if (newestIdentity(current)) return { text: current, recovered: false };
+  try {
+    const previous = await secrets.send(new GetSecretValueCommand({ SecretId: secretId, VersionStage: 'AWSPREVIOUS' }));
+    if (previous.SecretString && newestIdentity(previous.SecretString)) return { text: previous.SecretString, recovered: true };
+  } catch (error) {
+    if (!(error instanceof Error && error.name === 'ResourceNotFoundException')) throw error;
+  }
+  return { text: current, recovered: false };
+}
+
+async function putIdentityFile(secretId: string, text: string): Promise<void> {
+  await secrets.send(new PutSecretValueCommand({ SecretId: secretId, SecretString: text }));
 }
 
 /** A one-line reason for CloudFormation and the log, with anything resembling an identity redacted. */

@@ -33,7 +33,9 @@ const SECRET_ARN = 'arn:aws:secretsmanager:eu-central-1:123456789012:secret:Back
 const CFN_PLACEHOLDER = 'q]Wx7pL2z!r^kT9vB3nM8cJ5hF1dG6sA';
 
 const secretsMock = mockClient(SecretsManagerClient);
+/** The AWSCURRENT and AWSPREVIOUS values, kept like Secrets Manager keeps them. */
 let secretValue: string;
+let previousValue: string | undefined;
 let logged: string[];
 let workDir: string;
 
@@ -47,9 +49,16 @@ beforeAll(() => {
 beforeEach(() => {
   workDir = mkdtempSync(join(tmpdir(), 'restorable-keys-'));
   secretValue = CFN_PLACEHOLDER;
+  previousValue = undefined;
   secretsMock.reset();
-  secretsMock.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).callsFake(async () => ({ SecretString: secretValue }));
+  secretsMock.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).callsFake(async (input) => {
+    if (input.VersionStage === undefined || input.VersionStage === 'AWSCURRENT') return { SecretString: secretValue };
+    if (input.VersionStage === 'AWSPREVIOUS' && previousValue !== undefined) return { SecretString: previousValue };
+    throw Object.assign(new Error(`Secrets Manager can't find the specified secret value for staging label: ${input.VersionStage}`),
+      { name: 'ResourceNotFoundException' });
+  });
   secretsMock.on(PutSecretValueCommand, { SecretId: SECRET_ARN }).callsFake(async (input) => {
+    previousValue = secretValue;
     secretValue = input.SecretString;
     return { VersionId: `v${secretsMock.commandCalls(PutSecretValueCommand).length}` };
   });
@@ -215,6 +224,34 @@ describe('rotation', () => {
     expect(response.Data?.Recipient).not.toBe(offlineRecipient);
     expect(secretValue.endsWith(keygen)).toBe(true);
     expect(decryptWithSecret(offlineBackup)).toBe('made with the offline key');
+  });
+
+  test('a value overwritten by mistake does not make the next rotation drop the old keys', async () => {
+    const first = await respondTo(event('Create', 1));
+    const oldBackup = encryptWithCli(first.Data?.Recipient ?? '', 'made before the mistake');
+    previousValue = secretValue;
+    secretValue = 'pasted-by-mistake';
+
+    const rotated = await respondTo(event('Update', 2));
+
+    expect(rotated.Status).toBe('SUCCESS');
+    expect(identityLines(secretValue)).toHaveLength(2);
+    expect(secretValue).not.toContain('pasted-by-mistake');
+    expect(decryptWithSecret(oldBackup)).toBe('made before the mistake');
+    expect(decryptWithSecret(encryptWithCli(rotated.Data?.Recipient ?? '', 'made after'))).toBe('made after');
+  });
+
+  test('an overwritten value is put back when the generation is unchanged', async () => {
+    const first = await respondTo(event('Create', 1));
+    const identityFile = secretValue;
+    previousValue = secretValue;
+    secretValue = 'pasted-by-mistake';
+
+    const again = await respondTo(event('Update', 1));
+
+    expect(again.Data?.Recipient).toBe(first.Data?.Recipient);
+    expect(secretValue).toBe(identityFile);
+    expect(logged.join('\n')).toContain('"outcome":"recovered"');
   });
 });
 

@@ -163,6 +163,13 @@ describe('generated keys', () => {
     template.hasResourceProperties('AWS::SecretsManager::Secret', { SecretString: Match.absent() });
   });
 
+  test('the placeholder generator never changes, since CloudFormation would then overwrite the identity file', () => {
+    const { template } = generatedKeys({ generation: 3 });
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      GenerateSecretString: { PasswordLength: 32, ExcludePunctuation: true },
+    });
+  });
+
   test('raising the generation changes the custom resource, which appends a new key', () => {
     const { template } = generatedKeys({ generation: 2 });
     template.hasResourceProperties('Custom::RestorableAgeIdentity', { Generation: '2' });
