@@ -121,10 +121,18 @@ function tierProblems(plan: TierRetention): string[] {
     const leavesAt = transitions[i + 1]?.afterDays ?? effectiveDays;
     const daysInClass = leavesAt - t.afterDays;
     if (daysInClass < minimum) {
-      const leaving = transitions[i + 1] ? `moves on to ${transitions[i + 1].storageClass} at day ${leavesAt}` : `is gone at day ${leavesAt} (effective retention)`;
+      const next = transitions[i + 1];
+      const leaving = next
+        ? `it enters at day ${t.afterDays} and moves on to ${next.storageClass} at day ${leavesAt}`
+        : `it enters at day ${t.afterDays} and is gone at day ${leavesAt}, the tier's effective retention`;
+      const latest = leavesAt - minimum;
+      const fix = next
+        ? `move the ${next.storageClass} transition to day ${t.afterDays + minimum} or later, or drop one of the two`
+        : latest >= 1
+          ? `transition no later than day ${latest}, choose a class with a shorter minimum, or keep more ${tier} backups`
+          : `drop this transition (no day pays off), choose a class with a shorter minimum, or keep more ${tier} backups`;
       problems.push(`transitions: ${tier} backups would spend ${daysInClass} days in ${t.storageClass}, ` +
-        `whose minimum storage charge is ${minimum} days (the object enters at day ${t.afterDays} and ${leaving}); ` +
-        `transition no later than day ${leavesAt - minimum}, choose a class with a shorter minimum, or keep more ${tier} backups`);
+        `whose minimum storage charge is ${minimum} days (${leaving}); ${fix}`);
     }
   });
   return problems;

@@ -1,0 +1,145 @@
+/**
+ * The example app, per environment in cdk.json: the stacks it makes, cdk-nag AwsSolutions with zero
+ * unacknowledged findings, the errors a wrong environment gets, and the real CLI synth, offline.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { App, Validations } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { IConstruct } from 'constructs';
+import { EnvironmentError, resolveEnvironment } from '../../bin/environments';
+import { addExampleStacks } from '../../bin/example-app';
+
+const run = promisify(execFile);
+const root = join(__dirname, '..', '..');
+const cdkJson = JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8'));
+const environments = cdkJson.context.environments as Record<string, { account: string; region: string; replicaRegion: string }>;
+const envNames = Object.keys(environments);
+
+/** The example app for one environment, with cdk-nag as the CLI runs it. */
+function exampleApp(name: string) {
+  const app = new App({ context: { ...cdkJson.context, env: name } });
+  const stacks = addExampleStacks(app, resolveEnvironment(app.node.tryGetContext('environments'), app.node.tryGetContext('env')));
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  return { app, ...stacks };
+}
+
+/** Every acknowledgement recorded in the tree: rule id → reason. */
+function acknowledgements(root: IConstruct): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const node of root.node.findAll()) {
+    for (const entry of node.node.metadata.filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)) {
+      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) found.set(`${node.node.path} ${id}`, reason);
+    }
+  }
+  return found;
+}
+
+test('cdk.json lists at least dev and prod, each with a replica region of its own', () => {
+  expect(envNames).toEqual(expect.arrayContaining(['dev', 'prod']));
+  for (const name of envNames) expect(() => resolveEnvironment(environments, name)).not.toThrow();
+  // Offline synth needs availability-zone context for every account and region pair.
+  for (const env of Object.values(environments)) {
+    for (const region of [env.region, env.replicaRegion]) expect(cdkJson.context[`availability-zones:account=${env.account}:region=${region}`]).toHaveLength(3);
+  }
+});
+
+describe.each(envNames)('environment %s', (name) => {
+  const env = environments[name];
+
+  test('given -c env, when synthesized, then a primary stack and a replica stack in the DR region replicate into each other', () => {
+    const { primary, replica, store, replicaStore } = exampleApp(name);
+    expect([primary.region, primary.account]).toEqual([env.region, env.account]);
+    expect([replica.region, replica.account]).toEqual([env.replicaRegion, env.account]);
+    expect(primary.dependencies).toEqual([replica]);
+    const bucket = Object.values(Template.fromStack(primary).findResources('AWS::S3::Bucket', { Properties: { ReplicationConfiguration: {} } }));
+    expect(bucket).toHaveLength(1);
+    expect(JSON.stringify(bucket[0].Properties.ReplicationConfiguration)).toContain(`:kms:${env.replicaRegion}:${env.account}:${replicaStore.keyAliasName}`);
+    expect(store.replica).toBe(replicaStore);
+  });
+
+  test('given cdk-nag AwsSolutions, when synthesized, then there are zero unacknowledged findings', () => {
+    const { app } = exampleApp(name);
+    expect(() => app.synth()).not.toThrow();
+  });
+
+  test('given the acknowledgements, then each has a specific reason and IAM5 ones name their exact finding', () => {
+    const { app } = exampleApp(name);
+    const acks = acknowledgements(app);
+    expect(acks.size).toBeGreaterThanOrEqual(4);
+    for (const [where, reason] of acks) {
+      expect(`${where}: ${reason}`).toMatch(/: .{60,}/);
+      if (where.includes('IAM5')) expect(where).toMatch(/AwsSolutions-IAM5\[Resource::.+\]$/);
+    }
+    expect([...acks.keys()].filter((k) => k.endsWith('AwsSolutions-S1')).map((k) => k.split(' ')[0]))
+      .toEqual([`Restorable-${name}-Replica/ReplicaStore/AccessLogs`, `Restorable-${name}/BackupStore/AccessLogs`]);
+  });
+});
+
+test('control: cdk-nag does fail this synth when a finding is not acknowledged', () => {
+  const { app, primary } = exampleApp(envNames[0]);
+  new s3.Bucket(primary, 'UnloggedBucket');
+  expect(() => app.synth()).toThrow(/AwsSolutions-S1/);
+});
+
+describe('environment errors', () => {
+  test('given no env, then the error says how to choose one and lists the known ones', () => {
+    expect(() => resolveEnvironment(environments, undefined))
+      .toThrow(new EnvironmentError(`no environment chosen: run with -c env=NAME, where NAME is one of: ${envNames.join(', ')}`));
+  });
+
+  test('given an unknown env, then the error names it and lists the known ones', () => {
+    expect(() => resolveEnvironment(environments, 'staging'))
+      .toThrow(`unknown environment 'staging': run with -c env=NAME, where NAME is one of: ${envNames.join(', ')}`);
+  });
+
+  test('given no environments context, then the error shows what to add', () => {
+    expect(() => resolveEnvironment(undefined, 'dev')).toThrow(/^no "environments" context: run the app through the CDK CLI/);
+  });
+
+  test('given a bad account, then the error names environments.<env>.account', () => {
+    expect(() => resolveEnvironment({ dev: { account: '42', region: 'eu-west-1', replicaRegion: 'eu-central-1' } }, 'dev'))
+      .toThrow('environments.dev.account in cdk.json is "42"; set it to a value like "111111111111"');
+  });
+
+  test('given a replica region equal to the region, then the error names environments.<env>.replicaRegion', () => {
+    expect(() => resolveEnvironment({ dev: { account: '111111111111', region: 'eu-west-1', replicaRegion: 'eu-west-1' } }, 'dev'))
+      .toThrow('environments.dev.replicaRegion equals its region (eu-west-1); choose another region, so that the offsite copy survives a regional outage');
+  });
+});
+
+/** The environment of a child process with no AWS credentials or region at all. */
+function offlineEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('AWS_') && !key.startsWith('CDK_')));
+  return { ...env, ...extra };
+}
+
+describe('the app on the command line', () => {
+  test('given an unknown env, when the app runs, then it exits 1 with one clear line and no stack trace', async () => {
+    const context = JSON.stringify({ environments, env: 'staging' });
+    const failure = await run('npx', ['tsx', 'bin/app.ts'], { cwd: root, env: offlineEnv({ CDK_CONTEXT_JSON: context }) })
+      .then(() => undefined, (error: { code: number; stderr: string }) => error);
+    expect(failure?.code).toBe(1);
+    expect(failure?.stderr.trim()).toBe(`Error: unknown environment 'staging': run with -c env=NAME, where NAME is one of: ${envNames.join(', ')}`);
+  });
+
+  test.each(envNames)('given env %s and no AWS credentials, when `cdk synth` runs, then both templates are written', async (name) => {
+    const out = mkdtempSync(join(tmpdir(), 'restorable-synth-'));
+    try {
+      const started = Date.now();
+      await run('npx', ['cdk', 'synth', '--quiet', '-c', `env=${name}`, '-o', out], { cwd: root, env: offlineEnv() });
+      const seconds = (Date.now() - started) / 1000;
+      expect(existsSync(join(out, `Restorable-${name}.template.json`))).toBe(true);
+      expect(existsSync(join(out, `Restorable-${name}-Replica.template.json`))).toBe(true);
+      expect(seconds).toBeLessThan(60);
+      console.log(`cdk synth -c env=${name}: ${seconds.toFixed(1)} s`);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+});

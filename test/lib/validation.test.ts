@@ -1,0 +1,137 @@
+/**
+ * Every bad input fails at synth with a message that names the property and the fix: one test per message.
+ */
+import { App, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Tier } from '../../lib/contract/tiers';
+import { ObjectLockMode } from '../../lib/backup-bucket';
+import { BackupStore } from '../../lib/backup-store';
+import { ReplicaStore } from '../../lib/replica-store';
+import { ACCOUNT, PRIMARY_REGION, REPLICA_REGION, primaryWithReplica, standaloneStore } from './store-fixtures';
+
+const keep = { hourly: 24, daily: 7, weekly: 4, monthly: 12 };
+
+describe('bad input fails synth with a message naming the property and the fix', () => {
+  test('given a replica in the primary region, then the error names replica and asks for another region', () => {
+    const app = new App();
+    const env = { account: ACCOUNT, region: PRIMARY_REGION };
+    const replica = new ReplicaStore(new Stack(app, 'Replica', { env }), 'ReplicaStore');
+    expect(() => new BackupStore(new Stack(app, 'Primary', { env }), 'Store', { replica }))
+      .toThrow(`Primary/Store: replica is in ${PRIMARY_REGION}, the same region as this store; an offsite copy in the same region does not survive a regional outage. ` +
+        'Put the ReplicaStore in a stack whose env.region is another region');
+  });
+
+  test.each([
+    ['daily', 0], ['weekly', 1.5], ['monthly', -3], ['hourly', Number.NaN],
+  ])('given keep.%s = %p, then the error names that keep-count and gives an example', (tier, count) => {
+    expect(() => standaloneStore({ keep: { ...keep, [tier]: count } }))
+      .toThrow(`keep.${tier} must be a positive whole number of backups (got ${count}); for example ${keep[tier as keyof typeof keep]}`);
+  });
+
+  test('given a transition at the tier expiry, then the error names transitions and how to move it', () => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.WEEKLY, storageClass: s3.StorageClass.GLACIER, afterDays: 28 }] }))
+      .toThrow('transitions: the weekly transition to GLACIER after 28 days is at or after the tier\'s expiry (28 days, from keep.weekly = 4); ' +
+        'transition earlier than 28 days, keep more weekly backups, or drop the transition');
+  });
+
+  test('given a transition after the tier expiry, then the same error applies', () => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 400 }] }))
+      .toThrow(/the monthly transition to DEEP_ARCHIVE after 400 days is at or after the tier's expiry \(372 days/);
+  });
+
+  test.each([0, -1, 2.5])('given lockRetentionDays %p, then the error names lockRetentionDays and how to turn the lock off instead', (days) => {
+    expect(() => standaloneStore({ lockRetentionDays: days }))
+      .toThrow(`Standalone/Store: lockRetentionDays must be a positive whole number of days (got ${days}); for example 7, or set objectLockMode: ObjectLockMode.OFF to turn Object Lock off`);
+  });
+
+  test.each(['Orders_DB', '', 'a'.repeat(49), 'orders/db'])('given source name %p, then the grant fails naming the allowed pattern', (source) => {
+    const { stack, store } = standaloneStore();
+    const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    const message = `Standalone/Store: source name '${source}' is invalid: use 1 to 48 characters of a-z, 0-9 and '-' (for example 'orders-db')`;
+    expect(() => store.grantBackupWrite(role, source)).toThrow(message);
+    expect(() => store.grantRestoreRead(role, source)).toThrow(message);
+  });
+
+  test('given weekly backups moved to Glacier after 7 days, then the cost check names the minimum storage charge', () => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.WEEKLY, storageClass: s3.StorageClass.GLACIER, afterDays: 7 }] }))
+      .toThrow('transitions: weekly backups would spend 28 days in GLACIER, whose minimum storage charge is 90 days ' +
+        '(it enters at day 7 and is gone at day 35, the tier\'s effective retention); drop this transition (no day pays off), choose a class with a shorter minimum, or keep more weekly backups');
+  });
+
+  test('given Deep Archive one day too late, then the cost check counts the effective retention (379 days) against 180', () => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 200 }] }))
+      .toThrow(/monthly backups would spend 179 days in DEEP_ARCHIVE, whose minimum storage charge is 180 days .*transition no later than day 199/);
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 199 }] })).not.toThrow();
+  });
+
+  test('given Infrequent Access then Glacier too soon after, then the cost check names the 30-day IA minimum', () => {
+    expect(() => standaloneStore({ transitions: [
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.INFREQUENT_ACCESS, afterDays: 30 },
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 45 },
+    ] })).toThrow(/monthly backups would spend 15 days in STANDARD_IA, whose minimum storage charge is 30 days \(it enters at day 30 and moves on to GLACIER at day 45\); move the GLACIER transition to day 60 or later, or drop one of the two/);
+  });
+
+  test('given an Infrequent Access transition before day 30, then the error says S3 refuses it', () => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.INFREQUENT_ACCESS, afterDays: 10 }] }))
+      .toThrow('transitions: the monthly transition to STANDARD_IA after 10 days is refused by S3, which allows Infrequent Access transitions from day 30; set afterDays to 30 or more');
+  });
+
+  test('given a transition with afterDays 0, then the error names afterDays', () => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 0 }] }))
+      .toThrow('transitions: the monthly transition to GLACIER has afterDays 0; use a positive whole number of days');
+  });
+
+  test('given two transitions of one tier on the same day, then the error asks for different ages', () => {
+    expect(() => standaloneStore({ transitions: [
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 30 },
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 30 },
+    ] })).toThrow('transitions: the monthly tier has two transitions after 30 days; give each a different afterDays');
+  });
+
+  test('given a storage class without a known minimum, then the error lists the supported ones', () => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: new s3.StorageClass('REDUCED_REDUNDANCY'), afterDays: 30 }] }))
+      .toThrow('transitions: the monthly transition targets REDUCED_REDUNDANCY, which has no known minimum storage duration; use one of STANDARD_IA, ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE');
+  });
+
+  test('given noncurrentVersionExpirationDays 0, then the error names it', () => {
+    expect(() => standaloneStore({ noncurrentVersionExpirationDays: 0 }))
+      .toThrow('noncurrentVersionExpirationDays must be a positive whole number of days (got 0); for example 7');
+  });
+
+  test('given accessLogsExpirationDays -1, then the error names it', () => {
+    expect(() => standaloneStore({ accessLogsExpirationDays: -1 }))
+      .toThrow('accessLogsExpirationDays must be a positive whole number of days (got -1); for example 365');
+  });
+
+  test('given lockRetentionDays with Object Lock OFF, then the error says which to drop', () => {
+    expect(() => standaloneStore({ objectLockMode: ObjectLockMode.OFF, lockRetentionDays: 7 }))
+      .toThrow('Standalone/Store: lockRetentionDays is set (7) but objectLockMode is OFF; remove lockRetentionDays, or choose ObjectLockMode.GOVERNANCE or COMPLIANCE');
+  });
+
+  test('given a locked primary and an unlocked replica, then the error asks to lock the replica', () => {
+    expect(() => primaryWithReplica({}, { objectLockMode: ObjectLockMode.OFF }))
+      .toThrow('Primary/Store: this store uses Object Lock but its replica has objectLockMode OFF, and S3 cannot replicate locked objects into an unlocked bucket; ' +
+        'give the ReplicaStore objectLockMode GOVERNANCE or COMPLIANCE');
+  });
+
+  test('given a ReplicaStore in a stack without an explicit env, then the error asks for one', () => {
+    expect(() => new ReplicaStore(new Stack(new App(), 'Agnostic'), 'ReplicaStore'))
+      .toThrow('Agnostic/ReplicaStore: a ReplicaStore needs a stack with an explicit env (account and region), because the primary store refers to it by names known at synth; set env: { account, region } on its stack');
+  });
+
+  test('given replication options without a replica, then the error says they need one', () => {
+    expect(() => standaloneStore({ replicationTimeControl: false }))
+      .toThrow('Standalone/Store: replicationTimeControl and alarmTopic only apply with a replica; set replica to a ReplicaStore in another region, or remove them');
+  });
+
+  test('given several problems at once, then all of them are reported together', () => {
+    expect(() => standaloneStore({ keep: { ...keep, daily: 0, weekly: -1 }, noncurrentVersionExpirationDays: 0 }))
+      .toThrow(/keep\.daily.*\nkeep\.weekly.*\nnoncurrentVersionExpirationDays/);
+  });
+
+  test('sanity: the fixture regions differ, so the valid configuration synthesizes', () => {
+    expect(REPLICA_REGION).not.toBe(PRIMARY_REGION);
+    expect(() => primaryWithReplica()).not.toThrow();
+  });
+});
