@@ -71,7 +71,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     if (err instanceof AgentError) {
       const message = redactor.redact(err.message);
-      log.error(message.split('\n')[0], { command: name });
+      log.error(message, { command: name });
       process.stderr.write(`restorable ${name ?? ''}: ${message}\n`);
       return err.exitCode;
     }

@@ -58,7 +58,12 @@ function describeExit(exit: StageExit): string {
 
 function describeFailure(exit: StageExit, others: readonly StageExit[]): string {
   const tail = redactor.redact(exit.stderrTail.trim());
-  const knock = others.length ? `\n(then: ${others.map((o) => `${o.name} ${describeExit(o)}`).join('; ')})` : '';
+  const stopped = others.filter((o) => o.killedByAgent).map((o) => o.name);
+  const alsoFailed = others.filter((o) => !o.killedByAgent).map((o) => `${o.name} ${describeExit(o)}`);
+  const knock = [
+    ...(alsoFailed.length ? [`then: ${alsoFailed.join('; ')}`] : []),
+    ...(stopped.length ? [`the agent stopped ${stopped.join(', ')}`] : []),
+  ].map((line) => `\n(${line})`).join('');
   return `stage '${exit.name}' ${describeExit(exit)}${tail ? `:\n${tail}` : ''}${knock}`;
 }
 

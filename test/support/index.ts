@@ -7,3 +7,6 @@ export * from './postgres';
 export * from './restore';
 export * from './s3rver';
 export * from './shell';
+export * from './wrappers';
+export * from './proxy';
+export * from './embedded-postgres';

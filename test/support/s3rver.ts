@@ -14,6 +14,7 @@ import { REPO_ROOT } from './paths';
 
 export interface S3Emulator {
   readonly bucket: string;
+  readonly port: number;
   readonly endpoint: string;
   /** The environment the agent needs to reach the emulator. */
   readonly env: Record<string, string>;
@@ -65,7 +66,7 @@ export async function startS3rver(bucket = 'backups'): Promise<S3Emulator> {
   });
 
   return {
-    bucket, endpoint, env, client,
+    bucket, port, endpoint, env, client,
     keys: async (prefix = '') => {
       const out = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
       return (out.Contents ?? []).map((o) => o.Key!).sort();
