@@ -2,6 +2,8 @@
  * A PostgreSQL 15 backup, end to end: the bundled agent against the local server and the S3
  * emulator, then a restore with standard tools into a fresh database, compared table by table.
  */
+import { createHash } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Manifest, LatestPointer, Tier, tierFor } from '../../lib/contract';
 import {
   AgeKey, S3Emulator, agentEnv, createPgDatabase, createPgFixture, decryptToText, download, dropPgDatabase, logLines, makeAgeKey,
@@ -54,7 +56,7 @@ describe('backup of PostgreSQL', () => {
     expect(Object.keys(manifest.toolVersions).sort()).toEqual(['age', 'pg_dump', 'restorable', 'zstd']);
     const stored = await s3.getBytes(first.key);
     expect(stored.length).toBe(manifest.size);
-    expect(require('node:crypto').createHash('sha256').update(stored).digest('hex')).toBe(manifest.sha256);
+    expect(createHash('sha256').update(stored).digest('hex')).toBe(manifest.sha256);
     expect(stored.subarray(0, 21).toString()).toBe('age-encryption.org/v1');
     expect(manifest.companions).toHaveLength(1);
     expect(manifest.companions[0].key).toMatch(/\.globals\.sql\.zst\.age$/);
@@ -120,7 +122,7 @@ describe('backup of PostgreSQL', () => {
       formatVersion: 1, source, key: `${source}/2999/01/01/${source}_2999-01-01_00-00-00Z.pgdump.zst.age`,
       manifestKey: 'x', startedAt: '2999-01-01T00:00:00.000Z', finishedAt: '2999-01-01T00:01:00.000Z', tier: Tier.MONTHLY, size: 1, sha256: 'x',
     };
-    await s3.client.send(new (require('@aws-sdk/client-s3').PutObjectCommand)({ Bucket: s3.bucket, Key: `${source}/latest.json`, Body: JSON.stringify(future) }));
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${source}/latest.json`, Body: JSON.stringify(future) }));
     await new Promise((r) => setTimeout(r, 1100));
     const run = await runAgent(backupArgs(), env());
     expect(run.code).toBe(0);

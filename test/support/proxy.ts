@@ -16,14 +16,13 @@ export async function cuttingProxy(targetPort: number, cutAfterBytes: number, on
   let forwarded = 0;
   let resolveCut: (bytes: number) => void = () => undefined;
   const cut = new Promise<number>((resolve) => { resolveCut = resolve; });
-  let server: Server | undefined;
   const cutNow = () => {
     onCut();
-    server?.close();
+    server.close();
     for (const s of sockets) s.destroy();
     resolveCut(forwarded);
   };
-  server = createServer((client) => {
+  const server: Server = createServer((client) => {
     const upstream = connect(targetPort, '127.0.0.1');
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -39,12 +38,12 @@ export async function cuttingProxy(targetPort: number, cutAfterBytes: number, on
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
-  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return {
     endpoint: `http://127.0.0.1:${port}`,
     cut,
-    close: () => new Promise((resolve) => { for (const s of sockets) s.destroy(); server!.close(() => resolve()); }),
+    close: () => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }),
   };
 }
