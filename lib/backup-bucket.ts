@@ -3,7 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { latestKey, normalisePrefix, restoreTestsPrefix, sourceNameProblem, sourcePrefix } from './contract/names';
+import { normalisePrefix, restoreTestsPrefix, sourceNameProblem, sourcePrefix } from './contract/names';
 import { DEFAULT_KEEP_COUNTS, KeepCounts, TIER_TAG, Tier } from './contract/tiers';
 import { TierRetention, planRetention, retentionProblems } from './retention-policy';
 
@@ -193,18 +193,21 @@ export abstract class BackupBucket extends Construct {
 
   /**
    * What one source's dump task needs (design §2a): create objects (tagged at creation) under the source's
-   * prefix, abort its multipart uploads, read its `latest.json` and nothing else, and encrypt with the key.
-   * No delete, no retagging (the bucket policy denies that anyway).
+   * prefix, read them back (the agent HEADs each upload to verify it, and reads `latest.json` to choose the
+   * tier), abort its multipart uploads, and encrypt with the key. No delete, no retagging (the bucket policy
+   * denies that anyway). Reading reveals nothing: backups are age-encrypted.
    */
   public grantBackupWrite(grantee: iam.IGrantable, source: string, options: BackupWriteOptions = {}): iam.Grant {
     const objects = this.sourceObjects(source);
     const legalHold = options.legalHold ?? this.objectLockMode !== ObjectLockMode.OFF;
     // PutObject with a Tagging header is also authorised as s3:PutObjectTagging.
-    const actions = ['s3:PutObject', 's3:PutObjectTagging', 's3:AbortMultipartUpload'];
+    const actions = ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload'];
     if (legalHold) actions.push('s3:PutObjectLegalHold', 's3:GetObjectLegalHold');
-    this.acknowledgeWildcards(grantee, [objects], `Backup objects of source '${source}' get new unique keys under its prefix, so writes are granted on that prefix only`);
-    return this.grantObjects(grantee, actions, [objects])
-      .combine(this.grantObjects(grantee, ['s3:GetObject'], [this.bucket.arnForObjects(latestKey(this.prefix, source))]))
+    this.acknowledgeWildcards(grantee, [objects], `Backup objects of source '${source}' get new unique keys under its prefix, so the dump task is granted that prefix only`);
+    // S3 answers 404 rather than 403 for a missing key only to principals that may list the bucket; the
+    // first backup of a source must see its absent latest.json as absent. Listing shows key names, never content.
+    return iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] })
+      .combine(this.grantObjects(grantee, actions, [objects]))
       .combine(this.grantKey(grantee, 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'));
   }
 
@@ -225,7 +228,7 @@ export abstract class BackupBucket extends Construct {
     });
     return list
       .combine(this.grantObjects(grantee, ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:RestoreObject'], [this.sourceObjects(source)]))
-      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:AbortMultipartUpload'], [restoreTests]))
+      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:AbortMultipartUpload'], [restoreTests]))
       // GenerateDataKey: restore-test results are written under the bucket's KMS default encryption.
       .combine(this.grantKey(grantee, 'kms:Decrypt', 'kms:GenerateDataKey'));
   }

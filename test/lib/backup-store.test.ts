@@ -1,8 +1,9 @@
-import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { Tier } from '../../lib/contract/tiers';
 import { ObjectLockMode } from '../../lib/backup-bucket';
 import { primaryWithReplica, onlyResource, resourcesOf, standaloneStore, statementsAllowing, PRIMARY_REGION, REPLICA_REGION, ACCOUNT } from './store-fixtures';
@@ -202,17 +203,21 @@ describe('BackupStore grants', () => {
     .find((p) => JSON.stringify(p.Properties.Roles).includes(rolePrefix))!.Properties.PolicyDocument.Statement as Array<Record<string, unknown>>;
   const actionsOn = (statements: Array<Record<string, unknown>>) => statements.flatMap((s) => ([] as unknown[]).concat(s.Action).map((a) => `${a} ${resourcesOf(s).join(',')}`));
 
-  test('given grantBackupWrite, when synthesized, then the dump role creates tagged objects and aborts uploads only under its source prefix', () => {
+  test('given grantBackupWrite, when synthesized, then the dump role creates tagged objects, reads and aborts uploads only under its source prefix', () => {
     const actions = actionsOn(policyOf('DumpRole'));
-    for (const action of ['s3:PutObject', 's3:PutObjectTagging', 's3:AbortMultipartUpload', 's3:PutObjectLegalHold']) {
+    for (const action of ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload', 's3:PutObjectLegalHold']) {
       expect(actions.filter((a) => a.startsWith(`${action} `))).toEqual([expect.stringMatching(/^\S+ <StoreBucket\w+\.Arn>\/orders-db\/\*$/)]);
     }
   });
 
-  test('given grantBackupWrite, when synthesized, then the dump role reads latest.json and nothing else, and can never delete', () => {
+  test('given grantBackupWrite, when synthesized, then the dump role can never delete, retag other prefixes or change retention', () => {
     const actions = actionsOn(policyOf('DumpRole'));
-    expect(actions.filter((a) => a.startsWith('s3:GetObject '))).toEqual([expect.stringMatching(/\.Arn>\/orders-db\/latest\.json$/)]);
-    expect(actions.filter((a) => /Delete|List|\*\s/.test(a.split(' ')[0]))).toEqual([]);
+    expect(actions.filter((a) => /Delete|Retention|Bypass|\*\s/.test(a.split(' ')[0]))).toEqual([]);
+    expect(actions.filter((a) => a.startsWith('s3:PutObjectTagging ') && !a.endsWith('/orders-db/*'))).toEqual([]);
+  });
+
+  test('given grantBackupWrite, when synthesized, then the dump role may list the bucket, so a missing latest.json reads as 404', () => {
+    expect(actionsOn(policyOf('DumpRole')).filter((a) => a.startsWith('s3:List'))).toEqual([expect.stringMatching(/^s3:ListBucket <StoreBucket\w+\.Arn>$/)]);
   });
 
   test('given grantBackupWrite, when synthesized, then the dump role may encrypt with the store key through S3 only', () => {
@@ -240,8 +245,9 @@ describe('BackupStore grants', () => {
   });
 
   test('given grantRestoreRead, when synthesized, then the restore role writes only under restore-tests/', () => {
-    const puts = actionsOn(policyOf('RestoreRole')).filter((a) => a.startsWith('s3:PutObject '));
-    expect(puts).toEqual([expect.stringMatching(/\.Arn>\/orders-db\/restore-tests\/\*$/)]);
+    const writes = actionsOn(policyOf('RestoreRole')).filter((a) => /^s3:(Put|Abort)/.test(a));
+    expect(writes).toHaveLength(3);
+    for (const write of writes) expect(write).toMatch(/\.Arn>\/orders-db\/restore-tests\/\*$/);
   });
 
   test('given grantMonitorRead, when synthesized, then the monitor reads and lists the bucket and writes nothing', () => {
@@ -352,5 +358,24 @@ describe('BackupStore replication', () => {
     template.resourceCountIs('AWS::IAM::Role', 0);
     template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
     expect(store.replicationFailedAlarm).toBeUndefined();
+  });
+});
+
+describe('BackupStore and cdk-nag', () => {
+  test('given roles holding each grant, when cdk-nag AwsSolutions checks the app, then the prefix-scoped wildcards are acknowledged', () => {
+    const { app, primary, store } = primaryWithReplica();
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    const role = (id: string) => new iam.Role(primary, id, { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    store.grantBackupWrite(role('Dump'), 'orders-db');
+    store.grantRestoreRead(role('Restore'), 'orders-db');
+    store.grantMonitorRead(role('Monitor'));
+    expect(() => app.synth()).not.toThrow();
+  });
+
+  test('control: a wildcard grant the store did not make is still reported', () => {
+    const { app, primary, store } = primaryWithReplica();
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    store.bucket.grantRead(new iam.Role(primary, 'Broad', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') }));
+    expect(() => app.synth()).toThrow(/AwsSolutions-IAM5\[Action::s3:GetObject\*\]/);
   });
 });
