@@ -99,3 +99,29 @@ export function parseLatest(text: string, where: string): LatestPointer {
   }
   return p as LatestPointer;
 }
+
+/**
+ * What the freshness check needs from `{prefix}{source}/restore-tests/latest.json` (restoreTestLatestKey),
+ * which each restore test rewrites with its newest report; the report may hold more fields.
+ */
+export interface RestoreTestPointer {
+  readonly source: string;
+  /** When the restore test finished (ISO 8601, UTC): RestoreTestAgeSeconds counts from here. */
+  readonly finishedAt: string;
+  readonly success: boolean;
+}
+
+/** Parses a restore-test pointer or throws an error that names what is wrong. */
+export function parseRestoreTestPointer(text: string, where: string): RestoreTestPointer {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`restore-test report ${where} is not valid JSON`);
+  }
+  const p = value as Partial<RestoreTestPointer>;
+  if (typeof p.finishedAt !== 'string' || Number.isNaN(Date.parse(p.finishedAt))) {
+    throw new Error(`restore-test report ${where} lacks a valid finishedAt time`);
+  }
+  return p as RestoreTestPointer;
+}

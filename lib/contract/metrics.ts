@@ -17,8 +17,13 @@ export const Metrics = {
   BACKUP_SIZE_BYTES: 'BackupSizeBytes',
   /** Newest size over the median of recent backups. */
   BACKUP_SIZE_RATIO: 'BackupSizeRatio',
-  /** The smallest size ratio in the fleet at the last check. */
+  /**
+   * A new backup's size against its limits, min(ratio / floor, size / minimum), published without a Source
+   * dimension: its Minimum over a period is the fleet's worst backup, and below 1 means a size anomaly.
+   */
   FLEET_SIZE_RATIO: 'FleetMinSizeRatio',
+  /** Number of sources whose freshness check failed (an unreadable pointer, an S3 error). */
+  SOURCES_NOT_CHECKED: 'SourcesNotChecked',
   BACKUP_JOB_FAILURES: 'BackupJobFailures',
   BACKUP_DURATION_SECONDS: 'BackupDurationSeconds',
   RESTORE_TEST_SUCCESS: 'RestoreTestSuccess',

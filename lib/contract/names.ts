@@ -47,6 +47,15 @@ export function restoreTestsPrefix(prefix: string | undefined, source: string): 
   return `${sourcePrefix(prefix, source)}${RESTORE_TESTS_DIR}/`;
 }
 
+/**
+ * `{prefix}{source}/restore-tests/latest.json`: the newest restore-test report of a source, rewritten by each
+ * restore test beside its own dated report, so that the freshness check reads it with one GET. It is a JSON
+ * object with at least `finishedAt` (ISO 8601, UTC) and `success`: see RestoreTestPointer in manifest.ts.
+ */
+export function restoreTestLatestKey(prefix: string | undefined, source: string): string {
+  return `${restoreTestsPrefix(prefix, source)}${LATEST_FILE}`;
+}
+
 export function runbookKey(prefix: string | undefined, source: string): string {
   return `${sourcePrefix(prefix, source)}${RUNBOOK_FILE}`;
 }
