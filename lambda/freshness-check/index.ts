@@ -1,0 +1,180 @@
+/**
+ * Freshness check, on a schedule: for each source it reads `latest.json`, HEADs the backup it names and reads
+ * the newest restore-test report, so its cost is three requests per source however many backups exist. It
+ * publishes each source's backup age and the fleet signals the alarms watch, and tells the topic which
+ * sources are in trouble.
+ *
+ * The source list comes in the event (the schedule's input), not the environment: Lambda caps environment
+ * variables at 4 KB in total, and a hundred sources with their thresholds do not fit there.
+ */
+import { StandardUnit } from '@aws-sdk/client-cloudwatch';
+import { parseLatest, parseRestoreTestPointer } from '../../lib/contract/manifest';
+import { Metrics } from '../../lib/contract/metrics';
+import { latestKey, restoreTestLatestKey } from '../../lib/contract/names';
+import {
+  MonitorClients, clientsFromEnv, datum, exists, getText, mapBounded, messageOf, notify, publishMetrics, requiredEnv, secondsBetween,
+} from '../shared/aws';
+
+export interface FreshnessSource {
+  readonly source: string;
+  /** The backup age above which the source is stale. */
+  readonly maxAgeSeconds: number;
+}
+
+/** The schedule's input. */
+export interface FreshnessEvent {
+  readonly sources: readonly FreshnessSource[];
+}
+
+export enum SourceState {
+  FRESH = 'fresh',
+  STALE = 'stale',
+  /** No `latest.json`: no backup of this source ever passed verification. */
+  NO_BACKUPS = 'no backups found',
+  /** `latest.json` names an object that does not exist. */
+  DANGLING = 'latest.json points to a missing backup',
+  /** The check itself failed; the reason says why. */
+  NOT_CHECKED = 'check failed',
+}
+
+export interface SourceStatus {
+  readonly source: string;
+  readonly state: SourceState;
+  readonly maxAgeSeconds: number;
+  readonly ageSeconds?: number;
+  readonly key?: string;
+  readonly restoreTestAgeSeconds?: number;
+  /** Why the check failed, or what else went wrong (an unreadable restore-test report). */
+  readonly problem?: string;
+}
+
+export interface FreshnessReport {
+  readonly statuses: readonly SourceStatus[];
+  /** The largest age over its source's threshold; 0 when no source has a backup. */
+  readonly stalenessRatio: number;
+  readonly notified: boolean;
+}
+
+export interface FreshnessOptions {
+  readonly now: Date;
+  /** How often the check runs: a source that crossed its threshold within one interval is news. */
+  readonly intervalSeconds: number;
+}
+
+/** Requests in flight at once: enough to check a hundred sources in seconds, few enough to stay polite. */
+const CONCURRENCY = 8;
+const DAY_SECONDS = 86_400;
+
+export async function checkFreshness(event: FreshnessEvent, clients: MonitorClients, options: FreshnessOptions): Promise<FreshnessReport> {
+  const sources = validateEvent(event);
+  const statuses = await mapBounded(sources, CONCURRENCY, (s) => checkSource(s, clients, options.now));
+  const withBackups = statuses.filter((s) => s.ageSeconds !== undefined && (s.state === SourceState.FRESH || s.state === SourceState.STALE));
+  const stalenessRatio = Math.max(0, ...withBackups.map((s) => s.ageSeconds! / s.maxAgeSeconds));
+
+  const data = [
+    ...withBackups.map((s) => datum(Metrics.BACKUP_AGE_SECONDS, s.ageSeconds!, StandardUnit.Seconds, s.source, options.now)),
+    ...statuses.filter((s) => s.restoreTestAgeSeconds !== undefined)
+      .map((s) => datum(Metrics.RESTORE_TEST_AGE_SECONDS, s.restoreTestAgeSeconds!, StandardUnit.Seconds, s.source, options.now)),
+    datum(Metrics.FLEET_STALENESS_RATIO, stalenessRatio, StandardUnit.None, undefined, options.now),
+    datum(Metrics.SOURCES_WITHOUT_BACKUP, statuses.filter((s) => s.state === SourceState.NO_BACKUPS || s.state === SourceState.DANGLING).length,
+      StandardUnit.Count, undefined, options.now),
+    datum(Metrics.SOURCES_NOT_CHECKED, statuses.filter((s) => s.problem !== undefined).length, StandardUnit.Count, undefined, options.now),
+  ];
+  const restoreTestAges = statuses.flatMap((s) => s.restoreTestAgeSeconds ?? []);
+  // Fleet-wide, the oldest restore test: one alarm watches every source.
+  if (restoreTestAges.length) data.push(datum(Metrics.RESTORE_TEST_AGE_SECONDS, Math.max(...restoreTestAges), StandardUnit.Seconds, undefined, options.now));
+  await publishMetrics(clients.cloudwatch, data);
+
+  for (const s of statuses) console.log(JSON.stringify(s));
+  const notified = await notifyIfNews(statuses, clients, options);
+  return { statuses, stalenessRatio, notified };
+}
+
+function validateEvent(event: FreshnessEvent): readonly FreshnessSource[] {
+  if (!event || !Array.isArray(event.sources)) {
+    throw new Error('the event has no sources list: the schedule passes {"sources":[{"source":"…","maxAgeSeconds":…}]}');
+  }
+  for (const s of event.sources) {
+    if (typeof s.source !== 'string' || !(s.maxAgeSeconds > 0)) {
+      throw new Error(`bad source entry ${JSON.stringify(s)}: each needs a source name and a positive maxAgeSeconds`);
+    }
+  }
+  return event.sources;
+}
+
+/** Three requests at most, whatever the number of backups; an error stays with its source. */
+async function checkSource(config: FreshnessSource, clients: MonitorClients, now: Date): Promise<SourceStatus> {
+  const { source, maxAgeSeconds } = config;
+  const base = { source, maxAgeSeconds };
+  const pointerKey = latestKey(clients.prefix, source);
+  try {
+    const pointerText = await getText(clients.s3, clients.bucket, pointerKey);
+    if (pointerText === undefined) return { ...base, state: SourceState.NO_BACKUPS };
+    const pointer = parseLatest(pointerText, `s3://${clients.bucket}/${pointerKey}`);
+    if (!(await exists(clients.s3, clients.bucket, pointer.key))) return { ...base, state: SourceState.DANGLING, key: pointer.key };
+    const startedAt = new Date(pointer.startedAt);
+    if (Number.isNaN(startedAt.getTime())) throw new Error(`s3://${clients.bucket}/${pointerKey} has an invalid startedAt '${pointer.startedAt}'`);
+    const ageSeconds = secondsBetween(startedAt, now);
+    const state = ageSeconds > maxAgeSeconds ? SourceState.STALE : SourceState.FRESH;
+    const status = { ...base, state, ageSeconds, key: pointer.key };
+    try {
+      return { ...status, restoreTestAgeSeconds: await restoreTestAge(source, clients, now) };
+    } catch (err) {
+      return { ...status, problem: messageOf(err) };
+    }
+  } catch (err) {
+    return { ...base, state: SourceState.NOT_CHECKED, problem: messageOf(err) };
+  }
+}
+
+async function restoreTestAge(source: string, clients: MonitorClients, now: Date): Promise<number | undefined> {
+  const key = restoreTestLatestKey(clients.prefix, source);
+  const text = await getText(clients.s3, clients.bucket, key);
+  if (text === undefined) return undefined;
+  return secondsBetween(new Date(parseRestoreTestPointer(text, `s3://${clients.bucket}/${key}`).finishedAt), now);
+}
+
+/**
+ * Stateless, so it cannot remember what it said before: it writes when a source went stale since the previous
+ * run, and once a day (the first run after midnight UTC) with everything still wrong. The alarms notify on
+ * every state change in between.
+ */
+async function notifyIfNews(statuses: readonly SourceStatus[], clients: MonitorClients, options: FreshnessOptions): Promise<boolean> {
+  const troubled = statuses.filter((s) => s.state !== SourceState.FRESH || s.problem !== undefined);
+  if (!troubled.length) return false;
+  const newlyStale = troubled.filter((s) => s.state === SourceState.STALE && s.ageSeconds! - options.intervalSeconds <= s.maxAgeSeconds);
+  const dailyDigest = (options.now.getTime() / 1000) % DAY_SECONDS < options.intervalSeconds;
+  if (!newlyStale.length && !dailyDigest) return false;
+  const names = troubled.map((s) => s.source);
+  const subject = `Restorable: ${troubled.length} backup source(s) need attention: ${names.join(', ')}`;
+  return notify(clients, subject, [
+    `Freshness check of s3://${clients.bucket}/${clients.prefix} at ${options.now.toISOString()}:`,
+    '',
+    ...troubled.map(describeStatus),
+  ]);
+}
+
+function hours(seconds: number): string {
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+export function describeStatus(s: SourceStatus): string {
+  switch (s.state) {
+    case SourceState.STALE:
+      return `- ${s.source}: stale, newest backup is ${hours(s.ageSeconds!)} old (${s.ageSeconds} s), threshold ${hours(s.maxAgeSeconds)} (${s.maxAgeSeconds} s)` +
+        (s.problem ? `; also: ${s.problem}` : '');
+    case SourceState.NO_BACKUPS:
+      return `- ${s.source}: no backups found (no latest.json): no backup of this source ever completed`;
+    case SourceState.DANGLING:
+      return `- ${s.source}: latest.json points to a missing backup, ${s.key}`;
+    case SourceState.NOT_CHECKED:
+      return `- ${s.source}: check failed: ${s.problem}`;
+    case SourceState.FRESH:
+      return `- ${s.source}: fresh (${hours(s.ageSeconds!)} old), but ${s.problem}`;
+  }
+}
+
+export async function handler(event: FreshnessEvent): Promise<FreshnessReport> {
+  const intervalSeconds = Number(requiredEnv('CHECK_INTERVAL_SECONDS'));
+  return checkFreshness(event, clientsFromEnv(), { now: new Date(), intervalSeconds });
+}

@@ -1,0 +1,176 @@
+/**
+ * The freshness check against the S3 emulator, over backups made by the real agent from a real PostgreSQL
+ * database. CloudWatch and SNS are mocked. Staleness is reached without waiting by handing the check a
+ * later `now`; the ages it must report are computed from the `startedAt` the agent wrote.
+ */
+import { CopyObjectCommand, DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { LatestPointer, METRIC_NAMESPACE, Metrics, manifestKeyFor, parseBackupKey, backupKey, DumpFormat } from '../../lib/contract';
+import { FreshnessEvent, FreshnessSource, SourceState, checkFreshness } from '../../lambda/freshness-check';
+import { AgeKey, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
+import { TOPIC_ARN, backUp, monitorClients, publishedMessages, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
+
+const PREFIX = 'backups/';
+const HOUR = 3600;
+const DAY = 86_400;
+const INTERVAL = 900;
+const database = uniqueName('fresh_src');
+let s3: S3Emulator;
+let key: AgeKey;
+const latest: Record<string, LatestPointer> = {};
+
+const seconds = (iso: string) => Date.parse(iso) / 1000;
+const at = (epochSeconds: number) => new Date(epochSeconds * 1000);
+/** Keeps a time out of the daily-digest window (the first interval after midnight UTC). */
+const outsideDigest = (t: number) => (t % DAY < INTERVAL ? t + INTERVAL : t);
+const run = (sources: FreshnessSource[], now: number, prefix = PREFIX) =>
+  checkFreshness({ sources }, monitorClients(s3, prefix).clients, { now: at(now), intervalSeconds: INTERVAL });
+
+beforeAll(async () => {
+  s3 = await startS3rver();
+  key = makeAgeKey();
+  await createPgFixture(database, { customers: 200 });
+  for (let i = 0; i < 3; i++) latest['fresh-pg'] = await backUp(s3, key, 'fresh-pg', database, PREFIX);
+  latest['stale-pg'] = await backUp(s3, key, 'stale-pg', database, PREFIX);
+  latest['dangling-pg'] = await backUp(s3, key, 'dangling-pg', database, PREFIX);
+  // The backup latest.json names is lost: the pointer dangles.
+  await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: latest['dangling-pg'].key }));
+});
+
+afterAll(async () => {
+  await dropPgDatabase(database);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
+  await s3?.stop();
+});
+
+beforeEach(() => {
+  resetAwsMocks();
+  // The handler logs one JSON line per source for CloudWatch Logs; keep test output readable.
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+});
+afterEach(() => jest.restoreAllMocks());
+
+describe('freshness check', () => {
+  const sources: FreshnessSource[] = [
+    { source: 'fresh-pg', maxAgeSeconds: DAY },
+    { source: 'stale-pg', maxAgeSeconds: HOUR },
+    { source: 'empty-pg', maxAgeSeconds: DAY },
+    { source: 'dangling-pg', maxAgeSeconds: DAY },
+  ];
+
+  test('given fresh, stale, empty and dangling sources, then it publishes each age, the fleet signals, and names the offenders', async () => {
+    // Five minutes after stale-pg crossed its one-hour threshold: news, so it notifies.
+    const now = seconds(latest['stale-pg'].startedAt) + HOUR + 300;
+    const freshAge = Math.round(now - seconds(latest['fresh-pg'].startedAt));
+    const report = await run(sources, now);
+
+    expect(report.statuses.map((s) => [s.source, s.state])).toEqual([
+      ['fresh-pg', SourceState.FRESH], ['stale-pg', SourceState.STALE], ['empty-pg', SourceState.NO_BACKUPS], ['dangling-pg', SourceState.DANGLING],
+    ]);
+    const metrics = publishedMetrics();
+    expect(metrics.every((m) => m.Namespace === METRIC_NAMESPACE && m.Namespace === 'Restorable')).toBe(true);
+    expect(metrics.map(({ MetricName, Dimensions, Value, Unit }) => ({ MetricName, Dimensions, Value, Unit }))).toEqual([
+      { MetricName: 'BackupAgeSeconds', Dimensions: [{ Name: 'Source', Value: 'fresh-pg' }], Value: freshAge, Unit: 'Seconds' },
+      { MetricName: 'BackupAgeSeconds', Dimensions: [{ Name: 'Source', Value: 'stale-pg' }], Value: HOUR + 300, Unit: 'Seconds' },
+      { MetricName: 'FleetStalenessRatio', Dimensions: undefined, Value: (HOUR + 300) / HOUR, Unit: 'None' },
+      { MetricName: 'SourcesWithoutBackup', Dimensions: undefined, Value: 2, Unit: 'Count' },
+      { MetricName: 'SourcesNotChecked', Dimensions: undefined, Value: 0, Unit: 'Count' },
+    ]);
+    expect(Metrics.BACKUP_AGE_SECONDS).toBe('BackupAgeSeconds');
+
+    const [message, ...more] = publishedMessages();
+    expect(more).toHaveLength(0);
+    expect(message.TopicArn).toBe(TOPIC_ARN);
+    expect(message.Subject).toContain('stale-pg');
+    expect(message.Message).toContain(`- stale-pg: stale, newest backup is 1.1 h old (${HOUR + 300} s), threshold 1.0 h (3600 s)`);
+    expect(message.Message).toContain('- empty-pg: no backups found');
+    expect(message.Message).toContain(`- dangling-pg: latest.json points to a missing backup, ${latest['dangling-pg'].key}`);
+    expect(message.Message).not.toContain('fresh-pg');
+  });
+
+  test('given a source that has been stale for longer than one interval, then it does not notify again outside the daily digest', async () => {
+    const now = outsideDigest(seconds(latest['stale-pg'].startedAt) + 3 * HOUR);
+    const report = await run(sources, now);
+    expect(report.statuses.find((s) => s.source === 'stale-pg')!.state).toBe(SourceState.STALE);
+    expect(report.notified).toBe(false);
+    expect(publishedMessages()).toHaveLength(0);
+    // The alarm still sees it: the fleet signal is published on every run.
+    expect(publishedMetrics().find((m) => m.MetricName === 'FleetStalenessRatio')!.Value).toBe(Math.round(now - seconds(latest['stale-pg'].startedAt)) / HOUR);
+  });
+
+  test('given the first run after midnight UTC, then the digest names every source still in trouble', async () => {
+    const nextMidnight = Math.ceil(seconds(latest['stale-pg'].startedAt) / DAY) * DAY + 2 * DAY;
+    const report = await run(sources, nextMidnight + 60);
+    expect(report.notified).toBe(true);
+    const [message] = publishedMessages();
+    for (const source of ['stale-pg', 'empty-pg', 'dangling-pg']) expect(message.Message).toContain(`- ${source}: `);
+    // Two days later, fresh-pg (threshold one day) is stale too.
+    expect(message.Message).toContain('- fresh-pg: stale');
+  });
+
+  test('given a corrupt latest.json for one source, then the others are still checked and the failure is counted and named', async () => {
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}broken-pg/latest.json`, Body: '{"key": trunc' }));
+    const now = seconds(latest['stale-pg'].startedAt) + HOUR + 60;
+    const report = await run([{ source: 'broken-pg', maxAgeSeconds: DAY }, ...sources], now);
+
+    const broken = report.statuses[0];
+    expect(broken).toMatchObject({ source: 'broken-pg', state: SourceState.NOT_CHECKED });
+    expect(broken.problem).toBe(`latest pointer s3://${s3.bucket}/${PREFIX}broken-pg/latest.json is not valid JSON`);
+    expect(report.statuses.slice(1).map((s) => s.state)).toEqual([SourceState.FRESH, SourceState.STALE, SourceState.NO_BACKUPS, SourceState.DANGLING]);
+    const metrics = publishedMetrics();
+    expect(metrics.find((m) => m.MetricName === 'SourcesNotChecked')!.Value).toBe(1);
+    expect(metrics.filter((m) => m.MetricName === 'BackupAgeSeconds').map((m) => m.Dimensions![0].Value)).toEqual(['fresh-pg', 'stale-pg']);
+    expect(publishedMessages()[0].Message).toContain('- broken-pg: check failed: latest pointer');
+  });
+
+  test('given a restore-test report, then it publishes RestoreTestAgeSeconds per source and the oldest for the fleet', async () => {
+    // Hand-made: the restore-test command writes this file; the contract is restore-tests/latest.json with finishedAt.
+    const finishedAt = new Date(Date.parse(latest['fresh-pg'].startedAt) - 2 * DAY * 1000).toISOString();
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}fresh-pg/restore-tests/latest.json`,
+      Body: JSON.stringify({ source: 'fresh-pg', finishedAt, success: true }) }));
+    const now = seconds(latest['fresh-pg'].startedAt) + 600;
+    const report = await run([{ source: 'fresh-pg', maxAgeSeconds: DAY }], now);
+
+    const expected = Math.round(now - seconds(finishedAt));
+    expect(report.statuses[0].restoreTestAgeSeconds).toBe(expected);
+    const restore = publishedMetrics().filter((m) => m.MetricName === 'RestoreTestAgeSeconds');
+    expect(restore.map((m) => [m.Dimensions, m.Value, m.Unit])).toEqual([
+      [[{ Name: 'Source', Value: 'fresh-pg' }], expected, 'Seconds'],
+      [undefined, expected, 'Seconds'],
+    ]);
+    expect(publishedMessages()).toHaveLength(0);
+  });
+
+  test('given 3 backups or 300, then the check makes the same number of S3 requests', async () => {
+    // 300 pointer-consistent backups, copied from a real one hour by hour into their date-partitioned keys.
+    const newest = latest['fresh-pg'];
+    const manifest = manifestKeyFor(newest.key);
+    const start = parseBackupKey(newest.key)!.startedAt.getTime();
+    let last = '';
+    for (let i = 299; i >= 0; i--) {
+      last = backupKey(PREFIX, 'many-pg', new Date(start - i * HOUR * 1000), DumpFormat.PG_CUSTOM);
+      await s3.client.send(new CopyObjectCommand({ Bucket: s3.bucket, Key: last, CopySource: `${s3.bucket}/${newest.key}` }));
+      await s3.client.send(new CopyObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(last), CopySource: `${s3.bucket}/${manifest}` }));
+    }
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}many-pg/latest.json`,
+      Body: JSON.stringify({ ...newest, source: 'many-pg', key: last, manifestKey: manifestKeyFor(last) }) }));
+    expect((await s3.keys(`${PREFIX}many-pg/`)).filter((k) => k.endsWith('.pgdump.zst.age'))).toHaveLength(300);
+    expect((await s3.keys(`${PREFIX}fresh-pg/`)).filter((k) => k.endsWith('.pgdump.zst.age'))).toHaveLength(3);
+
+    const countRequests = async (source: string) => {
+      const { clients, requests } = monitorClients(s3, PREFIX);
+      const event: FreshnessEvent = { sources: [{ source, maxAgeSeconds: DAY }] };
+      const report = await checkFreshness(event, clients, { now: at(seconds(newest.startedAt) + 60), intervalSeconds: INTERVAL });
+      expect(report.statuses[0].state).toBe(SourceState.FRESH);
+      return requests;
+    };
+    const few = await countRequests('fresh-pg');
+    const many = await countRequests('many-pg');
+    expect(few).toEqual(['GetObjectCommand', 'HeadObjectCommand', 'GetObjectCommand']);
+    expect(many).toEqual(few);
+  });
+
+  test('given an event without a sources list, then it fails with a message that shows the expected input', async () => {
+    await expect(checkFreshness({} as FreshnessEvent, monitorClients(s3, PREFIX).clients, { now: new Date(), intervalSeconds: INTERVAL }))
+      .rejects.toThrow('the event has no sources list: the schedule passes {"sources":[{"source":"…","maxAgeSeconds":…}]}');
+  });
+});
