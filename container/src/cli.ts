@@ -8,6 +8,7 @@ import { CommandSpec, parseCommandArgs, usage } from './args';
 import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup';
 import { LIST_COMMAND, formatListing, runList } from './commands/list';
 import { AgentError, UsageError, redactor } from './errors';
+import { runAbortActions } from './cleanup';
 import { log } from './log';
 import { AGENT_VERSION } from './version';
 
@@ -82,5 +83,13 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log.error(`stopped by ${signal}: nothing was recorded as a good backup`);
+      runAbortActions();
+      // An unfinished multipart upload is removed by the bucket's AbortIncompleteMultipartUpload rule.
+      process.exit(signal === 'SIGTERM' ? 143 : 130);
+    });
+  }
   main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 }

@@ -6,6 +6,7 @@
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { Readable, Writable } from 'node:stream';
+import { onAbort } from './cleanup';
 import { AgentError, redactor } from './errors';
 import { installHint } from './tools';
 
@@ -146,6 +147,7 @@ export class ProcessPipeline {
       previous = stage;
     });
     this.output = options.captureOutput ? (previous?.child.stdout ?? undefined) : undefined;
+    const forget = onAbort(() => this.kill());
 
     this.done = Promise.all(this.stages.map((stage) => stage.exited.then((exit) => {
       if (failed(exit)) {
@@ -155,6 +157,7 @@ export class ProcessPipeline {
       }
       return exit;
     }))).then(() => {
+      forget();
       if (failureOrder.length === 0) return;
       const cause = failureOrder.find((exit) => !exit.killedByAgent) ?? failureOrder[0];
       throw new StageFailure(cause, failureOrder.filter((exit) => exit !== cause));

@@ -3,12 +3,14 @@
  * emulator, a restore with age, zstd and the mysql client into a fresh database, compared table
  * by table. (MySQL 8 is not available here and is untested; its dumps do not load into MariaDB.)
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Manifest, Tier } from '../../lib/contract';
 import {
   AgeKey, MYSQL, S3Emulator, agentEnv, createMysqlDatabase, createMysqlFixture, decryptToText, download, dropMysqlDatabase,
-  makeAgeKey, mysqlExec, mysqlTableStats, mysqlUser, restoreMysql, runAgent, startS3rver, uniqueName,
+  logLines, makeAgeKey, mysqlExec, mysqlTableStats, mysqlUser, prependPath, restoreMysql, runAgent, startAgent, startS3rver, startsLate,
+  uniqueName,
 } from '../support';
 
 const source = 'shop-maria';
@@ -23,7 +25,10 @@ beforeAll(async () => {
   createMysqlFixture(database, 2000);
 });
 
+const dumper = `${database.slice(0, 50)}_dumper`;
+
 afterAll(async () => {
+  mysqlExec(undefined, `DROP USER IF EXISTS '${dumper}'@'127.0.0.1'`);
   dropMysqlDatabase(database);
   dropMysqlDatabase(restored);
   await s3?.stop();
@@ -67,4 +72,43 @@ test('backs up MariaDB, restores with standard tools, and every table, routine, 
   const user = mysqlUser(database);
   expect(globals).toContain(`CREATE USER IF NOT EXISTS \`${user}\`@\`localhost\``);
   expect(globals).toContain(`GRANT SELECT ON \`${database}\`.\`customer_totals\` TO \`${user}\`@\`localhost\`;`);
+});
+
+test('a user who may dump the database but not read the accounts: the backup succeeds, the manifest says why roles are missing', async () => {
+  mysqlExec(undefined, `DROP USER IF EXISTS '${dumper}'@'127.0.0.1';
+    CREATE USER '${dumper}'@'127.0.0.1' IDENTIFIED BY 'dumper-pw';
+    GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, EXECUTE ON \`${database}\`.* TO '${dumper}'@'127.0.0.1';
+    GRANT SELECT ON mysql.proc TO '${dumper}'@'127.0.0.1';`);
+  await new Promise((r) => setTimeout(r, 1100)); // a new key second
+  const run = await runAgent(['backup', '--source', 'maria-limited', '--engine', 'mysql', '--bucket', s3.bucket, '--recipient', key.recipient,
+    '--host', MYSQL.host, '--port', String(MYSQL.port), '--user', dumper, '--database', database, '--json'],
+  agentEnv({ ...s3.env, MYSQL_PWD: 'dumper-pw' }));
+  expect(run.stderr).not.toContain('restorable backup:');
+  expect(run.code).toBe(0);
+  const result = JSON.parse(run.stdout);
+  const manifest = JSON.parse((await s3.getText(result.manifestKey))!) as Manifest;
+  expect(manifest.globals.captured).toBe(false);
+  expect(manifest.globals.reason).toMatch(/cannot read mysql\.user: .*denied/i);
+  expect(manifest.companions).toEqual([]);
+  expect(manifest.warnings).toEqual([expect.stringContaining('roles and grants were not captured')]);
+  expect(logLines(run.stderr).filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([expect.stringContaining('roles and grants were not captured')]);
+  expect(manifest.tables.find((t) => t.table === 'orders')?.rows).toBe(6000);
+});
+
+test('stopped by SIGTERM mid-dump: exit 143, the password file removed, no dump process left, nothing stored', async () => {
+  const before = await s3.keys();
+  const filesBefore = optionFiles();
+  const agent = startAgent(['backup', '--source', 'maria-stopped', '--engine', 'mysql', '--bucket', s3.bucket, '--recipient', key.recipient,
+    '--host', MYSQL.host, '--port', String(MYSQL.port), '--user', MYSQL.user, '--database', database],
+  agentEnv({ ...s3.env, MYSQL_PWD: MYSQL.password, PATH: prependPath(startsLate('zstd', 30)) }));
+  for (let i = 0; i < 100 && !agent.stderr().includes('backup started'); i++) await new Promise((r) => setTimeout(r, 100));
+  expect(optionFiles().length).toBe(filesBefore.length + 1);
+  agent.child.kill('SIGTERM');
+  const run = await agent.finished;
+  expect(run.code).toBe(143);
+  expect(run.stderr).toContain('stopped by SIGTERM');
+  expect(optionFiles()).toEqual(filesBefore);
+  const processes = execFileSync('ps', ['-eo', 'args']).toString();
+  expect(processes).not.toMatch(/restorable-mysql-/);
+  expect(await s3.keys()).toEqual(before);
 });

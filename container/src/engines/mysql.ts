@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
 import { Connection, describeConnection } from '../connection';
+import { onAbort } from '../cleanup';
 import { AgentError, redactor } from '../errors';
 import { StageSpec } from '../pipeline';
 import { toolVersion } from '../tools';
@@ -40,6 +41,7 @@ export class MysqlSession implements EngineSession {
   private readonly dir: string;
   private readonly defaultsFile: string;
   private tables: readonly string[] = [];
+  private readonly forgetCleanup: () => void;
 
   constructor(private readonly connection: Connection) {
     this.dir = mkdtempSync(join(tmpdir(), 'restorable-mysql-'));
@@ -47,6 +49,7 @@ export class MysqlSession implements EngineSession {
     const lines = ['[client]', `host=${optionValue(connection.host)}`, `port=${connection.port}`, `user=${optionValue(connection.user)}`,
       ...(connection.password !== undefined ? [`password=${optionValue(connection.password)}`] : []), 'protocol=TCP'];
     writeFileSync(this.defaultsFile, `${lines.join('\n')}\n`, { mode: 0o600 });
+    this.forgetCleanup = onAbort(() => rmSync(this.dir, { recursive: true, force: true }));
   }
 
   /** The environment of a client child: no password variable, since the option file carries it. */
@@ -68,7 +71,12 @@ export class MysqlSession implements EngineSession {
       child.on('error', reject);
       child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
     });
-    if (result.code !== 0) throw new AgentError(redactor.redact(result.stderr.trim() || `mysql exited with code ${result.code}`));
+    if (result.code !== 0) {
+      // In batch mode the client echoes the failing statement between dashes; the ERROR line is what matters.
+      const lines = result.stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+      const message = lines.filter((l) => l.startsWith('ERROR')).join('; ') || lines.slice(-2).join('; ') || `mysql exited with code ${result.code}`;
+      throw new AgentError(redactor.redact(message));
+    }
     return result.stdout.split('\n').filter((line) => line !== '').map((line) => line.split('\t').map(unescapeBatch));
   }
 
@@ -142,5 +150,6 @@ export class MysqlSession implements EngineSession {
 
   async close(): Promise<void> {
     rmSync(this.dir, { recursive: true, force: true });
+    this.forgetCleanup();
   }
 }

@@ -1,0 +1,66 @@
+/** Wall time and peak memory of a process tree, from /proc. */
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+
+export interface Measured {
+  readonly seconds: number;
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Peak resident memory of the top process (VmHWM), in MB. */
+  readonly peakRssMb: number;
+  /** Largest sum of the resident memory of the whole process tree seen while polling, in MB. */
+  readonly peakTreeRssMb: number;
+}
+
+function status(pid: number, field: string): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function children(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+function treeRss(pid: number): number {
+  return status(pid, 'VmRSS') + children(pid).reduce((sum, child) => sum + treeRss(child), 0);
+}
+
+/** Runs a command (argv, or a bash script when `shell`), polling its memory every 100 ms. */
+export function measure(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(command, [...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let peakRssMb = 0;
+    let peakTreeRssMb = 0;
+    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-20_000); });
+    const poll = setInterval(() => {
+      if (!child.pid) return;
+      peakRssMb = Math.max(peakRssMb, status(child.pid, 'VmHWM'));
+      peakTreeRssMb = Math.max(peakTreeRssMb, treeRss(child.pid));
+    }, 100);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearInterval(poll);
+      resolve({ seconds: Number(process.hrtime.bigint() - started) / 1e9, code, stdout, stderr, peakRssMb, peakTreeRssMb });
+    });
+  });
+}
