@@ -4,3 +4,8 @@ export * from './backup-bucket';
 export * from './backup-store';
 export * from './replica-store';
 export * from './backup-keys';
+export * from './backup-source';
+export * from './inline-policy-role';
+export * from './agent-image';
+export * from './backup-job-alerts';
+export * from './database-backups';

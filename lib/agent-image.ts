@@ -1,0 +1,31 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { IgnoreMode } from 'aws-cdk-lib';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+
+/** The package root: the image's build context, so that the Dockerfile can COPY the bundled agent. */
+const PACKAGE_ROOT = path.join(__dirname, '..');
+const DOCKERFILE = 'container/Dockerfile';
+/** The context filter, in .dockerignore syntax; `docker build -f container/Dockerfile .` reads the same file. */
+const DOCKERIGNORE = path.join(PACKAGE_ROOT, `${DOCKERFILE}.dockerignore`);
+const AGENT_BUNDLE = path.join(PACKAGE_ROOT, 'assets/agent/restorable.cjs');
+
+/**
+ * The agent's container image, built by `cdk deploy` from container/Dockerfile. Synthesis only stages the
+ * context (the bundled agent and the Dockerfile, nothing else), so it needs no Docker engine.
+ */
+export function agentImage(): ecs.ContainerImage {
+  if (!fs.existsSync(AGENT_BUNDLE)) {
+    throw new Error(`the backup agent is not bundled (${AGENT_BUNDLE} is missing): run 'npm run bundle' first`);
+  }
+  return ecs.ContainerImage.fromAsset(PACKAGE_ROOT, {
+    file: DOCKERFILE,
+    ignoreMode: IgnoreMode.DOCKER,
+    exclude: agentImageContextFilter(),
+  });
+}
+
+/** The .dockerignore patterns that narrow the package root to the image's build context. */
+export function agentImageContextFilter(): string[] {
+  return fs.readFileSync(DOCKERIGNORE, 'utf8').split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#'));
+}

@@ -1,0 +1,259 @@
+/**
+ * What a backup source is (design §2, "Sources and the runner"): an engine with its flavour and version, a
+ * connection (endpoint and the user's secret), a schedule that follows from its RPO, and the task's size.
+ * Plain types and checks; the construct that runs them is DatabaseBackups.
+ */
+import { Duration, Size, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Engine } from './contract/manifest';
+
+/** The database product a source runs. MongoDB and plain files will join this list. */
+export enum DatabaseFlavour {
+  POSTGRES = 'postgres',
+  MARIADB = 'mariadb',
+  MYSQL = 'mysql',
+}
+
+/** The oldest and newest PostgreSQL majors the agent image can dump: its pg_dump must be at least as new as the server. */
+export const POSTGRES_MAJORS = { oldest: 13, newest: 18 } as const;
+
+/** A source's engine: its flavour and version, which choose the agent's dump engine and the restore-test image. */
+export class SourceEngine {
+  /** PostgreSQL of a major version (13 to 18): dumped with the image's newest pg_dump. */
+  public static postgres(majorVersion: number): SourceEngine {
+    const { oldest, newest } = POSTGRES_MAJORS;
+    if (!Number.isInteger(majorVersion) || majorVersion < oldest || majorVersion > newest) {
+      throw new Error(`PostgreSQL ${majorVersion} is not supported: give a major version from ${oldest} to ${newest}, ` +
+        `since the agent image's pg_dump ${newest} can dump servers up to its own version`);
+    }
+    return new SourceEngine(DatabaseFlavour.POSTGRES, String(majorVersion), Engine.POSTGRES, 5432, `postgres:${majorVersion}`);
+  }
+
+  /** MariaDB of a release series, for example '10.11' or '11.4'. */
+  public static mariadb(version: string): SourceEngine {
+    return new SourceEngine(DatabaseFlavour.MARIADB, checkSeries('MariaDB', version, '10.11'), Engine.MYSQL, 3306, `mariadb:${version}`);
+  }
+
+  /**
+   * MySQL of a release series, for example '8.0' or '8.4'. Dumped with the MariaDB client, which reads MySQL 8;
+   * untested here (only MariaDB runs in the test suite), and MySQL 8 dumps do not load into MariaDB.
+   */
+  public static mysql(version: string): SourceEngine {
+    return new SourceEngine(DatabaseFlavour.MYSQL, checkSeries('MySQL', version, '8.4'), Engine.MYSQL, 3306, `mysql:${version}`);
+  }
+
+  private constructor(
+    /** The database product. */
+    public readonly flavour: DatabaseFlavour,
+    /** Its major version or release series, as given. */
+    public readonly version: string,
+    /** The agent's `--engine`: sources of one agent engine share a task definition. */
+    public readonly agentEngine: Engine,
+    /** The port the server listens on unless the endpoint says otherwise. */
+    public readonly defaultPort: number,
+    /** The image of a scratch server of the same version, for restore tests. */
+    public readonly defaultScratchImage: string,
+  ) {}
+
+  /** For example 'postgres 16'. */
+  public toString(): string {
+    return `${this.flavour} ${this.version}`;
+  }
+}
+
+function checkSeries(product: string, version: string, example: string): string {
+  if (!/^\d+\.\d+$/.test(version)) throw new Error(`${product} version '${version}' is invalid: give its release series, for example '${example}'`);
+  return version;
+}
+
+/** Where the database listens; an `rds.Endpoint` fits. It may be a read replica's. */
+export interface SourceEndpoint {
+  readonly hostname: string;
+  readonly port: number;
+}
+
+/** One database to back up. */
+export interface BackupSourceProps {
+  /** The source's name: its S3 prefix, metric dimension and task group. 1 to 48 characters of a-z, 0-9 and '-'. */
+  readonly name: string;
+  /** The engine, for example `SourceEngine.postgres(16)`. */
+  readonly engine: SourceEngine;
+  /**
+   * The database user's secret, in the RDS JSON shape `{host,port,username,password,dbname}`. Only this source's
+   * task role may read it; the agent reads it itself (`--secret-id`), so the password is never in the task definition.
+   */
+  readonly secret: secretsmanager.ISecret;
+  /**
+   * Where to connect, overriding the secret's host and port: for example a read replica, so that dumps do not
+   * load the primary.
+   * @default - the host and port in the secret
+   */
+  readonly endpoint?: SourceEndpoint;
+  /**
+   * The database to dump.
+   * @default - the secret's `dbname`
+   */
+  readonly database?: string;
+  /**
+   * Recovery point objective: the most data you accept to lose. The schedule follows from it (an RPO of 1 hour
+   * gives a backup every hour, on the hour), and monitoring uses it as the freshness threshold. At least 15 minutes.
+   * @default Duration.days(1)
+   */
+  readonly rpo?: Duration;
+  /**
+   * An explicit EventBridge Scheduler cron expression in UTC, `minutes hours day-of-month month day-of-week year`
+   * (for example '30 2 * * ? *'); it replaces the schedule derived from the RPO.
+   * @default - derived from the RPO
+   */
+  readonly cron?: string;
+  /**
+   * The database's network side (an RDS instance or cluster, or `ec2.Connections` around its security group):
+   * the backup tasks are allowed in on the endpoint's port.
+   * @default - no rule is added: the database must already admit the backup tasks' security group
+   */
+  readonly peer?: ec2.IConnectable;
+  /**
+   * Fargate vCPU units of this source's task (256 = 1/4 vCPU). zstd uses every core.
+   * @default 1024
+   */
+  readonly cpu?: number;
+  /**
+   * Fargate memory of this source's task, in MiB; it must suit the CPU (Fargate's table of valid pairs).
+   * @default 2048
+   */
+  readonly memoryLimitMiB?: number;
+  /**
+   * Fargate ephemeral storage in GiB (21 to 200). Backups stream and need none; restores of parallel dumps spool.
+   * @default 21 (Fargate's default, no override)
+   */
+  readonly ephemeralStorageGiB?: number;
+  /**
+   * How big the database is expected to get. The agent sizes its multipart upload parts from the database's own
+   * statistics; this value is recorded on the source for the monitoring and restore-test constructs.
+   * @default - unknown
+   */
+  readonly expectedSize?: Size;
+  /**
+   * The scratch server image that restore tests load this source's backups into, for example a PostGIS image.
+   * @default - the official image of the engine's version, such as `postgres:16`
+   */
+  readonly scratchImage?: ecs.ContainerImage;
+}
+
+/** Below this, dumps are the wrong tool. */
+export const MINIMUM_RPO = Duration.minutes(15);
+export const DEFAULT_RPO = Duration.days(1);
+
+/** Intervals that divide an hour or a day evenly, so that backups fall on round times. */
+const MINUTE_STEPS = [15, 20, 30];
+const HOUR_STEPS = [1, 2, 3, 4, 6, 8, 12];
+
+/** The throttle that makes an RPO under 15 minutes an error, in words that say what to use instead. */
+export function rpoProblem(rpo: Duration): string | undefined {
+  if (Token.isUnresolved(rpo.toMinutes({ integral: false }))) return 'the RPO must be a concrete duration, not a token';
+  if (rpo.toMinutes({ integral: false }) >= MINIMUM_RPO.toMinutes()) return undefined;
+  return `an RPO of ${rpo.toHumanString()} is under the 15-minute minimum: full dumps are not continuous backup. ` +
+    'Use 15 minutes or more; a shorter RPO needs WAL/binlog archiving (point-in-time recovery), which is planned, ' +
+    'or your database service\'s own point-in-time restore';
+}
+
+/**
+ * The cron expression (Scheduler syntax, UTC) of the longest round interval that does not exceed the RPO:
+ * 15, 20 or 30 minutes, 1 to 12 hours, or daily at midnight. Longer RPOs still get daily backups.
+ */
+export function cronForRpo(rpo: Duration): string {
+  const minutes = rpo.toMinutes({ integral: false });
+  if (minutes < 60) return `0/${largestAtMost(MINUTE_STEPS, minutes)} * * * ? *`;
+  const hours = largestAtMost(HOUR_STEPS, minutes / 60);
+  if (minutes < 24 * 60) return hours === 1 ? '0 * * * ? *' : `0 0/${hours} * * ? *`;
+  return '0 0 * * ? *';
+}
+
+function largestAtMost(steps: readonly number[], limit: number): number {
+  return [...steps].reverse().find((step) => step <= limit) ?? steps[0];
+}
+
+const CRON_FIELDS = [
+  { name: 'minutes', pattern: /^[\d,\-*/]+$/ },
+  { name: 'hours', pattern: /^[\d,\-*/]+$/ },
+  { name: 'day-of-month', pattern: /^[\d,\-*/?LW]+$/ },
+  { name: 'month', pattern: /^[\d,\-*/A-Z]+$/ },
+  { name: 'day-of-week', pattern: /^[\d,\-*/?LA-Z#]+$/ },
+  { name: 'year', pattern: /^[\d,\-*/]+$/ },
+];
+
+/** What is wrong with a Scheduler cron expression, or undefined when it looks valid. */
+export function cronProblem(cron: string): string | undefined {
+  const example = "for example '30 2 * * ? *' (02:30 UTC every day)";
+  const fields = cron.trim().replace(/^cron\((.*)\)$/, '$1').trim().split(/\s+/);
+  if (fields.length !== 6) {
+    return `cron '${cron}' has ${fields.length} fields; give 6: minutes hours day-of-month month day-of-week year, ${example}`;
+  }
+  const bad = CRON_FIELDS.find((field, i) => !field.pattern.test(fields[i].toUpperCase()));
+  if (bad) return `cron '${cron}' has an invalid ${bad.name} field '${fields[CRON_FIELDS.indexOf(bad)]}'; ${example}`;
+  const [, , dayOfMonth, , dayOfWeek] = fields;
+  if ((dayOfMonth === '?') === (dayOfWeek === '?')) {
+    return `cron '${cron}' must have '?' in exactly one of day-of-month and day-of-week, ${example}`;
+  }
+  if (runsPerHour(fields[0]) > 4) {
+    return `cron '${cron}' runs more than 4 times an hour: full dumps are not continuous backup; ` +
+      'run at most every 15 minutes and look to WAL/binlog archiving for a shorter RPO';
+  }
+  return undefined;
+}
+
+/** How many times an hour a minutes field fires (an upper bound for forms it does not parse). */
+function runsPerHour(minutes: string): number {
+  return minutes.split(',').reduce((sum, part) => {
+    const [range, step] = part.split('/');
+    const stepSize = step === undefined ? 1 : Number(step);
+    if (!Number.isInteger(stepSize) || stepSize < 1) return sum + 60;
+    const [from, to] = range === '*' ? [0, 59] : range.includes('-') ? range.split('-').map(Number) : [Number(range), step === undefined ? Number(range) : 59];
+    return sum + Math.floor((to - from) / stepSize) + 1;
+  }, 0);
+}
+
+/** Fargate's valid memory (MiB) for each CPU size. */
+const FARGATE_MEMORY: Record<number, { min: number; max: number; step: number }> = {
+  256: { min: 512, max: 2048, step: 512 },
+  512: { min: 1024, max: 4096, step: 1024 },
+  1024: { min: 2048, max: 8192, step: 1024 },
+  2048: { min: 4096, max: 16384, step: 1024 },
+  4096: { min: 8192, max: 30720, step: 1024 },
+  8192: { min: 16384, max: 61440, step: 4096 },
+  16384: { min: 32768, max: 122880, step: 8192 },
+};
+
+/** What is wrong with a source's task size, or undefined. */
+export function taskSizeProblem(cpu: number, memoryMiB: number, ephemeralGiB: number | undefined): string | undefined {
+  const memory = FARGATE_MEMORY[cpu];
+  if (!memory) return `cpu ${cpu} is not a Fargate size: use one of ${Object.keys(FARGATE_MEMORY).join(', ')}`;
+  if (memoryMiB < memory.min || memoryMiB > memory.max || (memoryMiB - memory.min) % memory.step !== 0) {
+    return `memoryLimitMiB ${memoryMiB} does not suit cpu ${cpu}: Fargate allows ${memory.min} to ${memory.max} in steps of ${memory.step}`;
+  }
+  if (ephemeralGiB !== undefined && (!Number.isInteger(ephemeralGiB) || ephemeralGiB < 21 || ephemeralGiB > 200)) {
+    return `ephemeralStorageGiB ${ephemeralGiB} is out of range: Fargate allows 21 to 200`;
+  }
+  return undefined;
+}
+
+/** A source as DatabaseBackups runs it: what monitoring and restore testing need to know about it. */
+export interface BackupSource {
+  readonly name: string;
+  readonly engine: SourceEngine;
+  /** The freshness threshold for monitoring. */
+  readonly rpo: Duration;
+  /** The schedule's cron expression (UTC), derived from the RPO unless given. */
+  readonly cron: string;
+  /** The role the source's tasks run with. */
+  readonly taskRole: iam.IRole;
+  readonly schedule: scheduler.ISchedule;
+  readonly secret: secretsmanager.ISecret;
+  readonly expectedSize?: Size;
+  /** The scratch server image restore tests use. */
+  readonly scratchImage: ecs.ContainerImage;
+}

@@ -1,0 +1,325 @@
+import { Duration, Names, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { agentImage } from './agent-image';
+import { BackupBucket } from './backup-bucket';
+import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
+import { BackupKeys } from './backup-keys';
+import {
+  BackupSource, BackupSourceProps, DEFAULT_RPO, cronForRpo, cronProblem, rpoProblem, taskSizeProblem,
+} from './backup-source';
+import { Engine } from './contract/manifest';
+import { sourceNameProblem } from './contract/names';
+import { InlinePolicyRole } from './inline-policy-role';
+
+export interface DatabaseBackupsProps {
+  /** Where backups go. Each source's task may write only under its own prefix. */
+  readonly store: BackupBucket;
+  /** The age key pair: tasks encrypt to its public recipient and never see the identity. */
+  readonly keys: BackupKeys;
+  /** The VPC the backup tasks run in; it must reach the databases. */
+  readonly vpc: ec2.IVpc;
+  /**
+   * The ECS cluster to run the tasks in.
+   * @default - a cluster with Container Insights is created in `vpc`
+   */
+  readonly cluster?: ecs.ICluster;
+  /**
+   * The subnets the tasks run in.
+   * @default - the VPC's private subnets with egress, or its isolated subnets when it has none
+   */
+  readonly subnets?: ec2.SubnetSelection;
+  /**
+   * Create the VPC endpoints the tasks need, so that they run in subnets without internet access: an S3 gateway
+   * endpoint and interface endpoints for Secrets Manager, ECR (API and Docker), CloudWatch Logs and Monitoring.
+   * @default false - the subnets must route to those services (a NAT gateway, or endpoints of your own)
+   */
+  readonly vpcEndpoints?: boolean;
+  /**
+   * How long the agent's JSON logs are kept.
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Where failed backup jobs are reported, with the source, exit code and reason, and where the job-failure and
+   * dead-letter alarms notify.
+   * @default - no notifications; the alarms still change state
+   */
+  readonly alarmTopic?: sns.ITopic;
+  /**
+   * How many times EventBridge Scheduler retries a RunTask call that failed (for example on throttling).
+   * @default 3
+   */
+  readonly retryAttempts?: number;
+  /**
+   * How long a scheduled run may keep being retried before it goes to the dead-letter queue.
+   * @default Duration.hours(1)
+   */
+  readonly maxEventAge?: Duration;
+  /**
+   * The agent's container image.
+   * @default - built by `cdk deploy` from container/Dockerfile with the bundled agent
+   */
+  readonly image?: ecs.ContainerImage;
+  /**
+   * Sources to back up; more can be added with `addSource`.
+   * @default - none
+   */
+  readonly sources?: BackupSourceProps[];
+}
+
+/** The container's name in every backup task definition; the schedules' overrides address it. */
+export const AGENT_CONTAINER_NAME = 'agent';
+
+const DEFAULT_CPU = 1024;
+const DEFAULT_MEMORY_MIB = 2048;
+
+/**
+ * Scheduled backups on ECS Fargate: one schedule per source, derived from its RPO, runs the agent with that
+ * source's own task role (passed with `overrides.taskRoleArn`) and secret (`--secret-id`). Task definitions,
+ * security group, logs, cluster and alerts are shared; a source adds only its role, its schedule and its network
+ * rule, so that a stack holds a hundred sources.
+ */
+export class DatabaseBackups extends Construct {
+  /** The cluster the tasks run in. */
+  public readonly cluster: ecs.ICluster;
+  /** The tasks' security group: databases admit it. */
+  public readonly securityGroup: ec2.SecurityGroup;
+  /** The agent's JSON logs. */
+  public readonly logGroup: logs.LogGroup;
+  /** The failure rule, its metric and alarm, and the schedules' dead-letter queue with its alarm. */
+  public readonly alerts: BackupJobAlerts;
+
+  private readonly props: DatabaseBackupsProps;
+  private readonly subnets: ec2.SubnetSelection;
+  private readonly image: ecs.ContainerImage;
+  private readonly executionRole: iam.Role;
+  private readonly defaultTaskRole: iam.Role;
+  private readonly schedulerRole: iam.Role;
+  /** Every task role lives under this IAM path, so that the scheduler may pass exactly these roles. */
+  private readonly taskRolePath: string;
+  private readonly taskDefinitions = new Map<Engine, ecs.FargateTaskDefinition>();
+  private readonly sourceList: BackupSource[] = [];
+  private readonly sourcesScope: Construct;
+
+  constructor(scope: Construct, id: string, props: DatabaseBackupsProps) {
+    super(scope, id);
+    if (!props?.vpc) {
+      throw new Error(`${this.node.path}: vpc is required: the backup tasks run in a VPC that reaches the databases ` +
+        '(for example ec2.Vpc.fromLookup(this, \'Vpc\', { vpcId }))');
+    }
+    if (!props.store || !props.keys) {
+      throw new Error(`${this.node.path}: store and keys are required: pass the BackupStore the tasks write to and the BackupKeys whose recipient they encrypt to`);
+    }
+    this.props = props;
+    this.subnets = props.subnets ?? { subnetType: props.vpc.privateSubnets.length ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED };
+    if (this.subnets.subnetType === ec2.SubnetType.PRIVATE_ISOLATED && !props.vpcEndpoints) {
+      throw new Error(`${this.node.path}: the backup tasks would run in isolated subnets, which reach neither ECR, S3, Secrets Manager ` +
+        'nor CloudWatch: set vpcEndpoints: true, or choose subnets with a NAT route');
+    }
+    this.image = props.image ?? agentImage();
+    this.cluster = props.cluster ?? new ecs.Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+    this.securityGroup = new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Restorable backup tasks: out to the databases and AWS APIs, nothing in',
+    });
+    if (props.vpcEndpoints) this.createEndpoints(props.vpc);
+    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
+    this.alerts = new BackupJobAlerts(this, 'Alerts', { cluster: this.cluster, alarmTopic: props.alarmTopic });
+
+    const tasks = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
+    this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasks, description: 'Pulls the Restorable agent image and ships its logs' });
+    Validations.of(this.executionRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken, which the execution role needs to pull the agent image, has no resource-level ' +
+        'permissions; the image pull itself is granted on the one asset repository',
+    });
+    this.defaultTaskRole = new iam.Role(this, 'DefaultTaskRole', {
+      assumedBy: tasks,
+      description: 'Placeholder task role with no permissions: every schedule overrides it with its source\'s own role',
+    });
+    this.taskRolePath = `/restorable/${Names.uniqueId(this)}/`;
+    this.schedulerRole = this.createSchedulerRole();
+    this.sourcesScope = new Construct(this, 'Sources');
+    for (const source of props.sources ?? []) this.addSource(source);
+  }
+
+  /** Every source added so far, with its name and RPO for monitoring. */
+  public get sources(): readonly BackupSource[] {
+    return [...this.sourceList];
+  }
+
+  /** Backs up one more database: a task role for its prefix and secret, a schedule, and a network rule. */
+  public addSource(props: BackupSourceProps): BackupSource {
+    const name = props?.name;
+    const problem = typeof name === 'string' ? sourceNameProblem(name) : 'a source needs a name';
+    if (problem) throw new Error(`${this.node.path}: ${problem}`);
+    if (this.sourceList.some((s) => s.name === name)) {
+      throw new Error(`${this.node.path}: source '${name}' is defined twice: source names are S3 prefixes and must be unique`);
+    }
+    if (!props.engine) throw new Error(`${this.node.path}: source '${name}' has no engine: pass one, for example SourceEngine.postgres(16)`);
+    if (!props.secret) {
+      throw new Error(`${this.node.path}: source '${name}' has no secret: pass the database user's Secrets Manager secret ` +
+        '(RDS shape {host,port,username,password,dbname}); the agent reads it at run time, so no password is in the template');
+    }
+    const rpo = props.rpo ?? DEFAULT_RPO;
+    const rpoError = rpoProblem(rpo);
+    if (rpoError) throw new Error(`${this.node.path}: source '${name}': ${rpoError}`);
+    const cron = props.cron?.trim().replace(/^cron\((.*)\)$/, '$1') ?? cronForRpo(rpo);
+    const cronError = props.cron === undefined ? undefined : cronProblem(props.cron);
+    if (cronError) throw new Error(`${this.node.path}: source '${name}': ${cronError}`);
+    const cpu = props.cpu ?? DEFAULT_CPU;
+    const memory = props.memoryLimitMiB ?? DEFAULT_MEMORY_MIB;
+    const sizeError = taskSizeProblem(cpu, memory, props.ephemeralStorageGiB);
+    if (sizeError) throw new Error(`${this.node.path}: source '${name}': ${sizeError}`);
+
+    const scope = new Construct(this.sourcesScope, name);
+    const taskRole = this.createTaskRole(scope, props);
+    this.openNetwork(props);
+    const schedule = new scheduler.Schedule(scope, 'Schedule', {
+      description: `Restorable: back up ${name} (${props.engine}); RPO ${rpo.toHumanString()}`,
+      schedule: scheduler.ScheduleExpression.expression(`cron(${cron})`),
+      target: new schedulerTargets.EcsRunFargateTask(this.cluster, {
+        taskDefinition: this.taskDefinitionFor(props.engine.agentEngine),
+        vpcSubnets: this.subnets,
+        securityGroups: [this.securityGroup],
+        group: `${TASK_GROUP_PREFIX}${name}`,
+        role: this.schedulerRole,
+        deadLetterQueue: this.alerts.deadLetterQueue,
+        retryAttempts: this.props.retryAttempts ?? 3,
+        maxEventAge: this.props.maxEventAge ?? Duration.hours(1),
+        input: scheduler.ScheduleTargetInput.fromObject({
+          taskRoleArn: taskRole.roleArn,
+          cpu: String(cpu),
+          memory: String(memory),
+          ...(props.ephemeralStorageGiB ? { ephemeralStorage: { sizeInGiB: props.ephemeralStorageGiB } } : {}),
+          containerOverrides: [{ name: AGENT_CONTAINER_NAME, command: this.agentCommand(props) }],
+        }),
+      }),
+    });
+    const source: BackupSource = {
+      name, engine: props.engine, rpo, cron, taskRole, schedule, secret: props.secret, expectedSize: props.expectedSize,
+      scratchImage: props.scratchImage ?? ecs.ContainerImage.fromRegistry(props.engine.defaultScratchImage),
+    };
+    this.sourceList.push(source);
+    return source;
+  }
+
+  /** Failed backup tasks, all sources together (AWS/Events TriggeredRules of the failure rule). */
+  public metricJobFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.alerts.metricJobFailures(props);
+  }
+
+  /** The agent's arguments for one source: everything but the password, which it reads from the secret. */
+  private agentCommand(props: BackupSourceProps): string[] {
+    const { store, keys } = this.props;
+    return [
+      'backup', '--source', props.name, '--engine', props.engine.agentEngine,
+      '--bucket', store.bucket.bucketName, ...(store.prefix ? ['--prefix', store.prefix] : []),
+      '--recipient', keys.recipient,
+      '--secret-id', props.secret.secretArn,
+      ...(props.endpoint ? ['--host', props.endpoint.hostname, '--port', Tokenization.stringifyNumber(props.endpoint.port)] : []),
+      ...(props.database ? ['--database', props.database] : []),
+      '--json',
+    ];
+  }
+
+  /** The source's own role: its prefix in the store and its secret, nothing else; never the age identity. */
+  private createTaskRole(scope: Construct, props: BackupSourceProps): iam.IRole {
+    const stack = Stack.of(this);
+    const role = new InlinePolicyRole(scope, 'TaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+      }),
+      path: this.taskRolePath,
+      description: `Restorable backup task of source ${props.name}: writes its prefix, reads its own secret`,
+    });
+    this.props.store.grantBackupWrite(role, props.name);
+    props.secret.grantRead(role);
+    return role;
+  }
+
+  /** Lets the tasks in on the database's port. */
+  private openNetwork(props: BackupSourceProps): void {
+    if (!props.peer) return;
+    const port = props.peer.connections.defaultPort
+      ?? ec2.Port.tcp(props.endpoint?.port ?? props.engine.defaultPort);
+    props.peer.connections.allowFrom(this.securityGroup, port, 'Restorable backup tasks');
+  }
+
+  /** One task definition per agent engine; sizes are overridden per source. */
+  private taskDefinitionFor(engine: Engine): ecs.FargateTaskDefinition {
+    const existing = this.taskDefinitions.get(engine);
+    if (existing) return existing;
+    const taskDefinition = new ecs.FargateTaskDefinition(this, `${engine === Engine.POSTGRES ? 'Postgres' : 'MySql'}Task`, {
+      cpu: DEFAULT_CPU,
+      memoryLimitMiB: DEFAULT_MEMORY_MIB,
+      executionRole: this.executionRole,
+      taskRole: this.defaultTaskRole,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+    });
+    taskDefinition.addContainer(AGENT_CONTAINER_NAME, {
+      image: this.image,
+      essential: true,
+      command: ['--help'],
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: engine }),
+    });
+    this.alerts.watch(taskDefinition);
+    this.taskDefinitions.set(engine, taskDefinition);
+    return taskDefinition;
+  }
+
+  private createSchedulerRole(): iam.Role {
+    const stack = Stack.of(this);
+    const role = new iam.Role(this, 'SchedulerRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+      description: 'Starts Restorable backup tasks with their sources\' task roles',
+    });
+    const taskRoles = stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${this.taskRolePath.slice(1)}*` });
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['iam:PassRole'],
+      resources: [taskRoles],
+      conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+    }));
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::${nagAccount(stack)}:role${this.taskRolePath}*]`,
+      reason: 'The path holds only the task roles of this DatabaseBackups (one per source); one statement instead of ' +
+        'a hundred role ARNs keeps the policy under its size limit',
+    });
+    return role;
+  }
+
+  private createEndpoints(vpc: ec2.IVpc): void {
+    new ec2.GatewayVpcEndpoint(this, 'S3Endpoint', { vpc, service: ec2.GatewayVpcEndpointAwsService.S3, subnets: [this.subnets] });
+    const endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
+      vpc,
+      allowAllOutbound: false,
+      description: 'Restorable VPC endpoints: HTTPS in from the backup tasks',
+    });
+    endpointSecurityGroup.addIngressRule(this.securityGroup, ec2.Port.tcp(443), 'Restorable backup tasks');
+    const services = {
+      SecretsManager: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+      EcrApi: ec2.InterfaceVpcEndpointAwsService.ECR,
+      EcrDocker: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+      Logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+      Monitoring: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    };
+    for (const [id, service] of Object.entries(services)) {
+      new ec2.InterfaceVpcEndpoint(this, `${id}Endpoint`, {
+        vpc, service, subnets: this.subnets, securityGroups: [endpointSecurityGroup], open: false, privateDnsEnabled: true,
+      });
+    }
+  }
+}
+
+/** The account as cdk-nag prints it in a finding. */
+function nagAccount(stack: Stack): string {
+  return Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
+}
