@@ -1,0 +1,164 @@
+/**
+ * The agent image, checked statically (nothing here can run `docker build`): the Dockerfile against a small
+ * rule set of our own, every program the agent spawns against the packages the image installs (which Debian
+ * package owns each one is asked of this machine's dpkg), and the build context that synth stages.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { Stack } from 'aws-cdk-lib';
+import { POSTGRES_MAJORS } from '../../lib/backup-source';
+import { findOnPath } from '../../container/src/tools';
+import { backupsStack, postgresSource } from '../lib/database-backups-fixture';
+import { REPO_ROOT, requireAgentBundle } from '../support';
+
+const DOCKERFILE = readFileSync(join(REPO_ROOT, 'container/Dockerfile'), 'utf8');
+
+interface Instruction {
+  readonly keyword: string;
+  readonly args: string;
+}
+
+/** The Dockerfile's instructions, with continuation lines joined and comments dropped. */
+function instructions(text: string): Instruction[] {
+  return text.replace(/\\\n/g, ' ').split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#'))
+    .map((line) => {
+      const [keyword, ...rest] = line.split(/\s+/);
+      return { keyword: keyword.toUpperCase(), args: rest.join(' ') };
+    });
+}
+
+/** Every `apt-get install` package argument, with its pin, with ARG defaults substituted. */
+function aptPackages(steps: readonly Instruction[]): string[] {
+  const args = Object.fromEntries(steps.filter((s) => s.keyword === 'ARG').map((s) => s.args.split('=') as [string, string]));
+  const substitute = (text: string) => text.replace(/\$\{(\w+)\}/g, (_, name: string) => args[name] ?? `\${${name}}`);
+  return steps.filter((s) => s.keyword === 'RUN').flatMap((s) => s.args.split('&&'))
+    .filter((command) => /apt-get\s+install/.test(command))
+    .flatMap((command) => command.replace(/.*apt-get\s+install/, '').trim().split(/\s+/))
+    .filter((word) => !word.startsWith('-'))
+    .map((word) => substitute(word.replace(/^"|"$/g, '')));
+}
+
+const steps = instructions(DOCKERFILE);
+const packages = aptPackages(steps);
+const packageNames = packages.map((p) => p.split('=')[0]);
+
+describe('Dockerfile rules', () => {
+  test('the base image is pinned to an exact version (or a digest), never latest', () => {
+    const froms = steps.filter((s) => s.keyword === 'FROM');
+    expect(froms.length).toBeGreaterThan(0);
+    for (const from of froms) {
+      expect(from.args).not.toMatch(/latest/);
+      expect(from.args).toMatch(/^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*|@sha256:[0-9a-f]{64})/);
+    }
+  });
+
+  test('every apt package is pinned to a version or release series, installs without recommends, and the lists are removed', () => {
+    expect(packages.length).toBeGreaterThanOrEqual(5);
+    for (const pkg of packages) expect(pkg).toMatch(/^[a-z0-9.+-]+=\S*\d\S*$/);
+    const installs = steps.filter((s) => s.keyword === 'RUN' && /apt-get\s+install/.test(s.args));
+    for (const run of installs) {
+      expect(run.args).toMatch(/apt-get update/);
+      expect(run.args).toMatch(/apt-get install -y --no-install-recommends/g);
+      expect(run.args).toMatch(/rm -rf \/var\/lib\/apt\/lists\/\*/);
+    }
+  });
+
+  test('it runs as a non-root user, with an exec-form ENTRYPOINT into the bundled agent', () => {
+    const users = steps.filter((s) => s.keyword === 'USER');
+    expect(users.length).toBeGreaterThan(0);
+    expect(users.at(-1)!.args).not.toMatch(/^(root|0)(:|$)/);
+    const entrypoints = steps.filter((s) => s.keyword === 'ENTRYPOINT');
+    expect(entrypoints).toHaveLength(1);
+    const entrypoint = JSON.parse(entrypoints[0].args) as string[];
+    const copy = steps.find((s) => s.keyword === 'COPY' && s.args.startsWith('assets/agent/restorable.cjs '));
+    expect(copy).toBeDefined();
+    expect(entrypoint).toEqual(['node', copy!.args.split(/\s+/)[1]]);
+  });
+
+  test('nothing is fetched unverified or secret: no ADD, no curl | sh, no credentials in ENV or ARG', () => {
+    expect(steps.filter((s) => s.keyword === 'ADD')).toEqual([]);
+    expect(DOCKERFILE).not.toMatch(/curl[^\n]*\|\s*(ba)?sh|wget[^\n]*\|\s*(ba)?sh/);
+    for (const step of steps.filter((s) => s.keyword === 'ENV' || s.keyword === 'ARG')) expect(step.args).not.toMatch(/PASSWORD|SECRET|TOKEN|KEY/i);
+    // A third-party apt repository must name the key it is signed with.
+    for (const line of DOCKERFILE.split('\n').filter((l) => /\bdeb\s+(\[|http)/.test(l))) expect(line).toMatch(/signed-by=/);
+  });
+
+  test(`the PostgreSQL client is at least as new as the newest supported server (${POSTGRES_MAJORS.newest})`, () => {
+    const client = packageNames.find((name) => /^postgresql-client-\d+$/.test(name));
+    expect(client).toBeDefined();
+    expect(Number(client!.split('-').at(-1))).toBeGreaterThanOrEqual(POSTGRES_MAJORS.newest);
+  });
+});
+
+/** The programs the agent starts, read from its source: stage commands, spawn calls, version probes, required tools. */
+function spawnedPrograms(): string[] {
+  const sourceDir = join(REPO_ROOT, 'container/src');
+  const files = readdirSync(sourceDir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => join(sourceDir, f));
+  const found = new Set<string>();
+  const literal = /'([a-z][\w-]*)'/g;
+  for (const file of files) {
+    const text = readFileSync(file, 'utf8');
+    for (const pattern of [/command: '([\w-]+)'/g, /spawn(?:Sync)?\('([\w-]+)'/g, /toolVersion\('([\w-]+)'/g]) {
+      for (const m of text.matchAll(pattern)) found.add(m[1]);
+    }
+    for (const call of text.matchAll(/requireTools\((.*)\)/g)) for (const m of call[1].matchAll(literal)) found.add(m[1]);
+    const dumpTools = /export const DUMP_TOOLS[^=]*=\s*\{([^}]*)\}/.exec(text);
+    if (dumpTools) for (const m of dumpTools[1].matchAll(literal)) found.add(m[1]);
+  }
+  return [...found].sort();
+}
+
+/** The Debian package that owns a program on this machine, found with dpkg; PostgreSQL's versioned client as `postgresql-client-NN`. */
+function owningPackage(program: string): string {
+  const onPath = findOnPath(program);
+  if (!onPath) throw new Error(`${program} is not installed on this machine, so its Debian package cannot be checked: run scripts/install-deps.sh`);
+  let path = realpathSync(onPath);
+  if (path.endsWith('/pg_wrapper')) {
+    const versioned = readdirSync('/usr/lib/postgresql').map((v) => `/usr/lib/postgresql/${v}/bin/${program}`).find((p) => statSync(p, { throwIfNoEntry: false }));
+    if (!versioned) throw new Error(`${program} is only PostgreSQL's wrapper here; install postgresql-client-NN`);
+    path = versioned;
+  }
+  return execFileSync('dpkg', ['-S', path], { encoding: 'utf8' }).split(':')[0].trim().replace(/^postgresql-client-\d+$/, 'postgresql-client-NN');
+}
+
+/** The packages one package pulls in directly (Depends), from apt's cache. */
+function dependencies(pkg: string): string[] {
+  const out = execFileSync('apt-cache', ['depends', '--no-recommends', '--no-suggests', pkg], { encoding: 'utf8' });
+  return [...out.matchAll(/^\s+\|?Depends: <?([\w.+-]+)>?/gm)].map((m) => m[1]);
+}
+
+describe('the tools the agent calls', () => {
+  const programs = spawnedPrograms();
+
+  test('are found in its source: the dump, compress and encrypt stages of both engines', () => {
+    expect(programs).toEqual(expect.arrayContaining(['age', 'mysql', 'mysqldump', 'pg_dump', 'pg_dumpall', 'zstd']));
+  });
+
+  test('are each installed by the Dockerfile, directly or as a dependency of what it installs', () => {
+    const installed = packageNames.map((name) => name.replace(/^postgresql-client-\d+$/, 'postgresql-client-NN'));
+    const missing = programs.map((program) => ({ program, pkg: owningPackage(program) }))
+      .filter(({ pkg }) => !installed.includes(pkg) && !installed.some((i) => i !== 'postgresql-client-NN' && dependencies(i).includes(pkg)))
+      .map(({ program, pkg }) => `${program} (Debian package ${pkg})`);
+    expect(missing).toEqual([]);
+  });
+});
+
+describe('the build context synth stages', () => {
+  test('holds exactly the bundled agent and the Dockerfile, the agent byte for byte', () => {
+    const bundle = requireAgentBundle();
+    const { app, stack, backups } = backupsStack();
+    backups.addSource(postgresSource(stack));
+    const assembly = app.synth();
+    const manifest = JSON.parse(readFileSync(join(assembly.directory, `${Stack.of(stack).artifactId}.assets.json`), 'utf8')) as
+      { dockerImages: Record<string, { source: { directory: string; dockerFile?: string } }> };
+    const images = Object.values(manifest.dockerImages);
+    expect(images).toHaveLength(1);
+    expect(images[0].source.dockerFile).toBe('container/Dockerfile');
+    const contextDir = join(assembly.directory, images[0].source.directory);
+    const files = (readdirSync(contextDir, { recursive: true, encoding: 'utf8' }) as string[])
+      .filter((f) => statSync(join(contextDir, f)).isFile()).map((f) => relative(contextDir, join(contextDir, f))).sort();
+    expect(files).toEqual(['assets/agent/restorable.cjs', 'container/Dockerfile']);
+    expect(readFileSync(join(contextDir, 'assets/agent/restorable.cjs')).equals(readFileSync(bundle))).toBe(true);
+  });
+});
