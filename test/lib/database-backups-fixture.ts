@@ -19,6 +19,8 @@ export const SAMPLE_RECIPIENT = 'age187sytcdk8cn7zrzvtrnny4j8klt6vf3t0pq382yr2un
 export interface FixtureOptions {
   /** Generate the key pair (a custom resource) instead of bringing a recipient. */
   readonly generatedKeys?: boolean;
+  /** The recipient brought by the user, when keys are not generated. */
+  readonly recipient?: string;
   /** The VPC has only isolated subnets. */
   readonly isolated?: boolean;
   readonly nag?: boolean;
@@ -47,7 +49,7 @@ export function backupsStack(options: FixtureOptions = {}) {
   const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
   const keys = options.generatedKeys
     ? new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1' })
-    : new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT });
+    : new BackupKeys(stack, 'Keys', { recipient: options.recipient ?? SAMPLE_RECIPIENT });
   const alarmTopic = options.alarmTopic ? new sns.Topic(stack, 'Alarms', { enforceSSL: true }) : undefined;
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
     store, keys, vpc, alarmTopic, vpcEndpoints: options.isolated, ...options.props,

@@ -1,0 +1,146 @@
+/**
+ * The wiring and the agent agree: synthesize a stack with a PostgreSQL source, take the container's command
+ * (the schedule's overrides) and environment (task definition plus overrides) from the template, put the local
+ * endpoints in place of the sample ones, and run the bundled agent with node, as the image's ENTRYPOINT would,
+ * against the local PostgreSQL and the S3 emulator. The `--secret-id` lookup is answered by a STUB of the
+ * Secrets Manager JSON API (a local HTTP server), since no Secrets Manager emulator exists here.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Template } from 'aws-cdk-lib/assertions';
+import { latestKey, manifestKeyFor, parseLatest, parseManifest } from '../../lib/contract';
+import { backupsStack, postgresSource } from '../lib/database-backups-fixture';
+import {
+  AgeKey, PG, REPO_ROOT, S3Emulator, agentEnv, createPgDatabase, createPgFixture, download, dropPgDatabase, makeAgeKey, pgQuery,
+  pgTableStats, readerRole, requireAgentBundle, restorePg, runAgent, startS3rver, uniqueName,
+} from '../support';
+
+const SOURCE = 'orders-db';
+const SAMPLE_HOST = 'orders-db.replica.example.internal';
+const database = uniqueName('wiring_src');
+const restored = uniqueName('wiring_restored');
+
+/** STUB of Secrets Manager's GetSecretValue (JSON 1.1 protocol): serves one secret, records what was asked. */
+class SecretsManagerStub {
+  readonly requests: { target: string; secretId: string }[] = [];
+  private readonly server: Server;
+
+  constructor(private readonly secretArn: string, private readonly secretString: string) {
+    this.server = createServer((req, res) => this.handle(req, res));
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    let body = '';
+    req.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+    req.on('end', () => {
+      const target = String(req.headers['x-amz-target'] ?? '');
+      const secretId = String((JSON.parse(body || '{}') as { SecretId?: string }).SecretId);
+      this.requests.push({ target, secretId });
+      const reply = (status: number, payload: object) => {
+        res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(JSON.stringify(payload));
+      };
+      if (target !== 'secretsmanager.GetSecretValue') return reply(400, { __type: 'InvalidRequestException', message: `stub serves GetSecretValue only, not ${target}` });
+      if (secretId !== this.secretArn) return reply(400, { __type: 'ResourceNotFoundException', message: `stub has no secret ${secretId}` });
+      reply(200, { ARN: this.secretArn, Name: 'orders-db/backup-user', SecretString: this.secretString, VersionId: 'stub-1', CreatedDate: 0 });
+    });
+  }
+}
+
+type Token = string | { Ref?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, Token[]] };
+
+/** Renders CloudFormation tokens with the values a deployment would give them, as this test chooses them. */
+function resolveTokens(value: Token, values: Record<string, string>): string {
+  if (typeof value === 'string') return value;
+  if (value['Fn::Join']) return value['Fn::Join'][1].map((part) => resolveTokens(part, values)).join(value['Fn::Join'][0]);
+  const name = value.Ref ?? value['Fn::GetAtt']![0];
+  const resolved = Object.entries(values).find(([prefix]) => name.startsWith(prefix))?.[1];
+  if (resolved === undefined) throw new Error(`no value for ${JSON.stringify(value)}`);
+  return resolved;
+}
+
+let s3: S3Emulator;
+let key: AgeKey;
+let stub: SecretsManagerStub;
+
+beforeAll(async () => {
+  requireAgentBundle();
+  s3 = await startS3rver('wiring-backups');
+  key = makeAgeKey();
+  await createPgFixture(database, { customers: 500 });
+});
+
+afterAll(async () => {
+  await stub?.stop();
+  await dropPgDatabase(database);
+  await dropPgDatabase(restored);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
+  await s3?.stop();
+});
+
+test('the command and environment from the template, run by the bundled agent, make a valid backup', async () => {
+  // Given a synthesized stack whose keys use this test's recipient.
+  const { stack, backups } = backupsStack({ recipient: key.recipient });
+  const props = postgresSource(stack, SOURCE);
+  backups.addSource(props);
+  const template = Template.fromStack(stack);
+
+  // When the schedule's overrides and the task definition's environment are taken from the template.
+  const [schedule] = Object.values(template.findResources('AWS::Scheduler::Schedule'));
+  const taskDefinitionId = schedule.Properties.Target.EcsParameters.TaskDefinitionArn.Ref as string;
+  const container = template.toJSON().Resources[taskDefinitionId].Properties.ContainerDefinitions[0];
+  const overrides = JSON.parse(resolveTokens(schedule.Properties.Target.Input, {
+    StoreBucket: s3.bucket, 'AWS::Partition': 'aws', DatabaseBackupsSources: 'arn:aws:iam::111111111111:role/task',
+  }));
+  const [containerOverride] = overrides.containerOverrides as { name: string; command: string[]; environment?: { name: string; value: string }[] }[];
+  expect(containerOverride.name).toBe(container.Name);
+  const environment = Object.fromEntries([...(container.Environment ?? []), ...(containerOverride.environment ?? [])].map((e) => [e.name, e.value]));
+  expect(Object.keys(environment).filter((name) => /PASS|PWD|SECRET/i.test(name))).toEqual([]);
+
+  // And the sample endpoint is replaced by the local server, the secret served by the stub.
+  const command = containerOverride.command.map((arg) => (arg === SAMPLE_HOST ? PG.host : arg));
+  command[command.indexOf('--port') + 1] = String(PG.port);
+  const secretId = command[command.indexOf('--secret-id') + 1];
+  expect(secretId).toBe(props.secret.secretArn);
+  stub = new SecretsManagerStub(secretId, JSON.stringify({
+    engine: 'postgres', host: 'primary.example.invalid', port: 5432, username: PG.user, password: PG.password, dbname: database,
+  }));
+  const secretsEndpoint = await stub.start();
+
+  // Then the agent, started as the image's ENTRYPOINT starts it, exits 0.
+  const entrypoint = JSON.parse(/^ENTRYPOINT\s+(.*)$/m.exec(readFileSync(join(REPO_ROOT, 'container/Dockerfile'), 'utf8'))![1]) as string[];
+  expect(entrypoint[0]).toBe('node');
+  expect(entrypoint[1]).toMatch(/\/restorable\.cjs$/);
+  const run = await runAgent(command, agentEnv({ ...s3.env, ...environment, AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsEndpoint }));
+  expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
+  expect(stub.requests).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId }]);
+
+  // And the store holds a valid backup: the object, its manifest, and latest.json pointing at them.
+  const result = JSON.parse(run.stdout) as { key: string; manifestKey: string };
+  const prefix = command[command.indexOf('--prefix') + 1];
+  expect(result.key.startsWith(`${prefix}${SOURCE}/`)).toBe(true);
+  expect(result.manifestKey).toBe(manifestKeyFor(result.key));
+  const latest = parseLatest((await s3.getText(latestKey(prefix, SOURCE)))!, 'latest.json');
+  const manifest = parseManifest((await s3.getText(result.manifestKey))!, result.manifestKey);
+  expect(latest).toMatchObject({ source: SOURCE, key: result.key, manifestKey: result.manifestKey, sha256: manifest.sha256 });
+  expect(manifest).toMatchObject({ source: SOURCE, engine: 'postgres', database });
+  const stored = await s3.getBytes(result.key);
+  expect(createHash('sha256').update(stored).digest('hex')).toBe(manifest.sha256);
+
+  // And it restores with standard tools to the same rows.
+  await createPgDatabase(restored);
+  restorePg(await download(s3, result.key), key.identityFile, restored);
+  expect(await pgTableStats(restored)).toEqual(await pgTableStats(database));
+});
