@@ -1,5 +1,7 @@
-import { App, Stack } from 'aws-cdk-lib';
-import { BackupStore, ReplicaStore } from '../lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { BackupKeys, BackupStore, DatabaseBackups, ReplicaStore, SourceEngine } from '../lib';
 import { EnvironmentConfig } from './environments';
 
 /** The stacks of one environment: the replica in the DR region, the primary store that replicates to it. */
@@ -8,6 +10,8 @@ export interface ExampleStacks {
   readonly replica: Stack;
   readonly store: BackupStore;
   readonly replicaStore: ReplicaStore;
+  readonly keys: BackupKeys;
+  readonly backups: DatabaseBackups;
 }
 
 export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly name: string }): ExampleStacks {
@@ -22,5 +26,56 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
     description: `Restorable (${env.name}): backup store`,
   });
   const store = new BackupStore(primary, 'BackupStore', { replica: replicaStore });
-  return { primary, replica, store, replicaStore };
+  // The identity secret is replicated with the replica stack's key, so that stack must exist first.
+  const keys = new BackupKeys(primary, 'BackupKeys', { replicaRegion: env.replicaRegion, replicaKeyAlias: replicaStore.keyAliasName });
+  primary.addStackDependency(replica);
+
+  const backups = new DatabaseBackups(primary, 'DatabaseBackups', { store, keys, vpc: sampleVpc(primary, env), vpcEndpoints: true });
+  addSampleSources(primary, env, backups);
+  return { primary, replica, store, replicaStore, keys, backups };
+}
+
+/*
+ * Sample values: the databases' VPC, endpoints, security groups and secrets stand for your own, and are
+ * placeholders (they synthesize, but point at nothing). Replace them with your real ones.
+ */
+
+/** The VPC the databases live in: isolated subnets, reached through the VPC endpoints DatabaseBackups creates. */
+function sampleVpc(stack: Stack, env: EnvironmentConfig & { readonly name: string }): ec2.IVpc {
+  const hex = env.name === 'prod' ? 'b' : 'a';
+  return ec2.Vpc.fromVpcAttributes(stack, 'DatabaseVpc', {
+    vpcId: `vpc-0${hex}1b2c3d4e5f60000`,
+    vpcCidrBlock: '10.20.0.0/16',
+    availabilityZones: [`${env.region}a`, `${env.region}b`],
+    isolatedSubnetIds: [`subnet-0${hex}1b2c3d4e5f60001`, `subnet-0${hex}1b2c3d4e5f60002`],
+    isolatedSubnetRouteTableIds: [`rtb-0${hex}1b2c3d4e5f60001`, `rtb-0${hex}1b2c3d4e5f60002`],
+  });
+}
+
+/** A PostgreSQL source (dumped from its read replica) and a MariaDB source. */
+function addSampleSources(stack: Stack, env: EnvironmentConfig & { readonly name: string }, backups: DatabaseBackups): void {
+  const secret = (id: string, name: string) => secretsmanager.Secret.fromSecretCompleteArn(stack, id,
+    `arn:aws:secretsmanager:${env.region}:${env.account}:secret:${name}-Ab12Cd`);
+  const peer = (id: string, securityGroupId: string, port: number) => new ec2.Connections({
+    securityGroups: [ec2.SecurityGroup.fromSecurityGroupId(stack, id, securityGroupId)],
+    defaultPort: ec2.Port.tcp(port),
+  });
+  const hex = env.name === 'prod' ? 'b' : 'a';
+
+  backups.addSource({
+    name: 'orders-db',
+    engine: SourceEngine.postgres(16),
+    secret: secret('OrdersDbSecret', `${env.name}/orders-db/backup-user`),
+    endpoint: { hostname: `orders-db-replica.c9akciq32xyz.${env.region}.rds.amazonaws.com`, port: 5432 },
+    rpo: Duration.hours(1),
+    peer: peer('OrdersDbSecurityGroup', `sg-0${hex}1b2c3d4e5f60011`, 5432),
+  });
+  backups.addSource({
+    name: 'shop-db',
+    engine: SourceEngine.mariadb('10.11'),
+    secret: secret('ShopDbSecret', `${env.name}/shop-db/backup-user`),
+    endpoint: { hostname: `shop-db.c9akciq32xyz.${env.region}.rds.amazonaws.com`, port: 3306 },
+    rpo: Duration.hours(6),
+    peer: peer('ShopDbSecurityGroup', `sg-0${hex}1b2c3d4e5f60012`, 3306),
+  });
 }
