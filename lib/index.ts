@@ -9,3 +9,7 @@ export * from './inline-policy-role';
 export * from './agent-image';
 export * from './backup-job-alerts';
 export * from './database-backups';
+export * from './alarm-topic';
+export * from './monitor-function';
+export * from './backup-dashboard';
+export * from './backup-monitoring';

@@ -91,11 +91,11 @@ export async function checkSize(event: SizeEvent, clients: MonitorClients, optio
       : []),
   ];
 
-  const at = new Date(manifest.finishedAt ?? manifest.startedAt);
+  // Stamped now, not with the backup's time: the alarm judges the period in which the verdict arrives.
   await publishMetrics(clients.cloudwatch, [
-    datum(Metrics.BACKUP_SIZE_BYTES, manifest.size, StandardUnit.Bytes, source, at),
-    ...(ratio !== undefined ? [datum(Metrics.BACKUP_SIZE_RATIO, ratio, StandardUnit.None, source, at)] : []),
-    ...(fleetSignal !== undefined ? [datum(Metrics.FLEET_SIZE_RATIO, fleetSignal, StandardUnit.None, undefined, at)] : []),
+    datum(Metrics.BACKUP_SIZE_BYTES, manifest.size, StandardUnit.Bytes, source),
+    ...(ratio !== undefined ? [datum(Metrics.BACKUP_SIZE_RATIO, ratio, StandardUnit.None, source)] : []),
+    ...(fleetSignal !== undefined ? [datum(Metrics.FLEET_SIZE_RATIO, fleetSignal, StandardUnit.None)] : []),
   ]);
   const notified = anomalies.length > 0 && await notify(clients, `Restorable: backup of ${source} looks broken (size anomaly)`, [
     `Backup ${manifest.key} of source ${source}:`,

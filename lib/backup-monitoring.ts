@@ -1,0 +1,419 @@
+import { Duration, Lazy, Size, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { AlarmTopic, subscribeEmails } from './alarm-topic';
+import { BackupDashboard } from './backup-dashboard';
+import { BackupStore } from './backup-store';
+import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
+import { MANIFEST_SUFFIX, sourceNameProblem, sourcePrefix } from './contract/names';
+import { MonitorFunction } from './monitor-function';
+
+export interface BackupMonitoringProps {
+  /** The store whose backups are watched. */
+  readonly store: BackupStore;
+  /**
+   * Where alarms and the functions' findings go. If it is encrypted, its key must let CloudWatch, EventBridge
+   * and the two functions use it.
+   * @default - a topic is created, encrypted with a new customer-managed key that CloudWatch and EventBridge may use
+   */
+  readonly alarmTopic?: sns.ITopic;
+  /**
+   * Email addresses subscribed to the alarm topic (created or yours).
+   * @default - no subscriptions
+   */
+  readonly alarmEmails?: string[];
+  /**
+   * How often the freshness check runs. Its alarms look at twice this period, so a late run does not alarm.
+   * @default Duration.minutes(15)
+   */
+  readonly checkInterval?: Duration;
+  /**
+   * A new backup smaller than this fraction of the median of recent backups is an anomaly; a source may set its own.
+   * @default 0.5
+   */
+  readonly sizeRatioFloor?: number;
+  /**
+   * How many earlier backups make the median the size check compares with.
+   * @default 10
+   */
+  readonly sizeHistoryCount?: number;
+  /**
+   * How many UTC days back the size check looks for those backups (one S3 LIST per day).
+   * @default 35 - enough for weekly backups
+   */
+  readonly sizeHistoryDays?: number;
+  /**
+   * Besides the fleet alarms, one age alarm and one or two size alarms per source. Worth it for a few sources;
+   * with many, the fleet alarms and the functions' messages (which name the sources) scale better.
+   * @default false
+   */
+  readonly perSourceAlarms?: boolean;
+}
+
+/** How one source is watched. */
+export interface MonitoredSourceOptions {
+  /** A source whose newest backup is older than this is stale. Give the RPO plus the time a backup takes. */
+  readonly maxAge: Duration;
+  /**
+   * A stored backup smaller than this is an anomaly, whatever its history.
+   * @default - no minimum
+   */
+  readonly minSize?: Size;
+  /**
+   * This source's size floor, as a fraction of the median of its recent backups.
+   * @default - the construct's sizeRatioFloor
+   */
+  readonly sizeRatioFloor?: number;
+}
+
+interface MonitoredSource {
+  readonly name: string;
+  readonly maxAgeSeconds: number;
+  readonly minSizeBytes?: number;
+  readonly ratioFloor: number;
+}
+
+/** Sources per schedule target and per manifest rule: keeps each target's input and each rule's pattern well under EventBridge's limits. */
+const SOURCES_PER_RULE = 25;
+const DEFAULT_INTERVAL = Duration.minutes(15);
+
+/**
+ * Watches every source of a store: a freshness check on a schedule (backup age, missing and dangling
+ * pointers, restore-test age), a size check on every new manifest (a sudden drop against the median of
+ * recent backups), fleet alarms by default, optional per-source alarms, an alarm topic and one dashboard.
+ *
+ * Sources reach the functions through EventBridge inputs, 25 sources per rule: the schedule's input carries
+ * each source's threshold, and each manifest rule matches its sources' keys and carries their size limits.
+ */
+export class BackupMonitoring extends Construct {
+  public readonly topic: sns.ITopic;
+  public readonly freshnessFunction: lambda.IFunction;
+  public readonly sizeAnomalyFunction: lambda.IFunction;
+  /** One CloudWatch dashboard: fleet signals, alarms, then a row per source with room for restore-test widgets. */
+  public readonly dashboard: BackupDashboard;
+  /** Some source's newest backup is older than its maxAge (or the check stopped running). */
+  public readonly staleBackupsAlarm: cloudwatch.Alarm;
+  /** Some source has no backup at all, or its latest.json names a missing object. */
+  public readonly noBackupsAlarm: cloudwatch.Alarm;
+  /** The freshness check failed for some source (an unreadable pointer, S3 errors). */
+  public readonly checkFailuresAlarm: cloudwatch.Alarm;
+  /** The newest backup of some source shrank below its floor or minimum. */
+  public readonly sizeAnomalyAlarm: cloudwatch.Alarm;
+  /** Objects failed to replicate, when the store has a replica. */
+  public readonly replicationFailedAlarm?: cloudwatch.Alarm;
+  /** Backup tasks failed, once `watchJobFailures` is called. */
+  public jobFailuresAlarm?: cloudwatch.Alarm;
+
+  private readonly store: BackupStore;
+  private readonly interval: Duration;
+  private readonly defaultRatioFloor: number;
+  private readonly perSourceAlarms: boolean;
+  private readonly sources = new Map<string, MonitoredSource>();
+  private readonly chunks: MonitoredSource[][] = [];
+  /** Read when the dashboard renders, so alarms added later appear too. */
+  private readonly dashboardAlarms: cloudwatch.IAlarm[] = [];
+
+  constructor(scope: Construct, id: string, props: BackupMonitoringProps) {
+    super(scope, id);
+    this.store = props.store;
+    this.interval = props.checkInterval ?? DEFAULT_INTERVAL;
+    this.defaultRatioFloor = props.sizeRatioFloor ?? 0.5;
+    this.perSourceAlarms = props.perSourceAlarms ?? false;
+    this.validateSettings(props);
+
+    if (props.alarmTopic) {
+      this.topic = props.alarmTopic;
+      subscribeEmails(this, this.topic, props.alarmEmails ?? []);
+    } else {
+      this.topic = new AlarmTopic(this, 'AlarmTopic', { emails: props.alarmEmails }).topic;
+    }
+
+    this.freshnessFunction = new MonitorFunction(this, 'FreshnessCheck', {
+      handlerName: 'freshness-check',
+      description: `Restorable freshness check of ${this.store.node.path}: backup age per source`,
+      store: this.store,
+      topic: this.topic,
+      timeout: Duration.minutes(2),
+      environment: { CHECK_INTERVAL_SECONDS: String(this.interval.toSeconds()) },
+    }).function;
+    this.sizeAnomalyFunction = new MonitorFunction(this, 'SizeAnomaly', {
+      handlerName: 'size-anomaly',
+      description: `Restorable size check of ${this.store.node.path}: new backups against recent ones`,
+      store: this.store,
+      topic: this.topic,
+      timeout: Duration.minutes(1),
+      environment: {
+        DEFAULT_RATIO_FLOOR: String(this.defaultRatioFloor),
+        HISTORY_COUNT: String(props.sizeHistoryCount ?? 10),
+        HISTORY_DAYS: String(props.sizeHistoryDays ?? 35),
+      },
+    }).function;
+    this.enableEventBridgeNotifications();
+
+    this.staleBackupsAlarm = this.fleetAlarm('StaleBackupsAlarm', this.metricFleetStaleness(), {
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // Silence means the check stopped: nobody would know backups stopped either.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: 'A backup source is stale: its newest backup is older than its maxAge (the value is the worst age over its threshold). ' +
+        'The freshness check\'s message names the source; `restorable status` shows it too.',
+    });
+    this.noBackupsAlarm = this.fleetAlarm('NoBackupsAlarm', this.metricSourcesWithoutBackup(), {
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: 'No backups found for a source, or its latest.json points to a missing backup (the value is how many sources).',
+    });
+    this.checkFailuresAlarm = this.fleetAlarm('CheckFailuresAlarm', this.metricSourcesNotChecked(), {
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: 'The freshness check could not check a source (unreadable latest.json or restore-test report, S3 errors); its logs and message say why.',
+    });
+    this.sizeAnomalyAlarm = this.fleetAlarm('SizeAnomalyAlarm', this.metricFleetSizeRatio(), {
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      // Data arrives only with new backups (staleness covers their absence): keep the newest backup's verdict until the next one.
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      alarmDescription: 'A new backup is much smaller than recent ones, or under its minimum size: probably a broken dump. The size check\'s message names the source.',
+    });
+    if (this.store.replica) {
+      this.replicationFailedAlarm = this.fleetAlarm('ReplicationFailedAlarm', this.store.metricFailedReplication(), {
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        // S3 publishes replication metrics only while it replicates.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: 'Backups failed to replicate to the DR region: check the replication role and the replica key.',
+      });
+    }
+
+    this.dashboard = new BackupDashboard(this, 'Dashboard', {
+      title: `Restorable backups of ${this.store.node.path}`,
+      staleness: this.metricFleetStaleness(),
+      withoutBackup: this.metricSourcesWithoutBackup(),
+      notChecked: this.metricSourcesNotChecked(),
+      sizeSignal: this.metricFleetSizeRatio({ period: Duration.hours(1) }),
+      alarms: this.dashboardAlarms,
+    });
+    this.node.addValidation({
+      validate: () => (this.sources.size ? [] : ['BackupMonitoring watches no source: call addSource(name, { maxAge }) for each, or the stale-backups alarm fires for nothing']),
+    });
+  }
+
+  /**
+   * Watch a source: its backup age on every check, its size on every new backup, and (with perSourceAlarms)
+   * its own alarms. Adds the source's row to the dashboard.
+   */
+  public addSource(name: string, options: MonitoredSourceOptions): void {
+    const problem = sourceNameProblem(name);
+    if (problem) throw new Error(`${this.node.path}: ${problem}`);
+    if (this.sources.has(name)) throw new Error(`${this.node.path}: source '${name}' is already monitored; source names must be unique`);
+    if (Token.isUnresolved(options.maxAge.toSeconds()) || options.maxAge.toSeconds() <= 0) {
+      throw new Error(`${this.node.path}: maxAge of source '${name}' must be a positive duration known at synth, for example Duration.hours(25) for daily backups`);
+    }
+    const ratioFloor = options.sizeRatioFloor ?? this.defaultRatioFloor;
+    checkFloor(`${this.node.path}: sizeRatioFloor of source '${name}'`, ratioFloor);
+    const source: MonitoredSource = {
+      name,
+      maxAgeSeconds: options.maxAge.toSeconds(),
+      minSizeBytes: options.minSize?.toBytes(),
+      ratioFloor,
+    };
+    this.sources.set(name, source);
+    this.chunkFor().push(source);
+    this.manifestRule(this.chunks.length).addEventPattern({
+      detail: { object: { key: events.Match.wildcard(`${sourcePrefix(this.store.prefix, name)}*${MANIFEST_SUFFIX}`) } },
+    });
+    if (this.perSourceAlarms) this.addSourceAlarms(source);
+    this.dashboard.addSourceRow(name, {
+      age: this.metricBackupAge(name),
+      maxAgeSeconds: source.maxAgeSeconds,
+      size: this.metricBackupSize(name, { statistic: cloudwatch.Stats.MAXIMUM }),
+      minSizeBytes: source.minSizeBytes,
+    });
+  }
+
+  /**
+   * Alarm when backup tasks fail: for example `DatabaseBackups.metricJobFailures()`. The metric counts
+   * failures, so it has data only when something failed; no data is fine.
+   */
+  public watchJobFailures(metric: cloudwatch.IMetric): cloudwatch.Alarm {
+    if (this.jobFailuresAlarm) {
+      throw new Error(`${this.node.path}: watchJobFailures was already called; combine several metrics with a cloudwatch.MathExpression (m1 + m2) and pass that once`);
+    }
+    this.jobFailuresAlarm = this.fleetAlarm('JobFailuresAlarm', metric, {
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: 'A backup task failed (non-zero exit, or it could not start). The task-failure notification names the source and the reason.',
+    });
+    return this.jobFailuresAlarm;
+  }
+
+  /** Seconds since the source's newest good backup started (published by the freshness check; maximum per period). */
+  public metricBackupAge(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.BACKUP_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, { [SOURCE_DIMENSION]: source }, props);
+  }
+
+  /** Stored size of each new backup of the source, in bytes (published by the size check). */
+  public metricBackupSize(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.BACKUP_SIZE_BYTES, cloudwatch.Stats.MINIMUM, { [SOURCE_DIMENSION]: source }, { period: Duration.hours(1), ...props });
+  }
+
+  /** Each new backup's size over the median of the source's recent ones. */
+  public metricBackupSizeRatio(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.BACKUP_SIZE_RATIO, cloudwatch.Stats.MINIMUM, { [SOURCE_DIMENSION]: source }, { period: Duration.hours(1), ...props });
+  }
+
+  /** Seconds since the source's newest restore test finished, when it has one. */
+  public metricRestoreTestAge(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.RESTORE_TEST_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, { [SOURCE_DIMENSION]: source }, props);
+  }
+
+  /** The oldest restore test of the fleet, in seconds, among sources that have one. */
+  public metricFleetRestoreTestAge(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.RESTORE_TEST_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
+  /** The worst backup age over its source's maxAge; above 1 means a source is stale. */
+  public metricFleetStaleness(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.FLEET_STALENESS_RATIO, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
+  /** Sources with no backup at all or a latest.json that names a missing object. */
+  public metricSourcesWithoutBackup(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.SOURCES_WITHOUT_BACKUP, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
+  /** Sources whose freshness check failed. */
+  public metricSourcesNotChecked(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.SOURCES_NOT_CHECKED, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
+  /** Each new backup's size against its limits, min(ratio / floor, size / minimum); below 1 is an anomaly. */
+  public metricFleetSizeRatio(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.FLEET_SIZE_RATIO, cloudwatch.Stats.MINIMUM, undefined, { period: Duration.minutes(5), ...props });
+  }
+
+  /** Every alarm this construct made, fleet and per source. */
+  public get alarms(): readonly cloudwatch.IAlarm[] {
+    return [...this.dashboardAlarms];
+  }
+
+  /** Freshness metrics are read over two check intervals, so that one late run is not silence. */
+  private metric(metricName: string, statistic: string, dimensionsMap: Record<string, string> | undefined, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: METRIC_NAMESPACE,
+      metricName,
+      dimensionsMap,
+      statistic,
+      period: Duration.seconds(this.interval.toSeconds() * 2),
+      ...props,
+    });
+  }
+
+  private fleetAlarm(id: string, metric: cloudwatch.IMetric, options: Omit<cloudwatch.AlarmProps, 'metric' | 'evaluationPeriods'>, scope: Construct = this): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(scope, id, { metric, evaluationPeriods: 1, ...options });
+    alarm.addAlarmAction(new cwActions.SnsAction(this.topic));
+    this.dashboardAlarms.push(alarm);
+    return alarm;
+  }
+
+  private addSourceAlarms(source: MonitoredSource): void {
+    const scope = new Construct(this, `Source-${source.name}`);
+    this.fleetAlarm('BackupAgeAlarm', this.metricBackupAge(source.name), {
+      threshold: source.maxAgeSeconds,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: `Backups of ${source.name} are stale: the newest is older than ${source.maxAgeSeconds} s, or none exists.`,
+    }, scope);
+    this.fleetAlarm('SizeRatioAlarm', this.metricBackupSizeRatio(source.name, { period: Duration.minutes(5) }), {
+      threshold: source.ratioFloor,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      alarmDescription: `The newest backup of ${source.name} is under ${source.ratioFloor} times the median of its recent backups.`,
+    }, scope);
+    if (source.minSizeBytes !== undefined) {
+      this.fleetAlarm('MinSizeAlarm', this.metricBackupSize(source.name, { period: Duration.minutes(5) }), {
+        threshold: source.minSizeBytes,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+        alarmDescription: `The newest backup of ${source.name} is under its minimum of ${source.minSizeBytes} bytes.`,
+      }, scope);
+    }
+  }
+
+  /** The current chunk of sources, or a new one with its schedule when the last is full. */
+  private chunkFor(): MonitoredSource[] {
+    const last = this.chunks[this.chunks.length - 1];
+    if (last && last.length < SOURCES_PER_RULE) return last;
+    const chunk: MonitoredSource[] = [];
+    this.chunks.push(chunk);
+    const n = this.chunks.length;
+    const suffix = n === 1 ? '' : String(n);
+    new events.Rule(this, `FreshnessSchedule${suffix}`, {
+      description: `Freshness check of Restorable backups, sources ${(n - 1) * SOURCES_PER_RULE + 1}-${n * SOURCES_PER_RULE}`,
+      schedule: events.Schedule.rate(this.interval),
+      targets: [new targets.LambdaFunction(this.freshnessFunction, {
+        event: events.RuleTargetInput.fromObject({
+          sources: Lazy.any({ produce: () => chunk.map((s) => ({ source: s.name, maxAgeSeconds: s.maxAgeSeconds })) }),
+        }),
+        retryAttempts: 2,
+      })],
+    });
+    new events.Rule(this, `NewBackupRule${suffix}`, {
+      description: `Size check of each new Restorable backup manifest, sources ${(n - 1) * SOURCES_PER_RULE + 1}-${n * SOURCES_PER_RULE}`,
+      eventPattern: {
+        source: ['aws.s3'],
+        detailType: ['Object Created'],
+        detail: { bucket: { name: [this.store.bucket.bucketName] } },
+      },
+      targets: [new targets.LambdaFunction(this.sizeAnomalyFunction, {
+        event: events.RuleTargetInput.fromObject({
+          detail: events.EventField.fromPath('$.detail'),
+          sources: Lazy.any({ produce: () => Object.fromEntries(chunk.map((s) => [s.name, { ratioFloor: s.ratioFloor, minSizeBytes: s.minSizeBytes }])) }),
+        }),
+        retryAttempts: 2,
+      })],
+    });
+    return chunk;
+  }
+
+  private manifestRule(n: number): events.Rule {
+    return this.node.findChild(`NewBackupRule${n === 1 ? '' : n}`) as events.Rule;
+  }
+
+  /** New manifests reach the size check through EventBridge, which the bucket must be told to notify. */
+  private enableEventBridgeNotifications(): void {
+    const cfnBucket = this.store.bucket.node.defaultChild;
+    if (!(cfnBucket instanceof s3.CfnBucket)) {
+      throw new Error(`${this.node.path}: the store's bucket is not defined in this app, so its EventBridge notifications cannot be turned on here`);
+    }
+    cfnBucket.addPropertyOverride('NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled', true);
+  }
+
+  private validateSettings(props: BackupMonitoringProps): void {
+    const seconds = this.interval.toSeconds();
+    if (Token.isUnresolved(seconds) || seconds < 60 || seconds > 12 * 3600 || seconds % 60 !== 0) {
+      throw new Error(`${this.node.path}: checkInterval must be whole minutes between 1 minute and 12 hours (its alarms look at twice the interval, and CloudWatch periods end at a day); for example Duration.minutes(15)`);
+    }
+    checkFloor(`${this.node.path}: sizeRatioFloor`, this.defaultRatioFloor);
+    for (const [name, value] of [['sizeHistoryCount', props.sizeHistoryCount], ['sizeHistoryDays', props.sizeHistoryDays]] as const) {
+      if (value !== undefined && !(Number.isInteger(value) && value > 0 && value <= 100)) {
+        throw new Error(`${this.node.path}: ${name} must be a whole number from 1 to 100 (got ${value}); each history day costs the size check one S3 LIST`);
+      }
+    }
+  }
+}
+
+function checkFloor(what: string, floor: number): void {
+  if (!(floor > 0 && floor < 1)) {
+    throw new Error(`${what} must be between 0 and 1 (got ${floor}); for example 0.5 alarms when a backup is under half the usual size`);
+  }
+}

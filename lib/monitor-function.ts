@@ -1,0 +1,83 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { BackupStore } from './backup-store';
+import { METRIC_NAMESPACE } from './contract/metrics';
+
+export interface MonitorFunctionProps {
+  /** The handler's folder under assets/lambda (bundled from lambda/<name> by `npm run bundle`). */
+  readonly handlerName: string;
+  readonly description: string;
+  /** The store it reads: read-only access to every source's objects, and the store's settings in its environment. */
+  readonly store: BackupStore;
+  /** Where it reports findings. */
+  readonly topic: sns.ITopic;
+  /** Settings of the handler, beside the bucket, prefix and topic. */
+  readonly environment: Record<string, string>;
+  readonly timeout: Duration;
+}
+
+/**
+ * A monitoring Lambda with least privilege: read the store (never write), put metrics only into the
+ * Restorable namespace, publish to the alarm topic, and log to its own log group.
+ */
+export class MonitorFunction extends Construct {
+  public readonly function: lambda.Function;
+
+  constructor(scope: Construct, id: string, props: MonitorFunctionProps) {
+    super(scope, id);
+    const asset = path.join(__dirname, '../assets/lambda', props.handlerName);
+    if (!fs.existsSync(path.join(asset, 'index.js'))) {
+      throw new Error(`the ${props.handlerName} handler is not bundled (${asset}/index.js is missing): run 'npm run bundle' first`);
+    }
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.THREE_MONTHS });
+    const role = new iam.Role(this, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: props.description });
+    logGroup.grantWrite(role);
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(logGroup.node.defaultChild as logs.CfnLogGroup)}.Arn>:*]`,
+      reason: 'Log streams are created at run time inside this function\'s own log group; the wildcard is that group\'s streams only',
+    });
+    props.store.grantMonitorRead(role);
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['cloudwatch:PutMetricData'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
+    }));
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      reason: `cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to the ${METRIC_NAMESPACE} namespace`,
+    });
+    props.topic.grantPublish(role);
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+      reason: 'Publishing to the KMS-encrypted alarm topic needs a data key from the topic\'s key; CDK grants GenerateDataKey* on that one key only',
+    });
+
+    this.function = new lambda.Function(this, 'Function', {
+      description: props.description,
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(asset),
+      role,
+      logGroup,
+      timeout: props.timeout,
+      memorySize: 256,
+      environment: {
+        BUCKET_NAME: props.store.bucket.bucketName,
+        KEY_PREFIX: props.store.prefix,
+        TOPIC_ARN: props.topic.topicArn,
+        ...props.environment,
+      },
+    });
+    Validations.of(this.function).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-L1',
+      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported ' +
+        'Lambda runtime; moving to a newer one is a deliberate change with its own bundle target.',
+    });
+  }
+}

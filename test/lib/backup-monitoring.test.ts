@@ -1,0 +1,322 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Duration, Size, Stack, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { BackupMonitoring, BackupMonitoringProps } from '../../lib/backup-monitoring';
+import { BackupStore } from '../../lib/backup-store';
+import { ACCOUNT, PRIMARY_REGION, primaryWithReplica, standaloneStore } from './store-fixtures';
+
+beforeAll(() => {
+  for (const name of ['freshness-check', 'size-anomaly']) {
+    if (!existsSync(join(__dirname, `../../assets/lambda/${name}/index.js`))) {
+      throw new Error(`the ${name} asset is missing: run 'npm run bundle' before these tests`);
+    }
+  }
+});
+
+/** Template JSON is untyped. */
+type Json = ReturnType<Template['toJSON']>[string];
+type Resource = { Type: string; Properties: Json };
+
+/** A store replicating to a DR region, monitored, with two sources: the shape the example app builds. */
+function monitored(props: Partial<BackupMonitoringProps> = {}, configure?: (m: BackupMonitoring, store: BackupStore) => void) {
+  const fixture = primaryWithReplica();
+  const monitoring = new BackupMonitoring(fixture.primary, 'Monitoring', { store: fixture.store, alarmEmails: ['oncall@example.com'], ...props });
+  monitoring.addSource('orders-db', { maxAge: Duration.hours(25), minSize: Size.mebibytes(1) });
+  monitoring.addSource('users-db', { maxAge: Duration.hours(2), sizeRatioFloor: 0.7 });
+  configure?.(monitoring, fixture.store);
+  return { ...fixture, monitoring, template: Template.fromStack(fixture.primary) };
+}
+
+const resources = (template: Template, type: string): [string, Resource][] => Object.entries(template.findResources(type)) as [string, Resource][];
+const alarmNamed = (template: Template, idPrefix: string): Resource => {
+  const found = resources(template, 'AWS::CloudWatch::Alarm').filter(([id]) => id.startsWith(idPrefix));
+  if (found.length !== 1) throw new Error(`expected one alarm starting with ${idPrefix}, found ${found.length}`);
+  return found[0][1];
+};
+const TOPIC_REF = { Ref: expect.stringMatching(/^MonitoringAlarmTopic[0-9A-F]{8}$/) };
+
+describe('BackupMonitoring alarms', () => {
+  const { template, monitoring } = monitored({}, (m) => m.watchJobFailures(new cloudwatch.Metric({ namespace: 'Restorable', metricName: 'BackupJobFailures', statistic: 'Sum', period: Duration.minutes(5) })));
+
+  test.each([
+    // id, metric, statistic, period, comparison, threshold, missing data
+    ['MonitoringStaleBackupsAlarm', 'FleetStalenessRatio', 'Maximum', 1800, 'GreaterThanThreshold', 1, 'breaching'],
+    ['MonitoringNoBackupsAlarm', 'SourcesWithoutBackup', 'Maximum', 1800, 'GreaterThanThreshold', 0, 'breaching'],
+    ['MonitoringCheckFailuresAlarm', 'SourcesNotChecked', 'Maximum', 1800, 'GreaterThanThreshold', 0, 'breaching'],
+    ['MonitoringSizeAnomalyAlarm', 'FleetMinSizeRatio', 'Minimum', 300, 'LessThanThreshold', 1, 'ignore'],
+    ['MonitoringJobFailuresAlarm', 'BackupJobFailures', 'Sum', 300, 'GreaterThanThreshold', 0, 'notBreaching'],
+  ])('given defaults, then %s watches %s (%s over %i s) %s %d, missing data %s, and notifies the topic',
+    (id, metricName, statistic, period, comparison, threshold, missing) => {
+      expect(alarmNamed(template, id).Properties).toEqual(expect.objectContaining({
+        Namespace: 'Restorable', MetricName: metricName, Statistic: statistic, Period: period, EvaluationPeriods: 1,
+        ComparisonOperator: comparison, Threshold: threshold, TreatMissingData: missing, AlarmActions: [{ Ref: expect.stringMatching(/^MonitoringAlarmTopic/) }],
+      }));
+      expect(alarmNamed(template, id).Properties.Dimensions).toBeUndefined();
+    });
+
+  test('given a store with a replica, then failed replication alarms on the S3 replication metric, missing data not breaching', () => {
+    expect(alarmNamed(template, 'MonitoringReplicationFailedAlarm').Properties).toEqual(expect.objectContaining({
+      Namespace: 'AWS/S3', MetricName: 'OperationsFailedReplication', Statistic: 'Sum', Period: 300, Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching', AlarmActions: [{ Ref: expect.stringMatching(/^MonitoringAlarmTopic/) }],
+    }));
+  });
+
+  test('given defaults, then there are fleet alarms only: none per source', () => {
+    expect(resources(template, 'AWS::CloudWatch::Alarm').filter(([id]) => id.startsWith('Monitoring')).map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort())
+      .toEqual(['MonitoringCheckFailuresAlarm', 'MonitoringJobFailuresAlarm', 'MonitoringNoBackupsAlarm', 'MonitoringReplicationFailedAlarm',
+        'MonitoringSizeAnomalyAlarm', 'MonitoringStaleBackupsAlarm']);
+    expect(monitoring.alarms).toHaveLength(6);
+  });
+
+  test('given perSourceAlarms, then each source gets an age alarm (breaching) and size alarms (its floor, its minimum)', () => {
+    const { template } = monitored({ perSourceAlarms: true });
+    const props = (id: string) => alarmNamed(template, id).Properties;
+    expect(props('MonitoringSourceordersdbBackupAgeAlarm')).toEqual(expect.objectContaining({
+      MetricName: 'BackupAgeSeconds', Dimensions: [{ Name: 'Source', Value: 'orders-db' }], Statistic: 'Maximum', Period: 1800,
+      Threshold: 90000, ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'breaching', AlarmActions: [TOPIC_REF],
+    }));
+    expect(props('MonitoringSourceusersdbSizeRatioAlarm')).toEqual(expect.objectContaining({
+      MetricName: 'BackupSizeRatio', Dimensions: [{ Name: 'Source', Value: 'users-db' }], Statistic: 'Minimum', Period: 300,
+      Threshold: 0.7, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'ignore',
+    }));
+    expect(props('MonitoringSourceordersdbMinSizeAlarm')).toEqual(expect.objectContaining({
+      MetricName: 'BackupSizeBytes', Dimensions: [{ Name: 'Source', Value: 'orders-db' }], Threshold: 1048576, ComparisonOperator: 'LessThanThreshold',
+    }));
+    // users-db has no minimum: no min-size alarm.
+    expect(resources(template, 'AWS::CloudWatch::Alarm').filter(([id]) => id.startsWith('MonitoringSourceusersdbMinSize'))).toHaveLength(0);
+  });
+
+  test('metrics for users: per-source age and size in the Restorable namespace with the Source dimension', () => {
+    const stack = Stack.of(monitoring);
+    expect(stack.resolve(monitoring.metricBackupAge('orders-db').toMetricConfig().metricStat)).toMatchObject({
+      namespace: 'Restorable', metricName: 'BackupAgeSeconds', dimensions: [{ name: 'Source', value: 'orders-db' }], statistic: 'Maximum',
+    });
+    expect(stack.resolve(monitoring.metricBackupSize('orders-db').toMetricConfig().metricStat)).toMatchObject({
+      namespace: 'Restorable', metricName: 'BackupSizeBytes', dimensions: [{ name: 'Source', value: 'orders-db' }],
+    });
+    expect(monitoring.metricFleetRestoreTestAge().metricName).toBe('RestoreTestAgeSeconds');
+  });
+});
+
+describe('BackupMonitoring triggers', () => {
+  const { template } = monitored();
+
+  test('given defaults, then the freshness check runs every 15 minutes with the sources and thresholds in its input', () => {
+    const [[, rule]] = resources(template, 'AWS::Events::Rule').filter(([id]) => id.startsWith('MonitoringFreshnessSchedule'));
+    expect(rule.Properties.ScheduleExpression).toBe('rate(15 minutes)');
+    expect(rule.Properties.Targets).toHaveLength(1);
+    expect(rule.Properties.Targets[0].Arn).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^MonitoringFreshnessCheckFunction/), 'Arn'] });
+    expect(JSON.parse(rule.Properties.Targets[0].Input)).toEqual({ sources: [
+      { source: 'orders-db', maxAgeSeconds: 90000 }, { source: 'users-db', maxAgeSeconds: 7200 },
+    ] });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction', Principal: 'events.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MonitoringFreshnessCheckFunction'), 'Arn'] },
+    });
+  });
+
+  test('given defaults, then each new manifest of a monitored source triggers the size check, with that source\'s limits', () => {
+    const [[, rule]] = resources(template, 'AWS::Events::Rule').filter(([id]) => id.startsWith('MonitoringNewBackupRule'));
+    expect(rule.Properties.EventPattern).toEqual({
+      'source': ['aws.s3'],
+      'detail-type': ['Object Created'],
+      'detail': {
+        bucket: { name: [{ Ref: expect.stringMatching(/^StoreBucket/) }] },
+        object: { key: [{ wildcard: 'orders-db/*.manifest.json' }, { wildcard: 'users-db/*.manifest.json' }] },
+      },
+    });
+    const target = rule.Properties.Targets[0];
+    expect(target.Arn).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^MonitoringSizeAnomalyFunction/), 'Arn'] });
+    expect(target.InputTransformer.InputPathsMap).toEqual({ detail: '$.detail' });
+    expect(JSON.parse(target.InputTransformer.InputTemplate.replace('<detail>', '{}'))).toEqual({
+      detail: {}, sources: { 'orders-db': { ratioFloor: 0.5, minSizeBytes: 1048576 }, 'users-db': { ratioFloor: 0.7 } },
+    });
+  });
+
+  test('given defaults, then the store\'s bucket sends its events to EventBridge', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', { NotificationConfiguration: { EventBridgeConfiguration: { EventBridgeEnabled: true } } });
+  });
+
+  test('given 60 sources, then they are split over three schedules and three manifest rules of at most 25', () => {
+    const { primary, store } = primaryWithReplica();
+    const monitoring = new BackupMonitoring(primary, 'Monitoring', { store });
+    for (let i = 0; i < 60; i++) monitoring.addSource(`db-${i}`, { maxAge: Duration.hours(2) });
+    const rules = resources(Template.fromStack(primary), 'AWS::Events::Rule');
+    const inputs = rules.filter(([id]) => id.startsWith('MonitoringFreshnessSchedule')).map(([, r]) => JSON.parse(r.Properties.Targets[0].Input).sources.length);
+    expect(inputs.sort()).toEqual([10, 25, 25]);
+    const patterns = rules.filter(([id]) => id.startsWith('MonitoringNewBackupRule')).map(([, r]) => r.Properties.EventPattern.detail.object.key.length);
+    expect(patterns.sort()).toEqual([10, 25, 25]);
+    // The biggest input stays far below EventBridge's 8192-character limit on a target input.
+    expect(Math.max(...rules.map(([, r]) => (r.Properties.Targets[0].Input ?? r.Properties.Targets[0].InputTransformer.InputTemplate).length))).toBeLessThan(4000);
+  });
+});
+
+describe('BackupMonitoring topic', () => {
+  test('given no topic, then one is created, encrypted with a rotating, retained key that CloudWatch and EventBridge may use', () => {
+    const { template } = monitored();
+    const [[keyId, key]] = resources(template, 'AWS::KMS::Key').filter(([id]) => id.startsWith('MonitoringAlarmTopicKey'));
+    expect(key.Properties.EnableKeyRotation).toBe(true);
+    expect(template.toJSON().Resources[keyId]).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    expect(key.Properties.KeyPolicy.Statement).toContainEqual({
+      Sid: 'AlarmPublishersUseTheKey', Effect: 'Allow',
+      Principal: { Service: ['cloudwatch.amazonaws.com', 'events.amazonaws.com'] },
+      Action: ['kms:Decrypt', 'kms:GenerateDataKey*'], Resource: '*',
+    });
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', { PolicyDocument: { Statement: Match.arrayWith([
+      Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+      Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: 'sns:Publish',
+        Condition: { StringEquals: { 'aws:SourceAccount': ACCOUNT }, ArnLike: { 'aws:SourceArn': Match.anyValue() } } }),
+    ]) } });
+    const [[, policy]] = resources(template, 'AWS::SNS::TopicPolicy');
+    const sourceArn = policy.Properties.PolicyDocument.Statement[1].Condition.ArnLike['aws:SourceArn'];
+    expect(sourceArn).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:cloudwatch:${PRIMARY_REGION}:${ACCOUNT}:alarm:*`]] });
+  });
+
+  test('given your own topic, then no topic or key is created, and alarms and email subscriptions use yours', () => {
+    const { primary, store } = primaryWithReplica();
+    const topic = sns.Topic.fromTopicArn(primary, 'Ops', `arn:aws:sns:${PRIMARY_REGION}:${ACCOUNT}:ops`);
+    const monitoring = new BackupMonitoring(primary, 'Monitoring', { store, alarmTopic: topic, alarmEmails: ['oncall@example.com'] });
+    monitoring.addSource('orders-db', { maxAge: Duration.hours(25) });
+    const template = Template.fromStack(primary);
+    template.resourceCountIs('AWS::SNS::Topic', 0);
+    expect(resources(template, 'AWS::KMS::Key').filter(([id]) => id.startsWith('Monitoring'))).toHaveLength(0);
+    expect(alarmNamed(template, 'MonitoringStaleBackupsAlarm').Properties.AlarmActions).toEqual([topic.topicArn]);
+    template.hasResourceProperties('AWS::SNS::Subscription', { TopicArn: topic.topicArn, Endpoint: 'oncall@example.com' });
+  });
+});
+
+describe('BackupMonitoring function policies', () => {
+  const { template } = monitored();
+  const statementsOf = (rolePrefix: string) => resources(template, 'AWS::IAM::Policy')
+    .filter(([id]) => id.startsWith(rolePrefix))
+    .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Json[]);
+  const actionsOf = (s: Json) => [s.Action].flat() as string[];
+
+  test.each(['MonitoringFreshnessCheckRole', 'MonitoringSizeAnomalyRole'])('%s reads the store and writes nothing to it', (role) => {
+    const statements = statementsOf(role);
+    const actions = statements.flatMap(actionsOf);
+    expect(actions.filter((a) => a.startsWith('s3:')).sort()).toEqual(['s3:GetObject', 's3:ListBucket']);
+    expect(actions.filter((a) => /^s3:(Put|Delete|Restore|Abort|Bypass)/.test(a) || a === 's3:*')).toEqual([]);
+    expect(actions.filter((a) => a.startsWith('kms:') && !['kms:Decrypt', 'kms:GenerateDataKey*'].includes(a))).toEqual([]);
+    // Its KMS use on the store key is through S3 only.
+    expect(statements.find((s) => actionsOf(s).includes('kms:Decrypt') && JSON.stringify(s.Resource).includes('StoreKey'))!.Condition)
+      .toEqual({ StringEquals: { 'kms:ViaService': `s3.${PRIMARY_REGION}.amazonaws.com` } });
+  });
+
+  test.each(['MonitoringFreshnessCheckRole', 'MonitoringSizeAnomalyRole'])('%s puts metrics only into the Restorable namespace and publishes only to the topic', (role) => {
+    const statements = statementsOf(role);
+    expect(statements.filter((s) => actionsOf(s).includes('cloudwatch:PutMetricData'))).toEqual([{
+      Effect: 'Allow', Action: 'cloudwatch:PutMetricData', Resource: '*', Condition: { StringEquals: { 'cloudwatch:namespace': 'Restorable' } },
+    }]);
+    expect(statements.filter((s) => actionsOf(s).includes('sns:Publish')).map((s) => s.Resource)).toEqual([TOPIC_REF]);
+  });
+
+  test('the functions run on nodejs22.x from the prebundled assets, and know their bucket, prefix, topic and settings', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x', Handler: 'index.handler',
+      Environment: { Variables: { BUCKET_NAME: { Ref: Match.stringLikeRegexp('^StoreBucket') }, KEY_PREFIX: '', TOPIC_ARN: { Ref: Match.stringLikeRegexp('^MonitoringAlarmTopic') }, CHECK_INTERVAL_SECONDS: '900' } },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Environment: { Variables: Match.objectLike({ DEFAULT_RATIO_FLOOR: '0.5', HISTORY_COUNT: '10', HISTORY_DAYS: '35' }) },
+    });
+  });
+});
+
+describe('BackupMonitoring dashboard', () => {
+  const { template, monitoring } = monitored({ perSourceAlarms: true }, (m) => m.dashboard.addSourceWidget('orders-db', new cloudwatch.TextWidget({ markdown: 'restore tests here', width: 8 })));
+  const body = () => {
+    const [[, dashboard]] = resources(template, 'AWS::CloudWatch::Dashboard');
+    // Alarm ARNs are tokens inside JSON strings: stand a placeholder in for them.
+    const joined = (dashboard.Properties.DashboardBody['Fn::Join'][1] as unknown[]).map((p) => (typeof p === 'string' ? p : 'TOKEN')).join('');
+    return JSON.parse(joined) as { widgets: Array<{ type: string; x: number; y: number; width: number; properties: Json }> };
+  };
+
+  test('shows per source the backup age against its maxAge, and the size over time', () => {
+    const widgets = body().widgets;
+    const age = widgets.find((w) => w.properties.title === 'orders-db: backup age (s)')!;
+    expect(age.properties.metrics).toEqual([['Restorable', 'BackupAgeSeconds', 'Source', 'orders-db', { stat: 'Maximum', period: 1800 }]]);
+    expect(age.properties.annotations.horizontal).toEqual([expect.objectContaining({ value: 90000, label: 'maxAge' })]);
+    const size = widgets.find((w) => w.properties.title === 'users-db: backup size (bytes)')!;
+    expect(size.properties.metrics).toEqual([['Restorable', 'BackupSizeBytes', 'Source', 'users-db', { stat: 'Maximum', period: 3600 }]]);
+  });
+
+  test('leaves each source row a third free for its restore-test widgets, and shows every alarm, even those added later', () => {
+    const widgets = body().widgets;
+    const age = widgets.find((w) => w.properties.title === 'orders-db: backup age (s)')!;
+    const restore = widgets.find((w) => w.properties.markdown === 'restore tests here')!;
+    expect([age.width, restore.y, restore.x]).toEqual([8, age.y, 16]);
+    const status = widgets.find((w) => w.type === 'alarm')!;
+    expect(status.properties.alarms).toHaveLength(monitoring.alarms.length);
+    expect(monitoring.alarms.length).toBe(5 + 2 + 3); // fleet (with replication) + users-db + orders-db
+    for (const title of ['Worst backup age / threshold (above 1: stale)', 'New backup size / its limits (below 1: anomaly)']) {
+      expect(widgets.find((w) => w.properties.title === title)!.properties.annotations.horizontal[0].value).toBe(1);
+    }
+  });
+});
+
+describe('BackupMonitoring bad input', () => {
+  const build = (props: Partial<BackupMonitoringProps> = {}) => {
+    const { stack, store } = standaloneStore();
+    return new BackupMonitoring(stack, 'Monitoring', { store, ...props });
+  };
+  test.each([
+    ['an invalid source name', (m: BackupMonitoring) => m.addSource('Orders_DB', { maxAge: Duration.hours(1) }), /source name 'Orders_DB' is invalid: use 1 to 48 characters of a-z, 0-9 and '-'/],
+    ['a duplicate source', (m: BackupMonitoring) => { m.addSource('a', { maxAge: Duration.hours(1) }); m.addSource('a', { maxAge: Duration.hours(1) }); }, /source 'a' is already monitored/],
+    ['a zero maxAge', (m: BackupMonitoring) => m.addSource('a', { maxAge: Duration.seconds(0) }), /maxAge of source 'a' must be a positive duration/],
+    ['a floor of 1.5', (m: BackupMonitoring) => m.addSource('a', { maxAge: Duration.hours(1), sizeRatioFloor: 1.5 }), /sizeRatioFloor of source 'a' must be between 0 and 1 \(got 1.5\)/],
+    ['a second job-failure metric', (m: BackupMonitoring) => { const metric = m.metricFleetStaleness(); m.watchJobFailures(metric); m.watchJobFailures(metric); }, /watchJobFailures was already called; combine several metrics/],
+  ])('given %s, then synth fails with a clear message', (_name, act, message) => {
+    expect(() => act(build())).toThrow(message);
+  });
+  test.each([
+    ['a 30-second check interval', { checkInterval: Duration.seconds(30) }, /checkInterval must be whole minutes between 1 minute and 12 hours/],
+    ['a 13-hour check interval', { checkInterval: Duration.hours(13) }, /checkInterval must be whole minutes/],
+    ['a size floor of 0', { sizeRatioFloor: 0 }, /sizeRatioFloor must be between 0 and 1 \(got 0\)/],
+    ['500 history days', { sizeHistoryDays: 500 }, /sizeHistoryDays must be a whole number from 1 to 100 \(got 500\)/],
+    ['an email without @', { alarmEmails: ['not-an-address'] }, /'not-an-address' is not an email address/],
+  ])('given %s, then the construct fails with a clear message', (_name, props, message) => {
+    expect(() => build(props as Partial<BackupMonitoringProps>)).toThrow(message);
+  });
+  test('given no source, then synth fails and says to call addSource', () => {
+    const { stack, store } = standaloneStore();
+    new BackupMonitoring(stack, 'Monitoring', { store });
+    expect(() => Template.fromStack(stack)).toThrow(/BackupMonitoring watches no source: call addSource/);
+  });
+});
+
+describe('BackupMonitoring at scale', () => {
+  test('given 100 sources, then monitoring adds a fixed set of resources plus 4 per 25 sources', () => {
+    const count = (sources: number) => {
+      const { primary, store } = primaryWithReplica();
+      const monitoring = new BackupMonitoring(primary, 'Monitoring', { store });
+      for (let i = 0; i < sources; i++) monitoring.addSource(`db-${i}`, { maxAge: Duration.hours(2) });
+      return Object.keys(Template.fromStack(primary).toJSON().Resources).filter((id) => id.startsWith('Monitoring')).length;
+    };
+    const one = count(1);
+    const hundred = count(100);
+    expect(one).toBe(21);
+    expect(hundred).toBe(one + 3 * 4);
+  });
+});
+
+describe('cdk-nag AwsSolutions', () => {
+  test.each([
+    ['fleet alarms, created topic', {}],
+    ['per-source alarms, your own topic', { perSourceAlarms: true, ownTopic: true }],
+  ])('BackupMonitoring over a replicated store has no unacknowledged findings: %s', (_name, options: { perSourceAlarms?: boolean; ownTopic?: boolean }) => {
+    const { app, primary, store } = primaryWithReplica();
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    const topic = options.ownTopic ? new sns.Topic(primary, 'Ops', { enforceSSL: true, masterKey: new kms.Key(primary, 'OpsKey', { enableKeyRotation: true }) }) : undefined;
+    const monitoring = new BackupMonitoring(primary, 'Monitoring', { store, alarmTopic: topic, perSourceAlarms: options.perSourceAlarms, alarmEmails: ['oncall@example.com'] });
+    monitoring.addSource('orders-db', { maxAge: Duration.hours(25), minSize: Size.mebibytes(1) });
+    expect(() => app.synth()).not.toThrow();
+  });
+});
