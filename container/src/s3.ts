@@ -30,7 +30,8 @@ export function s3Problem(action: string, bucket: string, key: string, err: unkn
   const e = err as S3ServiceException & { code?: string };
   const status = e?.$metadata?.httpStatusCode;
   const detail = e?.name === 'AccessDenied' || status === 403
-    ? 'access denied: check the task role allows it on this bucket and prefix'
+    ? 'access denied: check the task role allows it on this bucket and prefix' +
+      (action === 'GetObject' ? ' (a key that does not exist also reads as access denied unless the role may s3:ListBucket it)' : '')
     : (e?.code === 'ECONNREFUSED' || e?.name === 'TimeoutError')
       ? `S3 endpoint unreachable (${e.message}): check AWS_ENDPOINT_URL_S3 / network`
       : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;

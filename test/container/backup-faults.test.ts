@@ -132,5 +132,5 @@ test('progress is logged as JSON lines with bytes, rate and stage while a dump r
   expect(run.code).toBe(0);
   const progress = logLines(run.stderr).filter((l) => l.msg === 'progress');
   expect(progress.length).toBeGreaterThan(0);
-  expect(progress[0]).toEqual(expect.objectContaining({ stage: 'dump', bytes: expect.any(Number), mbPerSec: expect.any(Number), storedBytes: expect.any(Number) }));
+  expect(progress[0]).toEqual(expect.objectContaining({ stage: 'dump', bytes: expect.any(Number), mbPerSec: expect.any(Number), uploadedBytes: expect.any(Number) }));
 });

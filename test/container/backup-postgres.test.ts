@@ -7,7 +7,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Manifest, LatestPointer, Tier, tierFor } from '../../lib/contract';
 import {
   AgeKey, S3Emulator, agentEnv, createPgDatabase, createPgFixture, decryptToText, download, dropPgDatabase, logLines, makeAgeKey,
-  PG, pgQuery, pgTableStats, readerRole, restorePg, runAgent, startS3rver, uniqueName,
+  PG, pgQuery, pgTableStats, readerRole, restorePg, runAgent, sh, startS3rver, uniqueName,
 } from '../support';
 
 const source = 'orders-pg';
@@ -65,7 +65,10 @@ describe('backup of PostgreSQL', () => {
   test('restores with age, zstd and pg_restore: same rows and content as the source and as the manifest', async () => {
     const manifest = JSON.parse((await s3.getText(first.manifestKey))!) as Manifest;
     await createPgDatabase(restored);
-    restorePg(await download(s3, first.key), key.identityFile, restored);
+    const file = await download(s3, first.key);
+    restorePg(file, key.identityFile, restored);
+    // The manifest's dump size is the size of what pg_restore read.
+    expect(Number(sh(`age -d -i '${key.identityFile}' '${file}' | zstd -d | wc -c`).trim())).toBe(manifest.dumpSize);
 
     const source = await pgTableStats(database);
     const copy = await pgTableStats(restored);

@@ -11,7 +11,7 @@ import {
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs } from '../args';
 import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
-import { DEFAULT_ZSTD_LEVEL, Recipient, compressStage, encryptStage, resolveRecipient } from '../encrypt';
+import { DEFAULT_ZSTD_LEVEL, Recipient, compressStage, compressedInputBytes, encryptStage, resolveRecipient } from '../encrypt';
 import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
 import { AgentError, UsageError } from '../errors';
 import { ProgressReporter, log } from '../log';
@@ -61,13 +61,18 @@ export interface BackupDeps {
 
 /** Runs a pipeline into one object; kills the pipeline and aborts the upload on any failure. */
 async function store(deps: BackupDeps, bucket: string, key: string, tier: Tier, partSize: number,
-  stages: readonly StageSpec[], input?: Readable, beforeComplete?: (bytes: number) => void,
-  onStart?: (upload: StreamUpload) => void): Promise<StoredObject> {
-  const pipeline = new ProcessPipeline(stages, { input, captureOutput: true });
+  stages: readonly StageSpec[], options: {
+    readonly input?: Readable;
+    /** The last check, once every stage exited 0 and before the object completes; throw to refuse it. */
+    readonly beforeComplete?: (pipeline: ProcessPipeline) => void;
+    readonly onStart?: (upload: StreamUpload) => void;
+  } = {}): Promise<StoredObject> {
+  const pipeline = new ProcessPipeline(stages, { input: options.input, captureOutput: true });
   const upload = new StreamUpload({
-    s3: deps.s3, bucket, key, tags: { [TIER_TAG]: tier }, partSize, source: pipeline.output!, producers: pipeline, beforeComplete,
+    s3: deps.s3, bucket, key, tags: { [TIER_TAG]: tier }, partSize, source: pipeline.output!, producers: pipeline,
+    beforeComplete: () => options.beforeComplete?.(pipeline),
   });
-  onStart?.(upload);
+  options.onStart?.(upload);
   try {
     return await upload.done();
   } finally {
@@ -125,17 +130,19 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
     const job = await session.startDump();
     let dumpBytes = 0;
     let progress: ProgressReporter | undefined;
-    const dumpStage: StageSpec = { ...job.stage, inspect: (chunk) => { job.stage.inspect?.(chunk); dumpBytes += chunk.length; } };
     let stored: StoredObject;
     let tables: TableCount[];
     try {
-      stored = await store(deps, bucket, key, tier, partSize, [dumpStage, compressStage(level), encryptStage(recipient)], undefined,
-        () => {
+      stored = await store(deps, bucket, key, tier, partSize, [job.stage, compressStage(level), encryptStage(recipient)], {
+        beforeComplete: (pipeline) => {
+          dumpBytes = compressedInputBytes(pipeline.stderrOf('zstd'));
           if (dumpBytes < minSize) throw new AgentError(`the dump is ${dumpBytes} bytes, under the minimum of ${minSize} (--min-size): refusing to store it`);
         },
-        (upload) => {
-          progress = new ProgressReporter('dump', () => ({ bytes: dumpBytes, storedBytes: upload.streamedBytes, uploadedBytes: upload.uploadedBytes }));
-        });
+        // The dump itself flows process to process; what the agent sees is the encrypted stream.
+        onStart: (upload) => {
+          progress = new ProgressReporter('dump', () => ({ bytes: upload.streamedBytes, uploadedBytes: upload.uploadedBytes }));
+        },
+      });
       tables = await job.rowCounts();
     } finally {
       progress?.stop();
@@ -150,7 +157,7 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
     const globals = await session.captureGlobals();
     if ('sql' in globals) {
       const object = await store(deps, bucket, globalsKeyFor(key), tier, partSizeFor(0), [compressStage(level), encryptStage(recipient)],
-        Readable.from([Buffer.from(globals.sql)]));
+        { input: Readable.from([Buffer.from(globals.sql)]) });
       companions.push({ kind: 'globals', key: object.key, size: object.size, sha256: object.sha256 });
     } else {
       warnings.push(`roles and grants were not captured: ${globals.notCapturedReason}`);
