@@ -113,8 +113,7 @@ export class BackupJobAlerts extends Construct {
 function failureMessage(): events.RuleTargetInput {
   const field = events.EventField.fromPath;
   return events.RuleTargetInput.fromText(
-    `Restorable backup failed: task group ${field('$.detail.group')} (${TASK_GROUP_PREFIX}<source>) ` +
-    `stopped with exit code ${field('$.detail.containers[0].exitCode')}, ` +
+    `Restorable backup failed for ${field('$.detail.group')}: exit code ${field('$.detail.containers[0].exitCode')}, ` +
     `stop code ${field('$.detail.stopCode')}: ${field('$.detail.stoppedReason')}. ` +
-    `Task ${field('$.detail.taskArn')}; its log stream holds the agent's JSON log.`);
+    `Task ${field('$.detail.taskArn')}; the agent's JSON log is in its log stream.`);
 }

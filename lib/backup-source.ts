@@ -3,7 +3,7 @@
  * connection (endpoint and the user's secret), a schedule that follows from its RPO, and the task's size.
  * Plain types and checks; the construct that runs them is DatabaseBackups.
  */
-import { Duration, Size, Token } from 'aws-cdk-lib';
+import { Duration, Size } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -85,6 +85,8 @@ export interface BackupSourceProps {
   /**
    * The database user's secret, in the RDS JSON shape `{host,port,username,password,dbname}`. Only this source's
    * task role may read it; the agent reads it itself (`--secret-id`), so the password is never in the task definition.
+   * A secret encrypted with a customer-managed key must carry it (`Secret.fromSecretAttributes({ secretCompleteArn,
+   * encryptionKey })`), so that the role is also granted kms:Decrypt.
    */
   readonly secret: secretsmanager.ISecret;
   /**
@@ -154,7 +156,6 @@ const HOUR_STEPS = [1, 2, 3, 4, 6, 8, 12];
 
 /** The throttle that makes an RPO under 15 minutes an error, in words that say what to use instead. */
 export function rpoProblem(rpo: Duration): string | undefined {
-  if (Token.isUnresolved(rpo.toMinutes({ integral: false }))) return 'the RPO must be a concrete duration, not a token';
   if (rpo.toMinutes({ integral: false }) >= MINIMUM_RPO.toMinutes()) return undefined;
   return `an RPO of ${rpo.toHumanString()} is under the 15-minute minimum: full dumps are not continuous backup. ` +
     'Use 15 minutes or more; a shorter RPO needs WAL/binlog archiving (point-in-time recovery), which is planned, ' +

@@ -194,7 +194,7 @@ describe('given a PostgreSQL and a MariaDB source', () => {
     expect(target.Arn).toEqual({ Ref: logicalIdOf(template, 'AWS::SNS::Topic', 'Alarms') });
     expect(Object.values(target.InputTransformer.InputPathsMap).sort())
       .toEqual(['$.detail.containers[0].exitCode', '$.detail.group', '$.detail.stopCode', '$.detail.stoppedReason', '$.detail.taskArn']);
-    expect(target.InputTransformer.InputTemplate).toMatch(/Restorable backup failed: task group <.+> .* exit code <.+>/);
+    expect(target.InputTransformer.InputTemplate).toMatch(/^"Restorable backup failed for <detail-group>: exit code <.+>, stop code <.+>: <.+>\. Task <.+>;/);
   });
 
   test('then metricJobFailures counts the rule\'s matches, and an alarm watches it', () => {
