@@ -107,8 +107,6 @@ export class BackupMonitoring extends Construct {
   public readonly sizeAnomalyAlarm: cloudwatch.Alarm;
   /** Objects failed to replicate, when the store has a replica. */
   public readonly replicationFailedAlarm?: cloudwatch.Alarm;
-  /** Backup tasks failed, once `watchJobFailures` is called. */
-  public jobFailuresAlarm?: cloudwatch.Alarm;
 
   private readonly store: BackupStore;
   private readonly interval: Duration;
@@ -118,6 +116,7 @@ export class BackupMonitoring extends Construct {
   private readonly chunks: MonitoredSource[][] = [];
   /** Read when the dashboard renders, so alarms added later appear too. */
   private readonly dashboardAlarms: cloudwatch.IAlarm[] = [];
+  private watchedJobFailures?: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: BackupMonitoringProps) {
     super(scope, id);
@@ -156,27 +155,27 @@ export class BackupMonitoring extends Construct {
     }).function;
     this.enableEventBridgeNotifications();
 
-    this.staleBackupsAlarm = this.fleetAlarm('StaleBackupsAlarm', this.metricFleetStaleness(), {
+    this.staleBackupsAlarm = this.alarm('StaleBackupsAlarm', this.metricFleetStaleness(), {
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       // Silence means the check stopped: nobody would know backups stopped either.
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       alarmDescription: 'A backup source is stale: its newest backup is older than its maxAge (the value is the worst age over its threshold). ' +
-        'The freshness check\'s message names the source; `restorable status` shows it too.',
+        'The freshness check\'s message names the source and its age.',
     });
-    this.noBackupsAlarm = this.fleetAlarm('NoBackupsAlarm', this.metricSourcesWithoutBackup(), {
+    this.noBackupsAlarm = this.alarm('NoBackupsAlarm', this.metricSourcesWithoutBackup(), {
       threshold: 0,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       alarmDescription: 'No backups found for a source, or its latest.json points to a missing backup (the value is how many sources).',
     });
-    this.checkFailuresAlarm = this.fleetAlarm('CheckFailuresAlarm', this.metricSourcesNotChecked(), {
+    this.checkFailuresAlarm = this.alarm('CheckFailuresAlarm', this.metricSourcesNotChecked(), {
       threshold: 0,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       alarmDescription: 'The freshness check could not check a source (unreadable latest.json or restore-test report, S3 errors); its logs and message say why.',
     });
-    this.sizeAnomalyAlarm = this.fleetAlarm('SizeAnomalyAlarm', this.metricFleetSizeRatio(), {
+    this.sizeAnomalyAlarm = this.alarm('SizeAnomalyAlarm', this.metricFleetSizeRatio(), {
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       // Data arrives only with new backups (staleness covers their absence): keep the newest backup's verdict until the next one.
@@ -184,7 +183,7 @@ export class BackupMonitoring extends Construct {
       alarmDescription: 'A new backup is much smaller than recent ones, or under its minimum size: probably a broken dump. The size check\'s message names the source.',
     });
     if (this.store.replica) {
-      this.replicationFailedAlarm = this.fleetAlarm('ReplicationFailedAlarm', this.store.metricFailedReplication(), {
+      this.replicationFailedAlarm = this.alarm('ReplicationFailedAlarm', this.store.metricFailedReplication(), {
         threshold: 0,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         // S3 publishes replication metrics only while it replicates.
@@ -244,16 +243,21 @@ export class BackupMonitoring extends Construct {
    * failures, so it has data only when something failed; no data is fine.
    */
   public watchJobFailures(metric: cloudwatch.IMetric): cloudwatch.Alarm {
-    if (this.jobFailuresAlarm) {
+    if (this.watchedJobFailures) {
       throw new Error(`${this.node.path}: watchJobFailures was already called; combine several metrics with a cloudwatch.MathExpression (m1 + m2) and pass that once`);
     }
-    this.jobFailuresAlarm = this.fleetAlarm('JobFailuresAlarm', metric, {
+    this.watchedJobFailures = this.alarm('JobFailuresAlarm', metric, {
       threshold: 0,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       alarmDescription: 'A backup task failed (non-zero exit, or it could not start). The task-failure notification names the source and the reason.',
     });
-    return this.jobFailuresAlarm;
+    return this.watchedJobFailures;
+  }
+
+  /** Backup tasks failed, once `watchJobFailures` is called. */
+  public get jobFailuresAlarm(): cloudwatch.Alarm | undefined {
+    return this.watchedJobFailures;
   }
 
   /** Seconds since the source's newest good backup started (published by the freshness check; maximum per period). */
@@ -318,7 +322,7 @@ export class BackupMonitoring extends Construct {
     });
   }
 
-  private fleetAlarm(id: string, metric: cloudwatch.IMetric, options: Omit<cloudwatch.AlarmProps, 'metric' | 'evaluationPeriods'>, scope: Construct = this): cloudwatch.Alarm {
+  private alarm(id: string, metric: cloudwatch.IMetric, options: Omit<cloudwatch.AlarmProps, 'metric' | 'evaluationPeriods'>, scope: Construct = this): cloudwatch.Alarm {
     const alarm = new cloudwatch.Alarm(scope, id, { metric, evaluationPeriods: 1, ...options });
     alarm.addAlarmAction(new cwActions.SnsAction(this.topic));
     this.dashboardAlarms.push(alarm);
@@ -327,20 +331,20 @@ export class BackupMonitoring extends Construct {
 
   private addSourceAlarms(source: MonitoredSource): void {
     const scope = new Construct(this, `Source-${source.name}`);
-    this.fleetAlarm('BackupAgeAlarm', this.metricBackupAge(source.name), {
+    this.alarm('BackupAgeAlarm', this.metricBackupAge(source.name), {
       threshold: source.maxAgeSeconds,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       alarmDescription: `Backups of ${source.name} are stale: the newest is older than ${source.maxAgeSeconds} s, or none exists.`,
     }, scope);
-    this.fleetAlarm('SizeRatioAlarm', this.metricBackupSizeRatio(source.name, { period: Duration.minutes(5) }), {
+    this.alarm('SizeRatioAlarm', this.metricBackupSizeRatio(source.name, { period: Duration.minutes(5) }), {
       threshold: source.ratioFloor,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.IGNORE,
       alarmDescription: `The newest backup of ${source.name} is under ${source.ratioFloor} times the median of its recent backups.`,
     }, scope);
     if (source.minSizeBytes !== undefined) {
-      this.fleetAlarm('MinSizeAlarm', this.metricBackupSize(source.name, { period: Duration.minutes(5) }), {
+      this.alarm('MinSizeAlarm', this.metricBackupSize(source.name, { period: Duration.minutes(5) }), {
         threshold: source.minSizeBytes,
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.IGNORE,

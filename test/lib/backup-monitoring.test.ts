@@ -1,13 +1,17 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Duration, Size, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, Size, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BackupMonitoring, BackupMonitoringProps } from '../../lib/backup-monitoring';
+import { BackupKeys } from '../../lib/backup-keys';
 import { BackupStore } from '../../lib/backup-store';
+import { DatabaseBackups } from '../../lib/database-backups';
+import { ReplicaStore } from '../../lib/replica-store';
+import { ENV, mariadbSource, postgresSource, sampleVpc } from './database-backups-fixture';
 import { ACCOUNT, PRIMARY_REGION, primaryWithReplica, standaloneStore } from './store-fixtures';
 
 beforeAll(() => {
@@ -304,6 +308,34 @@ describe('BackupMonitoring at scale', () => {
     const hundred = count(100);
     expect(one).toBe(21);
     expect(hundred).toBe(one + 3 * 4);
+  });
+});
+
+describe('BackupMonitoring over 100 scheduled sources (the scale test, monitoring on)', () => {
+  test('DatabaseBackups with 100 sources and BackupMonitoring watching them stay under 450 resources, cdk-nag clean', () => {
+    const app = new App();
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    const replica = new ReplicaStore(new Stack(app, 'ScaleReplica', { env: { ...ENV, region: 'eu-central-1' } }), 'Replica');
+    const stack = new Stack(app, 'Scale', { env: ENV });
+    const store = new BackupStore(stack, 'Store', { replica });
+    const keys = new BackupKeys(stack, 'Keys', { replicaRegion: replica.region, replicaKeyAlias: replica.keyAliasName });
+    const monitoring = new BackupMonitoring(stack, 'Monitoring', { store, alarmEmails: ['oncall@example.com'] });
+    const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack, true), vpcEndpoints: true, alarmTopic: monitoring.topic });
+    for (let i = 0; i < 100; i++) {
+      const name = `db-${String(i).padStart(3, '0')}`;
+      const source = backups.addSource(i % 2 === 0 ? postgresSource(stack, name, { rpo: Duration.hours(1 + (i % 12)) }) : mariadbSource(stack, name));
+      // Stale once a backup is an hour later than the RPO allows.
+      monitoring.addSource(source.name, { maxAge: source.rpo.plus(Duration.hours(1)) });
+    }
+    monitoring.watchJobFailures(backups.metricJobFailures());
+    const started = Date.now();
+    const template = app.synth().getStackByName('Scale').template as { Resources: Record<string, { Type: string }> };
+    const ids = Object.keys(template.Resources);
+    const monitoringResources = ids.filter((id) => id.startsWith('Monitoring')).length;
+    console.log(`scale with monitoring: ${ids.length} resources, ${monitoringResources} of them monitoring; synth ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    expect(ids.length).toBeLessThan(450);
+    // Fixed part, one email subscription, the job-failure alarm, and 4 per 25 sources.
+    expect(monitoringResources).toBe(21 + 1 + 1 + 3 * 4);
   });
 });
 
