@@ -5,9 +5,9 @@
  */
 import { CopyObjectCommand, DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { LatestPointer, METRIC_NAMESPACE, Metrics, manifestKeyFor, parseBackupKey, backupKey, DumpFormat } from '../../lib/contract';
-import { FreshnessEvent, FreshnessSource, SourceState, checkFreshness } from '../../lambda/freshness-check';
+import { FreshnessEvent, FreshnessSource, SourceState, checkFreshness, handler } from '../../lambda/freshness-check';
 import { AgeKey, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
-import { TOPIC_ARN, backUp, monitorClients, publishedMessages, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
+import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
 
 const PREFIX = 'backups/';
 const HOUR = 3600;
@@ -167,6 +167,13 @@ describe('freshness check', () => {
     const many = await countRequests('many-pg');
     expect(few).toEqual(['GetObjectCommand', 'HeadObjectCommand', 'GetObjectCommand']);
     expect(many).toEqual(few);
+  });
+
+  test('the Lambda entry point takes the bucket, prefix, topic and interval from the environment the construct sets', async () => {
+    const report = await withEnv({ ...s3.env, BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX, TOPIC_ARN, CHECK_INTERVAL_SECONDS: '900' },
+      () => handler({ sources: [{ source: 'fresh-pg', maxAgeSeconds: DAY }, { source: 'empty-pg', maxAgeSeconds: DAY }] }));
+    expect(report.statuses.map((s) => s.state)).toEqual([SourceState.FRESH, SourceState.NO_BACKUPS]);
+    expect(publishedMetrics().find((m) => m.MetricName === 'SourcesWithoutBackup')!.Value).toBe(1);
   });
 
   test('given an event without a sources list, then it fails with a message that shows the expected input', async () => {

@@ -64,3 +64,17 @@ export async function backUp(s3: S3Emulator, key: AgeKey, source: string, databa
   if (!latest) throw new Error(`the agent's backup of ${source} left no latest.json`);
   return JSON.parse(latest) as LatestPointer;
 }
+
+/** Runs `work` with extra environment variables, as Lambda would set them, and restores the environment after. */
+export async function withEnv<T>(vars: Record<string, string>, work: () => Promise<T>): Promise<T> {
+  const saved = { ...process.env };
+  Object.assign(process.env, vars);
+  try {
+    return await work();
+  } finally {
+    for (const name of Object.keys(vars)) {
+      if (saved[name] === undefined) delete process.env[name];
+      else process.env[name] = saved[name];
+    }
+  }
+}

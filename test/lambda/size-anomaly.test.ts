@@ -4,9 +4,9 @@
  * and the fifth backup shrinks the way a broken dump would. CloudWatch and SNS are mocked.
  */
 import { LatestPointer, Manifest, METRIC_NAMESPACE } from '../../lib/contract';
-import { SizeEvent, checkSize, median } from '../../lambda/size-anomaly';
+import { SizeEvent, checkSize, handler, median } from '../../lambda/size-anomaly';
 import { AgeKey, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
-import { TOPIC_ARN, backUp, monitorClients, publishedMessages, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
+import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
 
 const SOURCE = 'sized-pg';
 const database = uniqueName('size_src');
@@ -106,6 +106,13 @@ describe('size anomaly check', () => {
     requests.length = 0;
     await checkSize(eventFor(shrunk), clients, { defaultRatioFloor: 0.5, historyCount: 3, historyDays: 7 });
     expect(requests).toEqual(['GetObjectCommand', 'ListObjectsV2Command']);
+  });
+
+  test('the Lambda entry point takes the bucket, topic and size settings from the environment the construct sets', async () => {
+    const report = await withEnv({ ...s3.env, BUCKET_NAME: s3.bucket, KEY_PREFIX: '', TOPIC_ARN, DEFAULT_RATIO_FLOOR: '0.1', HISTORY_COUNT: '2', HISTORY_DAYS: '3' },
+      () => handler(eventFor(shrunk)));
+    // A floor of 0.1 lets the shrunken backup pass; the median comes from the two newest earlier backups only.
+    expect(report).toMatchObject({ history: [normal[3].size, normal[2].size], anomalies: [], notified: false });
   });
 
   test('given an object that is not a manifest, then it is ignored without a read', async () => {
