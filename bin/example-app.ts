@@ -1,7 +1,7 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { BackupKeys, BackupStore, DatabaseBackups, ReplicaStore, SourceEngine } from '../lib';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, SourceEngine } from '../lib';
 import { EnvironmentConfig } from './environments';
 
 /** The stacks of one environment: the replica in the DR region, the primary store that replicates to it. */
@@ -12,6 +12,7 @@ export interface ExampleStacks {
   readonly replicaStore: ReplicaStore;
   readonly keys: BackupKeys;
   readonly backups: DatabaseBackups;
+  readonly monitoring: BackupMonitoring;
 }
 
 export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly name: string }): ExampleStacks {
@@ -30,9 +31,12 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
   const keys = new BackupKeys(primary, 'BackupKeys', { replicaRegion: env.replicaRegion, replicaKeyAlias: replicaStore.keyAliasName });
   primary.addStackDependency(replica);
 
-  const backups = new DatabaseBackups(primary, 'DatabaseBackups', { store, keys, vpc: sampleVpc(primary, env), vpcEndpoints: true });
+  const monitoring = new BackupMonitoring(primary, 'BackupMonitoring', { store });
+  const backups = new DatabaseBackups(primary, 'DatabaseBackups', {
+    store, keys, monitoring, vpc: sampleVpc(primary, env), vpcEndpoints: true,
+  });
   addSampleSources(primary, env, backups);
-  return { primary, replica, store, replicaStore, keys, backups };
+  return { primary, replica, store, replicaStore, keys, backups, monitoring };
 }
 
 /*

@@ -12,6 +12,7 @@ import { agentImage } from './agent-image';
 import { BackupBucket } from './backup-bucket';
 import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
 import { BackupKeys } from './backup-keys';
+import { BackupMonitoring } from './backup-monitoring';
 import {
   BackupSource, BackupSourceProps, DEFAULT_RPO, cronForRpo, cronProblem, rpoProblem, taskSizeProblem,
 } from './backup-source';
@@ -48,9 +49,15 @@ export interface DatabaseBackupsProps {
    */
   readonly logRetention?: logs.RetentionDays;
   /**
+   * Monitoring that watches every source added here: its freshness threshold is the source's RPO plus an hour
+   * (the time a backup may take), and its size is checked on every new backup.
+   * @default - sources are not monitored
+   */
+  readonly monitoring?: BackupMonitoring;
+  /**
    * Where failed backup jobs are reported, with the source, exit code and reason, and where the job-failure and
    * dead-letter alarms notify.
-   * @default - no notifications; the alarms still change state
+   * @default - the monitoring topic when `monitoring` is given, else no notifications (the alarms still change state)
    */
   readonly alarmTopic?: sns.ITopic;
   /**
@@ -79,6 +86,8 @@ export interface DatabaseBackupsProps {
 export const AGENT_CONTAINER_NAME = 'agent';
 
 const DEFAULT_CPU = 1024;
+/** How long a backup run may take before the freshness check counts its source stale: RPO + this. */
+const BACKUP_RUN_ALLOWANCE = Duration.hours(1);
 const DEFAULT_MEMORY_MIB = 2048;
 
 /**
@@ -132,7 +141,10 @@ export class DatabaseBackups extends Construct {
     });
     if (props.vpcEndpoints) this.createEndpoints(props.vpc);
     this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
-    this.alerts = new BackupJobAlerts(this, 'Alerts', { cluster: this.cluster, alarmTopic: props.alarmTopic });
+    this.alerts = new BackupJobAlerts(this, 'Alerts', {
+      cluster: this.cluster,
+      alarmTopic: props.alarmTopic ?? props.monitoring?.topic,
+    });
 
     const tasks = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
     this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasks, description: 'Pulls the Restorable agent image and ships its logs' });
@@ -209,6 +221,7 @@ export class DatabaseBackups extends Construct {
       scratchImage: props.scratchImage ?? ecs.ContainerImage.fromRegistry(props.engine.defaultScratchImage),
     };
     this.sourceList.push(source);
+    this.props.monitoring?.addSource(name, { maxAge: rpo.plus(BACKUP_RUN_ALLOWANCE) });
     return source;
   }
 
