@@ -1,6 +1,8 @@
 /** Wall time and peak memory of a process tree, from /proc. */
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface Measured {
   readonly seconds: number;
@@ -11,6 +13,11 @@ export interface Measured {
   readonly peakRssMb: number;
   /** Largest sum of the resident memory of the whole process tree seen while polling, in MB. */
   readonly peakTreeRssMb: number;
+  /**
+   * CPU seconds (user + system) of the process and every descendant it waited for: what the pipeline
+   * costs on the client side, whatever else the machine is doing. The database server's own work is not in it.
+   */
+  readonly cpuSeconds: number;
 }
 
 function status(pid: number, field: string): number {
@@ -41,11 +48,13 @@ function treeRss(pid: number): number {
   return status(pid, 'VmRSS') + children(pid).reduce((sum, child) => sum + treeRss(child), 0);
 }
 
-/** Runs a command (argv, or a bash script when `shell`), polling its memory every 100 ms. */
+/** Runs a command under /usr/bin/time (for its CPU seconds), polling its memory every 100 ms. */
 export function measure(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<Measured> {
+  const dir = mkdtempSync(join(tmpdir(), 'restorable-bench-'));
+  const timeFile = join(dir, 'time');
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn(command, [...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', '%U %S', '-o', timeFile, command, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let peakRssMb = 0;
@@ -54,13 +63,16 @@ export function measure(command: string, args: readonly string[], env: NodeJS.Pr
     child.stderr.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-20_000); });
     const poll = setInterval(() => {
       if (!child.pid) return;
-      peakRssMb = Math.max(peakRssMb, status(child.pid, 'VmHWM'));
+      const [command] = children(child.pid); // the measured command, under time
+      if (command) peakRssMb = Math.max(peakRssMb, status(command, 'VmHWM'));
       peakTreeRssMb = Math.max(peakTreeRssMb, treeRss(child.pid));
     }, 100);
     child.on('error', reject);
     child.on('close', (code) => {
       clearInterval(poll);
-      resolve({ seconds: Number(process.hrtime.bigint() - started) / 1e9, code, stdout, stderr, peakRssMb, peakTreeRssMb });
+      const [user, system] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+      rmSync(dir, { recursive: true, force: true });
+      resolve({ seconds: Number(process.hrtime.bigint() - started) / 1e9, code, stdout, stderr, peakRssMb, peakTreeRssMb, cpuSeconds: user + system });
     });
   });
 }

@@ -1,8 +1,13 @@
 /**
  * `npm run bench`: the agent's backup against the limit (raw pg_dump) and against the article's
  * pipeline (pg_dump | gzip | openssl enc | aws s3 cp -), side by side against the same S3 emulator,
- * with the agent's peak memory. `-- --big` adds a ~3 GB database to show memory does not grow;
- * `-- --repeat N` keeps the fastest of N rounds of each pipeline (this machine is shared and noisy).
+ * with the agent's peak memory.
+ *
+ *   npm run bench -- [--size GB] [--repeat N] [--levels 1,3] [--big]
+ *
+ * Rounds interleave the pipelines (raw, agent at each level, article), so that each round's ratios
+ * compare runs that met the same background load; the report gives the median ratio over rounds.
+ * `--big` adds one backup of a ~3 GB database, to show the agent's memory does not grow with size.
  * Not part of CI: it takes minutes and a few GB of disk.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -15,16 +20,15 @@ import { Measured, measure } from './measure';
 const GB = 1e9;
 const MB = 1e6;
 const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
 const option = (name: string, fallback: string) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : fallback; };
-
 const say = (line: string) => process.stderr.write(`${line}\n`);
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const pause = () => new Promise((r) => setTimeout(r, 1100)); // agent keys have one-second resolution
 
 function pickAws(): string {
   for (const candidate of ['/usr/bin/aws', 'aws']) {
     try {
-      const version = sh(`${candidate} --version 2>&1`).trim();
-      if (/aws-cli\/2\./.test(version)) return candidate;
+      if (/aws-cli\/2\./.test(sh(`${candidate} --version 2>&1`))) return candidate;
     } catch {
       // not this one
     }
@@ -32,28 +36,19 @@ function pickAws(): string {
   throw new Error('AWS CLI v2 not found: install it (Debian: apt-get install awscli) for the article pipeline');
 }
 
-interface Row { readonly name: string; readonly m: Measured; readonly stored?: number }
-
-/** The fastest of `rounds` runs; any failed run fails the benchmark. */
-async function fastest(rounds: number, what: string, run: () => Promise<Measured>): Promise<Measured> {
-  let best: Measured | undefined;
-  for (let i = 0; i < rounds; i++) {
-    const m = await run();
-    if (m.code !== 0) throw new Error(`${what} failed: ${m.stderr}`);
-    say(`  ${what}: ${m.seconds.toFixed(1)} s`);
-    if (!best || m.seconds < best.seconds) best = m;
-    // Agent runs in the same second would collide on the key.
-    await new Promise((r) => setTimeout(r, 1100));
-  }
-  return best!;
+interface Pipeline {
+  readonly name: string;
+  readonly run: () => Promise<Measured>;
+  /** Bytes stored, read from the run. */
+  readonly stored: (m: Measured) => Promise<number | undefined>;
+  readonly isAgent: boolean;
 }
 
 async function main(): Promise<void> {
   requireAgentBundle();
   const sizeGb = Number(option('size', '1'));
   const levels = option('levels', '1,3').split(',').map(Number);
-  const repeat = Math.max(1, Number(option('repeat', '1')));
-  const loadBefore = loadavg()[0];
+  const rounds = Math.max(1, Number(option('repeat', '3')));
   const database = `restorable_bench_${String(sizeGb).replace('.', '_')}g`;
   say(`preparing ${database} (~${sizeGb} GB)…`);
   const dbBytes = await ensureDataset(database, sizeGb * GB, say);
@@ -64,58 +59,73 @@ async function main(): Promise<void> {
   const aws = pickAws();
   const passFile = join(key.dir, 'openssl.pass');
   writeFileSync(passFile, 'bench-passphrase-not-a-secret\n', { mode: 0o600 });
-  const rows: Row[] = [];
+  const agentRun = (db: string, source: string, level?: number) => measure(process.execPath, [AGENT_BUNDLE, 'backup', '--source', source,
+    '--engine', 'postgres', '--bucket', s3.bucket, '--recipient', key.recipient, '--database', db, '--json',
+    ...(level ? ['--compression-level', String(level)] : [])], { ...agentEnv, PGDATABASE: db });
+  const agentResult = (m: Measured) => JSON.parse(m.stdout) as { size: number; dumpSize: number };
 
+  const pipelines: Pipeline[] = [
+    { name: 'raw `pg_dump -Fc -Z0 > /dev/null` (the limit)', isAgent: false, stored: async () => undefined,
+      run: () => measure('bash', ['-c', 'pg_dump -Fc -Z0 > /dev/null'], pgEnv) },
+    ...levels.map((level): Pipeline => ({
+      name: `agent: \`pg_dump -Fc -Z0 \\| zstd -${level} -T0 \\| age\` → S3 multipart`, isAgent: true,
+      stored: async (m) => agentResult(m).size, run: () => agentRun(database, 'bench', level),
+    })),
+    { name: 'article: `pg_dump \\| gzip \\| openssl enc -aes-256-cbc -pbkdf2 \\| aws s3 cp -`', isAgent: false,
+      stored: async () => (await s3.getBytes('article/db.sql.gz.enc')).length,
+      run: () => measure('bash', ['-o', 'pipefail', '-c', `pg_dump | gzip | openssl enc -aes-256-cbc -pbkdf2 -pass file:${passFile} | ` +
+        `${aws} s3 cp - s3://${s3.bucket}/article/db.sql.gz.enc --endpoint-url ${s3.endpoint} --only-show-errors`],
+      { ...pgEnv, ...s3.env, AWS_DEFAULT_REGION: 'us-east-1' }) },
+  ];
+
+  const loadBefore = loadavg()[0];
+  const results = new Map<string, { runs: Measured[]; stored?: number }>(pipelines.map((p) => [p.name, { runs: [] }]));
+  let dumpSize = 0;
   try {
-    say('raw pg_dump -Fc -Z0 > /dev/null …');
-    rows.push({ name: 'raw `pg_dump -Fc -Z0 > /dev/null` (the limit)',
-      m: await fastest(repeat, 'raw', () => measure('bash', ['-c', 'pg_dump -Fc -Z0 > /dev/null'], pgEnv)) });
-
-    let dumpSize = 0;
-    for (const level of levels) {
-      say(`agent backup, zstd -${level} …`);
-      const m = await fastest(repeat, `agent zstd -${level}`, () => measure(process.execPath, [AGENT_BUNDLE, 'backup', '--source', 'bench',
-        '--engine', 'postgres', '--bucket', s3.bucket, '--recipient', key.recipient, '--database', database, '--compression-level', String(level),
-        '--json'], agentEnv));
-      const result = JSON.parse(m.stdout) as { size: number; dumpSize: number };
-      dumpSize = result.dumpSize;
-      rows.push({ name: `agent: pg_dump -Fc -Z0 \\| zstd -${level} -T0 \\| age → S3 multipart`, m, stored: result.size });
+    for (let round = 1; round <= rounds; round++) {
+      for (const p of pipelines) {
+        const m = await p.run();
+        if (m.code !== 0) throw new Error(`${p.name} failed: ${m.stderr}`);
+        if (p.isAgent) dumpSize = agentResult(m).dumpSize;
+        const entry = results.get(p.name)!;
+        entry.runs.push(m);
+        entry.stored = await p.stored(m);
+        say(`  round ${round}: ${p.name}: ${m.seconds.toFixed(1)} s, ${m.cpuSeconds.toFixed(1)} CPU s (load ${loadavg()[0].toFixed(1)})`);
+        await pause();
+      }
     }
 
-    say('the article\'s pipeline: pg_dump | gzip | openssl enc | aws s3 cp - …');
-    const article = await fastest(repeat, 'article', () => measure('bash', ['-o', 'pipefail', '-c',
-      `pg_dump | gzip | openssl enc -aes-256-cbc -pbkdf2 -pass file:${passFile} | ${aws} s3 cp - s3://${s3.bucket}/article/db.sql.gz.enc --endpoint-url ${s3.endpoint} --only-show-errors`],
-    { ...pgEnv, ...s3.env, AWS_DEFAULT_REGION: 'us-east-1' }));
-    const articleObject = await s3.getBytes('article/db.sql.gz.enc');
-    rows.push({ name: 'article: `pg_dump \\| gzip \\| openssl enc -aes-256-cbc -pbkdf2 \\| aws s3 cp -`', m: article, stored: articleObject.length });
-
-    const raw = rows[0].m.seconds;
-    const best = rows.filter((r) => r.name.startsWith('agent')).sort((a, b) => a.m.seconds - b.m.seconds)[0];
+    const raw = results.get(pipelines[0].name)!.runs;
+    const article = results.get(pipelines[pipelines.length - 1].name)!.runs;
     const lines = [
       `Database ${database}: ${(dbBytes / GB).toFixed(2)} GB on disk, custom-format dump ${(dumpSize / GB).toFixed(2)} GB; ${new Date().toISOString()}; ` +
-      `fastest of ${repeat} round(s); 1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after (2 cores).`,
+      `${rounds} interleaved round(s); 1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after (2 cores).`,
       '',
-      '| pipeline | seconds | dump MB/s | stored MB | × raw | × article | peak RSS, agent (MB) | peak RSS, process tree (MB) |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
-      ...rows.map((r) => `| ${r.name} | ${r.m.seconds.toFixed(1)} | ${(dumpSize / MB / r.m.seconds).toFixed(0)} | ${r.stored ? (r.stored / MB).toFixed(0) : '–'} | ` +
-        `${(raw / r.m.seconds).toFixed(2)} | ${(article.seconds / r.m.seconds).toFixed(2)} | ${r.name.startsWith('agent') ? r.m.peakRssMb.toFixed(0) : '–'} | ${r.m.peakTreeRssMb.toFixed(0)} |`),
-      '',
-      `Best agent run: ${(raw / best.m.seconds).toFixed(2)}× raw (target ≥ 0.55), ${(article.seconds / best.m.seconds).toFixed(2)}× the article (target ≥ 3), ` +
-      `agent peak RSS ${best.m.peakRssMb.toFixed(0)} MB (target < 200).`,
+      '| pipeline | best s | median s | dump MB/s (best) | client CPU s (median) | stored MB | × raw (median of rounds) | × article (median of rounds) | peak RSS agent / tree (MB) |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...pipelines.map((p) => {
+        const { runs, stored } = results.get(p.name)!;
+        const secs = runs.map((m) => m.seconds);
+        const best = Math.min(...secs);
+        const vsRaw = median(runs.map((m, i) => raw[i].seconds / m.seconds));
+        const vsArticle = median(runs.map((m, i) => article[i].seconds / m.seconds));
+        const rss = `${p.isAgent ? Math.max(...runs.map((m) => m.peakRssMb)).toFixed(0) : '–'} / ${Math.max(...runs.map((m) => m.peakTreeRssMb)).toFixed(0)}`;
+        return `| ${p.name} | ${best.toFixed(1)} | ${median(secs).toFixed(1)} | ${(dumpSize / MB / best).toFixed(0)} | ${median(runs.map((m) => m.cpuSeconds)).toFixed(1)} | ` +
+          `${stored ? (stored / MB).toFixed(0) : '–'} | ${vsRaw.toFixed(2)} | ${vsArticle.toFixed(2)} | ${rss} |`;
+      }),
     ];
 
-    if (flag('big')) {
+    if (argv.includes('--big')) {
       const bigDb = 'restorable_bench_3g';
       say(`preparing ${bigDb} (~3 GB)…`);
       const bigBytes = await ensureDataset(bigDb, 3 * GB, say);
       say('agent backup of ~3 GB …');
-      const m = await measure(process.execPath, [AGENT_BUNDLE, 'backup', '--source', 'bench-3g', '--engine', 'postgres', '--bucket', s3.bucket,
-        '--recipient', key.recipient, '--database', bigDb, '--json'], { ...agentEnv, PGDATABASE: bigDb });
+      const m = await agentRun(bigDb, 'bench-3g');
       if (m.code !== 0) throw new Error(`agent failed: ${m.stderr}`);
-      const result = JSON.parse(m.stdout) as { size: number; dumpSize: number };
-      lines.push('', `Memory at ~3 GB (${bigDb}: ${(bigBytes / GB).toFixed(2)} GB on disk, dump ${(result.dumpSize / GB).toFixed(2)} GB): ` +
-        `${m.seconds.toFixed(1)} s, ${(result.dumpSize / MB / m.seconds).toFixed(0)} MB/s, stored ${(result.size / MB).toFixed(0)} MB, ` +
-        `agent peak RSS ${m.peakRssMb.toFixed(0)} MB, process tree ${m.peakTreeRssMb.toFixed(0)} MB.`);
+      const result = agentResult(m);
+      lines.push('', `At ~3 GB (${bigDb}: ${(bigBytes / GB).toFixed(2)} GB on disk, dump ${(result.dumpSize / GB).toFixed(2)} GB), default level: ` +
+        `${m.seconds.toFixed(1)} s, ${(result.dumpSize / MB / m.seconds).toFixed(0)} MB/s, ${m.cpuSeconds.toFixed(1)} client CPU s, stored ` +
+        `${(result.size / MB).toFixed(0)} MB, agent peak RSS ${m.peakRssMb.toFixed(0)} MB, process tree ${m.peakTreeRssMb.toFixed(0)} MB.`);
     }
 
     const report = lines.join('\n');
