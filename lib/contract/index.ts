@@ -3,3 +3,4 @@ export * from './names';
 export * from './tiers';
 export * from './manifest';
 export * from './metrics';
+export * from './runbook';

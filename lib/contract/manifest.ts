@@ -109,6 +109,10 @@ export interface RestoreTestPointer {
   /** When the restore test finished (ISO 8601, UTC): RestoreTestAgeSeconds counts from here. */
   readonly finishedAt: string;
   readonly success: boolean;
+  /** How long the restore took, in seconds: the measured RTO that `restorable status` reports. */
+  readonly durationSeconds?: number;
+  /** Why the test failed, in words for a person, when it did. */
+  readonly reason?: string;
 }
 
 /** Parses a restore-test pointer or throws an error that names what is wrong. */

@@ -1,0 +1,306 @@
+/**
+ * The disaster-recovery runbook of one source, rendered at deploy time with the real bucket, region and
+ * secret names (by the runbook-writer custom resource) and printed by `restorable runbook`. Pure functions,
+ * no aws-cdk-lib: facts in, Markdown out.
+ *
+ * Every step is given two ways: with the `restorable` agent, and with standard tools alone (aws CLI v2, jq,
+ * sha256sum, age, zstd, psql/pg_restore or mariadb/mysql), so that a backup stays restorable when our tool is
+ * not there. The commands sit in fenced blocks whose info string marks them for machines (the drill runs
+ * them from this very text):
+ *
+ *     ```sh step=3 via=standard
+ *     ```sh step=0 via=standard path=dr
+ *
+ * `step` is 0 (set the scene), 1 to 8, `glacier` or `key-loss`; `via` is `standard` or `restorable`; `path`
+ * (only where the two differ) is `primary` or `dr`. Run the blocks of one path in order, in one shell, in an
+ * empty working directory. What the reader must set is a `$TARGET_*` variable, named in step 0.
+ */
+import { Engine } from './manifest';
+import { latestKey, normalisePrefix, sourcePrefix } from './names';
+
+/** Where a copy of the backups lives. */
+export interface RunbookLocation {
+  readonly bucket: string;
+  readonly region: string;
+}
+
+export interface RunbookFacts {
+  readonly source: string;
+  readonly engine: Engine;
+  /** Key prefix in both buckets ('' or ending in '/'). */
+  readonly prefix?: string;
+  readonly primary: RunbookLocation;
+  /** The replica bucket in the DR region; without it, the runbook says there is no offsite copy. */
+  readonly replica?: RunbookLocation;
+  /** ARN of the identity secret in the primary region; its replica has the same ARN in the DR region. */
+  readonly identitySecretArn?: string;
+}
+
+export enum RunbookPath {
+  PRIMARY = 'primary',
+  DR = 'dr',
+}
+
+export enum RunbookVia {
+  STANDARD = 'standard',
+  RESTORABLE = 'restorable',
+}
+
+/** One fenced command block, as `runbookBlocks` reads it back out of the Markdown. */
+export interface RunbookBlock {
+  readonly step: string;
+  readonly via: RunbookVia;
+  readonly path?: RunbookPath;
+  readonly code: string;
+}
+
+/** The same secret's ARN in another region: Secrets Manager replicas keep the name and suffix. */
+export function secretArnInRegion(arn: string, region: string): string {
+  const parts = arn.split(':');
+  if (parts.length < 7 || parts[2] !== 'secretsmanager') throw new Error(`'${arn}' is not a Secrets Manager secret ARN`);
+  parts[3] = region;
+  return parts.join(':');
+}
+
+const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+
+function block(step: string, via: RunbookVia, code: string, path?: RunbookPath): string {
+  return `\`\`\`sh step=${step} via=${via}${path ? ` path=${path}` : ''}\n${code.trim()}\n\`\`\``;
+}
+
+/** Reads the command blocks back out of a rendered runbook, in order. */
+export function runbookBlocks(markdown: string): RunbookBlock[] {
+  const blocks: RunbookBlock[] = [];
+  const fence = /^```sh step=(\S+) via=(\S+)(?: path=(\S+))?\n([\s\S]*?)^```$/gm;
+  for (let m = fence.exec(markdown); m; m = fence.exec(markdown)) {
+    blocks.push({ step: m[1], via: m[2] as RunbookVia, path: m[3] as RunbookPath | undefined, code: m[4] });
+  }
+  return blocks;
+}
+
+/** The standard-tool script of one path: steps 0 to 8 in order, the blocks of the other path left out. */
+export function standardToolScript(markdown: string, path: RunbookPath): string {
+  return runbookBlocks(markdown)
+    .filter((b) => b.via === RunbookVia.STANDARD && /^\d$/.test(b.step) && (!b.path || b.path === path))
+    .map((b) => b.code)
+    .join('\n');
+}
+
+interface EngineWords {
+  readonly name: string;
+  readonly dumpFile: string;
+  readonly client: string;
+  readonly passwordVariable: string;
+  readonly defaultPort: number;
+  readonly restore: string;
+  readonly countRows: string;
+}
+
+function engineWords(engine: Engine): EngineWords {
+  if (engine === Engine.POSTGRES) {
+    const psql = 'psql -h "$TARGET_HOST" -p "$TARGET_PORT" -U "$TARGET_USER"';
+    return {
+      name: 'PostgreSQL', dumpFile: 'dump.pgdump', client: 'psql, pg_restore', passwordVariable: 'PGPASSWORD', defaultPort: 5432,
+      restore: `
+# Roles and grants first. Roles that already exist give "already exists" errors: those are expected.
+if [ -f globals.sql ]; then ${psql} -d postgres -q -f globals.sql || true; fi
+${psql} -d postgres -c "CREATE DATABASE \\"$TARGET_DATABASE\\""
+pg_restore --exit-on-error -h "$TARGET_HOST" -p "$TARGET_PORT" -U "$TARGET_USER" -d "$TARGET_DATABASE" dump.pgdump`,
+      countRows: `${psql} -d "$TARGET_DATABASE" -Atc "SELECT count(*) FROM \\"$schema\\".\\"$table\\"" </dev/null`,
+    };
+  }
+  const mysql = 'mysql -h "$TARGET_HOST" -P "$TARGET_PORT" -u "$TARGET_USER"';
+  return {
+    name: 'MariaDB/MySQL', dumpFile: 'dump.sql', client: 'mariadb or mysql', passwordVariable: 'MYSQL_PWD', defaultPort: 3306,
+    restore: `
+# Users and grants first (CREATE USER IF NOT EXISTS); --force goes on past statements this server refuses.
+if [ -f globals.sql ]; then ${mysql} --force < globals.sql; fi
+${mysql} -e "CREATE DATABASE \\\`$TARGET_DATABASE\\\` CHARACTER SET utf8mb4"
+${mysql} "$TARGET_DATABASE" < dump.sql`,
+    countRows: `${mysql} -N -B "$TARGET_DATABASE" -e "SELECT COUNT(*) FROM \\\`$table\\\`" </dev/null`,
+  };
+}
+
+/** Renders the runbook of one source. Deterministic: the same facts give the same text. */
+export function renderRunbook(facts: RunbookFacts): string {
+  const prefix = normalisePrefix(facts.prefix);
+  const words = engineWords(facts.engine);
+  const secret = facts.identitySecretArn;
+  const drSecret = secret && facts.replica ? secretArnInRegion(secret, facts.replica.region) : undefined;
+  const scene = (location: RunbookLocation, identity: string | undefined) => `
+mkdir -p restore-work && cd restore-work && umask 077
+SOURCE=${quote(facts.source)}
+BUCKET=${quote(location.bucket)}
+PREFIX=${quote(prefix)}
+export AWS_REGION=${quote(location.region)}
+IDENTITY_SECRET=${quote(identity ?? 'SET-ME: the secret or file that holds your age identity')}
+# Set these for the database you restore into (it must not exist yet), and the password in ${words.passwordVariable}:
+: "\${TARGET_HOST:?set TARGET_HOST}" "\${TARGET_PORT:=${words.defaultPort}}" "\${TARGET_USER:?set TARGET_USER}" "\${TARGET_DATABASE:?set TARGET_DATABASE}"`;
+  const agentSelection = '--source "$SOURCE" --bucket "$BUCKET" ${PREFIX:+--prefix "$PREFIX"}';
+
+  const sections = [
+    `# Disaster recovery runbook: ${facts.source}
+
+Rendered at deploy time for the ${words.name} source **${facts.source}**. Stored at
+\`s3://${facts.primary.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\`${facts.replica
+    ? ` and, for when ${facts.primary.region} is gone, \`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in ${facts.replica.region}` : ''}.
+Print it with \`restorable runbook --source ${facts.source} --bucket BUCKET\` (\`restorable\` is the agent: the
+container's entrypoint, or \`node restorable.cjs\` on a workstation).
+
+| | Primary | Disaster recovery |
+|---|---|---|
+| Region | ${facts.primary.region} | ${facts.replica?.region ?? '- (no replica: this store has no offsite copy)'} |
+| Bucket | \`${facts.primary.bucket}\` | ${facts.replica ? `\`${facts.replica.bucket}\`` : '-'} |
+| Identity secret | ${secret ? `\`${secret}\`` : 'your own identity file (not kept in AWS)'} | ${drSecret ? `\`${drSecret}\`` : '-'} |
+| Latest pointer | \`${latestKey(prefix, facts.source)}\` | same key |
+
+Every step is given twice: with the \`restorable\` agent, and with standard tools alone (aws CLI v2, jq,
+sha256sum, age, zstd, ${words.client}). Run the blocks of one path in order, in one bash shell. Nothing here
+puts a secret on a command line: the identity goes to a 0600 file, the database password stays in
+\`${words.passwordVariable}\`.`,
+
+    `## 0. Set the scene
+
+Primary region up: read the primary bucket and the identity secret there.
+
+${block('0', RunbookVia.STANDARD, scene(facts.primary, secret), RunbookPath.PRIMARY)}
+${facts.replica ? `
+Primary region down: read the replica bucket and the identity's replica in ${facts.replica.region}.
+
+${block('0', RunbookVia.STANDARD, scene(facts.replica, drSecret), RunbookPath.DR)}
+` : ''}
+The \`restorable\` commands below use the same variables.`,
+
+    `## 1. Identify the latest good backup
+
+\`latest.json\` names the newest backup that passed verification after upload.
+
+${block('1', RunbookVia.RESTORABLE, `restorable list ${agentSelection}`)}
+
+${block('1', RunbookVia.STANDARD, `
+aws s3 cp "s3://$BUCKET/\${PREFIX}$SOURCE/latest.json" latest.json
+KEY=$(jq -r .key latest.json)
+aws s3 cp "s3://$BUCKET/$(jq -r .manifestKey latest.json)" manifest.json
+jq '{key, startedAt, tier, size, sha256, tables: (.tables | length)}' manifest.json`)}
+
+If \`aws s3 cp\` says the object is in an archive storage class, see "A backup in Glacier" below first.`,
+
+    `## 2. Fetch the identity
+
+The age identity opens the backups. Only restore roles (and a break-glass role) may read it.
+
+${block('2', RunbookVia.RESTORABLE, `# restorable reads the secret itself: pass --identity-secret-id "$IDENTITY_SECRET" to verify and restore.
+# With an identity file of your own, pass --identity-file FILE instead.`)}
+
+${block('2', RunbookVia.STANDARD, `
+aws secretsmanager get-secret-value --secret-id "$IDENTITY_SECRET" --output json | jq -r .SecretString > identity.txt
+# Which identity opens this backup: the manifest holds the SHA-256 of the recipient it was encrypted to.
+jq -r .recipientFingerprint manifest.json
+age-keygen -y identity.txt | while read -r r; do printf '%s' "$r" | sha256sum; done`)}`,
+
+    `## 3. Download the backup and verify its SHA-256
+
+${block('3', RunbookVia.RESTORABLE, `restorable verify ${agentSelection}`)}
+
+${block('3', RunbookVia.STANDARD, `
+aws s3 cp "s3://$BUCKET/$KEY" backup.age
+echo "$(jq -r .sha256 manifest.json)  backup.age" | sha256sum -c -
+GLOBALS_KEY=$(jq -r '[.companions[] | select(.kind == "globals")][0].key // empty' manifest.json)
+if [ -n "$GLOBALS_KEY" ]; then
+  aws s3 cp "s3://$BUCKET/$GLOBALS_KEY" globals.age
+  echo "$(jq -r '[.companions[] | select(.kind == "globals")][0].sha256' manifest.json)  globals.age" | sha256sum -c -
+fi`)}
+
+A mismatch means the object is not what was written: take the previous backup (\`restorable list\`) instead.`,
+
+    `## 4. Decrypt and decompress
+
+${block('4', RunbookVia.RESTORABLE, `# Reads the whole dump through age and zstd without restoring it:
+restorable verify ${agentSelection} --identity-secret-id "$IDENTITY_SECRET"`)}
+
+${block('4', RunbookVia.STANDARD, `
+age -d -i identity.txt backup.age | zstd -d -q > ${words.dumpFile}
+if [ -f globals.age ]; then age -d -i identity.txt globals.age | zstd -d -q > globals.sql; fi`)}`,
+
+    `## 5. Stop the application
+
+Stop everything that writes to the database you are about to replace or re-point (placeholder: your
+application's own procedure), so that nothing writes to it half-way through.
+
+${block('5', RunbookVia.STANDARD, '# Placeholder: stop your application here (scale it to zero, maintenance page on).')}`,
+
+    `## 6. Restore, with roles and grants
+
+Restore into a new database (\`$TARGET_DATABASE\`), then point the application at it.
+
+${block('6', RunbookVia.RESTORABLE, `restorable restore ${agentSelection} --identity-secret-id "$IDENTITY_SECRET" \\
+  --host "$TARGET_HOST" --port "$TARGET_PORT" --user "$TARGET_USER" --database "$TARGET_DATABASE" --with-globals --json > restore-result.json`)}
+
+${block('6', RunbookVia.STANDARD, words.restore)}`,
+
+    `## 7. Verify against the manifest's row counts
+
+${block('7', RunbookVia.RESTORABLE, `# The manifest's counts, as restorable restore reported them; count the restored tables as in the block below
+# (the weekly restore test makes this comparison on a scratch database).
+jq -r '.tables[] | [.schema, .table, .rows] | @tsv' restore-result.json`)}
+
+${block('7', RunbookVia.STANDARD, `
+jq -r '.tables[] | [.schema, .table, .rows] | @tsv' manifest.json | while IFS=$'\\t' read -r schema table rows; do
+  actual=$(${words.countRows})
+  if [ "$actual" != "$rows" ]; then echo "MISMATCH $schema.$table: manifest $rows, restored $actual" >&2; exit 1; fi
+  echo "ok $schema.$table $rows"
+done
+echo "row counts match the manifest"`)}`,
+
+    `## 8. Restart
+
+Point the application at \`$TARGET_DATABASE\` and start it (placeholder: your own procedure). Then remove
+the decrypted files and the identity copy.
+
+${block('8', RunbookVia.STANDARD, `
+# Placeholder: start your application here.
+rm -f identity.txt ${words.dumpFile} globals.sql backup.age globals.age`)}`,
+
+    `## A backup in Glacier
+
+Older backups (weekly, monthly tiers) may sit in an archive class: they must be restored (copied back
+temporarily) before they can be read. Bulk takes up to 48 hours, Standard 3 to 5 hours (12 for Deep
+Archive), Expedited minutes (not for Deep Archive). Restore the dump, its manifest and its companions.
+
+${block('glacier', RunbookVia.RESTORABLE, `restorable restore ${agentSelection} --identity-secret-id "$IDENTITY_SECRET" \\
+  --host "$TARGET_HOST" --port "$TARGET_PORT" --user "$TARGET_USER" --database "$TARGET_DATABASE" --retrieval-tier Standard --wait`)}
+
+${block('glacier', RunbookVia.STANDARD, `
+aws s3api head-object --bucket "$BUCKET" --key "$KEY" --query '[StorageClass, Restore]'
+# The dump, its manifest and its companions share the key's stem.
+for k in $(aws s3api list-objects-v2 --bucket "$BUCKET" --prefix "\${KEY%%.*}" --query 'Contents[].Key' --output text); do
+  aws s3api restore-object --bucket "$BUCKET" --key "$k" --restore-request '{"Days":3,"GlacierJobParameters":{"Tier":"Standard"}}' || true
+done
+until aws s3api head-object --bucket "$BUCKET" --key "$KEY" --query Restore --output text | grep -q 'ongoing-request="false"'; do
+  sleep 600
+done`)}
+
+Then go on with step 1.`,
+
+    `## Key loss
+
+Without the identity, no backup can be decrypted: nobody, including AWS, can recover it.
+
+1. Primary secret deleted by mistake: it can be restored within its recovery window.
+2. Primary region gone: the secret's replica in ${facts.replica?.region ?? 'the DR region'} holds the same identity file (path \`dr\` above).
+3. Secret overwritten: an earlier version still holds the identities.
+4. Your offline copy (a break-glass vault) if you keep one; compare fingerprints as in step 2.
+
+${block('key-loss', RunbookVia.STANDARD, `
+aws secretsmanager restore-secret --secret-id "$IDENTITY_SECRET"
+aws secretsmanager get-secret-value --secret-id "$IDENTITY_SECRET" --version-stage AWSPREVIOUS --output json | jq -r .SecretString > identity.txt`)}
+
+${block('key-loss', RunbookVia.RESTORABLE, `# After recovery, prove the identity opens the latest backup:
+restorable verify ${agentSelection} --identity-file identity.txt`)}
+
+If every copy is lost, the existing backups are unreadable. Then, at once: raise the BackupKeys
+\`generation\` and deploy (a new key pair; dump tasks encrypt to it from then on), run a backup of every
+source, and restore-test it. Keep an offline copy of the new identity.`,
+  ];
+  return `${sections.join('\n\n')}\n`;
+}
