@@ -17,11 +17,12 @@ export const log = {
   error: (msg: string, fields: LogFields = {}) => write('error', msg, fields),
 };
 
-const MB = 1024 * 1024;
+/** Decimal megabytes, as in BENCHMARKS.md. */
+const MB = 1e6;
 
 /**
  * Logs progress every `intervalMs` while a long transfer runs: bytes so far, the rate over the last
- * interval and the overall rate, and which stage is the bottleneck-facing one.
+ * interval, and the elapsed time.
  */
 export class ProgressReporter {
   private readonly started = Date.now();
