@@ -7,8 +7,6 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
-import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { latestKey, manifestKeyFor, parseLatest, parseManifest } from '../../lib/contract';
@@ -17,47 +15,12 @@ import {
   AgeKey, PG, REPO_ROOT, S3Emulator, agentEnv, createPgDatabase, createPgFixture, download, dropPgDatabase, makeAgeKey, pgQuery,
   pgTableStats, readerRole, requireAgentBundle, restorePg, runAgent, startS3rver, uniqueName,
 } from '../support';
+import { SecretsManagerStub } from '../support/secrets-manager-stub';
 
 const SOURCE = 'orders-db';
 const SAMPLE_HOST = 'orders-db.replica.example.internal';
 const database = uniqueName('wiring_src');
 const restored = uniqueName('wiring_restored');
-
-/** STUB of Secrets Manager's GetSecretValue (JSON 1.1 protocol): serves one secret, records what was asked. */
-class SecretsManagerStub {
-  readonly requests: { target: string; secretId: string }[] = [];
-  private readonly server: Server;
-
-  constructor(private readonly secretArn: string, private readonly secretString: string) {
-    this.server = createServer((req, res) => this.handle(req, res));
-  }
-
-  async start(): Promise<string> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  stop(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    let body = '';
-    req.on('data', (chunk: Buffer) => { body += chunk.toString(); });
-    req.on('end', () => {
-      const target = String(req.headers['x-amz-target'] ?? '');
-      const secretId = String((JSON.parse(body || '{}') as { SecretId?: string }).SecretId);
-      this.requests.push({ target, secretId });
-      const reply = (status: number, payload: object) => {
-        res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
-        res.end(JSON.stringify(payload));
-      };
-      if (target !== 'secretsmanager.GetSecretValue') return reply(400, { __type: 'InvalidRequestException', message: `stub serves GetSecretValue only, not ${target}` });
-      if (secretId !== this.secretArn) return reply(400, { __type: 'ResourceNotFoundException', message: `stub has no secret ${secretId}` });
-      reply(200, { ARN: this.secretArn, Name: 'orders-db/backup-user', SecretString: this.secretString, VersionId: 'stub-1', CreatedDate: 0 });
-    });
-  }
-}
 
 type Token = string | { Ref?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, Token[]] };
 
@@ -114,9 +77,9 @@ test('the command and environment from the template, run by the bundled agent, m
   command[command.indexOf('--port') + 1] = String(PG.port);
   const secretId = command[command.indexOf('--secret-id') + 1];
   expect(secretId).toBe(props.secret.secretArn);
-  stub = new SecretsManagerStub(secretId, JSON.stringify({
+  stub = new SecretsManagerStub([{ arn: secretId, name: 'orders-db/backup-user', secretString: JSON.stringify({
     engine: 'postgres', host: 'primary.example.invalid', port: 5432, username: PG.user, password: PG.password, dbname: database,
-  }));
+  }) }]);
   const secretsEndpoint = await stub.start();
 
   // Then the agent, started as the image's ENTRYPOINT starts it, exits 0.
@@ -125,7 +88,7 @@ test('the command and environment from the template, run by the bundled agent, m
   expect(entrypoint[1]).toMatch(/\/restorable\.cjs$/);
   const run = await runAgent(command, agentEnv({ ...s3.env, ...environment, AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsEndpoint }));
   expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
-  expect(stub.requests).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId }]);
+  expect(stub.requests).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId, region: 'us-east-1' }]);
 
   // And the store holds a valid backup: the object, its manifest, and latest.json pointing at them.
   const result = JSON.parse(run.stdout) as { key: string; manifestKey: string };
