@@ -1,12 +1,17 @@
 /**
  * The `restorable` agent: the container's entrypoint, also run with node on a workstation.
  * stdout carries only the result; logs and progress go to stderr as JSON lines.
- * Exit codes: 0 success, 1 failure, 2 bad usage.
+ * Exit codes: 0 success, 1 failure, 2 bad usage, 75 an archived backup is being retrieved (try again later).
  */
 import { createS3Client } from './s3';
 import { CommandSpec, parseCommandArgs, usage } from './args';
 import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup';
 import { LIST_COMMAND, formatListing, runList } from './commands/list';
+import { RESTORE_TEST_COMMAND, formatRestoreTestReport, restoreTestFailure, runRestoreTest } from './commands/restore-test';
+import { RUNBOOK_COMMAND, runRunbook } from './commands/runbook';
+import { STATUS_COMMAND, formatStatus, runStatus } from './commands/status';
+import { RESTORE_COMMAND, formatRestoreResult, runRestore } from './commands/restore';
+import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify';
 import { AgentError, UsageError, redactor } from './errors';
 import { runAbortActions } from './cleanup';
 import { log } from './log';
@@ -38,6 +43,46 @@ const COMMANDS: readonly Command[] = [
       const backups = await runList(args, createS3Client());
       return print(args.flag('json'), backups, formatListing(backups));
     },
+  },
+  {
+    spec: RESTORE_TEST_COMMAND,
+    run: async (argv) => {
+      const args = parseCommandArgs(RESTORE_TEST_COMMAND, argv);
+      const report = await runRestoreTest(args, { s3: createS3Client() });
+      const output = print(args.flag('json'), report, formatRestoreTestReport(report));
+      if (report.success) return output;
+      // The report goes to stdout either way; the failures also make the exit code non-zero.
+      process.stdout.write(`${output}\n`);
+      throw restoreTestFailure(report);
+    },
+  },
+  {
+    spec: VERIFY_COMMAND,
+    run: async (argv) => {
+      const args = parseCommandArgs(VERIFY_COMMAND, argv);
+      const result = await runVerify(args, { s3: createS3Client() });
+      return print(args.flag('json'), result, formatVerifyResult(result));
+    },
+  },
+  {
+    spec: RESTORE_COMMAND,
+    run: async (argv) => {
+      const args = parseCommandArgs(RESTORE_COMMAND, argv);
+      const result = await runRestore(args, { s3: createS3Client() });
+      return print(args.flag('json'), result, formatRestoreResult(result));
+    },
+  },
+  {
+    spec: STATUS_COMMAND,
+    run: async (argv) => {
+      const args = parseCommandArgs(STATUS_COMMAND, argv);
+      const report = await runStatus(args, createS3Client());
+      return print(args.flag('json'), report, formatStatus(report));
+    },
+  },
+  {
+    spec: RUNBOOK_COMMAND,
+    run: async (argv) => runRunbook(parseCommandArgs(RUNBOOK_COMMAND, argv), createS3Client()),
   },
 ];
 

@@ -10,3 +10,5 @@ export * from './shell';
 export * from './wrappers';
 export * from './proxy';
 export * from './embedded-postgres';
+export * from './stored-object';
+export * from './pg-cluster';

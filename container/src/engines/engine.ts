@@ -25,20 +25,50 @@ export interface DumpJob {
   release(): Promise<void>;
 }
 
+export interface RestoreStageOptions {
+  /** Replace what the backup holds in a non-empty target. */
+  readonly clean: boolean;
+  /** A spooled, decrypted dump to read instead of stdin (engines that can use it run `jobs` in parallel). */
+  readonly file?: string;
+  /** Parallel jobs for a spooled dump; 1 when streaming. */
+  readonly jobs?: number;
+}
+
+/** Which roles/users the globals companion created, and which it left alone because they existed. */
+export interface GlobalsApplied {
+  readonly created: readonly string[];
+  readonly skipped: readonly string[];
+}
+
 export type GlobalsResult = { readonly sql: string } | { readonly notCapturedReason: string };
 
 export interface EngineSession {
   readonly engine: Engine;
   readonly format: DumpFormat;
+  /** Whether the restore tool loads a spooled dump with parallel jobs (pg_restore -j); otherwise it reads stdin. */
+  readonly parallelRestore: boolean;
   /** Checks the connection and the client tools, and reads what the dump needs to know. */
   inspect(): Promise<SourceFacts>;
   /** Roles/users and their grants, as SQL; or why they could not be read. */
   captureGlobals(): Promise<GlobalsResult>;
   startDump(): Promise<DumpJob>;
-  /** A process that reads a decompressed dump on stdin and loads it into the connected database. */
-  restoreStage(options: { readonly clean: boolean }): StageSpec;
+  /** A process that loads a decompressed dump into the connected database: from stdin, or from a spooled file. */
+  restoreStage(options: RestoreStageOptions): StageSpec;
+  /** What the target database already holds (tables, views, functions…): empty means safe to restore into. Also proves it is reachable. */
+  targetObjects(): Promise<string[]>;
+  /**
+   * Applies a backup's roles/users and grants, skipping every role or user that already exists.
+   * `sourceDatabase` is the database the backup was taken from, for grants that name it.
+   */
+  applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsApplied>;
   close(): Promise<void>;
 }
+
+/** Programs a restore of this engine needs on PATH, besides zstd and age. */
+export const RESTORE_TOOLS: Record<Engine, readonly string[]> = {
+  [Engine.POSTGRES]: ['pg_restore'],
+  [Engine.MYSQL]: ['mysql'],
+};
 
 /** Programs a backup of this engine needs on PATH, besides zstd and age. */
 export const DUMP_TOOLS: Record<Engine, readonly string[]> = {

@@ -5,6 +5,7 @@
  * 0600 option file in a private temporary directory, removed when the session closes.
  */
 import { spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,9 +13,9 @@ import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
 import { Connection, describeConnection } from '../connection';
 import { onAbort } from '../cleanup';
 import { AgentError, redactor } from '../errors';
-import { StageSpec } from '../pipeline';
+import { ProcessPipeline, StageSpec } from '../pipeline';
 import { toolVersion } from '../tools';
-import { DumpJob, EngineSession, GlobalsResult, SourceFacts } from './engine';
+import { DumpJob, EngineSession, GlobalsApplied, GlobalsResult, SourceFacts } from './engine';
 import { SqlRowCounter } from './sql-row-counter';
 
 /** Escapes a value for a MySQL option file (double-quoted). */
@@ -27,6 +28,11 @@ function quoteString(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
+/** Quotes a database name as SHOW GRANTS writes it: `name`. */
+function quoteName(name: string): string {
+  return `\`${name.replace(/`/g, '``')}\``;
+}
+
 /** Undoes the escaping of mysql's --batch output (\n, \t, \\, \0). */
 function unescapeBatch(value: string): string {
   return value.replace(/\\([nt0\\])/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c === '0' ? '\0' : '\\'));
@@ -37,6 +43,7 @@ const SYSTEM_ACCOUNTS = new Set(['mariadb.sys', 'mysql.sys', 'mysql.session', 'm
 
 export class MysqlSession implements EngineSession {
   readonly engine = Engine.MYSQL;
+  readonly parallelRestore = false;
   readonly format = DumpFormat.SQL;
   private readonly dir: string;
   private readonly defaultsFile: string;
@@ -144,8 +151,47 @@ export class MysqlSession implements EngineSession {
   }
 
   restoreStage(): StageSpec {
-    // A SQL dump drops and recreates each table itself, so there is nothing extra to do for --clean.
+    // A SQL dump drops and recreates each table itself, so there is nothing extra to do for --clean; the mysql
+    // client loads in one session, so a spooled dump is fed on stdin like a streamed one.
     return { name: 'mysql', command: 'mysql', args: [`--defaults-extra-file=${this.defaultsFile}`, this.connection.database], env: this.env() };
+  }
+
+  async targetObjects(): Promise<string[]> {
+    let rows: string[][];
+    try {
+      rows = await this.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()
+        UNION ALL SELECT CONCAT(routine_name, '()') FROM information_schema.routines WHERE routine_schema = DATABASE() ORDER BY 1`);
+    } catch (err) {
+      throw new AgentError(`could not reach the target database as ${describeConnection(this.connection)}: ${(err as Error).message}`);
+    }
+    return rows.map(([name]) => name);
+  }
+
+  async applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsApplied> {
+    const existing = new Set((await this.query('SELECT user, host FROM mysql.user')).map(([user, host]) => `${user}@${host}`));
+    const created: string[] = [];
+    const skipped: string[] = [];
+    const kept: string[] = [];
+    // The companion holds one block per account, headed `-- user@host`.
+    for (const block of sql.split(/^(?=-- )/m).filter((b) => b.startsWith('-- ') && /;\s*$/m.test(b))) {
+      const account = block.slice(3, block.indexOf('\n')).trim();
+      if (existing.has(account)) {
+        skipped.push(account);
+        continue;
+      }
+      created.push(account);
+      // Grants on the backed-up database follow it to the target's name.
+      kept.push(sourceDatabase === this.connection.database ? block
+        : block.split(` ON ${quoteName(sourceDatabase)}.`).join(` ON ${quoteName(this.connection.database)}.`));
+    }
+    if (kept.length) {
+      try {
+        await new ProcessPipeline([this.restoreStage()], { input: Readable.from([Buffer.from(kept.join('\n'))]) }).done;
+      } catch (err) {
+        throw new AgentError(`applying the backup's users and grants failed: ${(err as Error).message}`);
+      }
+    }
+    return { created, skipped };
   }
 
   async close(): Promise<void> {

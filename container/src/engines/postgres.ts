@@ -9,7 +9,7 @@ import { Connection, describeConnection } from '../connection';
 import { AgentError, redactor } from '../errors';
 import { StageSpec } from '../pipeline';
 import { toolVersion } from '../tools';
-import { DumpJob, EngineSession, GlobalsResult, SourceFacts } from './engine';
+import { DumpJob, EngineSession, GlobalsApplied, GlobalsResult, RestoreStageOptions, SourceFacts } from './engine';
 
 /** libpq's environment for a child: the password travels here, never in argv. */
 export function libpqEnv(c: Connection, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
@@ -38,6 +38,39 @@ const TABLES_SQL = `
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
   ORDER BY 1, 2`;
 
+/** Anything a restore could collide with: relations and functions outside system schemas and extensions. */
+const TARGET_OBJECTS_SQL = `
+  SELECT n.nspname || '.' || c.relname AS name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT n.nspname || '.' || p.proname || '()'
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  ORDER BY 1`;
+
+/** `CREATE ROLE name;` or `ALTER ROLE name WITH …;` from pg_dumpall: the role it is about. */
+const ROLE_STATEMENT = /^(?:CREATE|ALTER) ROLE ("(?:[^"]|"")+"|[^\s;]+)/;
+
+/** pg_dumpall --globals-only output as statements, without comments and psql meta-commands (\restrict). */
+export function globalsStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let current = '';
+  for (const line of sql.split('\n')) {
+    if (current === '' && (line.trim() === '' || line.startsWith('--') || line.startsWith('\\'))) continue;
+    current += `${line}\n`;
+    if (line.trimEnd().endsWith(';')) {
+      statements.push(current.trim());
+      current = '';
+    }
+  }
+  if (current.trim()) statements.push(current.trim());
+  return statements;
+}
+
 /** Runs a program to completion and returns its stdout, or its failure. */
 function capture(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -53,6 +86,7 @@ function capture(command: string, args: string[], env: NodeJS.ProcessEnv): Promi
 
 export class PostgresSession implements EngineSession {
   readonly engine = Engine.POSTGRES;
+  readonly parallelRestore = true;
   readonly format = DumpFormat.PG_CUSTOM;
   private client?: Client;
   private facts?: SourceFacts;
@@ -145,14 +179,51 @@ export class PostgresSession implements EngineSession {
     };
   }
 
-  restoreStage(options: { readonly clean: boolean }): StageSpec {
+  restoreStage(options: RestoreStageOptions): StageSpec {
+    // Streaming runs in one transaction, so a failure (or a checksum mismatch found at the end) leaves the
+    // target as it was; -j cannot be combined with it, nor read stdin.
+    const input = options.file ? [`--jobs=${options.jobs ?? 1}`, options.file] : ['--single-transaction'];
     return {
       name: 'pg_restore',
       command: 'pg_restore',
       args: ['--no-password', '--exit-on-error', `--dbname=${this.connection.database}`,
-        ...(options.clean ? ['--clean', '--if-exists'] : [])],
+        ...(options.clean ? ['--clean', '--if-exists'] : []), ...input],
       env: libpqEnv(this.connection),
     };
+  }
+
+  async targetObjects(): Promise<string[]> {
+    this.client ??= await this.connect();
+    const rows = await this.client.query<{ name: string }>(TARGET_OBJECTS_SQL);
+    return rows.rows.map((r) => r.name);
+  }
+
+  async applyGlobals(sql: string): Promise<GlobalsApplied> {
+    this.client ??= await this.connect();
+    const existing = new Set((await this.client.query<{ rolname: string }>('SELECT rolname FROM pg_roles')).rows.map((r) => r.rolname));
+    const created = new Set<string>();
+    const skipped = new Set<string>();
+    const statements: string[] = [];
+    for (const statement of globalsStatements(sql)) {
+      const role = ROLE_STATEMENT.exec(statement)?.[1];
+      const name = role === undefined ? undefined : role.startsWith('"') ? role.slice(1, -1).replace(/""/g, '"') : role;
+      if (name !== undefined && existing.has(name)) {
+        skipped.add(name);
+        continue;
+      }
+      if (name !== undefined) created.add(name);
+      statements.push(statement);
+    }
+    // One transaction: roles come back all together, or not at all.
+    try {
+      await this.client.query('BEGIN');
+      for (const statement of statements) await this.client.query(statement);
+      await this.client.query('COMMIT');
+    } catch (err) {
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      throw new AgentError(`applying the backup's roles failed, none were created: ${redactor.redact((err as Error).message)}`);
+    }
+    return { created: [...created], skipped: [...skipped] };
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,57 @@
+/**
+ * `restorable restore`: a backup back into a database, at 3 a.m., without surprises. The work is in
+ * ../restore.ts (shared with restore-test); here are the options and the words.
+ */
+import { tmpdir } from 'node:os';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ARCHIVE_OPTIONS, retrievalOptions } from '../archive';
+import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
+import { SELECTION_OPTIONS, backupLocation } from '../download';
+import { UsageError } from '../errors';
+import { IDENTITY_OPTIONS, resolveIdentity } from '../identity';
+import { RestoreResult, restoreBackup } from '../restore';
+
+export const RESTORE_COMMAND: CommandSpec = {
+  name: 'restore',
+  summary: 'Restore a backup (latest, --key or --at) into a database: verified against its manifest, streamed or spooled.',
+  options: {
+    ...SELECTION_OPTIONS,
+    ...IDENTITY_OPTIONS,
+    ...CONNECTION_OPTIONS,
+    'database': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'target database; it must exist and be empty unless --clean' },
+    'jobs': { kind: OptionKind.STRING, placeholder: 'N', description: 'spool the decrypted dump to disk, verify it, then pg_restore -j N (default 1: stream)' },
+    'spool-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'where --jobs spools the decrypted dump (default: the temporary directory)' },
+    'with-globals': { kind: OptionKind.FLAG, description: 'first create the backup\'s roles/users and grants, skipping those that exist' },
+    'clean': { kind: OptionKind.FLAG, description: 'allow a non-empty target: drop and replace the objects the backup holds' },
+    ...ARCHIVE_OPTIONS,
+    'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
+  },
+};
+
+export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client; readonly secrets?: () => SecretsManagerClient }): Promise<RestoreResult> {
+  const location = backupLocation(args);
+  const jobsText = args.string('jobs') ?? '1';
+  const jobs = Number(jobsText);
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64 (got '${jobsText}')`);
+  const retrieval = retrievalOptions(args);
+  const secrets = deps.secrets ?? (() => new SecretsManagerClient({}));
+  const identity = await resolveIdentity(args.string('identity-file'), args.string('identity-secret-id'), secrets);
+  try {
+    return await restoreBackup({
+      location, identityFile: identity.file, jobs, clean: args.flag('clean'), withGlobals: args.flag('with-globals'),
+      spoolDir: args.string('spool-dir') ?? tmpdir(), retrieval,
+      connect: (engine) => resolveConnection(engine, args, process.env, deps.secrets?.()),
+    }, deps);
+  } finally {
+    identity.release();
+  }
+}
+
+export function formatRestoreResult(r: RestoreResult): string {
+  const rows = r.tables.reduce((sum, t) => sum + t.rows, 0);
+  const globals = r.globals ? `; roles created: ${r.globals.created.join(', ') || 'none'}, already there: ${r.globals.skipped.join(', ') || 'none'}` : '';
+  return `restored s3://${r.bucket}/${r.key} (backup of ${r.backupStartedAt}) into ${r.target}: ${r.tables.length} tables, ${rows} rows ` +
+    `per the manifest, SHA-256 verified, ${r.mode}${r.mode === 'spooled' ? ` with ${r.jobs} jobs` : ''}, ${r.durationSeconds.toFixed(1)} s${globals}`;
+}

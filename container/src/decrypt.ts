@@ -1,0 +1,48 @@
+/**
+ * The way back from the stored format: age -d, then zstd -d; and what age's failures mean for a person.
+ */
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { AgentError } from './errors';
+import { StageFailure, StageSpec } from './pipeline';
+
+export function decryptStage(identityFile: string): StageSpec {
+  return { name: 'age', command: 'age', args: ['-d', '-i', identityFile] };
+}
+
+/** zstd -d to stdout, or into `file` (a spooled dump). */
+export function decompressStage(file?: string): StageSpec {
+  return { name: 'zstd', command: 'zstd', args: ['-d', '-q', '--no-progress', ...(file ? ['-f', '-o', file] : ['-c'])] };
+}
+
+/**
+ * Whether the identity holds the key a backup was encrypted to, from the manifest's recipient
+ * fingerprint (SHA-256 of the sorted recipient lines). Undefined when it cannot tell.
+ */
+export function identityMatches(identityFile: string, fingerprint: string | undefined): boolean | undefined {
+  if (!fingerprint) return undefined;
+  const result = spawnSync('age-keygen', ['-y', identityFile], { encoding: 'utf8' });
+  if (result.status !== 0) return undefined;
+  const recipients = result.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const digest = (lines: string[]) => createHash('sha256').update([...lines].sort().join('\n')).digest('hex');
+  return recipients.some((r) => digest([r]) === fingerprint) || digest(recipients) === fingerprint;
+}
+
+/**
+ * Rewords a failure of `age -d`: "no identity matched" is a wrong identity or a damaged header, a failed
+ * chunk is damaged or truncated bytes. Other failures pass through unchanged.
+ */
+export function explainDecryptFailure(err: unknown, where: string, identityRight: boolean | undefined): unknown {
+  if (!(err instanceof StageFailure) || err.exit.name !== 'age') return err;
+  const said = err.exit.stderrTail.split('\n').find((l) => l.startsWith('age: error:'))?.replace('age: error: ', '') ?? err.message;
+  if (/no identity matched/.test(said)) {
+    return new AgentError(identityRight
+      ? `${where} could not be decrypted although the identity holds its recipient's key: the object's header is damaged (age: ${said})`
+      : `the identity does not open ${where} (age: ${said}): it was encrypted to another key. ` +
+        'Use the identity whose public key the backups are encrypted to (the source\'s identity secret, newest generation first).');
+  }
+  if (/payload chunk|unexpected EOF|truncated|header/.test(said)) {
+    return new AgentError(`${where} is damaged or truncated: age could not authenticate its bytes (age: ${said})`);
+  }
+  return err;
+}

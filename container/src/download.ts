@@ -1,0 +1,221 @@
+/**
+ * Which backup to read, its manifest, and its bytes: the front half of `verify`, `restore` and
+ * `restore-test`. The stored bytes pass through a tap that hashes and counts them, so the SHA-256
+ * is checked against the manifest without a second read.
+ */
+import { createHash } from 'node:crypto';
+import { Readable, Transform, TransformCallback } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import {
+  MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix,
+} from '../../lib/contract';
+import { OptionKind, OptionSpecs, ParsedArgs } from './args';
+import { AgentError, UsageError } from './errors';
+import { log } from './log';
+import { getText, listAll, s3Problem } from './s3';
+
+export const SELECTION_OPTIONS: OptionSpecs = {
+  'source': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name', required: true },
+  'bucket': { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket', required: true },
+  'prefix': { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+  'key': { kind: OptionKind.STRING, placeholder: 'KEY', description: 'the backup object (default: the one latest.json names)' },
+  'at': { kind: OptionKind.STRING, placeholder: 'ISO-TIME', description: 'the newest backup started at or before this time' },
+  'version-id': { kind: OptionKind.STRING, placeholder: 'ID', description: 'an older version of the backup object (versioned buckets)' },
+};
+
+export interface BackupLocation {
+  readonly bucket: string;
+  readonly prefix?: string;
+  readonly source: string;
+  readonly key?: string;
+  readonly at?: Date;
+  readonly versionId?: string;
+}
+
+export function backupLocation(args: ParsedArgs): BackupLocation {
+  const source = args.requiredString('source');
+  const nameProblem = sourceNameProblem(source);
+  if (nameProblem) throw new UsageError(nameProblem);
+  const key = args.string('key');
+  const atText = args.string('at');
+  if (key !== undefined && atText !== undefined) throw new UsageError('give --key or --at, not both');
+  const at = atText === undefined ? undefined : new Date(atText);
+  if (at && Number.isNaN(at.getTime())) throw new UsageError(`--at must be an ISO 8601 time such as 2026-11-26T03:00:00Z (got '${atText}')`);
+  return { bucket: args.requiredString('bucket'), prefix: args.string('prefix'), source, key, at, versionId: args.string('version-id') };
+}
+
+export interface SelectedBackup {
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId?: string;
+  readonly manifestKey: string;
+  readonly manifest: Manifest;
+}
+
+/** The newest backup's key named by latest.json, with its start, or undefined when there is none. */
+async function latestPointer(s3: S3Client, location: BackupLocation): Promise<{ key: string; startedAt: Date } | undefined> {
+  const pointerKey = latestKey(location.prefix, location.source);
+  const pointer = await getText(s3, location.bucket, pointerKey);
+  if (!pointer) return undefined;
+  const parsed = parseLatest(pointer.text, `s3://${location.bucket}/${pointerKey}`);
+  return { key: parsed.key, startedAt: new Date(parsed.startedAt) };
+}
+
+/** The day of the oldest backup: keys sort by date, and digits sort before latest.json and restore-tests/. */
+async function oldestDay(s3: S3Client, bucket: string, base: string): Promise<Date | undefined> {
+  let page;
+  try {
+    page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base, MaxKeys: 1 }));
+  } catch (err) {
+    throw s3Problem('ListObjectsV2', bucket, base, err);
+  }
+  const day = /^(\d{4})\/(\d{2})\/(\d{2})\//.exec(page.Contents?.[0]?.Key?.slice(base.length) ?? '');
+  return day ? new Date(Date.UTC(Number(day[1]), Number(day[2]) - 1, Number(day[3]))) : undefined;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The newest backup that started at or before `at`. latest.json answers when `at` is after it; otherwise
+ * the date-partitioned prefixes are listed one day at a time, walking backwards from `at` and stopping at
+ * the oldest backup's day. Backups without a manifest were never recorded as good and are skipped.
+ */
+async function newestAtOrBefore(s3: S3Client, location: BackupLocation, at: Date): Promise<string> {
+  const { bucket, source } = location;
+  const latest = await latestPointer(s3, location);
+  if (latest && latest.startedAt.getTime() <= at.getTime()) return latest.key;
+  const base = sourcePrefix(location.prefix, source);
+  const oldest = await oldestDay(s3, bucket, base);
+  const startOfDay = (d: Date) => Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+  if (oldest) {
+    for (let day = startOfDay(at); day >= startOfDay(oldest); day -= DAY_MS) {
+      const keys = new Set((await listAll(s3, bucket, dayPrefix(location.prefix, source, new Date(day)))).map((o) => o.Key!));
+      const candidates = [...keys]
+        .map((key) => ({ key, startedAt: parseBackupKey(key)?.startedAt.getTime() ?? Infinity }))
+        .filter((c) => c.startedAt <= at.getTime())
+        .sort((a, b) => b.startedAt - a.startedAt);
+      for (const { key } of candidates) {
+        if (keys.has(manifestKeyFor(key))) return key;
+        log.warn('skipping a backup without a manifest: it was never recorded as good', { key });
+      }
+    }
+  }
+  throw new AgentError(`no backup of '${source}' started at or before ${at.toISOString()} in s3://${bucket}/${base}: ` +
+    `run \`restorable list --source ${source} --bucket ${bucket}\` to see what exists`);
+}
+
+/** Picks the backup (--key, --at, or latest.json) and reads its manifest, which must exist and describe it. */
+export async function selectBackup(s3: S3Client, location: BackupLocation): Promise<SelectedBackup> {
+  const { bucket, source } = location;
+  let key = location.key;
+  if (key !== undefined) {
+    if (parseBackupKey(key)?.source !== source || !key.startsWith(sourcePrefix(location.prefix, source))) {
+      throw new UsageError(`--key ${key} is not a backup of '${source}' under ${sourcePrefix(location.prefix, source)}: ` +
+        `keys look like ${sourcePrefix(location.prefix, source)}YYYY/MM/DD/${source}_YYYY-MM-DD_HH-MM-SSZ.pgdump.zst.age`);
+    }
+  } else if (location.at) {
+    key = await newestAtOrBefore(s3, location, location.at);
+  } else {
+    const latest = await latestPointer(s3, location);
+    if (!latest) {
+      throw new AgentError(`s3://${bucket}/${latestKey(location.prefix, source)} does not exist: '${source}' has no recorded backup under ` +
+        'this bucket and prefix (check --bucket, --prefix and --source, or give --key)');
+    }
+    key = latest.key;
+  }
+  const manifestKey = key.endsWith(MANIFEST_SUFFIX) ? key : manifestKeyFor(key);
+  const text = await getText(s3, bucket, manifestKey);
+  if (!text) {
+    throw new AgentError(`no manifest at s3://${bucket}/${manifestKey}: without it the backup cannot be checked (no SHA-256, no row counts), ` +
+      `so it is not used. A backup without a manifest failed before it was recorded, or its manifest was deleted. ` +
+      `Pick another with \`restorable list --source ${source} --bucket ${bucket}\`.`);
+  }
+  let manifest: Manifest;
+  try {
+    manifest = parseManifest(text.text, `s3://${bucket}/${manifestKey}`);
+  } catch (err) {
+    throw new AgentError((err as Error).message);
+  }
+  if (manifest.key !== key || manifest.source !== source) {
+    throw new AgentError(`manifest s3://${bucket}/${manifestKey} describes ${manifest.source}'s ${manifest.key}, not ${key}: refusing to use it`);
+  }
+  log.info('backup selected', { key, startedAt: manifest.startedAt, size: manifest.size, versionId: location.versionId });
+  return { bucket, key, versionId: location.versionId, manifestKey, manifest };
+}
+
+/** The stored bytes of an object (optionally an older version), as a stream. */
+export async function openObject(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<Readable> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+    return out.Body as Readable;
+  } catch (err) {
+    throw s3Problem('GetObject', bucket, key, err);
+  }
+}
+
+/** Starts downloading an object into a tap; a failed download fails the tap, and so its readers. */
+export async function downloadInto(s3: S3Client, bucket: string, key: string, versionId: string | undefined, tap: VerifyingTap): Promise<void> {
+  const body = await openObject(s3, bucket, key, versionId);
+  body.on('error', (err) => {
+    tap.downloadError = err;
+    tap.destroy(err);
+  }).pipe(tap);
+}
+
+export interface Expected {
+  readonly size: number;
+  readonly sha256: string;
+}
+
+/** Words for stored bytes that differ from what the manifest recorded. */
+export function integrityProblem(where: string, expected: Expected, size: number, sha256: string): string | undefined {
+  if (size === expected.size && sha256 === expected.sha256) return undefined;
+  return `${where} does not match its manifest: read ${size} bytes with SHA-256 ${sha256}, ` +
+    `the manifest recorded ${expected.size} bytes with SHA-256 ${expected.sha256}`;
+}
+
+/**
+ * Hashes and counts the stored bytes. The end of the stream passes on only if they match the manifest,
+ * so a consumer never sees a clean end of a wrong object; on a mismatch `onMismatch` runs first (to stop
+ * the consumers), then the stream fails.
+ */
+export class VerifyingTap extends Transform {
+  private readonly hash = createHash('sha256');
+  bytes = 0;
+  /** Set once the end was reached: the mismatch, or undefined when the bytes matched. */
+  problem?: string;
+  /** Set when the download itself failed (the tap then fails too). */
+  downloadError?: Error;
+
+  constructor(private readonly where: string, private readonly expected: Expected, private readonly onMismatch: () => void = () => undefined) {
+    super();
+    // Its owner reads failures from `problem` and `downloadError`; pipe() does not pass errors on.
+    this.on('error', () => undefined);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.problem = integrityProblem(this.where, this.expected, this.bytes, this.hash.digest('hex'));
+    if (!this.problem) return callback();
+    this.onMismatch();
+    callback(new AgentError(this.problem));
+  }
+}
+
+/** Logs bytes, rate and ETA for a transfer of known size. */
+export function progressSample(tap: VerifyingTap, total: number): () => { bytes: number; totalBytes: number; percent: number; etaSeconds?: number } {
+  const started = Date.now();
+  return () => {
+    const elapsed = (Date.now() - started) / 1000;
+    const rate = tap.bytes / Math.max(0.001, elapsed);
+    return {
+      bytes: tap.bytes, totalBytes: total, percent: Math.round((1000 * tap.bytes) / Math.max(1, total)) / 10,
+      etaSeconds: tap.bytes > 0 ? Math.round((total - tap.bytes) / rate) : undefined,
+    };
+  };
+}

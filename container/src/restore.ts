@@ -1,0 +1,256 @@
+/**
+ * The restore path, shared by `restore` and `restore-test`: select the backup, check the target,
+ * wait for an archived object if asked, apply the roles, then download → verify → decrypt →
+ * decompress → load, streaming (one job) or spooled to disk (parallel jobs), with timings.
+ *
+ * Nothing half-done is ever reported as good: the stored bytes must match the manifest's SHA-256,
+ * every process must exit 0, and any failure after the target was touched says not to trust it.
+ */
+import { createReadStream, mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { Engine, Manifest, TableCount } from '../../lib/contract';
+import { RetrievalOptions, ensureReadable } from './archive';
+import { onAbort } from './cleanup';
+import { Connection, describeConnection } from './connection';
+import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from './decrypt';
+import { BackupLocation, SelectedBackup, VerifyingTap, downloadInto, progressSample, selectBackup } from './download';
+import { EngineSession, GlobalsApplied, RESTORE_TOOLS, openSession } from './engines';
+import { majorOf } from './engines/postgres';
+import { AgentError } from './errors';
+import { ProgressReporter, log } from './log';
+import { ProcessPipeline } from './pipeline';
+import { requireTools, toolVersion } from './tools';
+
+export interface RestoreRequest {
+  readonly location: BackupLocation;
+  /** An age identity file (see identity.ts for secrets). */
+  readonly identityFile: string;
+  /** The target's connection, resolved once the manifest says which engine it is. */
+  readonly connect: (engine: Engine) => Promise<Connection>;
+  /** 1 streams; more spools the decrypted dump to `spoolDir` and loads it in parallel where the engine can. */
+  readonly jobs: number;
+  readonly clean: boolean;
+  readonly withGlobals: boolean;
+  readonly spoolDir: string;
+  readonly retrieval: RetrievalOptions;
+}
+
+export interface RestoreResult {
+  readonly source: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId?: string;
+  readonly engine: Engine;
+  /** Where it went: user@host:port/database. */
+  readonly target: string;
+  readonly backupStartedAt: string;
+  readonly mode: 'streamed' | 'spooled';
+  readonly jobs: number;
+  readonly size: number;
+  readonly dumpSize: number;
+  readonly sha256: string;
+  readonly globals?: GlobalsApplied;
+  /** The manifest's row counts, for whoever validates the restored database. */
+  readonly tables: readonly TableCount[];
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  /** From the first S3 request to the end of the load: the restore's share of the RTO. */
+  readonly durationSeconds: number;
+  /** Spooled restores: download, check and decrypt to disk; then the load alone. */
+  readonly spoolSeconds?: number;
+  readonly loadSeconds: number;
+}
+
+const MiB = 1024 * 1024;
+/** Room left beside the spooled dump, so that the disk is not filled to the last byte. */
+const SPOOL_HEADROOM = 64 * MiB;
+
+/** Why a spool directory cannot hold a dump, or undefined when it can. */
+export function spoolSpaceProblem(dir: string, dumpSize: number, freeBytes: number): string | undefined {
+  const needed = dumpSize + SPOOL_HEADROOM;
+  if (freeBytes >= needed) return undefined;
+  const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+  return `--jobs spools the decrypted dump to disk: it needs ${gb(needed)} free in ${dir} (a ${gb(dumpSize)} dump plus headroom), ` +
+    `only ${gb(freeBytes)} is free. Point --spool-dir at a larger volume, or restore without --jobs (streaming needs no disk).`;
+}
+
+function freeBytes(dir: string): number {
+  try {
+    const stats = statfsSync(dir);
+    return stats.bavail * stats.bsize;
+  } catch (err) {
+    throw new AgentError(`cannot use the spool directory ${dir}: ${(err as Error).message}`);
+  }
+}
+
+/** A failure once the target may have been written to. */
+function untrusted(cause: string, target: string, rolledBack: boolean): AgentError {
+  return new AgentError(`${cause}\nThe restore into ${target} did not complete, and the target must not be trusted: ` +
+    (rolledBack ? 'pg_restore ran in one transaction, which was rolled back, but check it before use. '
+      : 'it may hold part of the backup. ') +
+    'Drop it, or restore again with --clean from a good backup.');
+}
+
+async function checkTarget(session: EngineSession, target: string, clean: boolean): Promise<void> {
+  const existing = await session.targetObjects();
+  if (existing.length > 0 && !clean) {
+    const shown = existing.slice(0, 5).join(', ') + (existing.length > 5 ? ', …' : '');
+    throw new AgentError(`the target ${target} is not empty (${existing.length} objects: ${shown}): restoring into it would mix two ` +
+      'databases. Restore into an empty database, or add --clean to drop and replace the objects the backup holds.');
+  }
+}
+
+/** pg_restore reads dumps of its own major version or older only. */
+function checkRestoreTool(manifest: Manifest): void {
+  if (manifest.engine !== Engine.POSTGRES || !manifest.toolVersions.pg_dump) return;
+  const local = toolVersion('pg_restore');
+  if (majorOf(local) < majorOf(manifest.toolVersions.pg_dump)) {
+    throw new AgentError(`${local} cannot read a dump made by ${manifest.toolVersions.pg_dump}: install the PostgreSQL ` +
+      `${majorOf(manifest.toolVersions.pg_dump)} client tools (or newer) and put them first on PATH`);
+  }
+}
+
+/** Downloads, checks and decrypts a small companion (the roles) into memory. */
+async function readCompanion(s3: S3Client, backup: SelectedBackup, key: string, expected: { size: number; sha256: string },
+  identityFile: string): Promise<string> {
+  const where = `s3://${backup.bucket}/${key}`;
+  const tap = new VerifyingTap(where, expected);
+  await downloadInto(s3, backup.bucket, key, undefined, tap);
+  const pipeline = new ProcessPipeline([decryptStage(identityFile), decompressStage()], { input: tap, captureOutput: true });
+  const chunks: Buffer[] = [];
+  pipeline.output!.on('data', (chunk: Buffer) => chunks.push(chunk));
+  try {
+    await pipeline.done;
+  } catch (err) {
+    throw tap.problem ? new AgentError(tap.problem) : explainDecryptFailure(err, where, undefined);
+  }
+  if (tap.problem) throw new AgentError(tap.problem);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function applyGlobals(s3: S3Client, backup: SelectedBackup, session: EngineSession, identityFile: string): Promise<GlobalsApplied> {
+  const { manifest } = backup;
+  const companion = manifest.companions.find((c) => c.kind === 'globals');
+  if (!companion) {
+    throw new AgentError(`--with-globals: this backup has no roles companion (${manifest.globals.reason ?? 'roles were not captured'}); ` +
+      'restore without --with-globals and recreate the roles by hand');
+  }
+  const sql = await readCompanion(s3, backup, companion.key, companion, identityFile);
+  const applied = await session.applyGlobals(sql, manifest.database);
+  log.info('roles and grants applied', { created: applied.created.join(', '), skippedExisting: applied.skipped.join(', ') });
+  return applied;
+}
+
+/** Streams the object through age and zstd into the restore process; the stream ends only if the SHA-256 matched. */
+async function streamRestore(s3: S3Client, backup: SelectedBackup, session: EngineSession, request: RestoreRequest,
+  target: string): Promise<void> {
+  const where = `s3://${backup.bucket}/${backup.key}`;
+  // On a mismatch the consumers are stopped before the stream fails, so that pg_restore never commits.
+  const tap = new VerifyingTap(where, backup.manifest, () => pipeline.kill());
+  const pipeline = new ProcessPipeline([decryptStage(request.identityFile), decompressStage(), session.restoreStage({ clean: request.clean })],
+    { input: tap });
+  try {
+    await downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap);
+  } catch (err) {
+    pipeline.kill();
+    await pipeline.done.catch(() => undefined);
+    throw err;
+  }
+  const progress = new ProgressReporter('restore', progressSample(tap, backup.manifest.size));
+  const rolledBack = session.engine === Engine.POSTGRES;
+  try {
+    await pipeline.done;
+  } catch (err) {
+    if (tap.problem) throw untrusted(tap.problem, target, rolledBack);
+    if (tap.downloadError) throw untrusted(`the download of ${where} failed: ${tap.downloadError.message}`, target, rolledBack);
+    const explained = explainDecryptFailure(err, where, identityMatches(request.identityFile, backup.manifest.recipientFingerprint));
+    throw untrusted((explained as Error).message, target, rolledBack);
+  } finally {
+    progress.stop();
+  }
+  if (tap.problem || tap.bytes !== backup.manifest.size) throw untrusted(tap.problem ?? `${where} ended early`, target, rolledBack);
+}
+
+/** Downloads, checks and decrypts to a file first; only a dump whose SHA-256 matched reaches the target. */
+async function spoolRestore(s3: S3Client, backup: SelectedBackup, session: EngineSession, request: RestoreRequest,
+  target: string): Promise<{ spoolSeconds: number }> {
+  const { manifest } = backup;
+  const where = `s3://${backup.bucket}/${backup.key}`;
+  const problem = spoolSpaceProblem(request.spoolDir, manifest.dumpSize, freeBytes(request.spoolDir));
+  if (problem) throw new AgentError(problem);
+  const dir = mkdtempSync(join(request.spoolDir, 'restorable-spool-'));
+  const forget = onAbort(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, `dump.${manifest.format}`);
+  const started = Date.now();
+  try {
+    const tap = new VerifyingTap(where, manifest);
+    await downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap);
+    const decrypt = new ProcessPipeline([decryptStage(request.identityFile), decompressStage(file)], { input: tap });
+    const progress = new ProgressReporter('download', progressSample(tap, manifest.size));
+    try {
+      await decrypt.done;
+    } catch (err) {
+      if (tap.problem) throw new AgentError(`${tap.problem}\nFound before the target was touched: ${target} is unchanged.`);
+      if (tap.downloadError) throw new AgentError(`the download of ${where} failed: ${tap.downloadError.message}\nNothing was restored: ${target} is unchanged.`);
+      const explained = explainDecryptFailure(err, where, identityMatches(request.identityFile, manifest.recipientFingerprint));
+      throw new AgentError(`${(explained as Error).message}\nNothing was restored: ${target} is unchanged.`);
+    } finally {
+      progress.stop();
+    }
+    if (tap.problem) throw new AgentError(`${tap.problem}\nFound before the target was touched: ${target} is unchanged.`);
+    const spoolSeconds = (Date.now() - started) / 1000;
+    log.info('dump spooled and verified', { file, seconds: spoolSeconds });
+    if (!session.parallelRestore && request.jobs > 1) {
+      log.warn(`${session.engine} loads a SQL dump in one session: --jobs ${request.jobs} verified the dump before touching the target, and loads it with one job`);
+    }
+    const stage = session.restoreStage({ clean: request.clean, file, jobs: request.jobs });
+    const load = new ProcessPipeline([stage], session.parallelRestore ? {} : { input: createReadStream(file) });
+    try {
+      await load.done;
+    } catch (err) {
+      throw untrusted((err as Error).message, target, false);
+    }
+    return { spoolSeconds };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    forget();
+  }
+}
+
+export async function restoreBackup(request: RestoreRequest, deps: { readonly s3: S3Client }): Promise<RestoreResult> {
+  const started = Date.now();
+  const backup = await selectBackup(deps.s3, request.location);
+  const { manifest } = backup;
+  requireTools(['age', 'zstd', ...RESTORE_TOOLS[manifest.engine]]);
+  checkRestoreTool(manifest);
+  const connection = await request.connect(manifest.engine);
+  const target = describeConnection(connection);
+  const session = openSession(manifest.engine, connection);
+  try {
+    await checkTarget(session, target, request.clean);
+    await ensureReadable(deps.s3, backup.bucket, backup.key, backup.versionId, request.retrieval);
+    const companion = manifest.companions.find((c) => c.kind === 'globals');
+    if (request.withGlobals && companion) await ensureReadable(deps.s3, backup.bucket, companion.key, undefined, request.retrieval);
+    // Retrieval may have taken hours: look again.
+    if (request.retrieval.wait) await checkTarget(session, target, request.clean);
+
+    log.info('restore started', { key: backup.key, target, jobs: request.jobs, clean: request.clean, withGlobals: request.withGlobals });
+    const globals = request.withGlobals ? await applyGlobals(deps.s3, backup, session, request.identityFile) : undefined;
+    const loadStarted = Date.now();
+    const spooled = request.jobs > 1 ? await spoolRestore(deps.s3, backup, session, request, target) : undefined;
+    if (!spooled) await streamRestore(deps.s3, backup, session, request, target);
+    const finished = Date.now();
+    const result: RestoreResult = {
+      source: manifest.source, bucket: backup.bucket, key: backup.key, versionId: backup.versionId, engine: manifest.engine, target,
+      backupStartedAt: manifest.startedAt, mode: spooled ? 'spooled' : 'streamed', jobs: request.jobs, size: manifest.size,
+      dumpSize: manifest.dumpSize, sha256: manifest.sha256, globals, tables: manifest.tables,
+      startedAt: new Date(started).toISOString(), finishedAt: new Date(finished).toISOString(), durationSeconds: (finished - started) / 1000,
+      spoolSeconds: spooled?.spoolSeconds, loadSeconds: (finished - loadStarted) / 1000 - (spooled?.spoolSeconds ?? 0),
+    };
+    log.info('restore finished', { key: backup.key, target, durationSeconds: result.durationSeconds });
+    return result;
+  } finally {
+    await session.close();
+  }
+}
