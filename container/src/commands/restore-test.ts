@@ -1,0 +1,159 @@
+/**
+ * `restorable restore-test`: restore the latest backup into a scratch database with the agent's restore path,
+ * validate it against the manifest (tables, row counts) and the user's checks, measure the restore (the RTO),
+ * store a report beside the source's backups, and publish the results as metrics.
+ *
+ * The proof comes from restoring: a restore that fails (a corrupted object, a wrong identity) is a failed test
+ * with a report too. Exit code 0 only when everything passed.
+ */
+import { tmpdir } from 'node:os';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Engine } from '../../../lib/contract';
+import { ARCHIVE_OPTIONS, retrievalOptions } from '../archive';
+import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { UserCheck, parseChecks, readChecksFile } from '../checks';
+import { CONNECTION_OPTIONS, Connection, describeConnection, resolveConnection } from '../connection';
+import { SELECTION_OPTIONS, backupLocation, selectBackup } from '../download';
+import { identityMatches } from '../decrypt';
+import { AgentError, UsageError, redactor } from '../errors';
+import { IDENTITY_OPTIONS, resolveIdentity } from '../identity';
+import { log } from '../log';
+import { publishRestoreTest, shouldPublish } from '../metrics';
+import { RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, storeReport } from '../report';
+import { restoreBackup } from '../restore';
+import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../validate';
+
+export const RESTORE_TEST_COMMAND: CommandSpec = {
+  name: 'restore-test',
+  summary: 'Restore the latest backup into an empty scratch database, validate it against its manifest and your checks, and report the measured RTO.',
+  options: {
+    ...SELECTION_OPTIONS,
+    'bucket-region': { kind: OptionKind.STRING, placeholder: 'REGION', description: 'the bucket\'s region, when it differs from AWS_REGION (a DR replica)' },
+    ...IDENTITY_OPTIONS,
+    ...CONNECTION_OPTIONS,
+    'database': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'the empty scratch database to restore into' },
+    'checks': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'JSON file of checks: [{"name","sql","minRows"|"equals"|"maxAgeSeconds"}]' },
+    'checks-json': { kind: OptionKind.STRING, placeholder: 'JSON', description: 'the same checks inline (for task definitions, where no file exists)' },
+    'tolerance': { kind: OptionKind.STRING, placeholder: 'N|P%', description: 'allowed row-count difference per table: rows (5) or percent (0.5%); default exact' },
+    ...ARCHIVE_OPTIONS,
+    'publish-metrics': { kind: OptionKind.FLAG, description: 'publish CloudWatch metrics (automatic on ECS)' },
+    'json': { kind: OptionKind.FLAG, description: 'print the report as JSON' },
+  },
+};
+
+export interface RestoreTestDeps {
+  readonly s3: S3Client;
+  readonly cloudwatch?: () => CloudWatchClient;
+  readonly secrets?: () => SecretsManagerClient;
+  readonly now?: () => Date;
+}
+
+function userChecks(args: ParsedArgs): UserCheck[] {
+  const file = args.string('checks');
+  const inline = args.string('checks-json');
+  if (file !== undefined && inline !== undefined) throw new UsageError('give --checks FILE or --checks-json JSON, not both');
+  if (file !== undefined) return readChecksFile(file);
+  return inline !== undefined ? parseChecks(inline, '--checks-json') : [];
+}
+
+/** A secret in another region (the DR replica's) is read in that region. */
+function secretsClientFor(secretId: string | undefined): () => SecretsManagerClient {
+  const region = /^arn:[^:]+:secretsmanager:([^:]+):/.exec(secretId ?? '')?.[1];
+  return () => new SecretsManagerClient(region ? { region } : {});
+}
+
+function s3ForRegion(s3: S3Client, region: string | undefined): S3Client {
+  if (!region) return s3;
+  const endpoint = process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
+  return new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
+}
+
+export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): Promise<RestoreTestReport> {
+  const now = deps.now ?? (() => new Date());
+  const location = backupLocation(args);
+  const checks = userChecks(args);
+  const tolerance = parseTolerance(args.string('tolerance'));
+  const publish = shouldPublish(args.flag('publish-metrics'));
+  const retrieval = retrievalOptions(args);
+  const s3 = s3ForRegion(deps.s3, args.string('bucket-region'));
+  const secretId = args.string('identity-secret-id');
+  const identity = await resolveIdentity(args.string('identity-file'), secretId, deps.secrets ?? secretsClientFor(secretId));
+
+  const started = now();
+  let manifest: RecordedBackup | undefined;
+  let connection: Connection | undefined;
+  let key: string | undefined;
+  let validation: Validation | undefined;
+  const failures: string[] = [];
+  try {
+    // Selected once, so the report names the backup even when its restore fails, and a wrong identity is said plainly.
+    const selected = await selectBackup(s3, location);
+    key = selected.key;
+    manifest = selected.manifest;
+    if (identityMatches(identity.file, selected.manifest.recipientFingerprint) === false) {
+      throw new AgentError(`the identity does not open s3://${selected.bucket}/${selected.key}: it was encrypted to another key ` +
+        `(recipient fingerprint ${selected.manifest.recipientFingerprint}). Use the source's identity secret, which holds every generation.`);
+    }
+    const restored = await restoreBackup({
+      location: { ...location, key: selected.key, at: undefined }, identityFile: identity.file, jobs: 1, clean: false, withGlobals: false, spoolDir: tmpdir(), retrieval,
+      connect: async (engine: Engine) => {
+        connection = await resolveConnection(engine, args);
+        return connection;
+      },
+    }, { s3 });
+    const db = await openScratch(restored.engine, connection!);
+    try {
+      validation = await validateRestore(db, manifest, checks, tolerance);
+    } finally {
+      await db.close();
+    }
+    failures.push(...validation.failures);
+  } catch (err) {
+    if (err instanceof UsageError || !(err instanceof AgentError)) throw err;
+    failures.push(`the restore failed: ${redactor.redact(err.message)}`);
+  } finally {
+    identity.release();
+  }
+  const finished = now();
+  const success = failures.length === 0;
+  const report: RestoreTestReport = {
+    formatVersion: REPORT_FORMAT_VERSION,
+    source: location.source,
+    success,
+    bucket: location.bucket,
+    key,
+    backupStartedAt: manifest?.startedAt,
+    target: connection ? describeConnection(connection) : undefined,
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    durationSeconds: validation ? (finished.getTime() - started.getTime()) / 1000 : undefined,
+    restoredBackupAgeSeconds: manifest ? Math.round((finished.getTime() - Date.parse(manifest.startedAt)) / 1000) : undefined,
+    tablesChecked: validation?.tables.length ?? 0,
+    rowsChecked: validation?.rowsChecked ?? 0,
+    tables: validation?.tables ?? [],
+    checks: validation?.checks ?? [],
+    failures,
+    reason: success ? undefined : failures.join('; '),
+    reportKey: reportKey(location.prefix, location.source, finished),
+  };
+  log[success ? 'info' : 'error']('restore test finished', { source: report.source, success, durationSeconds: report.durationSeconds,
+    failures: failures.length, tolerance: tolerance === EXACT ? 'exact' : JSON.stringify(tolerance) });
+  const storeProblem = await storeReport(s3, location.bucket, location.prefix, report);
+  const metricProblem = publish
+    ? await publishRestoreTest((deps.cloudwatch ?? (() => new CloudWatchClient({})))(), {
+      source: report.source, success, restoreDurationSeconds: report.durationSeconds, restoredBackupAgeSeconds: report.restoredBackupAgeSeconds, at: finished,
+    })
+    : undefined;
+  // A result nobody can see is not a passed test.
+  const unrecorded = [storeProblem, metricProblem].filter((p): p is string => p !== undefined);
+  return unrecorded.length ? { ...report, success: false, failures: [...failures, ...unrecorded], reason: [...failures, ...unrecorded].join('; ') } : report;
+}
+
+export { formatReport as formatRestoreTestReport };
+
+/** The error that makes the exit code non-zero, naming every failure. */
+export function restoreTestFailure(report: RestoreTestReport): AgentError {
+  return new AgentError(`the restore test of ${report.source} failed:\n${report.failures.map((f) => `  - ${f}`).join('\n')}`);
+}

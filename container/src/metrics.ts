@@ -1,0 +1,46 @@
+/**
+ * Restore-test metrics in CloudWatch: per source (Source dimension) and fleet-wide (no dimension), so that
+ * one fleet alarm watches every source. Published when running in AWS (ECS sets ECS_CONTAINER_METADATA_URI_V4)
+ * or when asked with --publish-metrics.
+ */
+import { CloudWatchClient, MetricDatum, PutMetricDataCommand, StandardUnit } from '@aws-sdk/client-cloudwatch';
+import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../../lib/contract';
+import { log } from './log';
+
+export interface RestoreTestMeasurements {
+  readonly source: string;
+  readonly success: boolean;
+  readonly restoreDurationSeconds?: number;
+  readonly restoredBackupAgeSeconds?: number;
+  readonly at: Date;
+}
+
+export function shouldPublish(flag: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
+  return flag || Boolean(env.ECS_CONTAINER_METADATA_URI_V4);
+}
+
+export function restoreTestData(m: RestoreTestMeasurements): MetricDatum[] {
+  const values: [string, number | undefined, StandardUnit][] = [
+    [Metrics.RESTORE_TEST_SUCCESS, m.success ? 1 : 0, StandardUnit.None],
+    [Metrics.RESTORE_DURATION_SECONDS, m.restoreDurationSeconds, StandardUnit.Seconds],
+    [Metrics.RESTORED_BACKUP_AGE_SECONDS, m.restoredBackupAgeSeconds, StandardUnit.Seconds],
+  ];
+  return values.filter(([, value]) => value !== undefined).flatMap(([MetricName, Value, Unit]) => [
+    { MetricName, Value, Unit, Timestamp: m.at, Dimensions: [{ Name: SOURCE_DIMENSION, Value: m.source }] },
+    { MetricName, Value, Unit, Timestamp: m.at },
+  ]);
+}
+
+/** Publishes the measurements; returns a problem instead of throwing, so the report still names the test's own result. */
+export async function publishRestoreTest(client: CloudWatchClient, m: RestoreTestMeasurements): Promise<string | undefined> {
+  try {
+    await client.send(new PutMetricDataCommand({ Namespace: METRIC_NAMESPACE, MetricData: restoreTestData(m) }));
+    log.info('restore-test metrics published', { namespace: METRIC_NAMESPACE, source: m.source, success: m.success });
+    return undefined;
+  } catch (err) {
+    const e = err as Error;
+    const problem = `the metrics could not be published: ${e.name}: ${e.message} (the task role needs cloudwatch:PutMetricData on the ${METRIC_NAMESPACE} namespace)`;
+    log.error(problem);
+    return problem;
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The restore-test report: written to `{prefix}{source}/restore-tests/{timestamp}.json` and copied to
+ * `restore-tests/latest.json` (the RestoreTestPointer the freshness check and `status` read), printed with
+ * --json, and summarised for a person otherwise.
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import { RestoreTestPointer, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../lib/contract';
+import { CheckOutcome } from './checks';
+import { log } from './log';
+import { putJson } from './s3';
+import { TableOutcome } from './validate';
+
+export const REPORT_FORMAT_VERSION = 1;
+
+/**
+ * The pointer's `durationSeconds` runs from the start of the download to the end of validation (the measured
+ * RTO; absent when the restore failed), and its `reason` joins the failures.
+ */
+export interface RestoreTestReport extends RestoreTestPointer {
+  readonly formatVersion: number;
+  readonly bucket: string;
+  /** The backup restored, when one was selected. */
+  readonly key?: string;
+  readonly backupStartedAt?: string;
+  /** Where it was restored: user@host:port/database. */
+  readonly target?: string;
+  readonly startedAt: string;
+  /** How old the restored backup was when the test finished. */
+  readonly restoredBackupAgeSeconds?: number;
+  readonly tablesChecked: number;
+  readonly rowsChecked: number;
+  readonly tables: readonly TableOutcome[];
+  readonly checks: readonly CheckOutcome[];
+  /** Every failure, one line each, naming the table, check or step and by how much it missed. */
+  readonly failures: readonly string[];
+  /** Where the report was stored. */
+  readonly reportKey: string;
+}
+
+export function reportKey(prefix: string | undefined, source: string, finishedAt: Date): string {
+  return `${restoreTestsPrefix(prefix, source)}${source}_${timestampLabel(finishedAt)}Z.json`;
+}
+
+/** Stores the dated report, then the pointer; a failure to store is logged and returned, never hidden. */
+export async function storeReport(s3: S3Client, bucket: string, prefix: string | undefined, report: RestoreTestReport): Promise<string | undefined> {
+  try {
+    await putJson(s3, bucket, report.reportKey, report);
+    await putJson(s3, bucket, restoreTestLatestKey(prefix, report.source), report);
+    log.info('restore-test report stored', { key: report.reportKey });
+    return undefined;
+  } catch (err) {
+    const problem = `the report could not be stored: ${(err as Error).message}`;
+    log.error(problem);
+    return problem;
+  }
+}
+
+const seconds = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(1)} s`);
+
+export function formatReport(r: RestoreTestReport): string {
+  const lines = [
+    `restore test of ${r.source}: ${r.success ? 'PASSED' : 'FAILED'}`,
+    ...(r.key ? [`  backup      s3://${r.bucket}/${r.key} (started ${r.backupStartedAt})`] : []),
+    ...(r.target ? [`  restored to ${r.target}`] : []),
+    `  duration    ${seconds(r.durationSeconds)} (download to end of validation: the measured RTO)`,
+    `  data age    ${seconds(r.restoredBackupAgeSeconds)}`,
+    `  checked     ${r.tablesChecked} tables, ${r.rowsChecked} rows, ${r.checks.length} user checks`,
+    `  report      s3://${r.bucket}/${r.reportKey}`,
+  ];
+  if (r.failures.length) lines.push('failures:', ...r.failures.map((f) => `  - ${f}`));
+  return lines.join('\n');
+}
