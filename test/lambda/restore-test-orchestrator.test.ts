@@ -1,0 +1,156 @@
+/**
+ * The restore-test orchestrator's steps with ECS and CloudWatch mocked (aws-sdk-client-mock; no emulator
+ * exists for either): a start, throttling then a retry, a capacity error in `failures[]` then a retry, a
+ * permanent failure that publishes the orchestration-failure metric, and the check of a stopped task.
+ */
+import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../../lib/contract';
+import { OrchestratorDeps, RestoreTestItem, checkRestoreTest, handler, startRestoreTest } from '../../lambda/restore-test-orchestrator';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+const ecsMock = mockClient(ECSClient);
+const cloudwatchMock = mockClient(CloudWatchClient);
+
+const item: RestoreTestItem = {
+  source: 'orders-db',
+  taskDefinition: 'arn:aws:ecs:eu-west-1:111111111111:task-definition/restore-test-postgres-15:3',
+  taskRoleArn: 'arn:aws:iam::111111111111:role/restorable/restore-tests-1',
+  command: ['restore-test', '--source', 'orders-db', '--bucket', 'backups', '--json'],
+};
+const TASK_ARN = 'arn:aws:ecs:eu-west-1:111111111111:task/cluster/abc123';
+
+const delays: number[] = [];
+const deps = (): OrchestratorDeps => ({
+  ecs: new ECSClient({ region: 'eu-west-1' }),
+  cloudwatch: new CloudWatchClient({ region: 'eu-west-1' }),
+  settings: { cluster: 'arn:aws:ecs:eu-west-1:111111111111:cluster/restorable', subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'],
+    containerName: 'agent', maxAttempts: 4, retryBaseMs: 1000 },
+  sleep: async (ms) => { delays.push(ms); },
+});
+
+function throttling(): Error {
+  return Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+}
+
+const failureMetrics = () => cloudwatchMock.commandCalls(PutMetricDataCommand).flatMap((c) => (c.args[0].input.MetricData ?? [])
+  .map((d) => ({ namespace: c.args[0].input.Namespace, name: d.MetricName, value: d.Value, dimensions: d.Dimensions })));
+
+beforeEach(() => {
+  ecsMock.reset();
+  cloudwatchMock.reset();
+  cloudwatchMock.on(PutMetricDataCommand).resolves({});
+  delays.length = 0;
+  // The handler logs a JSON line per decision; the assertions read results and metrics instead.
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(console, 'error').mockImplementation(() => undefined);
+});
+
+afterEach(() => jest.restoreAllMocks());
+
+test('success: one RunTask with the source\'s task role, command, group and network; no failure metric', async () => {
+  ecsMock.on(RunTaskCommand).resolves({ tasks: [{ taskArn: TASK_ARN }], failures: [] });
+  const result = await startRestoreTest(item, deps());
+  expect(result).toEqual({ source: 'orders-db', started: true, taskArn: TASK_ARN, attempts: 1 });
+  const calls = ecsMock.commandCalls(RunTaskCommand);
+  expect(calls).toHaveLength(1);
+  expect(calls[0].args[0].input).toMatchObject({
+    cluster: 'arn:aws:ecs:eu-west-1:111111111111:cluster/restorable',
+    taskDefinition: item.taskDefinition,
+    launchType: 'FARGATE',
+    group: 'restore-test:orders-db',
+    networkConfiguration: { awsvpcConfiguration: { subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], assignPublicIp: 'DISABLED' } },
+    overrides: { taskRoleArn: item.taskRoleArn, containerOverrides: [{ name: 'agent', command: item.command }] },
+  });
+  expect(failureMetrics()).toEqual([]);
+  expect(delays).toEqual([]);
+});
+
+test('throttling, then a retry after a backoff, then the task starts', async () => {
+  ecsMock.on(RunTaskCommand).rejectsOnce(throttling()).resolves({ tasks: [{ taskArn: TASK_ARN }] });
+  const result = await startRestoreTest(item, deps());
+  expect(result).toMatchObject({ started: true, taskArn: TASK_ARN, attempts: 2 });
+  expect(ecsMock.commandCalls(RunTaskCommand)).toHaveLength(2);
+  expect(delays).toHaveLength(1);
+  expect(delays[0]).toBeGreaterThanOrEqual(500);
+  expect(delays[0]).toBeLessThanOrEqual(1000);
+  expect(failureMetrics()).toEqual([]);
+});
+
+test('a capacity error in failures[] (no exception) is retried with growing delays until capacity appears', async () => {
+  const capacity = { failures: [{ arn: item.taskDefinition, reason: 'Capacity is unavailable at this time. Please try again later or in a different availability zone' }], tasks: [] };
+  ecsMock.on(RunTaskCommand).resolvesOnce(capacity).resolvesOnce(capacity).resolves({ tasks: [{ taskArn: TASK_ARN }] });
+  const result = await startRestoreTest(item, deps());
+  expect(result).toMatchObject({ started: true, attempts: 3 });
+  expect(delays).toHaveLength(2);
+  expect(delays[1]).toBeGreaterThanOrEqual(1000); // the second delay's floor is the first one's ceiling
+  expect(failureMetrics()).toEqual([]);
+});
+
+test('a capacity error that never clears gives up after maxAttempts and publishes the failure metric', async () => {
+  ecsMock.on(RunTaskCommand).resolves({ failures: [{ reason: 'RESOURCE:MEMORY' }] });
+  const result = await startRestoreTest(item, deps());
+  expect(result).toEqual({ source: 'orders-db', started: false, attempts: 4, reason: 'still failing after 4 attempts: RESOURCE:MEMORY' });
+  expect(ecsMock.commandCalls(RunTaskCommand)).toHaveLength(4);
+  expect(failureMetrics()).toHaveLength(2);
+});
+
+test('a permanent failure is not retried: the failure metric is published per source and fleet-wide', async () => {
+  ecsMock.on(RunTaskCommand).rejects(Object.assign(new Error('User is not authorized to perform: iam:PassRole'), { name: 'AccessDeniedException' }));
+  const result = await startRestoreTest(item, deps());
+  expect(result).toEqual({ source: 'orders-db', started: false, attempts: 1, reason: 'AccessDeniedException: User is not authorized to perform: iam:PassRole' });
+  expect(delays).toEqual([]);
+  expect(failureMetrics()).toEqual([
+    { namespace: METRIC_NAMESPACE, name: Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, value: 1, dimensions: [{ Name: SOURCE_DIMENSION, Value: 'orders-db' }] },
+    { namespace: METRIC_NAMESPACE, name: Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, value: 1, dimensions: undefined },
+  ]);
+});
+
+test('a permanent failures[] reason (a missing task definition) is not retried either', async () => {
+  ecsMock.on(RunTaskCommand).resolves({ failures: [{ arn: item.taskDefinition, reason: 'MISSING' }] });
+  const result = await startRestoreTest(item, deps());
+  expect(result).toMatchObject({ started: false, attempts: 1, reason: 'MISSING' });
+  expect(failureMetrics()).toHaveLength(2);
+});
+
+describe('check', () => {
+  const check = { action: 'check' as const, source: 'orders-db', taskArn: TASK_ARN };
+
+  test('a running task is not stopped; nothing is published', async () => {
+    ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'RUNNING' }] });
+    expect(await checkRestoreTest(check, deps())).toEqual({ source: 'orders-db', taskArn: TASK_ARN, stopped: false });
+    expect(failureMetrics()).toEqual([]);
+  });
+
+  test('a task whose agent exited (pass or fail) is done: the agent published its own result', async () => {
+    ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'STOPPED', stoppedReason: 'Essential container in task exited',
+      containers: [{ name: 'scratch', exitCode: 0 }, { name: 'agent', exitCode: 1 }] }] });
+    expect(await checkRestoreTest(check, deps())).toMatchObject({ stopped: true, agentExitCode: 1 });
+    expect(failureMetrics()).toEqual([]);
+  });
+
+  test('a task that stopped before its agent ran (scratch never healthy) publishes the failure metric', async () => {
+    ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'STOPPED', stoppedReason: 'Task failed container health checks',
+      containers: [{ name: 'scratch' }, { name: 'agent', reason: 'dependency scratch is unhealthy' }] }] });
+    expect(await checkRestoreTest(check, deps())).toEqual({ source: 'orders-db', taskArn: TASK_ARN, stopped: true, agentExitCode: undefined,
+      reason: 'Task failed container health checks; dependency scratch is unhealthy' });
+    expect(failureMetrics().map((m) => m.name)).toEqual([Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES]);
+  });
+});
+
+test('the handler reads its settings from the environment the construct sets, and rejects unknown actions', async () => {
+  const saved = { ...process.env };
+  Object.assign(process.env, { CLUSTER_ARN: 'cluster-arn', SUBNET_IDS: 'subnet-a,subnet-b', SECURITY_GROUP_IDS: 'sg-1', CONTAINER_NAME: 'agent', RETRY_BASE_MS: '1' });
+  try {
+    ecsMock.on(RunTaskCommand).resolves({ tasks: [{ taskArn: TASK_ARN }] });
+    await expect(handler({ action: 'start', ...item })).resolves.toMatchObject({ started: true });
+    expect(ecsMock.commandCalls(RunTaskCommand)[0].args[0].input).toMatchObject({ cluster: 'cluster-arn',
+      networkConfiguration: { awsvpcConfiguration: { subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'] } } });
+    await expect(handler({ action: 'stop' } as never)).rejects.toThrow("unknown action \"stop\": expected 'start' or 'check'");
+    delete process.env.CLUSTER_ARN;
+    await expect(handler({ action: 'start', ...item })).rejects.toThrow('environment variable CLUSTER_ARN is not set');
+  } finally {
+    process.env = saved;
+  }
+});
