@@ -15,7 +15,7 @@ import { onAbort } from './cleanup';
 import { Connection, describeConnection } from './connection';
 import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from './decrypt';
 import { BackupLocation, SelectedBackup, VerifyingTap, downloadInto, progressSample, selectBackup } from './download';
-import { EngineSession, GlobalsApplied, RESTORE_TOOLS, openSession } from './engines';
+import { EngineSession, GlobalsApplied, GlobalsPlan, RESTORE_TOOLS, openSession } from './engines';
 import { majorOf } from './engines/postgres';
 import { AgentError } from './errors';
 import { ProgressReporter, log } from './log';
@@ -129,7 +129,7 @@ async function readCompanion(s3: S3Client, backup: SelectedBackup, key: string, 
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function applyGlobals(s3: S3Client, backup: SelectedBackup, session: EngineSession, identityFile: string): Promise<GlobalsApplied> {
+async function applyGlobals(s3: S3Client, backup: SelectedBackup, session: EngineSession, identityFile: string): Promise<GlobalsPlan> {
   const { manifest } = backup;
   const companion = manifest.companions.find((c) => c.kind === 'globals');
   if (!companion) {
@@ -236,10 +236,12 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
     if (request.retrieval.wait) await checkTarget(session, target, request.clean);
 
     log.info('restore started', { key: backup.key, target, jobs: request.jobs, clean: request.clean, withGlobals: request.withGlobals });
-    const globals = request.withGlobals ? await applyGlobals(deps.s3, backup, session, request.identityFile) : undefined;
+    const plan = request.withGlobals ? await applyGlobals(deps.s3, backup, session, request.identityFile) : undefined;
     const loadStarted = Date.now();
     const spooled = request.jobs > 1 ? await spoolRestore(deps.s3, backup, session, request, target) : undefined;
     if (!spooled) await streamRestore(deps.s3, backup, session, request, target);
+    await plan?.afterLoad();
+    const globals: GlobalsApplied | undefined = plan && { created: plan.created, skipped: plan.skipped };
     const finished = Date.now();
     const result: RestoreResult = {
       source: manifest.source, bucket: backup.bucket, key: backup.key, versionId: backup.versionId, engine: manifest.engine, target,

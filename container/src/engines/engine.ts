@@ -40,6 +40,11 @@ export interface GlobalsApplied {
   readonly skipped: readonly string[];
 }
 
+/** Globals applied before the data, and what must wait until the data is there (grants on its tables). */
+export interface GlobalsPlan extends GlobalsApplied {
+  afterLoad(): Promise<void>;
+}
+
 export type GlobalsResult = { readonly sql: string } | { readonly notCapturedReason: string };
 
 export interface EngineSession {
@@ -57,10 +62,11 @@ export interface EngineSession {
   /** What the target database already holds (tables, views, functions…): empty means safe to restore into. Also proves it is reachable. */
   targetObjects(): Promise<string[]>;
   /**
-   * Applies a backup's roles/users and grants, skipping every role or user that already exists.
-   * `sourceDatabase` is the database the backup was taken from, for grants that name it.
+   * Applies a backup's roles/users and grants, skipping every role or user that already exists; grants that
+   * need the restored objects are left to `afterLoad`. `sourceDatabase` is the database the backup was taken
+   * from, for grants that name it.
    */
-  applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsApplied>;
+  applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsPlan>;
   close(): Promise<void>;
 }
 

@@ -15,7 +15,7 @@ import { onAbort } from '../cleanup';
 import { AgentError, redactor } from '../errors';
 import { ProcessPipeline, StageSpec } from '../pipeline';
 import { toolVersion } from '../tools';
-import { DumpJob, EngineSession, GlobalsApplied, GlobalsResult, SourceFacts } from './engine';
+import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, SourceFacts } from './engine';
 import { SqlRowCounter } from './sql-row-counter';
 
 /** Escapes a value for a MySQL option file (double-quoted). */
@@ -167,11 +167,12 @@ export class MysqlSession implements EngineSession {
     return rows.map(([name]) => name);
   }
 
-  async applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsApplied> {
+  async applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsPlan> {
     const existing = new Set((await this.query('SELECT user, host FROM mysql.user')).map(([user, host]) => `${user}@${host}`));
     const created: string[] = [];
     const skipped: string[] = [];
-    const kept: string[] = [];
+    const accounts: string[] = [];
+    const grants: string[] = [];
     // The companion holds one block per account, headed `-- user@host`.
     for (const block of sql.split(/^(?=-- )/m).filter((b) => b.startsWith('-- ') && /;\s*$/m.test(b))) {
       const account = block.slice(3, block.indexOf('\n')).trim();
@@ -180,18 +181,24 @@ export class MysqlSession implements EngineSession {
         continue;
       }
       created.push(account);
-      // Grants on the backed-up database follow it to the target's name.
-      kept.push(sourceDatabase === this.connection.database ? block
-        : block.split(` ON ${quoteName(sourceDatabase)}.`).join(` ON ${quoteName(this.connection.database)}.`));
-    }
-    if (kept.length) {
-      try {
-        await new ProcessPipeline([this.restoreStage()], { input: Readable.from([Buffer.from(kept.join('\n'))]) }).done;
-      } catch (err) {
-        throw new AgentError(`applying the backup's users and grants failed: ${(err as Error).message}`);
+      for (const line of block.split('\n').filter((l) => l.trim() && !l.startsWith('--'))) {
+        // Grants on the backed-up database follow it to the target's name, once its tables exist.
+        if (line.startsWith('CREATE ')) accounts.push(line);
+        else grants.push(line.split(` ON ${quoteName(sourceDatabase)}.`).join(` ON ${quoteName(this.connection.database)}.`));
       }
     }
-    return { created, skipped };
+    await this.execute(accounts, 'creating the backup\'s users');
+    return { created, skipped, afterLoad: () => this.execute(grants, 'applying the backup\'s grants') };
+  }
+
+  /** Runs statements through the mysql client's stdin (they may hold password hashes: never argv). */
+  private async execute(statements: readonly string[], what: string): Promise<void> {
+    if (statements.length === 0) return;
+    try {
+      await new ProcessPipeline([this.restoreStage()], { input: Readable.from([Buffer.from(statements.join('\n'))]) }).done;
+    } catch (err) {
+      throw new AgentError(`${what} failed: ${(err as Error).message}`);
+    }
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,7 @@ import { Connection, describeConnection } from '../connection';
 import { AgentError, redactor } from '../errors';
 import { StageSpec } from '../pipeline';
 import { toolVersion } from '../tools';
-import { DumpJob, EngineSession, GlobalsApplied, GlobalsResult, RestoreStageOptions, SourceFacts } from './engine';
+import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, RestoreStageOptions, SourceFacts } from './engine';
 
 /** libpq's environment for a child: the password travels here, never in argv. */
 export function libpqEnv(c: Connection, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
@@ -198,7 +198,7 @@ export class PostgresSession implements EngineSession {
     return rows.rows.map((r) => r.name);
   }
 
-  async applyGlobals(sql: string): Promise<GlobalsApplied> {
+  async applyGlobals(sql: string): Promise<GlobalsPlan> {
     this.client ??= await this.connect();
     const existing = new Set((await this.client.query<{ rolname: string }>('SELECT rolname FROM pg_roles')).rows.map((r) => r.rolname));
     const created = new Set<string>();
@@ -223,7 +223,8 @@ export class PostgresSession implements EngineSession {
       await this.client.query('ROLLBACK').catch(() => undefined);
       throw new AgentError(`applying the backup's roles failed, none were created: ${redactor.redact((err as Error).message)}`);
     }
-    return { created: [...created], skipped: [...skipped] };
+    // Object grants travel in the dump itself.
+    return { created: [...created], skipped: [...skipped], afterLoad: async () => undefined };
   }
 
   async close(): Promise<void> {
