@@ -7,7 +7,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Manifest, LatestPointer, Tier, tierFor } from '../../lib/contract';
 import {
   AgeKey, S3Emulator, agentEnv, createPgDatabase, createPgFixture, decryptToText, download, dropPgDatabase, logLines, makeAgeKey,
-  PG, pgQuery, pgTableStats, readerRole, restorePg, runAgent, sh, startS3rver, uniqueName,
+  PG, pgQuery, pgTableStats, prependPath, readerRole, restorePg, runAgent, sh, startS3rver, uniqueName, wrapperDir,
 } from '../support';
 
 const source = 'orders-pg';
@@ -134,4 +134,19 @@ describe('backup of PostgreSQL', () => {
     expect(await s3.getText(result.manifestKey)).toBeDefined();
     expect(JSON.parse((await s3.getText(`${source}/latest.json`))!).key).toBe(future.key);
   });
+});
+
+test('roles that cannot be read are recorded in the manifest and warned about; the backup itself succeeds', async () => {
+  // pg_dumpall --no-role-passwords works for any login on PostgreSQL 15; a managed service may still refuse it.
+  const refusing = wrapperDir('pg_dumpall', () => 'echo "pg_dumpall: error: query failed: ERROR:  permission denied for table pg_authid" >&2\nexit 1');
+  const run = await runAgent([...backupArgs().map((a) => (a === source ? 'orders-pg-noroles' : a))], { ...env(), PATH: prependPath(refusing) });
+  expect(run.stderr).not.toContain('restorable backup:');
+  expect(run.code).toBe(0);
+  const result = JSON.parse(run.stdout);
+  const manifest = JSON.parse((await s3.getText(result.manifestKey))!) as Manifest;
+  expect(manifest.globals).toEqual({ captured: false, reason: expect.stringContaining('permission denied for table pg_authid') });
+  expect(manifest.companions).toEqual([]);
+  expect(manifest.warnings).toEqual([expect.stringContaining('roles and grants were not captured')]);
+  expect(logLines(run.stderr).filter((l) => l.level === 'warn')).toHaveLength(1);
+  expect(result.warnings).toEqual(manifest.warnings);
 });
