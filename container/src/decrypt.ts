@@ -33,8 +33,10 @@ export function identityMatches(identityFile: string, fingerprint: string | unde
  * chunk is damaged or truncated bytes. Other failures pass through unchanged.
  */
 export function explainDecryptFailure(err: unknown, where: string, identityRight: boolean | undefined): unknown {
-  if (!(err instanceof StageFailure) || err.exit.name !== 'age') return err;
-  const said = err.exit.stderrTail.split('\n').find((l) => l.startsWith('age: error:'))?.replace('age: error: ', '') ?? err.message;
+  // age may be named second: zstd, reading its cut-short output, can exit first.
+  const age = err instanceof StageFailure ? [err.exit, ...err.others].find((e) => e.name === 'age' && !e.killedByAgent) : undefined;
+  if (!age) return err;
+  const said = age.stderrTail.split('\n').find((l) => l.startsWith('age: error:'))?.replace('age: error: ', '') ?? (err as Error).message;
   if (/no identity matched/.test(said)) {
     return new AgentError(identityRight
       ? `${where} could not be decrypted although the identity holds its recipient's key: the object's header is damaged (age: ${said})`
