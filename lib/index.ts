@@ -13,3 +13,6 @@ export * from './alarm-topic';
 export * from './monitor-function';
 export * from './backup-dashboard';
 export * from './backup-monitoring';
+export * from './restore-test-source';
+export * from './restore-test-task';
+export * from './restore-testing';

@@ -1,0 +1,473 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Arn, ArnFormat, Duration, Lazy, Names, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { agentImage } from './agent-image';
+import { BackupBucket } from './backup-bucket';
+import { BackupKeys } from './backup-keys';
+import { BackupMonitoring } from './backup-monitoring';
+import { BackupSource } from './backup-source';
+import { BackupStore } from './backup-store';
+import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
+import { DatabaseBackups } from './database-backups';
+import { RESTORE_TEST_AGENT_CONTAINER, RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
+import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
+
+export interface RestoreTestingProps {
+  /** The backups to test: their cluster, security group, logs and sources. */
+  readonly backups: DatabaseBackups;
+  /** The store those backups go to (the same one DatabaseBackups writes). */
+  readonly store: BackupStore;
+  /** The keys whose identity opens the backups; restore-test roles are the only task roles that may read it. */
+  readonly keys: BackupKeys;
+  /**
+   * The monitoring of those backups: the restore-test alarms notify its topic, and its dashboard gains the
+   * restore duration and the last result per source. The overdue alarm reads the RestoreTestAgeSeconds metric
+   * its freshness check publishes.
+   */
+  readonly monitoring: BackupMonitoring;
+  /**
+   * Sources to test, with their checks.
+   * @default - every source `backups` holds when RestoreTesting is created, validated by tables and row counts only
+   */
+  readonly sources?: RestoreTestSourceProps[];
+  /**
+   * When the restore tests run (UTC).
+   * @default - weekly, Sundays at 03:00 UTC
+   */
+  readonly schedule?: events.Schedule;
+  /**
+   * How many restore tests run at once; the others wait for a free slot.
+   * @default 4
+   */
+  readonly maxConcurrency?: number;
+  /**
+   * Also test the DR copy: on this schedule, the tests read the replica bucket and the identity secret's replica
+   * in the DR region, which proves the offsite copy restores too. Needs a store with a replica and generated keys.
+   * @default - the DR copy is not tested
+   */
+  readonly drSchedule?: events.Schedule;
+  /**
+   * The subnets the tasks run in; they must reach S3, Secrets Manager, CloudWatch, ECR and the scratch image's registry.
+   * @default - the cluster VPC's private subnets with egress, or its isolated subnets
+   */
+  readonly subnets?: ec2.SubnetSelection;
+  /**
+   * Fargate vCPU units of a restore-test task, shared by the agent and the scratch server.
+   * @default 1024
+   */
+  readonly cpu?: number;
+  /**
+   * Fargate memory of a restore-test task, in MiB.
+   * @default 4096
+   */
+  readonly memoryLimitMiB?: number;
+  /**
+   * Ephemeral storage of a restore-test task in GiB (21 to 200): the scratch server's data lives there.
+   * @default 21 (Fargate's default)
+   */
+  readonly ephemeralStorageGiB?: number;
+  /**
+   * One failed-test alarm per source (and one RTO alarm per source with an rtoTarget) besides the fleet alarms.
+   * @default false
+   */
+  readonly perSourceAlarms?: boolean;
+  /**
+   * The agent's container image.
+   * @default - built by `cdk deploy` from container/Dockerfile with the bundled agent
+   */
+  readonly image?: ecs.ContainerImage;
+}
+
+/** Sources per restore-test role: ten sources' grants keep the role's inline policy well under its 10,240 characters. */
+const SOURCES_PER_ROLE = 10;
+const WEEKLY = events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' });
+/** A restore test that has not run for this long is overdue (one missed week plus a day). */
+export const RESTORE_TEST_OVERDUE = Duration.days(8);
+const POLL_INTERVAL = Duration.minutes(2);
+
+enum Copy {
+  PRIMARY = 'primary',
+  DR = 'dr',
+}
+
+interface TestedSource extends RestoreTestSourceProps {
+  readonly task: RestoreTestTask;
+  readonly role: iam.IRole;
+}
+
+/**
+ * Weekly restore tests: each source's latest backup is restored into a scratch database in a Fargate task, and
+ * validated (tables, row counts, your checks) by the agent, which publishes the measured RTO and the result.
+ * A Step Functions state machine runs the tests with bounded concurrency (its Map state), starts each with the
+ * orchestrator Lambda (which retries throttling and capacity errors), and follows each task until it stops.
+ * Alarms: a failed test, an overdue test (8 days), the orchestration failing, and optionally an RTO target.
+ */
+export class RestoreTesting extends Construct {
+  public readonly stateMachine: sfn.StateMachine;
+  public readonly orchestrator: lambda.IFunction;
+  /** Some restore test failed (RestoreTestSuccess below 1); it clears when tests pass again. */
+  public readonly testFailedAlarm: cloudwatch.Alarm;
+  /** Some source's newest restore test is older than 8 days, or no source has one. */
+  public readonly testOverdueAlarm: cloudwatch.Alarm;
+  /** A test could not be started, its task stopped before the agent ran, or the state machine failed. */
+  public readonly orchestrationFailedAlarm: cloudwatch.Alarm;
+
+  private readonly props: RestoreTestingProps;
+  private readonly tested: TestedSource[] = [];
+  private readonly taskDefinitions = new Map<unknown, RestoreTestTask>();
+  private readonly roles: iam.Role[] = [];
+  private readonly alarms: cloudwatch.Alarm[] = [];
+  private readonly executionRole: iam.Role;
+  private readonly defaultTaskRole: iam.Role;
+  private readonly image: ecs.ContainerImage;
+  private readonly rolePath: string;
+  private readonly cpu: number;
+  private readonly memory: number;
+
+  constructor(scope: Construct, id: string, props: RestoreTestingProps) {
+    super(scope, id);
+    if (!props?.backups || !props.store || !props.keys || !props.monitoring) {
+      throw new Error(`${this.node.path}: backups, store, keys and monitoring are required: the tests restore the backups of a DatabaseBackups ` +
+        'from its BackupStore with the BackupKeys identity, and report through its BackupMonitoring');
+    }
+    if (!props.keys.identitySecret) {
+      throw new Error(`${this.node.path}: the BackupKeys hold no identity secret, so no restore test can decrypt a backup: ` +
+        'let BackupKeys generate the key pair, or pass identitySecret with your recipient');
+    }
+    const concurrency = props.maxConcurrency ?? 4;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 40) {
+      throw new Error(`${this.node.path}: maxConcurrency must be a whole number from 1 to 40 (got ${concurrency}): each running test is a Fargate task`);
+    }
+    if (props.drSchedule && (!props.store.replica || !props.keys.encryptionKey)) {
+      throw new Error(`${this.node.path}: drSchedule tests the DR copy, but the store has no replica or the identity secret is not replicated ` +
+        '(generated BackupKeys with replicaRegion): set BackupStore.replica, or remove drSchedule');
+    }
+    this.props = props;
+    this.cpu = props.cpu ?? 1024;
+    this.memory = props.memoryLimitMiB ?? 4096;
+    this.image = props.image ?? agentImage();
+    const tasksPrincipal = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
+    this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasksPrincipal, description: 'Pulls the Restorable agent and scratch images and ships their logs' });
+    Validations.of(this.executionRole).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken, needed to pull the agent image, has no resource-level permissions; the pull itself is granted on the one asset repository',
+    });
+    this.defaultTaskRole = new iam.Role(this, 'DefaultTaskRole', { assumedBy: tasksPrincipal, description: 'Placeholder with no permissions: every restore test overrides it with its source\'s restore-test role' });
+    this.rolePath = `/restorable-restore-test/${Names.uniqueId(this)}/`;
+
+    for (const source of props.sources ?? props.backups.sources.map((s) => ({ source: s }))) this.addSource(source);
+    this.orchestrator = this.createOrchestrator();
+    this.stateMachine = this.createStateMachine(concurrency);
+    new events.Rule(this, 'Schedule', {
+      description: 'Restorable restore tests of every source',
+      schedule: props.schedule ?? WEEKLY,
+      targets: [new targets.SfnStateMachine(this.stateMachine, { input: events.RuleTargetInput.fromObject({ copy: Copy.PRIMARY }), retryAttempts: 3 })],
+    });
+    if (props.drSchedule) {
+      new events.Rule(this, 'DrSchedule', {
+        description: 'Restorable restore tests of every source from the DR copy',
+        schedule: props.drSchedule,
+        targets: [new targets.SfnStateMachine(this.stateMachine, { input: events.RuleTargetInput.fromObject({ copy: Copy.DR }), retryAttempts: 3 })],
+      });
+    }
+
+    const topic = new cwActions.SnsAction(props.monitoring.topic);
+    this.testFailedAlarm = this.alarm('TestFailedAlarm', this.metricRestoreTestSuccess(), {
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      // Results come once a week: keep the last verdict until the next test says otherwise.
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      alarmDescription: 'A restore test failed: a backup did not restore, or did not match its manifest or its checks. Its report ' +
+        '({prefix}{source}/restore-tests/latest.json) names the source, and the table or check that failed and by how much.',
+    }, topic);
+    this.testOverdueAlarm = this.alarm('TestOverdueAlarm', props.monitoring.metricFleetRestoreTestAge(), {
+      threshold: RESTORE_TEST_OVERDUE.toSeconds(),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: `No restore test has finished for some source in ${RESTORE_TEST_OVERDUE.toDays()} days (or no source has a restore-test report): ` +
+        'the backups are no longer proven to restore. Check the restore-test state machine\'s executions.',
+    }, topic);
+    this.orchestrationFailedAlarm = this.alarm('OrchestrationFailedAlarm', new cloudwatch.MathExpression({
+      expression: 'FILL(notStarted, 0) + FILL(failed, 0) + FILL(timedOut, 0)',
+      usingMetrics: {
+        notStarted: this.metricOrchestrationFailures(),
+        failed: this.stateMachine.metricFailed({ period: Duration.hours(1) }),
+        timedOut: this.stateMachine.metricTimedOut({ period: Duration.hours(1) }),
+      },
+      period: Duration.hours(1),
+      label: 'restore tests not started or not followed',
+    }), {
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: 'A restore test could not be started (RunTask kept failing), its task stopped before the agent ran (the scratch ' +
+        'server never became healthy, an image could not be pulled), or the restore-test state machine failed. The orchestrator\'s logs name the source.',
+    }, topic);
+    props.monitoring.dashboard.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({
+      title: 'Restore-test alarms',
+      alarms: this.alarms, // read when the dashboard renders, so alarms of sources added later appear too
+      width: 24,
+    }));
+  }
+
+  /** Tests one more source; its row on the monitoring dashboard gains its restore duration and last result. */
+  public addSource(props: RestoreTestSourceProps): void {
+    const source = props?.source;
+    if (!source?.name) throw new Error(`${this.node.path}: addSource needs a source from DatabaseBackups (backups.sources or addSource's result)`);
+    if (this.tested.some((t) => t.source.name === source.name)) {
+      throw new Error(`${this.node.path}: source '${source.name}' is restore-tested twice; pass it once, with all its checks`);
+    }
+    for (const check of props.checks ?? []) {
+      const problem = checkProblem(check);
+      if (problem) throw new Error(`${this.node.path}: source '${source.name}': ${problem}`);
+    }
+    if (props.rtoTarget && (Token.isUnresolved(props.rtoTarget.toSeconds()) || props.rtoTarget.toSeconds() <= 0)) {
+      throw new Error(`${this.node.path}: source '${source.name}': rtoTarget must be a positive duration known at synth, for example Duration.hours(1)`);
+    }
+    const task = this.taskFor(source);
+    const role = this.roleFor(this.tested.length);
+    this.props.store.grantRestoreRead(role, source.name);
+    if (this.props.drSchedule) this.props.store.replica!.grantRestoreRead(role, source.name);
+    this.tested.push({ ...props, task, role });
+    if (props.rtoTarget && this.props.perSourceAlarms) this.addRtoAlarm(source.name, props.rtoTarget);
+    if (this.props.perSourceAlarms) {
+      this.alarm(`${source.name}-TestFailedAlarm`, this.metricRestoreTestSuccess(source.name), {
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+        alarmDescription: `The restore test of ${source.name} failed; its report names the table or check and by how much.`,
+      }, new cwActions.SnsAction(this.props.monitoring.topic));
+    } else if (props.rtoTarget) {
+      this.addRtoAlarm(source.name, props.rtoTarget);
+    }
+    this.addDashboardWidgets(source.name, props.rtoTarget);
+  }
+
+  /** 1 for a passed restore test, 0 for a failed one (minimum per period); fleet-wide without a source. */
+  public metricRestoreTestSuccess(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.RESTORE_TEST_SUCCESS, cloudwatch.Stats.MINIMUM, source, props);
+  }
+
+  /** The measured RTO: seconds from the start of the download to the end of validation (maximum per period). */
+  public metricRestoreDuration(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.RESTORE_DURATION_SECONDS, cloudwatch.Stats.MAXIMUM, source, props);
+  }
+
+  /** How old the restored backup was when its test finished. */
+  public metricRestoredBackupAge(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.RESTORED_BACKUP_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, source, props);
+  }
+
+  /** Restore tests that could not be started, or whose task stopped before the agent ran. */
+  public metricOrchestrationFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, cloudwatch.Stats.SUM, undefined, { period: Duration.hours(1), ...props });
+  }
+
+  private metric(metricName: string, statistic: string, source: string | undefined, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: METRIC_NAMESPACE, metricName, statistic, period: Duration.days(1),
+      dimensionsMap: source === undefined ? undefined : { [SOURCE_DIMENSION]: source }, ...props,
+    });
+  }
+
+  private alarm(id: string, metric: cloudwatch.IMetric, options: Omit<cloudwatch.AlarmProps, 'metric' | 'evaluationPeriods'>, action: cloudwatch.IAlarmAction): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(this, id, { metric, evaluationPeriods: 1, ...options });
+    alarm.addAlarmAction(action);
+    this.alarms.push(alarm);
+    return alarm;
+  }
+
+  private addRtoAlarm(source: string, rtoTarget: Duration): void {
+    this.alarm(`${source}-RtoAlarm`, this.metricRestoreDuration(source), {
+      threshold: rtoTarget.toSeconds(),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      alarmDescription: `The measured restore of ${source} took longer than its RTO target of ${rtoTarget.toHumanString()}.`,
+    }, new cwActions.SnsAction(this.props.monitoring.topic));
+  }
+
+  private addDashboardWidgets(source: string, rtoTarget?: Duration): void {
+    this.props.monitoring.dashboard.addSourceWidget(source, new cloudwatch.GraphWidget({
+      title: `${source}: restore duration (s)`,
+      left: [this.metricRestoreDuration(source)],
+      leftAnnotations: rtoTarget ? [{ value: rtoTarget.toSeconds(), label: 'RTO target', color: cloudwatch.Color.RED }] : undefined,
+      leftYAxis: { min: 0 },
+      width: 5,
+    }));
+    this.props.monitoring.dashboard.addSourceWidget(source, new cloudwatch.SingleValueWidget({
+      title: `${source}: last restore test (1 = passed)`,
+      metrics: [this.metricRestoreTestSuccess(source, { period: RESTORE_TEST_OVERDUE })],
+      width: 3,
+    }));
+  }
+
+  /** One task definition per scratch image: sources of one engine and version share it. */
+  private taskFor(source: BackupSource): RestoreTestTask {
+    // A registry image is known by its name; an image of the user's own (an asset, ECR) by its identity.
+    const name = (source.scratchImage as unknown as { imageName?: unknown }).imageName;
+    const key = typeof name === 'string' ? name : source.scratchImage;
+    const existing = this.taskDefinitions.get(key);
+    if (existing) {
+      if (existing.scratchFlavour !== source.engine.flavour) {
+        throw new Error(`${this.node.path}: source '${source.name}' (${source.engine}) uses the scratch image of a ${existing.scratchFlavour} source; give it a scratch image of its own engine`);
+      }
+      return existing;
+    }
+    const task = new RestoreTestTask(this, `Task${this.taskDefinitions.size + 1}`, {
+      source, agentImage: this.image, executionRole: this.executionRole, defaultTaskRole: this.defaultTaskRole,
+      logGroup: this.props.backups.logGroup, cpu: this.cpu, memoryLimitMiB: this.memory,
+      ephemeralStorageGiB: this.props.ephemeralStorageGiB, scratchStartTimeout: Duration.minutes(10),
+    });
+    this.taskDefinitions.set(key, task);
+    return task;
+  }
+
+  /** Restore-test roles hold the grants of up to ten sources each, so that a hundred sources take ten roles. */
+  private roleFor(index: number): iam.Role {
+    const n = Math.floor(index / SOURCES_PER_ROLE);
+    if (this.roles[n]) return this.roles[n];
+    const stack = Stack.of(this);
+    // A separate policy resource, not an inline one: the identity key's policy names the role, and the role's
+    // policy names the secret, which depends on that key; inline, that would be a cycle.
+    const role = new iam.Role(this, `TestRole${n + 1}`, {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+      path: this.rolePath,
+      description: `Restorable restore tests, sources ${n * SOURCES_PER_ROLE + 1}-${(n + 1) * SOURCES_PER_ROLE}: reads their backups and the age identity, writes their restore-test reports`,
+    });
+    this.props.keys.grantIdentityRead(role);
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
+    }));
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      reason: `cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to ${METRIC_NAMESPACE}`,
+    });
+    this.roles[n] = role;
+    return role;
+  }
+
+  private createOrchestrator(): lambda.Function {
+    const asset = path.join(__dirname, '../assets/lambda/restore-test-orchestrator');
+    if (!fs.existsSync(path.join(asset, 'index.js'))) {
+      throw new Error(`the restore-test orchestrator is not bundled (${asset}/index.js is missing): run 'npm run bundle' first`);
+    }
+    const stack = Stack.of(this);
+    const logGroup = new logs.LogGroup(this, 'OrchestratorLogs', { retention: logs.RetentionDays.THREE_MONTHS });
+    const role = new iam.Role(this, 'OrchestratorRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: 'Starts and follows Restorable restore-test tasks' });
+    logGroup.grantWrite(role);
+    const { cluster } = this.props.backups;
+    const taskDefinitionArns = Lazy.list({ produce: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition.taskDefinitionArn) });
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['ecs:RunTask'], resources: taskDefinitionArns, conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } } }));
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['ecs:DescribeTasks'], resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*` })] }));
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['iam:PassRole'],
+      resources: [this.executionRole.roleArn, this.defaultTaskRole.roleArn, stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${this.rolePath.slice(1)}*` })],
+      conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+    }));
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } } }));
+    const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
+    const logGroupId = stack.getLogicalId(logGroup.node.defaultChild as logs.CfnLogGroup);
+    for (const [id, reason] of [
+      [`Resource::<${logGroupId}.Arn>:*`, 'Log streams are created at run time inside the orchestrator\'s own log group'],
+      ['Resource::*', `cloudwatch:PutMetricData has no resource-level permissions; the namespace condition limits it to ${METRIC_NAMESPACE}`],
+      [`Resource::arn:<AWS::Partition>:ecs:${stack.region}:${account}:task/<${stack.getLogicalId(cluster.node.defaultChild as ecs.CfnCluster)}>/*`,
+        'Task ARNs are created at run time; DescribeTasks is limited to tasks of the backup cluster'],
+      [`Resource::arn:<AWS::Partition>:iam::${account}:role${this.rolePath}*`, 'The path holds only this construct\'s restore-test roles (one per ten sources)'],
+    ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[${id}]`, reason });
+
+    const subnets = this.props.subnets ?? { subnetType: cluster.vpc.privateSubnets.length ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED };
+    const fn = new lambda.Function(this, 'Orchestrator', {
+      description: 'Restorable restore tests: starts a source\'s test (retrying throttling and capacity) and follows its task',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(asset),
+      role,
+      logGroup,
+      timeout: Duration.minutes(3),
+      memorySize: 256,
+      environment: {
+        CLUSTER_ARN: cluster.clusterArn,
+        SUBNET_IDS: cluster.vpc.selectSubnets(subnets).subnetIds.join(','),
+        SECURITY_GROUP_IDS: this.props.backups.securityGroup.securityGroupId,
+        CONTAINER_NAME: RESTORE_TEST_AGENT_CONTAINER,
+      },
+    });
+    Validations.of(fn).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-L1',
+      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported Lambda runtime',
+    });
+    return fn;
+  }
+
+  /** The items of one run: each source's task definition, role and agent command, for the primary or the DR copy. */
+  private items(copy: Copy): unknown[] {
+    const { store, keys } = this.props;
+    const bucket: BackupBucket = copy === Copy.DR ? store.replica! : store;
+    return this.tested.map((t) => ({
+      source: t.source.name,
+      taskDefinition: t.task.taskDefinition.taskDefinitionArn,
+      taskRoleArn: t.role.roleArn,
+      command: restoreTestCommand(t, {
+        bucket: bucket.bucket.bucketName, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
+        identitySecretArn: copy === Copy.DR ? inRegion(keys.identitySecret!.secretArn, store.replica!.region) : keys.identitySecret!.secretArn,
+        bucketRegion: copy === Copy.DR ? store.replica!.region : undefined,
+      }),
+    }));
+  }
+
+  private createStateMachine(concurrency: number): sfn.StateMachine {
+    const invoke = (id: string, payload: Record<string, unknown>) => new tasks.LambdaInvoke(this, id, {
+      lambdaFunction: this.orchestrator, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true,
+    });
+    const start = invoke('StartTest', {
+      'action': 'start', 'source.$': '$.source', 'taskDefinition.$': '$.taskDefinition', 'taskRoleArn.$': '$.taskRoleArn', 'command.$': '$.command',
+    });
+    const wait = new sfn.Wait(this, 'WaitForTask', { time: sfn.WaitTime.duration(POLL_INTERVAL) });
+    const check = invoke('CheckTask', { 'action': 'check', 'source.$': '$.source', 'taskArn.$': '$.taskArn' });
+    const done = new sfn.Succeed(this, 'TestDone', { comment: 'The agent published the result; a failure to start published the orchestration metric' });
+    const followTask = wait.next(check).next(new sfn.Choice(this, 'Stopped?').when(sfn.Condition.booleanEquals('$.stopped', true), done).otherwise(wait));
+    const perSource = start.next(new sfn.Choice(this, 'Started?').when(sfn.Condition.booleanEquals('$.started', true), followTask).otherwise(done));
+    const map = new sfn.Map(this, 'TestEachSource', { itemsPath: '$.sources', maxConcurrency: concurrency });
+    map.itemProcessor(perSource);
+    const list = (id: string, copy: Copy) => new sfn.Pass(this, id, {
+      result: sfn.Result.fromObject({ sources: Lazy.any({ produce: () => this.items(copy) }) }),
+    }).next(map);
+    const which = new sfn.Choice(this, 'WhichCopy')
+      .when(sfn.Condition.stringEquals('$.copy', Copy.DR), this.props.drSchedule ? list('DrSources', Copy.DR) : new sfn.Fail(this, 'NoDrCopy', { error: 'NoDrCopy', cause: 'drSchedule is not configured' }))
+      .otherwise(list('PrimarySources', Copy.PRIMARY));
+    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.THREE_MONTHS });
+    const stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      definitionBody: sfn.DefinitionBody.fromChainable(which),
+      comment: 'Restorable restore tests: every source, a bounded number at a time',
+      timeout: Duration.days(2),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL },
+    });
+    Validations.of(stateMachine.role).acknowledge({
+      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(this.orchestrator.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`,
+      reason: 'CDK grants InvokeFunction on the orchestrator\'s versions too; it is the one function',
+    });
+    Validations.of(stateMachine.role).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      reason: 'X-Ray and CloudWatch Logs delivery actions have no resource-level permissions',
+    });
+    return stateMachine;
+  }
+}
+
+/** The same secret's replica in another region: Secrets Manager replicas keep the ARN, with the region changed. */
+function inRegion(secretArn: string, region: string): string {
+  return Arn.format({ ...Arn.split(secretArn, ArnFormat.COLON_RESOURCE_NAME), region });
+}

@@ -1,0 +1,219 @@
+/**
+ * RestoreTesting's template: the restore-test task definitions (scratch sidecar, its health check, the HEALTHY
+ * dependency, essential flags), the restore roles, the schedules and the state machine with its orchestrator,
+ * the alarms and the dashboard widgets; cdk-nag clean with a reason for every acknowledgement.
+ */
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, RowCountTolerance } from '../../lib';
+import { ENV, mariadbSource, postgresSource, sampleVpc } from './database-backups-fixture';
+
+interface Options {
+  readonly nag?: boolean;
+  readonly dr?: boolean;
+  readonly perSourceAlarms?: boolean;
+  readonly schedule?: events.Schedule;
+}
+
+function restoreTestingStack(options: Options = {}) {
+  const app = new App();
+  if (options.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  const replicaStack = options.dr ? new Stack(app, 'Replica', { env: { ...ENV, region: 'eu-central-1' } }) : undefined;
+  const replica = replicaStack ? new ReplicaStore(replicaStack, 'Replica') : undefined;
+  const stack = new Stack(app, 'Backups', { env: ENV });
+  const store = new BackupStore(stack, 'Store', { prefix: 'backups', replica });
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: replica?.keyAliasName });
+  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
+  const orders = backups.addSource(postgresSource(stack, 'orders-db'));
+  const billing = backups.addSource(postgresSource(stack, 'billing-db'));
+  const shop = backups.addSource(mariadbSource(stack, 'shop-db', { scratchImage: ecs.ContainerImage.fromRegistry('mariadb:10.11') }));
+  const testing = new RestoreTesting(stack, 'RestoreTesting', {
+    backups, store, keys, monitoring, maxConcurrency: 3, schedule: options.schedule, perSourceAlarms: options.perSourceAlarms,
+    drSchedule: options.dr ? events.Schedule.cron({ day: '1', hour: '4', minute: '0' }) : undefined,
+    sources: [
+      { source: orders, rtoTarget: Duration.hours(2),
+        checks: [{ name: 'orders exist', sql: 'SELECT id FROM sales.orders LIMIT 10', minRows: 10 }], tolerance: RowCountTolerance.percent(0.5) },
+      { source: billing },
+      { source: shop },
+    ],
+  });
+  return { app, stack, store, keys, monitoring, backups, testing };
+}
+
+const fixture = restoreTestingStack();
+const template = Template.fromStack(fixture.stack);
+const id = (construct: { node: { defaultChild?: unknown } }) => fixture.stack.getLogicalId(construct.node.defaultChild as never);
+
+/** The restore-test task definitions: those with a scratch container. */
+function restoreTestTaskDefinitions() {
+  return Object.values(template.findResources('AWS::ECS::TaskDefinition'))
+    .map((r) => r.Properties.ContainerDefinitions as Record<string, unknown>[])
+    .filter((containers) => containers.some((c) => c.Name === 'scratch'));
+}
+
+describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
+  test('then there is one restore-test task definition per scratch image: postgres:16 and mariadb:10.11', () => {
+    const images = restoreTestTaskDefinitions().map((containers) => containers.find((c) => c.Name === 'scratch')!.Image);
+    expect(images.sort()).toEqual(['mariadb:10.11', 'postgres:16']);
+  });
+
+  test('then the scratch sidecar is health-checked, not essential, and the essential agent waits for it to be HEALTHY', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RequiresCompatibilities: ['FARGATE'],
+      Cpu: '1024',
+      Memory: '4096',
+      ContainerDefinitions: Match.arrayWith([
+        Match.objectLike({
+          Name: 'scratch',
+          Image: 'postgres:16',
+          Essential: false,
+          Environment: [{ Name: 'POSTGRES_HOST_AUTH_METHOD', Value: 'trust' }, { Name: 'POSTGRES_DB', Value: 'restore_test' }],
+          HealthCheck: { Command: ['CMD-SHELL', 'pg_isready -h 127.0.0.1 -p 5432 -U postgres -d restore_test'], Interval: 10, Timeout: 5, Retries: 6, StartPeriod: 60 },
+        }),
+        Match.objectLike({
+          Name: 'agent',
+          Essential: true,
+          StartTimeout: 600,
+          DependsOn: [{ ContainerName: 'scratch', Condition: 'HEALTHY' }],
+        }),
+      ]),
+    });
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: Match.arrayWith([Match.objectLike({
+        Name: 'scratch', Image: 'mariadb:10.11', Essential: false,
+        HealthCheck: Match.objectLike({ Command: ['CMD-SHELL', 'healthcheck.sh --connect --innodb_initialized'] }),
+      })]),
+    });
+  });
+
+  test('then nothing is kept: no volume outlives a task', () => {
+    for (const r of Object.values(template.findResources('AWS::ECS::TaskDefinition'))) {
+      expect(r.Properties.Volumes ?? []).toEqual([]);
+    }
+  });
+
+  test('then the restore role reads the sources\' backups and the identity, writes only restore-test reports, and publishes only Restorable metrics', () => {
+    const roles = Object.values(template.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable-restore-test/') } }));
+    expect(roles).toHaveLength(1); // three sources fit in one role
+    const roleId = fixture.stack.getLogicalId(fixture.testing.node.findChild('TestRole1').node.defaultChild as never);
+    const policies = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: roleId }]));
+    expect(policies).toHaveLength(1);
+    const policy = JSON.stringify(policies[0].Properties.PolicyDocument);
+    for (const source of ['orders-db', 'billing-db', 'shop-db']) {
+      expect(policy).toContain(`/backups/${source}/*`);
+      expect(policy).toContain(`/backups/${source}/restore-tests/*`);
+    }
+    const statements = policies[0].Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[];
+    const actions = statements.flatMap((s) => [s.Action].flat());
+    expect(actions).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject', 'secretsmanager:GetSecretValue', 'cloudwatch:PutMetricData', 'kms:Decrypt']));
+    expect(actions.filter((a) => /Delete|PutObjectRetention|PutBucket/.test(a))).toEqual([]);
+    const puts = statements.filter((s) => [s.Action].flat().includes('s3:PutObject'));
+    expect(JSON.stringify(puts)).not.toMatch(/\/backups\/[a-z-]+\/\*"/); // writes only under restore-tests/
+    // The identity secret's deny exempts the restore role.
+    const secretPolicy = JSON.stringify(template.findResources('AWS::SecretsManager::ResourcePolicy'));
+    expect(secretPolicy).toContain(roleId);
+  });
+
+  test('then a weekly schedule starts the state machine, whose Map runs at most maxConcurrency tests', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'cron(0 3 ? * SUN *)',
+      Targets: [Match.objectLike({ Arn: { Ref: id(fixture.testing.stateMachine) }, Input: '{"copy":"primary"}' })],
+    });
+    const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
+    expect(definition).toContain('\\"MaxConcurrency\\":3');
+    expect(definition).toContain('\\"ItemsPath\\":\\"$.sources\\"');
+    for (const source of ['orders-db', 'billing-db', 'shop-db']) expect(definition).toContain(`\\"source\\":\\"${source}\\"`);
+    expect(definition).toContain('\\"--checks-json\\",\\"[{\\\\\\"name\\\\\\":\\\\\\"orders exist\\\\\\"');
+    expect(definition).toContain('\\"--tolerance\\",\\"0.5%\\"');
+    expect(definition).toContain('\\"--publish-metrics\\"');
+  });
+
+  test('then the orchestrator may run only the restore-test task definitions in the cluster and pass only their roles', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Environment: { Variables: Match.objectLike({ CONTAINER_NAME: 'agent', SUBNET_IDS: 'subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002' }) },
+    });
+    const policies = JSON.stringify(template.findResources('AWS::IAM::Policy'));
+    expect(policies).toContain('"ecs:RunTask"');
+    expect(policies).toContain('"ecs:cluster"');
+    expect(policies).toContain('"iam:PassedToService":"ecs-tasks.amazonaws.com"');
+  });
+
+  test('then the alarms: a failed test, an overdue test (8 days, missing data breaching), the orchestration, and the RTO target', () => {
+    const topic = { Ref: fixture.stack.getLogicalId(fixture.monitoring.topic.node.defaultChild as never) };
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'RestoreTestSuccess', Namespace: 'Restorable', Statistic: 'Minimum', Threshold: 1, ComparisonOperator: 'LessThanThreshold',
+      Dimensions: Match.absent(), TreatMissingData: 'ignore', AlarmActions: [topic],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'RestoreTestAgeSeconds', Threshold: 8 * 86400, ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'breaching', AlarmActions: [topic],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Metrics: Match.arrayWith([Match.objectLike({ Expression: 'FILL(notStarted, 0) + FILL(failed, 0) + FILL(timedOut, 0)' })]),
+      Threshold: 0, TreatMissingData: 'notBreaching', AlarmActions: [topic],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'RestoreDurationSeconds', Dimensions: [{ Name: 'Source', Value: 'orders-db' }], Threshold: 7200, ComparisonOperator: 'GreaterThanThreshold',
+    });
+    // Fleet alarms by default: no per-source failure alarms.
+    expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'RestoreTestSuccess', Dimensions: Match.anyValue() } }))).toEqual([]);
+  });
+
+  test('then the dashboard gains each source\'s restore duration and last result, and the restore-test alarms', () => {
+    const body = JSON.stringify(template.findResources('AWS::CloudWatch::Dashboard'));
+    for (const source of ['orders-db', 'billing-db', 'shop-db']) {
+      expect(body).toContain(`${source}: restore duration (s)`);
+      expect(body).toContain(`${source}: last restore test (1 = passed)`);
+    }
+    expect(body).toContain('RTO target');
+    expect(body).toContain('Restore-test alarms');
+  });
+});
+
+test('given perSourceAlarms, then each source has its own failed-test alarm', () => {
+  const { stack } = restoreTestingStack({ perSourceAlarms: true, schedule: events.Schedule.cron({ weekDay: 'WED', hour: '1', minute: '30' }) });
+  const t = Template.fromStack(stack);
+  for (const source of ['orders-db', 'billing-db', 'shop-db']) {
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'RestoreTestSuccess', Dimensions: [{ Name: 'Source', Value: source }] });
+  }
+  t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(30 1 ? * WED *)' });
+});
+
+test('given a DR schedule, then a monthly run reads the replica bucket and the identity secret\'s replica', () => {
+  const { stack } = restoreTestingStack({ dr: true });
+  const t = Template.fromStack(stack);
+  t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 4 1 * ? *)', Targets: [Match.objectLike({ Input: '{"copy":"dr"}' })] });
+  const definition = JSON.stringify(t.findResources('AWS::StepFunctions::StateMachine'));
+  expect(definition).toContain('--bucket-region\\",\\"eu-central-1');
+  expect(definition).toContain('eu-central-1');
+});
+
+test.each([
+  ['the defaults', {}],
+  ['a DR schedule and per-source alarms', { dr: true, perSourceAlarms: true }],
+])('cdk-nag finds nothing unacknowledged with %s', (_, options: Options) => {
+  const { app } = restoreTestingStack({ nag: true, ...options });
+  expect(() => app.synth()).not.toThrow();
+});
+
+describe('bad input is refused in words that say how to fix it', () => {
+  test('a maxConcurrency of 0', () => {
+    const app = new App();
+    const stack = new Stack(app, 'S', { env: ENV });
+    const store = new BackupStore(stack, 'Store');
+    const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1' });
+    const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+    const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
+    expect(() => new RestoreTesting(stack, 'RT', { backups, store, keys, monitoring, maxConcurrency: 0 }))
+      .toThrow('maxConcurrency must be a whole number from 1 to 40 (got 0)');
+    const source = backups.addSource(postgresSource(stack, 'orders-db'));
+    expect(() => new RestoreTesting(stack, 'RT2', { backups, store, keys, monitoring, sources: [{ source, checks: [{ name: 'x', sql: 'SELECT 1', minRows: 1, equals: '1' }] }] }))
+      .toThrow("check 'x' must have exactly one of minRows, equals and maxAgeSeconds (it has 2)");
+    expect(() => new RestoreTesting(stack, 'RT3', { backups, store, keys, monitoring, drSchedule: events.Schedule.rate(Duration.days(30)) }))
+      .toThrow('drSchedule tests the DR copy, but the store has no replica');
+  });
+});
