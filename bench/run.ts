@@ -3,11 +3,12 @@
  * pipeline (pg_dump | gzip | openssl enc | aws s3 cp -), side by side against the same S3 emulator,
  * with the agent's peak memory.
  *
- *   npm run bench -- [--size GB] [--repeat N] [--levels 1,3] [--big]
+ *   npm run bench -- [--size GB] [--repeat N] [--levels 1,3] [--big] [--no-restore]
  *
  * Rounds interleave the pipelines (raw, agent at each level, article), so that each round's ratios
  * compare runs that met the same background load; the report gives the median ratio over rounds.
  * `--big` adds one backup of a ~3 GB database, to show the agent's memory does not grow with size.
+ * Then the restore side (bench/restore.ts), unless `--no-restore`.
  * Not part of CI: it takes minutes and a few GB of disk.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { AGENT_BUNDLE, PG, makeAgeKey, requireAgentBundle, sh, startS3rver } from '../test/support';
 import { ensureDataset } from './dataset';
 import { Measured, measure } from './measure';
+import { runRestoreBench } from './restore';
 
 const GB = 1e9;
 const MB = 1e6;
@@ -126,6 +128,11 @@ async function main(): Promise<void> {
       lines.push('', `At ~3 GB (${bigDb}: ${(bigBytes / GB).toFixed(2)} GB on disk, dump ${(result.dumpSize / GB).toFixed(2)} GB), default level: ` +
         `${m.seconds.toFixed(1)} s, ${(result.dumpSize / MB / m.seconds).toFixed(0)} MB/s, ${m.cpuSeconds.toFixed(1)} client CPU s, stored ` +
         `${(result.size / MB).toFixed(0)} MB, agent peak RSS ${m.peakRssMb.toFixed(0)} MB, process tree ${m.peakTreeRssMb.toFixed(0)} MB.`);
+    }
+
+    if (!argv.includes('--no-restore')) {
+      say('restore side…');
+      lines.push('', '### Restore', '', await runRestoreBench(database, s3, key, rounds));
     }
 
     const report = lines.join('\n');
