@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable, Transform, TransformCallback } from 'node:stream';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
   MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix,
 } from '../../lib/contract';
@@ -104,6 +104,29 @@ async function newestAtOrBefore(s3: S3Client, location: BackupLocation, at: Date
     `run \`restorable list --source ${source} --bucket ${bucket}\` to see what exists`);
 }
 
+/**
+ * A deleted backup leaves delete markers on its dump and its manifest alike; restoring an older version of
+ * the dump (--version-id) then reads the newest version of its manifest that is not a delete marker.
+ */
+async function newestManifestVersion(s3: S3Client, bucket: string, manifestKey: string): Promise<{ text: string } | undefined> {
+  let listing;
+  try {
+    listing = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: manifestKey }));
+  } catch (err) {
+    throw s3Problem('ListObjectVersions', bucket, manifestKey, err);
+  }
+  const newest = (listing.Versions ?? []).filter((v) => v.Key === manifestKey)
+    .sort((a, b) => (b.LastModified?.getTime() ?? 0) - (a.LastModified?.getTime() ?? 0))[0];
+  if (!newest?.VersionId) return undefined;
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: manifestKey, VersionId: newest.VersionId }));
+    log.info('the manifest is deleted; reading its newest version', { manifestKey, manifestVersionId: newest.VersionId });
+    return { text: await out.Body!.transformToString('utf8') };
+  } catch (err) {
+    throw s3Problem('GetObject', bucket, manifestKey, err);
+  }
+}
+
 /** Picks the backup (--key, --at, or latest.json) and reads its manifest, which must exist and describe it. */
 export async function selectBackup(s3: S3Client, location: BackupLocation): Promise<SelectedBackup> {
   const { bucket, source } = location;
@@ -124,7 +147,7 @@ export async function selectBackup(s3: S3Client, location: BackupLocation): Prom
     key = latest.key;
   }
   const manifestKey = key.endsWith(MANIFEST_SUFFIX) ? key : manifestKeyFor(key);
-  const text = await getText(s3, bucket, manifestKey);
+  const text = await getText(s3, bucket, manifestKey) ?? (location.versionId ? await newestManifestVersion(s3, bucket, manifestKey) : undefined);
   if (!text) {
     throw new AgentError(`no manifest at s3://${bucket}/${manifestKey}: without it the backup cannot be checked (no SHA-256, no row counts), ` +
       `so it is not used. A backup without a manifest failed before it was recorded, or its manifest was deleted. ` +

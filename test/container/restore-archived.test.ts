@@ -1,15 +1,18 @@
 /**
- * Restoring a backup that lifecycle moved to Glacier or Deep Archive. The emulator has no Glacier, so
- * the agent's S3 client is an aws-sdk-client-mock whose HeadObject reports the storage class and the
- * retrieval state, and whose RestoreObject records the request; reads and lists are forwarded to the
- * S3 emulator, which holds a real backup. The identity comes from a mocked Secrets Manager.
+ * Restoring a backup that lifecycle moved to Glacier or Deep Archive, or that was deleted in a versioned
+ * bucket. The emulator has neither Glacier nor versions, so the agent's S3 client is an aws-sdk-client-mock
+ * whose HeadObject reports the storage class and the retrieval state, whose RestoreObject records the
+ * request, and which answers for deleted objects; reads and lists are forwarded to the S3 emulator,
+ * which holds a real backup. The identity comes from a mocked Secrets Manager.
  */
 import { readFileSync } from 'node:fs';
 import {
-  GetObjectCommand, HeadObjectCommand, HeadObjectCommandOutput, ListObjectsV2Command, RestoreObjectCommand, S3Client,
+  GetObjectCommand, GetObjectCommandInput, HeadObjectCommand, HeadObjectCommandOutput, ListObjectVersionsCommand, ListObjectsV2Command,
+  NoSuchKey, RestoreObjectCommand, S3Client,
 } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
+import { manifestKeyFor } from '../../lib/contract';
 import { parseCommandArgs } from '../../container/src/args';
 import { EXIT_NOT_YET_READABLE } from '../../container/src/archive';
 import { RESTORE_COMMAND, runRestore } from '../../container/src/commands/restore';
@@ -130,5 +133,31 @@ test('in DEEP_ARCHIVE with --wait and --version-id: a Bulk retrieval, polled unt
   expect(heads.every((c) => c.args[0].input.VersionId === 'v-older')).toBe(true);
   expect(s3Mock.commandCalls(GetObjectCommand).find((c) => c.args[0].input.Key === backupKey)?.args[0].input.VersionId).toBe('v-older');
   expect(secretsMock.commandCalls(GetSecretValueCommand)).toHaveLength(1);
+  expect(await pgTableStats(target)).toEqual(await pgTableStats(database));
+});
+
+test('a deleted backup, by --version-id: the newest manifest version that is not a delete marker, and the dump\'s old version', async () => {
+  archivedStates({ StorageClass: 'STANDARD' });
+  const manifestKey = manifestKeyFor(backupKey);
+  // Both carry a delete marker now: only versioned reads find them.
+  s3Mock.on(GetObjectCommand).callsFake((input: GetObjectCommandInput) => {
+    if ((input.Key === manifestKey || input.Key === backupKey) && !input.VersionId) {
+      throw new NoSuchKey({ message: 'The specified key does not exist.', $metadata: { httpStatusCode: 404 } });
+    }
+    return s3.client.send(new GetObjectCommand({ ...input, VersionId: undefined }));
+  });
+  s3Mock.on(ListObjectVersionsCommand, { Prefix: manifestKey }).resolves({
+    Versions: [{ Key: manifestKey, VersionId: 'm-old', LastModified: new Date('2026-11-01T00:00:00Z') },
+      { Key: manifestKey, VersionId: 'm-1', LastModified: new Date('2026-11-02T00:00:00Z') }],
+    DeleteMarkers: [{ Key: manifestKey, VersionId: 'm-2', LastModified: new Date('2026-11-03T00:00:00Z'), IsLatest: true }],
+  });
+  const target = await freshTarget();
+  const withoutVersion = await restore(target, '--key', backupKey).then(() => undefined, (err: unknown) => err);
+  expect((withoutVersion as AgentError).message).toContain(`no manifest at s3://${s3.bucket}/${manifestKey}`);
+
+  const result = await restore(target, '--key', backupKey, '--version-id', 'v-1');
+  expect(result).toMatchObject({ key: backupKey, versionId: 'v-1' });
+  const reads = s3Mock.commandCalls(GetObjectCommand).map((c) => [c.args[0].input.Key, c.args[0].input.VersionId]);
+  expect(reads).toEqual(expect.arrayContaining([[manifestKey, 'm-1'], [backupKey, 'v-1']]));
   expect(await pgTableStats(target)).toEqual(await pgTableStats(database));
 });
