@@ -36,6 +36,13 @@ export interface RestoreRequest {
   readonly retrieval: RetrievalOptions;
 }
 
+export enum RestoreMode {
+  /** S3 → age → zstd → the restore tool, with nothing on disk. */
+  STREAMED = 'streamed',
+  /** Decrypted to disk and verified first, then loaded (in parallel where the engine can). */
+  SPOOLED = 'spooled',
+}
+
 export interface RestoreResult {
   readonly source: string;
   readonly bucket: string;
@@ -45,7 +52,7 @@ export interface RestoreResult {
   /** Where it went: user@host:port/database. */
   readonly target: string;
   readonly backupStartedAt: string;
-  readonly mode: 'streamed' | 'spooled';
+  readonly mode: RestoreMode;
   readonly jobs: number;
   readonly size: number;
   readonly dumpSize: number;
@@ -245,7 +252,7 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
     const finished = Date.now();
     const result: RestoreResult = {
       source: manifest.source, bucket: backup.bucket, key: backup.key, versionId: backup.versionId, engine: manifest.engine, target,
-      backupStartedAt: manifest.startedAt, mode: spooled ? 'spooled' : 'streamed', jobs: request.jobs, size: manifest.size,
+      backupStartedAt: manifest.startedAt, mode: spooled ? RestoreMode.SPOOLED : RestoreMode.STREAMED, jobs: request.jobs, size: manifest.size,
       dumpSize: manifest.dumpSize, sha256: manifest.sha256, globals, tables: manifest.tables,
       startedAt: new Date(started).toISOString(), finishedAt: new Date(finished).toISOString(), durationSeconds: (finished - started) / 1000,
       spoolSeconds: spooled?.spoolSeconds, loadSeconds: (finished - loadStarted) / 1000 - (spooled?.spoolSeconds ?? 0),

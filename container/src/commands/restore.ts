@@ -11,7 +11,7 @@ import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
 import { SELECTION_OPTIONS, backupLocation } from '../download';
 import { UsageError } from '../errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../identity';
-import { RestoreResult, restoreBackup } from '../restore';
+import { RestoreMode, RestoreResult, restoreBackup } from '../restore';
 
 export const RESTORE_COMMAND: CommandSpec = {
   name: 'restore',
@@ -53,5 +53,5 @@ export function formatRestoreResult(r: RestoreResult): string {
   const rows = r.tables.reduce((sum, t) => sum + t.rows, 0);
   const globals = r.globals ? `; roles created: ${r.globals.created.join(', ') || 'none'}, already there: ${r.globals.skipped.join(', ') || 'none'}` : '';
   return `restored s3://${r.bucket}/${r.key} (backup of ${r.backupStartedAt}) into ${r.target}: ${r.tables.length} tables, ${rows} rows ` +
-    `per the manifest, SHA-256 verified, ${r.mode}${r.mode === 'spooled' ? ` with ${r.jobs} jobs` : ''}, ${r.durationSeconds.toFixed(1)} s${globals}`;
+    `per the manifest, SHA-256 verified, ${r.mode}${r.mode === RestoreMode.SPOOLED ? ` with ${r.jobs} jobs` : ''}, ${r.durationSeconds.toFixed(1)} s${globals}`;
 }
