@@ -110,6 +110,7 @@ export function restoreTestCommand(props: RestoreTestSourceProps, target: Restor
     '--host', '127.0.0.1', '--port', String(target.scratch.port), '--user', target.scratch.user, '--database', target.database,
     ...(checks.length ? ['--checks-json', JSON.stringify(checks)] : []),
     ...(props.tolerance ? ['--tolerance', props.tolerance.argument] : []),
+    ...(props.rtoTarget ? ['--rto-seconds', String(props.rtoTarget.toSeconds())] : []),
     '--publish-metrics', '--json',
   ];
 }

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Arn, ArnFormat, Duration, Lazy, Names, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Aws, Duration, Lazy, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -20,6 +20,7 @@ import { BackupMonitoring } from './backup-monitoring';
 import { BackupSource } from './backup-source';
 import { BackupStore } from './backup-store';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
+import { restoreTestsPrefix, sourcePrefix } from './contract/names';
 import { DatabaseBackups } from './database-backups';
 import { RESTORE_TEST_AGENT_CONTAINER, RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
 import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
@@ -90,8 +91,8 @@ export interface RestoreTestingProps {
   readonly image?: ecs.ContainerImage;
 }
 
-/** Sources per restore-test role: ten sources' grants keep the role's inline policy well under its 10,240 characters. */
-const SOURCES_PER_ROLE = 10;
+/** Sources per restore-test role: eight sources' grants, with the DR replica's, keep its policy under IAM's 10,240 characters. */
+const SOURCES_PER_ROLE = 8;
 const WEEKLY = events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' });
 /** A restore test that has not run for this long is overdue (one missed week plus a day). */
 export const RESTORE_TEST_OVERDUE = Duration.days(8);
@@ -239,18 +240,17 @@ export class RestoreTesting extends Construct {
     const task = this.taskFor(source);
     const role = this.roleFor(this.tested.length);
     this.props.store.grantRestoreRead(role, source.name);
-    if (this.props.drSchedule) this.props.store.replica!.grantRestoreRead(role, source.name);
+    if (this.props.drSchedule) this.grantReplicaRestoreRead(role, source.name);
     this.tested.push({ ...props, task, role });
-    if (props.rtoTarget && this.props.perSourceAlarms) this.addRtoAlarm(source.name, props.rtoTarget);
+    if (props.rtoTarget) this.rtoAlarm();
     if (this.props.perSourceAlarms) {
+      if (props.rtoTarget) this.addRtoAlarm(source.name, props.rtoTarget);
       this.alarm(`${source.name}-TestFailedAlarm`, this.metricRestoreTestSuccess(source.name), {
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.IGNORE,
         alarmDescription: `The restore test of ${source.name} failed; its report names the table or check and by how much.`,
       }, new cwActions.SnsAction(this.props.monitoring.topic));
-    } else if (props.rtoTarget) {
-      this.addRtoAlarm(source.name, props.rtoTarget);
     }
     this.addDashboardWidgets(source.name, props.rtoTarget);
   }
@@ -287,6 +287,23 @@ export class RestoreTesting extends Construct {
     alarm.addAlarmAction(action);
     this.alarms.push(alarm);
     return alarm;
+  }
+
+  /** The measured restore over its source's RTO target, the worst of the fleet; above 1 is a missed RTO. */
+  public metricRtoRatio(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.RESTORE_RTO_RATIO, cloudwatch.Stats.MAXIMUM, source, props);
+  }
+
+  /** One alarm for every source with an RTO target, made with the first of them. */
+  private rtoAlarm(): cloudwatch.Alarm {
+    const existing = this.node.tryFindChild('RtoExceededAlarm') as cloudwatch.Alarm | undefined;
+    return existing ?? this.alarm('RtoExceededAlarm', this.metricRtoRatio(), {
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+      alarmDescription: 'A measured restore took longer than its source\'s RTO target (the value is the worst duration over its target). ' +
+        'The source\'s restore-test report gives the duration.',
+    }, new cwActions.SnsAction(this.props.monitoring.topic));
   }
 
   private addRtoAlarm(source: string, rtoTarget: Duration): void {
@@ -334,7 +351,7 @@ export class RestoreTesting extends Construct {
     return task;
   }
 
-  /** Restore-test roles hold the grants of up to ten sources each, so that a hundred sources take ten roles. */
+  /** Restore-test roles hold the grants of up to eight sources each, so that a hundred sources take thirteen roles. */
   private roleFor(index: number): iam.Role {
     const n = Math.floor(index / SOURCES_PER_ROLE);
     if (this.roles[n]) return this.roles[n];
@@ -356,6 +373,38 @@ export class RestoreTesting extends Construct {
     });
     this.roles[n] = role;
     return role;
+  }
+
+  /**
+   * What grantRestoreRead gives on the store, on its DR replica, by names known at synth: the replica lives in
+   * another region's stack, and a reference to its key would make a cross-region export.
+   */
+  private grantReplicaRestoreRead(role: iam.Role, source: string): void {
+    const replica = this.props.store.replica!;
+    const stack = Stack.of(this);
+    const bucketArn = `arn:${Aws.PARTITION}:s3:::${replica.bucket.bucketName}`;
+    const sourceKeys = sourcePrefix(replica.prefix, source);
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:ListBucket', 's3:ListBucketVersions'], resources: [bucketArn], conditions: { StringLike: { 's3:prefix': [`${sourceKeys}*`] } },
+    }));
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:RestoreObject'], resources: [`${bucketArn}/${sourceKeys}*`],
+    }));
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:PutObject', 's3:PutObjectTagging', 's3:AbortMultipartUpload'], resources: [`${bucketArn}/${restoreTestsPrefix(replica.prefix, source)}*`],
+    }));
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      resources: [`arn:${Aws.PARTITION}:kms:${replica.region}:${replica.account}:key/*`],
+      conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': replica.keyAliasName }, 'StringEquals': { 'kms:ViaService': `s3.${replica.region}.amazonaws.com` } },
+    }));
+    // cdk-nag names resources with the partition as <AWS::Partition> and the generated bucket name resolved.
+    const nagBucket = `arn:<AWS::Partition>:s3:::${stack.resolve(replica.bucket.bucketName)}`;
+    for (const [resource, reason] of [
+      [`${nagBucket}/${sourceKeys}*`, `The DR restore test reads any backup of '${source}' in the replica; nothing outside that source's prefix`],
+      [`${nagBucket}/${restoreTestsPrefix(replica.prefix, source)}*`, `The DR restore test writes its report under '${source}'s restore-tests/ prefix in the replica`],
+      [`arn:<AWS::Partition>:kms:${replica.region}:${replica.account}:key/*`, 'The replica key lives in another region\'s stack and is known here by its alias; the kms:ResourceAliases condition names it'],
+    ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[Resource::${resource}]`, reason });
   }
 
   private createOrchestrator(): lambda.Function {
@@ -384,7 +433,7 @@ export class RestoreTesting extends Construct {
       ['Resource::*', `cloudwatch:PutMetricData has no resource-level permissions; the namespace condition limits it to ${METRIC_NAMESPACE}`],
       [`Resource::arn:<AWS::Partition>:ecs:${stack.region}:${account}:task/<${stack.getLogicalId(cluster.node.defaultChild as ecs.CfnCluster)}>/*`,
         'Task ARNs are created at run time; DescribeTasks is limited to tasks of the backup cluster'],
-      [`Resource::arn:<AWS::Partition>:iam::${account}:role${this.rolePath}*`, 'The path holds only this construct\'s restore-test roles (one per ten sources)'],
+      [`Resource::arn:<AWS::Partition>:iam::${account}:role${this.rolePath}*`, 'The path holds only this construct\'s restore-test roles (one per eight sources)'],
     ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[${id}]`, reason });
 
     const subnets = this.props.subnets ?? { subnetType: cluster.vpc.privateSubnets.length ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED };

@@ -12,6 +12,8 @@ export interface RestoreTestMeasurements {
   readonly success: boolean;
   readonly restoreDurationSeconds?: number;
   readonly restoredBackupAgeSeconds?: number;
+  /** The source's RTO target: with it, the duration is also published as a share of the target. */
+  readonly rtoSeconds?: number;
   readonly at: Date;
 }
 
@@ -24,6 +26,7 @@ export function restoreTestData(m: RestoreTestMeasurements): MetricDatum[] {
     [Metrics.RESTORE_TEST_SUCCESS, m.success ? 1 : 0, StandardUnit.None],
     [Metrics.RESTORE_DURATION_SECONDS, m.restoreDurationSeconds, StandardUnit.Seconds],
     [Metrics.RESTORED_BACKUP_AGE_SECONDS, m.restoredBackupAgeSeconds, StandardUnit.Seconds],
+    [Metrics.RESTORE_RTO_RATIO, m.rtoSeconds && m.restoreDurationSeconds !== undefined ? m.restoreDurationSeconds / m.rtoSeconds : undefined, StandardUnit.None],
   ];
   return values.filter(([, value]) => value !== undefined).flatMap(([MetricName, Value, Unit]) => [
     { MetricName, Value, Unit, Timestamp: m.at, Dimensions: [{ Name: SOURCE_DIMENSION, Value: m.source }] },

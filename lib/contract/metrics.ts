@@ -30,5 +30,10 @@ export const Metrics = {
   RESTORE_DURATION_SECONDS: 'RestoreDurationSeconds',
   RESTORED_BACKUP_AGE_SECONDS: 'RestoredBackupAgeSeconds',
   RESTORE_TEST_AGE_SECONDS: 'RestoreTestAgeSeconds',
+  /**
+   * A restore test's duration over its source's RTO target, when it has one: above 1 means the measured restore
+   * took longer than the RTO. Published per source and fleet-wide, so one alarm watches every target.
+   */
+  RESTORE_RTO_RATIO: 'RestoreDurationOverRto',
   RESTORE_TEST_ORCHESTRATION_FAILURES: 'RestoreTestOrchestrationFailures',
 } as const;

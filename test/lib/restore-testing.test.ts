@@ -156,11 +156,13 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
       Metrics: Match.arrayWith([Match.objectLike({ Expression: 'FILL(notStarted, 0) + FILL(failed, 0) + FILL(timedOut, 0)' })]),
       Threshold: 0, TreatMissingData: 'notBreaching', AlarmActions: [topic],
     });
+    // The RTO target travels to the agent, which publishes the duration over it; one fleet alarm watches every target.
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'RestoreDurationSeconds', Dimensions: [{ Name: 'Source', Value: 'orders-db' }], Threshold: 7200, ComparisonOperator: 'GreaterThanThreshold',
+      MetricName: 'RestoreDurationOverRto', Dimensions: Match.absent(), Statistic: 'Maximum', Threshold: 1, ComparisonOperator: 'GreaterThanThreshold',
     });
-    // Fleet alarms by default: no per-source failure alarms.
-    expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'RestoreTestSuccess', Dimensions: Match.anyValue() } }))).toEqual([]);
+    expect(JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'))).toContain('\\"--rto-seconds\\",\\"7200\\"');
+    // Fleet alarms by default: no per-source alarms.
+    expect(Object.values(template.findResources('AWS::CloudWatch::Alarm')).filter((a) => JSON.stringify(a).includes('"Source"'))).toEqual([]);
   });
 
   test('then the dashboard gains each source\'s restore duration and last result, and the restore-test alarms', () => {
@@ -180,6 +182,9 @@ test('given perSourceAlarms, then each source has its own failed-test alarm', ()
   for (const source of ['orders-db', 'billing-db', 'shop-db']) {
     t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'RestoreTestSuccess', Dimensions: [{ Name: 'Source', Value: source }] });
   }
+  t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+    MetricName: 'RestoreDurationSeconds', Dimensions: [{ Name: 'Source', Value: 'orders-db' }], Threshold: 7200, ComparisonOperator: 'GreaterThanThreshold',
+  });
   t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(30 1 ? * WED *)' });
 });
 

@@ -37,6 +37,7 @@ export const RESTORE_TEST_COMMAND: CommandSpec = {
     'checks': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'JSON file of checks: [{"name","sql","minRows"|"equals"|"maxAgeSeconds"}]' },
     'checks-json': { kind: OptionKind.STRING, placeholder: 'JSON', description: 'the same checks inline (for task definitions, where no file exists)' },
     'tolerance': { kind: OptionKind.STRING, placeholder: 'N|P%', description: 'allowed row-count difference per table: rows (5) or percent (0.5%); default exact' },
+    'rto-seconds': { kind: OptionKind.STRING, placeholder: 'N', description: 'the RTO target: also publish the duration as a share of it' },
     ...ARCHIVE_OPTIONS,
     'publish-metrics': { kind: OptionKind.FLAG, description: 'publish CloudWatch metrics (automatic on ECS)' },
     'json': { kind: OptionKind.FLAG, description: 'print the report as JSON' },
@@ -76,6 +77,8 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   const checks = userChecks(args);
   const tolerance = parseTolerance(args.string('tolerance'));
   const publish = shouldPublish(args.flag('publish-metrics'));
+  const rtoSeconds = args.size('rto-seconds');
+  if (rtoSeconds === 0) throw new UsageError('--rto-seconds must be more than 0');
   const retrieval = retrievalOptions(args);
   const s3 = s3ForRegion(deps.s3, args.string('bucket-region'));
   const secretId = args.string('identity-secret-id');
@@ -143,7 +146,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   const storeProblem = await storeReport(s3, location.bucket, location.prefix, report);
   const metricProblem = publish
     ? await publishRestoreTest((deps.cloudwatch ?? (() => new CloudWatchClient({})))(), {
-      source: report.source, success, restoreDurationSeconds: report.durationSeconds, restoredBackupAgeSeconds: report.restoredBackupAgeSeconds, at: finished,
+      source: report.source, success, restoreDurationSeconds: report.durationSeconds, restoredBackupAgeSeconds: report.restoredBackupAgeSeconds, rtoSeconds, at: finished,
     })
     : undefined;
   // A result nobody can see is not a passed test.
