@@ -1,7 +1,8 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, SourceEngine } from '../lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, SourceEngine } from '../lib';
 import { EnvironmentConfig } from './environments';
 
 /** The stacks of one environment: the replica in the DR region, the primary store that replicates to it. */
@@ -13,6 +14,7 @@ export interface ExampleStacks {
   readonly keys: BackupKeys;
   readonly backups: DatabaseBackups;
   readonly monitoring: BackupMonitoring;
+  readonly restoreTesting: RestoreTesting;
 }
 
 export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly name: string }): ExampleStacks {
@@ -36,7 +38,8 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
     store, keys, monitoring, vpc: sampleVpc(primary, env), vpcEndpoints: true,
   });
   addSampleSources(primary, env, backups);
-  return { primary, replica, store, replicaStore, keys, backups, monitoring };
+  const restoreTesting = addRestoreTesting(primary, { store, keys, backups, monitoring });
+  return { primary, replica, store, replicaStore, keys, backups, monitoring, restoreTesting };
 }
 
 /*
@@ -81,5 +84,22 @@ function addSampleSources(stack: Stack, env: EnvironmentConfig & { readonly name
     endpoint: { hostname: `shop-db.c9akciq32xyz.${env.region}.rds.amazonaws.com`, port: 3306 },
     rpo: Duration.hours(6),
     peer: peer('ShopDbSecurityGroup', `sg-0${hex}1b2c3d4e5f60012`, 3306),
+  });
+}
+
+/**
+ * Weekly restore tests of both sources (Sundays 03:00 UTC), and a monthly one from the DR copy. The orders
+ * database also proves its newest order is at most an hour older than the backup, and has an RTO of 2 hours.
+ */
+function addRestoreTesting(stack: Stack, parts: Pick<ExampleStacks, 'store' | 'keys' | 'backups' | 'monitoring'>): RestoreTesting {
+  const [orders, shop] = parts.backups.sources;
+  return new RestoreTesting(stack, 'RestoreTesting', {
+    ...parts,
+    drSchedule: events.Schedule.cron({ day: '1', hour: '5', minute: '0' }),
+    sources: [
+      { source: orders, rtoTarget: Duration.hours(2),
+        checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAgeSeconds: 3600 }] },
+      { source: shop },
+    ],
   });
 }

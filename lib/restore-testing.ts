@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Arn, ArnFormat, Aws, Duration, Lazy, Names, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, Aws, Duration, Lazy, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -437,6 +437,11 @@ export class RestoreTesting extends Construct {
     ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[${id}]`, reason });
 
     const subnets = this.props.subnets ?? { subnetType: cluster.vpc.privateSubnets.length ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED };
+    if (subnets.subnetType === ec2.SubnetType.PRIVATE_ISOLATED) {
+      Annotations.of(this).addWarningV2('@restorable/restore-testing:isolated-subnets',
+        'Restore tests run in isolated subnets, which reach ECR through VPC endpoints but not Docker Hub: give each source a scratchImage ' +
+        'in ECR (for example an ECR pull-through cache of postgres:16), or choose subnets with a NAT route.');
+    }
     const fn = new lambda.Function(this, 'Orchestrator', {
       description: 'Restorable restore tests: starts a source\'s test (retrying throttling and capacity) and follows its task',
       runtime: lambda.Runtime.NODEJS_22_X,
