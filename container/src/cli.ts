@@ -127,10 +127,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+/** What a stop by signal means, per command: a restore cut short must not pass for a good one. */
+const STOPPED: Record<string, string> = {
+  restore: 'the restore did not complete, and the target database must not be trusted',
+  verify: 'the backup was not verified',
+};
+
 if (require.main === module) {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
-      log.error(`stopped by ${signal}: nothing was recorded as a good backup`);
+      log.error(`stopped by ${signal}: ${STOPPED[process.argv[2]] ?? 'nothing was recorded as a good backup'}`);
       runAbortActions();
       // An unfinished multipart upload is removed by the bucket's AbortIncompleteMultipartUpload rule.
       process.exit(signal === 'SIGTERM' ? 143 : 130);

@@ -3,11 +3,14 @@
  * wrong (no stack trace), and no target reported as good. PostgreSQL streamed restores run in one
  * transaction, so these targets are also checked to hold nothing at all afterwards.
  */
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { manifestKeyFor } from '../../lib/contract';
 import {
   AgeKey, AgentRun, PG, S3Emulator, agentEnv, createPgDatabase, createPgFixture, dropPgDatabase, flipStoredByte, freePort, logLines,
-  makeAgeKey, pgQuery, readerRole, replaceStored, runAgent, startS3rver, truncateStored, uniqueName,
+  makeAgeKey, pgQuery, prependPath, readerRole, replaceStored, runAgent, startAgent, startS3rver, startsLate, truncateStored, uniqueName,
 } from '../support';
 
 const source = 'faults-pg';
@@ -137,4 +140,18 @@ test('a target that cannot be reached: fails before downloading anything', async
   const run = await restore('nowhere', '--port', String(await freePort()));
   expectCleanFailure(run, /could not connect to PostgreSQL as \S+@127\.0\.0\.1:\d+\/nowhere: .*ECONNREFUSED/);
   expect(logLines(run.stderr).map((l) => l.msg)).not.toContain('restore started');
+});
+
+test('stopped by SIGTERM after spooling: exit 143, says the target must not be trusted, and the spooled dump is gone', async () => {
+  const spoolDir = mkdtempSync(join(tmpdir(), 'restorable-spool-test-'));
+  const agent = startAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--host', PG.host,
+    '--port', String(PG.port), '--user', PG.user, '--database', await freshTarget(), '--jobs', '2', '--spool-dir', spoolDir],
+  { ...env(), PATH: prependPath(startsLate('pg_restore', 30)) });
+  for (let i = 0; i < 200 && !agent.stderr().includes('dump spooled and verified'); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(readdirSync(spoolDir)).toHaveLength(1);
+  agent.child.kill('SIGTERM');
+  const run = await agent.finished;
+  expect(run.code).toBe(143);
+  expect(run.stderr).toContain('stopped by SIGTERM: the restore did not complete, and the target database must not be trusted');
+  expect(readdirSync(spoolDir)).toEqual([]);
 });
