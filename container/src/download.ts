@@ -183,6 +183,8 @@ export async function downloadInto(s3: S3Client, bucket: string, key: string, ve
     tap.downloadError = err;
     tap.destroy(err);
   }).pipe(tap);
+  // A reader that gave up (a failed restore) closes the tap: stop downloading too.
+  tap.on('close', () => body.destroy());
 }
 
 export interface Expected {
