@@ -491,6 +491,12 @@ export class RestoreTesting extends Construct {
     const wait = new sfn.Wait(this, 'WaitForTask', { time: sfn.WaitTime.duration(POLL_INTERVAL) });
     const check = invoke('CheckTask', { 'action': 'check', 'source.$': '$.source', 'taskArn.$': '$.taskArn' });
     const done = new sfn.Succeed(this, 'TestDone', { comment: 'The agent published the result; a failure to start published the orchestration metric' });
+    // An error that retries did not clear is reported for its source, and the other sources' tests go on.
+    const reportFailure = invoke('ReportFailure', { 'action': 'failed', 'source.$': '$.source', 'error.$': '$.error' }).next(done);
+    for (const step of [start, check]) {
+      step.addRetry({ errors: [sfn.Errors.ALL], interval: Duration.seconds(30), maxAttempts: 4, backoffRate: 2 });
+      step.addCatch(reportFailure, { resultPath: '$.error' });
+    }
     const followTask = wait.next(check).next(new sfn.Choice(this, 'Stopped?').when(sfn.Condition.booleanEquals('$.stopped', true), done).otherwise(wait));
     const perSource = start.next(new sfn.Choice(this, 'Started?').when(sfn.Condition.booleanEquals('$.started', true), followTask).otherwise(done));
     const map = new sfn.Map(this, 'TestEachSource', { itemsPath: '$.sources', maxConcurrency: concurrency });

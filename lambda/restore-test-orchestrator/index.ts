@@ -8,6 +8,8 @@
  *   check: DescribeTasks: has the task stopped, and did the agent run? A task that stopped before its agent
  *          ran (an image that cannot be pulled, a scratch server that never became healthy) counts as an
  *          orchestration failure too; the agent publishes every outcome of a test that did run.
+ *   failed: the state machine caught an error it could not retry away while starting or following a test:
+ *          the failure metric says so, and the other sources' tests go on.
  */
 import { CloudWatchClient, StandardUnit } from '@aws-sdk/client-cloudwatch';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput } from '@aws-sdk/client-ecs';
@@ -33,7 +35,14 @@ export interface CheckEvent {
   readonly taskArn: string;
 }
 
-export type OrchestratorEvent = StartEvent | CheckEvent;
+/** What the state machine caught: Step Functions' error and cause. */
+export interface FailedEvent {
+  readonly action: 'failed';
+  readonly source: string;
+  readonly error?: { readonly Error?: string; readonly Cause?: string };
+}
+
+export type OrchestratorEvent = StartEvent | CheckEvent | FailedEvent;
 
 export interface StartResult {
   readonly source: string;
@@ -144,6 +153,12 @@ export async function checkRestoreTest(event: CheckEvent, deps: OrchestratorDeps
   return { ...base, stopped: true, agentExitCode, reason };
 }
 
+export async function reportFailure(event: FailedEvent, deps: Pick<OrchestratorDeps, 'cloudwatch'>): Promise<{ source: string; reported: boolean }> {
+  await publishMetrics(deps.cloudwatch, failureMetric(event.source));
+  console.error(JSON.stringify({ msg: 'restore test orchestration failed', source: event.source, error: event.error?.Error, cause: event.error?.Cause }));
+  return { source: event.source, reported: true };
+}
+
 export function settingsFromEnv(): OrchestratorSettings {
   const env = process.env;
   const list = (name: string) => requiredEnv(name).split(',').map((s) => s.trim()).filter(Boolean);
@@ -164,11 +179,12 @@ export function settingsFromEnv(): OrchestratorSettings {
 
 let clients: { ecs: ECSClient; cloudwatch: CloudWatchClient } | undefined;
 
-export async function handler(event: OrchestratorEvent): Promise<StartResult | CheckResult> {
+export async function handler(event: OrchestratorEvent): Promise<StartResult | CheckResult | { source: string; reported: boolean }> {
   // The retry loop here is the whole policy, so the SDK's own retries are off.
   clients ??= { ecs: new ECSClient({ maxAttempts: 1 }), cloudwatch: new CloudWatchClient({}) };
   const deps = { ...clients, settings: settingsFromEnv() };
   if (event?.action === 'start') return startRestoreTest(event, deps);
   if (event?.action === 'check') return checkRestoreTest(event, deps);
-  throw new Error(`unknown action ${JSON.stringify((event as { action?: unknown })?.action)}: expected 'start' or 'check'`);
+  if (event?.action === 'failed') return reportFailure(event, deps);
+  throw new Error(`unknown action ${JSON.stringify((event as { action?: unknown })?.action)}: expected 'start', 'check' or 'failed'`);
 }

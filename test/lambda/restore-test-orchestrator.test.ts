@@ -7,7 +7,7 @@ import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwat
 import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../../lib/contract';
-import { OrchestratorDeps, RestoreTestItem, checkRestoreTest, handler, startRestoreTest } from '../../lambda/restore-test-orchestrator';
+import { OrchestratorDeps, RestoreTestItem, checkRestoreTest, handler, reportFailure, startRestoreTest } from '../../lambda/restore-test-orchestrator';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const ecsMock = mockClient(ECSClient);
@@ -139,6 +139,14 @@ describe('check', () => {
   });
 });
 
+test('an error the state machine caught is reported with the failure metric', async () => {
+  const result = await reportFailure({ action: 'failed', source: 'orders-db', error: { Error: 'Lambda.Unknown', Cause: 'timed out' } }, deps());
+  expect(result).toEqual({ source: 'orders-db', reported: true });
+  expect(failureMetrics().map((m) => [m.name, m.value, m.dimensions?.[0]?.Value ?? 'fleet'])).toEqual([
+    [Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, 1, 'orders-db'], [Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, 1, 'fleet'],
+  ]);
+});
+
 test('the handler reads its settings from the environment the construct sets, and rejects unknown actions', async () => {
   const saved = { ...process.env };
   Object.assign(process.env, { CLUSTER_ARN: 'cluster-arn', SUBNET_IDS: 'subnet-a,subnet-b', SECURITY_GROUP_IDS: 'sg-1', CONTAINER_NAME: 'agent', RETRY_BASE_MS: '1' });
@@ -147,7 +155,7 @@ test('the handler reads its settings from the environment the construct sets, an
     await expect(handler({ action: 'start', ...item })).resolves.toMatchObject({ started: true });
     expect(ecsMock.commandCalls(RunTaskCommand)[0].args[0].input).toMatchObject({ cluster: 'cluster-arn',
       networkConfiguration: { awsvpcConfiguration: { subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'] } } });
-    await expect(handler({ action: 'stop' } as never)).rejects.toThrow("unknown action \"stop\": expected 'start' or 'check'");
+    await expect(handler({ action: 'stop' } as never)).rejects.toThrow("unknown action \"stop\": expected 'start', 'check' or 'failed'");
     delete process.env.CLUSTER_ARN;
     await expect(handler({ action: 'start', ...item })).rejects.toThrow('environment variable CLUSTER_ARN is not set');
   } finally {

@@ -132,6 +132,31 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     expect(definition).toContain('\\"--publish-metrics\\"');
   });
 
+  test('then each source is started, then its task is polled until it stops; a test that could not start ends its branch', () => {
+    type Part = string | { 'Fn::Join'?: [string, Part[]] };
+    const render = (p: Part): string => (typeof p === 'string' ? p : p['Fn::Join'] ? p['Fn::Join'][1].map(render).join('') : 'TOKEN');
+    const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0];
+    const definition = JSON.parse(render(machine.Properties.DefinitionString));
+    expect(definition.TimeoutSeconds).toBe(2 * 86400);
+    expect(definition.States.WhichCopy.Default).toBe('PrimarySources');
+    const map = definition.States.TestEachSource;
+    expect(map).toMatchObject({ Type: 'Map', MaxConcurrency: 3, ItemsPath: '$.sources' });
+    const states = map.ItemProcessor.States;
+    expect(map.ItemProcessor.StartAt).toBe('StartTest');
+    expect(states.StartTest.Parameters).toMatchObject({ 'action': 'start', 'source.$': '$.source', 'command.$': '$.command' });
+    expect(states.StartTest.Next).toBe('Started?');
+    expect(states['Started?']).toMatchObject({ Choices: [{ Variable: '$.started', BooleanEquals: true, Next: 'WaitForTask' }], Default: 'TestDone' });
+    expect(states.WaitForTask).toMatchObject({ Type: 'Wait', Seconds: 120, Next: 'CheckTask' });
+    expect(states.CheckTask.Parameters).toMatchObject({ 'action': 'check', 'taskArn.$': '$.taskArn' });
+    expect(states['Stopped?']).toMatchObject({ Choices: [{ Variable: '$.stopped', BooleanEquals: true, Next: 'TestDone' }], Default: 'WaitForTask' });
+    // RunTask's errors are retried inside the orchestrator; any other error is retried, then reported for its source only.
+    for (const step of [states.StartTest, states.CheckTask]) {
+      expect(step.Retry).toEqual(expect.arrayContaining([{ ErrorEquals: ['States.ALL'], IntervalSeconds: 30, MaxAttempts: 4, BackoffRate: 2 }]));
+      expect(step.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ReportFailure' }]);
+    }
+    expect(states.ReportFailure).toMatchObject({ Parameters: { 'action': 'failed', 'source.$': '$.source', 'error.$': '$.error' }, Next: 'TestDone' });
+  });
+
   test('then the orchestrator may run only the restore-test task definitions in the cluster and pass only their roles', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',

@@ -1,0 +1,94 @@
+/**
+ * The wiring and the agent agree: synthesize RestoreTesting, take one source's item from the state machine's
+ * definition (the command the orchestrator passes to RunTask), put the local endpoints in place of the scratch
+ * sidecar's, and run the bundled agent with that command against a real backup in the S3 emulator. The
+ * identity secret is answered by the Secrets Manager STUB (no emulator exists). `--publish-metrics` is taken
+ * out, since CloudWatch has no emulator either; the metrics are tested with a mock in restore-test-units.
+ */
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { readFileSync } from 'node:fs';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTesting } from '../../lib';
+import { ENV, postgresSource, sampleVpc } from '../lib/database-backups-fixture';
+import {
+  AgeKey, PG, S3Emulator, agentEnv, createPgDatabase, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, runAgent, startS3rver, uniqueName,
+} from '../support';
+import { SecretsManagerStub } from '../support/secrets-manager-stub';
+
+const SOURCE = 'orders-db';
+const IDENTITY_ARN = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:restorable-identity-AbCdEf';
+const database = uniqueName('rtw_src');
+const scratch = uniqueName('rtw_scratch');
+let s3: S3Emulator;
+let key: AgeKey;
+let stub: SecretsManagerStub;
+
+type Token = string | { Ref?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, Token[]] };
+
+/** Renders the definition's tokens: the bucket and the identity secret as this test serves them, the rest as placeholders. */
+function render(value: Token, bucket: string): string {
+  if (typeof value === 'string') return value;
+  if (value['Fn::Join']) return value['Fn::Join'][1].map((part) => render(part, bucket)).join(value['Fn::Join'][0]);
+  const name = value.Ref ?? value['Fn::GetAtt']![0];
+  if (name.startsWith('StoreBucket')) return bucket;
+  if (name.startsWith('KeysIdentity')) return IDENTITY_ARN;
+  return `placeholder-${name}`;
+}
+
+beforeAll(async () => {
+  s3 = await startS3rver('wiring-restore-tests');
+  key = makeAgeKey();
+  await createPgFixture(database, { customers: 200 });
+  await createPgDatabase(scratch);
+});
+
+afterAll(async () => {
+  await stub?.stop();
+  await dropPgDatabase(database);
+  await dropPgDatabase(scratch);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
+  await s3?.stop();
+});
+
+test('the command the state machine passes to RunTask, run by the bundled agent, restore-tests the latest backup', async () => {
+  // Given a synthesized stack with restore testing of one PostgreSQL source.
+  const stack = new Stack(new App(), 'Backups', { env: ENV });
+  const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1' });
+  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
+  const source = backups.addSource(postgresSource(stack, SOURCE));
+  new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring,
+    sources: [{ source, checks: [{ name: 'customers exist', sql: 'SELECT id FROM sales.customers', minRows: 200 }] }] });
+  const machine = Object.values(Template.fromStack(stack).findResources('AWS::StepFunctions::StateMachine'))[0];
+  const definition = JSON.parse(render(machine.Properties.DefinitionString, s3.bucket));
+  const item = definition.States.PrimarySources.Result.sources.find((s: { source: string }) => s.source === SOURCE);
+  expect(item.taskRoleArn).toMatch(/^placeholder-RestoreTestingTestRole/);
+  const command: string[] = item.command;
+  expect(command.slice(0, 3)).toEqual(['restore-test', '--source', SOURCE]);
+  expect(command).toEqual(expect.arrayContaining(['--host', '127.0.0.1', '--port', '5432', '--user', 'postgres', '--database', 'restore_test']));
+
+  // And a real backup under the store's prefix, and the identity served by the stub.
+  const backup = await runAgent(['backup', '--source', SOURCE, '--engine', 'postgres', '--bucket', s3.bucket, '--prefix', 'backups',
+    '--recipient', key.recipient, '--host', PG.host, '--port', String(PG.port), '--user', PG.user, '--database', database, '--json'],
+  agentEnv({ ...s3.env, PGPASSWORD: PG.password }));
+  expect(backup.code).toBe(0);
+  stub = new SecretsManagerStub([{ arn: IDENTITY_ARN, name: 'restorable-identity', secretString: readFileSync(key.identityFile, 'utf8') }]);
+  const stubEndpoint = await stub.start();
+
+  // When the agent runs that command, with the local server in place of the sidecar.
+  const args = command.filter((a) => a !== '--publish-metrics');
+  for (const [flag, value] of Object.entries({ '--host': PG.host, '--port': String(PG.port), '--user': PG.user, '--database': scratch })) {
+    args[args.indexOf(flag) + 1] = value;
+  }
+  const run = await runAgent(args, agentEnv({ ...s3.env, PGPASSWORD: PG.password, AWS_ENDPOINT_URL_SECRETS_MANAGER: stubEndpoint }));
+
+  // Then the test passes, with the identity read from the secret, and its report lands under the store's prefix.
+  expect(run.stderr).not.toContain('restorable restore-test:');
+  expect(run.code).toBe(0);
+  const report = JSON.parse(run.stdout);
+  expect(report).toMatchObject({ source: SOURCE, success: true, reportKey: expect.stringMatching(/^backups\/orders-db\/restore-tests\//) });
+  expect(report.checks).toEqual([expect.objectContaining({ name: 'customers exist', passed: true, actual: 200 })]);
+  expect(stub.requests.map((r) => [r.target, r.secretId])).toEqual([['secretsmanager.GetSecretValue', IDENTITY_ARN]]);
+  expect(JSON.parse((await s3.getText('backups/orders-db/restore-tests/latest.json'))!)).toMatchObject({ success: true, finishedAt: report.finishedAt });
+});
