@@ -5,8 +5,8 @@
  */
 import { Manifest } from '../../lib/contract';
 import {
-  AgeKey, MYSQL, S3Emulator, TableStats, agentEnv, createMysqlDatabase, createMysqlFixture, dropMysqlDatabase, logLines, makeAgeKey,
-  mysqlExec, mysqlTableStats, mysqlUser, runAgent, startS3rver, uniqueName,
+  AgeKey, MYSQL, S3Emulator, TableStats, agentEnv, createMysqlDatabase, createMysqlFixture, dropMysqlDatabase, flipStoredByte, logLines,
+  makeAgeKey, mysqlExec, mysqlTableStats, mysqlUser, replaceStored, runAgent, startS3rver, uniqueName,
 } from '../support';
 
 const source = 'restore-maria';
@@ -123,6 +123,23 @@ describe('restore of MariaDB', () => {
     expect(grants).toContain(`GRANT SELECT ON \`${target}\`.\`customer_totals\` TO \`${user}\`@\`localhost\``);
     expect(mysqlTableStats(target)).toEqual(backups[1].stats);
   });
+});
+
+test('a byte flipped late in the object: exit 1, no result, and the target (a SQL load is no transaction) reported as not to be trusted', async () => {
+  const original = await s3.getBytes(backups[1].key);
+  expect(original.length).toBeGreaterThan(70_000); // more than one 64 KiB age chunk
+  flipStoredByte(s3, backups[1].key, -100);
+  try {
+    const target = freshTarget();
+    const run = await restore(target);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    // Whichever notices first: age (the last chunk fails) or the SHA-256 at the end of the stream.
+    expect(run.stderr).toMatch(/is damaged or truncated: age could not authenticate its bytes|does not match its manifest: read \d+ bytes/);
+    expect(run.stderr).toMatch(/did not complete, and the target must not be trusted: it may hold part of the backup/);
+  } finally {
+    replaceStored(s3, backups[1].key, original);
+  }
 });
 
 describe('verify of MariaDB', () => {
