@@ -7,7 +7,7 @@ import { createS3Client } from './s3';
 import { CommandSpec, parseCommandArgs, usage } from './args';
 import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup';
 import { LIST_COMMAND, formatListing, runList } from './commands/list';
-import { RESTORE_TEST_COMMAND, formatRestoreTestReport, restoreTestFailure, runRestoreTest } from './commands/restore-test';
+import { RESTORE_TEST_COMMAND, formatRestoreTestReport, restoreTestFailure, restoreTestPassed, runRestoreTest } from './commands/restore-test';
 import { RUNBOOK_COMMAND, runRunbook } from './commands/runbook';
 import { STATUS_COMMAND, formatStatus, runStatus } from './commands/status';
 import { RESTORE_COMMAND, formatRestoreResult, runRestore } from './commands/restore';
@@ -50,7 +50,7 @@ const COMMANDS: readonly Command[] = [
       const args = parseCommandArgs(RESTORE_TEST_COMMAND, argv);
       const report = await runRestoreTest(args, { s3: createS3Client() });
       const output = print(args.flag('json'), report, formatRestoreTestReport(report));
-      if (report.success) return output;
+      if (restoreTestPassed(report)) return output;
       // The report goes to stdout either way; the failures also make the exit code non-zero.
       process.stdout.write(`${output}\n`);
       throw restoreTestFailure(report);

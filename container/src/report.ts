@@ -35,6 +35,8 @@ export interface RestoreTestReport extends RestoreTestPointer {
   readonly failures: readonly string[];
   /** Where the report was stored. */
   readonly reportKey: string;
+  /** Why the result could not be recorded everywhere (metrics, report): the run then fails although the test passed. */
+  readonly recordingProblems?: readonly string[];
 }
 
 export function reportKey(prefix: string | undefined, source: string, finishedAt: Date): string {
@@ -68,5 +70,6 @@ export function formatReport(r: RestoreTestReport): string {
     `  report      s3://${r.bucket}/${r.reportKey}`,
   ];
   if (r.failures.length) lines.push('failures:', ...r.failures.map((f) => `  - ${f}`));
+  if (r.recordingProblems?.length) lines.push('not recorded:', ...r.recordingProblems.map((p) => `  - ${p}`));
   return lines.join('\n');
 }

@@ -77,8 +77,9 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   const checks = userChecks(args);
   const tolerance = parseTolerance(args.string('tolerance'));
   const publish = shouldPublish(args.flag('publish-metrics'));
-  const rtoSeconds = args.size('rto-seconds');
-  if (rtoSeconds === 0) throw new UsageError('--rto-seconds must be more than 0');
+  const rtoText = args.string('rto-seconds');
+  const rtoSeconds = rtoText === undefined ? undefined : Number(rtoText);
+  if (rtoSeconds !== undefined && !(Number.isInteger(rtoSeconds) && rtoSeconds > 0)) throw new UsageError(`--rto-seconds must be a whole number of seconds above 0 (got '${rtoText}')`);
   const retrieval = retrievalOptions(args);
   const s3 = s3ForRegion(deps.s3, args.string('bucket-region'));
   const secretId = args.string('identity-secret-id');
@@ -99,8 +100,12 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
       throw new AgentError(`the identity does not open s3://${selected.bucket}/${selected.key}: it was encrypted to another key ` +
         `(recipient fingerprint ${selected.manifest.recipientFingerprint}). Use the source's identity secret, which holds every generation.`);
     }
+    // A scratch server has none of the source's roles, and the dump's owners and grants name them: apply the
+    // roles the backup captured first (existing ones are left alone).
+    const withGlobals = selected.manifest.companions.some((c) => c.kind === 'globals');
+    if (!withGlobals) log.warn(`the backup has no roles companion (${selected.manifest.globals.reason ?? 'not captured'}): owners and grants naming missing roles will fail the restore`);
     const restored = await restoreBackup({
-      location: { ...location, key: selected.key, at: undefined }, identityFile: identity.file, jobs: 1, clean: false, withGlobals: false, spoolDir: tmpdir(), retrieval,
+      location: { ...location, key: selected.key, at: undefined }, identityFile: identity.file, jobs: 1, clean: false, withGlobals, spoolDir: tmpdir(), retrieval,
       connect: async (engine: Engine) => {
         connection = await resolveConnection(engine, args);
         return connection;
@@ -143,20 +148,30 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   };
   log[success ? 'info' : 'error']('restore test finished', { source: report.source, success, durationSeconds: report.durationSeconds,
     failures: failures.length, tolerance: tolerance === EXACT ? 'exact' : JSON.stringify(tolerance) });
-  const storeProblem = await storeReport(s3, location.bucket, location.prefix, report);
+  // The metrics carry the restore's own verdict; a result that cannot be recorded also fails the run.
   const metricProblem = publish
     ? await publishRestoreTest((deps.cloudwatch ?? (() => new CloudWatchClient({})))(), {
       source: report.source, success, restoreDurationSeconds: report.durationSeconds, restoredBackupAgeSeconds: report.restoredBackupAgeSeconds, rtoSeconds, at: finished,
     })
     : undefined;
-  // A result nobody can see is not a passed test.
-  const unrecorded = [storeProblem, metricProblem].filter((p): p is string => p !== undefined);
-  return unrecorded.length ? { ...report, success: false, failures: [...failures, ...unrecorded], reason: [...failures, ...unrecorded].join('; ') } : report;
+  const withProblems = (problems: (string | undefined)[]): RestoreTestReport => {
+    const recordingProblems = problems.filter((p): p is string => p !== undefined);
+    return recordingProblems.length ? { ...report, recordingProblems } : report;
+  };
+  const storeProblem = await storeReport(s3, location.bucket, location.prefix, withProblems([metricProblem]));
+  return withProblems([metricProblem, storeProblem]);
 }
 
 export { formatReport as formatRestoreTestReport };
 
+/** Whether the run succeeds: the restore test passed and its result was recorded. */
+export function restoreTestPassed(report: RestoreTestReport): boolean {
+  return report.success && !report.recordingProblems?.length;
+}
+
 /** The error that makes the exit code non-zero, naming every failure. */
 export function restoreTestFailure(report: RestoreTestReport): AgentError {
-  return new AgentError(`the restore test of ${report.source} failed:\n${report.failures.map((f) => `  - ${f}`).join('\n')}`);
+  const problems = [...report.failures, ...(report.recordingProblems ?? [])];
+  return new AgentError(`the restore test of ${report.source} ${report.success ? 'passed, but its result was not recorded' : 'failed'}:\n` +
+    `${problems.map((f) => `  - ${f}`).join('\n')}`);
 }
