@@ -4,7 +4,7 @@
  * --json, and summarised for a person otherwise.
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { RestoreTestPointer, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../lib/contract';
+import { RestoreTestPointer, TIER_TAG, Tier, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../lib/contract';
 import { CheckOutcome } from './checks';
 import { log } from './log';
 import { putJson } from './s3';
@@ -46,7 +46,8 @@ export function reportKey(prefix: string | undefined, source: string, finishedAt
 /** Stores the dated report, then the pointer; a failure to store is logged and returned, never hidden. */
 export async function storeReport(s3: S3Client, bucket: string, prefix: string | undefined, report: RestoreTestReport): Promise<string | undefined> {
   try {
-    await putJson(s3, bucket, report.reportKey, report);
+    // Dated reports expire with the monthly backups (a year by default); the pointer is rewritten by every test.
+    await putJson(s3, bucket, report.reportKey, report, { tags: { [TIER_TAG]: Tier.MONTHLY } });
     await putJson(s3, bucket, restoreTestLatestKey(prefix, report.source), report);
     log.info('restore-test report stored', { key: report.reportKey });
     return undefined;
