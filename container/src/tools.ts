@@ -1,7 +1,7 @@
 /**
  * The external programs the agent drives, where to find them and how to tell a person to install them.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { AgentError } from './errors';
@@ -50,4 +50,17 @@ export function toolVersion(command: string, flag = '--version'): string {
     throw new AgentError(`could not run '${command} ${flag}': ${result.error?.message ?? result.stderr.trim()}; ${installHint(command)}`);
   }
   return `${result.stdout}${result.stderr}`.trim().split('\n')[0];
+}
+
+/** Runs a program to completion with no stdin and returns its exit code and output. */
+export function capture(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+  });
 }

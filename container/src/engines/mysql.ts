@@ -4,7 +4,6 @@
  * counting the rows in the dump stream itself. The password reaches the client tools through a
  * 0600 option file in a private temporary directory, removed when the session closes.
  */
-import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +13,7 @@ import { Connection, describeConnection } from '../connection';
 import { onAbort } from '../cleanup';
 import { AgentError, redactor } from '../errors';
 import { ProcessPipeline, StageSpec } from '../pipeline';
-import { toolVersion } from '../tools';
+import { capture, toolVersion } from '../tools';
 import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, SourceFacts } from './engine';
 import { SqlRowCounter } from './sql-row-counter';
 
@@ -68,16 +67,8 @@ export class MysqlSession implements EngineSession {
 
   /** Runs statements with the mysql client; returns rows of columns, or throws with the client's words. */
   async query(sql: string): Promise<string[][]> {
-    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn('mysql', [`--defaults-extra-file=${this.defaultsFile}`, '--batch', '--skip-column-names',
-        `--database=${this.connection.database}`, '--execute', sql], { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout.on('data', (b: Buffer) => out.push(b));
-      child.stderr.on('data', (b: Buffer) => err.push(b));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-    });
+    const result = await capture('mysql', [`--defaults-extra-file=${this.defaultsFile}`, '--batch', '--skip-column-names',
+      `--database=${this.connection.database}`, '--execute', sql], this.env());
     if (result.code !== 0) {
       // In batch mode the client echoes the failing statement between dashes; the ERROR line is what matters.
       const lines = result.stderr.split('\n').map((l) => l.trim()).filter(Boolean);

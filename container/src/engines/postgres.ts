@@ -2,13 +2,12 @@
  * PostgreSQL: `pg_dump -Fc -Z0` on a snapshot exported by the agent's own REPEATABLE READ
  * transaction, so that the row counts it takes in that transaction match the dump exactly.
  */
-import { spawn } from 'node:child_process';
 import { Client, ClientConfig } from 'pg';
 import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
 import { Connection, describeConnection } from '../connection';
 import { AgentError, redactor } from '../errors';
 import { StageSpec } from '../pipeline';
-import { toolVersion } from '../tools';
+import { capture, toolVersion } from '../tools';
 import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, RestoreStageOptions, SourceFacts } from './engine';
 
 /** libpq's environment for a child: the password travels here, never in argv. */
@@ -69,19 +68,6 @@ export function globalsStatements(sql: string): string[] {
   }
   if (current.trim()) statements.push(current.trim());
   return statements;
-}
-
-/** Runs a program to completion and returns its stdout, or its failure. */
-function capture(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-  });
 }
 
 export class PostgresSession implements EngineSession {
