@@ -15,4 +15,5 @@ export * from './backup-dashboard';
 export * from './backup-monitoring';
 export * from './restore-test-source';
 export * from './restore-test-task';
+export * from './restore-test-orchestration';
 export * from './restore-testing';

@@ -1,17 +1,12 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { Annotations, Arn, ArnFormat, Aws, Duration, Lazy, Names, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { agentImage } from './agent-image';
 import { BackupBucket } from './backup-bucket';
@@ -22,7 +17,8 @@ import { BackupStore } from './backup-store';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
 import { restoreTestsPrefix, sourcePrefix } from './contract/names';
 import { DatabaseBackups } from './database-backups';
-import { RESTORE_TEST_AGENT_CONTAINER, RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
+import { RestoreTestCopy, RestoreTestOrchestration, RestoreTestRun } from './restore-test-orchestration';
+import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
 import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
 
 export interface RestoreTestingProps {
@@ -96,12 +92,6 @@ const SOURCES_PER_ROLE = 8;
 const WEEKLY = events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' });
 /** A restore test that has not run for this long is overdue (one missed week plus a day). */
 export const RESTORE_TEST_OVERDUE = Duration.days(8);
-const POLL_INTERVAL = Duration.minutes(2);
-
-enum Copy {
-  PRIMARY = 'primary',
-  DR = 'dr',
-}
 
 interface TestedSource extends RestoreTestSourceProps {
   readonly task: RestoreTestTask;
@@ -116,7 +106,9 @@ interface TestedSource extends RestoreTestSourceProps {
  * Alarms: a failed test, an overdue test (8 days), the orchestration failing, and optionally an RTO target.
  */
 export class RestoreTesting extends Construct {
+  /** Runs the tests: start an execution with `{"copy": "primary"}` (or `"dr"`) to test now, off schedule. */
   public readonly stateMachine: sfn.StateMachine;
+  /** Starts each test (retrying RunTask) and follows its task. */
   public readonly orchestrator: lambda.IFunction;
   /** Some restore test failed (RestoreTestSuccess below 1); it clears when tests pass again. */
   public readonly testFailedAlarm: cloudwatch.Alarm;
@@ -169,20 +161,19 @@ export class RestoreTesting extends Construct {
     this.rolePath = `/restorable-restore-test/${Names.uniqueId(this)}/`;
 
     for (const source of props.sources ?? props.backups.sources.map((s) => ({ source: s }))) this.addSource(source);
-    this.orchestrator = this.createOrchestrator();
-    this.stateMachine = this.createStateMachine(concurrency);
-    new events.Rule(this, 'Schedule', {
-      description: 'Restorable restore tests of every source',
+    const orchestration = new RestoreTestOrchestration(this, 'Orchestration', {
+      plan: { runs: (copy) => this.runs(copy), taskDefinitions: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition) },
+      cluster: props.backups.cluster,
+      subnets: this.subnets(),
+      securityGroup: props.backups.securityGroup,
+      passableRoles: [this.executionRole, this.defaultTaskRole],
+      taskRolePath: this.rolePath,
+      maxConcurrency: concurrency,
       schedule: props.schedule ?? WEEKLY,
-      targets: [new targets.SfnStateMachine(this.stateMachine, { input: events.RuleTargetInput.fromObject({ copy: Copy.PRIMARY }), retryAttempts: 3 })],
+      drSchedule: props.drSchedule,
     });
-    if (props.drSchedule) {
-      new events.Rule(this, 'DrSchedule', {
-        description: 'Restorable restore tests of every source from the DR copy',
-        schedule: props.drSchedule,
-        targets: [new targets.SfnStateMachine(this.stateMachine, { input: events.RuleTargetInput.fromObject({ copy: Copy.DR }), retryAttempts: 3 })],
-      });
-    }
+    this.orchestrator = orchestration.function;
+    this.stateMachine = orchestration.stateMachine;
 
     const topic = new cwActions.SnsAction(props.monitoring.topic);
     this.testFailedAlarm = this.alarm('TestFailedAlarm', this.metricRestoreTestSuccess(), {
@@ -253,6 +244,11 @@ export class RestoreTesting extends Construct {
       }, new cwActions.SnsAction(this.props.monitoring.topic));
     }
     this.addDashboardWidgets(source.name, props.rtoTarget);
+  }
+
+  /** Lets a person or a pipeline run the restore tests now (states:StartExecution on the state machine). */
+  public grantRunNow(grantee: iam.IGrantable): iam.Grant {
+    return this.stateMachine.grantStartExecution(grantee);
   }
 
   /** 1 for a passed restore test, 0 for a failed one (minimum per period); fleet-wide without a source. */
@@ -407,123 +403,32 @@ export class RestoreTesting extends Construct {
     ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[Resource::${resource}]`, reason });
   }
 
-  private createOrchestrator(): lambda.Function {
-    const asset = path.join(__dirname, '../assets/lambda/restore-test-orchestrator');
-    if (!fs.existsSync(path.join(asset, 'index.js'))) {
-      throw new Error(`the restore-test orchestrator is not bundled (${asset}/index.js is missing): run 'npm run bundle' first`);
-    }
-    const stack = Stack.of(this);
-    const logGroup = new logs.LogGroup(this, 'OrchestratorLogs', { retention: logs.RetentionDays.THREE_MONTHS });
-    const role = new iam.Role(this, 'OrchestratorRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: 'Starts and follows Restorable restore-test tasks' });
-    logGroup.grantWrite(role);
-    const { cluster } = this.props.backups;
-    const taskDefinitionArns = Lazy.list({ produce: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition.taskDefinitionArn) });
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['ecs:RunTask'], resources: taskDefinitionArns, conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } } }));
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['ecs:DescribeTasks'], resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*` })] }));
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['iam:PassRole'],
-      resources: [this.executionRole.roleArn, this.defaultTaskRole.roleArn, stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${this.rolePath.slice(1)}*` })],
-      conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+  /** The restore tests of one run: each source's task definition, role and agent command, for the primary or the DR copy. */
+  private runs(copy: RestoreTestCopy): RestoreTestRun[] {
+    const { store, keys } = this.props;
+    const bucket: BackupBucket = copy === RestoreTestCopy.DR ? store.replica! : store;
+    return this.tested.map((t) => ({
+      source: t.source.name,
+      taskDefinition: t.task.taskDefinition,
+      taskRole: t.role,
+      command: restoreTestCommand(t, {
+        bucket: bucket.bucket.bucketName, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
+        identitySecretArn: copy === RestoreTestCopy.DR ? inRegion(keys.identitySecret!.secretArn, store.replica!.region) : keys.identitySecret!.secretArn,
+        bucketRegion: copy === RestoreTestCopy.DR ? store.replica!.region : undefined,
+      }),
     }));
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } } }));
-    const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
-    const logGroupId = stack.getLogicalId(logGroup.node.defaultChild as logs.CfnLogGroup);
-    for (const [id, reason] of [
-      [`Resource::<${logGroupId}.Arn>:*`, 'Log streams are created at run time inside the orchestrator\'s own log group'],
-      ['Resource::*', `cloudwatch:PutMetricData has no resource-level permissions; the namespace condition limits it to ${METRIC_NAMESPACE}`],
-      [`Resource::arn:<AWS::Partition>:ecs:${stack.region}:${account}:task/<${stack.getLogicalId(cluster.node.defaultChild as ecs.CfnCluster)}>/*`,
-        'Task ARNs are created at run time; DescribeTasks is limited to tasks of the backup cluster'],
-      [`Resource::arn:<AWS::Partition>:iam::${account}:role${this.rolePath}*`, 'The path holds only this construct\'s restore-test roles (one per eight sources)'],
-    ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[${id}]`, reason });
+  }
 
+  /** The subnets the tasks run in; isolated ones cannot reach Docker Hub, where the default scratch images live. */
+  private subnets(): ec2.SubnetSelection {
+    const { cluster } = this.props.backups;
     const subnets = this.props.subnets ?? { subnetType: cluster.vpc.privateSubnets.length ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED };
     if (subnets.subnetType === ec2.SubnetType.PRIVATE_ISOLATED) {
       Annotations.of(this).addWarningV2('@restorable/restore-testing:isolated-subnets',
         'Restore tests run in isolated subnets, which reach ECR through VPC endpoints but not Docker Hub: give each source a scratchImage ' +
         'in ECR (for example an ECR pull-through cache of postgres:16), or choose subnets with a NAT route.');
     }
-    const fn = new lambda.Function(this, 'Orchestrator', {
-      description: 'Restorable restore tests: starts a source\'s test (retrying throttling and capacity) and follows its task',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      handler: 'index.handler',
-      code: lambda.Code.fromAsset(asset),
-      role,
-      logGroup,
-      timeout: Duration.minutes(3),
-      memorySize: 256,
-      environment: {
-        CLUSTER_ARN: cluster.clusterArn,
-        SUBNET_IDS: cluster.vpc.selectSubnets(subnets).subnetIds.join(','),
-        SECURITY_GROUP_IDS: this.props.backups.securityGroup.securityGroupId,
-        CONTAINER_NAME: RESTORE_TEST_AGENT_CONTAINER,
-      },
-    });
-    Validations.of(fn).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-L1',
-      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported Lambda runtime',
-    });
-    return fn;
-  }
-
-  /** The items of one run: each source's task definition, role and agent command, for the primary or the DR copy. */
-  private items(copy: Copy): unknown[] {
-    const { store, keys } = this.props;
-    const bucket: BackupBucket = copy === Copy.DR ? store.replica! : store;
-    return this.tested.map((t) => ({
-      source: t.source.name,
-      taskDefinition: t.task.taskDefinition.taskDefinitionArn,
-      taskRoleArn: t.role.roleArn,
-      command: restoreTestCommand(t, {
-        bucket: bucket.bucket.bucketName, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
-        identitySecretArn: copy === Copy.DR ? inRegion(keys.identitySecret!.secretArn, store.replica!.region) : keys.identitySecret!.secretArn,
-        bucketRegion: copy === Copy.DR ? store.replica!.region : undefined,
-      }),
-    }));
-  }
-
-  private createStateMachine(concurrency: number): sfn.StateMachine {
-    const invoke = (id: string, payload: Record<string, unknown>) => new tasks.LambdaInvoke(this, id, {
-      lambdaFunction: this.orchestrator, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true,
-    });
-    const start = invoke('StartTest', {
-      'action': 'start', 'source.$': '$.source', 'taskDefinition.$': '$.taskDefinition', 'taskRoleArn.$': '$.taskRoleArn', 'command.$': '$.command',
-    });
-    const wait = new sfn.Wait(this, 'WaitForTask', { time: sfn.WaitTime.duration(POLL_INTERVAL) });
-    const check = invoke('CheckTask', { 'action': 'check', 'source.$': '$.source', 'taskArn.$': '$.taskArn' });
-    const done = new sfn.Succeed(this, 'TestDone', { comment: 'The agent published the result; a failure to start published the orchestration metric' });
-    // An error that retries did not clear is reported for its source, and the other sources' tests go on.
-    const reportFailure = invoke('ReportFailure', { 'action': 'failed', 'source.$': '$.source', 'error.$': '$.error' }).next(done);
-    for (const step of [start, check]) {
-      step.addRetry({ errors: [sfn.Errors.ALL], interval: Duration.seconds(30), maxAttempts: 4, backoffRate: 2 });
-      step.addCatch(reportFailure, { resultPath: '$.error' });
-    }
-    const followTask = wait.next(check).next(new sfn.Choice(this, 'Stopped?').when(sfn.Condition.booleanEquals('$.stopped', true), done).otherwise(wait));
-    const perSource = start.next(new sfn.Choice(this, 'Started?').when(sfn.Condition.booleanEquals('$.started', true), followTask).otherwise(done));
-    const map = new sfn.Map(this, 'TestEachSource', { itemsPath: '$.sources', maxConcurrency: concurrency });
-    map.itemProcessor(perSource);
-    const list = (id: string, copy: Copy) => new sfn.Pass(this, id, {
-      result: sfn.Result.fromObject({ sources: Lazy.any({ produce: () => this.items(copy) }) }),
-    }).next(map);
-    const which = new sfn.Choice(this, 'WhichCopy')
-      .when(sfn.Condition.stringEquals('$.copy', Copy.DR), this.props.drSchedule ? list('DrSources', Copy.DR) : new sfn.Fail(this, 'NoDrCopy', { error: 'NoDrCopy', cause: 'drSchedule is not configured' }))
-      .otherwise(list('PrimarySources', Copy.PRIMARY));
-    const logGroup = new logs.LogGroup(this, 'StateMachineLogs', { retention: logs.RetentionDays.THREE_MONTHS });
-    const stateMachine = new sfn.StateMachine(this, 'StateMachine', {
-      definitionBody: sfn.DefinitionBody.fromChainable(which),
-      comment: 'Restorable restore tests: every source, a bounded number at a time',
-      timeout: Duration.days(2),
-      tracingEnabled: true,
-      logs: { destination: logGroup, level: sfn.LogLevel.ALL },
-    });
-    Validations.of(stateMachine.role).acknowledge({
-      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(this.orchestrator.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`,
-      reason: 'CDK grants InvokeFunction on the orchestrator\'s versions too; it is the one function',
-    });
-    Validations.of(stateMachine.role).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      reason: 'X-Ray and CloudWatch Logs delivery actions have no resource-level permissions',
-    });
-    return stateMachine;
+    return subnets;
   }
 }
 

@@ -7,6 +7,7 @@ import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, RowCountTolerance } from '../../lib';
 import { ENV, mariadbSource, postgresSource, sampleVpc } from './database-backups-fixture';
@@ -198,6 +199,16 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     }
     expect(body).toContain('RTO target');
     expect(body).toContain('Restore-test alarms');
+  });
+});
+
+test('grantRunNow lets a role start the state machine, and nothing more', () => {
+  const { stack, testing } = restoreTestingStack();
+  const operator = new iam.Role(stack, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
+  testing.grantRunNow(operator);
+  Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
+    Roles: [{ Ref: stack.getLogicalId(operator.node.defaultChild as never) }],
+    PolicyDocument: { Statement: [{ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: stack.getLogicalId(testing.stateMachine.node.defaultChild as never) } }] },
   });
 });
 
