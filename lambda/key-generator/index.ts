@@ -7,7 +7,7 @@
  */
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { CustomResourceEvent, CustomResourceResponse, sendResponse } from './cfn-response';
+import { CustomResourceEvent, CustomResourceResponse, sendResponse } from '../shared/cfn-response';
 import { identityBlock, newestIdentity, prependIdentity, redactIdentities } from './identity-file';
 
 const secrets = new SecretsManagerClient({});
