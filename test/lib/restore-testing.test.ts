@@ -143,6 +143,8 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     const map = definition.States.TestEachSource;
     expect(map).toMatchObject({ Type: 'Map', MaxConcurrency: 3, ItemsPath: '$.sources' });
     const states = map.ItemProcessor.States;
+    // Distributed: each source is a child execution with its own history, so long restores' polling cannot fill one.
+    expect(map.ItemProcessor.ProcessorConfig).toEqual({ Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
     expect(map.ItemProcessor.StartAt).toBe('StartTest');
     expect(states.StartTest.Parameters).toMatchObject({ 'action': 'start', 'source.$': '$.source', 'command.$': '$.command' });
     expect(states.StartTest.Next).toBe('Started?');
