@@ -1,0 +1,30 @@
+/** `restorable runbook`: prints a source's disaster-recovery runbook, as rendered into the bucket at deploy time. */
+import { S3Client } from '@aws-sdk/client-s3';
+import { runbookKey, sourceNameProblem } from '../../../lib/contract';
+import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { AgentError, UsageError } from '../errors';
+import { getText } from '../s3';
+
+export const RUNBOOK_COMMAND: CommandSpec = {
+  name: 'runbook',
+  summary: 'Print a source\'s disaster-recovery runbook (Markdown), from the primary or the replica bucket.',
+  options: {
+    source: { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name', required: true },
+    bucket: { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket, or its replica', required: true },
+    prefix: { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+  },
+};
+
+export async function runRunbook(args: ParsedArgs, s3: S3Client): Promise<string> {
+  const source = args.requiredString('source');
+  const nameProblem = sourceNameProblem(source);
+  if (nameProblem) throw new UsageError(nameProblem);
+  const bucket = args.requiredString('bucket');
+  const key = runbookKey(args.string('prefix'), source);
+  const runbook = await getText(s3, bucket, key);
+  if (!runbook) {
+    throw new AgentError(`no runbook at s3://${bucket}/${key}: it is written at deploy time by the DisasterRecoveryRunbook ` +
+      'construct; check the source name and --prefix, or deploy the stack that adds it');
+  }
+  return runbook.text.replace(/\n$/, '');
+}

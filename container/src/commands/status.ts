@@ -1,0 +1,162 @@
+/**
+ * `restorable status`: the answer that matters, per source. "If this database disappeared now, how long
+ * until it is back, and with data from when?" The age of the newest good backup (latest.json) is the data
+ * at risk, the actual RPO; the last restore test's measured duration (restore-tests/latest.json) is the RTO.
+ * Two small reads per source, and one delimited listing to find the sources.
+ */
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import {
+  SOURCE_NAME_PATTERN, latestKey, normalisePrefix, parseLatest, parseRestoreTestPointer, restoreTestLatestKey,
+} from '../../../lib/contract';
+import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { getText, s3Problem } from '../s3';
+
+export const STATUS_COMMAND: CommandSpec = {
+  name: 'status',
+  summary: 'For every source: how old the newest good backup is (RPO), how long its last restore test took (RTO), and what that means.',
+  options: {
+    bucket: { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket, or its replica', required: true },
+    prefix: { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+    json: { kind: OptionKind.FLAG, description: 'print the status as JSON' },
+  },
+};
+
+export enum Readiness {
+  /** A good backup, and the last restore test passed. */
+  READY = 'ready',
+  /** A good backup that was never restore-tested: nobody knows how long a restore takes, or whether it works. */
+  NEVER_TESTED = 'never-tested',
+  /** The last restore test failed: a restore may not work. */
+  TEST_FAILED = 'test-failed',
+  /** No good backup: nothing to restore. */
+  NO_BACKUP = 'no-backup',
+  /** A pointer could not be read. */
+  UNKNOWN = 'unknown',
+}
+
+export interface SourceStatus {
+  readonly source: string;
+  readonly readiness: Readiness;
+  readonly newestBackup?: { readonly key: string; readonly startedAt: string; readonly ageSeconds: number };
+  readonly lastRestoreTest?: {
+    readonly success: boolean;
+    readonly finishedAt: string;
+    readonly ageSeconds: number;
+    readonly durationSeconds?: number;
+    readonly reason?: string;
+  };
+  readonly problem?: string;
+  /** The plain answer, for a person. */
+  readonly summary: string;
+}
+
+export interface StatusReport {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly checkedAt: string;
+  readonly sources: readonly SourceStatus[];
+}
+
+/** Reads of S3 in flight at once: enough to be quick over a hundred sources, few enough to stay polite. */
+const CONCURRENCY = 8;
+
+export async function runStatus(args: ParsedArgs, s3: S3Client, now: () => Date = () => new Date()): Promise<StatusReport> {
+  const bucket = args.requiredString('bucket');
+  const prefix = normalisePrefix(args.string('prefix'));
+  const names = await sourceNames(s3, bucket, prefix);
+  const sources: SourceStatus[] = new Array(names.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < names.length; i = next++) sources[i] = await sourceStatus(s3, bucket, prefix, names[i], now);
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, names.length) }, worker));
+  return { bucket, prefix, checkedAt: now().toISOString(), sources };
+}
+
+/** The sources are the bucket's first-level prefixes (under --prefix) that look like source names. */
+async function sourceNames(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  let token: string | undefined;
+  do {
+    let page;
+    try {
+      page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
+    } catch (err) {
+      throw s3Problem('ListObjectsV2', bucket, prefix, err);
+    }
+    for (const p of page.CommonPrefixes ?? []) {
+      const name = p.Prefix!.slice(prefix.length, -1);
+      if (SOURCE_NAME_PATTERN.test(name)) names.push(name);
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return names.sort();
+}
+
+async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source: string, now: () => Date): Promise<SourceStatus> {
+  const ageOf = (iso: string) => Math.max(0, Math.round((now().getTime() - Date.parse(iso)) / 1000));
+  try {
+    const latestText = await getText(s3, bucket, latestKey(prefix, source));
+    const latest = latestText && parseLatest(latestText.text, `s3://${bucket}/${latestKey(prefix, source)}`);
+    const testText = await getText(s3, bucket, restoreTestLatestKey(prefix, source));
+    const test = testText && parseRestoreTestPointer(testText.text, `s3://${bucket}/${restoreTestLatestKey(prefix, source)}`);
+    const status = {
+      source,
+      newestBackup: latest ? { key: latest.key, startedAt: latest.startedAt, ageSeconds: ageOf(latest.startedAt) } : undefined,
+      lastRestoreTest: test ? {
+        success: test.success === true, finishedAt: test.finishedAt, ageSeconds: ageOf(test.finishedAt),
+        ...(typeof test.durationSeconds === 'number' ? { durationSeconds: test.durationSeconds } : {}),
+        ...(test.reason ? { reason: test.reason } : {}),
+      } : undefined,
+    };
+    const readiness = !status.newestBackup ? Readiness.NO_BACKUP
+      : !status.lastRestoreTest ? Readiness.NEVER_TESTED
+        : status.lastRestoreTest.success ? Readiness.READY : Readiness.TEST_FAILED;
+    return { ...status, readiness, summary: summarise({ ...status, readiness }) };
+  } catch (err) {
+    const problem = (err as Error).message;
+    return { source, readiness: Readiness.UNKNOWN, problem, summary: `${source}: status unknown: ${problem}` };
+  }
+}
+
+/** "3 minutes", "about 2 hours": rounded the way a person would say it. */
+export function humanDuration(seconds: number): string {
+  const unit = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  if (seconds < 90) return unit(Math.round(seconds), 'second');
+  if (seconds < 90 * 60) return unit(Math.round(seconds / 60), 'minute');
+  if (seconds < 48 * 3600) return unit(Math.round(seconds / 3600), 'hour');
+  return unit(Math.round(seconds / 86400), 'day');
+}
+
+function summarise(s: Omit<SourceStatus, 'summary'>): string {
+  const backup = s.newestBackup;
+  const test = s.lastRestoreTest;
+  if (!backup) return `${s.source}: NO GOOD BACKUP: there is nothing to restore; check its backup job.`;
+  const data = `with data from ${humanDuration(backup.ageSeconds)} ago`;
+  if (!test) {
+    return `${s.source}: NEVER RESTORE-TESTED: how long a restore takes, and whether it works, is unknown; ` +
+      `the newest backup holds data from ${humanDuration(backup.ageSeconds)} ago.`;
+  }
+  const tested = `${test.finishedAt} (${humanDuration(test.ageSeconds)} ago)`;
+  if (!test.success) {
+    return `${s.source}: LAST RESTORE TEST FAILED on ${tested}${test.reason ? `: ${test.reason}` : ''}; a restore may not work. ` +
+      `The newest backup holds data from ${humanDuration(backup.ageSeconds)} ago.`;
+  }
+  const rto = test.durationSeconds === undefined ? 'an unmeasured time' : `about ${humanDuration(test.durationSeconds)}`;
+  return `${s.source}: back online in ${rto}, ${data} (restore test passed ${tested}).`;
+}
+
+export function formatStatus(report: StatusReport): string {
+  if (report.sources.length === 0) return `no sources under s3://${report.bucket}/${report.prefix}`;
+  const rows = report.sources.map((s) => [
+    s.source,
+    s.newestBackup ? `${humanDuration(s.newestBackup.ageSeconds)} ago` : '-',
+    s.lastRestoreTest ? `${s.lastRestoreTest.success ? 'passed' : 'FAILED'} ${humanDuration(s.lastRestoreTest.ageSeconds)} ago` : 'never',
+    s.lastRestoreTest?.durationSeconds !== undefined ? humanDuration(s.lastRestoreTest.durationSeconds) : '-',
+    s.readiness,
+  ]);
+  const header = ['SOURCE', 'NEWEST BACKUP (RPO)', 'LAST RESTORE TEST', 'RESTORE TOOK (RTO)', 'READINESS'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const table = [header, ...rows].map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  '));
+  return [...table, '', ...report.sources.map((s) => s.summary)].join('\n');
+}

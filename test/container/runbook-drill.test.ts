@@ -1,0 +1,225 @@
+/**
+ * The disaster-recovery drill, with standard tools only: the runbook is rendered, stored in the bucket and
+ * printed back by `restorable runbook`; its standard-tool blocks are taken FROM THAT TEXT, the emulators'
+ * endpoints put into the aws commands, and run in bash with Debian's aws CLI v2, jq, sha256sum, age, zstd and
+ * psql/pg_restore or mysql. They restore real backups made by the agent, and the row counts match the manifest.
+ *
+ * The identity comes from a STUB of Secrets Manager (GetSecretValue only). The DR path reads a second S3
+ * emulator standing in for the replica bucket, with the primary emulator killed, and the identity from a stub
+ * that answers only as the DR region.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  Engine, Manifest, RunbookFacts, RunbookPath, latestKey, parseLatest, parseManifest, renderRunbook, runbookKey, secretArnInRegion,
+  standardToolScript,
+} from '../../lib/contract';
+import {
+  AgeKey, MYSQL, PG, S3Emulator, agentEnv, createMysqlFixture, createPgFixture, dropMysqlDatabase, dropPgDatabase, makeAgeKey,
+  mysqlTableStats, pgQuery, pgTableStats, readerRole, requireAgentBundle, runAgent, startS3rver, uniqueName,
+} from '../support';
+import { SecretsManagerStub } from '../support/secrets-manager-stub';
+
+const PRIMARY_REGION = 'us-east-1';
+const DR_REGION = 'eu-west-1';
+const IDENTITY_ARN = 'arn:aws:secretsmanager:us-east-1:111111111111:secret:restorable/identity-AbCdEf';
+const PG_SOURCE = 'orders-pg';
+const MARIA_SOURCE = 'shop-maria';
+/** Debian's aws CLI v2 (the awscli package); a pip-installed v1 may come first on PATH otherwise. */
+const DEBIAN_PATH = `/usr/bin:${process.env.PATH}`;
+
+const pgDatabase = uniqueName('drill_pg');
+const mariaDatabase = uniqueName('drill_maria');
+const restoredDatabases: { engine: Engine; name: string }[] = [];
+
+let primary: S3Emulator;
+let replica: S3Emulator;
+let key: AgeKey;
+let primaryStub: SecretsManagerStub;
+let drStub: SecretsManagerStub;
+let primarySecrets: string;
+let drSecrets: string;
+
+function facts(source: string, engine: Engine): RunbookFacts {
+  return {
+    source, engine, prefix: 'prod/',
+    primary: { bucket: primary.bucket, region: PRIMARY_REGION },
+    replica: { bucket: replica.bucket, region: DR_REGION },
+    identitySecretArn: IDENTITY_ARN,
+  };
+}
+
+async function backup(source: string, engine: Engine, database: string): Promise<Manifest> {
+  const connection = engine === Engine.POSTGRES
+    ? { args: ['--host', PG.host, '--port', String(PG.port), '--user', PG.user], env: { PGPASSWORD: PG.password } }
+    : { args: ['--host', MYSQL.host, '--port', String(MYSQL.port), '--user', MYSQL.user], env: { MYSQL_PWD: MYSQL.password } };
+  const run = await runAgent(['backup', '--source', source, '--engine', engine, '--bucket', primary.bucket, '--prefix', 'prod/',
+    '--recipient', key.recipient, ...connection.args, '--database', database, '--json'], agentEnv({ ...primary.env, ...connection.env }));
+  expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
+  const manifestKey = parseLatest((await primary.getText(latestKey('prod/', source)))!, 'latest.json').manifestKey;
+  return parseManifest((await primary.getText(manifestKey))!, manifestKey);
+}
+
+/** What S3 replication would do: every object of the primary, under the same key, in the replica bucket. */
+async function replicate(): Promise<void> {
+  for (const k of await primary.keys()) {
+    await replica.client.send(new PutObjectCommand({ Bucket: replica.bucket, Key: k, Body: await primary.getBytes(k) }));
+  }
+}
+
+/** The runbook as a person gets it: stored in the bucket, printed by `restorable runbook`. */
+async function printedRunbook(s3: S3Emulator, source: string): Promise<string> {
+  const run = await runAgent(['runbook', '--source', source, '--bucket', s3.bucket, '--prefix', 'prod/'], agentEnv(s3.env));
+  expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+  return run.stdout;
+}
+
+/** The standard-tool script of a path, with this test's endpoints put into the aws commands. */
+function drillScript(runbook: string, path: RunbookPath, s3Endpoint: string, secretsEndpoint: string): string {
+  return standardToolScript(runbook, path)
+    .replace(/\baws (s3|s3api) /g, `aws --endpoint-url ${s3Endpoint} $1 `)
+    .replace(/\baws secretsmanager /g, `aws --endpoint-url ${secretsEndpoint} secretsmanager `);
+}
+
+function runBash(script: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['--noprofile', '--norc', '-euo', 'pipefail', '-c', script], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+async function runDrill(script: string, engine: Engine, target: string): Promise<string> {
+  const work = mkdtempSync(join(tmpdir(), 'restorable-drill-'));
+  const env = {
+    PATH: DEBIAN_PATH, HOME: work, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_PAGER: '', AWS_MAX_ATTEMPTS: '2',
+    AWS_CONFIG_FILE: join(work, 'no-config'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-credentials'),
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
+    TARGET_DATABASE: target, TARGET_USER: engine === Engine.POSTGRES ? PG.user : MYSQL.user,
+    TARGET_HOST: engine === Engine.POSTGRES ? PG.host : MYSQL.host,
+    TARGET_PORT: String(engine === Engine.POSTGRES ? PG.port : MYSQL.port),
+    ...(engine === Engine.POSTGRES ? { PGPASSWORD: PG.password } : { MYSQL_PWD: MYSQL.password }),
+  };
+  restoredDatabases.push({ engine, name: target });
+  try {
+    // Asynchronously: the Secrets Manager stub answers from this very process.
+    const result = await runBash(script, work, env);
+    if (result.status !== 0) throw new Error(`the runbook's standard-tool script failed (${result.status}):\n${result.stderr}\n--- script ---\n${script}`);
+    // The identity copy and the decrypted dump are gone once step 8 ran.
+    expect(spawnSync('find', ['.', '-name', 'identity.txt', '-o', '-name', 'dump.*'], { cwd: work, encoding: 'utf8' }).stdout).toBe('');
+    return result.stdout;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function restoredCounts(engine: Engine, database: string): Promise<Record<string, number>> {
+  const stats = engine === Engine.POSTGRES ? await pgTableStats(database) : mysqlTableStats(database);
+  return Object.fromEntries([...stats].map(([table, s]) => [engine === Engine.POSTGRES ? table : `${mariaDatabase}.${table}`, s.rows]));
+}
+
+const manifestCounts = (m: Manifest) => Object.fromEntries(m.tables.map((t) => [`${t.schema}.${t.table}`, t.rows]));
+
+let manifests: Record<string, Manifest>;
+
+beforeAll(async () => {
+  requireAgentBundle();
+  const version = spawnSync('aws', ['--version'], { env: { PATH: DEBIAN_PATH }, encoding: 'utf8' });
+  const said = `${version.stdout}${version.stderr}`.trim();
+  if (!said.startsWith('aws-cli/2')) {
+    throw new Error(`the drill needs Debian's aws CLI v2 (apt package awscli, /usr/bin/aws), but 'aws --version' says '${said || version.error?.message}': ` +
+      'run scripts/install-deps.sh');
+  }
+  primary = await startS3rver('drill-primary');
+  replica = await startS3rver('drill-replica');
+  key = makeAgeKey();
+  const identityFile = readFileSync(key.identityFile, 'utf8');
+  primaryStub = new SecretsManagerStub([{ arn: IDENTITY_ARN, name: 'restorable/identity', secretString: identityFile, region: PRIMARY_REGION }]);
+  drStub = new SecretsManagerStub([{ arn: secretArnInRegion(IDENTITY_ARN, DR_REGION), name: 'restorable/identity', secretString: identityFile, region: DR_REGION }]);
+  [primarySecrets, drSecrets] = await Promise.all([primaryStub.start(), drStub.start()]);
+
+  await createPgFixture(pgDatabase, { customers: 300 });
+  createMysqlFixture(mariaDatabase, 300);
+  manifests = {
+    [PG_SOURCE]: await backup(PG_SOURCE, Engine.POSTGRES, pgDatabase),
+    [MARIA_SOURCE]: await backup(MARIA_SOURCE, Engine.MYSQL, mariaDatabase),
+  };
+  // Rendered as the custom resource renders it at deploy time, into both buckets (the replica after replication).
+  for (const [source, engine] of [[PG_SOURCE, Engine.POSTGRES], [MARIA_SOURCE, Engine.MYSQL]] as const) {
+    await primary.client.send(new PutObjectCommand({ Bucket: primary.bucket, Key: runbookKey('prod/', source), Body: renderRunbook(facts(source, engine)) }));
+  }
+  await replicate();
+});
+
+afterAll(async () => {
+  await Promise.all([primaryStub?.stop(), drStub?.stop()]);
+  for (const { engine, name } of restoredDatabases) {
+    if (engine === Engine.POSTGRES) await dropPgDatabase(name);
+    else dropMysqlDatabase(name);
+  }
+  await dropPgDatabase(pgDatabase);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(pgDatabase)}`);
+  dropMysqlDatabase(mariaDatabase);
+  await primary?.stop();
+  await replica?.stop();
+});
+
+describe.each([
+  { source: PG_SOURCE, engine: Engine.POSTGRES },
+  { source: MARIA_SOURCE, engine: Engine.MYSQL },
+])('$engine', ({ source, engine }) => {
+  test('primary path: the runbook\'s own standard-tool commands restore the latest backup, row counts as in the manifest', async () => {
+    // Given the runbook as stored in the primary bucket.
+    const runbook = await printedRunbook(primary, source);
+    expect(runbook).toContain(`# Disaster recovery runbook: ${source}`);
+    const script = drillScript(runbook, RunbookPath.PRIMARY, primary.endpoint, primarySecrets);
+    expect(script).toContain(`BUCKET='${primary.bucket}'`);
+
+    // When its commands run against the emulators.
+    const target = uniqueName(`drill_${engine}_primary`);
+    const before = primaryStub.requests.length;
+    const output = await runDrill(script, engine, target);
+
+    // Then the identity came from the primary region's secret, and every table's rows match the manifest.
+    expect(primaryStub.requests.slice(before)).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId: IDENTITY_ARN, region: PRIMARY_REGION }]);
+    const manifest = manifests[source];
+    expect(output).toContain('row counts match the manifest');
+    expect(output.split('\n').filter((l) => l.startsWith('ok '))).toHaveLength(manifest.tables.length);
+    expect(await restoredCounts(engine, target)).toEqual(manifestCounts(manifest));
+    expect(manifest.tables.reduce((sum, t) => sum + t.rows, 0)).toBeGreaterThan(900);
+  });
+});
+
+describe('DR path: primary region gone', () => {
+  beforeAll(() => primary.kill());
+
+  test.each([
+    { source: PG_SOURCE, engine: Engine.POSTGRES },
+    { source: MARIA_SOURCE, engine: Engine.MYSQL },
+  ])('$engine: restores from the replica bucket with the identity from the DR region', async ({ source, engine }) => {
+    // Given the runbook as stored in the replica bucket, the primary emulator being dead.
+    const runbook = await printedRunbook(replica, source);
+    const script = drillScript(runbook, RunbookPath.DR, replica.endpoint, drSecrets);
+    expect(script).toContain(`BUCKET='${replica.bucket}'`);
+    expect(script).toContain(`AWS_REGION='${DR_REGION}'`);
+
+    // When its DR-path commands run.
+    const target = uniqueName(`drill_${engine}_dr`);
+    const before = drStub.requests.length;
+    const output = await runDrill(script, engine, target);
+
+    // Then the identity came from the replica secret, signed for the DR region, and the rows match.
+    expect(drStub.requests.slice(before)).toEqual([
+      { target: 'secretsmanager.GetSecretValue', secretId: secretArnInRegion(IDENTITY_ARN, DR_REGION), region: DR_REGION },
+    ]);
+    expect(output).toContain('row counts match the manifest');
+    expect(await restoredCounts(engine, target)).toEqual(manifestCounts(manifests[source]));
+  });
+});
