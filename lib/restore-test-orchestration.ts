@@ -51,6 +51,8 @@ export interface RestoreTestOrchestrationProps {
   readonly taskRolePath: string;
   /** How many restore tests run at once. */
   readonly maxConcurrency: number;
+  /** A test still running after this long is stopped and counted as an orchestration failure. */
+  readonly maxTestDuration: Duration;
   /** When the tests of the primary copy run. */
   readonly schedule: events.Schedule;
   /**
@@ -106,7 +108,11 @@ export class RestoreTestOrchestration extends Construct {
     const { cluster } = props;
     const taskDefinitionArns = Lazy.list({ produce: () => props.plan.taskDefinitions().map((t) => t.taskDefinitionArn) });
     role.addToPolicy(new iam.PolicyStatement({ actions: ['ecs:RunTask'], resources: taskDefinitionArns, conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } } }));
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['ecs:DescribeTasks'], resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*` })] }));
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['ecs:DescribeTasks', 'ecs:StopTask'],
+      resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*` })],
+      conditions: { ArnEquals: { 'ecs:cluster': cluster.clusterArn } },
+    }));
     role.addToPolicy(new iam.PolicyStatement({
       actions: ['iam:PassRole'],
       resources: [...props.passableRoles.map((r) => r.roleArn), stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${props.taskRolePath.slice(1)}*` })],
@@ -119,7 +125,7 @@ export class RestoreTestOrchestration extends Construct {
       [`Resource::<${logGroupId}.Arn>:*`, 'Log streams are created at run time inside the orchestrator\'s own log group'],
       ['Resource::*', `cloudwatch:PutMetricData has no resource-level permissions; the namespace condition limits it to ${METRIC_NAMESPACE}`],
       [`Resource::arn:<AWS::Partition>:ecs:${stack.region}:${account}:task/<${stack.getLogicalId(cluster.node.defaultChild as ecs.CfnCluster)}>/*`,
-        'Task ARNs are created at run time; DescribeTasks is limited to tasks of the backup cluster'],
+        'Task ARNs are created at run time; DescribeTasks and StopTask are limited to tasks of the backup cluster'],
       [`Resource::arn:<AWS::Partition>:iam::${account}:role${props.taskRolePath}*`, 'The path holds only the restore-test roles of this RestoreTesting'],
     ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[${id}]`, reason });
 
@@ -137,6 +143,7 @@ export class RestoreTestOrchestration extends Construct {
         SUBNET_IDS: cluster.vpc.selectSubnets(props.subnets).subnetIds.join(','),
         SECURITY_GROUP_IDS: props.securityGroup.securityGroupId,
         CONTAINER_NAME: RESTORE_TEST_AGENT_CONTAINER,
+        MAX_TEST_SECONDS: String(props.maxTestDuration.toSeconds()),
       },
     });
     Validations.of(fn).acknowledge({

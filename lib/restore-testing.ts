@@ -50,6 +50,11 @@ export interface RestoreTestingProps {
    */
   readonly maxConcurrency?: number;
   /**
+   * A restore test still running after this long is stopped and counted as an orchestration failure.
+   * @default Duration.hours(12)
+   */
+  readonly maxTestDuration?: Duration;
+  /**
    * Also test the DR copy: on this schedule, the tests read the replica bucket and the identity secret's replica
    * in the DR region, which proves the offsite copy restores too. Needs a store with a replica and generated keys.
    * @default - the DR copy is not tested
@@ -143,6 +148,11 @@ export class RestoreTesting extends Construct {
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 40) {
       throw new Error(`${this.node.path}: maxConcurrency must be a whole number from 1 to 40 (got ${concurrency}): each running test is a Fargate task`);
     }
+    const maxTestHours = props.maxTestDuration?.toHours({ integral: false });
+    if (maxTestHours !== undefined && !(maxTestHours >= 0.25 && maxTestHours <= 24)) {
+      throw new Error(`${this.node.path}: maxTestDuration must be from 15 minutes to 24 hours (got ${props.maxTestDuration!.toHumanString()}): ` +
+        'a run follows its tests for at most two days');
+    }
     if (props.drSchedule && (!props.store.replica || !props.keys.encryptionKey)) {
       throw new Error(`${this.node.path}: drSchedule tests the DR copy, but the store has no replica or the identity secret is not replicated ` +
         '(generated BackupKeys with replicaRegion): set BackupStore.replica, or remove drSchedule');
@@ -169,6 +179,7 @@ export class RestoreTesting extends Construct {
       passableRoles: [this.executionRole, this.defaultTaskRole],
       taskRolePath: this.rolePath,
       maxConcurrency: concurrency,
+      maxTestDuration: props.maxTestDuration ?? Duration.hours(12),
       schedule: props.schedule ?? WEEKLY,
       drSchedule: props.drSchedule,
     });

@@ -5,14 +5,15 @@
  *   start: RunTask for one source's restore test, retrying throttling and capacity errors (RunTask reports
  *          capacity in `failures[]`, not as an exception). When the test cannot be started, the
  *          RestoreTestOrchestrationFailures metric says so, since the agent that publishes results never ran.
- *   check: DescribeTasks: has the task stopped, and did the agent run? A task that stopped before its agent
+ *   check: DescribeTasks: has the task stopped, and did the agent run? A task running longer than the longest
+ *          test allowed is stopped (a hung restore must not run, and cost, for ever). A task that stopped before its agent
  *          ran (an image that cannot be pulled, a scratch server that never became healthy) counts as an
  *          orchestration failure too; the agent publishes every outcome of a test that did run.
  *   failed: the state machine caught an error it could not retry away while starting or following a test:
  *          the failure metric says so, and the other sources' tests go on.
  */
 import { CloudWatchClient, StandardUnit } from '@aws-sdk/client-cloudwatch';
-import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput } from '@aws-sdk/client-ecs';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand, RunTaskCommandOutput, StopTaskCommand } from '@aws-sdk/client-ecs';
 import { Metrics } from '../../lib/contract/metrics';
 import { datum, publishMetrics, requiredEnv } from '../shared/aws';
 
@@ -69,6 +70,8 @@ export interface OrchestratorSettings {
   readonly maxAttempts: number;
   /** First retry delay; it doubles each time, with jitter. */
   readonly retryBaseMs: number;
+  /** A test still running after this long is stopped and counted as an orchestration failure. */
+  readonly maxTestSeconds: number;
 }
 
 export interface OrchestratorDeps {
@@ -76,6 +79,7 @@ export interface OrchestratorDeps {
   readonly cloudwatch: CloudWatchClient;
   readonly settings: OrchestratorSettings;
   readonly sleep?: (ms: number) => Promise<void>;
+  readonly now?: () => Date;
 }
 
 /** Errors and `failures[]` reasons that pass with time: throttling, and capacity that is not there yet. */
@@ -140,7 +144,15 @@ export async function checkRestoreTest(event: CheckEvent, deps: OrchestratorDeps
     // ECS forgets stopped tasks after about an hour; a test that long gone has reported (or its absence will be alarmed on).
     return { ...base, stopped: true, reason: `ECS no longer knows the task: ${out.failures?.map((f) => f.reason).join('; ') ?? 'not found'}` };
   }
-  if (task.lastStatus !== 'STOPPED') return { ...base, stopped: false };
+  if (task.lastStatus !== 'STOPPED') {
+    const runningSeconds = task.startedAt ? ((deps.now?.() ?? new Date()).getTime() - task.startedAt.getTime()) / 1000 : 0;
+    if (runningSeconds <= deps.settings.maxTestSeconds) return { ...base, stopped: false };
+    const reason = `still running after ${Math.round(runningSeconds)} s, over the longest test allowed (${deps.settings.maxTestSeconds} s): stopped`;
+    await deps.ecs.send(new StopTaskCommand({ cluster: deps.settings.cluster, task: event.taskArn, reason: 'Restorable: restore test over its time limit' }));
+    await publishMetrics(deps.cloudwatch, failureMetric(event.source));
+    console.error(JSON.stringify({ msg: 'restore-test task stopped: over its time limit', source: event.source, taskArn: event.taskArn, runningSeconds }));
+    return { ...base, stopped: true, reason };
+  }
   const agent = task.containers?.find((c) => c.name === deps.settings.containerName);
   const agentExitCode = agent?.exitCode;
   const reason = [task.stoppedReason, agent?.reason].filter(Boolean).join('; ') || undefined;
@@ -174,6 +186,7 @@ export function settingsFromEnv(): OrchestratorSettings {
     containerName: requiredEnv('CONTAINER_NAME'),
     maxAttempts: number('MAX_ATTEMPTS', 6),
     retryBaseMs: number('RETRY_BASE_MS', 2000),
+    maxTestSeconds: number('MAX_TEST_SECONDS', 12 * 3600),
   };
 }
 

@@ -4,7 +4,7 @@
  * permanent failure that publishes the orchestration-failure metric, and the check of a stopped task.
  */
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand, StopTaskCommand } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../../lib/contract';
 import { OrchestratorDeps, RestoreTestItem, checkRestoreTest, handler, reportFailure, startRestoreTest } from '../../lambda/restore-test-orchestrator';
@@ -26,8 +26,9 @@ const deps = (): OrchestratorDeps => ({
   ecs: new ECSClient({ region: 'eu-west-1' }),
   cloudwatch: new CloudWatchClient({ region: 'eu-west-1' }),
   settings: { cluster: 'arn:aws:ecs:eu-west-1:111111111111:cluster/restorable', subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'],
-    containerName: 'agent', maxAttempts: 4, retryBaseMs: 1000 },
+    containerName: 'agent', maxAttempts: 4, retryBaseMs: 1000, maxTestSeconds: 3600 },
   sleep: async (ms) => { delays.push(ms); },
+  now: () => new Date('2026-11-26T12:00:00Z'),
 });
 
 function throttling(): Error {
@@ -118,9 +119,18 @@ describe('check', () => {
   const check = { action: 'check' as const, source: 'orders-db', taskArn: TASK_ARN };
 
   test('a running task is not stopped; nothing is published', async () => {
-    ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'RUNNING' }] });
+    ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'RUNNING', startedAt: new Date('2026-11-26T11:30:00Z') }] });
     expect(await checkRestoreTest(check, deps())).toEqual({ source: 'orders-db', taskArn: TASK_ARN, stopped: false });
     expect(failureMetrics()).toEqual([]);
+  });
+
+  test('a task running past the longest test allowed is stopped and counted as a failure', async () => {
+    ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'RUNNING', startedAt: new Date('2026-11-26T10:00:00Z') }] });
+    ecsMock.on(StopTaskCommand).resolves({});
+    expect(await checkRestoreTest(check, deps())).toEqual({ source: 'orders-db', taskArn: TASK_ARN, stopped: true,
+      reason: 'still running after 7200 s, over the longest test allowed (3600 s): stopped' });
+    expect(ecsMock.commandCalls(StopTaskCommand)[0].args[0].input).toMatchObject({ task: TASK_ARN, cluster: expect.stringContaining('cluster/restorable') });
+    expect(failureMetrics()).toHaveLength(2);
   });
 
   test('a task whose agent exited (pass or fail) is done: the agent published its own result', async () => {

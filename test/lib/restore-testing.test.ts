@@ -163,7 +163,7 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
   test('then the orchestrator may run only the restore-test task definitions in the cluster and pass only their roles', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',
-      Environment: { Variables: Match.objectLike({ CONTAINER_NAME: 'agent', SUBNET_IDS: 'subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002' }) },
+      Environment: { Variables: Match.objectLike({ CONTAINER_NAME: 'agent', MAX_TEST_SECONDS: '43200', SUBNET_IDS: 'subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002' }) },
     });
     const policies = JSON.stringify(template.findResources('AWS::IAM::Policy'));
     expect(policies).toContain('"ecs:RunTask"');
@@ -256,6 +256,8 @@ describe('bad input is refused in words that say how to fix it', () => {
     const source = backups.addSource(postgresSource(stack, 'orders-db'));
     expect(() => new RestoreTesting(stack, 'RT2', { backups, store, keys, monitoring, sources: [{ source, checks: [{ name: 'x', sql: 'SELECT 1', minRows: 1, equals: '1' }] }] }))
       .toThrow("check 'x' must have exactly one of minRows, equals and maxAgeSeconds (it has 2)");
+    expect(() => new RestoreTesting(stack, 'RT4', { backups, store, keys, monitoring, maxTestDuration: Duration.days(3) }))
+      .toThrow('maxTestDuration must be from 15 minutes to 24 hours (got 3 days)');
     expect(() => new RestoreTesting(stack, 'RT3', { backups, store, keys, monitoring, drSchedule: events.Schedule.rate(Duration.days(30)) }))
       .toThrow('drSchedule tests the DR copy, but the store has no replica');
   });
