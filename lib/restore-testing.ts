@@ -12,7 +12,7 @@ import { agentImage } from './agent-image';
 import { BackupBucket } from './backup-bucket';
 import { BackupKeys } from './backup-keys';
 import { BackupMonitoring } from './backup-monitoring';
-import { BackupSource } from './backup-source';
+import { BackupSource, taskSizeProblem } from './backup-source';
 import { BackupStore } from './backup-store';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
 import { restoreTestsPrefix, sourcePrefix } from './contract/names';
@@ -160,6 +160,8 @@ export class RestoreTesting extends Construct {
     this.props = props;
     this.cpu = props.cpu ?? 1024;
     this.memory = props.memoryLimitMiB ?? 4096;
+    const sizeProblem = taskSizeProblem(this.cpu, this.memory, props.ephemeralStorageGiB);
+    if (sizeProblem) throw new Error(`${this.node.path}: the restore-test task's size: ${sizeProblem}`);
     this.image = props.image ?? agentImage();
     const tasksPrincipal = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
     this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasksPrincipal, description: 'Pulls the Restorable agent and scratch images and ships their logs' });

@@ -258,6 +258,8 @@ describe('bad input is refused in words that say how to fix it', () => {
       .toThrow("check 'x' must have exactly one of minRows, equals and maxAgeSeconds (it has 2)");
     expect(() => new RestoreTesting(stack, 'RT4', { backups, store, keys, monitoring, maxTestDuration: Duration.days(3) }))
       .toThrow('maxTestDuration must be from 15 minutes to 24 hours (got 3 days)');
+    expect(() => new RestoreTesting(stack, 'RT5', { backups, store, keys, monitoring, cpu: 1024, memoryLimitMiB: 1024 }))
+      .toThrow("the restore-test task's size: memoryLimitMiB 1024 does not suit cpu 1024: Fargate allows 2048 to 8192 in steps of 1024");
     expect(() => new RestoreTesting(stack, 'RT3', { backups, store, keys, monitoring, drSchedule: events.Schedule.rate(Duration.days(30)) }))
       .toThrow('drSchedule tests the DR copy, but the store has no replica');
   });
