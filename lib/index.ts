@@ -17,3 +17,4 @@ export * from './restore-test-source';
 export * from './restore-test-task';
 export * from './restore-test-orchestration';
 export * from './restore-testing';
+export * from './disaster-recovery-runbook';

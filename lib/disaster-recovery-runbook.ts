@@ -1,0 +1,140 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CustomResource, Duration, Lazy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { BackupKeys } from './backup-keys';
+import { BackupStore } from './backup-store';
+import { RUNBOOK_FILE } from './contract/names';
+import { DatabaseBackups } from './database-backups';
+
+const RUNBOOK_WRITER_ASSET = path.join(__dirname, '../assets/lambda/runbook-writer');
+
+export interface DisasterRecoveryRunbookProps {
+  /** The sources to write a runbook for: every source of these backups, including those added later. */
+  readonly backups: DatabaseBackups;
+  /** The store the backups go to. Its replica, when it has one, gets a copy of every runbook, and the runbook covers the DR path. */
+  readonly store: BackupStore;
+  /**
+   * The key pair whose identity secret the runbook names (and its replica in the DR region).
+   * @default - the runbook asks the reader for their own identity file
+   */
+  readonly keys?: BackupKeys;
+  /**
+   * How long the writer's logs are kept.
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * A disaster-recovery runbook per source, rendered at deploy time with the real bucket names, regions and
+ * identity secret, and written to `{prefix}{source}/RUNBOOK.md` in the store and in its replica (in the replica's
+ * own region), so that it can be read when the primary region is gone: `restorable runbook --source NAME --bucket B`.
+ * Every step is given with the `restorable` agent and with standard tools alone. Runbooks are rewritten on
+ * every deployment that changes a source, a name or the renderer, and left in place when the stack is deleted.
+ */
+export class DisasterRecoveryRunbook extends Construct {
+  /** The function that renders and writes the runbooks. */
+  public readonly writer: lambda.IFunction;
+
+  constructor(scope: Construct, id: string, props: DisasterRecoveryRunbookProps) {
+    super(scope, id);
+    if (!props?.backups || !props.store) {
+      throw new Error(`${this.node.path}: backups and store are required: the DatabaseBackups whose sources get a runbook, and the BackupStore they write to`);
+    }
+    if (!fs.existsSync(path.join(RUNBOOK_WRITER_ASSET, 'index.js'))) {
+      throw new Error(`the runbook writer is not bundled (${RUNBOOK_WRITER_ASSET} is missing): run 'npm run bundle' first`);
+    }
+    const { store, backups } = props;
+    const replica = store.replica;
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
+    const role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Writes the Restorable disaster-recovery runbooks into the backup store and its replica',
+    });
+    logGroup.grantWrite(role);
+    this.grantRunbookWrite(role, store.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`), store.encryptionKey.keyArn, Stack.of(store).region);
+    if (replica) {
+      this.grantRunbookWrite(role, replica.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`),
+        `arn:${Stack.of(this).partition}:kms:${replica.region}:${replica.account}:key/*`, replica.region, replica.keyAliasName);
+    }
+
+    const code = fs.readFileSync(path.join(RUNBOOK_WRITER_ASSET, 'index.js'));
+    const writer = new lambda.Function(this, 'Writer', {
+      description: 'Renders and writes the Restorable disaster-recovery runbooks (custom resource)',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(RUNBOOK_WRITER_ASSET),
+      role,
+      logGroup,
+      timeout: Duration.minutes(5),
+      memorySize: 256,
+    });
+    Validations.of(writer).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-L1',
+      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported ' +
+        'Lambda runtime; moving to a newer one is a deliberate change with its own bundle target.',
+    });
+    this.writer = writer;
+
+    const runbooks = new CustomResource(this, 'Runbooks', {
+      serviceToken: writer.functionArn,
+      resourceType: 'Custom::RestorableRunbook',
+      serviceTimeout: Duration.minutes(10),
+      properties: {
+        Bucket: store.bucket.bucketName,
+        Region: Stack.of(store).region,
+        Prefix: store.prefix,
+        ...(replica ? { ReplicaBucket: replica.bucket.bucketName, ReplicaRegion: replica.region } : {}),
+        ...(props.keys?.identitySecret ? { IdentitySecretArn: props.keys.identitySecret.secretArn } : {}),
+        // Read at synth, so that sources added after this construct get a runbook too.
+        Sources: Lazy.string({ produce: () => JSON.stringify(backups.sources.map((s) => ({ name: s.name, engine: s.engine.agentEngine }))) }),
+        // A new renderer rewrites the runbooks even when no name changed.
+        Renderer: createHash('sha256').update(code).digest('hex').slice(0, 16),
+      },
+    });
+    runbooks.node.addDependency(role);
+  }
+
+  /** PutObject of runbooks only (no other key), with the bucket's key used through S3 in its region. */
+  private grantRunbookWrite(role: iam.Role, objects: string, keyArn: string, region: string, keyAlias?: string): void {
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [objects] }));
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['kms:GenerateDataKey'],
+      resources: [keyArn],
+      conditions: {
+        'StringEquals': { 'kms:ViaService': `s3.${region}.amazonaws.com` },
+        ...(keyAlias ? { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [keyAlias] } } : {}),
+      },
+    }));
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagResource(Stack.of(this).resolve(objects))}]`,
+      reason: 'Runbooks are written to {prefix}{source}/RUNBOOK.md for every source; the wildcard stands for the source ' +
+        'name only, and the role may write no other object',
+    });
+    if (keyAlias) {
+      Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${nagResource(Stack.of(this).resolve(keyArn))}]`,
+        reason: 'The replica key lives in another stack and an IAM resource cannot be an alias ARN; kms:ResourceAliases ' +
+          'limits key/* to that one key, used only through S3 in the DR region',
+      });
+    }
+  }
+}
+
+/** A resolved resource as cdk-nag prints it in a finding: `${Token}` and `{ Ref }` become `<Token>`. */
+function nagResource(value: unknown): string {
+  if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/\}/g, '>');
+  const fn = value as Record<string, unknown>;
+  if (Array.isArray(fn?.['Fn::Join'])) {
+    const [delimiter, parts] = fn['Fn::Join'] as [string, unknown[]];
+    return parts.map(nagResource).join(delimiter);
+  }
+  if (Array.isArray(fn?.['Fn::GetAtt'])) return `<${(fn['Fn::GetAtt'] as string[]).join('.')}>`;
+  if (typeof fn?.Ref === 'string') return `<${fn.Ref}>`;
+  return Token.isUnresolved(value) ? String(value) : JSON.stringify(value);
+}
