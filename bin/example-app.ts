@@ -2,7 +2,9 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as events from 'aws-cdk-lib/aws-events';
-import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, SourceEngine } from '../lib';
+import {
+  BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore, RestoreTesting, SourceEngine,
+} from '../lib';
 import { EnvironmentConfig } from './environments';
 
 /** The stacks of one environment: the replica in the DR region, the primary store that replicates to it. */
@@ -15,6 +17,8 @@ export interface ExampleStacks {
   readonly backups: DatabaseBackups;
   readonly monitoring: BackupMonitoring;
   readonly restoreTesting: RestoreTesting;
+  /** Each source's disaster-recovery runbook, in the store and its replica. */
+  readonly runbook: DisasterRecoveryRunbook;
 }
 
 export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly name: string }): ExampleStacks {
@@ -39,7 +43,8 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
   });
   addSampleSources(primary, env, backups);
   const restoreTesting = addRestoreTesting(primary, { store, keys, backups, monitoring });
-  return { primary, replica, store, replicaStore, keys, backups, monitoring, restoreTesting };
+  const runbook = new DisasterRecoveryRunbook(primary, 'DisasterRecoveryRunbook', { backups, store, keys });
+  return { primary, replica, store, replicaStore, keys, backups, monitoring, restoreTesting, runbook };
 }
 
 /*
