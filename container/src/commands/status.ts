@@ -119,10 +119,10 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
   }
 }
 
-/** "3 minutes", "about 2 hours": rounded the way a person would say it. */
+/** "3 minutes", "2 hours": rounded the way a person would say it, and never "0 seconds". */
 export function humanDuration(seconds: number): string {
   const unit = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-  if (seconds < 90) return unit(Math.round(seconds), 'second');
+  if (seconds < 90) return unit(Math.max(1, Math.round(seconds)), 'second');
   if (seconds < 90 * 60) return unit(Math.round(seconds / 60), 'minute');
   if (seconds < 48 * 3600) return unit(Math.round(seconds / 3600), 'hour');
   return unit(Math.round(seconds / 86400), 'day');
@@ -137,9 +137,9 @@ function summarise(s: Omit<SourceStatus, 'summary'>): string {
     return `${s.source}: NEVER RESTORE-TESTED: how long a restore takes, and whether it works, is unknown; ` +
       `the newest backup holds data from ${humanDuration(backup.ageSeconds)} ago.`;
   }
-  const tested = `${test.finishedAt} (${humanDuration(test.ageSeconds)} ago)`;
+  const tested = `${humanDuration(test.ageSeconds)} ago, ${test.finishedAt}`;
   if (!test.success) {
-    return `${s.source}: LAST RESTORE TEST FAILED on ${tested}${test.reason ? `: ${test.reason}` : ''}; a restore may not work. ` +
+    return `${s.source}: LAST RESTORE TEST FAILED (${tested})${test.reason ? `: ${test.reason}` : ''}; a restore may not work. ` +
       `The newest backup holds data from ${humanDuration(backup.ageSeconds)} ago.`;
   }
   const rto = test.durationSeconds === undefined ? 'an unmeasured time' : `about ${humanDuration(test.durationSeconds)}`;
