@@ -222,4 +222,17 @@ describe('DR path: primary region gone', () => {
     expect(output).toContain('row counts match the manifest');
     expect(await restoredCounts(engine, target)).toEqual(manifestCounts(manifests[source]));
   });
+
+  test('the runbook\'s row-count check fails loudly when the restored rows differ from the manifest', async () => {
+    // Given a manifest in the replica that claims one more row in one table than the backup holds.
+    const manifest = manifests[PG_SOURCE];
+    const [first, ...rest] = manifest.tables;
+    const claimed = { ...manifest, tables: [{ ...first, rows: first.rows + 1 }, ...rest] };
+    await replica.client.send(new PutObjectCommand({ Bucket: replica.bucket, Key: `${manifest.key}.manifest.json`, Body: JSON.stringify(claimed) }));
+    const script = drillScript(await printedRunbook(replica, PG_SOURCE), RunbookPath.DR, replica.endpoint, drSecrets);
+
+    // Then the drill stops at step 7 and names the table.
+    await expect(runDrill(script, Engine.POSTGRES, uniqueName('drill_postgres_mismatch')))
+      .rejects.toThrow(`MISMATCH ${first.schema}.${first.table}: manifest ${first.rows + 1}, restored ${first.rows}`);
+  });
 });
