@@ -1,19 +1,26 @@
 /**
- * Scale: a hundred sources in one stack with every feature on (generated keys, a replicated store in the same
- * stack, VPC endpoints, the alarm topic, a network rule and an endpoint per source, both engines), under
- * CloudFormation's 500-resource limit with room to spare (450). Prints the numbers BENCHMARKS.md records.
- * Re-run it when monitoring and restore testing join the stack.
+ * Scale: a hundred sources in one stack, under CloudFormation's 500-resource limit with room to spare (450).
+ * First the backups alone (generated keys, a replicated store, VPC endpoints, the alarm topic, a network rule and
+ * an endpoint per source, both engines), to measure what one source costs; then every feature on: monitoring,
+ * weekly and DR restore tests of every source, and the disaster-recovery runbook. Within CloudFormation's template
+ * and Step Functions' definition limits, cdk-nag clean, and with every restore-test role's policy under IAM's
+ * 10,240 characters once its tokens are real ARNs. Prints the numbers BENCHMARKS.md records.
  */
 import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupKeys, BackupStore, ReplicaStore } from '../../lib';
-import { DatabaseBackups } from '../../lib/database-backups';
+import {
+  BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore, RestoreTesting,
+} from '../../lib';
 import { ENV, mariadbSource, postgresSource, sampleVpc } from '../lib/database-backups-fixture';
 
 const RESOURCE_BUDGET = 450;
 
+type Template = { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+
 interface Measurement {
+  readonly template: Template;
   readonly resources: number;
   readonly synthSeconds: number;
   readonly byType: Record<string, number>;
@@ -21,7 +28,8 @@ interface Measurement {
   readonly templateBytes: number;
 }
 
-function synthesize(sourceCount: number): Measurement {
+/** Synthesizes `sourceCount` sources; with `everything`, also monitoring, restore testing and the runbook. */
+function synthesize(sourceCount: number, everything: boolean): Measurement {
   const app = new App();
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const replicaStack = new Stack(app, 'ScaleReplica', { env: { ...ENV, region: 'eu-central-1' } });
@@ -30,27 +38,38 @@ function synthesize(sourceCount: number): Measurement {
   const store = new BackupStore(stack, 'Store', { replica });
   const keys = new BackupKeys(stack, 'Keys', { replicaRegion: replica.region, replicaKeyAlias: replica.keyAliasName });
   const alarmTopic = new sns.Topic(stack, 'Alarms', { enforceSSL: true });
-  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack, true), vpcEndpoints: true, alarmTopic });
+  const monitoring = everything ? new BackupMonitoring(stack, 'Monitoring', { store, alarmTopic }) : undefined;
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
+    store, keys, monitoring, vpc: sampleVpc(stack, true), vpcEndpoints: true, alarmTopic,
+  });
   for (let i = 0; i < sourceCount; i++) {
     const name = `db-${String(i).padStart(3, '0')}`;
     backups.addSource(i % 2 === 0
       ? postgresSource(stack, name, { rpo: Duration.hours(1 + (i % 12)) })
       : mariadbSource(stack, name, { cpu: 2048, memoryLimitMiB: 4096, ephemeralStorageGiB: 30 }));
   }
+  if (monitoring) {
+    new RestoreTesting(stack, 'RestoreTesting', {
+      backups, store, keys, monitoring, drSchedule: events.Schedule.cron({ day: '1', hour: '4', minute: '0' }),
+      sources: backups.sources.map((source) => ({ source, rtoTarget: Duration.hours(4),
+        checks: [{ name: 'rows exist', sql: 'SELECT 1 FROM information_schema.tables LIMIT 1', minRows: 1 }] })),
+    });
+    new DisasterRecoveryRunbook(stack, 'Runbook', { backups, store, keys });
+  }
   const started = process.hrtime.bigint();
   const assembly = app.synth();
   const synthSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const template = assembly.getStackByName('Scale').template as { Resources: Record<string, { Type: string }> };
+  const template = assembly.getStackByName('Scale').template as Template;
   const resources = Object.values(template.Resources);
   const byType: Record<string, number> = {};
   for (const { Type } of resources) byType[Type] = (byType[Type] ?? 0) + 1;
-  return { resources: resources.length, synthSeconds, byType, templateBytes: Buffer.byteLength(JSON.stringify(template)) };
+  return { template, resources: resources.length, synthSeconds, byType, templateBytes: Buffer.byteLength(JSON.stringify(template)) };
 }
 
-test(`100 sources with every feature on stay under ${RESOURCE_BUDGET} resources, and cdk-nag stays clean`, () => {
+test(`100 sources of backups alone stay under ${RESOURCE_BUDGET} resources, and cdk-nag stays clean`, () => {
   // Two sources, one per engine, carry every shared resource (both task definitions); the first synth also warms up.
-  const two = synthesize(2);
-  const hundred = synthesize(100);
+  const two = synthesize(2, false);
+  const hundred = synthesize(100, false);
   const perSource = (hundred.resources - two.resources) / 98;
   console.log(`CDK scale: 2 sources ${two.resources} resources (synth ${two.synthSeconds.toFixed(1)} s, cold); ` +
     `100 sources ${hundred.resources} resources (synth ${hundred.synthSeconds.toFixed(1)} s, template ${(hundred.templateBytes / 1024).toFixed(0)} KiB); ${perSource} per source\n` +
@@ -63,4 +82,37 @@ test(`100 sources with every feature on stay under ${RESOURCE_BUDGET} resources,
   expect(hundred.byType['AWS::Scheduler::Schedule']).toBe(100);
   expect(hundred.byType['AWS::ECS::TaskDefinition']).toBe(2);
   expect(hundred.byType['AWS::IAM::Policy']).toBe(two.byType['AWS::IAM::Policy']);
+});
+
+/** The policy's length once deployed: each intrinsic (innermost first) becomes a generous 100-character ARN or name. */
+function deployedLength(value: unknown): number {
+  const intrinsic = /\{"(?:Ref|Fn::[A-Za-z]+)":[^{}]*\}/g;
+  let text = JSON.stringify(value);
+  for (let previous = ''; previous !== text;) {
+    previous = text;
+    text = text.replace(intrinsic, `"${'x'.repeat(100)}"`);
+  }
+  return text.length;
+}
+
+test(`100 sources with monitoring, restore testing (weekly and DR) and the runbook stay under ${RESOURCE_BUDGET} resources`, () => {
+  const { template, byType, templateBytes, synthSeconds } = synthesize(100, true);
+  const resources = Object.values(template.Resources);
+  const machine = resources.find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
+  const restoreRoles = Object.entries(template.Resources)
+    .filter(([id, r]) => r.Type === 'AWS::IAM::Role' && id.startsWith('RestoreTestingTestRole'));
+  const restorePolicies = resources.filter((r) => r.Type === 'AWS::IAM::Policy'
+    && restoreRoles.some(([id]) => JSON.stringify(r.Properties.Roles) === JSON.stringify([{ Ref: id }])));
+  const largestPolicy = Math.max(...restorePolicies.map((p) => deployedLength(p.Properties.PolicyDocument)));
+  console.log(`full scale: ${resources.length} resources with 100 sources (synth ${synthSeconds.toFixed(1)} s); template ${(templateBytes / 1024).toFixed(0)} KiB; ` +
+    `state machine ${(Buffer.byteLength(JSON.stringify(machine)) / 1024).toFixed(0)} KiB of it (~${(deployedLength(machine.Properties.DefinitionString) / 1024).toFixed(0)} KiB deployed); ` +
+    `${restoreRoles.length} restore-test roles, largest policy ~${largestPolicy} characters deployed; alarms ${byType['AWS::CloudWatch::Alarm']}`);
+  expect(resources.length).toBeLessThan(RESOURCE_BUDGET);
+  expect(templateBytes).toBeLessThan(1_000_000);
+  expect(deployedLength(machine.Properties.DefinitionString)).toBeLessThan(1_000_000);
+  expect(restoreRoles).toHaveLength(13);
+  expect(largestPolicy).toBeLessThan(10_240);
+  // Two scratch images (postgres:16, mariadb:10.11) beside the two backup task definitions.
+  expect(byType['AWS::ECS::TaskDefinition']).toBe(4);
+  expect(byType['AWS::StepFunctions::StateMachine']).toBe(1);
 });
