@@ -134,9 +134,10 @@ export interface BackupSourceProps {
    */
   readonly ephemeralStorageGiB?: number;
   /**
-   * How big the database is expected to get. The agent sizes its multipart upload parts from the database's own
-   * statistics; this value is recorded on the source for the monitoring and restore-test constructs.
-   * @default - unknown
+   * How big the database is expected to get. The agent sizes its multipart upload parts from the larger of this
+   * and the database's own statistics (`--expected-size`), so that a dump that outgrows the statistics still fits
+   * in S3's 10,000 parts.
+   * @default - the database's own size estimate, taken at the start of each backup
    */
   readonly expectedSize?: Size;
   /**

@@ -240,6 +240,7 @@ export class DatabaseBackups extends Construct {
       '--secret-id', props.secret.secretArn,
       ...(props.endpoint ? ['--host', props.endpoint.hostname, '--port', Tokenization.stringifyNumber(props.endpoint.port)] : []),
       ...(props.database ? ['--database', props.database] : []),
+      ...(props.expectedSize ? ['--expected-size', String(props.expectedSize.toBytes())] : []),
       '--json',
     ];
   }

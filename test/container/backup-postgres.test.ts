@@ -9,6 +9,7 @@ import {
   AgeKey, S3Emulator, agentEnv, createPgDatabase, createPgFixture, decryptToText, download, dropPgDatabase, logLines, makeAgeKey,
   PG, pgQuery, pgTableStats, prependPath, readerRole, restorePg, runAgent, sh, startS3rver, uniqueName, wrapperDir,
 } from '../support';
+import { partSizeFor } from '../../container/src/upload';
 
 const source = 'orders-pg';
 let s3: S3Emulator;
@@ -149,4 +150,23 @@ test('roles that cannot be read are recorded in the manifest and warned about; t
   expect(manifest.warnings).toEqual([expect.stringContaining('roles and grants were not captured')]);
   expect(logLines(run.stderr).filter((l) => l.level === 'warn')).toHaveLength(1);
   expect(result.warnings).toEqual(manifest.warnings);
+});
+
+describe('backup with --expected-size', () => {
+  test('sizes the upload parts from the expected size when it exceeds the database\'s own estimate', async () => {
+    const args = backupArgs().map((a) => (a === source ? 'orders-pg-sized' : a));
+    const run = await runAgent([...args, '--expected-size', '200G'], env());
+    expect(run.code).toBe(0);
+    const started = logLines(run.stderr).find((l) => l.msg === 'backup started')!;
+    expect(started.estimatedBytes).toBe(200 * 1024 ** 3);
+    expect(started.partSize).toBe(partSizeFor(200 * 1024 ** 3));
+    // 200 GiB twice over in at most 8,000 parts: well above the 5 MiB minimum a small database gets.
+    expect(started.partSize).toBeGreaterThan(50 * 1024 ** 2);
+  });
+
+  test('rejects an expected size that is not a size, naming the option', async () => {
+    const run = await runAgent([...backupArgs(), '--expected-size', 'lots'], env());
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("--expected-size must be a whole number, optionally with k, M or G (got 'lots')");
+  });
 });

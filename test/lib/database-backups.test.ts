@@ -2,7 +2,7 @@
  * DatabaseBackups, template assertions: each source's schedule and overrides, the task roles' reach, the
  * dead-letter queue and its alarm, the failure rule, the endpoints option, the logs; and cdk-nag.
  */
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Size } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { SourceEngine } from '../../lib/backup-source';
@@ -51,7 +51,7 @@ function logicalIdOf(template: Template, type: string, pathPart: string): string
 describe('given a PostgreSQL and a MariaDB source', () => {
   const { stack, backups } = backupsStack({ alarmTopic: true, generatedKeys: true });
   const orders = backups.addSource(postgresSource(stack, 'orders-db'));
-  backups.addSource(postgresSource(stack, 'billing-db', { rpo: Duration.minutes(20), cpu: 2048, memoryLimitMiB: 4096, ephemeralStorageGiB: 50 }));
+  backups.addSource(postgresSource(stack, 'billing-db', { rpo: Duration.minutes(20), cpu: 2048, memoryLimitMiB: 4096, ephemeralStorageGiB: 50, expectedSize: Size.gibibytes(500) }));
   backups.addSource(mariadbSource(stack, 'shop-db', { cron: '30 2 * * ? *', database: 'shop' }));
   const template = Template.fromStack(stack);
   const bySource = schedules(template);
@@ -84,9 +84,12 @@ describe('given a PostgreSQL and a MariaDB source', () => {
     expect(command.join(' ')).not.toMatch(/password|PGPASSWORD|MYSQL_PWD/i);
   });
 
-  test('then task sizes are overridden per source, and MariaDB gets its engine and database', () => {
+  test('then task sizes and the expected size are passed per source, and MariaDB gets its engine and database', () => {
     expect(overridesOf(bySource.get('billing-db')!)).toMatchObject({ cpu: '2048', memory: '4096', ephemeralStorage: { sizeInGiB: 50 } });
     expect(overridesOf(bySource.get('orders-db')!)).toMatchObject({ cpu: '1024', memory: '2048' });
+    const billing = overridesOf(bySource.get('billing-db')!).containerOverrides[0].command;
+    expect(billing.slice(billing.indexOf('--expected-size'), billing.indexOf('--expected-size') + 2)).toEqual(['--expected-size', String(500 * 1024 ** 3)]);
+    expect(overridesOf(bySource.get('orders-db')!).containerOverrides[0].command).not.toContain('--expected-size');
     const command = overridesOf(bySource.get('shop-db')!).containerOverrides[0].command;
     expect(command.slice(command.indexOf('--engine'), command.indexOf('--engine') + 2)).toEqual(['--engine', 'mysql']);
     expect(command.slice(command.indexOf('--database'), command.indexOf('--database') + 2)).toEqual(['--database', 'shop']);

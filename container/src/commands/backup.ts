@@ -32,6 +32,7 @@ export const BACKUP_COMMAND: CommandSpec = {
     'recipient': { kind: OptionKind.STRING, placeholder: 'AGE1…', description: 'age public key to encrypt to' },
     'recipient-file': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'file of age public keys, one a line' },
     ...CONNECTION_OPTIONS,
+    'expected-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'how large the database may grow (k/M/G suffixes); sizes the upload parts when it exceeds the server\'s own estimate' },
     'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the uncompressed dump is smaller (k/M/G suffixes; default 1)' },
     'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
@@ -106,6 +107,7 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
   const prefix = args.string('prefix');
   const recipient: Recipient = resolveRecipient(args.string('recipient'), args.string('recipient-file'));
   const minSize = args.size('min-size') ?? 1;
+  const expectedSize = args.size('expected-size') ?? 0;
   const level = Number(args.string('compression-level') ?? DEFAULT_ZSTD_LEVEL);
   if (!Number.isInteger(level) || level < 1 || level > 19) throw new UsageError(`--compression-level must be 1 to 19 (got '${args.string('compression-level')}')`);
 
@@ -124,8 +126,10 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
     const previousStart = previous ? new Date(parseLatest(previous.text, `s3://${bucket}/${latestAt}`).startedAt) : undefined;
     const tier = tierFor(startedAt, previousStart);
     const key = backupKey(prefix, source, startedAt, session.format);
-    const partSize = partSizeFor(facts.estimatedBytes);
-    log.info('backup started', { source, engine, key, tier, database: connection.database, estimatedBytes: facts.estimatedBytes, partSize });
+    // The larger of the server's estimate and the operator's: too small a part size fails past 10,000 parts.
+    const estimatedBytes = Math.max(facts.estimatedBytes, expectedSize);
+    const partSize = partSizeFor(estimatedBytes);
+    log.info('backup started', { source, engine, key, tier, database: connection.database, estimatedBytes, partSize });
 
     const job = await session.startDump();
     let dumpBytes = 0;
