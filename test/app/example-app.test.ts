@@ -63,6 +63,22 @@ describe.each(envNames)('environment %s', (name) => {
     expect(store.replica).toBe(replicaStore);
   });
 
+  test('given the sample sources, when synthesized, then a PostgreSQL and a MariaDB source are scheduled, restore-tested and monitored', () => {
+    const { primary, backups, restoreTesting } = exampleApp(name);
+    expect(backups.sources.map((s) => [s.name, s.engine.agentEngine])).toEqual([['orders-db', 'postgres'], ['shop-db', 'mysql']]);
+    const template = Template.fromStack(primary);
+    const commands = Object.values(template.findResources('AWS::Scheduler::Schedule'))
+      .map((schedule) => JSON.stringify(schedule.Properties.Target.Input));
+    expect(commands).toHaveLength(2);
+    expect(commands.find((c) => c.includes('orders-db'))).toContain('\\"--engine\\",\\"postgres\\"');
+    expect(commands.find((c) => c.includes('shop-db'))).toContain('\\"--engine\\",\\"mysql\\"');
+    expect(restoreTesting).toBeDefined();
+    const freshnessInput = Object.values(template.findResources('AWS::Events::Rule'))
+      .flatMap((rule) => (rule.Properties.Targets ?? []) as { Input?: string }[])
+      .map((target) => target.Input ?? '').find((input) => input.includes('maxAgeSeconds'));
+    expect(JSON.parse(freshnessInput!).sources.map((s: { source: string }) => s.source)).toEqual(['orders-db', 'shop-db']);
+  });
+
   test('given cdk-nag AwsSolutions, when synthesized, then there are zero unacknowledged findings', () => {
     const { app } = exampleApp(name);
     expect(() => app.synth()).not.toThrow();
