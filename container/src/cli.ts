@@ -12,6 +12,7 @@ import { RUNBOOK_COMMAND, runRunbook } from './commands/runbook';
 import { STATUS_COMMAND, formatStatus, runStatus } from './commands/status';
 import { RESTORE_COMMAND, formatRestoreResult, runRestore } from './commands/restore';
 import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify';
+import { ContractError } from '../../lib/contract';
 import { AgentError, UsageError, redactor } from './errors';
 import { runAbortActions } from './cleanup';
 import { log } from './log';
@@ -115,11 +116,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${output}\n`);
     return 0;
   } catch (err) {
-    if (err instanceof AgentError) {
-      const message = redactor.redact(err.message);
+    // A person's error: one line, no stack. A manifest or pointer that cannot be read says how to repair it.
+    if (err instanceof AgentError || err instanceof ContractError) {
+      const message = redactor.redact(err instanceof ContractError ? `${err.message}: ${err.fix}` : err.message);
       log.error(message, { command: name });
       process.stderr.write(`restorable ${name ?? ''}: ${message}\n`);
-      return err.exitCode;
+      return err instanceof AgentError ? err.exitCode : 1;
     }
     // Not an AgentError: a bug or an unexpected failure; keep the stack, but never a secret.
     process.stderr.write(`restorable ${name}: unexpected error: ${redactor.redact((err as Error)?.stack ?? String(err))}\n`);

@@ -67,36 +67,78 @@ export interface LatestPointer {
   readonly sha256: string;
 }
 
-/** Parses a manifest or throws an error that says which field is wrong. */
+/**
+ * A manifest or pointer that cannot be read. `message` names the object and what is wrong; `fix` says what a
+ * person can do about it. The agent prints both on one line, without a stack trace.
+ */
+export class ContractError extends Error {
+  constructor(message: string, readonly fix: string) {
+    super(message);
+    this.name = 'ContractError';
+  }
+}
+
+/** An ISO 8601 UTC time as the agent writes it (`Date.toISOString()`), with or without fractional seconds. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+/** Whether `value` is a real ISO 8601 UTC time: pointers are compared as strings, so garbage must not pass. */
+export function isIsoTime(value: unknown): value is string {
+  return typeof value === 'string' && ISO_TIME.test(value) && !Number.isNaN(Date.parse(value));
+}
+
+function isObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Checks startedAt and, when present, finishedAt; returns what is wrong, if anything. */
+function timeProblem(value: { startedAt?: unknown; finishedAt?: unknown }): string | undefined {
+  if (!isIsoTime(value.startedAt)) return `has startedAt ${JSON.stringify(value.startedAt)}, which is not an ISO 8601 UTC time`;
+  if (value.finishedAt !== undefined && !isIsoTime(value.finishedAt)) {
+    return `has finishedAt ${JSON.stringify(value.finishedAt)}, which is not an ISO 8601 UTC time`;
+  }
+  return undefined;
+}
+
+const MANIFEST_FIX = 'restore it from an older version (the bucket is versioned), or delete it together with its backup';
+
+/** Parses a manifest or throws a ContractError that says which field is wrong. */
 export function parseManifest(text: string, where: string): Manifest {
+  const bad = (what: string, fix = MANIFEST_FIX) => new ContractError(`manifest ${where} ${what}`, fix);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw new Error(`manifest ${where} is not valid JSON`);
+    throw bad('is not valid JSON');
   }
+  if (!isObject(value)) throw bad('is not a JSON object');
   const m = value as Partial<Manifest>;
   const required: (keyof Manifest)[] = ['formatVersion', 'source', 'engine', 'key', 'size', 'sha256', 'startedAt', 'tables'];
   const missing = required.filter((field) => m[field] === undefined);
-  if (missing.length) throw new Error(`manifest ${where} lacks ${missing.join(', ')}`);
+  if (missing.length) throw bad(`lacks ${missing.join(', ')}`);
   if (m.formatVersion !== MANIFEST_FORMAT_VERSION) {
-    throw new Error(`manifest ${where} has format version ${m.formatVersion}; this agent reads version ${MANIFEST_FORMAT_VERSION}`);
+    throw bad(`has format version ${m.formatVersion}; this agent reads version ${MANIFEST_FORMAT_VERSION}`,
+      'use an agent that reads that version, or restore the manifest from an older version (the bucket is versioned)');
   }
+  const times = timeProblem(m);
+  if (times) throw bad(times);
   return m as Manifest;
 }
 
-/** Parses a latest pointer or throws an error that names what is wrong. */
+/** Parses a latest pointer or throws a ContractError that names what is wrong. */
 export function parseLatest(text: string, where: string): LatestPointer {
+  const bad = (what: string) => new ContractError(`latest pointer ${where} ${what}`,
+    'restore it from an older version (the bucket is versioned) or delete it; the next backup will then be monthly');
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw new Error(`latest pointer ${where} is not valid JSON`);
+    throw bad('is not valid JSON');
   }
+  if (!isObject(value)) throw bad('is not a JSON object');
   const p = value as Partial<LatestPointer>;
-  if (typeof p.key !== 'string' || typeof p.startedAt !== 'string') {
-    throw new Error(`latest pointer ${where} lacks key or startedAt`);
-  }
+  if (typeof p.key !== 'string' || p.startedAt === undefined) throw bad('lacks key or startedAt');
+  const times = timeProblem(p);
+  if (times) throw bad(times);
   return p as LatestPointer;
 }
 
@@ -115,17 +157,19 @@ export interface RestoreTestPointer {
   readonly reason?: string;
 }
 
+const RESTORE_TEST_FIX = 'delete it (the next restore test writes a new one) or restore it from an older version (the bucket is versioned)';
+
 /** Parses a restore-test pointer or throws an error that names what is wrong. */
 export function parseRestoreTestPointer(text: string, where: string): RestoreTestPointer {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw new Error(`restore-test report ${where} is not valid JSON`);
+    throw new ContractError(`restore-test report ${where} is not valid JSON`, RESTORE_TEST_FIX);
   }
-  const p = value as Partial<RestoreTestPointer>;
+  const p = (isObject(value) ? value : {}) as Partial<RestoreTestPointer>;
   if (typeof p.finishedAt !== 'string' || Number.isNaN(Date.parse(p.finishedAt))) {
-    throw new Error(`restore-test report ${where} lacks a valid finishedAt time`);
+    throw new ContractError(`restore-test report ${where} lacks a valid finishedAt time`, RESTORE_TEST_FIX);
   }
   return p as RestoreTestPointer;
 }
