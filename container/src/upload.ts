@@ -14,22 +14,42 @@ import { s3Problem, taggingHeader } from './s3';
 
 const MiB = 1024 * 1024;
 const MIN_PART = 5 * MiB;
-const MAX_PART = 5 * 1024 * MiB;
+/**
+ * The largest part: with 2 parts in flight, lib-storage's buffers stay under ~128 MiB whatever the database's
+ * size. 10,000 such parts hold 625 GiB (671 GB) of stored (compressed and encrypted) data.
+ */
+export const MAX_PART = 64 * MiB;
+/** S3's limit on the parts of one multipart upload. */
+const S3_MAX_PARTS = 10_000;
+/** The largest stored object the capped parts can hold. */
+export const MAX_STORED_BYTES = S3_MAX_PARTS * MAX_PART;
 /** Below S3's 10,000, so that an estimate that is somewhat low still fits. */
 const TARGET_PARTS = 8000;
 
+function gib(bytes: number): string {
+  return `${(bytes / 1024 ** 3).toFixed(bytes % 1024 ** 3 === 0 ? 0 : 1)} GiB`;
+}
+
 /**
  * A part size for a stream of about `estimatedBytes` (the database's size, a generous bound for its
- * compressed dump), in whole MiB: at least 5 MiB, and enough for twice the estimate in 8,000 parts.
+ * compressed dump), in whole MiB: at least 5 MiB, enough for twice the estimate in 8,000 parts, and at
+ * most 64 MiB, so that memory stays flat. Throws before anything is dumped when the estimate is more than
+ * 10,000 capped parts can hold.
  */
 export function partSizeFor(estimatedBytes: number): number {
+  if (estimatedBytes > MAX_STORED_BYTES) {
+    throw new AgentError(`the database is estimated at ${gib(estimatedBytes)} (the larger of the server's own estimate and ` +
+      `--expected-size), more than one backup object can hold: ${S3_MAX_PARTS.toLocaleString('en-US')} parts of at most ${MAX_PART / MiB} MiB, ` +
+      `${gib(MAX_STORED_BYTES)} stored. Split the database into several sources (for example one per schema or database), ` +
+      `each under ${gib(MAX_STORED_BYTES)}, or build the agent with a larger MAX_PART (container/src/upload.ts; each MiB more costs 2 MiB of memory).`);
+  }
   const wanted = Math.ceil((2 * Math.max(0, estimatedBytes)) / TARGET_PARTS / MiB) * MiB;
   return Math.min(MAX_PART, Math.max(MIN_PART, wanted));
 }
 
-/** Parts in flight: fewer when parts are large, so memory stays bounded. */
+/** Parts in flight: fewer when parts are large, so that queueSize × partSize stays at or under 128 MiB. */
 export function queueSizeFor(partSize: number): number {
-  return partSize > 64 * MiB ? 2 : 4;
+  return partSize > 16 * MiB ? 2 : 4;
 }
 
 export interface StreamUploadOptions {

@@ -91,6 +91,8 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   let key: string | undefined;
   let validation: Validation | undefined;
   const failures: string[] = [];
+  // What the test was doing, so that a failure names the step it stopped at.
+  let step = 'the restore failed';
   try {
     // Selected once, so the report names the backup even when its restore fails, and a wrong identity is said plainly.
     const selected = await selectBackup(s3, location);
@@ -111,6 +113,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
         return connection;
       },
     }, { s3 });
+    step = 'validating the restored database failed';
     const db = await openScratch(restored.engine, connection!);
     try {
       validation = await validateRestore(db, manifest, checks, tolerance);
@@ -119,8 +122,10 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     }
     failures.push(...validation.failures);
   } catch (err) {
-    if (err instanceof UsageError || !(err instanceof AgentError)) throw err;
-    failures.push(`the restore failed: ${redactor.redact(err.message)}`);
+    // Once the test has started, whatever stops it (a database's own error, such as a permission the scratch user
+    // lacks, included) is a failed test: reported, stored and published like any other failure.
+    if (err instanceof UsageError) throw err;
+    failures.push(`${step}: ${redactor.redact(err instanceof Error ? err.message : String(err))}`);
   } finally {
     identity.release();
   }
