@@ -2,7 +2,8 @@
  * Counts the rows of each table in a mysqldump stream, as it flows, without buffering it.
  *
  * mysqldump writes each table's data as `INSERT INTO `name` VALUES (…),(…),…;` statements that
- * start a line (MariaDB 10.11 puts each tuple on a line of its own, older ones keep the statement on
+ * start a line (with a column list, `INSERT INTO `name` (`a`, `c`) VALUES …`, when the table has INVISIBLE
+ * columns or --complete-insert is given: everything between the name and VALUES is skipped) (MariaDB 10.11 puts each tuple on a line of its own, older ones keep the statement on
  * one line). Rows are the top-level parenthesised tuples after VALUES. Strings may hold any
  * of `(`, `)`, `,`, `;` and quotes, escaped with backslashes (or doubled quotes), so the scanner
  * tracks string state byte by byte; binary columns are hex with --hex-blob. Input arrives in
@@ -16,13 +17,17 @@ const enum Mode {
   SKIP_LINE,
   /** Inside the backquoted table name. */
   TABLE_NAME,
-  /** After the name, before the first tuple (` VALUES `). */
+  /** After the name, up to the VALUES keyword: a column list, if any, is skipped. */
   BEFORE_VALUES,
+  /** After VALUES, before the first tuple's parenthesis. */
+  AFTER_VALUES,
   /** In the VALUES list. */
   VALUES,
 }
 
 const PREFIX = Buffer.from('INSERT INTO `');
+/** The keyword that ends the column list, matched case-insensitively (upper case here). */
+const KEYWORD = Buffer.from('VALUES');
 const NEWLINE = 0x0a;
 const BACKQUOTE = 0x60;
 const OPEN = 0x28;
@@ -31,6 +36,11 @@ const SEMICOLON = 0x3b;
 const BACKSLASH = 0x5c;
 const SINGLE = 0x27;
 const DOUBLE = 0x22;
+
+/** ASCII letters, digits and `_`: a keyword must not be glued to one of these. */
+function isWordByte(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a) || c === 0x5f;
+}
 
 export class SqlRowCounter {
   private readonly counts = new Map<string, number>();
@@ -43,6 +53,10 @@ export class SqlRowCounter {
   /** The quote character of the string we are in, or 0. */
   private quote = 0;
   private escaped = false;
+  /** Before VALUES: whether we are inside a backquoted column name, and how much of VALUES matched. */
+  private inBackquote = false;
+  private keywordMatched = 0;
+  private previous = 0;
 
   /** Feeds the next chunk of the dump. */
   write(chunk: Uint8Array): void {
@@ -93,6 +107,9 @@ export class SqlRowCounter {
             this.table = Buffer.from(this.name).toString('utf8');
             if (!this.counts.has(this.table)) this.counts.set(this.table, 0);
             this.mode = Mode.BEFORE_VALUES;
+            this.inBackquote = false;
+            this.keywordMatched = 0;
+            this.previous = BACKQUOTE;
             i--; // this byte belongs to what follows the name
           } else if (c === BACKQUOTE) {
             this.pendingBackquote = true;
@@ -101,7 +118,24 @@ export class SqlRowCounter {
           }
           break;
         case Mode.BEFORE_VALUES:
-          // `INSERT INTO `t` VALUES (`: the first parenthesis starts the first tuple.
+          // `INSERT INTO `t` (`a`, `c`) VALUES (`: a column list's parentheses are not a tuple, and its names
+          // (backquoted; a doubled backquote toggles twice) may hold anything, VALUES and parentheses included.
+          if (this.inBackquote) {
+            if (c === BACKQUOTE) this.inBackquote = false;
+          } else if (c === BACKQUOTE) {
+            this.inBackquote = true;
+            this.keywordMatched = 0;
+          } else if (c === SEMICOLON) {
+            this.mode = Mode.SKIP_LINE;
+          } else if ((c & 0xdf) === KEYWORD[this.keywordMatched] && (this.keywordMatched > 0 || !isWordByte(this.previous))) {
+            if (++this.keywordMatched === KEYWORD.length) this.mode = Mode.AFTER_VALUES;
+          } else {
+            this.keywordMatched = (c & 0xdf) === KEYWORD[0] && !isWordByte(this.previous) ? 1 : 0;
+          }
+          this.previous = c;
+          break;
+        case Mode.AFTER_VALUES:
+          // The first parenthesis after VALUES starts the first tuple.
           if (c === OPEN) {
             this.mode = Mode.VALUES;
             this.depth = 0;
@@ -123,6 +157,6 @@ export class SqlRowCounter {
 
   /** True when the stream ended in the middle of a statement: the dump is incomplete. */
   get midStatement(): boolean {
-    return this.mode === Mode.VALUES || this.mode === Mode.TABLE_NAME || this.mode === Mode.BEFORE_VALUES;
+    return this.mode === Mode.VALUES || this.mode === Mode.TABLE_NAME || this.mode === Mode.BEFORE_VALUES || this.mode === Mode.AFTER_VALUES;
   }
 }
