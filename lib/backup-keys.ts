@@ -10,8 +10,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 
-/** The alias the replica stack gives the KMS key that encrypts replicated secrets in the DR region. */
-export const DEFAULT_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
+/** What a replica key alias looks like, for error messages. */
+const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
 
 /** An age X25519 recipient, as `age-keygen` prints it: `age1` and 58 bech32 characters. */
 const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -28,14 +28,16 @@ export interface BackupKeysProps {
   readonly replicaRegion?: string;
 
   /**
-   * The alias of the KMS key that encrypts the replica secret in `replicaRegion`.
+   * The alias of the KMS key that encrypts the replica secret in `replicaRegion`, for example
+   * `replicaStore.keyAliasName`. Required when BackupKeys generates the key pair.
    *
-   * BackupKeys does not create that key: the replica stack (ReplicaStore) does, and must be deployed first.
+   * BackupKeys does not create that key: the replica stack (for example its ReplicaStore) does, and must be
+   * deployed first.
    * Secrets Manager replicates as its caller (CloudFormation at creation, the key generator at each
    * rotation), so the key policy must let this account's IAM policies grant its use, as the default key
    * policy does; BackupKeys grants the key generator `kms:Encrypt` and restore roles `kms:Decrypt` on it.
    *
-   * @default 'alias/restorable-secrets'
+   * @default - none; an error unless `recipient` is given
    */
   readonly replicaKeyAlias?: string;
 
@@ -96,7 +98,7 @@ export class BackupKeys extends Construct {
 
   constructor(scope: Construct, id: string, props: BackupKeysProps = {}) {
     super(scope, id);
-    this.replicaKeyAlias = props.replicaKeyAlias ?? DEFAULT_REPLICA_KEY_ALIAS;
+    this.replicaKeyAlias = props.replicaKeyAlias ?? '';
 
     if (props.recipient !== undefined) {
       validateRecipient(props.recipient);
@@ -115,6 +117,10 @@ export class BackupKeys extends Construct {
     }
 
     this.replicaRegion = this.validateReplicaRegion(props.replicaRegion);
+    if (!props.replicaKeyAlias) {
+      throw new Error(`replicaKeyAlias is required: the alias of the KMS key in ${this.replicaRegion} that encrypts the identity's DR ` +
+        'copy, for example replicaStore.keyAliasName (the ReplicaStore in that region)');
+    }
     validateAlias(this.replicaKeyAlias);
     const generation = props.generation ?? 1;
     if (!Number.isInteger(generation) || generation < 1) {
@@ -305,6 +311,6 @@ function validateRecipient(recipient: string): void {
 
 function validateAlias(alias: string): void {
   if (!/^alias\/[a-zA-Z0-9/_-]+$/.test(alias) || alias.startsWith('alias/aws/')) {
-    throw new Error(`replicaKeyAlias must be a customer key alias such as '${DEFAULT_REPLICA_KEY_ALIAS}', got '${alias}'`);
+    throw new Error(`replicaKeyAlias must be a customer key alias such as '${EXAMPLE_REPLICA_KEY_ALIAS}', got '${alias}'`);
   }
 }

@@ -101,6 +101,11 @@ export class BackupStore extends BackupBucket {
       throw new Error(`${this.node.path}: this store uses Object Lock but its replica has objectLockMode OFF, and S3 cannot replicate ` +
         'locked objects into an unlocked bucket; give the ReplicaStore objectLockMode GOVERNANCE or COMPLIANCE');
     }
+    // Replication keeps keys as they are, so the replica's lifecycle, grants and DR restore tests must use the same prefix.
+    if (replica.prefix !== this.prefix) {
+      throw new Error(`${this.node.path}: the replica's prefix is '${replica.prefix}' but this store's is '${this.prefix}'; replication ` +
+        `keeps object keys as they are, so give the ReplicaStore the same prefix ('${this.prefix}')`);
+    }
   }
 
   /** CDK's own replication role lacks the Object Lock reads, and without them nothing replicates and nothing says so. */

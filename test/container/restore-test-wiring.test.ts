@@ -54,7 +54,7 @@ test('the command the state machine passes to RunTask, run by the bundled agent,
   // Given a synthesized stack with restore testing of one PostgreSQL source.
   const stack = new Stack(new App(), 'Backups', { env: ENV });
   const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
-  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1' });
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
   const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
   const source = backups.addSource(postgresSource(stack, SOURCE));

@@ -16,7 +16,7 @@ function nagCheckedApp(env?: { account: string; region: string }): App {
   const app = new App();
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const stack = new Stack(app, 'KeysNag', { env });
-  const keys = new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', generation: 2 });
+  const keys = new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/dr-secrets', generation: 2 });
   const restoreRole = new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
   keys.grantIdentityRead(restoreRole);
   const dumpRole = new iam.Role(stack, 'DumpRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });

@@ -18,7 +18,7 @@ beforeAll(() => {
 /** A stack with generated keys, a restore role registered after construction, and a dump role. */
 function generatedKeys(props: BackupKeysProps = {}) {
   const stack = new Stack(new App(), 'Keys', { env: ENV });
-  const keys = new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', ...props });
+  const keys = new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/restorable-secrets', ...props });
   const dumpRole = new iam.Role(stack, 'DumpRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
   dumpRole.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: ['arn:aws:s3:::backups/orders-db/*'] }));
   const restoreRole = new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
@@ -89,7 +89,7 @@ describe('generated keys', () => {
   test('a break-glass role is exempt from the deny as well', () => {
     const stack = new Stack(new App(), 'Keys', { env: ENV });
     const breakGlassRole = iam.Role.fromRoleArn(stack, 'BreakGlass', 'arn:aws:iam::123456789012:role/security/break-glass');
-    new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', breakGlassRole });
+    new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/restorable-secrets', breakGlassRole });
 
     Template.fromStack(stack).hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
       ResourcePolicy: { Statement: [Match.objectLike({
@@ -215,7 +215,8 @@ describe('mistakes are caught at synth, in words that say what to fix', () => {
 
   test.each([
     [{ recipient: 'age1notarecipient' }, /recipient must be an age X25519 recipient.*'age1notarecipient'/],
-    [{ replicaRegion: 'eu-west-1', generation: 0 }, /generation must be a positive integer.*got 0/],
+    [{ replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/dr', generation: 0 }, /generation must be a positive integer.*got 0/],
+    [{ replicaRegion: 'eu-west-1' }, /replicaKeyAlias is required: the alias of the KMS key in eu-west-1 that encrypts the identity's DR copy/],
     [{}, /replicaRegion is required/],
     [{ replicaRegion: 'eu-central-1' }, /replicaRegion must differ from the stack's region \(eu-central-1\)/],
     [{ replicaRegion: 'eu-west-1', replicaKeyAlias: 'restorable-secrets' }, /replicaKeyAlias must be a customer key alias such as 'alias\/restorable-secrets'/],

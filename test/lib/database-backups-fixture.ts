@@ -48,7 +48,7 @@ export function backupsStack(options: FixtureOptions = {}) {
   const vpc = sampleVpc(stack, options.isolated);
   const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
   const keys = options.generatedKeys
-    ? new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1' })
+    ? new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' })
     : new BackupKeys(stack, 'Keys', { recipient: options.recipient ?? SAMPLE_RECIPIENT });
   const alarmTopic = options.alarmTopic ? new sns.Topic(stack, 'Alarms', { enforceSSL: true }) : undefined;
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', {

@@ -24,7 +24,7 @@ function app(options: { replica: boolean; nag?: boolean }) {
   const cdkApp = new App();
   if (options.nag) Validations.of(cdkApp).addPlugins(new AwsSolutionsChecks(cdkApp));
   const replicaStack = new Stack(cdkApp, 'Replica', { env: { account: ENV.account, region: REPLICA_REGION } });
-  const replica = options.replica ? new ReplicaStore(replicaStack, 'ReplicaStore') : undefined;
+  const replica = options.replica ? new ReplicaStore(replicaStack, 'ReplicaStore', { prefix: 'backups' }) : undefined;
   const stack = new Stack(cdkApp, 'Primary', { env: ENV });
   const store = new BackupStore(stack, 'Store', { prefix: 'backups', replica });
   const keys = options.replica

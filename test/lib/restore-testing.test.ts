@@ -23,10 +23,10 @@ function restoreTestingStack(options: Options = {}) {
   const app = new App();
   if (options.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const replicaStack = options.dr ? new Stack(app, 'Replica', { env: { ...ENV, region: 'eu-central-1' } }) : undefined;
-  const replica = replicaStack ? new ReplicaStore(replicaStack, 'Replica') : undefined;
+  const replica = replicaStack ? new ReplicaStore(replicaStack, 'Replica', { prefix: 'backups' }) : undefined;
   const stack = new Stack(app, 'Backups', { env: ENV });
   const store = new BackupStore(stack, 'Store', { prefix: 'backups', replica });
-  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: replica?.keyAliasName });
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: replica?.keyAliasName ?? 'alias/dr-secrets' });
   const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
   const orders = backups.addSource(postgresSource(stack, 'orders-db'));
@@ -233,6 +233,10 @@ test('given a DR schedule, then a monthly run reads the replica bucket and the i
   const definition = JSON.stringify(t.findResources('AWS::StepFunctions::StateMachine'));
   expect(definition).toContain('--bucket-region\\",\\"eu-central-1');
   expect(definition).toContain('eu-central-1');
+  // Replication keeps keys as they are: the DR run reads the same prefix, and its role may read it in the replica.
+  expect(definition.match(/--prefix\\",\\"backups\/\\"/g)?.length).toBeGreaterThanOrEqual(2);
+  const policies = JSON.stringify(t.findResources('AWS::IAM::Policy'));
+  expect(policies).toMatch(/replica[^"]*\/backups\/orders-db\/\*/i);
 });
 
 test.each([
@@ -248,7 +252,7 @@ describe('bad input is refused in words that say how to fix it', () => {
     const app = new App();
     const stack = new Stack(app, 'S', { env: ENV });
     const store = new BackupStore(stack, 'Store');
-    const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1' });
+    const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
     const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
     const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
     expect(() => new RestoreTesting(stack, 'RT', { backups, store, keys, monitoring, maxConcurrency: 0 }))

@@ -135,3 +135,11 @@ describe('bad input fails synth with a message naming the property and the fix',
     expect(() => primaryWithReplica()).not.toThrow();
   });
 });
+
+test('given a replica whose prefix differs from the store\'s, then synth names both prefixes and the fix', () => {
+  const app = new App();
+  const env = { account: '111111111111', region: 'eu-central-1' };
+  const replica = new ReplicaStore(new Stack(app, 'Replica', { env }), 'ReplicaStore', { prefix: 'dr' });
+  expect(() => new BackupStore(new Stack(app, 'Primary', { env: { ...env, region: 'eu-west-1' } }), 'Store', { prefix: 'backups', replica }))
+    .toThrow("the replica's prefix is 'dr/' but this store's is 'backups/'; replication keeps object keys as they are, so give the ReplicaStore the same prefix ('backups/')");
+});
