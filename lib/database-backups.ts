@@ -9,7 +9,7 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { agentImage } from './agent-image';
-import { BackupBucket } from './backup-bucket';
+import { BackupBucket, ObjectLockMode } from './backup-bucket';
 import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
 import { BackupKeys } from './backup-keys';
 import { BackupMonitoring } from './backup-monitoring';
@@ -241,6 +241,8 @@ export class DatabaseBackups extends Construct {
       ...(props.endpoint ? ['--host', props.endpoint.hostname, '--port', Tokenization.stringifyNumber(props.endpoint.port)] : []),
       ...(props.database ? ['--database', props.database] : []),
       ...(props.expectedSize ? ['--expected-size', String(props.expectedSize.toBytes())] : []),
+      // The same condition under which grantBackupWrite allows s3:PutObjectLegalHold: the last good backup stays.
+      ...(store.objectLockMode !== ObjectLockMode.OFF ? ['--legal-hold'] : []),
       '--json',
     ];
   }

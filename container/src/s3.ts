@@ -3,7 +3,8 @@
  * set, as emulators and some gateways need), and the few object operations the commands share.
  */
 import {
-  GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException, _Object,
+  GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ObjectLockLegalHoldStatus, PutObjectCommand, PutObjectLegalHoldCommand,
+  S3Client, S3ServiceException, _Object,
 } from '@aws-sdk/client-s3';
 import { AgentError } from './errors';
 
@@ -105,4 +106,25 @@ export async function listAll(s3: S3Client, bucket: string, prefix: string): Pro
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return objects;
+}
+
+/**
+ * Places (on) or releases (off) the Object Lock legal hold on an object's current version. The bucket must have
+ * Object Lock, and the caller s3:PutObjectLegalHold on the key.
+ */
+export async function setLegalHold(s3: S3Client, bucket: string, key: string, on: boolean): Promise<void> {
+  try {
+    await s3.send(new PutObjectLegalHoldCommand({
+      Bucket: bucket,
+      Key: key,
+      LegalHold: { Status: on ? ObjectLockLegalHoldStatus.ON : ObjectLockLegalHoldStatus.OFF },
+    }));
+  } catch (err) {
+    const e = err as S3ServiceException;
+    if (e?.name === 'InvalidRequest' && /object lock/i.test(e.message ?? '')) {
+      throw new AgentError(`S3 PutObjectLegalHold s3://${bucket}/${key} failed: the bucket has no Object Lock ` +
+        '(legal holds need a bucket created with Object Lock; run the backup without --legal-hold for this bucket)');
+    }
+    throw s3Problem('PutObjectLegalHold', bucket, key, err);
+  }
 }

@@ -7,7 +7,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   Companion, Engine, LatestPointer, MANIFEST_FORMAT_VERSION, Manifest, TIER_TAG, TableCount, Tier,
-  backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, sourceNameProblem, tierFor,
+  backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, parseManifest, sourceNameProblem, tierFor,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs } from '../args';
 import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
@@ -16,7 +16,7 @@ import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
 import { AgentError, UsageError } from '../errors';
 import { ProgressReporter, log } from '../log';
 import { ProcessPipeline, StageSpec } from '../pipeline';
-import { getText, headSize, putJson } from '../s3';
+import { getText, headSize, putJson, setLegalHold } from '../s3';
 import { requireTools, toolVersion } from '../tools';
 import { StoredObject, StreamUpload, partSizeFor } from '../upload';
 import { AGENT_VERSION } from '../version';
@@ -35,6 +35,7 @@ export const BACKUP_COMMAND: CommandSpec = {
     'expected-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'how large the database may grow (k/M/G suffixes); sizes the upload parts when it exceeds the server\'s own estimate' },
     'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the uncompressed dump is smaller (k/M/G suffixes; default 1)' },
     'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
+    'legal-hold': { kind: OptionKind.FLAG, description: 'once latest.json names this backup, place an Object Lock legal hold on its objects and release the previous latest\'s (the bucket needs Object Lock)' },
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
   },
 };
@@ -81,21 +82,70 @@ async function store(deps: BackupDeps, bucket: string, key: string, tier: Tier, 
   }
 }
 
+interface LatestMove {
+  readonly moved: boolean;
+  /** The pointer this backup replaced, when it moved latest.json and there was one. */
+  readonly replaced?: LatestPointer;
+}
+
 /** Moves latest.json to this backup, unless a backup that started later is already there. */
-async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<boolean> {
+async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<LatestMove> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await getText(s3, bucket, key);
-    if (current) {
-      const latest = parseLatest(current.text, `s3://${bucket}/${key}`);
-      if (latest.startedAt > pointer.startedAt) {
-        log.info('latest.json already names a backup that started later; leaving it', { latest: latest.key });
-        return false;
-      }
+    const latest = current ? parseLatest(current.text, `s3://${bucket}/${key}`) : undefined;
+    if (latest && latest.startedAt > pointer.startedAt) {
+      log.info('latest.json already names a backup that started later; leaving it', { latest: latest.key });
+      return { moved: false };
     }
     // Conditional write: a concurrent run that moved the pointer in between makes us re-read.
-    if (await putJson(s3, bucket, key, pointer, { ifMatch: current?.etag ?? '*' })) return true;
+    if (await putJson(s3, bucket, key, pointer, { ifMatch: current?.etag ?? '*' })) return { moved: true, replaced: latest };
+    log.info('latest.json changed while moving it; reading it again', { attempt: attempt + 1 });
   }
   throw new AgentError(`latest.json at s3://${bucket}/${key} kept changing under concurrent backups; the backup and its manifest are stored`);
+}
+
+/**
+ * Keeps the last good backup alive however old it gets (design §3): a legal hold on the backup latest.json now
+ * names (dump, companions, manifest), then the hold released on the one it replaced. Placing the new hold must
+ * succeed; releasing the old one only warns, since an extra hold keeps data rather than losing it.
+ */
+async function moveLegalHold(s3: S3Client, bucket: string, held: readonly string[], replaced: LatestPointer | undefined,
+  warnings: string[]): Promise<void> {
+  for (const key of held) {
+    try {
+      await setLegalHold(s3, bucket, key, true);
+    } catch (err) {
+      throw new AgentError(`the backup s3://${bucket}/${held[0]} is stored and latest.json names it, but its legal hold could not be ` +
+        `placed, so age-based expiry could remove it if backups stop: ${(err as Error).message}. The previous backup keeps its hold; ` +
+        'check that the bucket has Object Lock and the task role allows s3:PutObjectLegalHold, or run without --legal-hold');
+    }
+  }
+  log.info('legal hold placed', { keys: held.join(' ') });
+  if (!replaced || replaced.key === held[0]) return;
+  const release = [replaced.key];
+  try {
+    const text = await getText(s3, bucket, replaced.manifestKey);
+    if (!text) throw new AgentError(`its manifest s3://${bucket}/${replaced.manifestKey} does not exist`);
+    release.push(...parseManifest(text.text, `s3://${bucket}/${replaced.manifestKey}`).companions.map((c) => c.key));
+  } catch (err) {
+    const warning = `the previous backup's companions could not be listed, so their legal holds stay: ${(err as Error).message}`;
+    warnings.push(warning);
+    log.warn(warning);
+  }
+  release.push(replaced.manifestKey);
+  const kept: string[] = [];
+  for (const key of release) {
+    try {
+      await setLegalHold(s3, bucket, key, false);
+    } catch (err) {
+      kept.push(key);
+      const warning = `the legal hold on the previous backup's s3://${bucket}/${key} could not be released, so it outlives its ` +
+        `retention until someone releases it (aws s3api put-object-legal-hold --legal-hold Status=OFF): ${(err as Error).message}`;
+      warnings.push(warning);
+      log.warn(warning);
+    }
+  }
+  log.info('legal hold released from the previous backup', { keys: release.filter((k) => !kept.includes(k)).join(' ') });
 }
 
 export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<BackupResult> {
@@ -108,6 +158,7 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
   const recipient: Recipient = resolveRecipient(args.string('recipient'), args.string('recipient-file'));
   const minSize = args.size('min-size') ?? 1;
   const expectedSize = args.size('expected-size') ?? 0;
+  const legalHold = args.flag('legal-hold');
   const level = Number(args.string('compression-level') ?? DEFAULT_ZSTD_LEVEL);
   if (!Number.isInteger(level) || level < 1 || level > 19) throw new UsageError(`--compression-level must be 1 to 19 (got '${args.string('compression-level')}')`);
 
@@ -180,10 +231,15 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
     if (!await putJson(deps.s3, bucket, manifestKey, manifest, { tags: { [TIER_TAG]: tier }, ifMatch: '*' })) {
       throw new AgentError(`a manifest already exists at s3://${bucket}/${manifestKey}: two backups started in the same second?`);
     }
-    const latestMoved = await advanceLatest(deps.s3, bucket, latestAt, {
+    const move = await advanceLatest(deps.s3, bucket, latestAt, {
       formatVersion: MANIFEST_FORMAT_VERSION, source, key, manifestKey, startedAt: manifest.startedAt, finishedAt: manifest.finishedAt,
       tier, size: stored.size, sha256: stored.sha256,
     });
+    const latestMoved = move.moved;
+    // Only the backup latest.json names is held: a newer one already there holds itself.
+    if (legalHold && latestMoved) {
+      await moveLegalHold(deps.s3, bucket, [key, ...companions.map((c) => c.key), manifestKey], move.replaced, warnings);
+    }
     const durationSeconds = (finishedAt.getTime() - startedAt.getTime()) / 1000;
     log.info('backup finished', { key, size: stored.size, dumpSize: dumpBytes, durationSeconds, latestMoved });
     return {

@@ -1,0 +1,40 @@
+/**
+ * DatabaseBackups and "the last good backup is never lost": when the store has Object Lock, each schedule runs the
+ * agent with --legal-hold and the source's task role may place and release legal holds; without Object Lock,
+ * neither, since a legal hold would fail on such a bucket.
+ */
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { BackupKeys, BackupStore } from '../../lib';
+import { ObjectLockMode } from '../../lib/backup-bucket';
+import { DatabaseBackups } from '../../lib/database-backups';
+import { ENV, SAMPLE_RECIPIENT, postgresSource, sampleVpc } from './database-backups-fixture';
+
+function synth(objectLockMode: ObjectLockMode | undefined): { command: string; policies: string } {
+  const stack = new Stack(new App(), 'Backups', { env: ENV });
+  const store = new BackupStore(stack, 'Store', { prefix: 'backups', ...(objectLockMode ? { objectLockMode } : {}) });
+  const keys = new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack) });
+  backups.addSource(postgresSource(stack, 'orders-db'));
+  const template = Template.fromStack(stack);
+  const schedules = Object.values(template.findResources('AWS::Scheduler::Schedule'));
+  expect(schedules).toHaveLength(1);
+  const roles = Object.values(template.findResources('AWS::IAM::Role'))
+    .filter((r) => JSON.stringify(r).includes('Restorable backup task of source orders-db'));
+  expect(roles).toHaveLength(1);
+  return { command: JSON.stringify(schedules[0].Properties.Target.Input), policies: JSON.stringify(roles[0].Properties.Policies) };
+}
+
+test.each([ObjectLockMode.GOVERNANCE, ObjectLockMode.COMPLIANCE, undefined])(
+  'given a store with Object Lock (%s), then the backup runs with --legal-hold and its role may set holds', (mode) => {
+    const { command, policies } = synth(mode);
+    expect(command).toContain('--legal-hold');
+    expect(policies).toContain('s3:PutObjectLegalHold');
+  });
+
+test('given a store without Object Lock, then the backup runs without --legal-hold and its role may not set holds', () => {
+  const { command, policies } = synth(ObjectLockMode.OFF);
+  expect(command).toContain('backup');
+  expect(command).not.toContain('--legal-hold');
+  expect(policies).not.toContain('s3:PutObjectLegalHold');
+});
