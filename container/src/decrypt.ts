@@ -16,8 +16,11 @@ export function decompressStage(file?: string): StageSpec {
 }
 
 /**
- * Whether the identity holds the key a backup was encrypted to, from the manifest's recipient
- * fingerprint (SHA-256 of the sorted recipient lines). Undefined when it cannot tell.
+ * Whether the identity holds the key a backup was encrypted to, from the manifest's recipient fingerprint
+ * (SHA-256 of the sorted recipient lines, encrypt.ts). True when the fingerprint is one of the identity's
+ * recipients, or all of them; otherwise undefined, never false: a fingerprint of several recipients (a
+ * --recipient-file) cannot be taken apart, so an identity holding just one of them, which does open the
+ * backup, looks the same as a wrong one. age itself says which it is when it decrypts.
  */
 export function identityMatches(identityFile: string, fingerprint: string | undefined): boolean | undefined {
   if (!fingerprint) return undefined;
@@ -25,7 +28,7 @@ export function identityMatches(identityFile: string, fingerprint: string | unde
   if (result.status !== 0) return undefined;
   const recipients = result.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
   const digest = (lines: string[]) => createHash('sha256').update([...lines].sort().join('\n')).digest('hex');
-  return recipients.some((r) => digest([r]) === fingerprint) || digest(recipients) === fingerprint;
+  return recipients.some((r) => digest([r]) === fingerprint) || digest(recipients) === fingerprint ? true : undefined;
 }
 
 /**
