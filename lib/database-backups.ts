@@ -117,6 +117,7 @@ export class DatabaseBackups extends Construct {
   private readonly taskDefinitions = new Map<Engine, ecs.FargateTaskDefinition>();
   private readonly sourceList: BackupSource[] = [];
   private readonly sourcesScope: Construct;
+  private endpointSecurityGroup?: ec2.SecurityGroup;
 
   constructor(scope: Construct, id: string, props: DatabaseBackupsProps) {
     super(scope, id);
@@ -225,6 +226,14 @@ export class DatabaseBackups extends Construct {
     return source;
   }
 
+  /**
+   * Lets other tasks in the VPC, such as restore tests, use the VPC endpoints created with `vpcEndpoints`
+   * (HTTPS only). Does nothing when this construct created no endpoints.
+   */
+  public allowEndpointsFrom(peer: ec2.IConnectable, description: string): void {
+    this.endpointSecurityGroup?.connections.allowFrom(peer, ec2.Port.tcp(443), description);
+  }
+
   /** Failed backup tasks, all sources together (AWS/Events TriggeredRules of the failure rule). */
   public metricJobFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.alerts.metricJobFailures(props);
@@ -314,7 +323,7 @@ export class DatabaseBackups extends Construct {
 
   private createEndpoints(vpc: ec2.IVpc): void {
     new ec2.GatewayVpcEndpoint(this, 'S3Endpoint', { vpc, service: ec2.GatewayVpcEndpointAwsService.S3, subnets: [this.subnets] });
-    const endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
+    const endpointSecurityGroup = this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
       vpc,
       allowAllOutbound: false,
       description: 'Restorable VPC endpoints: HTTPS in from the backup tasks',

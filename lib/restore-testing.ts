@@ -122,6 +122,8 @@ export class RestoreTesting extends Construct {
   /** A test could not be started, its task stopped before the agent ran, or the state machine failed. */
   public readonly orchestrationFailedAlarm: cloudwatch.Alarm;
 
+  /** The restore-test tasks' security group: no database admits it. */
+  public readonly securityGroup: ec2.SecurityGroup;
   private readonly props: RestoreTestingProps;
   private readonly tested: TestedSource[] = [];
   private readonly taskDefinitions = new Map<unknown, RestoreTestTask>();
@@ -172,12 +174,19 @@ export class RestoreTesting extends Construct {
     this.defaultTaskRole = new iam.Role(this, 'DefaultTaskRole', { assumedBy: tasksPrincipal, description: 'Placeholder with no permissions: every restore test overrides it with its source\'s restore-test role' });
     this.rolePath = `/restorable-restore-test/${Names.uniqueId(this)}/`;
 
+    // Not the backup tasks' group, which the production databases admit: a restore test talks only to its own
+    // sidecar (localhost in the task) and to AWS APIs, and must not reach a production database.
+    this.securityGroup = new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
+      vpc: props.backups.cluster.vpc,
+      description: 'Restorable restore-test tasks: out to AWS APIs and image registries, nothing in',
+    });
+    props.backups.allowEndpointsFrom(this.securityGroup, 'Restorable restore-test tasks');
     for (const source of props.sources ?? props.backups.sources.map((s) => ({ source: s }))) this.addSource(source);
     const orchestration = new RestoreTestOrchestration(this, 'Orchestration', {
       plan: { runs: (copy) => this.runs(copy), taskDefinitions: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition) },
       cluster: props.backups.cluster,
       subnets: this.subnets(),
-      securityGroup: props.backups.securityGroup,
+      securityGroup: this.securityGroup,
       passableRoles: [this.executionRole, this.defaultTaskRole],
       taskRolePath: this.rolePath,
       maxConcurrency: concurrency,

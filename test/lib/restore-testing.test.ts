@@ -10,7 +10,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, RowCountTolerance } from '../../lib';
-import { ENV, mariadbSource, postgresSource, sampleVpc } from './database-backups-fixture';
+import { ENV, mariadbSource, postgresSource, samplePeer, sampleVpc } from './database-backups-fixture';
 
 interface Options {
   readonly nag?: boolean;
@@ -267,4 +267,27 @@ describe('bad input is refused in words that say how to fix it', () => {
     expect(() => new RestoreTesting(stack, 'RT3', { backups, store, keys, monitoring, drSchedule: events.Schedule.rate(Duration.days(30)) }))
       .toThrow('drSchedule tests the DR copy, but the store has no replica');
   });
+});
+
+test('given restore tests, then their tasks run in a security group of their own that no database admits, and that can use the VPC endpoints', () => {
+  const app = new App();
+  const stack = new Stack(app, 'Isolated', { env: ENV });
+  const store = new BackupStore(stack, 'Store', {});
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
+  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack, true), vpcEndpoints: true });
+  backups.addSource({ ...postgresSource(stack, 'orders-db'), peer: samplePeer(stack, 'OrdersDb', 5432) });
+  const testing = new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring });
+  const t = Template.fromStack(stack);
+  const groupId = stack.getLogicalId(testing.securityGroup.node.defaultChild as never);
+  expect(groupId).not.toBe(stack.getLogicalId(backups.securityGroup.node.defaultChild as never));
+  // The orchestrator starts the tasks in the restore-test group.
+  t.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ SECURITY_GROUP_IDS: { 'Fn::GetAtt': [groupId, 'GroupId'] } }) },
+  });
+  // The database admits the backup tasks on 5432, never the restore tests; the endpoints admit both on 443.
+  const ingress = Object.values(t.findResources('AWS::EC2::SecurityGroupIngress')).map((r) => r.Properties);
+  const fromRestoreTests = ingress.filter((p) => JSON.stringify(p.SourceSecurityGroupId) === JSON.stringify({ 'Fn::GetAtt': [groupId, 'GroupId'] }));
+  expect(fromRestoreTests.map((p) => p.FromPort)).toEqual([443]);
+  expect(JSON.stringify(fromRestoreTests[0].GroupId)).toContain('EndpointSecurityGroup');
 });
