@@ -66,7 +66,8 @@ describe('identity', () => {
   test('matched against the manifest\'s recipient fingerprint', () => {
     const fingerprint = createHash('sha256').update(key.recipient).digest('hex');
     expect(identityMatches(key.identityFile, fingerprint)).toBe(true);
-    expect(identityMatches(makeAgeKey().identityFile, fingerprint)).toBe(false);
+    // Never a certain no: a fingerprint of several recipients looks the same (age itself tells, when it decrypts).
+    expect(identityMatches(makeAgeKey().identityFile, fingerprint)).toBeUndefined();
     expect(identityMatches(key.identityFile, undefined)).toBeUndefined();
   });
 });
