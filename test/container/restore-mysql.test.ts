@@ -13,6 +13,9 @@ const source = 'restore-maria';
 let s3: S3Emulator;
 let key: AgeKey;
 const database = uniqueName('rsm_src');
+// Another database with a table-level grant, gone by restore time: its grant cannot apply, and must not fail the restore.
+const otherDatabase = uniqueName('rsm_other');
+const otherReader = `${otherDatabase.slice(0, 60)}_rd`;
 const targets: string[] = [];
 const backups: { key: string; finishedAt: string; stats: Map<string, TableStats> }[] = [];
 
@@ -41,11 +44,15 @@ beforeAll(async () => {
   s3 = await startS3rver();
   key = makeAgeKey();
   createMysqlFixture(database, 1500);
+  createMysqlDatabase(otherDatabase);
+  mysqlExec(otherDatabase, `CREATE TABLE t (id INT); CREATE USER '${otherReader}'@'localhost'; GRANT SELECT ON \`${otherDatabase}\`.\`t\` TO '${otherReader}'@'localhost';`);
   await backup();
   await new Promise((r) => setTimeout(r, 1100)); // keys have one-second resolution
   mysqlExec(database, `DELETE FROM audit_log WHERE id % 7 = 0; INSERT INTO customers (name) SELECT CONCAT('later ', seq) FROM seq_1_to_300;`);
   await backup();
   expect(backups[1].stats).not.toEqual(backups[0].stats);
+  dropMysqlDatabase(otherDatabase);
+  mysqlExec(undefined, `DROP USER '${otherReader}'@'localhost'`);
 });
 
 const createdAccounts: string[] = [];
@@ -122,6 +129,10 @@ describe('restore of MariaDB', () => {
     const grants = mysqlExec(undefined, `SHOW GRANTS FOR '${user}'@'localhost'`).map(([g]) => g);
     expect(grants).toContain(`GRANT SELECT ON \`${target}\`.\`customer_totals\` TO \`${user}\`@\`localhost\``);
     expect(mysqlTableStats(target)).toEqual(backups[1].stats);
+    // The reader of a database this restore does not bring comes back without its table grant, and the log says why.
+    expect(result.globals.created).toContain(`${otherReader}@localhost`);
+    expect(mysqlExec(undefined, `SHOW GRANTS FOR '${otherReader}'@'localhost'`).map(([g]) => g).join('\n')).not.toContain(`ON \`${otherDatabase}\`.`);
+    expect(logLines(run.stderr).map((l) => l.msg)).toContain('grants on objects of other databases were not applied: restore those databases, then apply them from the companion');
   });
 });
 

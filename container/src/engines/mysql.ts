@@ -16,6 +16,7 @@ import { ProcessPipeline, StageSpec } from '../pipeline';
 import { capture, toolVersion } from '../tools';
 import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, SourceFacts } from './engine';
 import { SqlRowCounter } from './sql-row-counter';
+import { log } from '../log';
 
 /** Escapes a value for a MySQL option file (double-quoted). */
 function optionValue(value: string): string {
@@ -179,7 +180,20 @@ export class MysqlSession implements EngineSession {
       }
     }
     await this.execute(accounts, 'creating the backup\'s users');
-    return { created, skipped, afterLoad: () => this.execute(grants, 'applying the backup\'s grants') };
+    // A grant on a table or routine of another database needs that object, which this restore does not bring:
+    // those wait until their own database is restored. Grants on *.* or on a whole database always apply.
+    const target = quoteName(this.connection.database);
+    const elsewhere = grants.filter((g) => {
+      const object = / ON (?:PROCEDURE |FUNCTION )?(`(?:[^`]|``)+`)\.`/.exec(g);
+      return object !== null && object[1] !== target;
+    });
+    if (elsewhere.length) {
+      log.warn('grants on objects of other databases were not applied: restore those databases, then apply them from the companion', {
+        count: elsewhere.length,
+      });
+    }
+    const applicable = grants.filter((g) => !elsewhere.includes(g));
+    return { created, skipped, afterLoad: () => this.execute(applicable, 'applying the backup\'s grants') };
   }
 
   /** Runs statements through the mysql client's stdin (they may hold password hashes: never argv). */
