@@ -113,6 +113,8 @@ export class BackupMonitoring extends Construct {
   private readonly defaultRatioFloor: number;
   private readonly perSourceAlarms: boolean;
   private readonly sources = new Map<string, MonitoredSource>();
+  /** Sources whose restore tests are expected (expectRestoreTests): read at synth, so the order of calls does not matter. */
+  private readonly restoreTested = new Set<string>();
   private readonly chunks: MonitoredSource[][] = [];
   /** Read when the dashboard renders, so alarms added later appear too. */
   private readonly dashboardAlarms: cloudwatch.IAlarm[] = [];
@@ -203,6 +205,11 @@ export class BackupMonitoring extends Construct {
     this.node.addValidation({
       validate: () => (this.sources.size ? [] : ['BackupMonitoring watches no source: call addSource(name, { maxAge }) for each, or the stale-backups alarm fires for nothing']),
     });
+    this.node.addValidation({
+      validate: () => [...this.restoreTested].filter((name) => !this.sources.has(name)).map((name) =>
+        `source '${name}' is restore-tested but BackupMonitoring does not watch it, so its restore tests are never checked and an overdue one never alarms: ` +
+        `pass this BackupMonitoring to DatabaseBackups (monitoring), or call addSource('${name}', { maxAge })`),
+    });
   }
 
   /**
@@ -236,6 +243,19 @@ export class BackupMonitoring extends Construct {
       size: this.metricBackupSize(name, { statistic: cloudwatch.Stats.MAXIMUM }),
       minSizeBytes: source.minSizeBytes,
     });
+  }
+
+  /**
+   * Tell the freshness check that this source is restore-tested (RestoreTesting calls it for each source it
+   * tests). Until its first restore-test report exists, the check then publishes the source's RestoreTestAgeSeconds
+   * as the age of its oldest stored backup, so the overdue alarm fires once that backup is older than the overdue
+   * window with still no report; without this, a source whose tests never report would never alarm while another
+   * source has a report. The source must also be monitored (addSource), before or after this call.
+   */
+  public expectRestoreTests(source: string): void {
+    const problem = sourceNameProblem(source);
+    if (problem) throw new Error(`${this.node.path}: expectRestoreTests: ${problem}`);
+    this.restoreTested.add(source);
   }
 
   /**
@@ -275,12 +295,15 @@ export class BackupMonitoring extends Construct {
     return this.metric(Metrics.BACKUP_SIZE_RATIO, cloudwatch.Stats.MINIMUM, { [SOURCE_DIMENSION]: source }, { period: Duration.hours(1), ...props });
   }
 
-  /** Seconds since the source's newest restore test finished, when it has one. */
+  /**
+   * Seconds since the source's newest restore test finished, when it has one; for a restore-tested source with
+   * none (expectRestoreTests), seconds since its oldest stored backup started.
+   */
   public metricRestoreTestAge(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(Metrics.RESTORE_TEST_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, { [SOURCE_DIMENSION]: source }, props);
   }
 
-  /** The oldest restore test of the fleet, in seconds, among sources that have one. */
+  /** The worst of the sources' restore-test ages (metricRestoreTestAge), in seconds: the oldest report, or a restore-tested source that never reported. */
   public metricFleetRestoreTestAge(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(Metrics.RESTORE_TEST_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, undefined, props);
   }
@@ -366,7 +389,9 @@ export class BackupMonitoring extends Construct {
       schedule: events.Schedule.rate(this.interval),
       targets: [new targets.LambdaFunction(this.freshnessFunction, {
         event: events.RuleTargetInput.fromObject({
-          sources: Lazy.any({ produce: () => chunk.map((s) => ({ source: s.name, maxAgeSeconds: s.maxAgeSeconds })) }),
+          sources: Lazy.any({
+            produce: () => chunk.map((s) => ({ source: s.name, maxAgeSeconds: s.maxAgeSeconds, ...(this.restoreTested.has(s.name) ? { restoreTested: true } : {}) })),
+          }),
         }),
         retryAttempts: 2,
       })],

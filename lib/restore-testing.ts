@@ -31,12 +31,13 @@ export interface RestoreTestingProps {
   /**
    * The monitoring of those backups: the restore-test alarms notify its topic, and its dashboard gains the
    * restore duration and the last result per source. The overdue alarm reads the RestoreTestAgeSeconds metric
-   * its freshness check publishes.
+   * its freshness check publishes, which learns here (expectRestoreTests) which sources are restore-tested.
    */
   readonly monitoring: BackupMonitoring;
   /**
    * Sources to test, with their checks.
-   * @default - every source `backups` holds when RestoreTesting is created, validated by tables and row counts only
+   * @default - every source `backups` holds when RestoreTesting is created, validated by tables and row counts only;
+   * synthesis fails if sources are added to `backups` later and not to RestoreTesting (addSource)
    */
   readonly sources?: RestoreTestSourceProps[];
   /**
@@ -109,6 +110,13 @@ interface TestedSource extends RestoreTestSourceProps {
  * A Step Functions state machine runs the tests with bounded concurrency (its Map state), starts each with the
  * orchestrator Lambda (which retries throttling and capacity errors), and follows each task until it stops.
  * Alarms: a failed test, an overdue test (8 days), the orchestration failing, and optionally an RTO target.
+ *
+ * Overdue: the alarm watches the fleet's worst RestoreTestAgeSeconds, which the monitoring's freshness check
+ * publishes per source: the age of its newest restore-test report or, for a tested source that has no report
+ * yet, the age of its oldest stored backup (one S3 LIST of one key; the check is stateless). So a source whose
+ * tests never report (its task never starts) alarms once it has had a backup to test for 8 days, even while
+ * other sources report. Adding restore tests to a source with older backups alarms until its first test reports:
+ * run the state machine once after deploying.
  */
 export class RestoreTesting extends Construct {
   /** Runs the tests: start an execution with `{"copy": "primary"}` (or `"dr"`) to test now, off schedule. */
@@ -117,7 +125,10 @@ export class RestoreTesting extends Construct {
   public readonly orchestrator: lambda.IFunction;
   /** Some restore test failed (RestoreTestSuccess below 1); it clears when tests pass again. */
   public readonly testFailedAlarm: cloudwatch.Alarm;
-  /** Some source's newest restore test is older than 8 days, or no source has one. */
+  /**
+   * Some source's newest restore test is older than 8 days, or a tested source has had a backup for 8 days and
+   * still no restore-test report, or the freshness check publishes nothing.
+   */
   public readonly testOverdueAlarm: cloudwatch.Alarm;
   /** A test could not be started, its task stopped before the agent ran, or the state machine failed. */
   public readonly orchestrationFailedAlarm: cloudwatch.Alarm;
@@ -182,6 +193,10 @@ export class RestoreTesting extends Construct {
     });
     props.backups.allowEndpointsFrom(this.securityGroup, 'Restorable restore-test tasks');
     for (const source of props.sources ?? props.backups.sources.map((s) => ({ source: s }))) this.addSource(source);
+    if (!props.sources) {
+      // The default list is the sources DatabaseBackups holds now: one added to it later would silently go untested.
+      this.node.addValidation({ validate: () => this.untestedLaterSources() });
+    }
     const orchestration = new RestoreTestOrchestration(this, 'Orchestration', {
       plan: { runs: (copy) => this.runs(copy), taskDefinitions: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition) },
       cluster: props.backups.cluster,
@@ -210,8 +225,10 @@ export class RestoreTesting extends Construct {
       threshold: RESTORE_TEST_OVERDUE.toSeconds(),
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      alarmDescription: `No restore test has finished for some source in ${RESTORE_TEST_OVERDUE.toDays()} days (or no source has a restore-test report): ` +
-        'the backups are no longer proven to restore. Check the restore-test state machine\'s executions.',
+      alarmDescription: `No restore test has finished for some source in ${RESTORE_TEST_OVERDUE.toDays()} days, or a tested source has had a backup ` +
+        `for ${RESTORE_TEST_OVERDUE.toDays()} days and no restore-test report yet (or the freshness check publishes nothing): the backups are no longer ` +
+        'proven to restore. The freshness check\'s log names the source (restoreTestAgeSeconds, neverRestoreTested); check the restore-test ' +
+        'state machine\'s executions, or run it now.',
     }, topic);
     this.orchestrationFailedAlarm = this.alarm('OrchestrationFailedAlarm', new cloudwatch.MathExpression({
       expression: 'FILL(notStarted, 0) + FILL(failed, 0) + FILL(timedOut, 0)',
@@ -253,6 +270,7 @@ export class RestoreTesting extends Construct {
     const task = this.taskFor(source);
     const role = this.roleFor(this.tested.length);
     this.props.store.grantRestoreRead(role, source.name);
+    this.props.monitoring.expectRestoreTests(source.name);
     if (this.props.drSchedule) this.grantReplicaRestoreRead(role, source.name);
     this.tested.push({ ...props, task, role });
     if (props.rtoTarget) this.rtoAlarm();
@@ -266,6 +284,15 @@ export class RestoreTesting extends Construct {
       }, new cwActions.SnsAction(this.props.monitoring.topic));
     }
     this.addDashboardWidgets(source.name, props.rtoTarget);
+  }
+
+  /** Sources added to DatabaseBackups after RestoreTesting took its default list, which no test covers. */
+  private untestedLaterSources(): string[] {
+    const untested = this.props.backups.sources.map((s) => s.name).filter((name) => !this.tested.some((t) => t.source.name === name));
+    if (!untested.length) return [];
+    return [`source(s) ${untested.map((n) => `'${n}'`).join(', ')} were added to DatabaseBackups after RestoreTesting was created, so they ` +
+      'would never be restore-tested (RestoreTesting without `sources` tests the sources DatabaseBackups holds when it is created): ' +
+      'create RestoreTesting after adding every source, or call its addSource({ source }) for each'];
   }
 
   /** Lets a person or a pipeline run the restore tests now (states:StartExecution on the state machine). */

@@ -1,16 +1,17 @@
 /**
  * Freshness check, on a schedule: for each source it reads `latest.json`, HEADs the backup it names and reads
- * the newest restore-test report, so its cost is three requests per source however many backups exist. It
- * publishes each source's backup age and the fleet signals the alarms watch, and tells the topic which
- * sources are in trouble.
+ * the newest restore-test report (and, for a restore-tested source without one, lists its oldest object), so its
+ * cost is at most four requests per source however many backups exist. It publishes each source's backup age and
+ * the fleet signals the alarms watch, and tells the topic which sources are in trouble.
  *
  * The source list comes in the event (the schedule's input), not the environment: Lambda caps environment
  * variables at 4 KB in total, and a hundred sources with their thresholds do not fit there.
  */
 import { StandardUnit } from '@aws-sdk/client-cloudwatch';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { parseLatest, parseRestoreTestPointer } from '../../lib/contract/manifest';
 import { Metrics } from '../../lib/contract/metrics';
-import { latestKey, restoreTestLatestKey } from '../../lib/contract/names';
+import { latestKey, restoreTestLatestKey, sourcePrefix } from '../../lib/contract/names';
 import {
   MonitorClients, clientsFromEnv, datum, exists, getText, mapBounded, messageOf, notify, publishMetrics, requiredEnv, secondsBetween,
 } from '../shared/aws';
@@ -19,6 +20,11 @@ export interface FreshnessSource {
   readonly source: string;
   /** The backup age above which the source is stale. */
   readonly maxAgeSeconds: number;
+  /**
+   * The source is restore-tested (RestoreTesting said so through BackupMonitoring.expectRestoreTests): having no
+   * restore-test report is then a finding, not the normal state of an untested source. See restoreTestAge.
+   */
+  readonly restoreTested?: boolean;
 }
 
 /** The schedule's input. */
@@ -43,7 +49,13 @@ export interface SourceStatus {
   readonly maxAgeSeconds: number;
   readonly ageSeconds?: number;
   readonly key?: string;
+  /**
+   * Seconds the source has gone without a restore test: since its newest report finished or, for a restore-tested
+   * source that has no report, since its oldest stored backup started (see restoreTestAge).
+   */
   readonly restoreTestAgeSeconds?: number;
+  /** A restore-tested source with no restore-test report: restoreTestAgeSeconds counts from its oldest stored backup. */
+  readonly neverRestoreTested?: boolean;
   /** Why the check failed, or what else went wrong (an unreadable restore-test report). */
   readonly problem?: string;
 }
@@ -98,11 +110,14 @@ function validateEvent(event: FreshnessEvent): readonly FreshnessSource[] {
     if (typeof s.source !== 'string' || !(s.maxAgeSeconds > 0)) {
       throw new Error(`bad source entry ${JSON.stringify(s)}: each needs a source name and a positive maxAgeSeconds`);
     }
+    if (s.restoreTested !== undefined && typeof s.restoreTested !== 'boolean') {
+      throw new Error(`bad source entry ${JSON.stringify(s)}: restoreTested must be true or false`);
+    }
   }
   return event.sources;
 }
 
-/** Three requests at most, whatever the number of backups; an error stays with its source. */
+/** Four requests at most, whatever the number of backups; an error stays with its source. */
 async function checkSource(config: FreshnessSource, clients: MonitorClients, now: Date): Promise<SourceStatus> {
   const { source, maxAgeSeconds } = config;
   const base = { source, maxAgeSeconds };
@@ -118,7 +133,7 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
     const state = ageSeconds > maxAgeSeconds ? SourceState.STALE : SourceState.FRESH;
     const status = { ...base, state, ageSeconds, key: pointer.key };
     try {
-      return { ...status, restoreTestAgeSeconds: await restoreTestAge(source, clients, now) };
+      return { ...status, ...await restoreTestAge(config, clients, now) };
     } catch (err) {
       return { ...status, problem: messageOf(err) };
     }
@@ -127,11 +142,51 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
   }
 }
 
-async function restoreTestAge(source: string, clients: MonitorClients, now: Date): Promise<number | undefined> {
-  const key = restoreTestLatestKey(clients.prefix, source);
+/**
+ * How long the source has gone without a restore test, from `restore-tests/latest.json` (one GET).
+ *
+ * A restore-tested source with no report yet counts from the start of its oldest stored backup instead: that
+ * backup could have been restore-tested all along, so once it is older than the overdue window (8 days) a
+ * weekly test has had more than a week to report and has not (its task never started, its report was never
+ * written). The check stays stateless (it cannot remember when it first saw the source without a report) and
+ * costs one LIST of a single key: backup keys start with the date (`{source}/{YYYY}/{MM}/{DD}/…`), which sorts
+ * before `latest.json`, `restore-tests/` and `RUNBOOK.md`, so the first key under the source's prefix is its
+ * oldest backup. The latest backup's time would not do: a source backed up hourly would never look overdue.
+ * A source with long history that gains restore tests counts as overdue until its first test reports; run the
+ * restore tests once (RestoreTesting.stateMachine) to clear it. A source that is not restore-tested and has no
+ * report publishes no restore-test age.
+ */
+async function restoreTestAge(config: FreshnessSource, clients: MonitorClients, now: Date): Promise<Pick<SourceStatus, 'restoreTestAgeSeconds' | 'neverRestoreTested'>> {
+  const key = restoreTestLatestKey(clients.prefix, config.source);
   const text = await getText(clients.s3, clients.bucket, key);
-  if (text === undefined) return undefined;
-  return secondsBetween(new Date(parseRestoreTestPointer(text, `s3://${clients.bucket}/${key}`).finishedAt), now);
+  if (text !== undefined) {
+    return { restoreTestAgeSeconds: secondsBetween(new Date(parseRestoreTestPointer(text, `s3://${clients.bucket}/${key}`).finishedAt), now) };
+  }
+  if (!config.restoreTested) return {};
+  const since = await oldestBackupStart(config.source, clients);
+  return { restoreTestAgeSeconds: since ? secondsBetween(since, now) : 0, neverRestoreTested: true };
+}
+
+/** `…/{source}_{YYYY-MM-DD_HH-MM-SS}Z.…`: the start time in a backup's key, or in any of its companions' keys. */
+const KEY_TIME = /\/[a-z0-9-]{1,48}_(\d{4})-(\d{2})-(\d{2})_(\d{2})-(\d{2})-(\d{2})Z\.[^/]+$/;
+
+/** The start of the source's oldest stored backup (one LIST of one key), from its key or else its upload time. */
+async function oldestBackupStart(source: string, clients: MonitorClients): Promise<Date | undefined> {
+  const prefix = sourcePrefix(clients.prefix, source);
+  let first;
+  try {
+    const out = await clients.s3.send(new ListObjectsV2Command({ Bucket: clients.bucket, Prefix: prefix, MaxKeys: 1 }));
+    first = out.Contents?.[0];
+  } catch (err) {
+    throw new Error(`S3 ListObjectsV2 s3://${clients.bucket}/${prefix} failed, so the age of a source never restore-tested is unknown: ${messageOf(err)}` +
+      ' (the function needs s3:ListBucket on the store: BackupStore.grantMonitorRead)');
+  }
+  const m = first?.Key ? KEY_TIME.exec(first.Key) : null;
+  if (m) {
+    const [, y, mo, d, h, mi, s] = m;
+    return new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s));
+  }
+  return first?.LastModified;
 }
 
 /**

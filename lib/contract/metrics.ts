@@ -29,6 +29,10 @@ export const Metrics = {
   RESTORE_TEST_SUCCESS: 'RestoreTestSuccess',
   RESTORE_DURATION_SECONDS: 'RestoreDurationSeconds',
   RESTORED_BACKUP_AGE_SECONDS: 'RestoredBackupAgeSeconds',
+  /**
+   * Seconds a source has gone without a restore test: since its newest report finished or, for a restore-tested
+   * source with no report yet, since its oldest stored backup started. Per source, and fleet-wide (the worst).
+   */
   RESTORE_TEST_AGE_SECONDS: 'RestoreTestAgeSeconds',
   /**
    * A restore test's duration over its source's RTO target, when it has one: above 1 means the measured restore

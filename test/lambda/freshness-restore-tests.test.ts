@@ -1,0 +1,131 @@
+/**
+ * The freshness check and restore-tested sources that never reported, against the S3 emulator with backups made
+ * by the real agent from a real PostgreSQL database (CloudWatch and SNS mocked). A restore-tested source without
+ * a restore-test report counts its restore-test age from its oldest stored backup, so the overdue alarm (the
+ * fleet's RestoreTestAgeSeconds over 8 days) fires for it even while another source has a fresh report.
+ */
+import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DumpFormat, LatestPointer, backupKey, manifestKeyFor, parseBackupKey } from '../../lib/contract';
+import { FreshnessSource, checkFreshness } from '../../lambda/freshness-check';
+import { RESTORE_TEST_OVERDUE } from '../../lib/restore-testing';
+import { AgeKey, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
+import { backUp, monitorClients, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
+
+const PREFIX = 'backups/';
+const DAY = 86_400;
+const INTERVAL = 900;
+const OVERDUE = RESTORE_TEST_OVERDUE.toSeconds();
+const database = uniqueName('rt_overdue');
+let s3: S3Emulator;
+let key: AgeKey;
+const latest: Record<string, LatestPointer> = {};
+/** When the oldest stored backup of never-pg started: three days before its newest. */
+let neverOldest: number;
+
+const seconds = (iso: string) => Date.parse(iso) / 1000;
+const at = (epochSeconds: number) => new Date(epochSeconds * 1000);
+
+function run(sources: FreshnessSource[], now: number) {
+  const counting = monitorClients(s3, PREFIX);
+  return checkFreshness({ sources }, counting.clients, { now: at(now), intervalSeconds: INTERVAL }).then((report) => ({ report, requests: counting.requests }));
+}
+
+/** What the overdue alarm watches: the fleet-wide RestoreTestAgeSeconds (no dimensions), if published. */
+function fleetRestoreTestAge(): number | undefined {
+  return publishedMetrics().find((m) => m.MetricName === 'RestoreTestAgeSeconds' && m.Dimensions === undefined)?.Value;
+}
+
+function perSourceRestoreTestAges(): Record<string, number | undefined> {
+  return Object.fromEntries(publishedMetrics().filter((m) => m.MetricName === 'RestoreTestAgeSeconds' && m.Dimensions)
+    .map((m) => [m.Dimensions![0].Value!, m.Value]));
+}
+
+beforeAll(async () => {
+  s3 = await startS3rver();
+  key = makeAgeKey();
+  await createPgFixture(database, { customers: 50 });
+  for (const source of ['never-pg', 'reported-pg', 'untested-pg']) latest[source] = await backUp(s3, key, source, database, PREFIX);
+  // never-pg has history: an older backup (a copy of the real one, under the key of a backup three days earlier).
+  const newest = latest['never-pg'];
+  neverOldest = parseBackupKey(newest.key)!.startedAt.getTime() / 1000 - 3 * DAY;
+  const older = backupKey(PREFIX, 'never-pg', at(neverOldest), DumpFormat.PG_CUSTOM);
+  await s3.client.send(new CopyObjectCommand({ Bucket: s3.bucket, Key: older, CopySource: `${s3.bucket}/${newest.key}` }));
+  await s3.client.send(new CopyObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(older), CopySource: `${s3.bucket}/${manifestKeyFor(newest.key)}` }));
+});
+
+afterAll(async () => {
+  await dropPgDatabase(database);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
+  await s3?.stop();
+});
+
+beforeEach(() => {
+  resetAwsMocks();
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+});
+afterEach(() => jest.restoreAllMocks());
+
+/** A restore-test report of the source that finished `ageSeconds` before `now`, as the restore-test command writes it. */
+async function reportRestoreTest(source: string, now: number, ageSeconds: number): Promise<void> {
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}${source}/restore-tests/latest.json`,
+    Body: JSON.stringify({ source, finishedAt: at(now - ageSeconds).toISOString(), success: true }) }));
+}
+
+describe('given a restore-tested source that never reported and one with a fresh report', () => {
+  const sources: FreshnessSource[] = [
+    { source: 'never-pg', maxAgeSeconds: 30 * DAY, restoreTested: true },
+    { source: 'reported-pg', maxAgeSeconds: 30 * DAY, restoreTested: true },
+    { source: 'untested-pg', maxAgeSeconds: 30 * DAY },
+  ];
+
+  test('when its oldest backup is older than the overdue window, then its restore-test age is over 8 days and so is the fleet signal the alarm watches', async () => {
+    // Six days after never-pg's newest backup: its latest backup alone would look young, its oldest is nine days old.
+    const now = seconds(latest['never-pg'].startedAt) + 6 * DAY;
+    await reportRestoreTest('reported-pg', now, DAY);
+    const { report } = await run(sources, now);
+
+    const never = report.statuses.find((s) => s.source === 'never-pg')!;
+    expect(never).toMatchObject({ neverRestoreTested: true, restoreTestAgeSeconds: Math.round(now - neverOldest) });
+    expect(never.problem).toBeUndefined();
+    expect(report.statuses.find((s) => s.source === 'reported-pg')).toMatchObject({ restoreTestAgeSeconds: DAY });
+    expect(report.statuses.find((s) => s.source === 'reported-pg')!.neverRestoreTested).toBeUndefined();
+
+    expect(perSourceRestoreTestAges()).toEqual({ 'never-pg': Math.round(now - neverOldest), 'reported-pg': DAY });
+    // The overdue alarm's condition: the fleet's worst restore-test age is over the window.
+    expect(fleetRestoreTestAge()).toBe(Math.round(now - neverOldest));
+    expect(fleetRestoreTestAge()!).toBeGreaterThan(OVERDUE);
+    expect(publishedMetrics().find((m) => m.MetricName === 'SourcesNotChecked')!.Value).toBe(0);
+  });
+
+  test('when its oldest backup is younger than the overdue window, then it is within its grace period and the alarm condition is false', async () => {
+    const now = neverOldest + 5 * DAY;
+    await reportRestoreTest('reported-pg', now, DAY);
+    const { report } = await run(sources, now);
+    expect(report.statuses.find((s) => s.source === 'never-pg')).toMatchObject({ neverRestoreTested: true, restoreTestAgeSeconds: 5 * DAY });
+    expect(fleetRestoreTestAge()).toBe(5 * DAY);
+    expect(fleetRestoreTestAge()!).toBeLessThanOrEqual(OVERDUE);
+  });
+
+  test('when every tested source has a fresh report, then the alarm condition is false however old the backups are', async () => {
+    const now = seconds(latest['never-pg'].startedAt) + 20 * DAY;
+    await reportRestoreTest('reported-pg', now, 2 * DAY);
+    const { report } = await run(sources.filter((s) => s.source !== 'never-pg'), now);
+    expect(report.statuses.map((s) => [s.source, s.restoreTestAgeSeconds, s.neverRestoreTested])).toEqual([
+      ['reported-pg', 2 * DAY, undefined], ['untested-pg', undefined, undefined],
+    ]);
+    expect(fleetRestoreTestAge()).toBe(2 * DAY);
+    expect(fleetRestoreTestAge()!).toBeLessThanOrEqual(OVERDUE);
+  });
+
+  test('a source that is not restore-tested and has no report publishes no restore-test age, as before', async () => {
+    const now = seconds(latest['untested-pg'].startedAt) + 20 * DAY;
+    const { report } = await run([{ source: 'untested-pg', maxAgeSeconds: 30 * DAY }], now);
+    expect(report.statuses[0].restoreTestAgeSeconds).toBeUndefined();
+    expect(fleetRestoreTestAge()).toBeUndefined();
+  });
+
+  test('a tested source without a report costs one more request, a LIST of one key: still constant per source', async () => {
+    const { requests } = await run([sources[0]], seconds(latest['never-pg'].startedAt) + 60);
+    expect(requests).toEqual(['GetObjectCommand', 'HeadObjectCommand', 'GetObjectCommand', 'ListObjectsV2Command']);
+  });
+});
