@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IgnoreMode } from 'aws-cdk-lib';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+// The package root is the image's build context, so that the Dockerfile can COPY the bundled agent.
+import { PACKAGE_ROOT } from './package-root';
 
-/** The package root: the image's build context, so that the Dockerfile can COPY the bundled agent. */
-const PACKAGE_ROOT = path.join(__dirname, '..');
 const DOCKERFILE = 'container/Dockerfile';
 /** The context filter, in .dockerignore syntax; `docker build -f container/Dockerfile .` reads the same file. */
 const DOCKERIGNORE = path.join(PACKAGE_ROOT, `${DOCKERFILE}.dockerignore`);

@@ -1,5 +1,3 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import {
   Annotations, Arn, ArnFormat, CustomResource, Duration, Lazy, RemovalPolicy, Stack, Token, Validations,
 } from 'aws-cdk-lib';
@@ -9,6 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { lambdaAsset } from './package-root';
 
 /** What a replica key alias looks like, for error messages. */
 const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
@@ -16,7 +15,6 @@ const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
 /** An age X25519 recipient, as `age-keygen` prints it: `age1` and 58 bech32 characters. */
 const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
 
-const KEY_GENERATOR_ASSET = path.join(__dirname, '../assets/lambda/key-generator');
 
 export interface BackupKeysProps {
   /**
@@ -243,9 +241,6 @@ export class BackupKeys extends Construct {
 
   /** The function behind the custom resource: the only principal that writes the identity. */
   private keyGenerator(secret: secretsmanager.Secret, key: kms.Key): lambda.Function {
-    if (!fs.existsSync(path.join(KEY_GENERATOR_ASSET, 'index.js'))) {
-      throw new Error(`the key generator is not bundled (${KEY_GENERATOR_ASSET} is missing): run 'npm run bundle' first`);
-    }
     const logGroup = new logs.LogGroup(this, 'KeyGeneratorLogs', { retention: logs.RetentionDays.ONE_YEAR });
     const role = new iam.Role(this, 'KeyGeneratorRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
@@ -274,7 +269,7 @@ export class BackupKeys extends Construct {
       description: 'Generates the age identity of Restorable backups (custom resource)',
       runtime: lambda.Runtime.NODEJS_22_X,
       handler: 'index.handler',
-      code: lambda.Code.fromAsset(KEY_GENERATOR_ASSET),
+      code: lambda.Code.fromAsset(lambdaAsset('key-generator')),
       role,
       logGroup,
       timeout: Duration.minutes(1),

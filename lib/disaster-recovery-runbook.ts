@@ -6,12 +6,12 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { lambdaAsset } from './package-root';
 import { BackupKeys } from './backup-keys';
 import { BackupStore } from './backup-store';
 import { RUNBOOK_FILE } from './contract/names';
 import { DatabaseBackups } from './database-backups';
 
-const RUNBOOK_WRITER_ASSET = path.join(__dirname, '../assets/lambda/runbook-writer');
 
 export interface DisasterRecoveryRunbookProps {
   /** The sources to write a runbook for: every source of these backups, including those added later. */
@@ -46,9 +46,6 @@ export class DisasterRecoveryRunbook extends Construct {
     if (!props?.backups || !props.store) {
       throw new Error(`${this.node.path}: backups and store are required: the DatabaseBackups whose sources get a runbook, and the BackupStore they write to`);
     }
-    if (!fs.existsSync(path.join(RUNBOOK_WRITER_ASSET, 'index.js'))) {
-      throw new Error(`the runbook writer is not bundled (${RUNBOOK_WRITER_ASSET} is missing): run 'npm run bundle' first`);
-    }
     const { store, backups } = props;
     const replica = store.replica;
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
@@ -63,12 +60,13 @@ export class DisasterRecoveryRunbook extends Construct {
         `arn:${Stack.of(this).partition}:kms:${replica.region}:${replica.account}:key/*`, replica.region, replica.keyAliasName);
     }
 
-    const code = fs.readFileSync(path.join(RUNBOOK_WRITER_ASSET, 'index.js'));
+    const asset = lambdaAsset('runbook-writer');
+    const code = fs.readFileSync(path.join(asset, 'index.js'));
     const writer = new lambda.Function(this, 'Writer', {
       description: 'Renders and writes the Restorable disaster-recovery runbooks (custom resource)',
       runtime: lambda.Runtime.NODEJS_22_X,
       handler: 'index.handler',
-      code: lambda.Code.fromAsset(RUNBOOK_WRITER_ASSET),
+      code: lambda.Code.fromAsset(asset),
       role,
       logGroup,
       timeout: Duration.minutes(5),

@@ -1,11 +1,10 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { lambdaAsset } from './package-root';
 import { BackupStore } from './backup-store';
 import { METRIC_NAMESPACE } from './contract/metrics';
 
@@ -31,10 +30,7 @@ export class MonitorFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: MonitorFunctionProps) {
     super(scope, id);
-    const asset = path.join(__dirname, '../assets/lambda', props.handlerName);
-    if (!fs.existsSync(path.join(asset, 'index.js'))) {
-      throw new Error(`the ${props.handlerName} handler is not bundled (${asset}/index.js is missing): run 'npm run bundle' first`);
-    }
+    const asset = lambdaAsset(props.handlerName);
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.THREE_MONTHS });
     const role = new iam.Role(this, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: props.description });
     logGroup.grantWrite(role);

@@ -1,5 +1,3 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Duration, Lazy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -11,6 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { lambdaAsset } from './package-root';
 import { METRIC_NAMESPACE } from './contract/metrics';
 import { RESTORE_TEST_AGENT_CONTAINER } from './restore-test-task';
 
@@ -97,10 +96,7 @@ export class RestoreTestOrchestration extends Construct {
   }
 
   private createFunction(props: RestoreTestOrchestrationProps): lambda.Function {
-    const asset = path.join(__dirname, '../assets/lambda/restore-test-orchestrator');
-    if (!fs.existsSync(path.join(asset, 'index.js'))) {
-      throw new Error(`the restore-test orchestrator is not bundled (${asset}/index.js is missing): run 'npm run bundle' first`);
-    }
+    const asset = lambdaAsset('restore-test-orchestrator');
     const stack = Stack.of(this);
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.THREE_MONTHS });
     const role = new iam.Role(this, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: 'Starts and follows Restorable restore-test tasks' });

@@ -1,0 +1,27 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/**
+ * The package's root folder (the one with package.json): the prebundled assets and the container's Dockerfile
+ * live there, whether this code runs from lib/ (in a checkout) or from dist/lib/ (as a built package).
+ */
+function findPackageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}: Restorable's assets cannot be found`);
+  }
+}
+
+export const PACKAGE_ROOT = findPackageRoot(__dirname);
+
+/**
+ * The folder of a prebundled Lambda handler (scripts/bundle.mjs writes assets/lambda/<name>/index.js), or an error
+ * that says how to make it: synth must not package an empty folder.
+ */
+export function lambdaAsset(name: string): string {
+  const folder = path.join(PACKAGE_ROOT, 'assets/lambda', name);
+  if (!fs.existsSync(path.join(folder, 'index.js'))) {
+    throw new Error(`the ${name} handler is not bundled (${folder}/index.js is missing): run 'npm run bundle' first`);
+  }
+  return folder;
+}
