@@ -16,5 +16,6 @@ export * from './backup-monitoring';
 export * from './restore-test-source';
 export * from './restore-test-task';
 export * from './restore-test-orchestration';
+export * from './restore-test-alarms';
 export * from './restore-testing';
 export * from './disaster-recovery-runbook';

@@ -1,6 +1,5 @@
 import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -14,9 +13,10 @@ import { BackupKeys } from './backup-keys';
 import { BackupMonitoring } from './backup-monitoring';
 import { BackupSource, taskSizeProblem } from './backup-source';
 import { BackupStore } from './backup-store';
-import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
+import { METRIC_NAMESPACE } from './contract/metrics';
 import { restoreTestsPrefix, sourcePrefix } from './contract/names';
 import { DatabaseBackups } from './database-backups';
+import { RestoreTestAlarms } from './restore-test-alarms';
 import { RestoreTestCopy, RestoreTestOrchestration, RestoreTestRun } from './restore-test-orchestration';
 import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
 import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
@@ -96,8 +96,7 @@ export interface RestoreTestingProps {
 /** Sources per restore-test role: eight sources' grants, with the DR replica's, keep its policy under IAM's 10,240 characters. */
 const SOURCES_PER_ROLE = 8;
 const WEEKLY = events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' });
-/** A restore test that has not run for this long is overdue (one missed week plus a day). */
-export const RESTORE_TEST_OVERDUE = Duration.days(8);
+export { RESTORE_TEST_OVERDUE } from './restore-test-alarms';
 
 interface TestedSource extends RestoreTestSourceProps {
   readonly task: RestoreTestTask;
@@ -139,7 +138,8 @@ export class RestoreTesting extends Construct {
   private readonly tested: TestedSource[] = [];
   private readonly taskDefinitions = new Map<unknown, RestoreTestTask>();
   private readonly roles: iam.Role[] = [];
-  private readonly alarms: cloudwatch.Alarm[] = [];
+  /** The alarms, metrics and dashboard widgets that watch the tests. */
+  private readonly watch: RestoreTestAlarms;
   private readonly executionRole: iam.Role;
   private readonly defaultTaskRole: iam.Role;
   private readonly image: ecs.ContainerImage;
@@ -192,6 +192,7 @@ export class RestoreTesting extends Construct {
       description: 'Restorable restore-test tasks: out to AWS APIs and image registries, nothing in',
     });
     props.backups.allowEndpointsFrom(this.securityGroup, 'Restorable restore-test tasks');
+    this.watch = new RestoreTestAlarms(this, { monitoring: props.monitoring, perSourceAlarms: props.perSourceAlarms });
     for (const source of props.sources ?? props.backups.sources.map((s) => ({ source: s }))) this.addSource(source);
     if (!props.sources) {
       // The default list is the sources DatabaseBackups holds now: one added to it later would silently go untested.
@@ -212,45 +213,10 @@ export class RestoreTesting extends Construct {
     this.orchestrator = orchestration.function;
     this.stateMachine = orchestration.stateMachine;
 
-    const topic = new cwActions.SnsAction(props.monitoring.topic);
-    this.testFailedAlarm = this.alarm('TestFailedAlarm', this.metricRestoreTestSuccess(), {
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      // Results come once a week: keep the last verdict until the next test says otherwise.
-      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
-      alarmDescription: 'A restore test failed: a backup did not restore, or did not match its manifest or its checks. Its report ' +
-        '({prefix}{source}/restore-tests/latest.json) names the source, and the table or check that failed and by how much.',
-    }, topic);
-    this.testOverdueAlarm = this.alarm('TestOverdueAlarm', props.monitoring.metricFleetRestoreTestAge(), {
-      threshold: RESTORE_TEST_OVERDUE.toSeconds(),
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      alarmDescription: `No restore test has finished for some source in ${RESTORE_TEST_OVERDUE.toDays()} days, or a tested source has had a backup ` +
-        `for ${RESTORE_TEST_OVERDUE.toDays()} days and no restore-test report yet (or the freshness check publishes nothing): the backups are no longer ` +
-        'proven to restore. The freshness check\'s log names the source (restoreTestAgeSeconds, neverRestoreTested); check the restore-test ' +
-        'state machine\'s executions, or run it now.',
-    }, topic);
-    this.orchestrationFailedAlarm = this.alarm('OrchestrationFailedAlarm', new cloudwatch.MathExpression({
-      expression: 'FILL(notStarted, 0) + FILL(failed, 0) + FILL(timedOut, 0)',
-      usingMetrics: {
-        notStarted: this.metricOrchestrationFailures(),
-        failed: this.stateMachine.metricFailed({ period: Duration.hours(1) }),
-        timedOut: this.stateMachine.metricTimedOut({ period: Duration.hours(1) }),
-      },
-      period: Duration.hours(1),
-      label: 'restore tests not started or not followed',
-    }), {
-      threshold: 0,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription: 'A restore test could not be started (RunTask kept failing), its task stopped before the agent ran (the scratch ' +
-        'server never became healthy, an image could not be pulled), or the restore-test state machine failed. The orchestrator\'s logs name the source.',
-    }, topic);
-    props.monitoring.dashboard.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({
-      title: 'Restore-test alarms',
-      alarms: this.alarms, // read when the dashboard renders, so alarms of sources added later appear too
-      width: 24,
-    }));
+    const fleet = this.watch.addFleetAlarms(this.stateMachine);
+    this.testFailedAlarm = fleet.testFailed;
+    this.testOverdueAlarm = fleet.testOverdue;
+    this.orchestrationFailedAlarm = fleet.orchestrationFailed;
   }
 
   /** Tests one more source; its row on the monitoring dashboard gains its restore duration and last result. */
@@ -273,17 +239,7 @@ export class RestoreTesting extends Construct {
     this.props.monitoring.expectRestoreTests(source.name);
     if (this.props.drSchedule) this.grantReplicaRestoreRead(role, source.name);
     this.tested.push({ ...props, task, role });
-    if (props.rtoTarget) this.rtoAlarm();
-    if (this.props.perSourceAlarms) {
-      if (props.rtoTarget) this.addRtoAlarm(source.name, props.rtoTarget);
-      this.alarm(`${source.name}-TestFailedAlarm`, this.metricRestoreTestSuccess(source.name), {
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.IGNORE,
-        alarmDescription: `The restore test of ${source.name} failed; its report names the table or check and by how much.`,
-      }, new cwActions.SnsAction(this.props.monitoring.topic));
-    }
-    this.addDashboardWidgets(source.name, props.rtoTarget);
+    this.watch.addSource(source.name, props.rtoTarget);
   }
 
   /** Sources added to DatabaseBackups after RestoreTesting took its default list, which no test covers. */
@@ -302,77 +258,27 @@ export class RestoreTesting extends Construct {
 
   /** 1 for a passed restore test, 0 for a failed one (minimum per period); fleet-wide without a source. */
   public metricRestoreTestSuccess(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(Metrics.RESTORE_TEST_SUCCESS, cloudwatch.Stats.MINIMUM, source, props);
+    return this.watch.metricRestoreTestSuccess(source, props);
   }
 
   /** The measured RTO: seconds from the start of the download to the end of validation (maximum per period). */
   public metricRestoreDuration(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(Metrics.RESTORE_DURATION_SECONDS, cloudwatch.Stats.MAXIMUM, source, props);
+    return this.watch.metricRestoreDuration(source, props);
   }
 
   /** How old the restored backup was when its test finished. */
   public metricRestoredBackupAge(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(Metrics.RESTORED_BACKUP_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, source, props);
+    return this.watch.metricRestoredBackupAge(source, props);
   }
 
   /** Restore tests that could not be started, or whose task stopped before the agent ran. */
   public metricOrchestrationFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, cloudwatch.Stats.SUM, undefined, { period: Duration.hours(1), ...props });
-  }
-
-  private metric(metricName: string, statistic: string, source: string | undefined, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: METRIC_NAMESPACE, metricName, statistic, period: Duration.days(1),
-      dimensionsMap: source === undefined ? undefined : { [SOURCE_DIMENSION]: source }, ...props,
-    });
-  }
-
-  private alarm(id: string, metric: cloudwatch.IMetric, options: Omit<cloudwatch.AlarmProps, 'metric' | 'evaluationPeriods'>, action: cloudwatch.IAlarmAction): cloudwatch.Alarm {
-    const alarm = new cloudwatch.Alarm(this, id, { metric, evaluationPeriods: 1, ...options });
-    alarm.addAlarmAction(action);
-    this.alarms.push(alarm);
-    return alarm;
+    return this.watch.metricOrchestrationFailures(props);
   }
 
   /** The measured restore over its source's RTO target, the worst of the fleet; above 1 is a missed RTO. */
   public metricRtoRatio(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(Metrics.RESTORE_RTO_RATIO, cloudwatch.Stats.MAXIMUM, source, props);
-  }
-
-  /** One alarm for every source with an RTO target, made with the first of them. */
-  private rtoAlarm(): cloudwatch.Alarm {
-    const existing = this.node.tryFindChild('RtoExceededAlarm') as cloudwatch.Alarm | undefined;
-    return existing ?? this.alarm('RtoExceededAlarm', this.metricRtoRatio(), {
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
-      alarmDescription: 'A measured restore took longer than its source\'s RTO target (the value is the worst duration over its target). ' +
-        'The source\'s restore-test report gives the duration.',
-    }, new cwActions.SnsAction(this.props.monitoring.topic));
-  }
-
-  private addRtoAlarm(source: string, rtoTarget: Duration): void {
-    this.alarm(`${source}-RtoAlarm`, this.metricRestoreDuration(source), {
-      threshold: rtoTarget.toSeconds(),
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
-      alarmDescription: `The measured restore of ${source} took longer than its RTO target of ${rtoTarget.toHumanString()}.`,
-    }, new cwActions.SnsAction(this.props.monitoring.topic));
-  }
-
-  private addDashboardWidgets(source: string, rtoTarget?: Duration): void {
-    this.props.monitoring.dashboard.addSourceWidget(source, new cloudwatch.GraphWidget({
-      title: `${source}: restore duration (s)`,
-      left: [this.metricRestoreDuration(source)],
-      leftAnnotations: rtoTarget ? [{ value: rtoTarget.toSeconds(), label: 'RTO target', color: cloudwatch.Color.RED }] : undefined,
-      leftYAxis: { min: 0 },
-      width: 5,
-    }));
-    this.props.monitoring.dashboard.addSourceWidget(source, new cloudwatch.SingleValueWidget({
-      title: `${source}: last restore test (1 = passed)`,
-      metrics: [this.metricRestoreTestSuccess(source, { period: RESTORE_TEST_OVERDUE })],
-      width: 3,
-    }));
+    return this.watch.metricRtoRatio(source, props);
   }
 
   /** One task definition per scratch image: sources of one engine and version share it. */
