@@ -1,8 +1,6 @@
-import { Duration, Lazy, Size, Token } from 'aws-cdk-lib';
+import { Duration, Size, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
-import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -11,8 +9,9 @@ import { AlarmTopic, subscribeEmails } from './alarm-topic';
 import { BackupDashboard } from './backup-dashboard';
 import { BackupStore } from './backup-store';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
-import { MANIFEST_SUFFIX, sourceNameProblem, sourcePrefix } from './contract/names';
+import { sourceNameProblem } from './contract/names';
 import { MonitorFunction } from './monitor-function';
+import { MonitoringRuleSource, MonitoringRules } from './monitoring-rules';
 
 export interface BackupMonitoringProps {
   /** The store whose backups are watched. */
@@ -72,15 +71,8 @@ export interface MonitoredSourceOptions {
   readonly sizeRatioFloor?: number;
 }
 
-interface MonitoredSource {
-  readonly name: string;
-  readonly maxAgeSeconds: number;
-  readonly minSizeBytes?: number;
-  readonly ratioFloor: number;
-}
+type MonitoredSource = MonitoringRuleSource;
 
-/** Sources per schedule target and per manifest rule: keeps each target's input and each rule's pattern well under EventBridge's limits. */
-const SOURCES_PER_RULE = 25;
 const DEFAULT_INTERVAL = Duration.minutes(15);
 
 /**
@@ -115,7 +107,8 @@ export class BackupMonitoring extends Construct {
   private readonly sources = new Map<string, MonitoredSource>();
   /** Sources whose restore tests are expected (expectRestoreTests): read at synth, so the order of calls does not matter. */
   private readonly restoreTested = new Set<string>();
-  private readonly chunks: MonitoredSource[][] = [];
+  /** The schedules and manifest rules that bring the sources to the functions, 25 sources per rule. */
+  private readonly rules: MonitoringRules;
   /** Read when the dashboard renders, so alarms added later appear too. */
   private readonly dashboardAlarms: cloudwatch.IAlarm[] = [];
   private watchedJobFailures?: cloudwatch.Alarm;
@@ -156,6 +149,13 @@ export class BackupMonitoring extends Construct {
       },
     }).function;
     this.enableEventBridgeNotifications();
+    this.rules = new MonitoringRules(this, {
+      store: this.store,
+      interval: this.interval,
+      freshnessFunction: this.freshnessFunction,
+      sizeAnomalyFunction: this.sizeAnomalyFunction,
+      isRestoreTested: (source) => this.restoreTested.has(source),
+    });
 
     this.staleBackupsAlarm = this.alarm('StaleBackupsAlarm', this.metricFleetStaleness(), {
       threshold: 1,
@@ -232,10 +232,7 @@ export class BackupMonitoring extends Construct {
       ratioFloor,
     };
     this.sources.set(name, source);
-    this.chunkFor().push(source);
-    this.manifestRule(this.chunks.length).addEventPattern({
-      detail: { object: { key: events.Match.wildcard(`${sourcePrefix(this.store.prefix, name)}*${MANIFEST_SUFFIX}`) } },
-    });
+    this.rules.addSource(source);
     if (this.perSourceAlarms) this.addSourceAlarms(source);
     this.dashboard.addSourceRow(name, {
       age: this.metricBackupAge(name),
@@ -374,48 +371,6 @@ export class BackupMonitoring extends Construct {
         alarmDescription: `The newest backup of ${source.name} is under its minimum of ${source.minSizeBytes} bytes.`,
       }, scope);
     }
-  }
-
-  /** The current chunk of sources, or a new one with its schedule when the last is full. */
-  private chunkFor(): MonitoredSource[] {
-    const last = this.chunks[this.chunks.length - 1];
-    if (last && last.length < SOURCES_PER_RULE) return last;
-    const chunk: MonitoredSource[] = [];
-    this.chunks.push(chunk);
-    const n = this.chunks.length;
-    const suffix = n === 1 ? '' : String(n);
-    new events.Rule(this, `FreshnessSchedule${suffix}`, {
-      description: `Freshness check of Restorable backups, sources ${(n - 1) * SOURCES_PER_RULE + 1}-${n * SOURCES_PER_RULE}`,
-      schedule: events.Schedule.rate(this.interval),
-      targets: [new targets.LambdaFunction(this.freshnessFunction, {
-        event: events.RuleTargetInput.fromObject({
-          sources: Lazy.any({
-            produce: () => chunk.map((s) => ({ source: s.name, maxAgeSeconds: s.maxAgeSeconds, ...(this.restoreTested.has(s.name) ? { restoreTested: true } : {}) })),
-          }),
-        }),
-        retryAttempts: 2,
-      })],
-    });
-    new events.Rule(this, `NewBackupRule${suffix}`, {
-      description: `Size check of each new Restorable backup manifest, sources ${(n - 1) * SOURCES_PER_RULE + 1}-${n * SOURCES_PER_RULE}`,
-      eventPattern: {
-        source: ['aws.s3'],
-        detailType: ['Object Created'],
-        detail: { bucket: { name: [this.store.bucket.bucketName] } },
-      },
-      targets: [new targets.LambdaFunction(this.sizeAnomalyFunction, {
-        event: events.RuleTargetInput.fromObject({
-          detail: events.EventField.fromPath('$.detail'),
-          sources: Lazy.any({ produce: () => Object.fromEntries(chunk.map((s) => [s.name, { ratioFloor: s.ratioFloor, minSizeBytes: s.minSizeBytes }])) }),
-        }),
-        retryAttempts: 2,
-      })],
-    });
-    return chunk;
-  }
-
-  private manifestRule(n: number): events.Rule {
-    return this.node.findChild(`NewBackupRule${n === 1 ? '' : n}`) as events.Rule;
   }
 
   /** New manifests reach the size check through EventBridge, which the bucket must be told to notify. */

@@ -12,6 +12,7 @@ export * from './database-backups';
 export * from './alarm-topic';
 export * from './monitor-function';
 export * from './backup-dashboard';
+export * from './monitoring-rules';
 export * from './backup-monitoring';
 export * from './restore-test-source';
 export * from './restore-test-task';
