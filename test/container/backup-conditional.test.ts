@@ -8,9 +8,8 @@ import {
   CompleteMultipartUploadCommand, PutObjectCommand, S3Client, S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { MANIFEST_FORMAT_VERSION, Tier } from '../../lib/contract';
-import { parseCommandArgs } from '../../container/src/args';
-import { BACKUP_COMMAND, BackupResult, formatBackupResult, runBackup } from '../../container/src/commands/backup';
-import { AgeKey, PG, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
+import { formatBackupResult } from '../../container/src/commands/backup';
+import { AgeKey, S3Emulator, backupInProcess, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
 
 let s3: S3Emulator;
 /** A client without the middleware: what a concurrent backup run writes with. */
@@ -65,23 +64,9 @@ beforeEach(() => {
   intercept = undefined;
 });
 
-async function backup(source: string): Promise<{ result: BackupResult; logged: string }> {
-  // Keys have one-second resolution: each backup of a source starts in a second of its own.
-  await new Promise((resolve) => setTimeout(resolve, 1100 - (Date.now() % 1000)));
-  const args = parseCommandArgs(BACKUP_COMMAND, ['--source', source, '--engine', 'postgres', '--bucket', s3.bucket,
-    '--recipient', key.recipient, '--host', PG.host, '--port', String(PG.port), '--user', PG.user, '--database', database]);
-  const logged: string[] = [];
-  const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => { logged.push(String(chunk)); return true; });
-  const savedPassword = process.env.PGPASSWORD;
-  process.env.PGPASSWORD = PG.password;
-  try {
-    return { result: await runBackup(args, { s3: s3.client }), logged: logged.join('') };
-  } finally {
-    stderr.mockRestore();
-    if (savedPassword === undefined) delete process.env.PGPASSWORD;
-    else process.env.PGPASSWORD = savedPassword;
-  }
-}
+/** A backup of the fixture database, in this process, through the intercepted client. */
+const backup = (source: string, extra: string[] = []) =>
+  backupInProcess({ s3: s3.client, bucket: s3.bucket, recipient: key.recipient, database }, source, extra);
 
 const latestOps = (source: string) => sent.filter((s) => s.key === `${source}/latest.json`).map((s) => s.command);
 

@@ -12,3 +12,4 @@ export * from './proxy';
 export * from './embedded-postgres';
 export * from './stored-object';
 export * from './pg-cluster';
+export * from './in-process-backup';
