@@ -6,8 +6,8 @@
 import { CopyObjectCommand, DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { LatestPointer, METRIC_NAMESPACE, Metrics, manifestKeyFor, parseBackupKey, backupKey, DumpFormat } from '../../lib/contract';
 import { FreshnessEvent, FreshnessSource, SourceState, checkFreshness, handler } from '../../lambda/freshness-check';
-import { AgeKey, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
-import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
+import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, startS3rver, uniqueName } from '../support';
+import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
 
 const PREFIX = 'backups/';
 const HOUR = 3600;
@@ -36,18 +36,7 @@ beforeAll(async () => {
   await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: latest['dangling-pg'].key }));
 });
 
-afterAll(async () => {
-  await dropPgDatabase(database);
-  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
-  await s3?.stop();
-});
-
-beforeEach(() => {
-  resetAwsMocks();
-  // The handler logs one JSON line per source for CloudWatch Logs; keep test output readable.
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-});
-afterEach(() => jest.restoreAllMocks());
+monitorTestHooks(database, () => s3);
 
 describe('freshness check', () => {
   const sources: FreshnessSource[] = [

@@ -8,8 +8,8 @@ import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DumpFormat, LatestPointer, backupKey, manifestKeyFor, parseBackupKey } from '../../lib/contract';
 import { FreshnessSource, checkFreshness } from '../../lambda/freshness-check';
 import { RESTORE_TEST_OVERDUE } from '../../lib/restore-testing';
-import { AgeKey, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
-import { backUp, monitorClients, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
+import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, startS3rver, uniqueName } from '../support';
+import { backUp, monitorClients, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
 
 const PREFIX = 'backups/';
 const DAY = 86_400;
@@ -53,17 +53,7 @@ beforeAll(async () => {
   await s3.client.send(new CopyObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(older), CopySource: `${s3.bucket}/${manifestKeyFor(newest.key)}` }));
 });
 
-afterAll(async () => {
-  await dropPgDatabase(database);
-  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
-  await s3?.stop();
-});
-
-beforeEach(() => {
-  resetAwsMocks();
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-});
-afterEach(() => jest.restoreAllMocks());
+monitorTestHooks(database, () => s3);
 
 /** A restore-test report of the source that finished `ageSeconds` before `now`, as the restore-test command writes it. */
 async function reportRestoreTest(source: string, now: number, ageSeconds: number): Promise<void> {

@@ -8,7 +8,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { LatestPointer } from '../../lib/contract';
 import { MonitorClients } from '../../lambda/shared/aws';
-import { AgeKey, PG, S3Emulator, agentEnv, runAgent } from '../support';
+import { AgeKey, PG, S3Emulator, agentEnv, dropPgDatabase, pgQuery, readerRole, runAgent } from '../support';
 
 export const TOPIC_ARN = 'arn:aws:sns:us-east-1:123456789012:restorable-alarms';
 
@@ -77,4 +77,21 @@ export async function withEnv<T>(vars: Record<string, string>, work: () => Promi
       else process.env[name] = saved[name];
     }
   }
+}
+
+/**
+ * The hooks every monitoring handler test shares: fresh AWS mocks and a quiet console.log (the handlers log one JSON
+ * line per source) around each test; the fixture database and the emulator gone after the file.
+ */
+export function monitorTestHooks(database: string, s3: () => S3Emulator | undefined): void {
+  afterAll(async () => {
+    await dropPgDatabase(database);
+    await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
+    await s3()?.stop();
+  });
+  beforeEach(() => {
+    resetAwsMocks();
+    jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  });
+  afterEach(() => jest.restoreAllMocks());
 }

@@ -5,8 +5,8 @@
  */
 import { LatestPointer, Manifest, METRIC_NAMESPACE } from '../../lib/contract';
 import { SizeEvent, checkSize, handler, median } from '../../lambda/size-anomaly';
-import { AgeKey, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
-import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, resetAwsMocks } from './monitor-fixtures';
+import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, pgQuery, startS3rver, uniqueName } from '../support';
+import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
 
 const SOURCE = 'sized-pg';
 const database = uniqueName('size_src');
@@ -29,17 +29,7 @@ beforeAll(async () => {
   shrunk = await backUp(s3, key, SOURCE, database);
 });
 
-afterAll(async () => {
-  await dropPgDatabase(database);
-  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
-  await s3?.stop();
-});
-
-beforeEach(() => {
-  resetAwsMocks();
-  jest.spyOn(console, 'log').mockImplementation(() => undefined);
-});
-afterEach(() => jest.restoreAllMocks());
+monitorTestHooks(database, () => s3);
 
 describe('size anomaly check', () => {
   test('given a backup the size of the ones before it, then it publishes its size and a ratio near 1, and stays quiet', async () => {
