@@ -83,3 +83,10 @@ export function parseCommandArgs(command: CommandSpec, argv: readonly string[]):
   }
   return parsed;
 }
+
+/** Where a source's backups live: every command that reads or writes them takes these. */
+export const SOURCE_OPTIONS: OptionSpecs = {
+  'source': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name (a-z, 0-9, -)', required: true },
+  'bucket': { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket', required: true },
+  'prefix': { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+};

@@ -9,15 +9,13 @@ import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, S3Cl
 import {
   MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix,
 } from '../../lib/contract';
-import { OptionKind, OptionSpecs, ParsedArgs } from './args';
+import { OptionKind, OptionSpecs, ParsedArgs, SOURCE_OPTIONS } from './args';
 import { AgentError, UsageError } from './errors';
 import { log } from './log';
 import { getText, listAll, s3Problem } from './s3';
 
 export const SELECTION_OPTIONS: OptionSpecs = {
-  'source': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name', required: true },
-  'bucket': { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket', required: true },
-  'prefix': { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+  ...SOURCE_OPTIONS,
   'key': { kind: OptionKind.STRING, placeholder: 'KEY', description: 'the backup object (default: the one latest.json names)' },
   'at': { kind: OptionKind.STRING, placeholder: 'ISO-TIME', description: 'the newest backup started at or before this time' },
   'version-id': { kind: OptionKind.STRING, placeholder: 'ID', description: 'an older version of the backup object (versioned buckets)' },

@@ -9,7 +9,7 @@ import {
   Companion, Engine, LatestPointer, MANIFEST_FORMAT_VERSION, Manifest, TIER_TAG, TableCount, Tier,
   backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, parseManifest, sourceNameProblem, tierFor,
 } from '../../../lib/contract';
-import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../args';
 import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
 import { DEFAULT_ZSTD_LEVEL, Recipient, compressStage, compressedInputBytes, encryptStage, resolveRecipient } from '../encrypt';
 import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
@@ -25,10 +25,8 @@ export const BACKUP_COMMAND: CommandSpec = {
   name: 'backup',
   summary: 'Dump a database, compress and encrypt it, and stream it to S3 with a manifest; then move latest.json.',
   options: {
-    'source': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name (a-z, 0-9, -)', required: true },
+    ...SOURCE_OPTIONS,
     'engine': { kind: OptionKind.STRING, placeholder: 'ENGINE', description: 'postgres or mysql (mariadb)', required: true },
-    'bucket': { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket', required: true },
-    'prefix': { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
     'recipient': { kind: OptionKind.STRING, placeholder: 'AGE1…', description: 'age public key to encrypt to' },
     'recipient-file': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'file of age public keys, one a line' },
     ...CONNECTION_OPTIONS,

@@ -1,7 +1,7 @@
 /** `restorable list`: a source's backups, newest first, from their manifests. */
 import { S3Client } from '@aws-sdk/client-s3';
 import { MANIFEST_SUFFIX, Manifest, latestKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix } from '../../../lib/contract';
-import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../args';
 import { UsageError } from '../errors';
 import { getText, listAll } from '../s3';
 
@@ -9,9 +9,7 @@ export const LIST_COMMAND: CommandSpec = {
   name: 'list',
   summary: 'List a source\'s backups, newest first, with time, tier, size and storage class.',
   options: {
-    source: { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name', required: true },
-    bucket: { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket', required: true },
-    prefix: { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+    ...SOURCE_OPTIONS,
     json: { kind: OptionKind.FLAG, description: 'print the list as JSON' },
   },
 };

@@ -1,7 +1,7 @@
 /** `restorable runbook`: prints a source's disaster-recovery runbook, as rendered into the bucket at deploy time. */
 import { S3Client } from '@aws-sdk/client-s3';
 import { runbookKey, sourceNameProblem } from '../../../lib/contract';
-import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { CommandSpec, ParsedArgs, SOURCE_OPTIONS } from '../args';
 import { AgentError, UsageError } from '../errors';
 import { getText } from '../s3';
 
@@ -9,9 +9,7 @@ export const RUNBOOK_COMMAND: CommandSpec = {
   name: 'runbook',
   summary: 'Print a source\'s disaster-recovery runbook (Markdown), from the primary or the replica bucket.',
   options: {
-    source: { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name', required: true },
-    bucket: { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket, or its replica', required: true },
-    prefix: { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+    ...SOURCE_OPTIONS,
   },
 };
 
