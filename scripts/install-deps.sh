@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system tools that the tests, the drill and the benchmark use (Debian, as root).
+# Installs the system tools that the tests, the drill and the benchmark use (Debian, as root), then the
+# pinned Python tools (scripts/python-tools.sh).
 set -euo pipefail
-packages=(postgresql mariadb-server mariadb-client zstd age awscli jq pigz openssl procps)
+packages=(postgresql mariadb-server mariadb-client zstd age awscli jq pigz openssl procps curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -15,3 +16,4 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "install-deps: ${packages[*]} present"
+bash "$(dirname "$0")/python-tools.sh"

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Starts the local PostgreSQL 15 and MariaDB servers the tests, the drill and the benchmark use,
-# and makes sure the test login exists on each. Idempotent. The S3 emulator is started per test.
+# makes sure the test login exists on each, and starts moto's server, the AWS emulator (S3 with versioning,
+# Object Lock and conditional writes; Secrets Manager, CloudWatch, SNS, SQS). Idempotent. s3rver, the plain
+# S3 stand-in, is started per test file.
 #
 #   PostgreSQL: 127.0.0.1:${PGPORT:-5432}, user restorable / restorable (superuser)
 #   MariaDB:    127.0.0.1:${MYSQL_TCP_PORT:-3306}, user restorable / restorable (all privileges)
+#   moto:       http://127.0.0.1:${RESTORABLE_MOTO_PORT:-5055}, any credentials; tests keep apart by unique names
 set -euo pipefail
 cmd=${1:-start}
 [[ $cmd == start ]] || { echo "usage: $0 start" >&2; exit 2; }
 
 need() { command -v "$1" >/dev/null || { echo "services: '$1' not found: run 'sudo bash scripts/install-deps.sh' first" >&2; exit 1; }; }
 need pg_ctlcluster; need mariadb
+MOTO=${RESTORABLE_TOOLS:-/opt/restorable-tools}/aws/bin/moto_server
+[[ -x $MOTO ]] || { echo "services: $MOTO not found: run 'bash scripts/install-deps.sh' first (it installs the pinned Python tools)" >&2; exit 1; }
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -18,7 +23,17 @@ if ! pg_lsclusters -h | awk '$1=="15" && $2=="main"' | grep -q online; then
   as_root pg_ctlcluster 15 main start
 fi
 for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p "${PGPORT:-5432}" && break; sleep 1; done
-pg_isready -h 127.0.0.1 -p "${PGPORT:-5432}" >/dev/null || { echo "services: PostgreSQL did not start" >&2; exit 1; }
+pg_isready -h 127.0.0.1 -p "${PGPORT:-5432}" >/dev/null || { # moto: one server for every test, detached so that it outlives this script.
+moto_port=${RESTORABLE_MOTO_PORT:-5055}
+moto_up() { curl -sf -o /dev/null "http://127.0.0.1:$moto_port/moto-api/data.json"; }
+if ! moto_up; then
+  log=${TMPDIR:-/tmp}/restorable-moto-$moto_port.log
+  setsid nohup "$MOTO" -H 127.0.0.1 -p "$moto_port" >"$log" 2>&1 < /dev/null &
+  for _ in $(seq 1 100); do moto_up && break; sleep 0.2; done
+  moto_up || { echo "services: moto's server did not start on port $moto_port; its log: $(tail -5 "$log")" >&2; exit 1; }
+fi
+
+echo "services: PostgreSQL did not start" >&2; exit 1; }
 as_root su postgres -c "psql -q -v ON_ERROR_STOP=1 -d postgres" <<'SQL'
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'restorable') THEN
@@ -38,4 +53,14 @@ CREATE USER IF NOT EXISTS 'restorable'@'localhost' IDENTIFIED BY 'restorable';
 GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'127.0.0.1' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'localhost' WITH GRANT OPTION;
 SQL
-echo "services: PostgreSQL $(psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c 'show server_version') and MariaDB $(MYSQL_PWD=restorable mariadb -h 127.0.0.1 -u restorable -N -e 'select version()') ready"
+# moto: one server for every test, detached so that it outlives this script.
+moto_port=${RESTORABLE_MOTO_PORT:-5055}
+moto_up() { curl -sf -o /dev/null "http://127.0.0.1:$moto_port/moto-api/data.json"; }
+if ! moto_up; then
+  log=${TMPDIR:-/tmp}/restorable-moto-$moto_port.log
+  setsid nohup "$MOTO" -H 127.0.0.1 -p "$moto_port" >"$log" 2>&1 < /dev/null &
+  for _ in $(seq 1 100); do moto_up && break; sleep 0.2; done
+  moto_up || { echo "services: moto's server did not start on port $moto_port; its log: $(tail -5 "$log")" >&2; exit 1; }
+fi
+
+echo "services: PostgreSQL $(psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c 'show server_version'), MariaDB $(MYSQL_PWD=restorable mariadb -h 127.0.0.1 -u restorable -N -e 'select version()') and moto $("${MOTO%/*}/python" -c 'import moto; print(moto.__version__)') ready"

@@ -13,3 +13,4 @@ export * from './embedded-postgres';
 export * from './stored-object';
 export * from './pg-cluster';
 export * from './in-process-backup';
+export * from './moto';
