@@ -75,7 +75,7 @@ export async function startPrivateMoto(): Promise<Moto & { stop(): Promise<void>
 }
 
 /** A name no other test file uses on the shared server. */
-export function uniqueName(prefix: string): string {
+export function motoName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
 
@@ -94,7 +94,7 @@ export interface MotoBucket extends S3Emulator {
 /** A fresh bucket on a moto server, with the same surface as an s3rver emulator (but no kill or restart). */
 export async function motoBucket(options: MotoBucketOptions = {}, server?: Moto): Promise<MotoBucket> {
   const moto = server ?? await sharedMoto();
-  const bucket = uniqueName('backups');
+  const bucket = motoName('backups');
   const client = new S3Client(moto.config());
   await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: options.objectLock ? true : undefined }));
   if (options.versioned && !options.objectLock) {
