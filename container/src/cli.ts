@@ -1,7 +1,8 @@
 /**
  * The `restorable` agent: the container's entrypoint, also run with node on a workstation.
  * stdout carries only the result; logs and progress go to stderr as JSON lines.
- * Exit codes: 0 success, 1 failure, 2 bad usage, 75 an archived backup is being retrieved (try again later).
+ * Exit codes: 0 success, 1 failure, 2 bad usage, 70 the command stopped before finishing (an internal error),
+ * 75 an archived backup is being retrieved (try again later).
  */
 import { createS3Client } from './s3';
 import { CommandSpec, parseCommandArgs, usage } from './args';
@@ -16,6 +17,7 @@ import { ContractError } from '../../lib/contract';
 import { AgentError, UsageError, redactor } from './errors';
 import { runAbortActions } from './cleanup';
 import { log } from './log';
+import { runToCompletion } from './exit-guard';
 import { AGENT_VERSION } from './version';
 
 interface Command {
@@ -144,5 +146,5 @@ if (require.main === module) {
       process.exit(signal === 'SIGTERM' ? 143 : 130);
     });
   }
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+  runToCompletion(process.argv[2] ?? '', () => main(process.argv.slice(2)));
 }

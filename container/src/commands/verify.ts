@@ -4,8 +4,8 @@
  * decrypt, decompress and read the dump completely (pg_restore -f /dev/null, which fails on a truncated
  * dump where --list passes; for SQL, mysqldump's completion line and the row counts), and its size.
  */
-import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Engine, Manifest } from '../../../lib/contract';
@@ -69,13 +69,21 @@ function dumpReader(manifest: Manifest): { stage?: StageSpec; inspect: (chunk: B
   };
 }
 
+/**
+ * Lets the tap run to its end (or its failure). finished() also settles for a tap that has already ended or
+ * failed, where waiting for its 'end' event would wait forever and let the process exit 0 with nothing said.
+ */
+async function readToEnd(tap: VerifyingTap): Promise<void> {
+  tap.resume();
+  await finished(tap, { writable: false });
+}
+
 /** Hashes a companion (the roles) against the manifest. */
 async function checkCompanion(s3: S3Client, backup: SelectedBackup, key: string, expected: { size: number; sha256: string }): Promise<void> {
   const tap = new VerifyingTap(`s3://${backup.bucket}/${key}`, expected);
   await downloadInto(s3, backup.bucket, key, undefined, tap);
-  tap.resume();
   try {
-    await once(tap, 'end');
+    await readToEnd(tap);
   } catch (err) {
     throw tap.problem ? new AgentError(tap.problem) : new AgentError(`reading s3://${backup.bucket}/${key} failed: ${(err as Error).message}`);
   }
@@ -103,8 +111,7 @@ export async function runVerify(args: ParsedArgs, deps: { readonly s3: S3Client;
     let dumpBytes = 0;
     try {
       if (!identity || !reader) {
-        tap.resume();
-        await once(tap, 'end');
+        await readToEnd(tap);
       } else {
         // The decrypting pipeline reads a copy, so that the hash runs to the end even when age gives up early.
         const input = new PassThrough();
@@ -118,8 +125,7 @@ export async function runVerify(args: ParsedArgs, deps: { readonly s3: S3Client;
           await pipeline.done;
         } catch (err) {
           tap.unpipe(input);
-          tap.resume();
-          await once(tap, 'end').catch(() => undefined);
+          await readToEnd(tap).catch(() => undefined);
           if (tap.problem) throw new AgentError(tap.problem);
           throw explainDecryptFailure(err, where, identityMatches(identity.file, manifest.recipientFingerprint));
         }
