@@ -12,7 +12,7 @@ chmod 0700 "$private"
 chmod 0755 "$scratch"
 git clone -q --no-hardlinks . "$private/restorable"
 cd "$private/restorable"
-if runuser -u postgres -- test -r package.json; then
+if runuser -u postgres -- test -r "$PWD/package.json"; then
   echo "test-private-checkout: the postgres user can read $private: this proves nothing" >&2; exit 1
 fi
 mapfile -t suites < <(grep -rl --include='*.test.ts' 'startEmbeddedPostgres' test)
