@@ -42,16 +42,32 @@ function motoAt(endpoint: string): Moto {
   };
 }
 
+/**
+ * Whether a moto server answers, asked through its state manager: cheap and without side effects. (data.json reads
+ * every model's status, which moves restores along, and answers 500 once any restored object's bucket is gone.)
+ */
+function answers(endpoint: string): Promise<boolean> {
+  return fetch(`${endpoint}/moto-api/state-manager/get-transition?model_name=s3::keyrestore`).then((r) => r.ok, () => false);
+}
+
 /** The shared server; fails loudly, never skips, when it is not running. */
 export async function sharedMoto(): Promise<Moto> {
   const endpoint = `http://127.0.0.1:${SHARED_PORT}`;
-  const ok = await fetch(`${endpoint}/moto-api/data.json`).then((r) => r.ok, () => false);
-  if (!ok) throw new Error(`moto's server is not answering at ${endpoint}: run 'npm run services' (after 'bash scripts/install-deps.sh')`);
+  if (!await answers(endpoint)) throw new Error(`moto's server is not answering at ${endpoint}: run 'npm run services' (after 'bash scripts/install-deps.sh')`);
   return motoAt(endpoint);
 }
 
+/** How often a model's status must be read before it moves on (moto's state manager; 'immediate' is the default). */
+export type MotoTransition = { progression: 'immediate' } | { progression: 'manual'; times: number } | { progression: 'time'; seconds: number };
+
+export interface PrivateMoto extends Moto {
+  /** Sets (or, without a transition, unsets) a model's progression, e.g. 's3::keyrestore': server-wide. */
+  setTransition(modelName: string, transition?: MotoTransition): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** A server of this test file's own, for server-wide settings; stop it in afterAll. */
-export async function startPrivateMoto(): Promise<Moto & { stop(): Promise<void> }> {
+export async function startPrivateMoto(): Promise<PrivateMoto> {
   const port = await freePort();
   const binary = `${MOTO_TOOLS}/aws/bin/moto_server`;
   let output = '';
@@ -64,8 +80,15 @@ export async function startPrivateMoto(): Promise<Moto & { stop(): Promise<void>
     child.kill('SIGKILL');
     throw new Error(`${(err as Error).message}; its output: ${output}`);
   }
+  const endpoint = `http://127.0.0.1:${port}`;
   return {
-    ...motoAt(`http://127.0.0.1:${port}`),
+    ...motoAt(endpoint),
+    setTransition: async (modelName, transition) => {
+      const response = await fetch(`${endpoint}/moto-api/state-manager/${transition ? 'set' : 'unset'}-transition`, {
+        method: 'POST', body: JSON.stringify({ model_name: modelName, transition }),
+      });
+      if (!response.ok) throw new Error(`moto's state manager refused ${modelName} ${JSON.stringify(transition)}: ${response.status} ${await response.text()}`);
+    },
     stop: () => new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
