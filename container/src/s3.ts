@@ -121,7 +121,8 @@ export async function setLegalHold(s3: S3Client, bucket: string, key: string, on
     }));
   } catch (err) {
     const e = err as S3ServiceException;
-    if (e?.name === 'InvalidRequest' && /object lock/i.test(e.message ?? '')) {
+    // S3 says "Object Lock Configuration" here, "ObjectLockConfiguration" on PutObject; S3-compatible servers vary.
+    if (e?.name === 'InvalidRequest' && /object\s*lock/i.test(e.message ?? '')) {
       throw new AgentError(`S3 PutObjectLegalHold s3://${bucket}/${key} failed: the bucket has no Object Lock ` +
         '(legal holds need a bucket created with Object Lock; run the backup without --legal-hold for this bucket)');
     }
