@@ -1,13 +1,16 @@
 /**
- * The freshness check against the S3 emulator, over backups made by the real agent from a real PostgreSQL
- * database. CloudWatch and SNS are mocked. Staleness is reached without waiting by handing the check a
- * later `now`; the ages it must report are computed from the `startedAt` the agent wrote.
+ * The freshness check on moto's server, over backups made by the real agent from a real PostgreSQL database:
+ * the backups in a bucket there, the metrics read back from its CloudWatch, the notifications from a queue
+ * subscribed to the test's topic. Staleness is reached without waiting by handing the check a later `now`;
+ * the ages it must report are computed from the `startedAt` the agent wrote.
  */
 import { CopyObjectCommand, DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { LatestPointer, METRIC_NAMESPACE, Metrics, manifestKeyFor, parseBackupKey, backupKey, DumpFormat } from '../../lib/contract';
 import { FreshnessEvent, FreshnessSource, SourceState, checkFreshness, handler } from '../../lambda/freshness-check';
-import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, startS3rver, uniqueName } from '../support';
-import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
+import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, uniqueName } from '../support';
+import {
+  backUp, handlerEnv, monitorBucket, monitorClients, monitorTestHooks, publishedMessages, publishedMetrics, topicArn, withEnv,
+} from './monitor-fixtures';
 
 const PREFIX = 'backups/';
 const HOUR = 3600;
@@ -26,7 +29,7 @@ const run = (sources: FreshnessSource[], now: number, prefix = PREFIX) =>
   checkFreshness({ sources }, monitorClients(s3, prefix).clients, { now: at(now), intervalSeconds: INTERVAL });
 
 beforeAll(async () => {
-  s3 = await startS3rver();
+  s3 = await monitorBucket();
   key = makeAgeKey();
   await createPgFixture(database, { customers: 200 });
   for (let i = 0; i < 3; i++) latest['fresh-pg'] = await backUp(s3, key, 'fresh-pg', database, PREFIX);
@@ -55,20 +58,20 @@ describe('freshness check', () => {
     expect(report.statuses.map((s) => [s.source, s.state])).toEqual([
       ['fresh-pg', SourceState.FRESH], ['stale-pg', SourceState.STALE], ['empty-pg', SourceState.NO_BACKUPS], ['dangling-pg', SourceState.DANGLING],
     ]);
-    const metrics = publishedMetrics();
+    const metrics = await publishedMetrics();
     expect(metrics.every((m) => m.Namespace === METRIC_NAMESPACE && m.Namespace === 'Restorable')).toBe(true);
     expect(metrics.map(({ MetricName, Dimensions, Value, Unit }) => ({ MetricName, Dimensions, Value, Unit }))).toEqual([
       { MetricName: 'BackupAgeSeconds', Dimensions: [{ Name: 'Source', Value: 'fresh-pg' }], Value: freshAge, Unit: 'Seconds' },
       { MetricName: 'BackupAgeSeconds', Dimensions: [{ Name: 'Source', Value: 'stale-pg' }], Value: HOUR + 300, Unit: 'Seconds' },
       { MetricName: 'FleetStalenessRatio', Dimensions: undefined, Value: (HOUR + 300) / HOUR, Unit: 'None' },
-      { MetricName: 'SourcesWithoutBackup', Dimensions: undefined, Value: 2, Unit: 'Count' },
       { MetricName: 'SourcesNotChecked', Dimensions: undefined, Value: 0, Unit: 'Count' },
+      { MetricName: 'SourcesWithoutBackup', Dimensions: undefined, Value: 2, Unit: 'Count' },
     ]);
     expect(Metrics.BACKUP_AGE_SECONDS).toBe('BackupAgeSeconds');
 
-    const [message, ...more] = publishedMessages();
+    const [message, ...more] = await publishedMessages();
     expect(more).toHaveLength(0);
-    expect(message.TopicArn).toBe(TOPIC_ARN);
+    expect(message.TopicArn).toBe(topicArn());
     expect(message.Subject).toContain('stale-pg');
     expect(message.Message).toContain(`- stale-pg: stale, newest backup is 1.1 h old (${HOUR + 300} s), threshold 1.0 h (3600 s)`);
     expect(message.Message).toContain('- empty-pg: no backups found');
@@ -81,16 +84,16 @@ describe('freshness check', () => {
     const report = await run(sources, now);
     expect(report.statuses.find((s) => s.source === 'stale-pg')!.state).toBe(SourceState.STALE);
     expect(report.notified).toBe(false);
-    expect(publishedMessages()).toHaveLength(0);
+    expect(await publishedMessages()).toHaveLength(0);
     // The alarm still sees it: the fleet signal is published on every run.
-    expect(publishedMetrics().find((m) => m.MetricName === 'FleetStalenessRatio')!.Value).toBe(Math.round(now - seconds(latest['stale-pg'].startedAt)) / HOUR);
+    expect((await publishedMetrics()).find((m) => m.MetricName === 'FleetStalenessRatio')!.Value).toBe(Math.round(now - seconds(latest['stale-pg'].startedAt)) / HOUR);
   });
 
   test('given the first run after midnight UTC, then the digest names every source still in trouble', async () => {
     const nextMidnight = Math.ceil(seconds(latest['stale-pg'].startedAt) / DAY) * DAY + 2 * DAY;
     const report = await run(sources, nextMidnight + 60);
     expect(report.notified).toBe(true);
-    const [message] = publishedMessages();
+    const [message] = await publishedMessages();
     for (const source of ['stale-pg', 'empty-pg', 'dangling-pg']) expect(message.Message).toContain(`- ${source}: `);
     // Two days later, fresh-pg (threshold one day) is stale too.
     expect(message.Message).toContain('- fresh-pg: stale');
@@ -105,10 +108,10 @@ describe('freshness check', () => {
     expect(broken).toMatchObject({ source: 'broken-pg', state: SourceState.NOT_CHECKED });
     expect(broken.problem).toBe(`latest pointer s3://${s3.bucket}/${PREFIX}broken-pg/latest.json is not valid JSON`);
     expect(report.statuses.slice(1).map((s) => s.state)).toEqual([SourceState.FRESH, SourceState.STALE, SourceState.NO_BACKUPS, SourceState.DANGLING]);
-    const metrics = publishedMetrics();
+    const metrics = await publishedMetrics();
     expect(metrics.find((m) => m.MetricName === 'SourcesNotChecked')!.Value).toBe(1);
     expect(metrics.filter((m) => m.MetricName === 'BackupAgeSeconds').map((m) => m.Dimensions![0].Value)).toEqual(['fresh-pg', 'stale-pg']);
-    expect(publishedMessages()[0].Message).toContain('- broken-pg: check failed: latest pointer');
+    expect((await publishedMessages())[0].Message).toContain('- broken-pg: check failed: latest pointer');
   });
 
   test('given a restore-test report, then it publishes RestoreTestAgeSeconds per source and the oldest for the fleet', async () => {
@@ -121,12 +124,12 @@ describe('freshness check', () => {
 
     const expected = Math.round(now - seconds(finishedAt));
     expect(report.statuses[0].restoreTestAgeSeconds).toBe(expected);
-    const restore = publishedMetrics().filter((m) => m.MetricName === 'RestoreTestAgeSeconds');
+    const restore = (await publishedMetrics()).filter((m) => m.MetricName === 'RestoreTestAgeSeconds');
     expect(restore.map((m) => [m.Dimensions, m.Value, m.Unit])).toEqual([
       [[{ Name: 'Source', Value: 'fresh-pg' }], expected, 'Seconds'],
       [undefined, expected, 'Seconds'],
     ]);
-    expect(publishedMessages()).toHaveLength(0);
+    expect(await publishedMessages()).toHaveLength(0);
   });
 
   test('given 3 backups or 300, then the check makes the same number of S3 requests', async () => {
@@ -159,10 +162,14 @@ describe('freshness check', () => {
   });
 
   test('the Lambda entry point takes the bucket, prefix, topic and interval from the environment the construct sets', async () => {
-    const report = await withEnv({ ...s3.env, BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX, TOPIC_ARN, CHECK_INTERVAL_SECONDS: '900' },
+    const report = await withEnv(handlerEnv({ BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX, TOPIC_ARN: topicArn(), CHECK_INTERVAL_SECONDS: '900' }),
       () => handler({ sources: [{ source: 'fresh-pg', maxAgeSeconds: DAY }, { source: 'empty-pg', maxAgeSeconds: DAY }] }));
     expect(report.statuses.map((s) => s.state)).toEqual([SourceState.FRESH, SourceState.NO_BACKUPS]);
-    expect(publishedMetrics().find((m) => m.MetricName === 'SourcesWithoutBackup')!.Value).toBe(1);
+    // The handler's own clients, built from that environment, published and notified in the test's account.
+    expect((await publishedMetrics()).find((m) => m.MetricName === 'SourcesWithoutBackup')!.Value).toBe(1);
+    const messages = await publishedMessages();
+    expect(messages).toHaveLength(report.notified ? 1 : 0);
+    for (const message of messages) expect(message.Message).toContain('- empty-pg: no backups found');
   });
 
   test('given an event without a sources list, then it fails with a message that shows the expected input', async () => {

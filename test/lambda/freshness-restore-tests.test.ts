@@ -1,6 +1,6 @@
 /**
- * The freshness check and restore-tested sources that never reported, against the S3 emulator with backups made
- * by the real agent from a real PostgreSQL database (CloudWatch and SNS mocked). A restore-tested source without
+ * The freshness check and restore-tested sources that never reported, on moto's server with backups made by the
+ * real agent from a real PostgreSQL database, the metrics read back from moto's CloudWatch. A restore-tested source without
  * a restore-test report counts its restore-test age from its oldest stored backup, so the overdue alarm (the
  * fleet's RestoreTestAgeSeconds over 8 days) fires for it even while another source has a fresh report.
  */
@@ -8,8 +8,8 @@ import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DumpFormat, LatestPointer, backupKey, manifestKeyFor, parseBackupKey } from '../../lib/contract';
 import { FreshnessSource, checkFreshness } from '../../lambda/freshness-check';
 import { RESTORE_TEST_OVERDUE } from '../../lib/restore-testing';
-import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, startS3rver, uniqueName } from '../support';
-import { backUp, monitorClients, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
+import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, uniqueName } from '../support';
+import { backUp, monitorBucket, monitorClients, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
 
 const PREFIX = 'backups/';
 const DAY = 86_400;
@@ -31,17 +31,17 @@ function run(sources: FreshnessSource[], now: number) {
 }
 
 /** What the overdue alarm watches: the fleet-wide RestoreTestAgeSeconds (no dimensions), if published. */
-function fleetRestoreTestAge(): number | undefined {
-  return publishedMetrics().find((m) => m.MetricName === 'RestoreTestAgeSeconds' && m.Dimensions === undefined)?.Value;
+async function fleetRestoreTestAge(): Promise<number | undefined> {
+  return (await publishedMetrics()).find((m) => m.MetricName === 'RestoreTestAgeSeconds' && m.Dimensions === undefined)?.Value;
 }
 
-function perSourceRestoreTestAges(): Record<string, number | undefined> {
-  return Object.fromEntries(publishedMetrics().filter((m) => m.MetricName === 'RestoreTestAgeSeconds' && m.Dimensions)
-    .map((m) => [m.Dimensions![0].Value!, m.Value]));
+async function perSourceRestoreTestAges(): Promise<Record<string, number | undefined>> {
+  return Object.fromEntries((await publishedMetrics()).filter((m) => m.MetricName === 'RestoreTestAgeSeconds' && m.Dimensions)
+    .map((m) => [m.Dimensions![0].Value, m.Value]));
 }
 
 beforeAll(async () => {
-  s3 = await startS3rver();
+  s3 = await monitorBucket();
   key = makeAgeKey();
   await createPgFixture(database, { customers: 50 });
   for (const source of ['never-pg', 'reported-pg', 'untested-pg']) latest[source] = await backUp(s3, key, source, database, PREFIX);
@@ -80,11 +80,11 @@ describe('given a restore-tested source that never reported and one with a fresh
     expect(report.statuses.find((s) => s.source === 'reported-pg')).toMatchObject({ restoreTestAgeSeconds: DAY });
     expect(report.statuses.find((s) => s.source === 'reported-pg')!.neverRestoreTested).toBeUndefined();
 
-    expect(perSourceRestoreTestAges()).toEqual({ 'never-pg': Math.round(now - neverOldest), 'reported-pg': DAY });
+    expect(await perSourceRestoreTestAges()).toEqual({ 'never-pg': Math.round(now - neverOldest), 'reported-pg': DAY });
     // The overdue alarm's condition: the fleet's worst restore-test age is over the window.
-    expect(fleetRestoreTestAge()).toBe(Math.round(now - neverOldest));
-    expect(fleetRestoreTestAge()!).toBeGreaterThan(OVERDUE);
-    expect(publishedMetrics().find((m) => m.MetricName === 'SourcesNotChecked')!.Value).toBe(0);
+    expect(await fleetRestoreTestAge()).toBe(Math.round(now - neverOldest));
+    expect((await fleetRestoreTestAge())!).toBeGreaterThan(OVERDUE);
+    expect((await publishedMetrics()).find((m) => m.MetricName === 'SourcesNotChecked')!.Value).toBe(0);
   });
 
   test('when its oldest backup is younger than the overdue window, then it is within its grace period and the alarm condition is false', async () => {
@@ -92,8 +92,8 @@ describe('given a restore-tested source that never reported and one with a fresh
     await reportRestoreTest('reported-pg', now, DAY);
     const { report } = await run(sources, now);
     expect(report.statuses.find((s) => s.source === 'never-pg')).toMatchObject({ neverRestoreTested: true, restoreTestAgeSeconds: 5 * DAY });
-    expect(fleetRestoreTestAge()).toBe(5 * DAY);
-    expect(fleetRestoreTestAge()!).toBeLessThanOrEqual(OVERDUE);
+    expect(await fleetRestoreTestAge()).toBe(5 * DAY);
+    expect((await fleetRestoreTestAge())!).toBeLessThanOrEqual(OVERDUE);
   });
 
   test('when every tested source has a fresh report, then the alarm condition is false however old the backups are', async () => {
@@ -103,15 +103,15 @@ describe('given a restore-tested source that never reported and one with a fresh
     expect(report.statuses.map((s) => [s.source, s.restoreTestAgeSeconds, s.neverRestoreTested])).toEqual([
       ['reported-pg', 2 * DAY, undefined], ['untested-pg', undefined, undefined],
     ]);
-    expect(fleetRestoreTestAge()).toBe(2 * DAY);
-    expect(fleetRestoreTestAge()!).toBeLessThanOrEqual(OVERDUE);
+    expect(await fleetRestoreTestAge()).toBe(2 * DAY);
+    expect((await fleetRestoreTestAge())!).toBeLessThanOrEqual(OVERDUE);
   });
 
   test('a source that is not restore-tested and has no report publishes no restore-test age, as before', async () => {
     const now = seconds(latest['untested-pg'].startedAt) + 20 * DAY;
     const { report } = await run([{ source: 'untested-pg', maxAgeSeconds: 30 * DAY }], now);
     expect(report.statuses[0].restoreTestAgeSeconds).toBeUndefined();
-    expect(fleetRestoreTestAge()).toBeUndefined();
+    expect(await fleetRestoreTestAge()).toBeUndefined();
   });
 
   test('a tested source without a report costs one more request, a LIST of one key: still constant per source', async () => {

@@ -1,19 +1,39 @@
 /**
- * What the monitoring handler tests share: real backups made by the bundled agent into the S3 emulator,
- * an S3 client that counts its requests, and CloudWatch and SNS mocked (no emulator exists for them).
+ * What the monitoring handler tests share: real backups made by the bundled agent into a bucket on moto's server,
+ * an S3 client that counts its requests, and CloudWatch and SNS on moto too. Each test acts in an account of
+ * its own (the metrics go to the contract's one namespace, the fleet-wide ones without dimensions, so names
+ * cannot keep tests apart): what the handler published is read back from the server, the metrics with
+ * ListMetrics and GetMetricStatistics, the notifications from an SQS queue subscribed to the test's topic.
  */
-import { CloudWatchClient, MetricDatum, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { S3Client } from '@aws-sdk/client-s3';
-import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { mockClient } from 'aws-sdk-client-mock';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { LatestPointer } from '../../lib/contract';
 import { MonitorClients } from '../../lambda/shared/aws';
-import { AgeKey, PG, S3Emulator, agentEnv, dropPgDatabase, pgQuery, readerRole, runAgent } from '../support';
+import { AgeKey, PG, S3Emulator, agentEnv, dropPgDatabase, motoBucket, pgQuery, readerRole, runAgent } from '../support';
+import { DeliveredNotification, MotoAccount, TopicInbox, motoAccount, storedMetrics, topicInbox } from '../support/moto-messaging';
 
-export const TOPIC_ARN = 'arn:aws:sns:us-east-1:123456789012:restorable-alarms';
+/** The bucket the backups go to: on moto, where the handlers' accounts read it too. */
+export const monitorBucket = (): Promise<S3Emulator> => motoBucket();
 
-export const cloudwatchMock = mockClient(CloudWatchClient);
-export const snsMock = mockClient(SNSClient);
+interface TestAccount {
+  readonly account: MotoAccount;
+  readonly inbox: TopicInbox;
+  /** Notifications read from the queue so far in this test. */
+  readonly delivered: DeliveredNotification[];
+}
+
+let current: TestAccount | undefined;
+
+function account(): TestAccount {
+  if (!current) throw new Error('no test account: call monitorTestHooks() in the test file');
+  return current;
+}
+
+/** The topic the handler under test notifies: the current test's own. */
+export function topicArn(): string {
+  return account().inbox.topicArn;
+}
 
 export interface CountingClients {
   readonly clients: MonitorClients;
@@ -21,35 +41,50 @@ export interface CountingClients {
   readonly requests: string[];
 }
 
-/** Clients for a handler: the real SDK against the emulator (every request counted), mocked CloudWatch and SNS. */
+/** Clients for a handler, all acting in the current test's account: the S3 client counts every request it sends. */
 export function monitorClients(s3: S3Emulator, prefix: string): CountingClients {
   const requests: string[] = [];
-  const client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const config = account().account.config();
+  const client = new S3Client(config);
   client.middlewareStack.add((next, context) => (args) => {
     requests.push(String(context.commandName));
     return next(args);
   }, { step: 'initialize', name: 'countRequests' });
   return {
     requests,
-    clients: { s3: client, cloudwatch: new CloudWatchClient({ region: 'us-east-1' }), sns: new SNSClient({ region: 'us-east-1' }), bucket: s3.bucket, prefix, topicArn: TOPIC_ARN },
+    clients: { s3: client, cloudwatch: new CloudWatchClient(config), sns: new SNSClient(config), bucket: s3.bucket, prefix, topicArn: topicArn() },
   };
 }
 
-export function resetAwsMocks(): void {
-  cloudwatchMock.reset();
-  snsMock.reset();
-  cloudwatchMock.on(PutMetricDataCommand).resolves({});
-  snsMock.on(PublishCommand).resolves({ MessageId: 'test' });
+/** The environment Lambda would give the handler: the construct's variables, and credentials for the test's account. */
+export function handlerEnv(vars: Record<string, string>): Record<string, string> {
+  return { ...account().account.env(), ...vars };
 }
 
-/** Every metric value published since the last reset, with its namespace. */
-export function publishedMetrics(): (MetricDatum & { Namespace?: string })[] {
-  return cloudwatchMock.commandCalls(PutMetricDataCommand)
-    .flatMap((call) => (call.args[0].input.MetricData ?? []).map((d) => ({ ...d, Namespace: call.args[0].input.Namespace })));
+export interface PublishedMetric {
+  readonly Namespace: string;
+  readonly MetricName: string;
+  readonly Dimensions?: { Name: string; Value: string }[];
+  readonly Value: number;
+  readonly Unit?: string;
 }
 
-export function publishedMessages(): { Subject?: string; Message?: string; TopicArn?: string }[] {
-  return snsMock.commandCalls(PublishCommand).map((call) => call.args[0].input);
+/**
+ * Every metric value stored in this test's account, read back from the server, sorted by name and dimensions.
+ * Each series must hold exactly one value: the tests run a handler once per account.
+ */
+export async function publishedMetrics(): Promise<PublishedMetric[]> {
+  const stored = await storedMetrics(account().account.config());
+  const repeated = stored.filter((m) => m.SampleCount !== 1);
+  if (repeated.length) throw new Error(`series stored more than once in one test: ${JSON.stringify(repeated)}`);
+  return stored.map(({ Namespace, MetricName, Dimensions, Value, Unit }) => ({ Namespace, MetricName, Dimensions, Value: Value!, Unit }));
+}
+
+/** Every notification the test's topic delivered to its queue so far, oldest first. */
+export async function publishedMessages(): Promise<DeliveredNotification[]> {
+  const { inbox, delivered } = account();
+  delivered.push(...await inbox.received());
+  return [...delivered];
 }
 
 /** One real backup of a PostgreSQL database by the bundled agent; fails loudly with the agent's stderr. */
@@ -80,8 +115,8 @@ export async function withEnv<T>(vars: Record<string, string>, work: () => Promi
 }
 
 /**
- * The hooks every monitoring handler test shares: fresh AWS mocks and a quiet console.log (the handlers log one JSON
- * line per source) around each test; the fixture database and the emulator gone after the file.
+ * The hooks every monitoring handler test shares: a fresh account with its topic and queue, and a quiet console.log
+ * (the handlers log one JSON line per source), around each test; the fixture database gone after the file.
  */
 export function monitorTestHooks(database: string, s3: () => S3Emulator | undefined): void {
   afterAll(async () => {
@@ -89,9 +124,13 @@ export function monitorTestHooks(database: string, s3: () => S3Emulator | undefi
     await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
     await s3()?.stop();
   });
-  beforeEach(() => {
-    resetAwsMocks();
+  beforeEach(async () => {
+    const testAccount = await motoAccount();
+    current = { account: testAccount, inbox: await topicInbox(testAccount.config()), delivered: [] };
     jest.spyOn(console, 'log').mockImplementation(() => undefined);
   });
-  afterEach(() => jest.restoreAllMocks());
+  afterEach(() => {
+    current = undefined;
+    jest.restoreAllMocks();
+  });
 }

@@ -1,12 +1,15 @@
 /**
- * The size-anomaly check against the S3 emulator, over backups made by the real agent. The database holds
- * incompressible blobs, so the stored size follows the data: four normal backups, then 80% of the blobs go
- * and the fifth backup shrinks the way a broken dump would. CloudWatch and SNS are mocked.
+ * The size-anomaly check on moto's server, over backups made by the real agent into a bucket there. The database
+ * holds incompressible blobs, so the stored size follows the data: four normal backups, then 80% of the blobs go
+ * and the fifth backup shrinks the way a broken dump would. The metrics are read back from moto's CloudWatch, the
+ * notifications from a queue subscribed to the test's topic.
  */
 import { LatestPointer, Manifest, METRIC_NAMESPACE } from '../../lib/contract';
 import { SizeEvent, checkSize, handler, median } from '../../lambda/size-anomaly';
-import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, pgQuery, startS3rver, uniqueName } from '../support';
-import { TOPIC_ARN, backUp, withEnv, monitorClients, publishedMessages, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
+import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, pgQuery, uniqueName } from '../support';
+import {
+  backUp, handlerEnv, monitorBucket, monitorClients, monitorTestHooks, publishedMessages, publishedMetrics, topicArn, withEnv,
+} from './monitor-fixtures';
 
 const SOURCE = 'sized-pg';
 const database = uniqueName('size_src');
@@ -21,7 +24,7 @@ const eventFor = (pointer: LatestPointer, limits: SizeEvent['sources'] = {}): Si
   ({ detail: { bucket: { name: s3.bucket }, object: { key: pointer.manifestKey } }, sources: limits });
 
 beforeAll(async () => {
-  s3 = await startS3rver();
+  s3 = await monitorBucket();
   key = makeAgeKey();
   await createPgFixture(database, { customers: 100, blobRows: BLOBS, blobKiB: 64 });
   for (let i = 0; i < 4; i++) normal.push(await backUp(s3, key, SOURCE, database));
@@ -41,14 +44,14 @@ describe('size anomaly check', () => {
     const ratio = newest.size / median(earlier);
     expect(ratio).toBeGreaterThan(0.9);
     expect(ratio).toBeLessThan(1.1);
-    const metrics = publishedMetrics();
+    const metrics = await publishedMetrics();
     expect(metrics.every((m) => m.Namespace === METRIC_NAMESPACE)).toBe(true);
     expect(metrics.map(({ MetricName, Dimensions, Value, Unit }) => ({ MetricName, Dimensions, Value, Unit }))).toEqual([
       { MetricName: 'BackupSizeBytes', Dimensions: [{ Name: 'Source', Value: SOURCE }], Value: newest.size, Unit: 'Bytes' },
       { MetricName: 'BackupSizeRatio', Dimensions: [{ Name: 'Source', Value: SOURCE }], Value: ratio, Unit: 'None' },
       { MetricName: 'FleetMinSizeRatio', Dimensions: undefined, Value: ratio / 0.5, Unit: 'None' },
     ]);
-    expect(publishedMessages()).toHaveLength(0);
+    expect(await publishedMessages()).toHaveLength(0);
   });
 
   test('given a sudden 80% drop, then the ratio falls under the floor and the topic hears which source and by how much', async () => {
@@ -60,13 +63,13 @@ describe('size anomaly check', () => {
     const report = await checkSize(eventFor(shrunk), monitorClients(s3, '').clients);
     expect(report!.ratio).toBe(ratio);
     expect(report!.medianBytes).toBe(med);
-    const metrics = publishedMetrics();
+    const metrics = await publishedMetrics();
     expect(metrics.find((m) => m.MetricName === 'BackupSizeRatio')).toMatchObject({ Dimensions: [{ Name: 'Source', Value: SOURCE }], Value: ratio });
     expect(metrics.find((m) => m.MetricName === 'FleetMinSizeRatio')).toMatchObject({ Dimensions: undefined, Value: ratio / 0.5 });
 
-    const [message, ...more] = publishedMessages();
+    const [message, ...more] = await publishedMessages();
     expect(more).toHaveLength(0);
-    expect(message.TopicArn).toBe(TOPIC_ARN);
+    expect(message.TopicArn).toBe(topicArn());
     expect(message.Subject).toBe(`Restorable: backup of ${SOURCE} looks broken (size anomaly)`);
     expect(message.Message).toContain(`Backup ${shrunk.key} of source ${SOURCE}:`);
     expect(message.Message).toContain(`- size dropped to ${(ratio * 100).toFixed(0)}% of the median of the 4 previous backups (${shrunk.size} bytes against ${med} bytes; floor 50%)`);
@@ -78,14 +81,15 @@ describe('size anomaly check', () => {
     const report = await checkSize(eventFor(newest, { [SOURCE]: { minSizeBytes, ratioFloor: 0.2 } }), monitorClients(s3, '').clients);
     expect(report!.anomalies).toEqual([`size ${newest.size} bytes is under the minimum of ${minSizeBytes} bytes`]);
     // The fleet signal is the tighter of ratio / floor and size / minimum.
-    expect(publishedMetrics().find((m) => m.MetricName === 'FleetMinSizeRatio')!.Value).toBe(0.5);
-    expect(publishedMessages()[0].Message).toContain(`size ${newest.size} bytes is under the minimum`);
+    expect((await publishedMetrics()).find((m) => m.MetricName === 'FleetMinSizeRatio')!.Value).toBe(0.5);
+    expect((await publishedMessages())[0].Message).toContain(`size ${newest.size} bytes is under the minimum`);
   });
 
   test('given the first backup of a source, then it publishes the size only: there is nothing to compare with', async () => {
     const report = await checkSize(eventFor(normal[0]), monitorClients(s3, '').clients);
     expect(report).toMatchObject({ history: [], anomalies: [], notified: false });
-    expect(publishedMetrics().map((m) => m.MetricName)).toEqual(['BackupSizeBytes']);
+    expect((await publishedMetrics()).map((m) => m.MetricName)).toEqual(['BackupSizeBytes']);
+    expect(await publishedMessages()).toHaveLength(0);
   });
 
   test('reads are bounded: one GET of the manifest and one LIST per day, at most historyDays', async () => {
@@ -99,10 +103,19 @@ describe('size anomaly check', () => {
   });
 
   test('the Lambda entry point takes the bucket, topic and size settings from the environment the construct sets', async () => {
-    const report = await withEnv({ ...s3.env, BUCKET_NAME: s3.bucket, KEY_PREFIX: '', TOPIC_ARN, DEFAULT_RATIO_FLOOR: '0.1', HISTORY_COUNT: '2', HISTORY_DAYS: '3' },
+    const report = await withEnv(handlerEnv({ BUCKET_NAME: s3.bucket, KEY_PREFIX: '', TOPIC_ARN: topicArn(), DEFAULT_RATIO_FLOOR: '0.1', HISTORY_COUNT: '2', HISTORY_DAYS: '3' }),
       () => handler(eventFor(shrunk)));
     // A floor of 0.1 lets the shrunken backup pass; the median comes from the two newest earlier backups only.
     expect(report).toMatchObject({ history: [normal[3].size, normal[2].size], anomalies: [], notified: false });
+    // The handler's own clients, built from that environment, published in the test's account.
+    const ratio = shrunk.size / median([normal[3].size, normal[2].size]);
+    expect(report).toMatchObject({ ratio, fleetSignal: ratio / 0.1 });
+    expect((await publishedMetrics()).map(({ MetricName, Dimensions, Value }) => ({ MetricName, Dimensions, Value }))).toEqual([
+      { MetricName: 'BackupSizeBytes', Dimensions: [{ Name: 'Source', Value: SOURCE }], Value: shrunk.size },
+      { MetricName: 'BackupSizeRatio', Dimensions: [{ Name: 'Source', Value: SOURCE }], Value: ratio },
+      { MetricName: 'FleetMinSizeRatio', Dimensions: undefined, Value: ratio / 0.1 },
+    ]);
+    expect(await publishedMessages()).toHaveLength(0);
   });
 
   test('given an object that is not a manifest, then it is ignored without a read', async () => {
