@@ -1,56 +1,75 @@
 /**
- * Tags are set when each object is created, never afterwards, on every object of a backup. The
- * emulator ignores the Tagging header, so SDK middleware records what the agent sends. The backup
- * runs in-process here, with its credentials from a (mocked) Secrets Manager secret in the RDS shape.
+ * Tags are set when each object is created, never afterwards, on every object of a backup: lifecycle rules
+ * move and expire objects by their tier tag, so an object stored untagged would be kept at the wrong tier.
+ *
+ * Real, on moto's server: the Tagging given on PutObject and on CreateMultipartUpload (which moto, like S3,
+ * applies when the upload completes), read back with GetObjectTagging on every object. The credentials come from
+ * a secret in the RDS shape, stored in moto's Secrets Manager.
+ * Observed: SDK middleware notes which call created each object and that no PutObjectTagging is ever sent, and
+ * counts the GetSecretValue calls; it answers nothing itself.
  */
-import { CreateMultipartUploadCommand, PutObjectCommand, PutObjectTaggingCommand } from '@aws-sdk/client-s3';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { mockClient } from 'aws-sdk-client-mock';
-import { TIER_TAG, Tier } from '../../lib/contract';
+import { CreateMultipartUploadCommand, GetObjectTaggingCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateSecretCommand, DeleteSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { TIER_TAG, Tier, globalsKeyFor } from '../../lib/contract';
 import { parseCommandArgs } from '../../container/src/args';
 import { BACKUP_COMMAND, runBackup } from '../../container/src/commands/backup';
-import { AgeKey, PG, S3Emulator, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, startS3rver, uniqueName } from '../support';
+import {
+  AgeKey, MotoBucket, PG, createPgFixture, dropPgDatabase, makeAgeKey, motoBucket, motoName, pgQuery, readerRole, sharedMoto, uniqueName,
+} from '../support';
 
-let s3: S3Emulator;
+let s3: MotoBucket;
+let secrets: SecretsManagerClient;
 let key: AgeKey;
 const database = uniqueName('tag_src');
+const secretId = motoName('prod/orders-db');
 // A login that exists only for this test, whose password only the secret knows.
 const secretUser = uniqueName('tag_reader');
 const secretPassword = 'S3cret-from-Secrets-Manager';
 
 beforeAll(async () => {
-  s3 = await startS3rver();
+  s3 = await motoBucket({ versioned: true });
+  secrets = new SecretsManagerClient((await sharedMoto()).config());
   key = makeAgeKey();
   // Large enough (random bytes) for a multipart upload of the dump.
   await createPgFixture(database, { customers: 200, blobRows: 8, blobKiB: 1024 });
   await pgQuery('postgres', `CREATE ROLE ${secretUser} LOGIN PASSWORD '${secretPassword}' IN ROLE pg_read_all_data`);
+  await secrets.send(new CreateSecretCommand({
+    Name: secretId,
+    SecretString: JSON.stringify({ engine: 'postgres', host: PG.host, port: PG.port, username: secretUser, password: secretPassword, dbname: database }),
+  }));
 });
 
 afterAll(async () => {
+  await secrets?.send(new DeleteSecretCommand({ SecretId: secretId, ForceDeleteWithoutRecovery: true }));
+  secrets?.destroy();
   await dropPgDatabase(database);
   await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
   await pgQuery('postgres', `DROP ROLE IF EXISTS ${secretUser}`);
   await s3?.stop();
 });
 
+/** The tags the server stored on an object's current version, as `k=v` strings. */
+async function tagsOf(objectKey: string): Promise<string[]> {
+  const out = await s3.client.send(new GetObjectTaggingCommand({ Bucket: s3.bucket, Key: objectKey }));
+  return (out.TagSet ?? []).map((t) => `${t.Key}=${t.Value}`);
+}
+
 test('every object of one backup is tagged at creation with the same tier; latest.json is not tagged', async () => {
-  const created: { command: string; key: string; tagging?: string }[] = [];
+  const created: { command: string; key: string }[] = [];
   s3.client.middlewareStack.add((next, context) => async (args) => {
-    const input = args.input as { Key?: string; Tagging?: string };
     if (['PutObjectCommand', 'CreateMultipartUploadCommand', 'PutObjectTaggingCommand'].includes(context.commandName ?? '')) {
-      created.push({ command: context.commandName!, key: input.Key!, tagging: input.Tagging });
+      created.push({ command: context.commandName!, key: (args.input as { Key: string }).Key });
     }
     return next(args);
-  }, { step: 'initialize', name: 'recordTagging' });
-
-  const secrets = new SecretsManagerClient({ region: 'us-east-1' });
-  const secretsMock = mockClient(secrets);
-  secretsMock.on(GetSecretValueCommand, { SecretId: 'prod/orders-db' }).resolves({
-    SecretString: JSON.stringify({ engine: 'postgres', host: PG.host, port: PG.port, username: secretUser, password: secretPassword, dbname: database }),
-  });
+  }, { step: 'initialize', name: 'recordCreation' });
+  let secretReads = 0;
+  secrets.middlewareStack.add((next, context) => async (args) => {
+    if (context.commandName === GetSecretValueCommand.name) secretReads++;
+    return next(args);
+  }, { step: 'initialize', name: 'countSecretReads' });
 
   const args = parseCommandArgs(BACKUP_COMMAND, ['--source', 'tagged', '--engine', 'postgres', '--bucket', s3.bucket,
-    '--recipient', key.recipient, '--secret-id', 'prod/orders-db']);
+    '--recipient', key.recipient, '--secret-id', secretId]);
   const logged: string[] = [];
   const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => { logged.push(String(chunk)); return true; });
   const savedPassword = process.env.PGPASSWORD;
@@ -63,21 +82,18 @@ test('every object of one backup is tagged at creation with the same tier; lates
     if (savedPassword !== undefined) process.env.PGPASSWORD = savedPassword;
   }
 
-  expect(secretsMock.commandCalls(GetSecretValueCommand)).toHaveLength(1);
+  expect(secretReads).toBe(1);
   expect(result.tier).toBe(Tier.MONTHLY);
   const expected = `${TIER_TAG}=${Tier.MONTHLY}`;
-  const dump = created.filter((c) => c.key === result.key);
-  expect(dump).toEqual([{ command: CreateMultipartUploadCommand.name, key: result.key, tagging: expected }]);
-  expect(created.filter((c) => c.command === PutObjectTaggingCommand.name)).toEqual([]); // never tagged afterwards
+  // The dump went up in parts: its tags rode on CreateMultipartUpload, and nothing was tagged afterwards.
+  expect(created.filter((c) => c.key === result.key)).toEqual([{ command: CreateMultipartUploadCommand.name, key: result.key }]);
+  expect(created.filter((c) => c.command !== PutObjectCommand.name && c.command !== CreateMultipartUploadCommand.name)).toEqual([]);
 
-  // Every object in the bucket was created with the tier tag, except the pointer.
+  // What the bucket holds: every object tagged with the tier, except the pointer.
   const stored = await s3.keys();
-  expect(stored).toHaveLength(4); // dump, roles companion, manifest, latest.json
+  expect(stored).toEqual([result.key, globalsKeyFor(result.key), result.manifestKey, 'tagged/latest.json'].sort());
   for (const k of stored) {
-    const writes = created.filter((c) => c.key === k);
-    expect(writes.length).toBeGreaterThan(0);
-    if (k.endsWith('/latest.json')) expect(writes.every((w) => w.tagging === undefined && w.command === PutObjectCommand.name)).toBe(true);
-    else expect(writes.map((w) => w.tagging)).toEqual(writes.map(() => expected));
+    expect({ k, tags: await tagsOf(k) }).toEqual({ k, tags: k.endsWith('/latest.json') ? [] : [expected] });
   }
   expect(logged.join('')).toContain('backup finished');
   expect(logged.join('')).not.toContain(secretPassword);
