@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IgnoreMode } from 'aws-cdk-lib';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 // The package root is the image's build context, so that the Dockerfile can COPY the bundled agent.
 import { PACKAGE_ROOT } from './package-root';
@@ -9,6 +10,16 @@ const DOCKERFILE = 'container/Dockerfile';
 /** The context filter, in .dockerignore syntax; `docker build -f container/Dockerfile .` reads the same file. */
 const DOCKERIGNORE = path.join(PACKAGE_ROOT, `${DOCKERFILE}.dockerignore`);
 const AGENT_BUNDLE = path.join(PACKAGE_ROOT, 'assets/agent/restorable.cjs');
+
+/**
+ * What the agent's tasks run on. The image is built for the same platform whatever machine runs `cdk deploy`
+ * (an arm64 laptop or CI runner would otherwise build an image these tasks cannot start).
+ */
+export const AGENT_RUNTIME_PLATFORM: ecs.RuntimePlatform = {
+  cpuArchitecture: ecs.CpuArchitecture.X86_64,
+  operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+};
+const AGENT_IMAGE_PLATFORM = Platform.LINUX_AMD64;
 
 /**
  * The agent's container image, built by `cdk deploy` from container/Dockerfile. Synthesis only stages the
@@ -22,6 +33,7 @@ export function agentImage(): ecs.ContainerImage {
     file: DOCKERFILE,
     ignoreMode: IgnoreMode.DOCKER,
     exclude: agentImageContextFilter(),
+    platform: AGENT_IMAGE_PLATFORM,
   });
 }
 

@@ -8,7 +8,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { agentImage } from './agent-image';
+import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
 import { BackupBucket, ObjectLockMode } from './backup-bucket';
 import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
 import { BackupKeys } from './backup-keys';
@@ -288,7 +288,7 @@ export class DatabaseBackups extends Construct {
       memoryLimitMiB: DEFAULT_MEMORY_MIB,
       executionRole: this.executionRole,
       taskRole: this.defaultTaskRole,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: AGENT_RUNTIME_PLATFORM,
     });
     taskDefinition.addContainer(AGENT_CONTAINER_NAME, {
       image: this.image,

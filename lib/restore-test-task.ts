@@ -3,6 +3,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { AGENT_RUNTIME_PLATFORM } from './agent-image';
 import { BackupSource, DatabaseFlavour } from './backup-source';
 
 /** The container names in every restore-test task definition; the orchestrator's overrides address the agent. */
@@ -88,7 +89,7 @@ export class RestoreTestTask extends Construct {
       ephemeralStorageGiB: props.ephemeralStorageGiB,
       executionRole: props.executionRole,
       taskRole: props.defaultTaskRole,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: AGENT_RUNTIME_PLATFORM,
     });
     const scratch = this.taskDefinition.addContainer(SCRATCH_CONTAINER, {
       image: props.source.scratchImage,
