@@ -1,7 +1,10 @@
 /**
- * The key-generator custom resource, with the real age implementation and the real `age` CLI.
- * Secrets Manager has no emulator here, so it is mocked with aws-sdk-client-mock; the mock keeps the
- * secret's value like the service would, so that rotation works on what the previous call wrote.
+ * The key-generator custom resource, with the real age implementation and the real `age` CLI, against Secrets
+ * Manager on moto's server: each test creates its own identity secret (a unique name) with a replica in a second
+ * region, as BackupKeys does, runs the handler, and reads back what the server stored, in the primary region and
+ * in the replica's (moto serves a replica under its own ARN in its own region, from the primary's versions: it
+ * shows where a restorer reads, not a replication delay). aws-sdk-client-mock remains for one case only: a service
+ * error that quotes the request, which moto never answers, to show that the identity is redacted from the reason and the log.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -10,11 +13,12 @@ import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient,
+  CreateSecretCommand, DescribeSecretCommand, GetSecretValueCommand, ListSecretVersionIdsCommand, PutSecretValueCommand, SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
+import { secretArnInRegion } from '../../lib/contract';
 import { CustomResourceEvent, CustomResourceResponse } from '../../lambda/key-generator/cfn-response';
-import { handler, respondTo } from '../../lambda/key-generator/index';
+import { Moto, motoName, sharedMoto } from '../support/moto';
 
 // age-encryption ships only as ESM and Jest runs CommonJS here: convert the real package with esbuild,
 // exactly as scripts/bundle.mjs does for the Lambda asset.
@@ -28,40 +32,68 @@ jest.mock('age-encryption', () => {
   return module.exports;
 });
 
+type KeyGenerator = typeof import('../../lambda/key-generator/index');
+
 const AGE = '/usr/bin/age';
-const SECRET_ARN = 'arn:aws:secretsmanager:eu-central-1:123456789012:secret:BackupKeysIdentity-AbCdEf';
+const PRIMARY_REGION = 'eu-central-1';
+const REPLICA_REGION = 'eu-west-1';
 const CFN_PLACEHOLDER = 'q]Wx7pL2z!r^kT9vB3nM8cJ5hF1dG6sA';
 
-const secretsMock = mockClient(SecretsManagerClient);
-/** The AWSCURRENT and AWSPREVIOUS values, kept like Secrets Manager keeps them. */
-let secretValue: string;
-let previousValue: string | undefined;
+let moto: Moto;
+let savedEnv: NodeJS.ProcessEnv;
+/** The handler module, loaded with the environment Lambda would give it in the primary region, pointed at moto. */
+let keys: KeyGenerator;
+let primary: SecretsManagerClient;
+let replica: SecretsManagerClient;
+/** This test's identity secret, created with CloudFormation's placeholder and a replica, as BackupKeys creates it. */
+let secretArn: string;
 let logged: string[];
 let workDir: string;
 
-beforeAll(() => {
+/** A second copy of the handler module, with a Secrets Manager client (and SDK) of its own. */
+function loadHandler(): KeyGenerator {
+  let loaded: KeyGenerator | undefined;
+  jest.isolateModules(() => { loaded = jest.requireActual<KeyGenerator>('../../lambda/key-generator/index'); });
+  return loaded!;
+}
+
+/** Runs `work` with the environment Lambda gives a function in `region` (the SDK settles a client's region at its first request). */
+async function inRegion<T>(region: string, work: () => Promise<T>): Promise<T> {
+  const saved = { ...process.env };
+  Object.assign(process.env, moto.env(region));
+  try {
+    return await work();
+  } finally {
+    process.env = saved;
+  }
+}
+
+beforeAll(async () => {
   const probe = spawnSync(AGE, ['--version'], { encoding: 'utf8' });
   if (probe.status !== 0) {
     throw new Error(`the age CLI is required at ${AGE} (apt-get install age, or scripts/install-deps.sh): ${probe.error ?? probe.stderr}`);
   }
+  moto = await sharedMoto();
+  savedEnv = { ...process.env };
+  // The handler's client takes the endpoint, region and credentials from the environment, as in Lambda.
+  Object.assign(process.env, moto.env(PRIMARY_REGION));
+  keys = await import('../../lambda/key-generator/index');
+  primary = new SecretsManagerClient(moto.config(PRIMARY_REGION));
+  replica = new SecretsManagerClient(moto.config(REPLICA_REGION));
 });
 
-beforeEach(() => {
+afterAll(() => {
+  primary?.destroy();
+  replica?.destroy();
+  if (savedEnv) process.env = savedEnv;
+});
+
+beforeEach(async () => {
   workDir = mkdtempSync(join(tmpdir(), 'restorable-keys-'));
-  secretValue = CFN_PLACEHOLDER;
-  previousValue = undefined;
-  secretsMock.reset();
-  secretsMock.on(GetSecretValueCommand, { SecretId: SECRET_ARN }).callsFake(async (input) => {
-    if (input.VersionStage === undefined || input.VersionStage === 'AWSCURRENT') return { SecretString: secretValue };
-    if (input.VersionStage === 'AWSPREVIOUS' && previousValue !== undefined) return { SecretString: previousValue };
-    throw Object.assign(new Error(`Secrets Manager can't find the specified secret value for staging label: ${input.VersionStage}`),
-      { name: 'ResourceNotFoundException' });
-  });
-  secretsMock.on(PutSecretValueCommand, { SecretId: SECRET_ARN }).callsFake(async (input) => {
-    previousValue = secretValue;
-    secretValue = input.SecretString;
-    return { VersionId: `v${secretsMock.commandCalls(PutSecretValueCommand).length}` };
-  });
+  const created = await primary.send(new CreateSecretCommand({
+    Name: motoName('restorable/identity'), SecretString: CFN_PLACEHOLDER, AddReplicaRegions: [{ Region: REPLICA_REGION }],
+  }));
+  secretArn = created.ARN!;
   logged = captureEverythingLogged();
 });
 
@@ -69,6 +101,26 @@ afterEach(() => {
   jest.restoreAllMocks();
   rmSync(workDir, { recursive: true, force: true });
 });
+
+/** The secret's value as the server holds it, by staging label. */
+async function stored(stage: 'AWSCURRENT' | 'AWSPREVIOUS' = 'AWSCURRENT'): Promise<string> {
+  return (await primary.send(new GetSecretValueCommand({ SecretId: secretArn, VersionStage: stage }))).SecretString ?? '';
+}
+
+/** The value the replica serves in its own region, under its own ARN, as a restorer in the DR region reads it. */
+async function storedInReplica(): Promise<string> {
+  return (await replica.send(new GetSecretValueCommand({ SecretId: secretArnInRegion(secretArn, REPLICA_REGION) }))).SecretString ?? '';
+}
+
+/** How many values the secret has held: the placeholder it was created with, plus one per write. */
+async function versionCount(): Promise<number> {
+  return ((await primary.send(new ListSecretVersionIdsCommand({ SecretId: secretArn, IncludeDeprecated: true }))).Versions ?? []).length;
+}
+
+/** What a person with console access would do by mistake: a new value. */
+async function overwrite(value: string): Promise<void> {
+  await primary.send(new PutSecretValueCommand({ SecretId: secretArn, SecretString: value }));
+}
 
 /** Collects whatever reaches the console or the process's output streams. */
 function captureEverythingLogged(): string[] {
@@ -87,12 +139,12 @@ function event(requestType: CustomResourceEvent['RequestType'], generation: numb
   return {
     RequestType: requestType,
     ResponseURL: responseUrl,
-    StackId: 'arn:aws:cloudformation:eu-central-1:123456789012:stack/keys/guid',
+    StackId: `arn:aws:cloudformation:${PRIMARY_REGION}:123456789012:stack/keys/guid`,
     RequestId: `request-${requestType}-${generation}`,
     LogicalResourceId: 'BackupKeysIdentity',
     ResourceType: 'Custom::RestorableAgeIdentity',
-    PhysicalResourceId: requestType === 'Create' ? undefined : SECRET_ARN,
-    ResourceProperties: { ServiceToken: 'arn:aws:lambda:eu-central-1:123456789012:function:gen', SecretId: SECRET_ARN, Generation: String(generation) },
+    PhysicalResourceId: requestType === 'Create' ? undefined : secretArn,
+    ResourceProperties: { ServiceToken: `arn:aws:lambda:${PRIMARY_REGION}:123456789012:function:gen`, SecretId: secretArn, Generation: String(generation) },
   };
 }
 
@@ -107,39 +159,55 @@ function encryptWithCli(recipient: string, plaintext: string): string {
   return file;
 }
 
-/** Decrypts with the age CLI and the secret's value saved as an identity file, as a restorer does. */
-function decryptWithSecret(encryptedFile: string): string {
+/** Decrypts with the age CLI and a secret's value saved as an identity file, as a restorer does. */
+function decryptWith(identityFileText: string, encryptedFile: string): string {
   const identityFile = join(workDir, 'identity.txt');
-  writeFileSync(identityFile, secretValue, { mode: 0o600 });
+  writeFileSync(identityFile, identityFileText, { mode: 0o600 });
   return execFileSync(AGE, ['-d', '-i', identityFile, encryptedFile], { encoding: 'utf8' });
 }
 
 describe('creating the key', () => {
   test('stores an identity file that the age CLI opens, and answers only with the recipient', async () => {
-    const response = await respondTo(event('Create', 1));
+    const response = await keys.respondTo(event('Create', 1));
 
     expect(response.Status).toBe('SUCCESS');
-    expect(response.PhysicalResourceId).toBe(SECRET_ARN);
+    expect(response.PhysicalResourceId).toBe(secretArn);
     const recipient = response.Data?.Recipient ?? '';
     expect(recipient).toMatch(/^age1[02-9ac-hj-np-z]{58}$/);
-    expect(secretValue).not.toContain(CFN_PLACEHOLDER);
-    expect(identityLines(secretValue)).toHaveLength(1);
-    expect(secretValue).toMatch(/^# created: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n# generation: 1\n# public key: age1/);
-    expect(secretValue).toContain(`# public key: ${recipient}\n`);
+    const value = await stored();
+    expect(value).not.toContain(CFN_PLACEHOLDER);
+    expect(identityLines(value)).toHaveLength(1);
+    expect(value).toMatch(/^# created: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n# generation: 1\n# public key: age1/);
+    expect(value).toContain(`# public key: ${recipient}\n`);
+    // The placeholder is kept by the server as the previous value, as Secrets Manager keeps it.
+    expect(await stored('AWSPREVIOUS')).toBe(CFN_PLACEHOLDER);
 
     const backup = encryptWithCli(recipient, 'orders table, 42 rows');
-    expect(decryptWithSecret(backup)).toBe('orders table, 42 rows');
+    expect(decryptWith(value, backup)).toBe('orders table, 42 rows');
+  });
+
+  test('the replica region serves the same identity file under its own ARN, and it opens the backups', async () => {
+    const response = await keys.respondTo(event('Create', 1));
+    const backup = encryptWithCli(response.Data?.Recipient ?? '', 'readable after losing the primary region');
+
+    const described = await primary.send(new DescribeSecretCommand({ SecretId: secretArn }));
+    expect(described.ReplicationStatus?.map((r) => [r.Region, r.Status])).toEqual([[REPLICA_REGION, 'InSync']]);
+    const inReplica = await storedInReplica();
+    expect(inReplica).toBe(await stored());
+    expect(decryptWith(inReplica, backup)).toBe('readable after losing the primary region');
+    // The primary's ARN means nothing in the replica's region: a restorer there must use the replica's.
+    await expect(replica.send(new GetSecretValueCommand({ SecretId: secretArn }))).rejects.toMatchObject({ name: 'ResourceNotFoundException' });
   });
 
   test('the identity is absent from the response and from everything logged', async () => {
     const server = await responseCollector();
     try {
-      await handler(event('Create', 1, server.url));
-      await handler(event('Update', 2, server.url));
+      await keys.handler(event('Create', 1, server.url));
+      await keys.handler(event('Update', 2, server.url));
     } finally {
       server.close();
     }
-    const identities = identityLines(secretValue);
+    const identities = identityLines(await stored());
     expect(identities).toHaveLength(2);
     expect(server.bodies).toHaveLength(2);
     expect(logged.length).toBeGreaterThan(0);
@@ -154,112 +222,156 @@ describe('creating the key', () => {
     expect(answers.map((answer) => Object.keys(answer.Data ?? {}))).toEqual([['Recipient'], ['Recipient']]);
   });
 
-  test('a failure is reported to CloudFormation with the identity redacted, in the reason and the log', async () => {
-    secretsMock.on(PutSecretValueCommand).callsFake(async (input) => {
-      // The worst case: a service error that quotes the request.
-      throw Object.assign(new Error(`Value rejected: ${input.SecretString}`), { name: 'InvalidRequestException' });
-    });
+  test('a failure the service answers after the key was made is reported with the reason, and the key is in neither reason nor log', async () => {
+    // The handler deployed in the replica's region by mistake: the replica reads, but only the primary takes writes.
+    const inReplicaRegion = loadHandler();
+    const wrong = { ...event('Create', 1), ResourceProperties: { SecretId: secretArnInRegion(secretArn, REPLICA_REGION), Generation: '1' } };
 
-    const response = await respondTo(event('Create', 1));
+    const response = await inRegion(REPLICA_REGION, () => inReplicaRegion.respondTo(wrong));
 
     expect(response.Status).toBe('FAILED');
-    expect(response.Reason).toMatch(/^InvalidRequestException: Value rejected: # created: /);
-    expect(response.Reason).toContain('AGE-SECRET-KEY-[redacted]');
+    expect(response.Reason).toBe("InvalidParameterException: Operation not permitted on a replica secret. Call must be made in primary secret's region.");
     expect(response.Data).toBeUndefined();
-    const everything = [JSON.stringify(response), ...logged].join('\n');
-    expect(everything).not.toMatch(/AGE-SECRET-KEY-1[0-9A-Z]{10}/);
-    expect(logged.join('\n')).toContain('InvalidRequestException');
+    expect(logged.join('\n')).toContain('Operation not permitted on a replica secret');
+    expect([JSON.stringify(response), ...logged].join('\n')).not.toMatch(/AGE-SECRET-KEY/i);
+    expect(await stored()).toBe(CFN_PLACEHOLDER);
+    expect(await versionCount()).toBe(1);
   });
 
-  test('bad properties fail with a reason that says what to fix', async () => {
-    const bad = { ...event('Create', 1), ResourceProperties: { SecretId: SECRET_ARN, Generation: 'two' } };
-    const response = await respondTo(bad);
+  test('a failure is reported to CloudFormation with the identity redacted, in the reason and the log', async () => {
+    // moto never quotes a request in an error, so the worst case is simulated: a service error that quotes the value.
+    const secretsMock = mockClient(SecretsManagerClient);
+    try {
+      secretsMock.on(GetSecretValueCommand).resolves({ SecretString: CFN_PLACEHOLDER });
+      secretsMock.on(PutSecretValueCommand).callsFake(async (input) => {
+        throw Object.assign(new Error(`Value rejected: ${input.SecretString}`), { name: 'InvalidRequestException' });
+      });
+
+      const response = await keys.respondTo(event('Create', 1));
+
+      expect(response.Status).toBe('FAILED');
+      expect(response.Reason).toMatch(/^InvalidRequestException: Value rejected: # created: /);
+      expect(response.Reason).toContain('AGE-SECRET-KEY-[redacted]');
+      expect(response.Data).toBeUndefined();
+      const everything = [JSON.stringify(response), ...logged].join('\n');
+      expect(everything).not.toMatch(/AGE-SECRET-KEY-1[0-9A-Z]{10}/);
+      expect(logged.join('\n')).toContain('InvalidRequestException');
+    } finally {
+      secretsMock.restore();
+    }
+  });
+
+  test('bad properties fail with a reason that says what to fix, and nothing is written', async () => {
+    const bad = { ...event('Create', 1), ResourceProperties: { SecretId: secretArn, Generation: 'two' } };
+    const response = await keys.respondTo(bad);
     expect(response.Status).toBe('FAILED');
     expect(response.Reason).toBe("Error: property Generation must be a positive integer, got 'two'");
-    expect(secretsMock.commandCalls(PutSecretValueCommand)).toHaveLength(0);
+    expect(await stored()).toBe(CFN_PLACEHOLDER);
+    expect(await versionCount()).toBe(1);
+  });
+
+  test('a secret that does not exist fails with the service\'s own reason', async () => {
+    const missing = secretArn.replace(/:secret:.*$/, `:secret:${motoName('never-created')}`);
+    const response = await keys.respondTo({ ...event('Create', 1), ResourceProperties: { SecretId: missing, Generation: '1' } });
+    expect(response.Status).toBe('FAILED');
+    expect(response.Reason).toMatch(/^ResourceNotFoundException: /);
   });
 });
 
 describe('rotation', () => {
-  test('a new generation goes in front, and a backup made with the old key still decrypts', async () => {
-    const first = await respondTo(event('Create', 1));
+  test('a new generation goes in front, and a backup made with the old key still decrypts, in both regions', async () => {
+    const first = await keys.respondTo(event('Create', 1));
     const oldRecipient = first.Data?.Recipient ?? '';
     const oldBackup = encryptWithCli(oldRecipient, 'made before the rotation');
-    const oldIdentity = identityLines(secretValue)[0];
+    const oldIdentity = identityLines(await stored())[0];
 
-    const second = await respondTo(event('Update', 2));
+    const second = await keys.respondTo(event('Update', 2));
 
     const newRecipient = second.Data?.Recipient ?? '';
     expect(newRecipient).toMatch(/^age1/);
     expect(newRecipient).not.toBe(oldRecipient);
-    const identities = identityLines(secretValue);
+    const value = await stored();
+    const identities = identityLines(value);
     expect(identities).toHaveLength(2);
     expect(identities[1]).toBe(oldIdentity);
-    expect(secretValue.indexOf('# generation: 2')).toBeLessThan(secretValue.indexOf('# generation: 1'));
-    expect(decryptWithSecret(oldBackup)).toBe('made before the rotation');
-    expect(decryptWithSecret(encryptWithCli(newRecipient, 'made after the rotation'))).toBe('made after the rotation');
+    expect(value.indexOf('# generation: 2')).toBeLessThan(value.indexOf('# generation: 1'));
+    expect(decryptWith(value, oldBackup)).toBe('made before the rotation');
+    expect(decryptWith(value, encryptWithCli(newRecipient, 'made after the rotation'))).toBe('made after the rotation');
+    // The replica follows: both generations, readable in the DR region.
+    const inReplica = await storedInReplica();
+    expect(inReplica).toBe(value);
+    expect(decryptWith(inReplica, oldBackup)).toBe('made before the rotation');
+    expect(await versionCount()).toBe(3);
   });
 
   test('an update that keeps the generation, or a retried request, keeps the key', async () => {
-    const created = await respondTo(event('Create', 1));
-    const before = secretValue;
+    const created = await keys.respondTo(event('Create', 1));
+    const before = await stored();
 
-    const updated = await respondTo(event('Update', 1));
-    const retried = await respondTo(event('Create', 1));
+    const updated = await keys.respondTo(event('Update', 1));
+    const retried = await keys.respondTo(event('Create', 1));
 
     expect(updated.Data?.Recipient).toBe(created.Data?.Recipient);
     expect(retried.Data?.Recipient).toBe(created.Data?.Recipient);
-    expect(secretValue).toBe(before);
-    expect(secretsMock.commandCalls(PutSecretValueCommand)).toHaveLength(1);
+    expect(await stored()).toBe(before);
+    // One write only: the placeholder and the identity file.
+    expect(await versionCount()).toBe(2);
   });
 
   test('a key generated offline with age-keygen is kept behind the new one', async () => {
     const keygen = execFileSync('/usr/bin/age-keygen', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    secretValue = keygen;
+    await overwrite(keygen);
     const offlineRecipient = /# public key: (age1\S+)/.exec(keygen)?.[1] ?? '';
     const offlineBackup = encryptWithCli(offlineRecipient, 'made with the offline key');
 
-    const response = await respondTo(event('Create', 1));
+    const response = await keys.respondTo(event('Create', 1));
 
     expect(response.Data?.Recipient).not.toBe(offlineRecipient);
-    expect(secretValue.endsWith(keygen)).toBe(true);
-    expect(decryptWithSecret(offlineBackup)).toBe('made with the offline key');
+    const value = await stored();
+    expect(value.endsWith(keygen)).toBe(true);
+    expect(decryptWith(value, offlineBackup)).toBe('made with the offline key');
   });
 
   test('a value overwritten by mistake does not make the next rotation drop the old keys', async () => {
-    const first = await respondTo(event('Create', 1));
+    const first = await keys.respondTo(event('Create', 1));
     const oldBackup = encryptWithCli(first.Data?.Recipient ?? '', 'made before the mistake');
-    previousValue = secretValue;
-    secretValue = 'pasted-by-mistake';
+    await overwrite('pasted-by-mistake');
 
-    const rotated = await respondTo(event('Update', 2));
+    const rotated = await keys.respondTo(event('Update', 2));
 
     expect(rotated.Status).toBe('SUCCESS');
-    expect(identityLines(secretValue)).toHaveLength(2);
-    expect(secretValue).not.toContain('pasted-by-mistake');
-    expect(decryptWithSecret(oldBackup)).toBe('made before the mistake');
-    expect(decryptWithSecret(encryptWithCli(rotated.Data?.Recipient ?? '', 'made after'))).toBe('made after');
+    const value = await stored();
+    expect(identityLines(value)).toHaveLength(2);
+    expect(value).not.toContain('pasted-by-mistake');
+    expect(decryptWith(value, oldBackup)).toBe('made before the mistake');
+    expect(decryptWith(value, encryptWithCli(rotated.Data?.Recipient ?? '', 'made after'))).toBe('made after');
   });
 
   test('an overwritten value is put back when the generation is unchanged', async () => {
-    const first = await respondTo(event('Create', 1));
-    const identityFile = secretValue;
-    previousValue = secretValue;
-    secretValue = 'pasted-by-mistake';
+    const first = await keys.respondTo(event('Create', 1));
+    const identityFile = await stored();
+    await overwrite('pasted-by-mistake');
 
-    const again = await respondTo(event('Update', 1));
+    const again = await keys.respondTo(event('Update', 1));
 
     expect(again.Data?.Recipient).toBe(first.Data?.Recipient);
-    expect(secretValue).toBe(identityFile);
+    expect(await stored()).toBe(identityFile);
+    expect(await storedInReplica()).toBe(identityFile);
     expect(logged.join('\n')).toContain('"outcome":"recovered"');
   });
 });
 
 describe('deleting the stack', () => {
   test('Delete succeeds without touching the secret', async () => {
-    const response = await respondTo(event('Delete', 1));
-    expect(response).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: SECRET_ARN });
-    expect(secretsMock.calls()).toHaveLength(0);
+    await keys.respondTo(event('Create', 1));
+    const before = await stored();
+
+    const response = await keys.respondTo(event('Delete', 1));
+
+    expect(response).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: secretArn });
+    expect(await stored()).toBe(before);
+    expect(await versionCount()).toBe(2);
+    expect(await storedInReplica()).toBe(before);
   });
 });
 
