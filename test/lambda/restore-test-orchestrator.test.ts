@@ -1,17 +1,22 @@
 /**
- * The restore-test orchestrator's steps with ECS and CloudWatch mocked (aws-sdk-client-mock; no emulator
- * exists for either): a start, throttling then a retry, a capacity error in `failures[]` then a retry, a
- * permanent failure that publishes the orchestration-failure metric, and the check of a stopped task.
+ * The restore-test orchestrator's steps: a start, throttling then a retry, a capacity error in `failures[]` then
+ * a retry, a permanent failure that publishes the orchestration-failure metric, and the check of a stopped task.
+ * ECS stays mocked with aws-sdk-client-mock: moto runs no container, and its RunTask neither throttles nor reports
+ * capacity in `failures[]`. CloudWatch is moto's: each test publishes in an account of its own, and the failure
+ * metric is read back from the server.
  */
-import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, StopTaskCommand } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../../lib/contract';
 import { OrchestratorDeps, RestoreTestItem, checkRestoreTest, handler, reportFailure, startRestoreTest } from '../../lambda/restore-test-orchestrator';
+import { MotoAccount, motoAccount, storedMetrics } from '../support/moto-messaging';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+const REGION = 'eu-west-1';
 const ecsMock = mockClient(ECSClient);
-const cloudwatchMock = mockClient(CloudWatchClient);
+/** This test's own account on moto, where the orchestrator's CloudWatch client publishes. */
+let account: MotoAccount;
 
 const item: RestoreTestItem = {
   source: 'orders-db',
@@ -24,7 +29,7 @@ const TASK_ARN = 'arn:aws:ecs:eu-west-1:111111111111:task/cluster/abc123';
 const delays: number[] = [];
 const deps = (): OrchestratorDeps => ({
   ecs: new ECSClient({ region: 'eu-west-1' }),
-  cloudwatch: new CloudWatchClient({ region: 'eu-west-1' }),
+  cloudwatch: new CloudWatchClient(account.config(REGION)),
   settings: { cluster: 'arn:aws:ecs:eu-west-1:111111111111:cluster/restorable', subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'],
     containerName: 'agent', maxAttempts: 4, retryBaseMs: 1000, maxTestSeconds: 3600 },
   sleep: async (ms) => { delays.push(ms); },
@@ -35,13 +40,13 @@ function throttling(): Error {
   return Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
 }
 
-const failureMetrics = () => cloudwatchMock.commandCalls(PutMetricDataCommand).flatMap((c) => (c.args[0].input.MetricData ?? [])
-  .map((d) => ({ namespace: c.args[0].input.Namespace, name: d.MetricName, value: d.Value, dimensions: d.Dimensions })));
+/** Every metric value stored in this test's account, read back from moto, the per-source series before the fleet's. */
+const failureMetrics = async () => (await storedMetrics(account.config(REGION)))
+  .map((m) => ({ namespace: m.Namespace, name: m.MetricName, value: m.Value, dimensions: m.Dimensions }));
 
-beforeEach(() => {
+beforeEach(async () => {
   ecsMock.reset();
-  cloudwatchMock.reset();
-  cloudwatchMock.on(PutMetricDataCommand).resolves({});
+  account = await motoAccount();
   delays.length = 0;
   // The handler logs a JSON line per decision; the assertions read results and metrics instead.
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
@@ -64,7 +69,7 @@ test('success: one RunTask with the source\'s task role, command, group and netw
     networkConfiguration: { awsvpcConfiguration: { subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], assignPublicIp: 'DISABLED' } },
     overrides: { taskRoleArn: item.taskRoleArn, containerOverrides: [{ name: 'agent', command: item.command }] },
   });
-  expect(failureMetrics()).toEqual([]);
+  expect(await failureMetrics()).toEqual([]);
   expect(delays).toEqual([]);
 });
 
@@ -76,7 +81,7 @@ test('throttling, then a retry after a backoff, then the task starts', async () 
   expect(delays).toHaveLength(1);
   expect(delays[0]).toBeGreaterThanOrEqual(500);
   expect(delays[0]).toBeLessThanOrEqual(1000);
-  expect(failureMetrics()).toEqual([]);
+  expect(await failureMetrics()).toEqual([]);
 });
 
 test('a capacity error in failures[] (no exception) is retried with growing delays until capacity appears', async () => {
@@ -86,7 +91,7 @@ test('a capacity error in failures[] (no exception) is retried with growing dela
   expect(result).toMatchObject({ started: true, attempts: 3 });
   expect(delays).toHaveLength(2);
   expect(delays[1]).toBeGreaterThanOrEqual(1000); // the second delay's floor is the first one's ceiling
-  expect(failureMetrics()).toEqual([]);
+  expect(await failureMetrics()).toEqual([]);
 });
 
 test('a capacity error that never clears gives up after maxAttempts and publishes the failure metric', async () => {
@@ -94,7 +99,7 @@ test('a capacity error that never clears gives up after maxAttempts and publishe
   const result = await startRestoreTest(item, deps());
   expect(result).toEqual({ source: 'orders-db', started: false, attempts: 4, reason: 'still failing after 4 attempts: RESOURCE:MEMORY' });
   expect(ecsMock.commandCalls(RunTaskCommand)).toHaveLength(4);
-  expect(failureMetrics()).toHaveLength(2);
+  expect(await failureMetrics()).toHaveLength(2);
 });
 
 test('a permanent failure is not retried: the failure metric is published per source and fleet-wide', async () => {
@@ -102,7 +107,7 @@ test('a permanent failure is not retried: the failure metric is published per so
   const result = await startRestoreTest(item, deps());
   expect(result).toEqual({ source: 'orders-db', started: false, attempts: 1, reason: 'AccessDeniedException: User is not authorized to perform: iam:PassRole' });
   expect(delays).toEqual([]);
-  expect(failureMetrics()).toEqual([
+  expect(await failureMetrics()).toEqual([
     { namespace: METRIC_NAMESPACE, name: Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, value: 1, dimensions: [{ Name: SOURCE_DIMENSION, Value: 'orders-db' }] },
     { namespace: METRIC_NAMESPACE, name: Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, value: 1, dimensions: undefined },
   ]);
@@ -112,7 +117,7 @@ test('a permanent failures[] reason (a missing task definition) is not retried e
   ecsMock.on(RunTaskCommand).resolves({ failures: [{ arn: item.taskDefinition, reason: 'MISSING' }] });
   const result = await startRestoreTest(item, deps());
   expect(result).toMatchObject({ started: false, attempts: 1, reason: 'MISSING' });
-  expect(failureMetrics()).toHaveLength(2);
+  expect(await failureMetrics()).toHaveLength(2);
 });
 
 describe('check', () => {
@@ -121,7 +126,7 @@ describe('check', () => {
   test('a running task is not stopped; nothing is published', async () => {
     ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'RUNNING', startedAt: new Date('2026-11-26T11:30:00Z') }] });
     expect(await checkRestoreTest(check, deps())).toEqual({ source: 'orders-db', taskArn: TASK_ARN, stopped: false });
-    expect(failureMetrics()).toEqual([]);
+    expect(await failureMetrics()).toEqual([]);
   });
 
   test('a task running past the longest test allowed is stopped and counted as a failure', async () => {
@@ -130,14 +135,14 @@ describe('check', () => {
     expect(await checkRestoreTest(check, deps())).toEqual({ source: 'orders-db', taskArn: TASK_ARN, stopped: true,
       reason: 'still running after 7200 s, over the longest test allowed (3600 s): stopped' });
     expect(ecsMock.commandCalls(StopTaskCommand)[0].args[0].input).toMatchObject({ task: TASK_ARN, cluster: expect.stringContaining('cluster/restorable') });
-    expect(failureMetrics()).toHaveLength(2);
+    expect(await failureMetrics()).toHaveLength(2);
   });
 
   test('a task whose agent exited (pass or fail) is done: the agent published its own result', async () => {
     ecsMock.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn: TASK_ARN, lastStatus: 'STOPPED', stoppedReason: 'Essential container in task exited',
       containers: [{ name: 'scratch', exitCode: 0 }, { name: 'agent', exitCode: 1 }] }] });
     expect(await checkRestoreTest(check, deps())).toMatchObject({ stopped: true, agentExitCode: 1 });
-    expect(failureMetrics()).toEqual([]);
+    expect(await failureMetrics()).toEqual([]);
   });
 
   test('a task that stopped before its agent ran (scratch never healthy) publishes the failure metric', async () => {
@@ -145,14 +150,14 @@ describe('check', () => {
       containers: [{ name: 'scratch' }, { name: 'agent', reason: 'dependency scratch is unhealthy' }] }] });
     expect(await checkRestoreTest(check, deps())).toEqual({ source: 'orders-db', taskArn: TASK_ARN, stopped: true, agentExitCode: undefined,
       reason: 'Task failed container health checks; dependency scratch is unhealthy' });
-    expect(failureMetrics().map((m) => m.name)).toEqual([Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES]);
+    expect((await failureMetrics()).map((m) => m.name)).toEqual([Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES]);
   });
 });
 
 test('an error the state machine caught is reported with the failure metric', async () => {
   const result = await reportFailure({ action: 'failed', source: 'orders-db', error: { Error: 'Lambda.Unknown', Cause: 'timed out' } }, deps());
   expect(result).toEqual({ source: 'orders-db', reported: true });
-  expect(failureMetrics().map((m) => [m.name, m.value, m.dimensions?.[0]?.Value ?? 'fleet'])).toEqual([
+  expect((await failureMetrics()).map((m) => [m.name, m.value, m.dimensions?.[0]?.Value ?? 'fleet'])).toEqual([
     [Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, 1, 'orders-db'], [Metrics.RESTORE_TEST_ORCHESTRATION_FAILURES, 1, 'fleet'],
   ]);
 });
