@@ -1,19 +1,20 @@
 /**
  * `restorable restore-test` when the database itself refuses: the scratch user lacks SELECT on a restored table,
  * so counting its rows fails with PostgreSQL's own error. That is a failed test like any other: a report naming
- * the failure is printed and stored beside the backups, RestoreTestSuccess=0 is published (CloudWatch mocked: no
- * emulator exists for it), and the exit code is non-zero, without a stack trace. Also: a `minRows` check is
- * counted by the server, so a check over millions of rows costs the agent one number, not the rows.
+ * the failure is printed and stored beside the backups, RestoreTestSuccess=0 is published (to CloudWatch on
+ * moto's server, in the test's own account, and read back from it), and the exit code is non-zero, without a
+ * stack trace. Also: a `minRows` check is counted by the server, so a check over millions of rows costs the
+ * agent one number, not the rows.
  */
-import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { mockClient } from 'aws-sdk-client-mock';
 import { Manifest, restoreTestLatestKey } from '../../lib/contract';
 import { parseCommandArgs } from '../../container/src/args';
 import { RESTORE_TEST_COMMAND, runRestoreTest } from '../../container/src/commands/restore-test';
 import {
   AgeKey, PG, S3Emulator, agentEnv, createPgDatabase, dropPgDatabase, makeAgeKey, pgQuery, runAgent, startS3rver, uniqueName,
 } from '../support';
+import { motoAccount, storedMetrics } from '../support/moto-messaging';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -88,22 +89,22 @@ test('the database\'s own error during validation fails the test with a stored r
 
 test('the same failure publishes RestoreTestSuccess = 0', async () => {
   const db = await scratch(limited);
-  const cloudwatch = mockClient(CloudWatchClient);
-  cloudwatch.on(PutMetricDataCommand).resolves({});
+  const account = await motoAccount();
   const saved = process.env.PGPASSWORD;
   process.env.PGPASSWORD = LIMITED_PASSWORD;
   try {
     const report = await runRestoreTest(parseCommandArgs(RESTORE_TEST_COMMAND, restoreTestArgs(limited, db, ['--publish-metrics']).slice(1)),
-      { s3: s3.client, cloudwatch: () => new CloudWatchClient({ region: 'eu-west-1' }) });
+      { s3: s3.client, cloudwatch: () => new CloudWatchClient(account.config('eu-west-1')) });
     expect(report).toMatchObject({ success: false, failures: [expect.stringContaining('permission denied for table vault')] });
     expect(report.recordingProblems).toBeUndefined();
-    const calls = cloudwatch.commandCalls(PutMetricDataCommand);
-    expect(calls).toHaveLength(1);
-    const data = calls[0].args[0].input.MetricData ?? [];
-    expect(data.find((d) => d.MetricName === 'RestoreTestSuccess')).toMatchObject({ Value: 0, Dimensions: [{ Name: 'Source', Value: source }] });
+    const stored = await storedMetrics(account.config('eu-west-1'));
+    expect(stored.filter((m) => m.MetricName === 'RestoreTestSuccess').map((m) => [m.Dimensions, m.Value])).toEqual([
+      [[{ Name: 'Source', Value: source }], 0], [undefined, 0],
+    ]);
+    // One PutMetricData, one value per series.
+    expect(stored.every((m) => m.SampleCount === 1)).toBe(true);
   } finally {
     if (saved === undefined) delete process.env.PGPASSWORD; else process.env.PGPASSWORD = saved;
-    cloudwatch.restore();
   }
 });
 

@@ -1,7 +1,8 @@
 /**
  * The restore test's pieces that need no database: the checks file's errors, how a check is judged, the
- * tolerance, the comparison of tables with the manifest, and the metrics it publishes (CloudWatch mocked:
- * no emulator exists for it).
+ * tolerance, the comparison of tables with the manifest, and the metrics it publishes, to CloudWatch on moto's
+ * server (each test in an account of its own) and read back from it. aws-sdk-client-mock remains for a refused
+ * PutMetricData only: moto's shared server enforces no IAM, so it never answers AccessDenied.
  */
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -9,6 +10,7 @@ import { Engine, METRIC_NAMESPACE, Metrics } from '../../lib/contract';
 import { CheckKind, judge, parseChecks } from '../../container/src/checks';
 import { publishRestoreTest, shouldPublish } from '../../container/src/metrics';
 import { compareTables, parseTolerance } from '../../container/src/validate';
+import { MotoAccount, motoAccount, storedMetrics } from '../support/moto-messaging';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -70,8 +72,13 @@ describe('tables against the manifest', () => {
 });
 
 describe('metrics', () => {
-  const cloudwatch = mockClient(CloudWatchClient);
-  beforeEach(() => cloudwatch.reset());
+  const REGION = 'eu-west-1';
+  let account: MotoAccount;
+  beforeEach(async () => { account = await motoAccount(); });
+
+  /** What the server stored in this test's account, by name (per-source series first): name, value, source or 'fleet', namespace, unit. */
+  const stored = async () => (await storedMetrics(account.config(REGION)))
+    .map((m) => [m.MetricName, m.Value, m.Dimensions?.[0]?.Value ?? 'fleet', m.Namespace, m.Unit]);
 
   test('published on ECS (its metadata variable) or when asked', () => {
     expect(shouldPublish(false, {})).toBe(false);
@@ -80,27 +87,38 @@ describe('metrics', () => {
   });
 
   test('success, duration, data age and the share of the RTO, per source and fleet-wide', async () => {
-    cloudwatch.on(PutMetricDataCommand).resolves({});
     const at = new Date('2026-11-26T04:00:00Z');
-    const problem = await publishRestoreTest(new CloudWatchClient({ region: 'eu-west-1' }),
+    const problem = await publishRestoreTest(new CloudWatchClient(account.config(REGION)),
       { source: 'orders-db', success: true, restoreDurationSeconds: 90, restoredBackupAgeSeconds: 3600, rtoSeconds: 60, at });
     expect(problem).toBeUndefined();
-    const input = cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input;
-    expect(input.Namespace).toBe(METRIC_NAMESPACE);
-    const values = input.MetricData!.map((d) => [d.MetricName, d.Value, d.Dimensions?.[0]?.Value ?? 'fleet']);
-    expect(values).toEqual([
-      [Metrics.RESTORE_TEST_SUCCESS, 1, 'orders-db'], [Metrics.RESTORE_TEST_SUCCESS, 1, 'fleet'],
-      [Metrics.RESTORE_DURATION_SECONDS, 90, 'orders-db'], [Metrics.RESTORE_DURATION_SECONDS, 90, 'fleet'],
-      [Metrics.RESTORED_BACKUP_AGE_SECONDS, 3600, 'orders-db'], [Metrics.RESTORED_BACKUP_AGE_SECONDS, 3600, 'fleet'],
-      [Metrics.RESTORE_RTO_RATIO, 1.5, 'orders-db'], [Metrics.RESTORE_RTO_RATIO, 1.5, 'fleet'],
+    expect(await stored()).toEqual([
+      [Metrics.RESTORE_RTO_RATIO, 1.5, 'orders-db', METRIC_NAMESPACE, 'None'], [Metrics.RESTORE_RTO_RATIO, 1.5, 'fleet', METRIC_NAMESPACE, 'None'],
+      [Metrics.RESTORE_DURATION_SECONDS, 90, 'orders-db', METRIC_NAMESPACE, 'Seconds'], [Metrics.RESTORE_DURATION_SECONDS, 90, 'fleet', METRIC_NAMESPACE, 'Seconds'],
+      [Metrics.RESTORE_TEST_SUCCESS, 1, 'orders-db', METRIC_NAMESPACE, 'None'], [Metrics.RESTORE_TEST_SUCCESS, 1, 'fleet', METRIC_NAMESPACE, 'None'],
+      [Metrics.RESTORED_BACKUP_AGE_SECONDS, 3600, 'orders-db', METRIC_NAMESPACE, 'Seconds'], [Metrics.RESTORED_BACKUP_AGE_SECONDS, 3600, 'fleet', METRIC_NAMESPACE, 'Seconds'],
     ]);
   });
 
-  test('a failed test without a duration publishes its 0; a CloudWatch failure is returned in words, not thrown', async () => {
-    cloudwatch.on(PutMetricDataCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDenied' }));
-    const problem = await publishRestoreTest(new CloudWatchClient({ region: 'eu-west-1' }), { source: 'x', success: false, at: new Date() });
-    expect(problem).toMatch(/^the metrics could not be published: AccessDenied: not authorized \(the task role needs cloudwatch:PutMetricData/);
-    expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.MetricData!.map((d) => [d.MetricName, d.Value]))
-      .toEqual([[Metrics.RESTORE_TEST_SUCCESS, 0], [Metrics.RESTORE_TEST_SUCCESS, 0]]);
+  test('a failed test without a duration publishes its 0, and nothing for what it did not measure', async () => {
+    const problem = await publishRestoreTest(new CloudWatchClient(account.config(REGION)), { source: 'x', success: false, at: new Date() });
+    expect(problem).toBeUndefined();
+    expect(await stored()).toEqual([
+      [Metrics.RESTORE_TEST_SUCCESS, 0, 'x', METRIC_NAMESPACE, 'None'], [Metrics.RESTORE_TEST_SUCCESS, 0, 'fleet', METRIC_NAMESPACE, 'None'],
+    ]);
+  });
+
+  test('a CloudWatch failure is returned in words, not thrown', async () => {
+    // Simulated: moto's shared server refuses nothing for want of a permission.
+    const cloudwatch = mockClient(CloudWatchClient);
+    try {
+      cloudwatch.on(PutMetricDataCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDenied' }));
+      const problem = await publishRestoreTest(new CloudWatchClient({ region: REGION }), { source: 'x', success: false, at: new Date() });
+      expect(problem).toMatch(/^the metrics could not be published: AccessDenied: not authorized \(the task role needs cloudwatch:PutMetricData/);
+      expect(cloudwatch.commandCalls(PutMetricDataCommand)[0].args[0].input.MetricData!.map((d) => [d.MetricName, d.Value]))
+        .toEqual([[Metrics.RESTORE_TEST_SUCCESS, 0], [Metrics.RESTORE_TEST_SUCCESS, 0]]);
+    } finally {
+      cloudwatch.restore();
+    }
   });
 });
+
