@@ -2,26 +2,30 @@
  * The wiring and the agent agree: synthesize RestoreTesting, take one source's item from the state machine's
  * definition (the command the orchestrator passes to RunTask), put the local endpoints in place of the scratch
  * sidecar's, and run the bundled agent with that command against a real backup in the S3 emulator. The
- * identity secret is answered by the Secrets Manager STUB (no emulator exists). `--publish-metrics` is taken
- * out, since CloudWatch has no emulator either; the metrics are tested with a mock in restore-test-units.
+ * identity secret is a real secret in Secrets Manager on moto's server (a name of this run's own), whose ARN
+ * the definition is rendered with. `--publish-metrics` is taken out: the metrics, read back from moto's
+ * CloudWatch, are restore-test-units' and restore-test-errors' business.
  */
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { readFileSync } from 'node:fs';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTesting } from '../../lib';
 import { ENV, postgresSource, sampleVpc } from '../lib/database-backups-fixture';
 import {
   AgeKey, PG, S3Emulator, agentEnv, createPgDatabase, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, runAgent, startS3rver, uniqueName,
 } from '../support';
-import { SecretsManagerStub } from '../support/secrets-manager-stub';
+import { Moto, motoName, sharedMoto } from '../support/moto';
 
 const SOURCE = 'orders-db';
-const IDENTITY_ARN = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:restorable-identity-AbCdEf';
+const REGION = 'eu-west-1';
 const database = uniqueName('rtw_src');
 const scratch = uniqueName('rtw_scratch');
 let s3: S3Emulator;
 let key: AgeKey;
-let stub: SecretsManagerStub;
+let moto: Moto;
+/** The identity secret's ARN, as moto made it. */
+let identityArn: string;
 
 type Token = string | { Ref?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, Token[]] };
 
@@ -31,7 +35,7 @@ function render(value: Token, bucket: string): string {
   if (value['Fn::Join']) return value['Fn::Join'][1].map((part) => render(part, bucket)).join(value['Fn::Join'][0]);
   const name = value.Ref ?? value['Fn::GetAtt']![0];
   if (name.startsWith('StoreBucket')) return bucket;
-  if (name.startsWith('KeysIdentity')) return IDENTITY_ARN;
+  if (name.startsWith('KeysIdentity')) return identityArn;
   return `placeholder-${name}`;
 }
 
@@ -40,10 +44,18 @@ beforeAll(async () => {
   key = makeAgeKey();
   await createPgFixture(database, { customers: 200 });
   await createPgDatabase(scratch);
+  moto = await sharedMoto();
+  const secrets = new SecretsManagerClient(moto.config(REGION));
+  try {
+    identityArn = (await secrets.send(new CreateSecretCommand({
+      Name: motoName('restorable-identity'), SecretString: readFileSync(key.identityFile, 'utf8'),
+    }))).ARN!;
+  } finally {
+    secrets.destroy();
+  }
 });
 
 afterAll(async () => {
-  await stub?.stop();
   await dropPgDatabase(database);
   await dropPgDatabase(scratch);
   await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
@@ -68,20 +80,21 @@ test('the command the state machine passes to RunTask, run by the bundled agent,
   expect(command.slice(0, 3)).toEqual(['restore-test', '--source', SOURCE]);
   expect(command).toEqual(expect.arrayContaining(['--host', '127.0.0.1', '--port', '5432', '--user', 'postgres', '--database', 'restore_test']));
 
-  // And a real backup under the store's prefix, and the identity served by the stub.
+  // And a real backup under the store's prefix, the identity in its secret on moto.
   const backup = await runAgent(['backup', '--source', SOURCE, '--engine', 'postgres', '--bucket', s3.bucket, '--prefix', 'backups',
     '--recipient', key.recipient, '--host', PG.host, '--port', String(PG.port), '--user', PG.user, '--database', database, '--json'],
   agentEnv({ ...s3.env, PGPASSWORD: PG.password }));
   expect(backup.code).toBe(0);
-  stub = new SecretsManagerStub([{ arn: IDENTITY_ARN, name: 'restorable-identity', secretString: readFileSync(key.identityFile, 'utf8') }]);
-  const stubEndpoint = await stub.start();
+  expect(command[command.indexOf('--identity-secret-id') + 1]).toBe(identityArn);
 
   // When the agent runs that command, with the local server in place of the sidecar.
   const args = command.filter((a) => a !== '--publish-metrics');
   for (const [flag, value] of Object.entries({ '--host': PG.host, '--port': String(PG.port), '--user': PG.user, '--database': scratch })) {
     args[args.indexOf(flag) + 1] = value;
   }
-  const run = await runAgent(args, agentEnv({ ...s3.env, PGPASSWORD: PG.password, AWS_ENDPOINT_URL_SECRETS_MANAGER: stubEndpoint }));
+  // The secret lives in eu-west-1 only, and the agent's AWS_REGION is the emulator's us-east-1: it must read the
+  // secret in the region its ARN names, as it reads the DR replica's.
+  const run = await runAgent(args, agentEnv({ ...s3.env, PGPASSWORD: PG.password, AWS_ENDPOINT_URL_SECRETS_MANAGER: moto.endpoint }));
 
   // Then the test passes, with the identity read from the secret, and its report lands under the store's prefix.
   expect(run.stderr).not.toContain('restorable restore-test:');
@@ -89,6 +102,5 @@ test('the command the state machine passes to RunTask, run by the bundled agent,
   const report = JSON.parse(run.stdout);
   expect(report).toMatchObject({ source: SOURCE, success: true, reportKey: expect.stringMatching(/^backups\/orders-db\/restore-tests\//) });
   expect(report.checks).toEqual([expect.objectContaining({ name: 'customers exist', passed: true, actual: 200 })]);
-  expect(stub.requests.map((r) => [r.target, r.secretId])).toEqual([['secretsmanager.GetSecretValue', IDENTITY_ARN]]);
   expect(JSON.parse((await s3.getText('backups/orders-db/restore-tests/latest.json'))!)).toMatchObject({ success: true, finishedAt: report.finishedAt });
 });

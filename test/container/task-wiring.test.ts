@@ -2,20 +2,23 @@
  * The wiring and the agent agree: synthesize a stack with a PostgreSQL source, take the container's command
  * (the schedule's overrides) and environment (task definition plus overrides) from the template, put the local
  * endpoints in place of the sample ones, and run the bundled agent with node, as the image's ENTRYPOINT would,
- * against the local PostgreSQL and the S3 emulator. The `--secret-id` lookup is answered by a STUB of the
- * Secrets Manager JSON API (a local HTTP server), since no Secrets Manager emulator exists here.
+ * against the local PostgreSQL and the S3 emulator. The source's credentials secret is a real secret in Secrets
+ * Manager on moto's server (a name of this run's own), whose ARN the stack is given: the `--secret-id` lookup
+ * reads it there, in the region its ARN names.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { CreateSecretCommand, DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { latestKey, manifestKeyFor, parseLatest, parseManifest } from '../../lib/contract';
 import { backupsStack, postgresSource } from '../lib/database-backups-fixture';
 import {
   AgeKey, PG, REPO_ROOT, S3Emulator, agentEnv, createPgDatabase, createPgFixture, download, dropPgDatabase, makeAgeKey, pgQuery,
   pgTableStats, readerRole, requireAgentBundle, restorePg, runAgent, startS3rver, uniqueName,
 } from '../support';
-import { SecretsManagerStub } from '../support/secrets-manager-stub';
+import { Moto, motoName, sharedMoto } from '../support/moto';
 
 const SOURCE = 'orders-db';
 const SAMPLE_HOST = 'orders-db.replica.example.internal';
@@ -36,17 +39,20 @@ function resolveTokens(value: Token, values: Record<string, string>): string {
 
 let s3: S3Emulator;
 let key: AgeKey;
-let stub: SecretsManagerStub;
+let moto: Moto;
+let secrets: SecretsManagerClient;
 
 beforeAll(async () => {
   requireAgentBundle();
+  moto = await sharedMoto();
+  secrets = new SecretsManagerClient(moto.config('us-east-1'));
   s3 = await startS3rver('wiring-backups');
   key = makeAgeKey();
   await createPgFixture(database, { customers: 500 });
 });
 
 afterAll(async () => {
-  await stub?.stop();
+  secrets?.destroy();
   await dropPgDatabase(database);
   await dropPgDatabase(restored);
   await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
@@ -54,9 +60,12 @@ afterAll(async () => {
 });
 
 test('the command and environment from the template, run by the bundled agent, make a valid backup', async () => {
-  // Given a synthesized stack whose keys use this test's recipient.
+  // Given the source's credentials in a secret on moto, and a synthesized stack given that secret and this test's recipient.
+  const created = await secrets.send(new CreateSecretCommand({ Name: motoName('orders-db/backup-user'), SecretString: JSON.stringify({
+    engine: 'postgres', host: 'primary.example.invalid', port: 5432, username: PG.user, password: PG.password, dbname: database,
+  }) }));
   const { stack, backups } = backupsStack({ recipient: key.recipient });
-  const props = postgresSource(stack, SOURCE);
+  const props = postgresSource(stack, SOURCE, { secret: Secret.fromSecretCompleteArn(stack, 'BackupUserSecret', created.ARN!) });
   backups.addSource(props);
   const template = Template.fromStack(stack);
 
@@ -72,7 +81,7 @@ test('the command and environment from the template, run by the bundled agent, m
   const environment = Object.fromEntries([...(container.Environment ?? []), ...(containerOverride.environment ?? [])].map((e) => [e.name, e.value]));
   expect(Object.keys(environment).filter((name) => /PASS|PWD|SECRET/i.test(name))).toEqual([]);
 
-  // And the sample endpoint is replaced by the local server, the secret served by the stub.
+  // And the sample endpoint is replaced by the local server.
   // The store has Object Lock, so the template asks for the legal hold; the emulator has no Object Lock, so this
   // run goes without it (backup-legal-hold.test.ts drives the hold through the SDK instead).
   expect(containerOverride.command).toContain('--legal-hold');
@@ -80,18 +89,16 @@ test('the command and environment from the template, run by the bundled agent, m
   command[command.indexOf('--port') + 1] = String(PG.port);
   const secretId = command[command.indexOf('--secret-id') + 1];
   expect(secretId).toBe(props.secret.secretArn);
-  stub = new SecretsManagerStub([{ arn: secretId, name: 'orders-db/backup-user', secretString: JSON.stringify({
-    engine: 'postgres', host: 'primary.example.invalid', port: 5432, username: PG.user, password: PG.password, dbname: database,
-  }) }]);
-  const secretsEndpoint = await stub.start();
+  expect(secretId).toBe(created.ARN);
+  expect((await secrets.send(new DescribeSecretCommand({ SecretId: secretId }))).Name).toBe(created.Name);
 
   // Then the agent, started as the image's ENTRYPOINT starts it, exits 0.
   const entrypoint = JSON.parse(/^ENTRYPOINT\s+(.*)$/m.exec(readFileSync(join(REPO_ROOT, 'container/Dockerfile'), 'utf8'))![1]) as string[];
   expect(entrypoint[0]).toBe('node');
   expect(entrypoint[1]).toMatch(/\/restorable\.cjs$/);
-  const run = await runAgent(command, agentEnv({ ...s3.env, ...environment, AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsEndpoint }));
+  // No PGPASSWORD: the password, like the database name, can only come from the secret on moto.
+  const run = await runAgent(command, agentEnv({ ...s3.env, ...environment, AWS_ENDPOINT_URL_SECRETS_MANAGER: moto.endpoint }));
   expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
-  expect(stub.requests).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId, region: 'us-east-1' }]);
 
   // And the store holds a valid backup: the object, its manifest, and latest.json pointing at them.
   const result = JSON.parse(run.stdout) as { key: string; manifestKey: string };
