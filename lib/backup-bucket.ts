@@ -62,7 +62,8 @@ export interface BackupBucketProps {
    */
   readonly prefix?: string;
   /**
-   * Days after which server access logs are deleted.
+   * Days after which server access logs are deleted. The log bucket is versioned: a deleted log, by this
+   * expiry or by hand, can be restored for noncurrentVersionExpirationDays more.
    * @default 365
    */
   readonly accessLogsExpirationDays?: number;
@@ -150,7 +151,13 @@ export abstract class BackupBucket extends Construct {
       enforceSSL: true,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      lifecycleRules: [{ id: 'expire-logs', expiration: Duration.days(logDays) }],
+      // The logs say who read or wrote the backups: a deleted log stays recoverable as long as a deleted backup does.
+      versioned: true,
+      lifecycleRules: [
+        { id: 'expire-logs', expiration: Duration.days(logDays), noncurrentVersionExpiration: Duration.days(retentionInput.noncurrentDays) },
+        // S3 rejects this beside an expiry age in one rule.
+        { id: 'housekeeping', expiredObjectDeleteMarker: true },
+      ],
       removalPolicy,
     });
     Validations.of(accessLogsBucket).acknowledge({

@@ -41,6 +41,12 @@ describe('BackupStore bucket', () => {
     });
     const logs = onlyResource(template, 'AWS::S3::Bucket', 'StoreAccessLogs').Properties;
     expect(logs.PublicAccessBlockConfiguration).toMatchObject({ BlockPublicAcls: true, RestrictPublicBuckets: true });
+    // Versioned: a deleted log can be restored for as long as a deleted backup (noncurrent versions, 7 days).
+    expect(logs.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    expect(logs.LifecycleConfiguration.Rules).toEqual([
+      { Id: 'expire-logs', Status: 'Enabled', ExpirationInDays: 365, NoncurrentVersionExpiration: { NoncurrentDays: 7 } },
+      { Id: 'housekeeping', Status: 'Enabled', ExpiredObjectDeleteMarker: true },
+    ]);
     template.hasResourceProperties('AWS::S3::BucketPolicy', {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({
         Principal: { Service: 'logging.s3.amazonaws.com' },
