@@ -4,6 +4,7 @@ import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { AlarmTopic, subscribeEmails } from './alarm-topic';
 import { BackupDashboard } from './backup-dashboard';
@@ -99,6 +100,10 @@ export class BackupMonitoring extends Construct {
   public readonly sizeAnomalyAlarm: cloudwatch.Alarm;
   /** Objects failed to replicate, when the store has a replica. */
   public readonly replicationFailedAlarm?: cloudwatch.Alarm;
+  /** Events the freshness or size check still failed on after Lambda's retries. */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** Fires while the dead-letter queue holds an event: a size check that failed would otherwise go unnoticed. */
+  public readonly deadLetterAlarm: cloudwatch.Alarm;
 
   private readonly store: BackupStore;
   private readonly interval: Duration;
@@ -128,12 +133,18 @@ export class BackupMonitoring extends Construct {
       this.topic = new AlarmTopic(this, 'AlarmTopic', { emails: props.alarmEmails }).topic;
     }
 
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
     this.freshnessFunction = new MonitorFunction(this, 'FreshnessCheck', {
       handlerName: 'freshness-check',
       description: `Restorable freshness check of ${this.store.node.path}: backup age per source`,
       store: this.store,
       topic: this.topic,
       timeout: Duration.minutes(2),
+      deadLetterQueue: this.deadLetterQueue,
       environment: { CHECK_INTERVAL_SECONDS: String(this.interval.toSeconds()) },
     }).function;
     this.sizeAnomalyFunction = new MonitorFunction(this, 'SizeAnomaly', {
@@ -142,6 +153,7 @@ export class BackupMonitoring extends Construct {
       store: this.store,
       topic: this.topic,
       timeout: Duration.minutes(1),
+      deadLetterQueue: this.deadLetterQueue,
       environment: {
         DEFAULT_RATIO_FLOOR: String(this.defaultRatioFloor),
         HISTORY_COUNT: String(props.sizeHistoryCount ?? 10),
@@ -184,6 +196,15 @@ export class BackupMonitoring extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.IGNORE,
       alarmDescription: 'A new backup is much smaller than recent ones, or under its minimum size: probably a broken dump. The size check\'s message names the source.',
     });
+    // A failed freshness check also shows as missing data; a failed size check shows nowhere else.
+    this.deadLetterAlarm = this.alarm('DeadLetterAlarm',
+      this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM }), {
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: 'The freshness or size check failed on an event after Lambda\'s retries. The event is in the dead-letter queue ' +
+          '(the sources, or the new manifest that was not checked); the function\'s log says why.',
+      });
     if (this.store.replica) {
       this.replicationFailedAlarm = this.alarm('ReplicationFailedAlarm', this.store.metricFailedReplication(), {
         threshold: 0,

@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { lambdaAsset } from './package-root';
 import { BackupStore } from './backup-store';
@@ -19,6 +20,11 @@ export interface MonitorFunctionProps {
   /** Settings of the handler, beside the bucket, prefix and topic. */
   readonly environment: Record<string, string>;
   readonly timeout: Duration;
+  /**
+   * Where an event goes that the function still failed on after Lambda's retries.
+   * @default - no dead-letter queue: the event is dropped
+   */
+  readonly deadLetterQueue?: sqs.IQueue;
 }
 
 /**
@@ -63,6 +69,7 @@ export class MonitorFunction extends Construct {
       logGroup,
       timeout: props.timeout,
       memorySize: 256,
+      deadLetterQueue: props.deadLetterQueue,
       environment: {
         BUCKET_NAME: props.store.bucket.bucketName,
         KEY_PREFIX: props.store.prefix,

@@ -72,9 +72,25 @@ describe('BackupMonitoring alarms', () => {
 
   test('given defaults, then there are fleet alarms only: none per source', () => {
     expect(resources(template, 'AWS::CloudWatch::Alarm').filter(([id]) => id.startsWith('Monitoring')).map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort())
-      .toEqual(['MonitoringCheckFailuresAlarm', 'MonitoringJobFailuresAlarm', 'MonitoringNoBackupsAlarm', 'MonitoringReplicationFailedAlarm',
-        'MonitoringSizeAnomalyAlarm', 'MonitoringStaleBackupsAlarm']);
-    expect(monitoring.alarms).toHaveLength(6);
+      .toEqual(['MonitoringCheckFailuresAlarm', 'MonitoringDeadLetterAlarm', 'MonitoringJobFailuresAlarm', 'MonitoringNoBackupsAlarm',
+        'MonitoringReplicationFailedAlarm', 'MonitoringSizeAnomalyAlarm', 'MonitoringStaleBackupsAlarm']);
+    expect(monitoring.alarms).toHaveLength(7);
+  });
+
+  test('given defaults, then an event either check failed on after its retries lands in an encrypted, TLS-only queue, which alarms to the topic', () => {
+    const [[queueId, queue]] = resources(template, 'AWS::SQS::Queue');
+    expect(queueId).toMatch(/^MonitoringDeadLetterQueue/);
+    expect(queue.Properties).toEqual(expect.objectContaining({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 }));
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+    const targets = resources(template, 'AWS::Lambda::Function').filter(([id]) => id.startsWith('Monitoring'))
+      .map(([, fn]) => fn.Properties.DeadLetterConfig?.TargetArn);
+    expect(targets).toEqual([{ 'Fn::GetAtt': [queueId, 'Arn'] }, { 'Fn::GetAtt': [queueId, 'Arn'] }]);
+    expect(alarmNamed(template, 'MonitoringDeadLetterAlarm').Properties).toEqual(expect.objectContaining({
+      Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
+      Statistic: 'Maximum', Period: 300, ComparisonOperator: 'GreaterThanThreshold', Threshold: 0, TreatMissingData: 'notBreaching', AlarmActions: [TOPIC_REF],
+    }));
   });
 
   test('given perSourceAlarms, then each source gets an age alarm (breaching) and size alarms (its floor, its minimum)', () => {
@@ -259,7 +275,7 @@ describe('BackupMonitoring dashboard', () => {
     expect([age.width, restore.y, restore.x]).toEqual([8, age.y, 16]);
     const status = widgets.find((w) => w.type === 'alarm')!;
     expect(status.properties.alarms).toHaveLength(monitoring.alarms.length);
-    expect(monitoring.alarms.length).toBe(5 + 2 + 3); // fleet (with replication) + users-db + orders-db
+    expect(monitoring.alarms.length).toBe(6 + 2 + 3); // fleet (with replication and dead letters) + users-db + orders-db
     for (const title of ['Worst backup age / threshold (above 1: stale)', 'New backup size / its limits (below 1: anomaly)']) {
       expect(widgets.find((w) => w.properties.title === title)!.properties.annotations.horizontal[0].value).toBe(1);
     }
@@ -306,7 +322,7 @@ describe('BackupMonitoring at scale', () => {
     };
     const one = count(1);
     const hundred = count(100);
-    expect(one).toBe(21);
+    expect(one).toBe(24);
     expect(hundred).toBe(one + 3 * 4);
   });
 });
@@ -335,7 +351,7 @@ describe('BackupMonitoring over 100 scheduled sources (the scale test, monitorin
     console.log(`scale with monitoring: ${ids.length} resources, ${monitoringResources} of them monitoring; synth ${((Date.now() - started) / 1000).toFixed(1)} s`);
     expect(ids.length).toBeLessThan(450);
     // Fixed part, one email subscription, the job-failure alarm, and 4 per 25 sources.
-    expect(monitoringResources).toBe(21 + 1 + 1 + 3 * 4);
+    expect(monitoringResources).toBe(24 + 1 + 1 + 3 * 4);
   });
 });
 
