@@ -1,6 +1,6 @@
 /**
- * A PostgreSQL backup run in this process rather than as a child, so that a test can watch or bend the S3
- * client's requests with SDK middleware (the emulator lacks legal holds and conditional writes).
+ * A PostgreSQL backup run in this process rather than as a child, so that a test can watch the S3 client's
+ * requests with SDK middleware (their order, their headers), or answer one where no server can be made to fail.
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { parseCommandArgs } from '../../container/src/args';
