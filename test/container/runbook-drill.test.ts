@@ -4,15 +4,18 @@
  * endpoints put into the aws commands, and run in bash with Debian's aws CLI v2, jq, sha256sum, age, zstd and
  * psql/pg_restore or mysql. They restore real backups made by the agent, and the row counts match the manifest.
  *
- * The identity comes from a STUB of Secrets Manager (GetSecretValue only). The DR path reads a second S3
- * emulator standing in for the replica bucket, with the primary emulator killed, and the identity from a stub
- * that answers only as the DR region.
+ * The identity is a real secret in Secrets Manager on moto's server, created in the primary region with a replica
+ * in the DR region, as BackupKeys creates it; the aws CLI reaches it through a relay that records each request and
+ * the region it is signed for. The DR path reads a second S3 emulator standing in for the replica bucket, with
+ * the primary emulator killed, and the identity from the replica, with the relay refusing the primary region:
+ * moto itself cannot lose a region (see region-outage.ts).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateSecretCommand, DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   Engine, Manifest, RunbookFacts, RunbookPath, latestKey, parseLatest, parseManifest, renderRunbook, runbookKey, secretArnInRegion,
   standardToolScript,
@@ -21,11 +24,13 @@ import {
   AgeKey, MYSQL, PG, S3Emulator, agentEnv, createMysqlFixture, createPgFixture, dropMysqlDatabase, dropPgDatabase, makeAgeKey,
   mysqlTableStats, pgQuery, pgTableStats, readerRole, requireAgentBundle, runAgent, startS3rver, uniqueName,
 } from '../support';
-import { SecretsManagerStub } from '../support/secrets-manager-stub';
+import { motoName, sharedMoto } from '../support/moto';
+import { RegionOutage } from '../support/region-outage';
 
 const PRIMARY_REGION = 'us-east-1';
 const DR_REGION = 'eu-west-1';
-const IDENTITY_ARN = 'arn:aws:secretsmanager:us-east-1:111111111111:secret:restorable/identity-AbCdEf';
+/** The identity secret's ARN in the primary region, as moto made it. */
+let identityArn: string;
 const PG_SOURCE = 'orders-pg';
 const MARIA_SOURCE = 'shop-maria';
 /** Debian's aws CLI v2 (the awscli package); a pip-installed v1 may come first on PATH otherwise. */
@@ -38,17 +43,16 @@ const restoredDatabases: { engine: Engine; name: string }[] = [];
 let primary: S3Emulator;
 let replica: S3Emulator;
 let key: AgeKey;
-let primaryStub: SecretsManagerStub;
-let drStub: SecretsManagerStub;
-let primarySecrets: string;
-let drSecrets: string;
+/** The relay to moto's Secrets Manager that the runbook's aws commands are pointed at. */
+let secretsRelay: RegionOutage;
+let secretsEndpoint: string;
 
 function facts(source: string, engine: Engine): RunbookFacts {
   return {
     source, engine, prefix: 'prod/',
     primary: { bucket: primary.bucket, region: PRIMARY_REGION },
     replica: { bucket: replica.bucket, region: DR_REGION },
-    identitySecretArn: IDENTITY_ARN,
+    identitySecretArn: identityArn,
   };
 }
 
@@ -109,7 +113,7 @@ async function runDrill(script: string, engine: Engine, target: string): Promise
   };
   restoredDatabases.push({ engine, name: target });
   try {
-    // Asynchronously: the Secrets Manager stub answers from this very process.
+    // Asynchronously: the Secrets Manager relay answers from this very process.
     const result = await runBash(script, work, env);
     if (result.status !== 0) throw new Error(`the runbook's standard-tool script failed (${result.status}):\n${result.stderr}\n--- script ---\n${script}`);
     // The identity copy and the decrypted dump are gone once step 8 ran.
@@ -140,10 +144,22 @@ beforeAll(async () => {
   primary = await startS3rver('drill-primary');
   replica = await startS3rver('drill-replica');
   key = makeAgeKey();
-  const identityFile = readFileSync(key.identityFile, 'utf8');
-  primaryStub = new SecretsManagerStub([{ arn: IDENTITY_ARN, name: 'restorable/identity', secretString: identityFile, region: PRIMARY_REGION }]);
-  drStub = new SecretsManagerStub([{ arn: secretArnInRegion(IDENTITY_ARN, DR_REGION), name: 'restorable/identity', secretString: identityFile, region: DR_REGION }]);
-  [primarySecrets, drSecrets] = await Promise.all([primaryStub.start(), drStub.start()]);
+  const moto = await sharedMoto();
+  const secrets = new SecretsManagerClient(moto.config(PRIMARY_REGION));
+  const drSecrets = new SecretsManagerClient(moto.config(DR_REGION));
+  try {
+    identityArn = (await secrets.send(new CreateSecretCommand({
+      Name: motoName('restorable/identity'), SecretString: readFileSync(key.identityFile, 'utf8'), AddReplicaRegions: [{ Region: DR_REGION }],
+    }))).ARN!;
+    // The runbook names the replica by the primary's ARN in the DR region: that is the replica's own ARN.
+    const replicaSecret = await drSecrets.send(new DescribeSecretCommand({ SecretId: secretArnInRegion(identityArn, DR_REGION) }));
+    expect(replicaSecret).toMatchObject({ ARN: secretArnInRegion(identityArn, DR_REGION), PrimaryRegion: PRIMARY_REGION });
+  } finally {
+    secrets.destroy();
+    drSecrets.destroy();
+  }
+  secretsRelay = new RegionOutage(moto.endpoint);
+  secretsEndpoint = await secretsRelay.start();
 
   await createPgFixture(pgDatabase, { customers: 300 });
   createMysqlFixture(mariaDatabase, 300);
@@ -159,7 +175,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([primaryStub?.stop(), drStub?.stop()]);
+  await secretsRelay?.stop();
   for (const { engine, name } of restoredDatabases) {
     if (engine === Engine.POSTGRES) await dropPgDatabase(name);
     else dropMysqlDatabase(name);
@@ -179,16 +195,16 @@ describe.each([
     // Given the runbook as stored in the primary bucket.
     const runbook = await printedRunbook(primary, source);
     expect(runbook).toContain(`# Disaster recovery runbook: ${source}`);
-    const script = drillScript(runbook, RunbookPath.PRIMARY, primary.endpoint, primarySecrets);
+    const script = drillScript(runbook, RunbookPath.PRIMARY, primary.endpoint, secretsEndpoint);
     expect(script).toContain(`BUCKET='${primary.bucket}'`);
 
     // When its commands run against the emulators.
     const target = uniqueName(`drill_${engine}_primary`);
-    const before = primaryStub.requests.length;
+    const before = secretsRelay.requests.length;
     const output = await runDrill(script, engine, target);
 
     // Then the identity came from the primary region's secret, and every table's rows match the manifest.
-    expect(primaryStub.requests.slice(before)).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId: IDENTITY_ARN, region: PRIMARY_REGION }]);
+    expect(secretsRelay.requests.slice(before)).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId: identityArn, region: PRIMARY_REGION }]);
     const manifest = manifests[source];
     expect(output).toContain('row counts match the manifest');
     expect(output.split('\n').filter((l) => l.startsWith('ok '))).toHaveLength(manifest.tables.length);
@@ -198,7 +214,10 @@ describe.each([
 });
 
 describe('DR path: primary region gone', () => {
-  beforeAll(() => primary.kill());
+  beforeAll(() => {
+    primary.kill();
+    secretsRelay.lose(PRIMARY_REGION);
+  });
 
   test.each([
     { source: PG_SOURCE, engine: Engine.POSTGRES },
@@ -206,18 +225,18 @@ describe('DR path: primary region gone', () => {
   ])('$engine: restores from the replica bucket with the identity from the DR region', async ({ source, engine }) => {
     // Given the runbook as stored in the replica bucket, the primary emulator being dead.
     const runbook = await printedRunbook(replica, source);
-    const script = drillScript(runbook, RunbookPath.DR, replica.endpoint, drSecrets);
+    const script = drillScript(runbook, RunbookPath.DR, replica.endpoint, secretsEndpoint);
     expect(script).toContain(`BUCKET='${replica.bucket}'`);
     expect(script).toContain(`AWS_REGION='${DR_REGION}'`);
 
     // When its DR-path commands run.
     const target = uniqueName(`drill_${engine}_dr`);
-    const before = drStub.requests.length;
+    const before = secretsRelay.requests.length;
     const output = await runDrill(script, engine, target);
 
     // Then the identity came from the replica secret, signed for the DR region, and the rows match.
-    expect(drStub.requests.slice(before)).toEqual([
-      { target: 'secretsmanager.GetSecretValue', secretId: secretArnInRegion(IDENTITY_ARN, DR_REGION), region: DR_REGION },
+    expect(secretsRelay.requests.slice(before)).toEqual([
+      { target: 'secretsmanager.GetSecretValue', secretId: secretArnInRegion(identityArn, DR_REGION), region: DR_REGION },
     ]);
     expect(output).toContain('row counts match the manifest');
     expect(await restoredCounts(engine, target)).toEqual(manifestCounts(manifests[source]));
@@ -229,7 +248,7 @@ describe('DR path: primary region gone', () => {
     const [first, ...rest] = manifest.tables;
     const claimed = { ...manifest, tables: [{ ...first, rows: first.rows + 1 }, ...rest] };
     await replica.client.send(new PutObjectCommand({ Bucket: replica.bucket, Key: `${manifest.key}.manifest.json`, Body: JSON.stringify(claimed) }));
-    const script = drillScript(await printedRunbook(replica, PG_SOURCE), RunbookPath.DR, replica.endpoint, drSecrets);
+    const script = drillScript(await printedRunbook(replica, PG_SOURCE), RunbookPath.DR, replica.endpoint, secretsEndpoint);
 
     // Then the drill stops at step 7 and names the table.
     await expect(runDrill(script, Engine.POSTGRES, uniqueName('drill_postgres_mismatch')))
