@@ -1,11 +1,13 @@
 /**
  * The small decisions of the restore path, one by one: whether a spool fits, which pg_dumpall lines
  * become statements, how an identity secret becomes a private file and goes away, and how an
- * identity is matched against a manifest's recipient fingerprint.
+ * identity is matched against a manifest's recipient fingerprint. The identity secrets are read from Secrets
+ * Manager on moto's server (names of this run's own); aws-sdk-client-mock remains for AccessDeniedException
+ * only, since moto's shared server enforces no permissions.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { identityMatches } from '../../container/src/decrypt';
 import { globalsStatements } from '../../container/src/engines/postgres';
@@ -13,6 +15,7 @@ import { redactor } from '../../container/src/errors';
 import { resolveIdentity } from '../../container/src/identity';
 import { spoolSpaceProblem } from '../../container/src/restore';
 import { makeAgeKey } from '../support';
+import { motoName, sharedMoto } from '../support/moto';
 
 describe('spool space', () => {
   test('a dump that fits, with headroom, is fine', () => {
@@ -40,14 +43,29 @@ describe('identity', () => {
   const secretLine = text.split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-1'))!;
 
   test('from a secret: a 0600 file in a private directory, removed on release; the key is redacted from logs', async () => {
-    const client = new SecretsManagerClient({ region: 'us-east-1' });
-    mockClient(client).on(GetSecretValueCommand, { SecretId: 'identity' }).resolves({ SecretString: `# created: 2026-11-01\n${text}` });
-    const identity = await resolveIdentity(undefined, 'identity', () => client);
-    expect(statSync(identity.file).mode & 0o777).toBe(0o600);
-    expect(readFileSync(identity.file, 'utf8')).toBe(`${secretLine}\n`);
-    expect(redactor.redact(`oops ${secretLine}`)).toBe('oops ***');
-    identity.release();
-    expect(existsSync(identity.file)).toBe(false);
+    const client = new SecretsManagerClient((await sharedMoto()).config('us-east-1'));
+    try {
+      const { ARN } = await client.send(new CreateSecretCommand({ Name: motoName('identity'), SecretString: `# created: 2026-11-01\n${text}` }));
+      const identity = await resolveIdentity(undefined, ARN!, () => client);
+      expect(statSync(identity.file).mode & 0o777).toBe(0o600);
+      expect(readFileSync(identity.file, 'utf8')).toBe(`${secretLine}\n`);
+      expect(redactor.redact(`oops ${secretLine}`)).toBe('oops ***');
+      identity.release();
+      expect(existsSync(identity.file)).toBe(false);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  test('a secret that does not exist is named, with the service\'s own error', async () => {
+    const client = new SecretsManagerClient((await sharedMoto()).config('us-east-1'));
+    const missing = motoName('never-created');
+    try {
+      await expect(resolveIdentity(undefined, missing, () => client))
+        .rejects.toThrow(new RegExp(`^could not read the identity secret '${missing}': ResourceNotFoundException: .*; check the secret id and region`));
+    } finally {
+      client.destroy();
+    }
   });
 
   test('exactly one source, and never a public key', async () => {
@@ -56,6 +74,7 @@ describe('identity', () => {
   });
 
   test('a secret that cannot be read names the secret and the permission', async () => {
+    // Simulated: moto's shared server refuses nothing for want of a permission.
     const client = new SecretsManagerClient({ region: 'us-east-1' });
     mockClient(client).on(GetSecretValueCommand).rejects(Object.assign(new Error('User is not authorized'), { name: 'AccessDeniedException' }));
     await expect(resolveIdentity(undefined, 'identity', () => client))
