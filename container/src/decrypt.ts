@@ -33,11 +33,15 @@ export function identityMatches(identityFile: string, fingerprint: string | unde
 
 /**
  * Rewords a failure of `age -d`: "no identity matched" is a wrong identity or a damaged header, a failed
- * chunk is damaged or truncated bytes. Other failures pass through unchanged.
+ * chunk is damaged or truncated bytes; any other error of age's names the object too. Failures that are not age's
+ * pass through unchanged.
  */
 export function explainDecryptFailure(err: unknown, where: string, identityRight: boolean | undefined): unknown {
-  // age may be named second: zstd, reading its cut-short output, can exit first.
-  const age = err instanceof StageFailure ? [err.exit, ...err.others].find((e) => e.name === 'age' && !e.killedByAgent) : undefined;
+  // age may be named second: zstd, reading its cut-short output, can exit first, and the agent, stopping the rest of
+  // the pipeline then, may signal an age that had already failed on its own. age's own error line says which it was.
+  const age = err instanceof StageFailure
+    ? [err.exit, ...err.others].find((e) => e.name === 'age' && (!e.killedByAgent || /^age: error:/m.test(e.stderrTail)))
+    : undefined;
   if (!age) return err;
   const said = age.stderrTail.split('\n').find((l) => l.startsWith('age: error:'))?.replace('age: error: ', '') ?? (err as Error).message;
   if (/no identity matched/.test(said)) {
@@ -46,8 +50,9 @@ export function explainDecryptFailure(err: unknown, where: string, identityRight
       : `the identity does not open ${where} (age: ${said}): it was encrypted to another key. ` +
         'Use the identity whose public key the backups are encrypted to (the source\'s identity secret, newest generation first).');
   }
-  if (/payload chunk|unexpected EOF|truncated|header/.test(said)) {
+  if (/payload chunk|unexpected EOF|truncated|header|trailing data|last chunk/.test(said)) {
     return new AgentError(`${where} is damaged or truncated: age could not authenticate its bytes (age: ${said})`);
   }
-  return err;
+  // Whatever else age said, it was about this object: name it.
+  return /^age: error:/m.test(age.stderrTail) ? new AgentError(`${where} could not be decrypted (age: ${said})`) : err;
 }
