@@ -17,7 +17,7 @@ import { decompressStage, decryptStage, explainDecryptFailure, identityMatches }
 import { BackupLocation, SelectedBackup, VerifyingTap, downloadInto, progressSample, selectBackup } from './download';
 import { EngineSession, GlobalsApplied, GlobalsPlan, RESTORE_TOOLS, openSession } from './engines';
 import { majorOf } from './engines/postgres';
-import { AgentError } from './errors';
+import { AgentError, UsageError } from './errors';
 import { ProgressReporter, log } from './log';
 import { ProcessPipeline } from './pipeline';
 import { requireTools, toolVersion } from './tools';
@@ -99,6 +99,12 @@ function untrusted(cause: string, target: string, rolledBack: boolean): AgentErr
     'Drop it, or restore again with --clean from a good backup.');
 }
 
+/** A failure before anything was written to the target. */
+function nothingRestored(err: unknown, target: string): unknown {
+  if (!(err instanceof AgentError) || err instanceof UsageError) return err;
+  return new AgentError(`${err.message}\nNothing was restored: ${target} is unchanged.`, err.exitCode);
+}
+
 async function checkTarget(session: EngineSession, target: string, clean: boolean): Promise<void> {
   const existing = await session.targetObjects();
   if (existing.length > 0 && !clean) {
@@ -162,7 +168,7 @@ async function streamRestore(s3: S3Client, backup: SelectedBackup, session: Engi
   } catch (err) {
     pipeline.kill();
     await pipeline.done.catch(() => undefined);
-    throw err;
+    throw nothingRestored(err, target);
   }
   const progress = new ProgressReporter('restore', progressSample(tap, backup.manifest.size));
   const rolledBack = session.engine === Engine.POSTGRES;
@@ -192,7 +198,7 @@ async function spoolRestore(s3: S3Client, backup: SelectedBackup, session: Engin
   const started = Date.now();
   try {
     const tap = new VerifyingTap(where, manifest);
-    await downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap);
+    await downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap).catch((err: unknown) => { throw nothingRestored(err, target); });
     const decrypt = new ProcessPipeline([decryptStage(request.identityFile), decompressStage(file)], { input: tap });
     const progress = new ProgressReporter('download', progressSample(tap, manifest.size));
     try {
@@ -236,9 +242,13 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
   const session = openSession(manifest.engine, connection);
   try {
     await checkTarget(session, target, request.clean);
-    await ensureReadable(deps.s3, backup.bucket, backup.key, backup.versionId, request.retrieval);
     const companion = manifest.companions.find((c) => c.kind === 'globals');
-    if (request.withGlobals && companion) await ensureReadable(deps.s3, backup.bucket, companion.key, undefined, request.retrieval);
+    try {
+      await ensureReadable(deps.s3, backup.bucket, backup.key, backup.versionId, request.retrieval);
+      if (request.withGlobals && companion) await ensureReadable(deps.s3, backup.bucket, companion.key, undefined, request.retrieval);
+    } catch (err) {
+      throw nothingRestored(err, target);
+    }
     // Retrieval may have taken hours: look again.
     if (request.retrieval.wait) await checkTarget(session, target, request.clean);
 
