@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, TransformCallback } from 'node:stream';
 import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
-  MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix,
+  ContractError, MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem,
+  sourcePrefix,
 } from '../../lib/contract';
 import { OptionKind, OptionSpecs, ParsedArgs, SOURCE_OPTIONS } from './args';
 import { AgentError, UsageError } from './errors';
@@ -125,6 +126,31 @@ async function newestManifestVersion(s3: S3Client, bucket: string, manifestKey: 
   }
 }
 
+/**
+ * A recorded backup of a source (one with a manifest), from one listing of its prefix, or undefined when the first page
+ * holds none: dated keys sort first, so the page holds the oldest backups. Tells a lost latest.json from a source
+ * that never had a good backup.
+ */
+export async function someRecordedBackup(s3: S3Client, bucket: string, prefix: string | undefined, source: string): Promise<string | undefined> {
+  const base = sourcePrefix(prefix, source);
+  let page;
+  try {
+    page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base }));
+  } catch (err) {
+    throw s3Problem('ListObjectsV2', bucket, base, err);
+  }
+  const manifest = (page.Contents ?? []).map((o) => o.Key ?? '')
+    .find((key) => key.endsWith(MANIFEST_SUFFIX) && parseBackupKey(key.slice(0, -MANIFEST_SUFFIX.length))?.source === source);
+  return manifest?.slice(0, -MANIFEST_SUFFIX.length);
+}
+
+/** Words for a missing latest.json when backups of the source are recorded: the pointer was lost, not the backups. */
+export function lostPointerProblem(bucket: string, pointerKey: string, recorded: string): string {
+  return `s3://${bucket}/${pointerKey} does not exist, yet backups are recorded beside it (the oldest: s3://${bucket}/${recorded}): ` +
+    'the pointer was deleted or lost. Restore it from an older version (the bucket is versioned), or give --key or --at ' +
+    '(`restorable list` shows the backups); the next backup writes a new one';
+}
+
 /** Picks the backup (--key, --at, or latest.json) and reads its manifest, which must exist and describe it. */
 export async function selectBackup(s3: S3Client, location: BackupLocation): Promise<SelectedBackup> {
   const { bucket, source } = location;
@@ -139,6 +165,9 @@ export async function selectBackup(s3: S3Client, location: BackupLocation): Prom
   } else {
     const latest = await latestPointer(s3, location);
     if (!latest) {
+      // Only to choose the words: a role that may not list the prefix gets the plain ones.
+      const recorded = await someRecordedBackup(s3, bucket, location.prefix, source).catch(() => undefined);
+      if (recorded) throw new AgentError(lostPointerProblem(bucket, latestKey(location.prefix, source), recorded));
       throw new AgentError(`s3://${bucket}/${latestKey(location.prefix, source)} does not exist: '${source}' has no recorded backup under ` +
         'this bucket and prefix (check --bucket, --prefix and --source, or give --key)');
     }
@@ -155,7 +184,7 @@ export async function selectBackup(s3: S3Client, location: BackupLocation): Prom
   try {
     manifest = parseManifest(text.text, `s3://${bucket}/${manifestKey}`);
   } catch (err) {
-    throw new AgentError((err as Error).message);
+    throw new AgentError(err instanceof ContractError ? `${err.message}: ${err.fix}` : (err as Error).message);
   }
   if (manifest.key !== key || manifest.source !== source) {
     throw new AgentError(`manifest s3://${bucket}/${manifestKey} describes ${manifest.source}'s ${manifest.key}, not ${key}: refusing to use it`);
