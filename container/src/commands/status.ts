@@ -2,14 +2,21 @@
  * `restorable status`: the answer that matters, per source. "If this database disappeared now, how long
  * until it is back, and with data from when?" The age of the newest good backup (latest.json) is the data
  * at risk, the actual RPO; the last restore test's measured duration (restore-tests/latest.json) is the RTO.
- * Two small reads per source, and one delimited listing to find the sources.
+ * The backup latest.json names is checked the cheap way: its manifest is there and describes it, and the object is
+ * there with the manifest's size. Four small requests per source (and a listing when latest.json is missing), and one
+ * delimited listing to find the sources. A source whose status cannot be read (a damaged or lost pointer, a damaged or
+ * missing manifest, a missing or resized object, an S3 error) is 'unknown': the report says why, and statusFailure
+ * makes the run fail.
  */
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
-  SOURCE_NAME_PATTERN, latestKey, normalisePrefix, parseLatest, parseRestoreTestPointer, restoreTestLatestKey,
+  ContractError, LatestPointer, SOURCE_NAME_PATTERN, latestKey, manifestKeyFor, normalisePrefix, parseLatest, parseManifest,
+  parseRestoreTestPointer, restoreTestLatestKey,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs } from '../args';
-import { getText, s3Problem } from '../s3';
+import { lostPointerProblem, someRecordedBackup } from '../download';
+import { AgentError } from '../errors';
+import { getText, headSize, s3Problem } from '../s3';
 
 export const STATUS_COMMAND: CommandSpec = {
   name: 'status',
@@ -28,9 +35,12 @@ export enum Readiness {
   NEVER_TESTED = 'never-tested',
   /** The last restore test failed: a restore may not work. */
   TEST_FAILED = 'test-failed',
-  /** No good backup: nothing to restore. */
+  /** No good backup was ever recorded (no latest.json, and no manifest beside it): nothing to restore. */
   NO_BACKUP = 'no-backup',
-  /** A pointer could not be read. */
+  /**
+   * The newest backup cannot be confirmed: a pointer or manifest that cannot be read, a latest.json that is missing
+   * while backups are recorded, a pointer to a missing manifest or object, an object of another size, an S3 error.
+   */
   UNKNOWN = 'unknown',
 }
 
@@ -93,12 +103,44 @@ async function sourceNames(s3: S3Client, bucket: string, prefix: string): Promis
   return names.sort();
 }
 
+/**
+ * The backup latest.json names, or undefined when there is none and no backup was ever recorded. Throws, naming the
+ * object and what is wrong, when the pointer is lost or damaged, or names a backup whose manifest or object is not
+ * there as recorded.
+ */
+async function newestBackup(s3: S3Client, bucket: string, prefix: string, source: string): Promise<LatestPointer | undefined> {
+  const pointerKey = latestKey(prefix, source);
+  const text = await getText(s3, bucket, pointerKey);
+  if (!text) {
+    const recorded = await someRecordedBackup(s3, bucket, prefix, source);
+    if (recorded) throw new AgentError(lostPointerProblem(bucket, pointerKey, recorded));
+    return undefined;
+  }
+  const pointer = parseLatest(text.text, `s3://${bucket}/${pointerKey}`);
+  const where = `s3://${bucket}/${pointer.key}`;
+  const manifestKey = manifestKeyFor(pointer.key);
+  const [manifestText, size] = await Promise.all([getText(s3, bucket, manifestKey), headSize(s3, bucket, pointer.key)]);
+  if (!manifestText) {
+    throw new AgentError(`latest pointer s3://${bucket}/${pointerKey} names ${where}, but there is no manifest at s3://${bucket}/${manifestKey}: ` +
+      'without it the backup cannot be checked, and restore does not use it');
+  }
+  const manifest = parseManifest(manifestText.text, `s3://${bucket}/${manifestKey}`);
+  if (manifest.key !== pointer.key) {
+    throw new AgentError(`manifest s3://${bucket}/${manifestKey} describes ${manifest.key}, not ${pointer.key}, which latest pointer s3://${bucket}/${pointerKey} names`);
+  }
+  if (size === undefined) {
+    throw new AgentError(`latest pointer s3://${bucket}/${pointerKey} names ${where}, which does not exist: the newest backup was deleted or expired`);
+  }
+  if (size !== manifest.size) {
+    throw new AgentError(`${where} is ${size} bytes, its manifest recorded ${manifest.size}: it is damaged (\`restorable verify\` says more)`);
+  }
+  return pointer;
+}
+
 async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source: string, now: () => Date): Promise<SourceStatus> {
   const ageOf = (iso: string) => Math.max(0, Math.round((now().getTime() - Date.parse(iso)) / 1000));
   try {
-    const latestText = await getText(s3, bucket, latestKey(prefix, source));
-    const latest = latestText && parseLatest(latestText.text, `s3://${bucket}/${latestKey(prefix, source)}`);
-    const testText = await getText(s3, bucket, restoreTestLatestKey(prefix, source));
+    const [latest, testText] = await Promise.all([newestBackup(s3, bucket, prefix, source), getText(s3, bucket, restoreTestLatestKey(prefix, source))]);
     const test = testText && parseRestoreTestPointer(testText.text, `s3://${bucket}/${restoreTestLatestKey(prefix, source)}`);
     const status = {
       source,
@@ -114,9 +156,17 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
         : status.lastRestoreTest.success ? Readiness.READY : Readiness.TEST_FAILED;
     return { ...status, readiness, summary: summarise({ ...status, readiness }) };
   } catch (err) {
-    const problem = (err as Error).message;
+    const problem = err instanceof ContractError ? `${err.message}: ${err.fix}` : (err as Error).message;
     return { source, readiness: Readiness.UNKNOWN, problem, summary: `${source}: status unknown: ${problem}` };
   }
+}
+
+/** The error that makes the exit code non-zero when some source's status could not be read, naming each; else undefined. */
+export function statusFailure(report: StatusReport): AgentError | undefined {
+  const unknown = report.sources.filter((s) => s.readiness === Readiness.UNKNOWN);
+  if (unknown.length === 0) return undefined;
+  return new AgentError(`the status of ${unknown.length} of ${report.sources.length} sources could not be read:\n` +
+    unknown.map((s) => `  - ${s.source}: ${s.problem}`).join('\n'));
 }
 
 /** "3 minutes", "2 hours": rounded the way a person would say it, and never "0 seconds". */
