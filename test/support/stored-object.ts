@@ -48,3 +48,8 @@ export function replaceStored(s3: S3Emulator, key: string, bytes: Buffer): void 
   metadata['content-length'] = String(bytes.length);
   writeFileSync(metadataFile, JSON.stringify(metadata));
 }
+
+/** Adds `bytes` after the end of the stored copy, as a bad copy or a concatenation would. */
+export function appendStored(s3: S3Emulator, key: string, bytes: Buffer): void {
+  replaceStored(s3, key, Buffer.concat([readFileSync(storedPath(s3, key, 'object')), bytes]));
+}
