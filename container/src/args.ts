@@ -38,7 +38,7 @@ export class ParsedArgs {
   requiredString(name: string): string {
     const value = this.string(name);
     if (value === undefined || value === '') {
-      throw new UsageError(`${this.command.name}: --${name} is required\n\n${usage(this.command)}`);
+      throw new UsageError(`--${name} is required\n\n${usage(this.command)}`);
     }
     return value;
   }
@@ -52,7 +52,7 @@ export class ParsedArgs {
     const text = this.string(name);
     if (text === undefined) return undefined;
     const m = /^(\d+)\s*([kmg]i?b?)?$/i.exec(text.trim());
-    if (!m) throw new UsageError(`${this.command.name}: --${name} must be a whole number, optionally with k, M or G (got '${text}')`);
+    if (!m) throw new UsageError(`--${name} must be a whole number, optionally with k, M or G (got '${text}')`);
     const unit = (m[2] ?? '').charAt(0).toLowerCase();
     const multiplier = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
     return Number(m[1]) * multiplier;
@@ -75,7 +75,7 @@ export function parseCommandArgs(command: CommandSpec, argv: readonly string[]):
   try {
     ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
   } catch (err) {
-    throw new UsageError(`${command.name}: ${(err as Error).message}\n\n${usage(command)}`);
+    throw new UsageError(`${(err as Error).message}\n\n${usage(command)}`);
   }
   const parsed = new ParsedArgs(command, values);
   for (const [name, spec] of Object.entries(command.options)) {

@@ -1,6 +1,7 @@
 /**
  * The `restorable` agent: the container's entrypoint, also run with node on a workstation.
- * stdout carries only the result; logs and progress go to stderr as JSON lines.
+ * stdout carries only the result; logs and progress go to stderr as JSON lines, and a failure is said there once,
+ * in plain words, on a line of its own: `restorable <command>: <what went wrong>`.
  * Exit codes: 0 success, 1 failure, 2 bad usage, 70 the command stopped before finishing (an internal error),
  * 75 an archived backup is being retrieved (try again later).
  */
@@ -16,7 +17,6 @@ import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify
 import { ContractError } from '../../lib/contract';
 import { AgentError, UsageError, redactor } from './errors';
 import { runAbortActions } from './cleanup';
-import { log } from './log';
 import { runToCompletion } from './exit-guard';
 import { AGENT_VERSION } from './version';
 
@@ -96,7 +96,7 @@ function overview(): string {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  // stderr is for JSON log lines; the SDK's advice about node versions is not one.
+  // stderr is for JSON log lines and the failure line; the SDK's advice about node versions is neither.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -108,6 +108,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const command = COMMANDS.find((c) => c.spec.name === name);
+  // Every failure is said once, on one line that starts with what failed: `restorable <command>: …`. That line is
+  // what a person reads in a terminal or in CloudWatch Logs (the task's stderr), and what to search them for.
+  const said = command ? `restorable ${name}` : 'restorable';
   try {
     if (!command) throw new UsageError(`unknown command '${name}'\n\n${overview()}`);
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -118,15 +121,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${output}\n`);
     return 0;
   } catch (err) {
-    // A person's error: one line, no stack. A manifest or pointer that cannot be read says how to repair it.
+    // A person's error: no stack. A manifest or pointer that cannot be read says how to repair it.
     if (err instanceof AgentError || err instanceof ContractError) {
       const message = redactor.redact(err instanceof ContractError ? `${err.message}: ${err.fix}` : err.message);
-      log.error(message, { command: name });
-      process.stderr.write(`restorable ${name ?? ''}: ${message}\n`);
+      process.stderr.write(`${said}: ${message}\n`);
       return err instanceof AgentError ? err.exitCode : 1;
     }
     // Not an AgentError: a bug or an unexpected failure; keep the stack, but never a secret.
-    process.stderr.write(`restorable ${name}: unexpected error: ${redactor.redact((err as Error)?.stack ?? String(err))}\n`);
+    process.stderr.write(`${said}: unexpected error: ${redactor.redact((err as Error)?.stack ?? String(err))}\n`);
     return 1;
   }
 }
@@ -140,7 +142,8 @@ const STOPPED: Record<string, string> = {
 if (require.main === module) {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
-      log.error(`stopped by ${signal}: ${STOPPED[process.argv[2]] ?? 'nothing was recorded as a good backup'}`);
+      const stopped = STOPPED[process.argv[2]] ?? 'nothing was recorded as a good backup';
+      process.stderr.write(`restorable${process.argv[2] ? ` ${process.argv[2]}` : ''}: stopped by ${signal}: ${stopped}\n`);
       runAbortActions();
       // An unfinished multipart upload is removed by the bucket's AbortIncompleteMultipartUpload rule.
       process.exit(signal === 'SIGTERM' ? 143 : 130);

@@ -43,7 +43,7 @@ export function reportKey(prefix: string | undefined, source: string, finishedAt
   return `${restoreTestsPrefix(prefix, source)}${source}_${timestampLabel(finishedAt)}Z.json`;
 }
 
-/** Stores the dated report, then the pointer; a failure to store is logged and returned, never hidden. */
+/** Stores the dated report, then the pointer; a failure to store is returned (for the run's failure line), never hidden. */
 export async function storeReport(s3: S3Client, bucket: string, prefix: string | undefined, report: RestoreTestReport): Promise<string | undefined> {
   try {
     // Dated reports expire with the monthly backups (a year by default); the pointer is rewritten by every test.
@@ -52,9 +52,7 @@ export async function storeReport(s3: S3Client, bucket: string, prefix: string |
     log.info('restore-test report stored', { key: report.reportKey });
     return undefined;
   } catch (err) {
-    const problem = `the report could not be stored: ${(err as Error).message}`;
-    log.error(problem);
-    return problem;
+    return `the report could not be stored: ${(err as Error).message}`;
   }
 }
 
