@@ -84,9 +84,18 @@ export function parseCommandArgs(command: CommandSpec, argv: readonly string[]):
   return parsed;
 }
 
+/** The region of the AWS services a command calls (S3, Secrets Manager, CloudWatch): every command takes it. See aws.ts. */
+export const REGION_OPTIONS: OptionSpecs = {
+  'region': {
+    kind: OptionKind.STRING, placeholder: 'REGION',
+    description: 'AWS region of the bucket, secrets and metrics (default: AWS_REGION, AWS_DEFAULT_REGION, the profile\'s region)',
+  },
+};
+
 /** Where a source's backups live: every command that reads or writes them takes these. */
 export const SOURCE_OPTIONS: OptionSpecs = {
   'source': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'source name (a-z, 0-9, -)', required: true },
   'bucket': { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket', required: true },
   'prefix': { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+  ...REGION_OPTIONS,
 };

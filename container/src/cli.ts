@@ -5,8 +5,9 @@
  * Exit codes: 0 success, 1 failure, 2 bad usage, 70 the command stopped before finishing (an internal error),
  * 75 an archived backup is being retrieved (try again later).
  */
-import { createS3Client } from './s3';
-import { CommandSpec, parseCommandArgs, usage } from './args';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CommandSpec, ParsedArgs, parseCommandArgs, usage } from './args';
+import { AwsClients, awsClients } from './aws';
 import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup';
 import { LIST_COMMAND, formatListing, runList } from './commands/list';
 import { RESTORE_TEST_COMMAND, formatRestoreTestReport, restoreTestFailure, restoreTestPassed, runRestoreTest } from './commands/restore-test';
@@ -23,35 +24,40 @@ import { AGENT_VERSION } from './version';
 interface Command {
   readonly spec: CommandSpec;
   /** Returns what to print on stdout. */
-  run(argv: readonly string[]): Promise<string>;
+  run(args: ParsedArgs, aws: AwsClients): Promise<string>;
 }
 
 function print(json: boolean, value: unknown, text: string): string {
   return json ? JSON.stringify(value, null, 2) : text;
 }
 
+/**
+ * Secrets Manager clients for a command that reads its identity and, with --secret-id, its database's secret:
+ * each in the region its own ARN names. Called without an id, it is the database's secret.
+ */
+function secretsFor(args: ParsedArgs, aws: AwsClients): (secretId?: string) => SecretsManagerClient {
+  return (secretId) => aws.secrets(secretId ?? args.string('secret-id'));
+}
+
 const COMMANDS: readonly Command[] = [
   {
     spec: BACKUP_COMMAND,
-    run: async (argv) => {
-      const args = parseCommandArgs(BACKUP_COMMAND, argv);
-      const result = await runBackup(args, { s3: createS3Client() });
+    run: async (args, aws) => {
+      const result = await runBackup(args, { s3: aws.s3, secrets: aws.secrets(args.string('secret-id')) });
       return print(args.flag('json'), result, formatBackupResult(result));
     },
   },
   {
     spec: LIST_COMMAND,
-    run: async (argv) => {
-      const args = parseCommandArgs(LIST_COMMAND, argv);
-      const backups = await runList(args, createS3Client());
+    run: async (args, aws) => {
+      const backups = await runList(args, aws.s3);
       return print(args.flag('json'), backups, formatListing(backups));
     },
   },
   {
     spec: RESTORE_TEST_COMMAND,
-    run: async (argv) => {
-      const args = parseCommandArgs(RESTORE_TEST_COMMAND, argv);
-      const report = await runRestoreTest(args, { s3: createS3Client() });
+    run: async (args, aws) => {
+      const report = await runRestoreTest(args, { s3: aws.s3, secrets: secretsFor(args, aws), cloudwatch: aws.cloudwatch });
       const output = print(args.flag('json'), report, formatRestoreTestReport(report));
       if (restoreTestPassed(report)) return output;
       // The report goes to stdout either way; the failures also make the exit code non-zero.
@@ -61,31 +67,28 @@ const COMMANDS: readonly Command[] = [
   },
   {
     spec: VERIFY_COMMAND,
-    run: async (argv) => {
-      const args = parseCommandArgs(VERIFY_COMMAND, argv);
-      const result = await runVerify(args, { s3: createS3Client() });
+    run: async (args, aws) => {
+      const result = await runVerify(args, { s3: aws.s3, secrets: secretsFor(args, aws) });
       return print(args.flag('json'), result, formatVerifyResult(result));
     },
   },
   {
     spec: RESTORE_COMMAND,
-    run: async (argv) => {
-      const args = parseCommandArgs(RESTORE_COMMAND, argv);
-      const result = await runRestore(args, { s3: createS3Client() });
+    run: async (args, aws) => {
+      const result = await runRestore(args, { s3: aws.s3, secrets: secretsFor(args, aws) });
       return print(args.flag('json'), result, formatRestoreResult(result));
     },
   },
   {
     spec: STATUS_COMMAND,
-    run: async (argv) => {
-      const args = parseCommandArgs(STATUS_COMMAND, argv);
-      const report = await runStatus(args, createS3Client());
+    run: async (args, aws) => {
+      const report = await runStatus(args, aws.s3);
       return print(args.flag('json'), report, formatStatus(report));
     },
   },
   {
     spec: RUNBOOK_COMMAND,
-    run: async (argv) => runRunbook(parseCommandArgs(RUNBOOK_COMMAND, argv), createS3Client()),
+    run: async (args, aws) => runRunbook(args, aws.s3),
   },
 ];
 
@@ -117,7 +120,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${usage(command.spec)}\n`);
       return 0;
     }
-    const output = await command.run(rest);
+    const args = parseCommandArgs(command.spec, rest);
+    const output = await command.run(args, await awsClients(args));
     process.stdout.write(`${output}\n`);
     return 0;
   } catch (err) {

@@ -49,9 +49,12 @@ async function secretText(secretId: string, client: SecretsManagerClient): Promi
   throw new AgentError(`the identity secret '${secretId}' has no SecretString: it should hold an age identity file`);
 }
 
-/** Resolves `--identity-file` or `--identity-secret-id` (exactly one) to a file age can read. */
+/**
+ * Resolves `--identity-file` or `--identity-secret-id` (exactly one) to a file age can read. `secrets` makes the
+ * client for the secret it is given (in the region its ARN names, a DR replica's say).
+ */
 export async function resolveIdentity(file: string | undefined, secretId: string | undefined,
-  secrets: () => SecretsManagerClient): Promise<Identity> {
+  secrets: (secretId: string) => SecretsManagerClient): Promise<Identity> {
   if ((file === undefined) === (secretId === undefined)) {
     throw new UsageError('give exactly one of --identity-file FILE or --identity-secret-id ID (the age identity that opens the backups)');
   }
@@ -65,7 +68,7 @@ export async function resolveIdentity(file: string | undefined, secretId: string
     identityLines(text, `--identity-file ${file}`);
     return { file, release: () => undefined };
   }
-  const lines = identityLines(await secretText(secretId!, secrets()), `the secret '${secretId}'`);
+  const lines = identityLines(await secretText(secretId!, secrets(secretId!)), `the secret '${secretId}'`);
   const dir = mkdtempSync(join(tmpdir(), 'restorable-identity-'));
   const path = join(dir, 'identity.txt');
   writeFileSync(path, `${lines.join('\n')}\n`, { mode: 0o600 });

@@ -8,11 +8,12 @@ import {
 } from '@aws-sdk/client-s3';
 import { AgentError } from './errors';
 
-export function createS3Client(): S3Client {
+/** An S3 client in `region`, which the caller resolves (aws.ts): never a default one. */
+export function createS3Client(region: string): S3Client {
   const endpoint = process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
   return new S3Client({
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
-    region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
+    region,
   });
 }
 

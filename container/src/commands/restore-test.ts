@@ -29,7 +29,7 @@ export const RESTORE_TEST_COMMAND: CommandSpec = {
   summary: 'Restore the latest backup into an empty scratch database, validate it against its manifest and your checks, and report the measured RTO.',
   options: {
     ...SELECTION_OPTIONS,
-    'bucket-region': { kind: OptionKind.STRING, placeholder: 'REGION', description: 'the bucket\'s region, when it differs from AWS_REGION (a DR replica)' },
+    'bucket-region': { kind: OptionKind.STRING, placeholder: 'REGION', description: 'the bucket\'s region, when it differs from --region (a DR replica)' },
     ...IDENTITY_OPTIONS,
     ...CONNECTION_OPTIONS,
     'database': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'the empty scratch database to restore into' },
@@ -105,7 +105,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     const restored = await restoreBackup({
       location: { ...location, key: selected.key, at: undefined }, identityFile: identity.file, jobs: 1, clean: false, withGlobals, spoolDir: tmpdir(), retrieval,
       connect: async (engine: Engine) => {
-        connection = await resolveConnection(engine, args);
+        connection = await resolveConnection(engine, args, process.env, deps.secrets?.());
         return connection;
       },
     }, { s3 });

@@ -13,7 +13,7 @@ import {
   ContractError, LatestPointer, SOURCE_NAME_PATTERN, latestKey, manifestKeyFor, normalisePrefix, parseLatest, parseManifest,
   parseRestoreTestPointer, restoreTestLatestKey,
 } from '../../../lib/contract';
-import { CommandSpec, OptionKind, ParsedArgs } from '../args';
+import { CommandSpec, OptionKind, ParsedArgs, REGION_OPTIONS } from '../args';
 import { lostPointerProblem, someRecordedBackup } from '../download';
 import { AgentError } from '../errors';
 import { getText, headSize, s3Problem } from '../s3';
@@ -24,6 +24,7 @@ export const STATUS_COMMAND: CommandSpec = {
   options: {
     bucket: { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket, or its replica', required: true },
     prefix: { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
+    ...REGION_OPTIONS,
     json: { kind: OptionKind.FLAG, description: 'print the status as JSON' },
   },
 };
