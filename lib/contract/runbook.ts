@@ -136,7 +136,8 @@ export AWS_REGION=${quote(location.region)}
 IDENTITY_SECRET=${quote(identity ?? 'SET-ME: the secret or file that holds your age identity')}
 # Set these for the database you restore into (it must not exist yet), and the password in ${words.passwordVariable}:
 : "\${TARGET_HOST:?set TARGET_HOST}" "\${TARGET_PORT:=${words.defaultPort}}" "\${TARGET_USER:?set TARGET_USER}" "\${TARGET_DATABASE:?set TARGET_DATABASE}"`;
-  const agentSelection = '--source "$SOURCE" --bucket "$BUCKET" ${PREFIX:+--prefix "$PREFIX"}';
+  // The agent is told the region as plainly as the aws CLI: the replica's on the DR path, where the primary's would fail.
+  const agentSelection = '--source "$SOURCE" --bucket "$BUCKET" ${PREFIX:+--prefix "$PREFIX"} --region "$AWS_REGION"';
 
   const sections = [
     `# Disaster recovery runbook: ${facts.source}
@@ -144,8 +145,9 @@ IDENTITY_SECRET=${quote(identity ?? 'SET-ME: the secret or file that holds your 
 Rendered at deploy time for the ${words.name} source **${facts.source}**. Stored at
 \`s3://${facts.primary.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\`${facts.replica
     ? ` and, for when ${facts.primary.region} is gone, \`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in ${facts.replica.region}` : ''}.
-Print it with \`restorable runbook --source ${facts.source} --bucket BUCKET\` (\`restorable\` is the agent: the
-container's entrypoint, or \`node restorable.cjs\` on a workstation).
+Print it with \`restorable runbook --source ${facts.source} --bucket ${facts.primary.bucket} --region ${facts.primary.region}\`${facts.replica
+    ? `\n(from the replica: \`--bucket ${facts.replica.bucket} --region ${facts.replica.region}\`)` : ''}. \`restorable\` is the agent: the container's
+entrypoint, or \`node restorable.cjs\` on a workstation.
 
 | | Primary | Disaster recovery |
 |---|---|---|
@@ -169,7 +171,7 @@ Primary region down: read the replica bucket and the identity's replica in ${fac
 
 ${block('0', RunbookVia.STANDARD, scene(facts.replica, drSecret), RunbookPath.DR)}
 ` : ''}
-The \`restorable\` commands below use the same variables.`,
+The \`restorable\` commands below use the same variables, the region included (\`--region "$AWS_REGION"\`).`,
 
     `## 1. Identify the latest good backup
 

@@ -17,8 +17,8 @@ import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
-  Engine, Manifest, RunbookFacts, RunbookPath, latestKey, parseLatest, parseManifest, renderRunbook, runbookKey, secretArnInRegion,
-  standardToolScript,
+  Engine, Manifest, RunbookFacts, RunbookPath, RunbookVia, latestKey, parseLatest, parseManifest, renderRunbook, runbookBlocks, runbookKey,
+  secretArnInRegion, standardToolScript,
 } from '../../lib/contract';
 import {
   AgeKey, MYSQL, PG, S3Emulator, agentEnv, createMysqlFixture, createPgFixture, dropMysqlDatabase, dropPgDatabase, makeAgeKey,
@@ -240,6 +240,36 @@ describe('DR path: primary region gone', () => {
     ]);
     expect(output).toContain('row counts match the manifest');
     expect(await restoredCounts(engine, target)).toEqual(manifestCounts(manifests[source]));
+  });
+
+  test('the agent\'s own DR commands name the DR region: its verify reads the replica, and the identity from the DR region', async () => {
+    // Given the runbook as stored in the replica bucket: the DR scene, then the agent's step 4 (verify, with the identity).
+    const blocks = runbookBlocks(await printedRunbook(replica, PG_SOURCE));
+    const agentCommands = blocks.filter((b) => b.via === RunbookVia.RESTORABLE && /^restorable /m.test(b.code));
+    expect(agentCommands.length).toBeGreaterThan(0);
+    for (const b of agentCommands) expect(b.code).toContain('--region "$AWS_REGION"');
+    const scene = blocks.find((b) => b.step === '0' && b.path === RunbookPath.DR)!.code;
+    const verify = blocks.find((b) => b.step === '4' && b.via === RunbookVia.RESTORABLE)!.code;
+
+    // When they run in bash, `restorable` being the bundled agent, with nothing of the region in the environment.
+    const work = mkdtempSync(join(tmpdir(), 'restorable-drill-'));
+    const before = secretsRelay.requests.length;
+    try {
+      const result = await runBash(`restorable() { '${process.execPath}' '${requireAgentBundle()}' "$@"; }\n${scene}\n${verify}`, work, {
+        PATH: DEBIAN_PATH, HOME: work, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_CONFIG_FILE: join(work, 'no-config'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-credentials'),
+        AWS_ENDPOINT_URL_S3: replica.endpoint, AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsEndpoint, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        TARGET_HOST: PG.host, TARGET_USER: PG.user, TARGET_DATABASE: 'not-restored-into',
+      });
+      // Then the backup in the replica verifies, and the identity came from the replica secret, signed for the DR region.
+      expect({ status: result.status, stderr: result.stderr.split('\n').filter((l) => l.startsWith('restorable')) }).toEqual({ status: 0, stderr: [] });
+      expect(result.stdout).toContain(manifests[PG_SOURCE].key);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    expect(secretsRelay.requests.slice(before)).toEqual([
+      { target: 'secretsmanager.GetSecretValue', secretId: secretArnInRegion(identityArn, DR_REGION), region: DR_REGION },
+    ]);
   });
 
   test('the runbook\'s row-count check fails loudly when the restored rows differ from the manifest', async () => {
