@@ -12,7 +12,7 @@ import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup
 import { LIST_COMMAND, formatListing, runList } from './commands/list';
 import { RESTORE_TEST_COMMAND, formatRestoreTestReport, restoreTestFailure, restoreTestPassed, runRestoreTest } from './commands/restore-test';
 import { RUNBOOK_COMMAND, runRunbook } from './commands/runbook';
-import { STATUS_COMMAND, formatStatus, runStatus } from './commands/status';
+import { STATUS_COMMAND, formatStatus, runStatus, statusFailure } from './commands/status';
 import { RESTORE_COMMAND, formatRestoreResult, runRestore } from './commands/restore';
 import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify';
 import { ContractError } from '../../lib/contract';
@@ -83,7 +83,12 @@ const COMMANDS: readonly Command[] = [
     spec: STATUS_COMMAND,
     run: async (args, aws) => {
       const report = await runStatus(args, aws.s3);
-      return print(args.flag('json'), report, formatStatus(report));
+      const output = print(args.flag('json'), report, formatStatus(report));
+      const failure = statusFailure(report);
+      if (!failure) return output;
+      // The report goes to stdout either way; a source whose state cannot be read makes the exit code non-zero.
+      process.stdout.write(`${output}\n`);
+      throw failure;
     },
   },
   {

@@ -158,10 +158,9 @@ describe.each(CELLS.map((cell, i) => ({ ...cell, i })))('$name', (cell) => {
     expect(lines.find((l) => l.startsWith('damaged-db: '))).toMatch(new RegExp(`^damaged-db: status unknown: ${cell.problem(place).source}`));
   });
 
-  // `status` prints its report either way; a source it cannot read must also make the exit code non-zero, as
-  // restore-test's failing report does. That takes cli.ts printing the report, then throwing statusFailure(report):
-  // until it does, these fail, and jest says so when they start to pass.
-  test.failing('status, status --json: exit 1, and stderr names the damaged source\'s object and problem', () => {
+  // `status` prints its report either way; a source it cannot read also makes the exit code non-zero, as
+  // restore-test's failing report does.
+  test('status, status --json: exit 1, and stderr names the damaged source\'s object and problem', () => {
     for (const run of [json, text]) {
       expect({ code: run.code, message: message(run) }).toEqual({
         code: 1,
