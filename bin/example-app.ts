@@ -76,7 +76,7 @@ function addSampleSources(stack: Stack, env: EnvironmentConfig & { readonly name
 
   backups.addSource({
     name: 'orders-db',
-    engine: SourceEngine.postgres(16),
+    engine: SourceEngine.postgres('16'),
     secret: secret('OrdersDbSecret', `${env.name}/orders-db/backup-user`),
     endpoint: { hostname: `orders-db-replica.c9akciq32xyz.${env.region}.rds.amazonaws.com`, port: 5432 },
     rpo: Duration.hours(1),
@@ -103,7 +103,7 @@ function addRestoreTesting(stack: Stack, parts: Pick<ExampleStacks, 'store' | 'k
     drSchedule: events.Schedule.cron({ day: '1', hour: '5', minute: '0' }),
     sources: [
       { source: orders, rtoTarget: Duration.hours(2),
-        checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAgeSeconds: 3600 }] },
+        checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAge: Duration.hours(1) }] },
       { source: shop },
     ],
   });

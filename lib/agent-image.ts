@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import { IgnoreMode } from 'aws-cdk-lib';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import { IConstruct } from 'constructs';
+import { RestorableError } from './errors';
 // The package root is the image's build context, so that the Dockerfile can COPY the bundled agent.
 import { PACKAGE_ROOT } from './package-root';
 
@@ -23,11 +25,12 @@ const AGENT_IMAGE_PLATFORM = Platform.LINUX_AMD64;
 
 /**
  * The agent's container image, built by `cdk deploy` from container/Dockerfile. Synthesis only stages the
- * context (the bundled agent and the Dockerfile, nothing else), so it needs no Docker engine.
+ * context (the bundled agent and the Dockerfile, nothing else), so it needs no Docker engine. `scope` is the construct
+ * whose `image` property was left out, named when the agent is not bundled.
  */
-export function agentImage(): ecs.ContainerImage {
+export function agentImage(scope: IConstruct): ecs.ContainerImage {
   if (!fs.existsSync(AGENT_BUNDLE)) {
-    throw new Error(`the backup agent is not bundled (${AGENT_BUNDLE} is missing): run 'npm run bundle' first`);
+    throw new RestorableError(scope, `image: the backup agent is not bundled (${AGENT_BUNDLE} is missing): run 'npm run bundle' first, or pass image`);
   }
   return ecs.ContainerImage.fromAsset(PACKAGE_ROOT, {
     file: DOCKERFILE,

@@ -4,6 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { RestorableError } from './errors';
 
 export interface AlarmTopicProps {
   /**
@@ -53,18 +54,23 @@ export class AlarmTopic extends Construct {
         ArnLike: { 'aws:SourceArn': `arn:${partition}:cloudwatch:${region}:${account}:alarm:*` },
       },
     }));
-    subscribeEmails(this, topic, props.emails ?? []);
+    subscribeEmails(this, topic, props.emails ?? [], 'emails');
     this.topic = topic;
     this.encryptionKey = key;
   }
 }
 
+/** What is wrong with an email address, or undefined when it looks like one; `property` names where it was given. */
+export function emailProblem(property: string, email: string): string | undefined {
+  if (Token.isUnresolved(email) || /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) return undefined;
+  return `${property}: '${email}' is not an email address; give addresses like 'oncall@example.com'`;
+}
+
 /** Subscribes each address to the topic, after checking it looks like one. */
-export function subscribeEmails(scope: Construct, topic: sns.ITopic, emails: readonly string[]): void {
+export function subscribeEmails(scope: Construct, topic: sns.ITopic, emails: readonly string[], property: string): void {
   for (const email of emails) {
-    if (!Token.isUnresolved(email) && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) {
-      throw new Error(`${scope.node.path}: '${email}' is not an email address; give addresses like 'oncall@example.com'`);
-    }
+    const problem = emailProblem(property, email);
+    if (problem) throw new RestorableError(scope, problem);
     topic.addSubscription(new subscriptions.EmailSubscription(email));
   }
 }

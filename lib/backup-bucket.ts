@@ -4,18 +4,10 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
 import { normalisePrefix, restoreTestsPrefix, sourceNameProblem, sourcePrefix } from './contract/names';
-import { DEFAULT_KEEP_COUNTS, KeepCounts, TIER_TAG, Tier } from './contract/tiers';
-import { TierRetention, planRetention, retentionProblems } from './retention-policy';
-
-/** How Object Lock protects every new backup version. */
-export enum ObjectLockMode {
-  /** Nobody can delete or shorten a locked version, except principals granted s3:BypassGovernanceRetention. */
-  GOVERNANCE = 'GOVERNANCE',
-  /** Nobody can delete or shorten a locked version, not even the account root, until the retention passes. */
-  COMPLIANCE = 'COMPLIANCE',
-  /** No Object Lock: backups are protected by versioning and IAM alone. Cannot be turned on again in place. */
-  OFF = 'OFF',
-}
+import { bucketSettings } from './backup-bucket-settings';
+import { KeepCounts, TIER_TAG, Tier } from './contract/tiers';
+import { RestorableError } from './errors';
+import { TierRetention } from './retention-policy';
 
 /** Move one tier's backups to a cheaper storage class once they reach an age. */
 export interface TierTransition {
@@ -23,8 +15,11 @@ export interface TierTransition {
   readonly tier: Tier;
   /** The class they move to, for example `s3.StorageClass.GLACIER` or `s3.StorageClass.DEEP_ARCHIVE`. */
   readonly storageClass: s3.StorageClass;
-  /** Age in days at which they move; must leave the object in the class for at least its minimum storage duration. */
-  readonly afterDays: number;
+  /**
+   * The age at which they move, in whole days (for example `Duration.days(30)`); it must leave each backup in the
+   * class for at least the class's minimum storage duration.
+   */
+  readonly transitionAfter: Duration;
 }
 
 /** What the primary store and its replica have in common. */
@@ -41,32 +36,41 @@ export interface BackupBucketProps {
    */
   readonly transitions?: TierTransition[];
   /**
-   * Days a backup version survives after it stops being current (through expiry or a deletion), so that a
-   * mistaken delete can be undone. Adds to every tier's effective retention.
-   * @default 7
+   * How long a backup version survives after it stops being current (through expiry or a deletion), so that a
+   * mistaken delete can be undone; whole days. Adds to every tier's effective retention.
+   * @default Duration.days(7)
    */
-  readonly noncurrentVersionExpirationDays?: number;
+  readonly noncurrentVersionExpiration?: Duration;
   /**
-   * Object Lock mode for the bucket's default retention. Turning it off must be said explicitly with `ObjectLockMode.OFF`.
-   * @default ObjectLockMode.GOVERNANCE
+   * Object Lock on the bucket. Turning it off must be said explicitly with `false`, and cannot be undone in place:
+   * S3 turns Object Lock on only when a bucket is created.
+   * @default true
    */
-  readonly objectLockMode?: ObjectLockMode;
+  readonly objectLockEnabled?: boolean;
   /**
-   * Days every new version is locked against deletion and overwrite.
-   * @default 7 (ignored when objectLockMode is OFF)
+   * How long every new version is locked against deletion and overwrite, and in which mode: GOVERNANCE (principals
+   * granted s3:BypassGovernanceRetention may still delete) or COMPLIANCE (nobody may, not even the account root).
+   * Whole days. A lock longer than a tier keeps its backups decides how long they live, and synth warns about it.
+   * @default - s3.ObjectLockRetention.governance(Duration.days(7))
    */
-  readonly lockRetentionDays?: number;
+  readonly objectLockDefaultRetention?: s3.ObjectLockRetention;
+  /**
+   * Confirms a COMPLIANCE lock longer than the longest tier keeps a backup: every backup of every tier is then kept,
+   * undeletable by anyone, for the whole lock. Without it, such a lock fails synth with what it would keep.
+   * @default false
+   */
+  readonly acknowledgeComplianceLockBeyondRetention?: boolean;
   /**
    * Key prefix under which every source's backups live (`{prefix}{source}/...`).
    * @default - no prefix: keys start with the source name
    */
   readonly prefix?: string;
   /**
-   * Days after which server access logs are deleted. The log bucket is versioned: a deleted log, by this
-   * expiry or by hand, can be restored for noncurrentVersionExpirationDays more.
-   * @default 365
+   * When server access logs are deleted; whole days. The log bucket is versioned: a deleted log, by this expiry or
+   * by hand, can be restored for noncurrentVersionExpiration more.
+   * @default Duration.days(365)
    */
-  readonly accessLogsExpirationDays?: number;
+  readonly accessLogsExpiration?: Duration;
   /**
    * What happens to the buckets and the KMS key when they leave the stack.
    * @default RemovalPolicy.RETAIN
@@ -78,7 +82,7 @@ export interface BackupBucketProps {
 export interface BackupWriteOptions {
   /**
    * Allow the writer to set and release Object Lock legal holds under its source's prefix, which keeps the
-   * last good backup alive however old it gets (design: "the last good backup is never lost").
+   * last good backup alive however old it gets.
    * @default - true when the bucket has Object Lock, false otherwise
    */
   readonly legalHold?: boolean;
@@ -91,16 +95,9 @@ export interface BackupBucketInternals {
   readonly withKeyAlias?: boolean;
 }
 
-const DEFAULT_TRANSITIONS: TierTransition[] = [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 30 }];
-const DEFAULT_NONCURRENT_DAYS = 7;
-const DEFAULT_LOCK_DAYS = 7;
-const DEFAULT_ACCESS_LOG_DAYS = 365;
-
-const isPositiveWhole = (n: number) => Number.isInteger(n) && n > 0;
-
 /**
  * A versioned, KMS-encrypted, Object-Locked bucket whose lifecycle follows the retention tiers, with its
- * access-log bucket, tamper-resistant bucket policy and the grants of design §2a. BackupStore and
+ * access-log bucket, tamper-resistant bucket policy and the grants each role needs. BackupStore and
  * ReplicaStore are both one of these.
  */
 export abstract class BackupBucket extends Construct {
@@ -112,7 +109,10 @@ export abstract class BackupBucket extends Construct {
   public readonly accessLogsBucket: s3.IBucket;
   /** The normalised key prefix: empty or ending with '/'. */
   public readonly prefix: string;
-  public readonly objectLockMode: ObjectLockMode;
+  /** Whether the bucket has Object Lock. */
+  public readonly objectLockEnabled: boolean;
+  /** The mode and period every new version is locked for, in whole days; undefined when Object Lock is off. */
+  public readonly objectLockDefaultRetention?: s3.ObjectLockRetention;
   /** Each tier's expiry, lock and effective retention in days, shortest-lived tier first. */
   public readonly retention: readonly TierRetention[];
   /** The key's alias (`alias/...`), when one was asked for. */
@@ -121,20 +121,11 @@ export abstract class BackupBucket extends Construct {
   protected constructor(scope: Construct, id: string, props: BackupBucketProps, internals: BackupBucketInternals = {}) {
     super(scope, id);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
-    this.objectLockMode = props.objectLockMode ?? ObjectLockMode.GOVERNANCE;
     this.prefix = normalisePrefix(props.prefix);
-    const lockDays = this.lockDays(props);
-    const logDays = props.accessLogsExpirationDays ?? DEFAULT_ACCESS_LOG_DAYS;
-    const retentionInput = {
-      keep: props.keep ?? DEFAULT_KEEP_COUNTS,
-      noncurrentDays: props.noncurrentVersionExpirationDays ?? DEFAULT_NONCURRENT_DAYS,
-      lockDays,
-      transitions: (props.transitions ?? DEFAULT_TRANSITIONS).map((t) => ({ ...t, storageClass: t.storageClass.value })),
-    };
-    const problems = retentionProblems(retentionInput);
-    if (!isPositiveWhole(logDays)) problems.push(`accessLogsExpirationDays must be a positive whole number of days (got ${logDays}); for example 365`);
-    if (problems.length) throw new Error(`${this.node.path}: ${problems.join('\n')}`);
-    this.retention = planRetention(retentionInput);
+    const settings = bucketSettings(this, props);
+    this.objectLockEnabled = settings.lock !== undefined;
+    this.objectLockDefaultRetention = settings.lock;
+    this.retention = settings.retention;
 
     // Unique per construct path and stable across synths.
     this.keyAlias = internals.withKeyAlias ? `alias/${Names.uniqueResourceName(this, { maxLength: 120 })}` : undefined;
@@ -154,7 +145,7 @@ export abstract class BackupBucket extends Construct {
       // The logs say who read or wrote the backups: a deleted log stays recoverable as long as a deleted backup does.
       versioned: true,
       lifecycleRules: [
-        { id: 'expire-logs', expiration: Duration.days(logDays), noncurrentVersionExpiration: Duration.days(retentionInput.noncurrentDays) },
+        { id: 'expire-logs', expiration: Duration.days(settings.accessLogDays), noncurrentVersionExpiration: Duration.days(settings.noncurrentDays) },
         // S3 rejects this beside an expiry age in one rule.
         { id: 'housekeeping', expiredObjectDeleteMarker: true },
       ],
@@ -175,9 +166,9 @@ export abstract class BackupBucket extends Construct {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       versioned: true,
-      objectLockEnabled: this.objectLockMode !== ObjectLockMode.OFF,
-      objectLockDefaultRetention: this.lockRetention(lockDays),
-      lifecycleRules: this.lifecycleRules(retentionInput.noncurrentDays),
+      objectLockEnabled: this.objectLockEnabled,
+      objectLockDefaultRetention: settings.lock,
+      lifecycleRules: this.lifecycleRules(settings.noncurrentDays),
       removalPolicy,
     });
     // Retagging could move a backup into a shorter-lived tier: once an object carries its tier, nobody may change it.
@@ -193,20 +184,20 @@ export abstract class BackupBucket extends Construct {
     this.bucket = bucket;
   }
 
-  /** The effective retention of one tier, in days: max(expiry + noncurrent days, lock). */
-  public effectiveRetentionDays(tier: Tier): number {
-    return this.retention.find((r) => r.tier === tier)!.effectiveDays;
+  /** How long a backup of one tier really exists: max(expiry + noncurrent days, lock), in whole days. */
+  public effectiveRetention(tier: Tier): Duration {
+    return Duration.days(this.retention.find((r) => r.tier === tier)!.effectiveDays);
   }
 
   /**
-   * What one source's dump task needs (design §2a): create objects (tagged at creation) under the source's
+   * What one source's dump task needs: create objects (tagged at creation) under the source's
    * prefix, read them back (the agent HEADs each upload to verify it, and reads `latest.json` to choose the
    * tier), abort its multipart uploads, and encrypt with the key. No delete, no retagging (the bucket policy
    * denies that anyway). Reading reveals nothing: backups are age-encrypted.
    */
   public grantBackupWrite(grantee: iam.IGrantable, source: string, options: BackupWriteOptions = {}): iam.Grant {
     const objects = this.sourceObjects(source);
-    const legalHold = options.legalHold ?? this.objectLockMode !== ObjectLockMode.OFF;
+    const legalHold = options.legalHold ?? this.objectLockEnabled;
     // PutObject with a Tagging header is also authorised as s3:PutObjectTagging.
     const actions = ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload'];
     if (legalHold) actions.push('s3:PutObjectLegalHold', 's3:GetObjectLegalHold');
@@ -219,7 +210,7 @@ export abstract class BackupBucket extends Construct {
   }
 
   /**
-   * What a restore or restore-test role needs for one source (design §2a): read and list every version under
+   * What a restore or restore-test role needs for one source: read and list every version under
    * the source's prefix, bring archived objects back, and write results under `{prefix}{source}/restore-tests/`.
    */
   public grantRestoreRead(grantee: iam.IGrantable, source: string): iam.Grant {
@@ -266,7 +257,7 @@ export abstract class BackupBucket extends Construct {
 
   private sourceObjects(source: string): string {
     const problem = sourceNameProblem(source);
-    if (problem) throw new Error(`${this.node.path}: ${problem}`);
+    if (problem) throw new RestorableError(this, problem);
     return this.bucket.arnForObjects(`${sourcePrefix(this.prefix, source)}*`);
   }
 
@@ -301,30 +292,6 @@ export abstract class BackupBucket extends Construct {
         StringEquals: { 'aws:SourceAccount': Stack.of(this).account },
       },
     }));
-  }
-
-  private lockDays(props: BackupBucketProps): number {
-    if (this.objectLockMode === ObjectLockMode.OFF) {
-      if (props.lockRetentionDays !== undefined) {
-        throw new Error(`${this.node.path}: lockRetentionDays is set (${props.lockRetentionDays}) but objectLockMode is OFF; ` +
-          'remove lockRetentionDays, or choose ObjectLockMode.GOVERNANCE or COMPLIANCE');
-      }
-      return 0;
-    }
-    const days = props.lockRetentionDays ?? DEFAULT_LOCK_DAYS;
-    if (!isPositiveWhole(days)) {
-      throw new Error(`${this.node.path}: lockRetentionDays must be a positive whole number of days (got ${days}); ` +
-        `for example 7, or set objectLockMode: ObjectLockMode.OFF to turn Object Lock off`);
-    }
-    return days;
-  }
-
-  private lockRetention(days: number): s3.ObjectLockRetention | undefined {
-    switch (this.objectLockMode) {
-      case ObjectLockMode.GOVERNANCE: return s3.ObjectLockRetention.governance(Duration.days(days));
-      case ObjectLockMode.COMPLIANCE: return s3.ObjectLockRetention.compliance(Duration.days(days));
-      case ObjectLockMode.OFF: return undefined;
-    }
   }
 
   private lifecycleRules(noncurrentDays: number): s3.LifecycleRule[] {

@@ -1,6 +1,7 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
+import { RestorableError } from './errors';
 
 export interface BackupDashboardProps {
   readonly title: string;
@@ -81,9 +82,9 @@ export class BackupDashboard extends Construct {
   /** A widget beside the source's age and size, for example its restore-test results. */
   public addSourceWidget(source: string, widget: cloudwatch.IWidget): void {
     const row = this.rows.get(source);
-    if (!row) throw new Error(`${this.node.path}: source '${source}' has no row on the dashboard; add the source to the monitoring first`);
+    if (!row) throw new RestorableError(this, `source '${source}' has no row on the dashboard; add the source to the monitoring first`);
     if (row.usedWidth + widget.width > GRID_WIDTH) {
-      throw new Error(`${this.node.path}: the dashboard row of '${source}' has ${GRID_WIDTH - row.usedWidth} of ${GRID_WIDTH} columns left, too few for a widget ${widget.width} wide`);
+      throw new RestorableError(this, `the dashboard row of '${source}' has ${GRID_WIDTH - row.usedWidth} of ${GRID_WIDTH} columns left, too few for a widget ${widget.width} wide`);
     }
     row.widgets.push(widget);
   }

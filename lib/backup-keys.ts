@@ -7,6 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { RestorableError } from './errors';
 import { lambdaAsset } from './package-root';
 
 /** What a replica key alias looks like, for error messages. */
@@ -99,7 +100,7 @@ export class BackupKeys extends Construct {
     this.replicaKeyAlias = props.replicaKeyAlias ?? '';
 
     if (props.recipient !== undefined) {
-      validateRecipient(props.recipient);
+      validateRecipient(this, props.recipient);
       this.recipient = props.recipient;
       this.identitySecret = props.identitySecret;
       if (!props.identitySecret) {
@@ -110,19 +111,19 @@ export class BackupKeys extends Construct {
       return;
     }
     if (props.identitySecret) {
-      throw new Error('identitySecret is for a key you bring: pass recipient too (the age1… line of age-keygen), ' +
+      throw new RestorableError(this, 'identitySecret is for a key you bring: pass recipient too (the age1… line of age-keygen), ' +
         'or leave both out to have BackupKeys generate the key pair');
     }
 
     this.replicaRegion = this.validateReplicaRegion(props.replicaRegion);
     if (!props.replicaKeyAlias) {
-      throw new Error(`replicaKeyAlias is required: the alias of the KMS key in ${this.replicaRegion} that encrypts the identity's DR ` +
+      throw new RestorableError(this, `replicaKeyAlias is required: the alias of the KMS key in ${this.replicaRegion} that encrypts the identity's DR ` +
         'copy, for example replicaStore.keyAliasName (the ReplicaStore in that region)');
     }
-    validateAlias(this.replicaKeyAlias);
+    validateAlias(this, this.replicaKeyAlias);
     const generation = props.generation ?? 1;
     if (!Number.isInteger(generation) || generation < 1) {
-      throw new Error(`generation must be a positive integer (1, 2, …), got ${generation}: increase it by one to rotate the key`);
+      throw new RestorableError(this, `generation must be a positive integer (1, 2, …), got ${generation}: increase it by one to rotate the key`);
     }
 
     const key = new kms.Key(this, 'Key', {
@@ -269,7 +270,7 @@ export class BackupKeys extends Construct {
       description: 'Generates the age identity of Restorable backups (custom resource)',
       runtime: lambda.Runtime.NODEJS_22_X,
       handler: 'index.handler',
-      code: lambda.Code.fromAsset(lambdaAsset('key-generator')),
+      code: lambda.Code.fromAsset(lambdaAsset(this, 'key-generator')),
       role,
       logGroup,
       timeout: Duration.minutes(1),
@@ -285,27 +286,27 @@ export class BackupKeys extends Construct {
 
   private validateReplicaRegion(replicaRegion: string | undefined): string {
     if (replicaRegion === undefined) {
-      throw new Error('replicaRegion is required: the identity secret is replicated to a DR region so that ' +
+      throw new RestorableError(this, 'replicaRegion is required: the identity secret is replicated to a DR region so that ' +
         'backups stay readable when the primary region is gone (for example replicaRegion: \'eu-west-1\')');
     }
     const stackRegion = Stack.of(this).region;
     if (!Token.isUnresolved(replicaRegion) && !Token.isUnresolved(stackRegion) && replicaRegion === stackRegion) {
-      throw new Error(`replicaRegion must differ from the stack's region (${replicaRegion}): ` +
+      throw new RestorableError(this, `replicaRegion must differ from the stack's region (${replicaRegion}): ` +
         'a copy in the same region does not survive a regional outage');
     }
     return replicaRegion;
   }
 }
 
-function validateRecipient(recipient: string): void {
+function validateRecipient(scope: Construct, recipient: string): void {
   if (Token.isUnresolved(recipient) || AGE_RECIPIENT.test(recipient)) return;
   const shown = recipient.startsWith('AGE-SECRET-KEY') ? 'an identity (private key!)' : `'${recipient}'`;
-  throw new Error(`recipient must be an age X25519 recipient, 'age1' followed by 58 lowercase characters, as ` +
+  throw new RestorableError(scope, `recipient must be an age X25519 recipient, 'age1' followed by 58 lowercase characters, as ` +
     `printed by 'age-keygen -y key.txt'; got ${shown}`);
 }
 
-function validateAlias(alias: string): void {
+function validateAlias(scope: Construct, alias: string): void {
   if (!/^alias\/[a-zA-Z0-9/_-]+$/.test(alias) || alias.startsWith('alias/aws/')) {
-    throw new Error(`replicaKeyAlias must be a customer key alias such as '${EXAMPLE_REPLICA_KEY_ALIAS}', got '${alias}'`);
+    throw new RestorableError(scope, `replicaKeyAlias must be a customer key alias such as '${EXAMPLE_REPLICA_KEY_ALIAS}', got '${alias}'`);
   }
 }

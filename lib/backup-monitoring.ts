@@ -1,8 +1,7 @@
-import { Duration, Size, Token } from 'aws-cdk-lib';
+import { Duration, Size } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -11,8 +10,10 @@ import { BackupDashboard } from './backup-dashboard';
 import { BackupStore } from './backup-store';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
 import { sourceNameProblem } from './contract/names';
+import { RestorableError, wholeSeconds } from './errors';
 import { MonitorFunction } from './monitor-function';
-import { MonitoringRuleSource, MonitoringRules } from './monitoring-rules';
+import { monitoringSettings, ratioFloorProblem } from './monitoring-settings';
+import { MonitoringRuleSource, MonitoringRules, enableEventBridgeNotifications } from './monitoring-rules';
 
 export interface BackupMonitoringProps {
   /** The store whose backups are watched. */
@@ -44,10 +45,10 @@ export interface BackupMonitoringProps {
    */
   readonly sizeHistoryCount?: number;
   /**
-   * How many UTC days back the size check looks for those backups (one S3 LIST per day).
-   * @default 35 - enough for weekly backups
+   * How far back, in whole UTC days, the size check looks for those backups (one S3 LIST per day); up to 100 days.
+   * @default Duration.days(35) - enough for weekly backups
    */
-  readonly sizeHistoryDays?: number;
+  readonly sizeHistory?: Duration;
   /**
    * Besides the fleet alarms, one age alarm and one or two size alarms per source. Worth it for a few sources;
    * with many, the fleet alarms and the functions' messages (which name the sources) scale better.
@@ -73,8 +74,6 @@ export interface MonitoredSourceOptions {
 }
 
 type MonitoredSource = MonitoringRuleSource;
-
-const DEFAULT_INTERVAL = Duration.minutes(15);
 
 /**
  * Watches every source of a store: a freshness check on a schedule (backup age, missing and dangling
@@ -120,15 +119,16 @@ export class BackupMonitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: BackupMonitoringProps) {
     super(scope, id);
+    if (!props?.store) throw new RestorableError(this, 'store is required: the BackupStore whose backups are watched');
     this.store = props.store;
-    this.interval = props.checkInterval ?? DEFAULT_INTERVAL;
-    this.defaultRatioFloor = props.sizeRatioFloor ?? 0.5;
+    const settings = monitoringSettings(this, props);
+    this.interval = settings.interval;
+    this.defaultRatioFloor = settings.ratioFloor;
     this.perSourceAlarms = props.perSourceAlarms ?? false;
-    this.validateSettings(props);
 
     if (props.alarmTopic) {
       this.topic = props.alarmTopic;
-      subscribeEmails(this, this.topic, props.alarmEmails ?? []);
+      subscribeEmails(this, this.topic, props.alarmEmails ?? [], 'alarmEmails');
     } else {
       this.topic = new AlarmTopic(this, 'AlarmTopic', { emails: props.alarmEmails }).topic;
     }
@@ -156,11 +156,11 @@ export class BackupMonitoring extends Construct {
       deadLetterQueue: this.deadLetterQueue,
       environment: {
         DEFAULT_RATIO_FLOOR: String(this.defaultRatioFloor),
-        HISTORY_COUNT: String(props.sizeHistoryCount ?? 10),
-        HISTORY_DAYS: String(props.sizeHistoryDays ?? 35),
+        HISTORY_COUNT: String(settings.historyCount),
+        HISTORY_DAYS: String(settings.historyDays),
       },
     }).function;
-    this.enableEventBridgeNotifications();
+    enableEventBridgeNotifications(this, this.store);
     this.rules = new MonitoringRules(this, {
       store: this.store,
       interval: this.interval,
@@ -239,16 +239,18 @@ export class BackupMonitoring extends Construct {
    */
   public addSource(name: string, options: MonitoredSourceOptions): void {
     const problem = sourceNameProblem(name);
-    if (problem) throw new Error(`${this.node.path}: ${problem}`);
-    if (this.sources.has(name)) throw new Error(`${this.node.path}: source '${name}' is already monitored; source names must be unique`);
-    if (Token.isUnresolved(options.maxAge.toSeconds()) || options.maxAge.toSeconds() <= 0) {
-      throw new Error(`${this.node.path}: maxAge of source '${name}' must be a positive duration known at synth, for example Duration.hours(25) for daily backups`);
-    }
-    const ratioFloor = options.sizeRatioFloor ?? this.defaultRatioFloor;
-    checkFloor(`${this.node.path}: sizeRatioFloor of source '${name}'`, ratioFloor);
+    if (problem) throw new RestorableError(this, problem);
+    if (this.sources.has(name)) throw new RestorableError(this, `source '${name}' is already monitored; source names must be unique`);
+    const problems: string[] = [];
+    const maxAgeSeconds = wholeSeconds(`maxAge of source '${name}'`, options?.maxAge,
+      { min: 1, example: 'Duration.hours(25) for daily backups' }, problems);
+    const ratioFloor = options?.sizeRatioFloor ?? this.defaultRatioFloor;
+    const floor = ratioFloorProblem(`sizeRatioFloor of source '${name}'`, ratioFloor);
+    if (floor) problems.push(floor);
+    if (problems.length) throw new RestorableError(this, problems.join('\n'));
     const source: MonitoredSource = {
       name,
-      maxAgeSeconds: options.maxAge.toSeconds(),
+      maxAgeSeconds,
       minSizeBytes: options.minSize?.toBytes(),
       ratioFloor,
     };
@@ -272,7 +274,7 @@ export class BackupMonitoring extends Construct {
    */
   public expectRestoreTests(source: string): void {
     const problem = sourceNameProblem(source);
-    if (problem) throw new Error(`${this.node.path}: expectRestoreTests: ${problem}`);
+    if (problem) throw new RestorableError(this, `expectRestoreTests: ${problem}`);
     this.restoreTested.add(source);
   }
 
@@ -282,7 +284,7 @@ export class BackupMonitoring extends Construct {
    */
   public watchJobFailures(metric: cloudwatch.IMetric): cloudwatch.Alarm {
     if (this.watchedJobFailures) {
-      throw new Error(`${this.node.path}: watchJobFailures was already called; combine several metrics with a cloudwatch.MathExpression (m1 + m2) and pass that once`);
+      throw new RestorableError(this, `watchJobFailures was already called; combine several metrics with a cloudwatch.MathExpression (m1 + m2) and pass that once`);
     }
     this.watchedJobFailures = this.alarm('JobFailuresAlarm', metric, {
       threshold: 0,
@@ -392,33 +394,5 @@ export class BackupMonitoring extends Construct {
         alarmDescription: `The newest backup of ${source.name} is under its minimum of ${source.minSizeBytes} bytes.`,
       }, scope);
     }
-  }
-
-  /** New manifests reach the size check through EventBridge, which the bucket must be told to notify. */
-  private enableEventBridgeNotifications(): void {
-    const cfnBucket = this.store.bucket.node.defaultChild;
-    if (!(cfnBucket instanceof s3.CfnBucket)) {
-      throw new Error(`${this.node.path}: the store's bucket is not defined in this app, so its EventBridge notifications cannot be turned on here`);
-    }
-    cfnBucket.addPropertyOverride('NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled', true);
-  }
-
-  private validateSettings(props: BackupMonitoringProps): void {
-    const seconds = this.interval.toSeconds();
-    if (Token.isUnresolved(seconds) || seconds < 60 || seconds > 12 * 3600 || seconds % 60 !== 0) {
-      throw new Error(`${this.node.path}: checkInterval must be whole minutes between 1 minute and 12 hours (its alarms look at twice the interval, and CloudWatch periods end at a day); for example Duration.minutes(15)`);
-    }
-    checkFloor(`${this.node.path}: sizeRatioFloor`, this.defaultRatioFloor);
-    for (const [name, value] of [['sizeHistoryCount', props.sizeHistoryCount], ['sizeHistoryDays', props.sizeHistoryDays]] as const) {
-      if (value !== undefined && !(Number.isInteger(value) && value > 0 && value <= 100)) {
-        throw new Error(`${this.node.path}: ${name} must be a whole number from 1 to 100 (got ${value}); each history day costs the size check one S3 LIST`);
-      }
-    }
-  }
-}
-
-function checkFloor(what: string, floor: number): void {
-  if (!(floor > 0 && floor < 1)) {
-    throw new Error(`${what} must be between 0 and 1 (got ${floor}); for example 0.5 alarms when a backup is under half the usual size`);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * What a backup source is (design §2, "Sources and the runner"): an engine with its flavour and version, a
+ * What a backup source is: an engine with its flavour and version, a
  * connection (endpoint and the user's secret), a schedule that follows from its RPO, and the task's size.
  * Plain types and checks; the construct that runs them is DatabaseBackups.
  */
@@ -10,6 +10,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Engine } from './contract/manifest';
+import { RestorableError } from './errors';
 
 /** The database product a source runs. MongoDB and plain files will join this list. */
 export enum DatabaseFlavour {
@@ -21,29 +22,39 @@ export enum DatabaseFlavour {
 /** The oldest and newest PostgreSQL majors the agent image can dump: its pg_dump must be at least as new as the server. */
 export const POSTGRES_MAJORS = { oldest: 13, newest: 18 } as const;
 
-/** A source's engine: its flavour and version, which choose the agent's dump engine and the restore-test image. */
+/**
+ * A source's engine: its flavour and version, which choose the agent's dump engine and the restore-test image.
+ * Versions are strings everywhere, as aws-cdk-lib's RDS engine versions give them: for example
+ * `SourceEngine.postgres(rds.PostgresEngineVersion.VER_16_4.postgresMajorVersion)` is `SourceEngine.postgres('16')`.
+ */
 export class SourceEngine {
-  /** PostgreSQL of a major version (13 to 18): dumped with the image's newest pg_dump. */
-  public static postgres(majorVersion: number): SourceEngine {
+  /** PostgreSQL of a major version, '13' to '18': dumped with the image's newest pg_dump. */
+  public static postgres(majorVersion: string): SourceEngine {
+    const call = `SourceEngine.postgres(${shown(majorVersion)})`;
     const { oldest, newest } = POSTGRES_MAJORS;
-    if (!Number.isInteger(majorVersion) || majorVersion < oldest || majorVersion > newest) {
-      throw new Error(`PostgreSQL ${majorVersion} is not supported: give a major version from ${oldest} to ${newest}, ` +
+    if (typeof majorVersion !== 'string' || !/^\d+$/.test(majorVersion)) {
+      throw new RestorableError(call, `majorVersion must be a PostgreSQL major version as a string, '${oldest}' to '${newest}', for example '16'`);
+    }
+    const major = Number(majorVersion);
+    if (major < oldest || major > newest) {
+      throw new RestorableError(call, `majorVersion: PostgreSQL ${majorVersion} is not supported: give a major version from '${oldest}' to '${newest}', ` +
         `since the agent image's pg_dump ${newest} can dump servers up to its own version`);
     }
-    return new SourceEngine(DatabaseFlavour.POSTGRES, String(majorVersion), Engine.POSTGRES, 5432, `postgres:${majorVersion}`);
+    return new SourceEngine(DatabaseFlavour.POSTGRES, majorVersion, Engine.POSTGRES, 5432, `postgres:${majorVersion}`);
   }
 
   /** MariaDB of a release series, for example '10.11' or '11.4'. */
   public static mariadb(version: string): SourceEngine {
-    return new SourceEngine(DatabaseFlavour.MARIADB, checkSeries('MariaDB', version, '10.11'), Engine.MYSQL, 3306, `mariadb:${version}`);
+    return new SourceEngine(DatabaseFlavour.MARIADB, checkSeries('mariadb', 'MariaDB', version, '10.11'), Engine.MYSQL, 3306, `mariadb:${version}`);
   }
 
   /**
    * MySQL of a release series, for example '8.0' or '8.4'. Dumped with the MariaDB client, which reads MySQL 8;
-   * untested here (only MariaDB runs in the test suite), and MySQL 8 dumps do not load into MariaDB.
+   * untested so far (only MariaDB runs in the agent image's tests), so DatabaseBackups warns at synth for each
+   * MySQL source. MySQL 8 dumps do not load into MariaDB: restore tests use a MySQL scratch server.
    */
   public static mysql(version: string): SourceEngine {
-    return new SourceEngine(DatabaseFlavour.MYSQL, checkSeries('MySQL', version, '8.4'), Engine.MYSQL, 3306, `mysql:${version}`);
+    return new SourceEngine(DatabaseFlavour.MYSQL, checkSeries('mysql', 'MySQL', version, '8.4'), Engine.MYSQL, 3306, `mysql:${version}`);
   }
 
   private constructor(
@@ -65,8 +76,16 @@ export class SourceEngine {
   }
 }
 
-function checkSeries(product: string, version: string, example: string): string {
-  if (!/^\d+\.\d+$/.test(version)) throw new Error(`${product} version '${version}' is invalid: give its release series, for example '${example}'`);
+/** A value as the user wrote it in the call: strings quoted, anything else as it is. */
+function shown(value: unknown): string {
+  return typeof value === 'string' ? `'${value}'` : String(value);
+}
+
+function checkSeries(method: string, product: string, version: string, example: string): string {
+  if (typeof version !== 'string' || !/^\d+\.\d+$/.test(version)) {
+    throw new RestorableError(`SourceEngine.${method}(${shown(version)})`,
+      `version must be a ${product} release series as a string, for example '${example}'`);
+  }
   return version;
 }
 
@@ -80,7 +99,7 @@ export interface SourceEndpoint {
 export interface BackupSourceProps {
   /** The source's name: its S3 prefix, metric dimension and task group. 1 to 48 characters of a-z, 0-9 and '-'. */
   readonly name: string;
-  /** The engine, for example `SourceEngine.postgres(16)`. */
+  /** The engine, for example `SourceEngine.postgres('16')`. */
   readonly engine: SourceEngine;
   /**
    * The database user's secret, in the RDS JSON shape `{host,port,username,password,dbname}`. Only this source's
@@ -158,7 +177,7 @@ const HOUR_STEPS = [1, 2, 3, 4, 6, 8, 12];
 /** The throttle that makes an RPO under 15 minutes an error, in words that say what to use instead. */
 export function rpoProblem(rpo: Duration): string | undefined {
   if (rpo.toMinutes({ integral: false }) >= MINIMUM_RPO.toMinutes()) return undefined;
-  return `an RPO of ${rpo.toHumanString()} is under the 15-minute minimum: full dumps are not continuous backup. ` +
+  return `rpo: an RPO of ${rpo.toHumanString()} is under the 15-minute minimum: full dumps are not continuous backup. ` +
     'Use 15 minutes or more; a shorter RPO needs WAL/binlog archiving (point-in-time recovery), which is planned, ' +
     'or your database service\'s own point-in-time restore';
 }

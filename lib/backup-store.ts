@@ -1,18 +1,19 @@
-import { Aws, Duration, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { BackupBucket, BackupBucketProps, ObjectLockMode } from './backup-bucket';
+import { BackupBucket, BackupBucketProps } from './backup-bucket';
+import { RestorableError } from './errors';
 import { ReplicaStore } from './replica-store';
 
 export interface BackupStoreProps extends BackupBucketProps {
   /**
    * The offsite copy in another region. Every new version is replicated there; delete markers are not,
    * so a deletion or corruption here does not spread.
-   * @default - no replication: the store keeps a single regional copy
+   * @default - no replication: the store keeps a single regional copy, and synth warns that this is not 3-2-1
    */
   readonly replica?: ReplicaStore;
   /**
@@ -30,6 +31,8 @@ export interface BackupStoreProps extends BackupBucketProps {
 
 /** The id of the replication rule; also the `RuleId` dimension of the replication metrics. */
 export const REPLICATION_RULE_ID = 'replicate-to-replica';
+/** The warning id a user acknowledges to keep a store without an offsite copy. */
+export const NO_REPLICA_WARNING = '@restorable/backup-store:no-replica';
 
 /**
  * Where backups live (the "3" and "2" of 3-2-1): a versioned, KMS-encrypted, Object-Locked bucket whose
@@ -47,8 +50,9 @@ export class BackupStore extends BackupBucket {
     super(scope, id, props);
     if (!props.replica) {
       if (props.replicationTimeControl !== undefined || props.alarmTopic) {
-        throw new Error(`${this.node.path}: replicationTimeControl and alarmTopic only apply with a replica; set replica to a ReplicaStore in another region, or remove them`);
+        throw new RestorableError(this, 'replicationTimeControl and alarmTopic only apply with a replica; set replica to a ReplicaStore in another region, or remove them');
       }
+      this.warnSingleCopy();
       return;
     }
     this.replica = props.replica;
@@ -80,7 +84,7 @@ export class BackupStore extends BackupBucket {
   }
 
   private replicationMetric(metricName: string, statistic: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    if (!this.replica) throw new Error(`${this.node.path}: replication metrics need a replica; set the replica property`);
+    if (!this.replica) throw new RestorableError(this, `${metricName} is a replication metric, and this store has no replica; set the replica property`);
     return new cloudwatch.Metric({
       namespace: 'AWS/S3',
       metricName,
@@ -94,18 +98,28 @@ export class BackupStore extends BackupBucket {
   private checkReplica(replica: ReplicaStore): void {
     const region = Stack.of(this).region;
     if (!Token.isUnresolved(region) && replica.region === region) {
-      throw new Error(`${this.node.path}: replica is in ${region}, the same region as this store; an offsite copy in the same region ` +
+      throw new RestorableError(this, `replica is in ${region}, the same region as this store; an offsite copy in the same region ` +
         'does not survive a regional outage. Put the ReplicaStore in a stack whose env.region is another region');
     }
-    if (this.objectLockMode !== ObjectLockMode.OFF && replica.objectLockMode === ObjectLockMode.OFF) {
-      throw new Error(`${this.node.path}: this store uses Object Lock but its replica has objectLockMode OFF, and S3 cannot replicate ` +
-        'locked objects into an unlocked bucket; give the ReplicaStore objectLockMode GOVERNANCE or COMPLIANCE');
+    if (this.objectLockEnabled && !replica.objectLockEnabled) {
+      throw new RestorableError(this, 'replica: this store uses Object Lock but its replica has objectLockEnabled false, and S3 cannot replicate ' +
+        'locked objects into an unlocked bucket; leave the ReplicaStore\'s objectLockEnabled unset (Object Lock on)');
     }
     // Replication keeps keys as they are, so the replica's lifecycle, grants and DR restore tests must use the same prefix.
     if (replica.prefix !== this.prefix) {
-      throw new Error(`${this.node.path}: the replica's prefix is '${replica.prefix}' but this store's is '${this.prefix}'; replication ` +
+      throw new RestorableError(this, `replica: the replica's prefix is '${replica.prefix}' but this store's is '${this.prefix}'; replication ` +
         `keeps object keys as they are, so give the ReplicaStore the same prefix ('${this.prefix}')`);
     }
+  }
+
+  /** No replica: every backup is in one bucket of one region. */
+  private warnSingleCopy(): void {
+    const region = Stack.of(this).region;
+    const where = Token.isUnresolved(region) ? 'this region' : region;
+    Annotations.of(this).addWarningV2(NO_REPLICA_WARNING,
+      `BackupStore has no replica, so it keeps a single regional copy of every backup: there is no offsite copy, which is not 3-2-1, ` +
+      `and an outage of ${where} or the loss of this bucket takes every backup with it. Add one: create a ReplicaStore in a stack ` +
+      'of another region (new ReplicaStore(drStack, \'Replica\')) and pass it as this store\'s replica; or acknowledge this warning.');
   }
 
   /** CDK's own replication role lacks the Object Lock reads, and without them nothing replicates and nothing says so. */

@@ -1,4 +1,4 @@
-import { Duration, Names, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -9,15 +9,16 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
-import { BackupBucket, ObjectLockMode } from './backup-bucket';
+import { BackupBucket } from './backup-bucket';
 import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
 import { BackupKeys } from './backup-keys';
 import { BackupMonitoring } from './backup-monitoring';
 import {
-  BackupSource, BackupSourceProps, DEFAULT_RPO, cronForRpo, cronProblem, rpoProblem, taskSizeProblem,
+  BackupSource, BackupSourceProps, DEFAULT_RPO, DatabaseFlavour, cronForRpo, cronProblem, rpoProblem, taskSizeProblem,
 } from './backup-source';
 import { Engine } from './contract/manifest';
 import { sourceNameProblem } from './contract/names';
+import { RestorableError } from './errors';
 import { InlinePolicyRole } from './inline-policy-role';
 
 export interface DatabaseBackupsProps {
@@ -84,6 +85,8 @@ export interface DatabaseBackupsProps {
 
 /** The container's name in every backup task definition; the schedules' overrides address it. */
 export const AGENT_CONTAINER_NAME = 'agent';
+/** The warning id a user acknowledges once a MySQL source's backups and restores have been tried. */
+export const MYSQL_UNTESTED_WARNING = '@restorable/database-backups:mysql-untested';
 
 const DEFAULT_CPU = 1024;
 /** How long a backup run may take before the freshness check counts its source stale: RPO + this. */
@@ -122,19 +125,19 @@ export class DatabaseBackups extends Construct {
   constructor(scope: Construct, id: string, props: DatabaseBackupsProps) {
     super(scope, id);
     if (!props?.vpc) {
-      throw new Error(`${this.node.path}: vpc is required: the backup tasks run in a VPC that reaches the databases ` +
+      throw new RestorableError(this, `vpc is required: the backup tasks run in a VPC that reaches the databases ` +
         '(for example ec2.Vpc.fromLookup(this, \'Vpc\', { vpcId }))');
     }
     if (!props.store || !props.keys) {
-      throw new Error(`${this.node.path}: store and keys are required: pass the BackupStore the tasks write to and the BackupKeys whose recipient they encrypt to`);
+      throw new RestorableError(this, `store and keys are required: pass the BackupStore the tasks write to and the BackupKeys whose recipient they encrypt to`);
     }
     this.props = props;
     this.subnets = props.subnets ?? { subnetType: props.vpc.privateSubnets.length ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED };
     if (this.subnets.subnetType === ec2.SubnetType.PRIVATE_ISOLATED && !props.vpcEndpoints) {
-      throw new Error(`${this.node.path}: the backup tasks would run in isolated subnets, which reach neither ECR, S3, Secrets Manager ` +
+      throw new RestorableError(this, `the backup tasks would run in isolated subnets, which reach neither ECR, S3, Secrets Manager ` +
         'nor CloudWatch: set vpcEndpoints: true, or choose subnets with a NAT route');
     }
-    this.image = props.image ?? agentImage();
+    this.image = props.image ?? agentImage(this);
     this.cluster = props.cluster ?? new ecs.Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
     this.securityGroup = new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
       vpc: props.vpc,
@@ -173,27 +176,28 @@ export class DatabaseBackups extends Construct {
   public addSource(props: BackupSourceProps): BackupSource {
     const name = props?.name;
     const problem = typeof name === 'string' ? sourceNameProblem(name) : 'a source needs a name';
-    if (problem) throw new Error(`${this.node.path}: ${problem}`);
+    if (problem) throw new RestorableError(this, problem);
     if (this.sourceList.some((s) => s.name === name)) {
-      throw new Error(`${this.node.path}: source '${name}' is defined twice: source names are S3 prefixes and must be unique`);
+      throw new RestorableError(this, `source '${name}' is defined twice: source names are S3 prefixes and must be unique`);
     }
-    if (!props.engine) throw new Error(`${this.node.path}: source '${name}' has no engine: pass one, for example SourceEngine.postgres(16)`);
+    if (!props.engine) throw new RestorableError(this, `source '${name}' has no engine: pass one, for example SourceEngine.postgres('16')`);
     if (!props.secret) {
-      throw new Error(`${this.node.path}: source '${name}' has no secret: pass the database user's Secrets Manager secret ` +
+      throw new RestorableError(this, `source '${name}' has no secret: pass the database user's Secrets Manager secret ` +
         '(RDS shape {host,port,username,password,dbname}); the agent reads it at run time, so no password is in the template');
     }
     const rpo = props.rpo ?? DEFAULT_RPO;
     const rpoError = rpoProblem(rpo);
-    if (rpoError) throw new Error(`${this.node.path}: source '${name}': ${rpoError}`);
+    if (rpoError) throw new RestorableError(this, `source '${name}': ${rpoError}`);
     const cron = props.cron?.trim().replace(/^cron\((.*)\)$/, '$1') ?? cronForRpo(rpo);
     const cronError = props.cron === undefined ? undefined : cronProblem(props.cron);
-    if (cronError) throw new Error(`${this.node.path}: source '${name}': ${cronError}`);
+    if (cronError) throw new RestorableError(this, `source '${name}': ${cronError}`);
     const cpu = props.cpu ?? DEFAULT_CPU;
     const memory = props.memoryLimitMiB ?? DEFAULT_MEMORY_MIB;
     const sizeError = taskSizeProblem(cpu, memory, props.ephemeralStorageGiB);
-    if (sizeError) throw new Error(`${this.node.path}: source '${name}': ${sizeError}`);
+    if (sizeError) throw new RestorableError(this, `source '${name}': ${sizeError}`);
 
     const scope = new Construct(this.sourcesScope, name);
+    if (props.engine.flavour === DatabaseFlavour.MYSQL) warnMysqlUntested(scope, name, props.engine.version);
     const taskRole = this.createTaskRole(scope, props);
     this.openNetwork(props);
     const schedule = new scheduler.Schedule(scope, 'Schedule', {
@@ -251,7 +255,7 @@ export class DatabaseBackups extends Construct {
       ...(props.database ? ['--database', props.database] : []),
       ...(props.expectedSize ? ['--expected-size', String(props.expectedSize.toBytes())] : []),
       // The same condition under which grantBackupWrite allows s3:PutObjectLegalHold: the last good backup stays.
-      ...(store.objectLockMode !== ObjectLockMode.OFF ? ['--legal-hold'] : []),
+      ...(store.objectLockEnabled ? ['--legal-hold'] : []),
       '--json',
     ];
   }
@@ -342,6 +346,15 @@ export class DatabaseBackups extends Construct {
       });
     }
   }
+}
+
+/** MySQL is dumped by the MariaDB client, and neither its backups nor its restore tests have run against a MySQL server. */
+function warnMysqlUntested(scope: Construct, name: string, version: string): void {
+  Annotations.of(scope).addWarningV2(MYSQL_UNTESTED_WARNING,
+    `Source '${name}' is MySQL ${version}, which is untested: the agent image holds only MariaDB's client (mysqldump from ` +
+    `MariaDB 10.11), and only MariaDB servers run in Restorable's tests, so neither a MySQL ${version} backup nor its ` +
+    `restore test into a mysql:${version} scratch server has been proven. Run a backup and a restore test of this source ` +
+    'before relying on it; once they pass, acknowledge this warning.');
 }
 
 /** The account as cdk-nag prints it in a finding. */

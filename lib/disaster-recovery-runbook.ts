@@ -6,6 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { RestorableError } from './errors';
 import { lambdaAsset } from './package-root';
 import { BackupKeys } from './backup-keys';
 import { BackupStore } from './backup-store';
@@ -44,7 +45,7 @@ export class DisasterRecoveryRunbook extends Construct {
   constructor(scope: Construct, id: string, props: DisasterRecoveryRunbookProps) {
     super(scope, id);
     if (!props?.backups || !props.store) {
-      throw new Error(`${this.node.path}: backups and store are required: the DatabaseBackups whose sources get a runbook, and the BackupStore they write to`);
+      throw new RestorableError(this, `backups and store are required: the DatabaseBackups whose sources get a runbook, and the BackupStore they write to`);
     }
     const { store, backups } = props;
     const replica = store.replica;
@@ -60,7 +61,7 @@ export class DisasterRecoveryRunbook extends Construct {
         `arn:${Stack.of(this).partition}:kms:${replica.region}:${replica.account}:key/*`, replica.region, replica.keyAliasName);
     }
 
-    const asset = lambdaAsset('runbook-writer');
+    const asset = lambdaAsset(this, 'runbook-writer');
     const code = fs.readFileSync(path.join(asset, 'index.js'));
     const writer = new lambda.Function(this, 'Writer', {
       description: 'Renders and writes the Restorable disaster-recovery runbooks (custom resource)',

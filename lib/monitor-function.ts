@@ -36,7 +36,7 @@ export class MonitorFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: MonitorFunctionProps) {
     super(scope, id);
-    const asset = lambdaAsset(props.handlerName);
+    const asset = lambdaAsset(this, props.handlerName);
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.THREE_MONTHS });
     const role = new iam.Role(this, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: props.description });
     logGroup.grantWrite(role);

@@ -2,9 +2,11 @@ import { Duration, Lazy } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { BackupStore } from './backup-store';
 import { MANIFEST_SUFFIX, sourcePrefix } from './contract/names';
+import { RestorableError } from './errors';
 
 /** Sources per schedule target and per manifest rule: keeps each target's input and each rule's pattern well under EventBridge's limits. */
 const SOURCES_PER_RULE = 25;
@@ -88,4 +90,13 @@ export class MonitoringRules {
   private manifestRule(n: number): events.Rule {
     return this.scope.node.findChild(`NewBackupRule${n === 1 ? '' : n}`) as events.Rule;
   }
+}
+
+/** New manifests reach the size check through EventBridge, which the store's bucket must be told to notify. */
+export function enableEventBridgeNotifications(scope: Construct, store: BackupStore): void {
+  const cfnBucket = store.bucket.node.defaultChild;
+  if (!(cfnBucket instanceof s3.CfnBucket)) {
+    throw new RestorableError(scope, 'store: its bucket is not defined in this app, so its EventBridge notifications cannot be turned on here');
+  }
+  cfnBucket.addPropertyOverride('NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled', true);
 }

@@ -1,6 +1,7 @@
 import { Aws, PhysicalName, Stack, Token } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { BackupBucket, BackupBucketProps } from './backup-bucket';
+import { RestorableError } from './errors';
 
 /** Properties of the offsite copy; its region and account are those of the stack it lives in. */
 export type ReplicaStoreProps = BackupBucketProps;
@@ -23,7 +24,7 @@ export class ReplicaStore extends BackupBucket {
   constructor(scope: Construct, id: string, props: ReplicaStoreProps = {}) {
     const stack = Stack.of(scope);
     if (Token.isUnresolved(stack.region) || Token.isUnresolved(stack.account)) {
-      throw new Error(`${scope.node.path}/${id}: a ReplicaStore needs a stack with an explicit env (account and region), ` +
+      throw new RestorableError(`${scope.node.path}/${id}`, 'a ReplicaStore needs a stack with an explicit env (account and region), ' +
         'because the primary store refers to it by names known at synth; set env: { account, region } on its stack');
     }
     super(scope, id, props, { bucketName: PhysicalName.GENERATE_IF_NEEDED, withKeyAlias: true });

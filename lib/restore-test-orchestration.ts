@@ -96,7 +96,7 @@ export class RestoreTestOrchestration extends Construct {
   }
 
   private createFunction(props: RestoreTestOrchestrationProps): lambda.Function {
-    const asset = lambdaAsset('restore-test-orchestrator');
+    const asset = lambdaAsset(this, 'restore-test-orchestrator');
     const stack = Stack.of(this);
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.THREE_MONTHS });
     const role = new iam.Role(this, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: 'Starts and follows Restorable restore-test tasks' });

@@ -4,10 +4,11 @@
  */
 import { Duration } from 'aws-cdk-lib';
 import { BackupSource } from './backup-source';
+import { RestorableError, renamedPropProblems, wholeSeconds } from './errors';
 import { ScratchConnection } from './restore-test-task';
 
 /**
- * A query the restored database must answer as expected; give exactly one of `minRows`, `equals`, `maxAgeSeconds`.
+ * A query the restored database must answer as expected; give exactly one of `minRows`, `equals`, `maxAge`.
  * A failed check names itself in the report with what was expected and what came back.
  */
 export interface RestoreTestCheck {
@@ -26,10 +27,11 @@ export interface RestoreTestCheck {
    */
   readonly equals?: string;
   /**
-   * The first column of the first row is a time at most this many seconds older than the backup's start.
+   * The first column of the first row is a time at most this much older than the backup's start (whole seconds),
+   * for example `Duration.hours(1)`.
    * @default - not checked
    */
-  readonly maxAgeSeconds?: number;
+  readonly maxAge?: Duration;
 }
 
 /** How far a restored table's row count may differ from the count the manifest recorded. */
@@ -41,13 +43,13 @@ export class RowCountTolerance {
 
   /** Up to `rows` more or fewer rows per table. */
   public static rows(rows: number): RowCountTolerance {
-    if (!Number.isInteger(rows) || rows < 0) throw new Error(`RowCountTolerance.rows takes a whole number of rows of at least 0 (got ${rows})`);
+    if (!Number.isInteger(rows) || rows < 0) throw new RestorableError(`RowCountTolerance.rows(${rows})`, 'rows must be a whole number of rows, at least 0');
     return new RowCountTolerance(String(rows));
   }
 
   /** Up to `percent` per cent of each table's recorded count. */
   public static percent(percent: number): RowCountTolerance {
-    if (!(percent >= 0 && percent <= 100)) throw new Error(`RowCountTolerance.percent takes a percentage from 0 to 100 (got ${percent})`);
+    if (!(percent >= 0 && percent <= 100)) throw new RestorableError(`RowCountTolerance.percent(${percent})`, 'percent must be a percentage from 0 to 100');
     return new RowCountTolerance(`${percent}%`);
   }
 
@@ -81,12 +83,16 @@ export interface RestoreTestSourceProps {
 /** What is wrong with a check, or undefined when it is valid. */
 export function checkProblem(check: RestoreTestCheck): string | undefined {
   if (!check?.name || !check.sql) return 'every restore-test check needs a name and an sql query';
-  const expectations = [check.minRows, check.equals, check.maxAgeSeconds].filter((e) => e !== undefined).length;
-  if (expectations !== 1) return `check '${check.name}' must have exactly one of minRows, equals and maxAgeSeconds (it has ${expectations})`;
-  for (const [field, value] of [['minRows', check.minRows], ['maxAgeSeconds', check.maxAgeSeconds]] as const) {
-    if (value !== undefined && !(Number.isFinite(value) && value >= 0)) return `check '${check.name}': ${field} must be a number of at least 0`;
+  const [renamed] = renamedPropProblems(check, { maxAgeSeconds: 'use maxAge: Duration.hours(1)' }, `check '${check.name}': `);
+  if (renamed) return renamed;
+  const expectations = [check.minRows, check.equals, check.maxAge].filter((e) => e !== undefined).length;
+  if (expectations !== 1) return `check '${check.name}' must have exactly one of minRows, equals and maxAge (it has ${expectations})`;
+  if (check.minRows !== undefined && !(Number.isInteger(check.minRows) && check.minRows >= 0)) {
+    return `check '${check.name}': minRows must be a whole number of at least 0 (got ${check.minRows})`;
   }
-  return undefined;
+  const problems: string[] = [];
+  if (check.maxAge !== undefined) wholeSeconds(`check '${check.name}': maxAge`, check.maxAge, { min: 0, example: 'Duration.hours(1)' }, problems);
+  return problems[0];
 }
 
 export interface RestoreTestTarget {
@@ -101,7 +107,8 @@ export interface RestoreTestTarget {
 
 /** The agent's arguments for one source's restore test: no secret, only where to find it. */
 export function restoreTestCommand(props: RestoreTestSourceProps, target: RestoreTestTarget): string[] {
-  const checks = (props.checks ?? []).map(({ name, sql, minRows, equals, maxAgeSeconds }) => ({ name, sql, minRows, equals, maxAgeSeconds }));
+  // The agent's checks file counts the age in seconds.
+  const checks = (props.checks ?? []).map(({ name, sql, minRows, equals, maxAge }) => ({ name, sql, minRows, equals, maxAgeSeconds: maxAge?.toSeconds() }));
   return [
     'restore-test', '--source', props.source.name, '--bucket', target.bucket,
     ...(target.prefix ? ['--prefix', target.prefix] : []),

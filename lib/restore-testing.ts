@@ -1,4 +1,4 @@
-import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -7,6 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { RestorableError, wholeSeconds } from './errors';
 import { agentImage } from './agent-image';
 import { BackupBucket } from './backup-bucket';
 import { BackupKeys } from './backup-keys';
@@ -150,32 +151,32 @@ export class RestoreTesting extends Construct {
   constructor(scope: Construct, id: string, props: RestoreTestingProps) {
     super(scope, id);
     if (!props?.backups || !props.store || !props.keys || !props.monitoring) {
-      throw new Error(`${this.node.path}: backups, store, keys and monitoring are required: the tests restore the backups of a DatabaseBackups ` +
+      throw new RestorableError(this, `backups, store, keys and monitoring are required: the tests restore the backups of a DatabaseBackups ` +
         'from its BackupStore with the BackupKeys identity, and report through its BackupMonitoring');
     }
     if (!props.keys.identitySecret) {
-      throw new Error(`${this.node.path}: the BackupKeys hold no identity secret, so no restore test can decrypt a backup: ` +
+      throw new RestorableError(this, `keys: the BackupKeys hold no identity secret, so no restore test can decrypt a backup: ` +
         'let BackupKeys generate the key pair, or pass identitySecret with your recipient');
     }
     const concurrency = props.maxConcurrency ?? 4;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 40) {
-      throw new Error(`${this.node.path}: maxConcurrency must be a whole number from 1 to 40 (got ${concurrency}): each running test is a Fargate task`);
+      throw new RestorableError(this, `maxConcurrency must be a whole number from 1 to 40 (got ${concurrency}): each running test is a Fargate task`);
     }
     const maxTestHours = props.maxTestDuration?.toHours({ integral: false });
     if (maxTestHours !== undefined && !(maxTestHours >= 0.25 && maxTestHours <= 24)) {
-      throw new Error(`${this.node.path}: maxTestDuration must be from 15 minutes to 24 hours (got ${props.maxTestDuration!.toHumanString()}): ` +
+      throw new RestorableError(this, `maxTestDuration must be from 15 minutes to 24 hours (got ${props.maxTestDuration!.toHumanString()}): ` +
         'a run follows its tests for at most two days');
     }
     if (props.drSchedule && (!props.store.replica || !props.keys.encryptionKey)) {
-      throw new Error(`${this.node.path}: drSchedule tests the DR copy, but the store has no replica or the identity secret is not replicated ` +
+      throw new RestorableError(this, `drSchedule tests the DR copy, but the store has no replica or the identity secret is not replicated ` +
         '(generated BackupKeys with replicaRegion): set BackupStore.replica, or remove drSchedule');
     }
     this.props = props;
     this.cpu = props.cpu ?? 1024;
     this.memory = props.memoryLimitMiB ?? 4096;
     const sizeProblem = taskSizeProblem(this.cpu, this.memory, props.ephemeralStorageGiB);
-    if (sizeProblem) throw new Error(`${this.node.path}: the restore-test task's size: ${sizeProblem}`);
-    this.image = props.image ?? agentImage();
+    if (sizeProblem) throw new RestorableError(this, `the restore-test task's size: ${sizeProblem}`);
+    this.image = props.image ?? agentImage(this);
     const tasksPrincipal = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
     this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasksPrincipal, description: 'Pulls the Restorable agent and scratch images and ships their logs' });
     Validations.of(this.executionRole).acknowledge({
@@ -222,17 +223,17 @@ export class RestoreTesting extends Construct {
   /** Tests one more source; its row on the monitoring dashboard gains its restore duration and last result. */
   public addSource(props: RestoreTestSourceProps): void {
     const source = props?.source;
-    if (!source?.name) throw new Error(`${this.node.path}: addSource needs a source from DatabaseBackups (backups.sources or addSource's result)`);
+    if (!source?.name) throw new RestorableError(this, `addSource needs a source from DatabaseBackups (backups.sources or addSource's result)`);
     if (this.tested.some((t) => t.source.name === source.name)) {
-      throw new Error(`${this.node.path}: source '${source.name}' is restore-tested twice; pass it once, with all its checks`);
+      throw new RestorableError(this, `source '${source.name}' is restore-tested twice; pass it once, with all its checks`);
     }
     for (const check of props.checks ?? []) {
       const problem = checkProblem(check);
-      if (problem) throw new Error(`${this.node.path}: source '${source.name}': ${problem}`);
+      if (problem) throw new RestorableError(this, `source '${source.name}': ${problem}`);
     }
-    if (props.rtoTarget && (Token.isUnresolved(props.rtoTarget.toSeconds()) || props.rtoTarget.toSeconds() <= 0)) {
-      throw new Error(`${this.node.path}: source '${source.name}': rtoTarget must be a positive duration known at synth, for example Duration.hours(1)`);
-    }
+    const problems: string[] = [];
+    if (props.rtoTarget !== undefined) wholeSeconds(`source '${source.name}': rtoTarget`, props.rtoTarget, { min: 1, example: 'Duration.hours(1)' }, problems);
+    if (problems.length) throw new RestorableError(this, problems[0]);
     const task = this.taskFor(source);
     const role = this.roleFor(this.tested.length);
     this.props.store.grantRestoreRead(role, source.name);
@@ -289,7 +290,7 @@ export class RestoreTesting extends Construct {
     const existing = this.taskDefinitions.get(key);
     if (existing) {
       if (existing.scratchFlavour !== source.engine.flavour) {
-        throw new Error(`${this.node.path}: source '${source.name}' (${source.engine}) uses the scratch image of a ${existing.scratchFlavour} source; give it a scratch image of its own engine`);
+        throw new RestorableError(this, `source '${source.name}' (${source.engine}) uses the scratch image of a ${existing.scratchFlavour} source; give it a scratchImage of its own engine`);
       }
       return existing;
     }

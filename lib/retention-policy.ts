@@ -82,11 +82,11 @@ export function planRetention(input: RetentionInput): TierRetention[] {
 export function retentionProblems(input: RetentionInput): string[] {
   const problems = keepCountProblems(input.keep);
   if (!isPositiveWhole(input.noncurrentDays)) {
-    problems.push(`noncurrentVersionExpirationDays must be a positive whole number of days (got ${input.noncurrentDays}); for example 7`);
+    problems.push(`noncurrentVersionExpiration must be a whole number of days, at least 1 (got ${input.noncurrentDays} days); for example Duration.days(7)`);
   }
   for (const t of input.transitions) {
     if (!isPositiveWhole(t.afterDays)) {
-      problems.push(`transitions: the ${t.tier} transition to ${t.storageClass} has afterDays ${t.afterDays}; use a positive whole number of days`);
+      problems.push(`transitions: the ${t.tier} transition to ${t.storageClass} is after ${t.afterDays} days; its transitionAfter must be a whole number of days, at least 1`);
     }
   }
   // Ages and costs only make sense once the numbers themselves are valid.
@@ -106,10 +106,10 @@ function tierProblems(plan: TierRetention): string[] {
     }
     if (IA_CLASSES.includes(t.storageClass) && t.afterDays < IA_EARLIEST_TRANSITION_DAYS) {
       problems.push(`transitions: the ${tier} transition to ${t.storageClass} after ${t.afterDays} days is refused by S3, ` +
-        `which allows Infrequent Access transitions from day ${IA_EARLIEST_TRANSITION_DAYS}; set afterDays to ${IA_EARLIEST_TRANSITION_DAYS} or more`);
+        `which allows Infrequent Access transitions from day ${IA_EARLIEST_TRANSITION_DAYS}; set transitionAfter to Duration.days(${IA_EARLIEST_TRANSITION_DAYS}) or more`);
     }
     if (transitions[i - 1]?.afterDays === t.afterDays) {
-      problems.push(`transitions: the ${tier} tier has two transitions after ${t.afterDays} days; give each a different afterDays`);
+      problems.push(`transitions: the ${tier} tier has two transitions after ${t.afterDays} days; give each a different transitionAfter`);
     }
     const minimum = MINIMUM_STORAGE_DAYS[t.storageClass];
     if (minimum === undefined) {
@@ -151,4 +151,51 @@ export function retentionTable(plans: readonly TierRetention[]): string {
     '|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
+}
+
+/** Backups of a tier one source makes, at most, per day: an hourly RPO makes 24 hourly backups a day. */
+const BACKUPS_PER_DAY: Record<Tier, number> = { [Tier.HOURLY]: 24, [Tier.DAILY]: 1, [Tier.WEEKLY]: 1 / 7, [Tier.MONTHLY]: 1 / 31 };
+const RATE_IN_WORDS: Record<Tier, string> = { [Tier.HOURLY]: '× 24 a day at an hourly RPO', [Tier.DAILY]: '× 1 a day', [Tier.WEEKLY]: '÷ 7, one a week', [Tier.MONTHLY]: '÷ 31, one a month' };
+
+/** Days a tier's backups would live without Object Lock: its expiry, then its noncurrent days. */
+function unlockedDays(plan: TierRetention): number {
+  return plan.expirationDays + plan.noncurrentDays;
+}
+
+/** How many backups of a tier one source holds at once, at most, while each is kept for the lock. */
+function keptByLock(plan: TierRetention): number {
+  return Math.ceil(plan.lockDays * BACKUPS_PER_DAY[plan.tier]);
+}
+
+/**
+ * The warning for a lock that outlasts some tiers, or undefined: what each such tier really keeps and for how long,
+ * in backups per source, the effective retention of every tier, and how to get back to what keep asks.
+ * @param lock the lock as the user chose it, for example 'GOVERNANCE, 30 days'
+ */
+export function lockBeyondRetentionWarning(plans: readonly TierRetention[], lock: string): string | undefined {
+  const outlasted = plans.filter((p) => p.lockDays > unlockedDays(p));
+  if (!outlasted.length) return undefined;
+  const tiers = outlasted.map((p) => `${p.tier} backups ${p.effectiveDays} days instead of ${unlockedDays(p)} ` +
+    `(${p.expirationDays}-day expiry + ${p.noncurrentDays} noncurrent days): up to ${keptByLock(p)} per source ` +
+    `(${p.lockDays} days ${RATE_IN_WORDS[p.tier]}) where keep.${p.tier} asks for ${p.keepCount}`);
+  return `objectLockDefaultRetention (${lock}) is longer than the ${outlasted.map((p) => p.tier).join(' and ')} ` +
+    `tier${outlasted.length > 1 ? 's' : ''} keep${outlasted.length > 1 ? '' : 's'} a backup, so the lock decides how long ` +
+    `they live: ${tiers.join('; ')}. None of them can be deleted before its lock passes, and each is billed until then. ` +
+    `Effective retention per tier: ${plans.map((p) => `${p.tier} ${p.effectiveDays} days`).join(', ')}. ` +
+    `To keep what keep asks, shorten the lock to ${Math.min(...plans.map(unlockedDays))} days or less; if the longer retention is wanted, acknowledge this warning`;
+}
+
+/**
+ * The error for a COMPLIANCE lock longer than the longest tier keeps a backup, or undefined: every backup would be
+ * kept, undeletable by anyone, for the whole lock.
+ */
+export function complianceLockProblem(plans: readonly TierRetention[], acknowledgement: string): string | undefined {
+  const longest = plans.reduce((a, b) => (unlockedDays(b) > unlockedDays(a) ? b : a));
+  const lockDays = longest.lockDays;
+  if (lockDays <= unlockedDays(longest)) return undefined;
+  return `objectLockDefaultRetention is COMPLIANCE for ${lockDays} days, longer than any tier keeps a backup (the longest, ` +
+    `${longest.tier}, keeps one ${unlockedDays(longest)} days): every backup of every tier, hourly ones included, would be kept ` +
+    `${lockDays} days, and nobody, not even the account root, could delete it or shorten its lock before then; that is up to ` +
+    `${plans.map((p) => `${keptByLock(p)} ${p.tier}`).join(', ')} backups per source at once. Shorten the lock to ` +
+    `${unlockedDays(longest)} days or less, choose s3.ObjectLockRetention.governance(...), or set ${acknowledgement}: true to keep them`;
 }

@@ -1,5 +1,5 @@
 /**
- * The manifest written beside every backup, and the latest pointer (design §3).
+ * The manifest written beside every backup, and the latest pointer.
  * Unencrypted and free of secrets: freshness checks, size checks, restore tests and people read them.
  */
 import { Tier } from './tiers';

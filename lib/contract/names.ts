@@ -1,5 +1,5 @@
 /**
- * Object key contract (design §3). Shared by the constructs, the Lambda handlers and the agent,
+ * Object key contract. Shared by the constructs, the Lambda handlers and the agent,
  * so it must never import aws-cdk-lib.
  *
  *   {prefix}{source}/{YYYY}/{MM}/{DD}/{source}_{YYYY-MM-DD_HH-MM-SS}Z.{ext}

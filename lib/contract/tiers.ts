@@ -1,5 +1,5 @@
 /**
- * Grandfather-father-son retention tiers (design §3): which tier a backup belongs to,
+ * Grandfather-father-son retention tiers: which tier a backup belongs to,
  * and how keep-counts become lifecycle ages. No aws-cdk-lib here.
  */
 
@@ -16,7 +16,7 @@ export enum Tier {
 /** From the shortest-lived tier to the longest. */
 export const TIERS: readonly Tier[] = [Tier.HOURLY, Tier.DAILY, Tier.WEEKLY, Tier.MONTHLY];
 
-/** How many backups of each tier to keep: the article's retention.conf. */
+/** How many backups of each tier to keep. */
 export interface KeepCounts {
   readonly hourly: number;
   readonly daily: number;

@@ -290,18 +290,22 @@ describe('BackupMonitoring bad input', () => {
   test.each([
     ['an invalid source name', (m: BackupMonitoring) => m.addSource('Orders_DB', { maxAge: Duration.hours(1) }), /source name 'Orders_DB' is invalid: use 1 to 48 characters of a-z, 0-9 and '-'/],
     ['a duplicate source', (m: BackupMonitoring) => { m.addSource('a', { maxAge: Duration.hours(1) }); m.addSource('a', { maxAge: Duration.hours(1) }); }, /source 'a' is already monitored/],
-    ['a zero maxAge', (m: BackupMonitoring) => m.addSource('a', { maxAge: Duration.seconds(0) }), /maxAge of source 'a' must be a positive duration/],
+    ['a zero maxAge', (m: BackupMonitoring) => m.addSource('a', { maxAge: Duration.seconds(0) }), /^Standalone\/Monitoring: maxAge of source 'a' must be a whole number of seconds, at least 1 \(got 0 seconds\)/],
     ['a floor of 1.5', (m: BackupMonitoring) => m.addSource('a', { maxAge: Duration.hours(1), sizeRatioFloor: 1.5 }), /sizeRatioFloor of source 'a' must be between 0 and 1 \(got 1.5\)/],
     ['a second job-failure metric', (m: BackupMonitoring) => { const metric = m.metricFleetStaleness(); m.watchJobFailures(metric); m.watchJobFailures(metric); }, /watchJobFailures was already called; combine several metrics/],
   ])('given %s, then synth fails with a clear message', (_name, act, message) => {
     expect(() => act(build())).toThrow(message);
   });
   test.each([
-    ['a 30-second check interval', { checkInterval: Duration.seconds(30) }, /checkInterval must be whole minutes between 1 minute and 12 hours/],
-    ['a 13-hour check interval', { checkInterval: Duration.hours(13) }, /checkInterval must be whole minutes/],
-    ['a size floor of 0', { sizeRatioFloor: 0 }, /sizeRatioFloor must be between 0 and 1 \(got 0\)/],
-    ['500 history days', { sizeHistoryDays: 500 }, /sizeHistoryDays must be a whole number from 1 to 100 \(got 500\)/],
-    ['an email without @', { alarmEmails: ['not-an-address'] }, /'not-an-address' is not an email address/],
+    ['a 30-second check interval', { checkInterval: Duration.seconds(30) },
+      /^Standalone\/Monitoring: checkInterval must be a whole number of minutes, from 1 to 720 \(got 30 seconds\): its alarms look at twice the interval/],
+    ['a 13-hour check interval', { checkInterval: Duration.hours(13) }, /checkInterval must be a whole number of minutes, from 1 to 720 \(got 13 hours\)/],
+    ['a size floor of 0', { sizeRatioFloor: 0 }, /^Standalone\/Monitoring: sizeRatioFloor must be between 0 and 1 \(got 0\)/],
+    ['500 days of size history', { sizeHistory: Duration.days(500) },
+      /^Standalone\/Monitoring: sizeHistory must be a whole number of days, from 1 to 100 \(got 500 days\): each day of history costs the size check one S3 LIST; for example Duration.days\(35\)/],
+    ['a history count of 0', { sizeHistoryCount: 0 }, /sizeHistoryCount must be a whole number from 1 to 100 \(got 0\)/],
+    ['sizeHistoryDays, as 0.1 named it', { sizeHistoryDays: 20 }, /sizeHistoryDays was renamed: use sizeHistory: Duration.days\(35\)/],
+    ['an email without @', { alarmEmails: ['not-an-address'] }, /^Standalone\/Monitoring: alarmEmails: 'not-an-address' is not an email address/],
   ])('given %s, then the construct fails with a clear message', (_name, props, message) => {
     expect(() => build(props as Partial<BackupMonitoringProps>)).toThrow(message);
   });

@@ -1,11 +1,10 @@
-import { RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { Tier } from '../../lib/contract/tiers';
-import { ObjectLockMode } from '../../lib/backup-bucket';
 import { primaryWithReplica, onlyResource, resourcesOf, standaloneStore, statementsAllowing, PRIMARY_REGION, REPLICA_REGION, ACCOUNT } from './store-fixtures';
 
 const bucketProps = (template: Template) => onlyResource(template, 'AWS::S3::Bucket', 'StoreBucket').Properties;
@@ -103,18 +102,19 @@ describe('BackupStore Object Lock', () => {
   });
 
   test('given compliance mode for 30 days, when synthesized, then the default retention is compliance, 30 days', () => {
-    const { stack } = standaloneStore({ objectLockMode: ObjectLockMode.COMPLIANCE, lockRetentionDays: 30 });
+    const { stack } = standaloneStore({ objectLockDefaultRetention: s3.ObjectLockRetention.compliance(Duration.days(30)) });
     Template.fromStack(stack).hasResourceProperties('AWS::S3::Bucket', {
       ObjectLockConfiguration: { Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 30 } } },
     });
   });
 
-  test('given ObjectLockMode.OFF, when synthesized, then the bucket has no Object Lock and no lock in its retention', () => {
-    const { stack, store } = standaloneStore({ objectLockMode: ObjectLockMode.OFF });
+  test('given objectLockEnabled false, when synthesized, then the bucket has no Object Lock and no lock in its retention', () => {
+    const { stack, store } = standaloneStore({ objectLockEnabled: false });
     const props = bucketProps(Template.fromStack(stack));
     expect(props.ObjectLockEnabled).toBeFalsy();
     expect(props.ObjectLockConfiguration).toBeUndefined();
     expect(store.retention.map((r) => r.lockDays)).toEqual([0, 0, 0, 0]);
+    expect([store.objectLockEnabled, store.objectLockDefaultRetention]).toEqual([false, undefined]);
   });
 });
 
@@ -147,12 +147,12 @@ describe('BackupStore lifecycle', () => {
   });
 
   test('given a Deep Archive transition, when synthesized, then the monthly rule uses DEEP_ARCHIVE at the chosen age', () => {
-    const { stack } = standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 60 }] });
+    const { stack } = standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, transitionAfter: Duration.days(60) }] });
     expect(ruleFor(Template.fromStack(stack), 'tier-monthly').Transitions).toEqual([{ StorageClass: 'DEEP_ARCHIVE', TransitionInDays: 60 }]);
   });
 
   test('given a custom noncurrent expiry, when synthesized, then every tier rule and the housekeeping rule use it', () => {
-    const { stack } = standaloneStore({ noncurrentVersionExpirationDays: 3 });
+    const { stack } = standaloneStore({ noncurrentVersionExpiration: Duration.days(3) });
     const noncurrent = lifecycleRules(Template.fromStack(stack)).map((r) => r.NoncurrentVersionExpiration);
     expect(noncurrent).toEqual(Array(5).fill({ NoncurrentDays: 3 }));
   });
@@ -180,19 +180,19 @@ describe('BackupStore effective retention', () => {
     expect(store.retention.map((r) => [r.tier, r.expirationDays, r.noncurrentDays, r.lockDays, r.effectiveDays])).toEqual([
       ['hourly', 1, 7, 7, 8], ['daily', 7, 7, 7, 14], ['weekly', 28, 7, 7, 35], ['monthly', 372, 7, 7, 379],
     ]);
-    expect(store.effectiveRetentionDays(Tier.MONTHLY)).toBe(379);
+    expect(store.effectiveRetention(Tier.MONTHLY).toDays()).toBe(379);
   });
 
   test('given a 30-day compliance lock, when constructed, then the lock outlasts the short tiers', () => {
-    const { store } = standaloneStore({ objectLockMode: ObjectLockMode.COMPLIANCE, lockRetentionDays: 30 });
+    const { store } = standaloneStore({ objectLockDefaultRetention: s3.ObjectLockRetention.compliance(Duration.days(30)) });
     expect(store.retention.map((r) => r.effectiveDays)).toEqual([30, 30, 35, 379]);
   });
 
   test('given a transition that fits only the effective retention, when synthesized, then the cost check accepts it', () => {
     // Nominal: 4 monthly backups expire at 124 days, 84 days in Glacier (< 90). Effective: 131 days, 91 in Glacier.
     const { store } = standaloneStore({ keep: { hourly: 24, daily: 7, weekly: 4, monthly: 4 },
-      transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 40 }] });
-    expect(store.effectiveRetentionDays(Tier.MONTHLY)).toBe(131);
+      transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(40) }] });
+    expect(store.effectiveRetention(Tier.MONTHLY).toDays()).toBe(131);
   });
 });
 
@@ -234,7 +234,7 @@ describe('BackupStore grants', () => {
   });
 
   test('given a bucket without Object Lock, when granting backup write, then no legal-hold permission is given', () => {
-    const { stack, store: unlocked } = standaloneStore({ objectLockMode: ObjectLockMode.OFF });
+    const { stack, store: unlocked } = standaloneStore({ objectLockEnabled: false });
     const role = new iam.Role(stack, 'Writer', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
     unlocked.grantBackupWrite(role, 'orders-db');
     expect(statementsAllowing(Template.fromStack(stack), 's3:PutObjectLegalHold')).toEqual([]);

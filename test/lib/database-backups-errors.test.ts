@@ -19,7 +19,7 @@ describe('given a bad source', () => {
     const { stack, backups } = backupsStack();
     const orders = postgresSource(stack, 'orders-db');
     backups.addSource(orders);
-    expect(() => backups.addSource({ ...orders, engine: SourceEngine.postgres(17) }))
+    expect(() => backups.addSource({ ...orders, engine: SourceEngine.postgres('17') }))
       .toThrow("Backups/DatabaseBackups: source 'orders-db' is defined twice: source names are S3 prefixes and must be unique");
   });
 
@@ -31,7 +31,7 @@ describe('given a bad source', () => {
 
   test('an RPO under 15 minutes: dumps are not continuous backup, and WAL/binlog archiving is named', () => {
     expect(addTo({ rpo: Duration.minutes(5) })).toThrow(
-      "Backups/DatabaseBackups: source 'orders-db': an RPO of 5 minutes is under the 15-minute minimum: full dumps are not continuous backup. " +
+      "Backups/DatabaseBackups: source 'orders-db': rpo: an RPO of 5 minutes is under the 15-minute minimum: full dumps are not continuous backup. " +
       "Use 15 minutes or more; a shorter RPO needs WAL/binlog archiving (point-in-time recovery), which is planned, or your database service's own point-in-time restore");
   });
 
@@ -58,10 +58,19 @@ describe('given a bad source', () => {
     expect(addTo({ ephemeralStorageGiB: 500 })).toThrow("source 'orders-db': ephemeralStorageGiB 500 is out of range: Fargate allows 21 to 200");
   });
 
-  test('an engine version the image cannot dump', () => {
-    expect(() => SourceEngine.postgres(19)).toThrow(
-      "PostgreSQL 19 is not supported: give a major version from 13 to 18, since the agent image's pg_dump 18 can dump servers up to its own version");
-    expect(() => SourceEngine.mariadb('10')).toThrow("MariaDB version '10' is invalid: give its release series, for example '10.11'");
+  test('an engine version the image cannot dump: the error names the call and its argument', () => {
+    expect(() => SourceEngine.postgres('19')).toThrow(
+      "SourceEngine.postgres('19'): majorVersion: PostgreSQL 19 is not supported: give a major version from '13' to '18', " +
+      "since the agent image's pg_dump 18 can dump servers up to its own version");
+    expect(() => SourceEngine.mariadb('10')).toThrow("SourceEngine.mariadb('10'): version must be a MariaDB release series as a string, for example '10.11'");
+    expect(() => SourceEngine.mysql('8')).toThrow("SourceEngine.mysql('8'): version must be a MySQL release series as a string, for example '8.4'");
+  });
+
+  test('a version given as a number, as 0.1 took it: the error asks for a string', () => {
+    expect(() => SourceEngine.postgres(16 as unknown as string))
+      .toThrow("SourceEngine.postgres(16): majorVersion must be a PostgreSQL major version as a string, '13' to '18', for example '16'");
+    expect(() => SourceEngine.postgres('16.4'))
+      .toThrow("SourceEngine.postgres('16.4'): majorVersion must be a PostgreSQL major version as a string, '13' to '18', for example '16'");
   });
 });
 

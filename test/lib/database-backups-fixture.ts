@@ -71,7 +71,7 @@ export function sampleSecret(stack: Stack, name: string): secretsmanager.ISecret
 export function postgresSource(stack: Stack, name = 'orders-db', extra: Partial<BackupSourceProps> = {}): BackupSourceProps {
   return {
     name,
-    engine: SourceEngine.postgres(16),
+    engine: SourceEngine.postgres('16'),
     secret: sampleSecret(stack, name),
     endpoint: { hostname: `${name}.replica.example.internal`, port: 5432 },
     rpo: Duration.hours(1),

@@ -3,16 +3,17 @@
  * agent with --legal-hold and the source's task role may place and release legal holds; without Object Lock,
  * neither, since a legal hold would fail on such a bucket.
  */
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { BackupKeys, BackupStore } from '../../lib';
-import { ObjectLockMode } from '../../lib/backup-bucket';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { BackupStoreProps } from '../../lib/backup-store';
 import { DatabaseBackups } from '../../lib/database-backups';
 import { ENV, SAMPLE_RECIPIENT, postgresSource, sampleVpc } from './database-backups-fixture';
 
-function synth(objectLockMode: ObjectLockMode | undefined): { command: string; policies: string } {
+function synth(lock: BackupStoreProps): { command: string; policies: string } {
   const stack = new Stack(new App(), 'Backups', { env: ENV });
-  const store = new BackupStore(stack, 'Store', { prefix: 'backups', ...(objectLockMode ? { objectLockMode } : {}) });
+  const store = new BackupStore(stack, 'Store', { prefix: 'backups', ...lock });
   const keys = new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT });
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack) });
   backups.addSource(postgresSource(stack, 'orders-db'));
@@ -25,15 +26,18 @@ function synth(objectLockMode: ObjectLockMode | undefined): { command: string; p
   return { command: JSON.stringify(schedules[0].Properties.Target.Input), policies: JSON.stringify(roles[0].Properties.Policies) };
 }
 
-test.each([ObjectLockMode.GOVERNANCE, ObjectLockMode.COMPLIANCE, undefined])(
-  'given a store with Object Lock (%s), then the backup runs with --legal-hold and its role may set holds', (mode) => {
-    const { command, policies } = synth(mode);
+test.each([
+  ['governance', { objectLockDefaultRetention: s3.ObjectLockRetention.governance(Duration.days(7)) }],
+  ['compliance', { objectLockDefaultRetention: s3.ObjectLockRetention.compliance(Duration.days(7)) }],
+  ['the default', {}],
+])('given a store with Object Lock (%s), then the backup runs with --legal-hold and its role may set holds', (_mode, lock) => {
+    const { command, policies } = synth(lock);
     expect(command).toContain('--legal-hold');
     expect(policies).toContain('s3:PutObjectLegalHold');
   });
 
 test('given a store without Object Lock, then the backup runs without --legal-hold and its role may not set holds', () => {
-  const { command, policies } = synth(ObjectLockMode.OFF);
+  const { command, policies } = synth({ objectLockEnabled: false });
   expect(command).toContain('backup');
   expect(command).not.toContain('--legal-hold');
   expect(policies).not.toContain('s3:PutObjectLegalHold');

@@ -255,7 +255,7 @@ describe('options', () => {
 
   test('given a source without endpoint or peer, then the agent takes host and port from the secret and no rule is added', () => {
     const { stack, backups } = backupsStack();
-    backups.addSource({ name: 'plain-db', engine: SourceEngine.postgres(15), secret: postgresSource(stack).secret });
+    backups.addSource({ name: 'plain-db', engine: SourceEngine.postgres('15'), secret: postgresSource(stack).secret });
     const template = Template.fromStack(stack);
     const command = overridesOf([...schedules(template).values()][0]).containerOverrides[0].command;
     expect(command).not.toContain('--host');

@@ -1,8 +1,8 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Tier } from '../../lib/contract/tiers';
-import { ObjectLockMode } from '../../lib/backup-bucket';
 import { ReplicaStore } from '../../lib/replica-store';
 import { ACCOUNT, REPLICA_REGION, primaryWithReplica, statementsAllowing, resourcesOf } from './store-fixtures';
 
@@ -48,7 +48,7 @@ describe('ReplicaStore', () => {
         Match.objectLike({ Id: 'housekeeping', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, ExpiredObjectDeleteMarker: true }),
       ]) },
     });
-    expect(replica.effectiveRetentionDays(Tier.MONTHLY)).toBe(1123);
+    expect(replica.effectiveRetention(Tier.MONTHLY).toDays()).toBe(1123);
   });
 
   test('given defaults, when synthesized, then the replica denies non-TLS requests and retagging tiered objects', () => {
@@ -70,7 +70,7 @@ describe('ReplicaStore', () => {
   });
 
   test('given compliance mode on the replica, when synthesized, then the replica locks in compliance mode', () => {
-    const { replicaStack } = primaryWithReplica({}, { objectLockMode: ObjectLockMode.COMPLIANCE, lockRetentionDays: 14 });
+    const { replicaStack } = primaryWithReplica({}, { objectLockDefaultRetention: s3.ObjectLockRetention.compliance(Duration.days(14)) });
     Template.fromStack(replicaStack).hasResourceProperties('AWS::S3::Bucket', {
       ObjectLockConfiguration: { Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 14 } } },
     });

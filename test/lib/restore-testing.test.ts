@@ -259,7 +259,7 @@ describe('bad input is refused in words that say how to fix it', () => {
       .toThrow('maxConcurrency must be a whole number from 1 to 40 (got 0)');
     const source = backups.addSource(postgresSource(stack, 'orders-db'));
     expect(() => new RestoreTesting(stack, 'RT2', { backups, store, keys, monitoring, sources: [{ source, checks: [{ name: 'x', sql: 'SELECT 1', minRows: 1, equals: '1' }] }] }))
-      .toThrow("check 'x' must have exactly one of minRows, equals and maxAgeSeconds (it has 2)");
+      .toThrow("S/RT2: source 'orders-db': check 'x' must have exactly one of minRows, equals and maxAge (it has 2)");
     expect(() => new RestoreTesting(stack, 'RT4', { backups, store, keys, monitoring, maxTestDuration: Duration.days(3) }))
       .toThrow('maxTestDuration must be from 15 minutes to 24 hours (got 3 days)');
     expect(() => new RestoreTesting(stack, 'RT5', { backups, store, keys, monitoring, cpu: 1024, memoryLimitMiB: 1024 }))

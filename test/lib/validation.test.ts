@@ -1,12 +1,11 @@
 /**
  * Every bad input fails at synth with a message that names the property and the fix: one test per message.
  */
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Tier } from '../../lib/contract/tiers';
-import { ObjectLockMode } from '../../lib/backup-bucket';
-import { BackupStore } from '../../lib/backup-store';
+import { BackupStore, BackupStoreProps } from '../../lib/backup-store';
 import { ReplicaStore } from '../../lib/replica-store';
 import { ACCOUNT, PRIMARY_REGION, REPLICA_REGION, primaryWithReplica, standaloneStore } from './store-fixtures';
 
@@ -30,19 +29,21 @@ describe('bad input fails synth with a message naming the property and the fix',
   });
 
   test('given a transition at the tier expiry, then the error names transitions and how to move it', () => {
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.WEEKLY, storageClass: s3.StorageClass.GLACIER, afterDays: 28 }] }))
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.WEEKLY, storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(28) }] }))
       .toThrow('transitions: the weekly transition to GLACIER after 28 days is at or after the tier\'s expiry (28 days, from keep.weekly = 4); ' +
         'transition earlier than 28 days, keep more weekly backups, or drop the transition');
   });
 
   test('given a transition after the tier expiry, then the same error applies', () => {
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 400 }] }))
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, transitionAfter: Duration.days(400) }] }))
       .toThrow(/the monthly transition to DEEP_ARCHIVE after 400 days is at or after the tier's expiry \(372 days/);
   });
 
-  test.each([0, -1, 2.5])('given lockRetentionDays %p, then the error names lockRetentionDays and how to turn the lock off instead', (days) => {
-    expect(() => standaloneStore({ lockRetentionDays: days }))
-      .toThrow(`Standalone/Store: lockRetentionDays must be a positive whole number of days (got ${days}); for example 7, or set objectLockMode: ObjectLockMode.OFF to turn Object Lock off`);
+  test('given an Object Lock retention in part days (which s3.ObjectLockRetention itself refuses), then the error names objectLockDefaultRetention', () => {
+    const retention = { mode: s3.ObjectLockMode.GOVERNANCE, duration: Duration.hours(36) } as s3.ObjectLockRetention;
+    expect(() => standaloneStore({ objectLockDefaultRetention: retention }))
+      .toThrow('Standalone/Store: objectLockDefaultRetention must be a whole number of days, from 1 to 36500 (got 1 day 12 hours): S3 counts it in whole days; ' +
+        'for example s3.ObjectLockRetention.governance(Duration.days(7))');
   });
 
   test.each(['Orders_DB', '', 'a'.repeat(49), 'orders/db'])('given source name %p, then the grant fails naming the allowed pattern', (source) => {
@@ -54,65 +55,74 @@ describe('bad input fails synth with a message naming the property and the fix',
   });
 
   test('given weekly backups moved to Glacier after 7 days, then the cost check names the minimum storage charge', () => {
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.WEEKLY, storageClass: s3.StorageClass.GLACIER, afterDays: 7 }] }))
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.WEEKLY, storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(7) }] }))
       .toThrow('transitions: weekly backups would spend 28 days in GLACIER, whose minimum storage charge is 90 days ' +
         '(it enters at day 7 and is gone at day 35, the tier\'s effective retention); drop this transition (no day pays off), choose a class with a shorter minimum, or keep more weekly backups');
   });
 
   test('given Deep Archive one day too late, then the cost check counts the effective retention (379 days) against 180', () => {
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 200 }] }))
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, transitionAfter: Duration.days(200) }] }))
       .toThrow(/monthly backups would spend 179 days in DEEP_ARCHIVE, whose minimum storage charge is 180 days .*transition no later than day 199/);
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 199 }] })).not.toThrow();
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, transitionAfter: Duration.days(199) }] })).not.toThrow();
   });
 
   test('given Infrequent Access then Glacier too soon after, then the cost check names the 30-day IA minimum', () => {
     expect(() => standaloneStore({ transitions: [
-      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.INFREQUENT_ACCESS, afterDays: 30 },
-      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 45 },
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(30) },
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(45) },
     ] })).toThrow(/monthly backups would spend 15 days in STANDARD_IA, whose minimum storage charge is 30 days \(it enters at day 30 and moves on to GLACIER at day 45\); move the GLACIER transition to day 60 or later, or drop one of the two/);
   });
 
   test('given an Infrequent Access transition before day 30, then the error says S3 refuses it', () => {
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.INFREQUENT_ACCESS, afterDays: 10 }] }))
-      .toThrow('transitions: the monthly transition to STANDARD_IA after 10 days is refused by S3, which allows Infrequent Access transitions from day 30; set afterDays to 30 or more');
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(10) }] }))
+      .toThrow('transitions: the monthly transition to STANDARD_IA after 10 days is refused by S3, which allows Infrequent Access transitions from day 30; set transitionAfter to Duration.days(30) or more');
   });
 
-  test('given a transition with afterDays 0, then the error names afterDays', () => {
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 0 }] }))
-      .toThrow('transitions: the monthly transition to GLACIER has afterDays 0; use a positive whole number of days');
+  test.each([
+    [Duration.days(0), '0 days'], [Duration.hours(12), '12 hours'],
+  ])('given a transition after %s, then the error names transitions[0].transitionAfter', (transitionAfter, shown) => {
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, transitionAfter }] }))
+      .toThrow(`Standalone/Store: transitions[0].transitionAfter must be a whole number of days, at least 1 (got ${shown}): S3 counts it in whole days; for example Duration.days(30)`);
   });
 
   test('given two transitions of one tier on the same day, then the error asks for different ages', () => {
     expect(() => standaloneStore({ transitions: [
-      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, afterDays: 30 },
-      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, afterDays: 30 },
-    ] })).toThrow('transitions: the monthly tier has two transitions after 30 days; give each a different afterDays');
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.GLACIER, transitionAfter: Duration.days(30) },
+      { tier: Tier.MONTHLY, storageClass: s3.StorageClass.DEEP_ARCHIVE, transitionAfter: Duration.days(30) },
+    ] })).toThrow('transitions: the monthly tier has two transitions after 30 days; give each a different transitionAfter');
   });
 
   test('given a storage class without a known minimum, then the error lists the supported ones', () => {
-    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: new s3.StorageClass('REDUCED_REDUNDANCY'), afterDays: 30 }] }))
+    expect(() => standaloneStore({ transitions: [{ tier: Tier.MONTHLY, storageClass: new s3.StorageClass('REDUCED_REDUNDANCY'), transitionAfter: Duration.days(30) }] }))
       .toThrow('transitions: the monthly transition targets REDUCED_REDUNDANCY, which has no known minimum storage duration; use one of STANDARD_IA, ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE');
   });
 
-  test('given noncurrentVersionExpirationDays 0, then the error names it', () => {
-    expect(() => standaloneStore({ noncurrentVersionExpirationDays: 0 }))
-      .toThrow('noncurrentVersionExpirationDays must be a positive whole number of days (got 0); for example 7');
+  test('given a noncurrent expiry of 0 days, then the error names noncurrentVersionExpiration', () => {
+    expect(() => standaloneStore({ noncurrentVersionExpiration: Duration.days(0) }))
+      .toThrow('Standalone/Store: noncurrentVersionExpiration must be a whole number of days, at least 1 (got 0 days): S3 counts it in whole days; for example Duration.days(7)');
   });
 
-  test('given accessLogsExpirationDays -1, then the error names it', () => {
-    expect(() => standaloneStore({ accessLogsExpirationDays: -1 }))
-      .toThrow('accessLogsExpirationDays must be a positive whole number of days (got -1); for example 365');
+  test('given an access-log expiry of 90 minutes, then the error names accessLogsExpiration', () => {
+    expect(() => standaloneStore({ accessLogsExpiration: Duration.minutes(90) }))
+      .toThrow('Standalone/Store: accessLogsExpiration must be a whole number of days, at least 1 (got 1 hour 30 minutes): S3 counts it in whole days; for example Duration.days(365)');
   });
 
-  test('given lockRetentionDays with Object Lock OFF, then the error says which to drop', () => {
-    expect(() => standaloneStore({ objectLockMode: ObjectLockMode.OFF, lockRetentionDays: 7 }))
-      .toThrow('Standalone/Store: lockRetentionDays is set (7) but objectLockMode is OFF; remove lockRetentionDays, or choose ObjectLockMode.GOVERNANCE or COMPLIANCE');
+  test('given a default retention with Object Lock turned off, then the error says which to drop', () => {
+    expect(() => standaloneStore({ objectLockEnabled: false, objectLockDefaultRetention: s3.ObjectLockRetention.governance(Duration.days(7)) }))
+      .toThrow('Standalone/Store: objectLockDefaultRetention is set but objectLockEnabled is false; remove objectLockDefaultRetention, ' +
+        'or leave objectLockEnabled unset to keep Object Lock on');
   });
 
   test('given a locked primary and an unlocked replica, then the error asks to lock the replica', () => {
-    expect(() => primaryWithReplica({}, { objectLockMode: ObjectLockMode.OFF }))
-      .toThrow('Primary/Store: this store uses Object Lock but its replica has objectLockMode OFF, and S3 cannot replicate locked objects into an unlocked bucket; ' +
-        'give the ReplicaStore objectLockMode GOVERNANCE or COMPLIANCE');
+    expect(() => primaryWithReplica({}, { objectLockEnabled: false }))
+      .toThrow('Primary/Store: replica: this store uses Object Lock but its replica has objectLockEnabled false, and S3 cannot replicate locked objects ' +
+        "into an unlocked bucket; leave the ReplicaStore's objectLockEnabled unset (Object Lock on)");
+  });
+
+  test('given a 0.1 prop name from a JavaScript app, then the error names the new prop rather than using the default', () => {
+    expect(() => standaloneStore({ noncurrentVersionExpirationDays: 30, objectLockMode: 'COMPLIANCE' } as BackupStoreProps))
+      .toThrow('Standalone/Store: objectLockMode was renamed: use objectLockDefaultRetention: s3.ObjectLockRetention.governance(...) or .compliance(...), ' +
+        'or objectLockEnabled: false\nnoncurrentVersionExpirationDays was renamed: use noncurrentVersionExpiration: Duration.days(7)');
   });
 
   test('given a ReplicaStore in a stack without an explicit env, then the error asks for one', () => {
@@ -126,8 +136,8 @@ describe('bad input fails synth with a message naming the property and the fix',
   });
 
   test('given several problems at once, then all of them are reported together', () => {
-    expect(() => standaloneStore({ keep: { ...keep, daily: 0, weekly: -1 }, noncurrentVersionExpirationDays: 0 }))
-      .toThrow(/keep\.daily.*\nkeep\.weekly.*\nnoncurrentVersionExpirationDays/);
+    expect(() => standaloneStore({ keep: { ...keep, daily: 0, weekly: -1 }, noncurrentVersionExpiration: Duration.hours(1) }))
+      .toThrow(/keep\.daily.*\nkeep\.weekly.*\nnoncurrentVersionExpiration must be a whole number of days/);
   });
 
   test('sanity: the fixture regions differ, so the valid configuration synthesizes', () => {
