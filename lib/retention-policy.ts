@@ -178,11 +178,16 @@ export function lockBeyondRetentionWarning(plans: readonly TierRetention[], lock
   const tiers = outlasted.map((p) => `${p.tier} backups ${p.effectiveDays} days instead of ${unlockedDays(p)} ` +
     `(${p.expirationDays}-day expiry + ${p.noncurrentDays} noncurrent days): up to ${keptByLock(p)} per source ` +
     `(${p.lockDays} days ${RATE_IN_WORDS[p.tier]}) where keep.${p.tier} asks for ${p.keepCount}`);
-  return `objectLockDefaultRetention (${lock}) is longer than the ${outlasted.map((p) => p.tier).join(' and ')} ` +
+  return `objectLockDefaultRetention (${lock}) is longer than the ${inWords(outlasted.map((p) => p.tier))} ` +
     `tier${outlasted.length > 1 ? 's' : ''} keep${outlasted.length > 1 ? '' : 's'} a backup, so the lock decides how long ` +
     `they live: ${tiers.join('; ')}. None of them can be deleted before its lock passes, and each is billed until then. ` +
     `Effective retention per tier: ${plans.map((p) => `${p.tier} ${p.effectiveDays} days`).join(', ')}. ` +
-    `To keep what keep asks, shorten the lock to ${Math.min(...plans.map(unlockedDays))} days or less; if the longer retention is wanted, acknowledge this warning`;
+    `To keep what keep asks, shorten the lock to ${Math.min(...plans.map(unlockedDays))} days or less; if the longer retention is wanted, acknowledge this warning.`;
+}
+
+/** 'a', 'a and b', 'a, b and c'. */
+function inWords(items: readonly string[]): string {
+  return items.length > 1 ? `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}` : items.join('');
 }
 
 /**
