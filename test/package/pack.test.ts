@@ -116,9 +116,12 @@ const store = new BackupStore(main, 'Store', { replica });
 const keys = new BackupKeys(main, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: replica.keyAliasName });
 const monitoring = new BackupMonitoring(main, 'Monitoring', { store, alarmEmails: ['oncall@example.com'] });
 const backups = new DatabaseBackups(main, 'Backups', { store, keys, monitoring, vpc });
-const ordersSource = backups.addSource({ name: 'orders-db', engine: SourceEngine.postgres(16), secret: orders.secret, rpo: Duration.hours(1), peer: orders });
+const ordersSource = backups.addSource({ name: 'orders-db', engine: SourceEngine.postgres('16'), secret: orders.secret, rpo: Duration.hours(1), peer: orders });
 const shopSource = backups.addSource({ name: 'shop-db', engine: SourceEngine.mariadb('10.11'), secret: shop.secret, peer: shop });
-new RestoreTesting(main, 'RestoreTesting', { store, keys, backups, monitoring, sources: [{ source: ordersSource }, { source: shopSource }] });
+new RestoreTesting(main, 'RestoreTesting', { store, keys, backups, monitoring, sources: [
+  { source: ordersSource, checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM orders', maxAge: Duration.hours(1) }] },
+  { source: shopSource },
+] });
 new DisasterRecoveryRunbook(main, 'Runbook', { backups, store, keys });
 app.synth();
 `;
