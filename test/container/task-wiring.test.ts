@@ -2,7 +2,8 @@
  * The wiring and the agent agree: synthesize a stack with a PostgreSQL source, take the container's command
  * (the schedule's overrides) and environment (task definition plus overrides) from the template, put the local
  * endpoints in place of the sample ones, and run the bundled agent with node, as the image's ENTRYPOINT would,
- * against the local PostgreSQL and the S3 emulator. The source's credentials secret is a real secret in Secrets
+ * against the local PostgreSQL and a bucket on moto's server with Object Lock, as BackupStore makes it (governance,
+ * 7 days), so that the template's --legal-hold is carried out and read back. The source's credentials secret is a real secret in Secrets
  * Manager on moto's server (a name of this run's own), whose ARN the stack is given: the `--secret-id` lookup
  * reads it there, in the region its ARN names.
  */
@@ -11,14 +12,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { latestKey, manifestKeyFor, parseLatest, parseManifest } from '../../lib/contract';
 import { backupsStack, postgresSource } from '../lib/database-backups-fixture';
 import {
   AgeKey, PG, REPO_ROOT, S3Emulator, agentEnv, createPgDatabase, createPgFixture, download, dropPgDatabase, makeAgeKey, pgQuery,
-  pgTableStats, readerRole, requireAgentBundle, restorePg, runAgent, startS3rver, uniqueName,
+  pgTableStats, readerRole, requireAgentBundle, restorePg, runAgent, uniqueName,
 } from '../support';
-import { Moto, motoName, sharedMoto } from '../support/moto';
+import { Moto, motoBucket, motoName, sharedMoto } from '../support/moto';
 
 const SOURCE = 'orders-db';
 const SAMPLE_HOST = 'orders-db.replica.example.internal';
@@ -46,7 +48,7 @@ beforeAll(async () => {
   requireAgentBundle();
   moto = await sharedMoto();
   secrets = new SecretsManagerClient(moto.config('us-east-1'));
-  s3 = await startS3rver('wiring-backups');
+  s3 = await motoBucket({ objectLock: { mode: 'GOVERNANCE', days: 7 } }, moto);
   key = makeAgeKey();
   await createPgFixture(database, { customers: 500 });
 });
@@ -81,11 +83,9 @@ test('the command and environment from the template, run by the bundled agent, m
   const environment = Object.fromEntries([...(container.Environment ?? []), ...(containerOverride.environment ?? [])].map((e) => [e.name, e.value]));
   expect(Object.keys(environment).filter((name) => /PASS|PWD|SECRET/i.test(name))).toEqual([]);
 
-  // And the sample endpoint is replaced by the local server.
-  // The store has Object Lock, so the template asks for the legal hold; the emulator has no Object Lock, so this
-  // run goes without it (backup-legal-hold.test.ts drives the hold through the SDK instead).
+  // And the sample endpoint is replaced by the local server. The store has Object Lock, so the template asks for the legal hold.
   expect(containerOverride.command).toContain('--legal-hold');
-  const command = containerOverride.command.filter((arg) => arg !== '--legal-hold').map((arg) => (arg === SAMPLE_HOST ? PG.host : arg));
+  const command = containerOverride.command.map((arg) => (arg === SAMPLE_HOST ? PG.host : arg));
   command[command.indexOf('--port') + 1] = String(PG.port);
   const secretId = command[command.indexOf('--secret-id') + 1];
   expect(secretId).toBe(props.secret.secretArn);
@@ -111,6 +111,10 @@ test('the command and environment from the template, run by the bundled agent, m
   expect(manifest).toMatchObject({ source: SOURCE, engine: 'postgres', database });
   const stored = await s3.getBytes(result.key);
   expect(createHash('sha256').update(stored).digest('hex')).toBe(manifest.sha256);
+  // And the last good backup is held: its dump and manifest carry the legal hold the bucket recorded.
+  for (const held of [result.key, result.manifestKey]) {
+    expect((await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: held }))).ObjectLockLegalHoldStatus).toBe('ON');
+  }
 
   // And it restores with standard tools to the same rows.
   await createPgDatabase(restored);
