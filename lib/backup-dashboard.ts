@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Size } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
 import { RestorableError } from './errors';
@@ -18,9 +18,14 @@ export interface BackupDashboardProps {
 /** What a source's row shows. */
 export interface SourceRowMetrics {
   readonly age: cloudwatch.IMetric;
-  readonly maxAgeSeconds: number;
+  /** Its threshold: older than this is stale. */
+  readonly maxAge: Duration;
   readonly size: cloudwatch.IMetric;
-  readonly minSizeBytes?: number;
+  /**
+   * Its minimum size, when it has one.
+   * @default - no minimum line
+   */
+  readonly minSize?: Size;
 }
 
 const GRID_WIDTH = 24;
@@ -63,14 +68,14 @@ export class BackupDashboard extends Construct {
       new cloudwatch.GraphWidget({
         title: `${source}: backup age (s)`,
         left: [metrics.age],
-        leftAnnotations: [{ value: metrics.maxAgeSeconds, label: 'maxAge', color: cloudwatch.Color.RED }],
+        leftAnnotations: [{ value: metrics.maxAge.toSeconds(), label: 'maxAge', color: cloudwatch.Color.RED }],
         leftYAxis: { min: 0 },
         width: 8,
       }),
       new cloudwatch.GraphWidget({
         title: `${source}: backup size (bytes)`,
         left: [metrics.size],
-        leftAnnotations: metrics.minSizeBytes !== undefined ? [{ value: metrics.minSizeBytes, label: 'minimum', color: cloudwatch.Color.RED }] : undefined,
+        leftAnnotations: metrics.minSize !== undefined ? [{ value: metrics.minSize.toBytes(), label: 'minimum', color: cloudwatch.Color.RED }] : undefined,
         leftYAxis: { min: 0 },
         width: 8,
       }),

@@ -259,9 +259,9 @@ export class BackupMonitoring extends Construct {
     if (this.perSourceAlarms) this.addSourceAlarms(source);
     this.dashboard.addSourceRow(name, {
       age: this.metricBackupAge(name),
-      maxAgeSeconds: source.maxAgeSeconds,
+      maxAge: options.maxAge,
       size: this.metricBackupSize(name, { statistic: cloudwatch.Stats.MAXIMUM }),
-      minSizeBytes: source.minSizeBytes,
+      minSize: options.minSize,
     });
   }
 
