@@ -162,9 +162,9 @@ export class RestoreTesting extends Construct {
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 40) {
       throw new RestorableError(this, `maxConcurrency must be a whole number from 1 to 40 (got ${concurrency}): each running test is a Fargate task`);
     }
-    const maxTestHours = props.maxTestDuration?.toHours({ integral: false });
-    if (maxTestHours !== undefined && !(maxTestHours >= 0.25 && maxTestHours <= 24)) {
-      throw new RestorableError(this, `maxTestDuration must be from 15 minutes to 24 hours (got ${props.maxTestDuration!.toHumanString()}): ` +
+    const maxTestSeconds = props.maxTestDuration?.toSeconds({ integral: false });
+    if (maxTestSeconds !== undefined && !(Number.isInteger(maxTestSeconds) && maxTestSeconds >= 15 * 60 && maxTestSeconds <= 24 * 3600)) {
+      throw new RestorableError(this, `maxTestDuration must be whole seconds from 15 minutes to 24 hours (got ${props.maxTestDuration!.toHumanString()}): ` +
         'a run follows its tests for at most two days');
     }
     if (props.drSchedule && (!props.store.replica || !props.keys.encryptionKey)) {

@@ -261,7 +261,7 @@ describe('bad input is refused in words that say how to fix it', () => {
     expect(() => new RestoreTesting(stack, 'RT2', { backups, store, keys, monitoring, sources: [{ source, checks: [{ name: 'x', sql: 'SELECT 1', minRows: 1, equals: '1' }] }] }))
       .toThrow("S/RT2: source 'orders-db': check 'x' must have exactly one of minRows, equals and maxAge (it has 2)");
     expect(() => new RestoreTesting(stack, 'RT4', { backups, store, keys, monitoring, maxTestDuration: Duration.days(3) }))
-      .toThrow('maxTestDuration must be from 15 minutes to 24 hours (got 3 days)');
+      .toThrow('S/RT4: maxTestDuration must be whole seconds from 15 minutes to 24 hours (got 3 days)');
     expect(() => new RestoreTesting(stack, 'RT5', { backups, store, keys, monitoring, cpu: 1024, memoryLimitMiB: 1024 }))
       .toThrow("the restore-test task's size: memoryLimitMiB 1024 does not suit cpu 1024: Fargate allows 2048 to 8192 in steps of 1024");
     expect(() => new RestoreTesting(stack, 'RT3', { backups, store, keys, monitoring, drSchedule: events.Schedule.rate(Duration.days(30)) }))
