@@ -4,17 +4,17 @@
  * internal and may change in any release.
  */
 export { Tier, type KeepCounts } from './contract/tiers';
-export type { TierRetention } from './retention-policy';
-export { BackupBucket, type BackupBucketProps, type BackupWriteOptions, type TierTransition } from './backup-bucket';
-export { BackupStore, type BackupStoreProps } from './backup-store';
-export { ReplicaStore, type ReplicaStoreProps } from './replica-store';
-export { BackupKeys, type BackupKeysProps } from './backup-keys';
-export { type BackupSource, type BackupSourceProps, DatabaseFlavour, type SourceEndpoint, SourceEngine } from './backup-source';
-export { DatabaseBackups, type DatabaseBackupsProps } from './database-backups';
-export { BackupJobAlerts, type BackupJobAlertsProps } from './backup-job-alerts';
-export { AlarmTopic, type AlarmTopicProps } from './alarm-topic';
-export { BackupDashboard, type BackupDashboardProps, type SourceRowMetrics } from './backup-dashboard';
-export { BackupMonitoring, type BackupMonitoringProps, type MonitoredSourceOptions } from './backup-monitoring';
-export { type RestoreTestCheck, type RestoreTestSourceProps, RowCountTolerance } from './restore-test-source';
-export { RestoreTesting, type RestoreTestingProps } from './restore-testing';
-export { DisasterRecoveryRunbook, type DisasterRecoveryRunbookProps } from './disaster-recovery-runbook';
+export type { TierRetention } from './store/retention-policy';
+export { BackupBucket, type BackupBucketProps, type BackupWriteOptions, type TierTransition } from './store/backup-bucket';
+export { BackupStore, type BackupStoreProps } from './store/backup-store';
+export { ReplicaStore, type ReplicaStoreProps } from './store/replica-store';
+export { BackupKeys, type BackupKeysProps } from './keys/backup-keys';
+export { type BackupSource, type BackupSourceProps, DatabaseFlavour, type SourceEndpoint, SourceEngine } from './backups/backup-source';
+export { DatabaseBackups, type DatabaseBackupsProps } from './backups/database-backups';
+export { BackupJobAlerts, type BackupJobAlertsProps } from './backups/backup-job-alerts';
+export { AlarmTopic, type AlarmTopicProps } from './monitoring/alarm-topic';
+export { BackupDashboard, type BackupDashboardProps, type SourceRowMetrics } from './monitoring/backup-dashboard';
+export { BackupMonitoring, type BackupMonitoringProps, type MonitoredSourceOptions } from './monitoring/backup-monitoring';
+export { type RestoreTestCheck, type RestoreTestSourceProps, RowCountTolerance } from './restore-testing/restore-test-source';
+export { RestoreTesting, type RestoreTestingProps } from './restore-testing/restore-testing';
+export { DisasterRecoveryRunbook, type DisasterRecoveryRunbookProps } from './runbook/disaster-recovery-runbook';

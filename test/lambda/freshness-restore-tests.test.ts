@@ -7,7 +7,7 @@
 import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DumpFormat, LatestPointer, backupKey, manifestKeyFor, parseBackupKey } from '../../lib/contract';
 import { FreshnessSource, checkFreshness } from '../../lambda/freshness-check';
-import { RESTORE_TEST_OVERDUE } from '../../lib/restore-testing';
+import { RESTORE_TEST_OVERDUE } from '../../lib/restore-testing/restore-testing';
 import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, uniqueName } from '../support';
 import { backUp, monitorBucket, monitorClients, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
 

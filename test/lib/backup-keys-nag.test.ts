@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupKeys } from '../../lib/backup-keys';
+import { BackupKeys } from '../../lib/keys/backup-keys';
 
 beforeAll(() => {
   if (!existsSync(join(__dirname, '../../assets/lambda/key-generator/index.js'))) {

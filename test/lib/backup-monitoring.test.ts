@@ -6,11 +6,11 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupMonitoring, BackupMonitoringProps } from '../../lib/backup-monitoring';
-import { BackupKeys } from '../../lib/backup-keys';
-import { BackupStore } from '../../lib/backup-store';
-import { DatabaseBackups } from '../../lib/database-backups';
-import { ReplicaStore } from '../../lib/replica-store';
+import { BackupMonitoring, BackupMonitoringProps } from '../../lib/monitoring/backup-monitoring';
+import { BackupKeys } from '../../lib/keys/backup-keys';
+import { BackupStore } from '../../lib/store/backup-store';
+import { DatabaseBackups } from '../../lib/backups/database-backups';
+import { ReplicaStore } from '../../lib/store/replica-store';
 import { ENV, mariadbSource, postgresSource, sampleVpc } from './database-backups-fixture';
 import { ACCOUNT, PRIMARY_REGION, primaryWithReplica, standaloneStore } from './store-fixtures';
 

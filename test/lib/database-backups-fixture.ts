@@ -9,8 +9,8 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BackupKeys, BackupStore } from '../../lib';
-import { BackupSourceProps, SourceEngine } from '../../lib/backup-source';
-import { DatabaseBackups, DatabaseBackupsProps } from '../../lib/database-backups';
+import { BackupSourceProps, SourceEngine } from '../../lib/backups/backup-source';
+import { DatabaseBackups, DatabaseBackupsProps } from '../../lib/backups/database-backups';
 
 export const ENV = { account: '111111111111', region: 'eu-west-1' };
 /** A recipient made with age-keygen; public, so harmless in a test. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Duration } from 'aws-cdk-lib';
 import { SourceEngine } from '../../lib';
-import { RestorableError } from '../../lib/errors';
+import { RestorableError } from '../../lib/shared/errors';
 import { standaloneStore } from './store-fixtures';
 
 const run = promisify(execFile);

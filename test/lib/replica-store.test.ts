@@ -3,7 +3,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Tier } from '../../lib/contract/tiers';
-import { ReplicaStore } from '../../lib/replica-store';
+import { ReplicaStore } from '../../lib/store/replica-store';
 import { ACCOUNT, REPLICA_REGION, primaryWithReplica, statementsAllowing, resourcesOf } from './store-fixtures';
 
 describe('ReplicaStore', () => {

@@ -1,7 +1,7 @@
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { BackupStore, BackupStoreProps } from '../../lib/backup-store';
-import { ReplicaStore, ReplicaStoreProps } from '../../lib/replica-store';
+import { BackupStore, BackupStoreProps } from '../../lib/store/backup-store';
+import { ReplicaStore, ReplicaStoreProps } from '../../lib/store/replica-store';
 
 export const ACCOUNT = '123456789012';
 export const PRIMARY_REGION = 'eu-west-1';

@@ -1,7 +1,7 @@
 import { Aws, PhysicalName, Stack, Token } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { BackupBucket, BackupBucketProps } from './backup-bucket';
-import { RestorableError } from './errors';
+import { RestorableError } from '../shared/errors';
 
 /** Properties of the offsite copy; its region and account are those of the stack it lives in. */
 export type ReplicaStoreProps = BackupBucketProps;

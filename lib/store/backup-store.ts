@@ -6,7 +6,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { BackupBucket, BackupBucketProps } from './backup-bucket';
-import { RestorableError } from './errors';
+import { RestorableError } from '../shared/errors';
 import { ReplicaStore } from './replica-store';
 
 export interface BackupStoreProps extends BackupBucketProps {

@@ -9,8 +9,8 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { Engine } from './contract/manifest';
-import { RestorableError } from './errors';
+import { Engine } from '../contract/manifest';
+import { RestorableError } from '../shared/errors';
 
 /** The database product a source runs. MongoDB and plain files will join this list. */
 export enum DatabaseFlavour {

@@ -3,7 +3,7 @@ import { Duration } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { emailProblem } from './alarm-topic';
 import type { BackupMonitoringProps } from './backup-monitoring';
-import { RestorableError, renamedPropProblems, wholeDays, wholeMinutes } from './errors';
+import { RestorableError, renamedPropProblems, wholeDays, wholeMinutes } from '../shared/errors';
 
 const DEFAULT_INTERVAL = Duration.minutes(15);
 const DEFAULT_RATIO_FLOOR = 0.5;

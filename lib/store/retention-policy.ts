@@ -4,7 +4,7 @@
  * the minimum storage durations S3 charges anyway. Pure logic, no aws-cdk-lib, so it is easy to test
  * and to print in documentation.
  */
-import { KeepCounts, TIERS, Tier, effectiveRetentionDays, expiryDays, keepCountProblems } from './contract/tiers';
+import { KeepCounts, TIERS, Tier, effectiveRetentionDays, expiryDays, keepCountProblems } from '../contract/tiers';
 
 /**
  * Days an object is charged for in a storage class even if it leaves earlier.

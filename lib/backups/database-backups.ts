@@ -9,16 +9,16 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
-import { BackupBucket } from './backup-bucket';
+import { BackupBucket } from '../store/backup-bucket';
 import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
-import { BackupKeys } from './backup-keys';
-import { BackupMonitoring } from './backup-monitoring';
+import { BackupKeys } from '../keys/backup-keys';
+import { BackupMonitoring } from '../monitoring/backup-monitoring';
 import {
   BackupSource, BackupSourceProps, DEFAULT_RPO, DatabaseFlavour, cronForRpo, cronProblem, rpoProblem, taskSizeProblem,
 } from './backup-source';
-import { Engine } from './contract/manifest';
-import { sourceNameProblem } from './contract/names';
-import { RestorableError } from './errors';
+import { Engine } from '../contract/manifest';
+import { sourceNameProblem } from '../contract/names';
+import { RestorableError } from '../shared/errors';
 import { InlinePolicyRole } from './inline-policy-role';
 
 export interface DatabaseBackupsProps {

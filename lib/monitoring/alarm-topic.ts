@@ -4,7 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { RestorableError } from './errors';
+import { RestorableError } from '../shared/errors';
 
 export interface AlarmTopicProps {
   /**

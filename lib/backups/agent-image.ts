@@ -4,9 +4,9 @@ import { IgnoreMode } from 'aws-cdk-lib';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import { IConstruct } from 'constructs';
-import { RestorableError } from './errors';
+import { RestorableError } from '../shared/errors';
 // The package root is the image's build context, so that the Dockerfile can COPY the bundled agent.
-import { PACKAGE_ROOT } from './package-root';
+import { PACKAGE_ROOT } from '../shared/package-root';
 
 const DOCKERFILE = 'container/Dockerfile';
 /** The context filter, in .dockerignore syntax; `docker build -f container/Dockerfile .` reads the same file. */

@@ -3,10 +3,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { normalisePrefix, restoreTestsPrefix, sourceNameProblem, sourcePrefix } from './contract/names';
+import { normalisePrefix, restoreTestsPrefix, sourceNameProblem, sourcePrefix } from '../contract/names';
 import { bucketSettings } from './backup-bucket-settings';
-import { KeepCounts, TIER_TAG, Tier } from './contract/tiers';
-import { RestorableError } from './errors';
+import { KeepCounts, TIER_TAG, Tier } from '../contract/tiers';
+import { RestorableError } from '../shared/errors';
 import { TierRetention } from './retention-policy';
 
 /** Move one tier's backups to a cheaper storage class once they reach an age. */

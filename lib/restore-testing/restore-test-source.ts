@@ -3,8 +3,8 @@
  * the construct that schedules the tests is RestoreTesting.
  */
 import { Duration } from 'aws-cdk-lib';
-import { BackupSource } from './backup-source';
-import { RestorableError, renamedPropProblems, wholeSeconds } from './errors';
+import { BackupSource } from '../backups/backup-source';
+import { RestorableError, renamedPropProblems, wholeSeconds } from '../shared/errors';
 import { ScratchConnection } from './restore-test-task';
 
 /**

@@ -9,8 +9,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { lambdaAsset } from './package-root';
-import { METRIC_NAMESPACE } from './contract/metrics';
+import { lambdaAsset } from '../shared/package-root';
+import { METRIC_NAMESPACE } from '../contract/metrics';
 import { RESTORE_TEST_AGENT_CONTAINER } from './restore-test-task';
 
 /** Which copy of the backups a run restores. */

@@ -7,8 +7,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { RestorableError } from './errors';
-import { lambdaAsset } from './package-root';
+import { RestorableError } from '../shared/errors';
+import { lambdaAsset } from '../shared/package-root';
 
 /** What a replica key alias looks like, for error messages. */
 const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';

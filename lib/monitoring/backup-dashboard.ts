@@ -1,7 +1,7 @@
 import { Duration, Size } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
-import { RestorableError } from './errors';
+import { RestorableError } from '../shared/errors';
 
 export interface BackupDashboardProps {
   readonly title: string;

@@ -5,9 +5,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { lambdaAsset } from './package-root';
-import { BackupStore } from './backup-store';
-import { METRIC_NAMESPACE } from './contract/metrics';
+import { lambdaAsset } from '../shared/package-root';
+import { BackupStore } from '../store/backup-store';
+import { METRIC_NAMESPACE } from '../contract/metrics';
 
 export interface MonitorFunctionProps {
   /** The handler's folder under assets/lambda (bundled from lambda/<name> by `npm run bundle`). */

@@ -3,8 +3,8 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { AGENT_RUNTIME_PLATFORM } from './agent-image';
-import { BackupSource, DatabaseFlavour } from './backup-source';
+import { AGENT_RUNTIME_PLATFORM } from '../backups/agent-image';
+import { BackupSource, DatabaseFlavour } from '../backups/backup-source';
 
 /** The container names in every restore-test task definition; the orchestrator's overrides address the agent. */
 export const RESTORE_TEST_AGENT_CONTAINER = 'agent';

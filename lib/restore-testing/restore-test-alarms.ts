@@ -3,8 +3,8 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { BackupMonitoring } from './backup-monitoring';
-import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from './contract/metrics';
+import { BackupMonitoring } from '../monitoring/backup-monitoring';
+import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../contract/metrics';
 
 /** A restore test that has not run for this long is overdue (one missed week plus a day). */
 export const RESTORE_TEST_OVERDUE = Duration.days(8);

@@ -5,7 +5,7 @@ import { RestorableError } from './errors';
 
 /**
  * The package's root folder (the one with package.json): the prebundled assets and the container's Dockerfile
- * live there, whether this code runs from lib/ (in a checkout) or from dist/lib/ (as a built package).
+ * live there, whether this code runs from lib/shared/ (in a checkout) or from dist/lib/shared/ (as a built package).
  */
 function findPackageRoot(from: string): string {
   for (let dir = from; ; dir = path.dirname(dir)) {

@@ -4,9 +4,9 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { BackupStore } from './backup-store';
-import { MANIFEST_SUFFIX, sourcePrefix } from './contract/names';
-import { RestorableError } from './errors';
+import { BackupStore } from '../store/backup-store';
+import { MANIFEST_SUFFIX, sourcePrefix } from '../contract/names';
+import { RestorableError } from '../shared/errors';
 
 /** Sources per schedule target and per manifest rule: keeps each target's input and each rule's pattern well under EventBridge's limits. */
 const SOURCES_PER_RULE = 25;

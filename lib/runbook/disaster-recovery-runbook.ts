@@ -6,12 +6,12 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { RestorableError } from './errors';
-import { lambdaAsset } from './package-root';
-import { BackupKeys } from './backup-keys';
-import { BackupStore } from './backup-store';
-import { RUNBOOK_FILE } from './contract/names';
-import { DatabaseBackups } from './database-backups';
+import { RestorableError } from '../shared/errors';
+import { lambdaAsset } from '../shared/package-root';
+import { BackupKeys } from '../keys/backup-keys';
+import { BackupStore } from '../store/backup-store';
+import { RUNBOOK_FILE } from '../contract/names';
+import { DatabaseBackups } from '../backups/database-backups';
 
 
 export interface DisasterRecoveryRunbookProps {

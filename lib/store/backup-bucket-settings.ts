@@ -7,8 +7,8 @@ import { Annotations, Duration } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { BackupBucketProps, TierTransition } from './backup-bucket';
-import { DEFAULT_KEEP_COUNTS, Tier, keepCountProblems } from './contract/tiers';
-import { RestorableError, renamedPropProblems, wholeDays } from './errors';
+import { DEFAULT_KEEP_COUNTS, Tier, keepCountProblems } from '../contract/tiers';
+import { RestorableError, renamedPropProblems, wholeDays } from '../shared/errors';
 import {
   RetentionInput, TierRetention, complianceLockProblem, lockBeyondRetentionWarning, planRetention, retentionProblems,
 } from './retention-policy';
