@@ -6,8 +6,8 @@
  * 75 an archived backup is being retrieved (try again later).
  */
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { CommandSpec, ParsedArgs, parseCommandArgs, usage } from './args';
-import { AwsClients, awsClients } from './aws';
+import { CommandSpec, ParsedArgs, parseCommandArgs, usage } from './shared/args';
+import { AwsClients, awsClients } from './shared/aws';
 import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup';
 import { LIST_COMMAND, formatListing, runList } from './commands/list';
 import { RESTORE_TEST_COMMAND, formatRestoreTestReport, restoreTestFailure, restoreTestPassed, runRestoreTest } from './commands/restore-test';
@@ -16,10 +16,10 @@ import { STATUS_COMMAND, formatStatus, runStatus, statusFailure } from './comman
 import { RESTORE_COMMAND, formatRestoreResult, runRestore } from './commands/restore';
 import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify';
 import { ContractError } from '../../lib/contract';
-import { AgentError, UsageError, redactor } from './errors';
-import { runAbortActions } from './cleanup';
-import { runToCompletion } from './exit-guard';
-import { AGENT_VERSION } from './version';
+import { AgentError, UsageError, redactor } from './shared/errors';
+import { runAbortActions } from './shared/cleanup';
+import { runToCompletion } from './shared/exit-guard';
+import { AGENT_VERSION } from './shared/version';
 
 interface Command {
   readonly spec: CommandSpec;

@@ -9,7 +9,7 @@ import {
   AgeKey, S3Emulator, agentEnv, createPgDatabase, createPgFixture, decryptToText, download, dropPgDatabase, logLines, makeAgeKey,
   PG, pgQuery, pgTableStats, prependPath, readerRole, restorePg, runAgent, sh, startS3rver, uniqueName, wrapperDir,
 } from '../support';
-import { partSizeFor } from '../../container/src/upload';
+import { partSizeFor } from '../../container/src/backup/upload';
 
 const source = 'orders-pg';
 let s3: S3Emulator;

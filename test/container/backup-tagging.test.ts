@@ -11,7 +11,7 @@
 import { CreateMultipartUploadCommand, GetObjectTaggingCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, DeleteSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { TIER_TAG, Tier, globalsKeyFor } from '../../lib/contract';
-import { parseCommandArgs } from '../../container/src/args';
+import { parseCommandArgs } from '../../container/src/shared/args';
 import { BACKUP_COMMAND, runBackup } from '../../container/src/commands/backup';
 import {
   AgeKey, MotoBucket, PG, createPgFixture, dropPgDatabase, makeAgeKey, motoBucket, motoName, pgQuery, readerRole, sharedMoto, uniqueName,

@@ -8,7 +8,7 @@ import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Stack } from 'aws-cdk-lib';
 import { POSTGRES_MAJORS } from '../../lib/backups/backup-source';
-import { findOnPath } from '../../container/src/tools';
+import { findOnPath } from '../../container/src/shared/tools';
 import { backupsStack, postgresSource } from '../lib/database-backups-fixture';
 import { REPO_ROOT, requireAgentBundle } from '../support';
 

@@ -1,5 +1,5 @@
-import { compressedInputBytes, resolveRecipient } from '../../container/src/encrypt';
-import { UsageError } from '../../container/src/errors';
+import { compressedInputBytes, resolveRecipient } from '../../container/src/backup/encrypt';
+import { UsageError } from '../../container/src/shared/errors';
 import { makeAgeKey, sh } from '../support';
 
 describe('compressedInputBytes', () => {

@@ -15,7 +15,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** Runs `body` (the command's promise) through the guard in a fresh process. */
 function runGuarded(body: string): { status: number | null; stderr: string; stdout: string } {
   const script = join(dir, `case-${Math.random().toString(36).slice(2)}.ts`);
-  writeFileSync(script, `import { runToCompletion } from ${JSON.stringify(join(REPO_ROOT, 'container/src/exit-guard'))};\n` +
+  writeFileSync(script, `import { runToCompletion } from ${JSON.stringify(join(REPO_ROOT, 'container/src/shared/exit-guard'))};\n` +
     `runToCompletion('verify', () => ${body});\n`);
   const result = spawnSync(join(REPO_ROOT, 'node_modules/.bin/tsx'), [script], { encoding: 'utf8', timeout: 60_000 });
   return { status: result.status, stderr: result.stderr, stdout: result.stdout };

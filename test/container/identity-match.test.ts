@@ -7,8 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { identityMatches } from '../../container/src/decrypt';
-import { resolveRecipient } from '../../container/src/encrypt';
+import { identityMatches } from '../../container/src/restore/decrypt';
+import { resolveRecipient } from '../../container/src/backup/encrypt';
 import { AgeKey, makeAgeKey } from '../support';
 
 let ops: AgeKey;

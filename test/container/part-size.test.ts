@@ -6,8 +6,8 @@
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentError } from '../../container/src/errors';
-import { MAX_PART, MAX_STORED_BYTES, partSizeFor, queueSizeFor } from '../../container/src/upload';
+import { AgentError } from '../../container/src/shared/errors';
+import { MAX_PART, MAX_STORED_BYTES, partSizeFor, queueSizeFor } from '../../container/src/backup/upload';
 import {
   AgeKey, PG, S3Emulator, agentEnv, createPgDatabase, dropPgDatabase, makeAgeKey, pgQuery, requireAgentBundle, runAgent, startS3rver, uniqueName,
 } from '../support';

@@ -2,7 +2,7 @@
  * The redactor removes the shapes secrets take in tool output. mysql echoes a failing statement on stderr, and
  * the roles restored from a MariaDB globals companion carry password hashes: none of them may reach a log.
  */
-import { Redactor } from '../../container/src/errors';
+import { Redactor } from '../../container/src/shared/errors';
 
 const HASH = '*6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9';
 const redact = (text: string) => new Redactor().redact(text);

@@ -7,8 +7,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCommandArgs } from '../../container/src/args';
-import { awsClients } from '../../container/src/aws';
+import { parseCommandArgs } from '../../container/src/shared/args';
+import { awsClients } from '../../container/src/shared/aws';
 import { BACKUP_COMMAND } from '../../container/src/commands/backup';
 import { LIST_COMMAND } from '../../container/src/commands/list';
 import { RESTORE_COMMAND } from '../../container/src/commands/restore';

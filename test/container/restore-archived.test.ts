@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, StorageClass } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { manifestKeyFor } from '../../lib/contract';
-import { EXIT_NOT_YET_READABLE } from '../../container/src/archive';
+import { EXIT_NOT_YET_READABLE } from '../../container/src/restore/archive';
 import {
   AgeKey, MotoBucket, PG, PrivateMoto, agentEnv, createPgDatabase, createPgFixture, dropPgDatabase, logLines, makeAgeKey, motoBucket, pgQuery,
   pgTableStats, readerRole, runAgent, startPrivateMoto, uniqueName,

@@ -9,7 +9,7 @@
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { Manifest, restoreTestLatestKey } from '../../lib/contract';
-import { parseCommandArgs } from '../../container/src/args';
+import { parseCommandArgs } from '../../container/src/shared/args';
 import { RESTORE_TEST_COMMAND, runRestoreTest } from '../../container/src/commands/restore-test';
 import {
   AgeKey, PG, S3Emulator, agentEnv, createPgDatabase, dropPgDatabase, makeAgeKey, pgQuery, runAgent, startS3rver, uniqueName,

@@ -7,9 +7,9 @@
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Engine, METRIC_NAMESPACE, Metrics } from '../../lib/contract';
-import { CheckKind, judge, parseChecks } from '../../container/src/checks';
-import { publishRestoreTest, shouldPublish } from '../../container/src/metrics';
-import { compareTables, parseTolerance } from '../../container/src/validate';
+import { CheckKind, judge, parseChecks } from '../../container/src/restore-test/checks';
+import { publishRestoreTest, shouldPublish } from '../../container/src/restore-test/metrics';
+import { compareTables, parseTolerance } from '../../container/src/restore-test/validate';
 import { MotoAccount, motoAccount, storedMetrics } from '../support/moto-messaging';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

@@ -9,11 +9,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
-import { identityMatches } from '../../container/src/decrypt';
+import { identityMatches } from '../../container/src/restore/decrypt';
 import { globalsStatements } from '../../container/src/engines/postgres';
-import { redactor } from '../../container/src/errors';
-import { resolveIdentity } from '../../container/src/identity';
-import { spoolSpaceProblem } from '../../container/src/restore';
+import { redactor } from '../../container/src/shared/errors';
+import { resolveIdentity } from '../../container/src/restore/identity';
+import { spoolSpaceProblem } from '../../container/src/restore/restore';
 import { makeAgeKey } from '../support';
 import { motoName, sharedMoto } from '../support/moto';
 

@@ -3,7 +3,7 @@
  * requests with SDK middleware (their order, their headers), or answer one where no server can be made to fail.
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { parseCommandArgs } from '../../container/src/args';
+import { parseCommandArgs } from '../../container/src/shared/args';
 import { BACKUP_COMMAND, BackupResult, runBackup } from '../../container/src/commands/backup';
 import { PG } from './postgres';
 

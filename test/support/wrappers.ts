@@ -5,7 +5,7 @@
 import { chmodSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { findOnPath } from '../../container/src/tools';
+import { findOnPath } from '../../container/src/shared/tools';
 
 function realPath(command: string): string {
   const path = findOnPath(command);

@@ -9,17 +9,17 @@ import {
   Companion, Engine, LatestPointer, MANIFEST_FORMAT_VERSION, Manifest, TIER_TAG, TableCount, Tier,
   backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, parseManifest, sourceNameProblem, tierFor,
 } from '../../../lib/contract';
-import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../args';
-import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
-import { DEFAULT_ZSTD_LEVEL, Recipient, compressStage, compressedInputBytes, encryptStage, resolveRecipient } from '../encrypt';
+import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
+import { CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
+import { DEFAULT_ZSTD_LEVEL, Recipient, compressStage, compressedInputBytes, encryptStage, resolveRecipient } from '../backup/encrypt';
 import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
-import { AgentError, UsageError } from '../errors';
-import { ProgressReporter, log } from '../log';
-import { ProcessPipeline, StageSpec } from '../pipeline';
-import { getText, headSize, putJson, setLegalHold } from '../s3';
-import { requireTools, toolVersion } from '../tools';
-import { StoredObject, StreamUpload, partSizeFor } from '../upload';
-import { AGENT_VERSION } from '../version';
+import { AgentError, UsageError } from '../shared/errors';
+import { ProgressReporter, log } from '../shared/log';
+import { ProcessPipeline, StageSpec } from '../shared/pipeline';
+import { getText, headSize, putJson, setLegalHold } from '../shared/s3';
+import { requireTools, toolVersion } from '../shared/tools';
+import { StoredObject, StreamUpload, partSizeFor } from '../backup/upload';
+import { AGENT_VERSION } from '../shared/version';
 
 export const BACKUP_COMMAND: CommandSpec = {
   name: 'backup',

@@ -1,9 +1,9 @@
 /** `restorable list`: a source's backups, newest first, from their manifests. */
 import { S3Client } from '@aws-sdk/client-s3';
 import { MANIFEST_SUFFIX, Manifest, latestKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix } from '../../../lib/contract';
-import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../args';
-import { UsageError } from '../errors';
-import { getText, listAll } from '../s3';
+import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
+import { UsageError } from '../shared/errors';
+import { getText, listAll } from '../shared/s3';
 
 export const LIST_COMMAND: CommandSpec = {
   name: 'list',

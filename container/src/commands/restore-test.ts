@@ -11,18 +11,18 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Engine } from '../../../lib/contract';
-import { ARCHIVE_OPTIONS, retrievalOptions } from '../archive';
-import { CommandSpec, OptionKind, ParsedArgs } from '../args';
-import { UserCheck, parseChecks, readChecksFile } from '../checks';
-import { CONNECTION_OPTIONS, Connection, describeConnection, resolveConnection } from '../connection';
-import { SELECTION_OPTIONS, backupLocation, selectBackup } from '../download';
-import { AgentError, UsageError, redactor } from '../errors';
-import { IDENTITY_OPTIONS, resolveIdentity } from '../identity';
-import { log } from '../log';
-import { publishRestoreTest, shouldPublish } from '../metrics';
-import { RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, storeReport } from '../report';
-import { restoreBackup } from '../restore';
-import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../validate';
+import { ARCHIVE_OPTIONS, retrievalOptions } from '../restore/archive';
+import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
+import { UserCheck, parseChecks, readChecksFile } from '../restore-test/checks';
+import { CONNECTION_OPTIONS, Connection, describeConnection, resolveConnection } from '../shared/connection';
+import { SELECTION_OPTIONS, backupLocation, selectBackup } from '../restore/download';
+import { AgentError, UsageError, redactor } from '../shared/errors';
+import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
+import { log } from '../shared/log';
+import { publishRestoreTest, shouldPublish } from '../restore-test/metrics';
+import { RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, storeReport } from '../restore-test/report';
+import { restoreBackup } from '../restore/restore';
+import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../restore-test/validate';
 
 export const RESTORE_TEST_COMMAND: CommandSpec = {
   name: 'restore-test',

@@ -1,17 +1,17 @@
 /**
  * `restorable restore`: a backup back into a database, at 3 a.m., without surprises. The work is in
- * ../restore.ts (shared with restore-test); here are the options and the words.
+ * ../restore/restore.ts (shared with restore-test); here are the options and the words.
  */
 import { tmpdir } from 'node:os';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { ARCHIVE_OPTIONS, retrievalOptions } from '../archive';
-import { CommandSpec, OptionKind, ParsedArgs } from '../args';
-import { CONNECTION_OPTIONS, resolveConnection } from '../connection';
-import { SELECTION_OPTIONS, backupLocation } from '../download';
-import { UsageError } from '../errors';
-import { IDENTITY_OPTIONS, resolveIdentity } from '../identity';
-import { RestoreMode, RestoreResult, restoreBackup } from '../restore';
+import { ARCHIVE_OPTIONS, retrievalOptions } from '../restore/archive';
+import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
+import { CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
+import { SELECTION_OPTIONS, backupLocation } from '../restore/download';
+import { UsageError } from '../shared/errors';
+import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
+import { RestoreMode, RestoreResult, restoreBackup } from '../restore/restore';
 
 export const RESTORE_COMMAND: CommandSpec = {
   name: 'restore',

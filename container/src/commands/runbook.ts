@@ -1,9 +1,9 @@
 /** `restorable runbook`: prints a source's disaster-recovery runbook, as rendered into the bucket at deploy time. */
 import { S3Client } from '@aws-sdk/client-s3';
 import { runbookKey, sourceNameProblem } from '../../../lib/contract';
-import { CommandSpec, ParsedArgs, SOURCE_OPTIONS } from '../args';
-import { AgentError, UsageError } from '../errors';
-import { getText } from '../s3';
+import { CommandSpec, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
+import { AgentError, UsageError } from '../shared/errors';
+import { getText } from '../shared/s3';
 
 export const RUNBOOK_COMMAND: CommandSpec = {
   name: 'runbook',

@@ -13,10 +13,10 @@ import {
   ContractError, LatestPointer, SOURCE_NAME_PATTERN, latestKey, manifestKeyFor, normalisePrefix, parseLatest, parseManifest,
   parseRestoreTestPointer, restoreTestLatestKey,
 } from '../../../lib/contract';
-import { CommandSpec, OptionKind, ParsedArgs, REGION_OPTIONS } from '../args';
-import { lostPointerProblem, someRecordedBackup } from '../download';
-import { AgentError } from '../errors';
-import { getText, headSize, s3Problem } from '../s3';
+import { CommandSpec, OptionKind, ParsedArgs, REGION_OPTIONS } from '../shared/args';
+import { lostPointerProblem, someRecordedBackup } from '../restore/download';
+import { AgentError } from '../shared/errors';
+import { getText, headSize, s3Problem } from '../shared/s3';
 
 export const STATUS_COMMAND: CommandSpec = {
   name: 'status',

@@ -9,16 +9,16 @@ import { finished } from 'node:stream/promises';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Engine, Manifest } from '../../../lib/contract';
-import { ARCHIVE_OPTIONS, ensureReadable, retrievalOptions } from '../archive';
-import { CommandSpec, OptionKind, ParsedArgs } from '../args';
-import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from '../decrypt';
-import { SELECTION_OPTIONS, SelectedBackup, VerifyingTap, backupLocation, downloadInto, progressSample, selectBackup } from '../download';
+import { ARCHIVE_OPTIONS, ensureReadable, retrievalOptions } from '../restore/archive';
+import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
+import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from '../restore/decrypt';
+import { SELECTION_OPTIONS, SelectedBackup, VerifyingTap, backupLocation, downloadInto, progressSample, selectBackup } from '../restore/download';
 import { SqlRowCounter } from '../engines/sql-row-counter';
-import { AgentError } from '../errors';
-import { IDENTITY_OPTIONS, resolveIdentity } from '../identity';
-import { ProgressReporter, log } from '../log';
-import { ProcessPipeline, StageSpec } from '../pipeline';
-import { requireTools } from '../tools';
+import { AgentError } from '../shared/errors';
+import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
+import { ProgressReporter, log } from '../shared/log';
+import { ProcessPipeline, StageSpec } from '../shared/pipeline';
+import { requireTools } from '../shared/tools';
 
 export const VERIFY_COMMAND: CommandSpec = {
   name: 'verify',

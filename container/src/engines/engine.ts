@@ -3,8 +3,8 @@
  * side (used by `backup`) and the restore side (used by `restore` and `restore-test`).
  */
 import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
-import { Connection } from '../connection';
-import { StageSpec } from '../pipeline';
+import { Connection } from '../shared/connection';
+import { StageSpec } from '../shared/pipeline';
 
 /** What the database holds, learned before the dump starts. */
 export interface SourceFacts {

@@ -1,6 +1,6 @@
 import { Engine } from '../../../lib/contract';
-import { Connection } from '../connection';
-import { UsageError } from '../errors';
+import { Connection } from '../shared/connection';
+import { UsageError } from '../shared/errors';
 import { EngineSession } from './engine';
 import { MysqlSession } from './mysql';
 import { PostgresSession } from './postgres';

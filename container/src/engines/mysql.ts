@@ -9,14 +9,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
-import { Connection, describeConnection } from '../connection';
-import { onAbort } from '../cleanup';
-import { AgentError, redactor } from '../errors';
-import { ProcessPipeline, StageSpec } from '../pipeline';
-import { capture, toolVersion } from '../tools';
+import { Connection, describeConnection } from '../shared/connection';
+import { onAbort } from '../shared/cleanup';
+import { AgentError, redactor } from '../shared/errors';
+import { ProcessPipeline, StageSpec } from '../shared/pipeline';
+import { capture, toolVersion } from '../shared/tools';
 import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, SourceFacts } from './engine';
 import { SqlRowCounter } from './sql-row-counter';
-import { log } from '../log';
+import { log } from '../shared/log';
 
 /** Escapes a value for a MySQL option file (double-quoted). */
 function optionValue(value: string): string {

@@ -4,10 +4,10 @@
  */
 import { Client, ClientConfig } from 'pg';
 import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
-import { Connection, describeConnection } from '../connection';
-import { AgentError, redactor } from '../errors';
-import { StageSpec } from '../pipeline';
-import { capture, toolVersion } from '../tools';
+import { Connection, describeConnection } from '../shared/connection';
+import { AgentError, redactor } from '../shared/errors';
+import { StageSpec } from '../shared/pipeline';
+import { capture, toolVersion } from '../shared/tools';
 import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, RestoreStageOptions, SourceFacts } from './engine';
 
 /** libpq's environment for a child: the password travels here, never in argv. */

@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { AgentError, UsageError } from './errors';
-import { StageSpec } from './pipeline';
+import { AgentError, UsageError } from '../shared/errors';
+import { StageSpec } from '../shared/pipeline';
 
 /**
  * zstd -1 on all cores: on realistic data it was both smaller and half the CPU of -3

@@ -3,7 +3,7 @@
  * the RDS JSON shape, then the engine's standard environment. The password never comes from argv.
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Engine } from '../../lib/contract';
+import { Engine } from '../../../lib/contract';
 import { ParsedArgs, OptionKind, OptionSpecs } from './args';
 import { AgentError, UsageError, redactor } from './errors';
 

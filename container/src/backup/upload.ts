@@ -8,9 +8,9 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, TransformCallback } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { AgentError } from './errors';
-import { StageFailure } from './pipeline';
-import { s3Problem, taggingHeader } from './s3';
+import { AgentError } from '../shared/errors';
+import { StageFailure } from '../shared/pipeline';
+import { s3Problem, taggingHeader } from '../shared/s3';
 
 const MiB = 1024 * 1024;
 const MIN_PART = 5 * MiB;
@@ -41,7 +41,7 @@ export function partSizeFor(estimatedBytes: number): number {
     throw new AgentError(`the database is estimated at ${gib(estimatedBytes)} (the larger of the server's own estimate and ` +
       `--expected-size), more than one backup object can hold: ${S3_MAX_PARTS.toLocaleString('en-US')} parts of at most ${MAX_PART / MiB} MiB, ` +
       `${gib(MAX_STORED_BYTES)} stored. Split the database into several sources (for example one per schema or database), ` +
-      `each under ${gib(MAX_STORED_BYTES)}, or build the agent with a larger MAX_PART (container/src/upload.ts; each MiB more costs 2 MiB of memory).`);
+      `each under ${gib(MAX_STORED_BYTES)}, or build the agent with a larger MAX_PART (container/src/backup/upload.ts; each MiB more costs 2 MiB of memory).`);
   }
   const wanted = Math.ceil((2 * Math.max(0, estimatedBytes)) / TARGET_PARTS / MiB) * MiB;
   return Math.min(MAX_PART, Math.max(MIN_PART, wanted));

@@ -7,9 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { OptionKind, OptionSpecs } from './args';
-import { onAbort } from './cleanup';
-import { AgentError, UsageError, redactor } from './errors';
+import { OptionKind, OptionSpecs } from '../shared/args';
+import { onAbort } from '../shared/cleanup';
+import { AgentError, UsageError, redactor } from '../shared/errors';
 
 export const IDENTITY_OPTIONS: OptionSpecs = {
   'identity-file': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'age identity file (AGE-SECRET-KEY-1… lines)' },

@@ -3,8 +3,8 @@
  */
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { AgentError } from './errors';
-import { StageFailure, StageSpec } from './pipeline';
+import { AgentError } from '../shared/errors';
+import { StageFailure, StageSpec } from '../shared/pipeline';
 
 export function decryptStage(identityFile: string): StageSpec {
   return { name: 'age', command: 'age', args: ['-d', '-i', identityFile] };
@@ -17,7 +17,7 @@ export function decompressStage(file?: string): StageSpec {
 
 /**
  * Whether the identity holds the key a backup was encrypted to, from the manifest's recipient fingerprint
- * (SHA-256 of the sorted recipient lines, encrypt.ts). True when the fingerprint is one of the identity's
+ * (SHA-256 of the sorted recipient lines, backup/encrypt.ts). True when the fingerprint is one of the identity's
  * recipients, or all of them; otherwise undefined, never false: a fingerprint of several recipients (a
  * --recipient-file) cannot be taken apart, so an identity holding just one of them, which does open the
  * backup, looks the same as a wrong one. age itself says which it is when it decrypts.

@@ -4,12 +4,12 @@
  * the table or check and by how much it missed.
  */
 import { Client } from 'pg';
-import { Engine, Manifest } from '../../lib/contract';
+import { Engine, Manifest } from '../../../lib/contract';
 import { CheckKind, CheckOutcome, QueryRows, UserCheck, judge } from './checks';
-import { Connection, describeConnection } from './connection';
-import { MysqlSession } from './engines/mysql';
-import { quoteIdent } from './engines/postgres';
-import { AgentError, UsageError, redactor } from './errors';
+import { Connection, describeConnection } from '../shared/connection';
+import { MysqlSession } from '../engines/mysql';
+import { quoteIdent } from '../engines/postgres';
+import { AgentError, UsageError, redactor } from '../shared/errors';
 
 /** How far a restored row count may differ from the manifest's: rows, or a share of the recorded count. */
 export interface Tolerance {

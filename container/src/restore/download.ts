@@ -9,11 +9,11 @@ import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, S3Cl
 import {
   ContractError, MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem,
   sourcePrefix,
-} from '../../lib/contract';
-import { OptionKind, OptionSpecs, ParsedArgs, SOURCE_OPTIONS } from './args';
-import { AgentError, UsageError } from './errors';
-import { log } from './log';
-import { getText, listAll, s3Problem } from './s3';
+} from '../../../lib/contract';
+import { OptionKind, OptionSpecs, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
+import { AgentError, UsageError } from '../shared/errors';
+import { log } from '../shared/log';
+import { getText, listAll, s3Problem } from '../shared/s3';
 
 export const SELECTION_OPTIONS: OptionSpecs = {
   ...SOURCE_OPTIONS,

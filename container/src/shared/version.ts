@@ -1,4 +1,4 @@
-import { version } from '../../package.json';
+import { version } from '../../../package.json';
 
 /** The agent's version, recorded in every manifest. */
 export const AGENT_VERSION = version;

@@ -10,7 +10,7 @@
  * start (the restored data is a snapshot of that moment, so "now" would only measure the backup's own age).
  */
 import { readFileSync } from 'node:fs';
-import { UsageError } from './errors';
+import { UsageError } from '../shared/errors';
 
 export enum CheckKind {
   MIN_ROWS = 'minRows',

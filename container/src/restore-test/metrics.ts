@@ -4,8 +4,8 @@
  * or when asked with --publish-metrics.
  */
 import { CloudWatchClient, MetricDatum, PutMetricDataCommand, StandardUnit } from '@aws-sdk/client-cloudwatch';
-import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../../lib/contract';
-import { log } from './log';
+import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../../../lib/contract';
+import { log } from '../shared/log';
 
 export interface RestoreTestMeasurements {
   readonly source: string;

@@ -9,18 +9,18 @@
 import { createReadStream, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { Engine, Manifest, TableCount } from '../../lib/contract';
+import { Engine, Manifest, TableCount } from '../../../lib/contract';
 import { RetrievalOptions, ensureReadable } from './archive';
-import { onAbort } from './cleanup';
-import { Connection, describeConnection } from './connection';
+import { onAbort } from '../shared/cleanup';
+import { Connection, describeConnection } from '../shared/connection';
 import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from './decrypt';
 import { BackupLocation, SelectedBackup, VerifyingTap, downloadInto, progressSample, selectBackup } from './download';
-import { EngineSession, GlobalsApplied, GlobalsPlan, RESTORE_TOOLS, openSession } from './engines';
-import { majorOf } from './engines/postgres';
-import { AgentError, UsageError } from './errors';
-import { ProgressReporter, log } from './log';
-import { ProcessPipeline } from './pipeline';
-import { requireTools, toolVersion } from './tools';
+import { EngineSession, GlobalsApplied, GlobalsPlan, RESTORE_TOOLS, openSession } from '../engines';
+import { majorOf } from '../engines/postgres';
+import { AgentError, UsageError } from '../shared/errors';
+import { ProgressReporter, log } from '../shared/log';
+import { ProcessPipeline } from '../shared/pipeline';
+import { requireTools, toolVersion } from '../shared/tools';
 
 export interface RestoreRequest {
   readonly location: BackupLocation;

@@ -4,10 +4,10 @@
  * either stop with exit code 75 ("try again later") or, with --wait, poll until it is readable.
  */
 import { HeadObjectCommand, HeadObjectCommandOutput, RestoreObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { OptionKind, OptionSpecs, ParsedArgs } from './args';
-import { AgentError, UsageError } from './errors';
-import { log } from './log';
-import { s3Problem } from './s3';
+import { OptionKind, OptionSpecs, ParsedArgs } from '../shared/args';
+import { AgentError, UsageError } from '../shared/errors';
+import { log } from '../shared/log';
+import { s3Problem } from '../shared/s3';
 
 export enum RetrievalTier {
   EXPEDITED = 'Expedited',

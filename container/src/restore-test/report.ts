@@ -4,10 +4,10 @@
  * --json, and summarised for a person otherwise.
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { RestoreTestPointer, TIER_TAG, Tier, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../lib/contract';
+import { RestoreTestPointer, TIER_TAG, Tier, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
 import { CheckOutcome } from './checks';
-import { log } from './log';
-import { putJson } from './s3';
+import { log } from '../shared/log';
+import { putJson } from '../shared/s3';
 import { TableOutcome } from './validate';
 
 export const REPORT_FORMAT_VERSION = 1;
