@@ -1,5 +1,5 @@
-import { DEFAULT_KEEP_COUNTS, Tier } from '../../lib/contract/tiers';
-import { MINIMUM_STORAGE_DAYS, planRetention, retentionProblems, retentionTable } from '../../lib/store/retention-policy';
+import { DEFAULT_KEEP_COUNTS, Tier } from '../../../lib/contract/tiers';
+import { MINIMUM_STORAGE_DAYS, planRetention, retentionProblems, retentionTable } from '../../../lib/store/retention-policy';
 
 const defaults = { keep: DEFAULT_KEEP_COUNTS, noncurrentDays: 7, lockDays: 7, transitions: [{ tier: Tier.MONTHLY, storageClass: 'GLACIER', afterDays: 30 }] };
 

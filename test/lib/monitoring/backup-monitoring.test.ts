@@ -6,17 +6,17 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupMonitoring, BackupMonitoringProps } from '../../lib/monitoring/backup-monitoring';
-import { BackupKeys } from '../../lib/keys/backup-keys';
-import { BackupStore } from '../../lib/store/backup-store';
-import { DatabaseBackups } from '../../lib/backups/database-backups';
-import { ReplicaStore } from '../../lib/store/replica-store';
-import { ENV, mariadbSource, postgresSource, sampleVpc } from './database-backups-fixture';
-import { ACCOUNT, PRIMARY_REGION, primaryWithReplica, standaloneStore } from './store-fixtures';
+import { BackupMonitoring, BackupMonitoringProps } from '../../../lib/monitoring/backup-monitoring';
+import { BackupKeys } from '../../../lib/keys/backup-keys';
+import { BackupStore } from '../../../lib/store/backup-store';
+import { DatabaseBackups } from '../../../lib/backups/database-backups';
+import { ReplicaStore } from '../../../lib/store/replica-store';
+import { ENV, mariadbSource, postgresSource, sampleVpc } from '../database-backups-fixture';
+import { ACCOUNT, PRIMARY_REGION, primaryWithReplica, standaloneStore } from '../store-fixtures';
 
 beforeAll(() => {
   for (const name of ['freshness-check', 'size-anomaly']) {
-    if (!existsSync(join(__dirname, `../../assets/lambda/${name}/index.js`))) {
+    if (!existsSync(join(__dirname, `../../../assets/lambda/${name}/index.js`))) {
       throw new Error(`the ${name} asset is missing: run 'npm run bundle' before these tests`);
     }
   }

@@ -2,9 +2,9 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { Tier } from '../../lib/contract/tiers';
-import { ReplicaStore } from '../../lib/store/replica-store';
-import { ACCOUNT, REPLICA_REGION, primaryWithReplica, statementsAllowing, resourcesOf } from './store-fixtures';
+import { Tier } from '../../../lib/contract/tiers';
+import { ReplicaStore } from '../../../lib/store/replica-store';
+import { ACCOUNT, REPLICA_REGION, primaryWithReplica, statementsAllowing, resourcesOf } from '../store-fixtures';
 
 describe('ReplicaStore', () => {
   const fixture = primaryWithReplica();

@@ -5,9 +5,9 @@
 import { Duration, Size } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { SourceEngine } from '../../lib/backups/backup-source';
-import { AGENT_CONTAINER_NAME } from '../../lib/backups/database-backups';
-import { ENV, SAMPLE_RECIPIENT, backupsStack, mariadbSource, postgresSource } from './database-backups-fixture';
+import { SourceEngine } from '../../../lib/backups/backup-source';
+import { AGENT_CONTAINER_NAME } from '../../../lib/backups/database-backups';
+import { ENV, SAMPLE_RECIPIENT, backupsStack, mariadbSource, postgresSource } from '../database-backups-fixture';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 

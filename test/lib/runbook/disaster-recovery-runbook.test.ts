@@ -8,14 +8,14 @@ import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupKeys, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore } from '../../lib';
-import { ENV, SAMPLE_RECIPIENT, mariadbSource, postgresSource, sampleVpc } from './database-backups-fixture';
-import { statementsAllowing } from './store-fixtures';
+import { BackupKeys, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore } from '../../../lib';
+import { ENV, SAMPLE_RECIPIENT, mariadbSource, postgresSource, sampleVpc } from '../database-backups-fixture';
+import { statementsAllowing } from '../store-fixtures';
 
 const REPLICA_REGION = 'eu-central-1';
 
 beforeAll(() => {
-  if (!existsSync(join(__dirname, '../../assets/lambda/runbook-writer/index.js'))) {
+  if (!existsSync(join(__dirname, '../../../assets/lambda/runbook-writer/index.js'))) {
     throw new Error("the runbook-writer asset is missing: run 'npm run bundle' before these tests");
   }
 });

@@ -4,10 +4,10 @@
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { BackupKeys, BackupStore } from '../../lib';
-import { BackupSourceProps, SourceEngine, cronForRpo, cronProblem } from '../../lib/backups/backup-source';
-import { DatabaseBackups, DatabaseBackupsProps } from '../../lib/backups/database-backups';
-import { SAMPLE_RECIPIENT, backupsStack, postgresSource } from './database-backups-fixture';
+import { BackupKeys, BackupStore } from '../../../lib';
+import { BackupSourceProps, SourceEngine, cronForRpo, cronProblem } from '../../../lib/backups/backup-source';
+import { DatabaseBackups, DatabaseBackupsProps } from '../../../lib/backups/database-backups';
+import { SAMPLE_RECIPIENT, backupsStack, postgresSource } from '../database-backups-fixture';
 
 function addTo(extra: Partial<BackupSourceProps>) {
   const { stack, backups } = backupsStack();

@@ -4,10 +4,10 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { Tier } from '../../lib/contract/tiers';
-import { BackupStore, BackupStoreProps } from '../../lib/store/backup-store';
-import { ReplicaStore } from '../../lib/store/replica-store';
-import { ACCOUNT, PRIMARY_REGION, REPLICA_REGION, primaryWithReplica, standaloneStore } from './store-fixtures';
+import { Tier } from '../../../lib/contract/tiers';
+import { BackupStore, BackupStoreProps } from '../../../lib/store/backup-store';
+import { ReplicaStore } from '../../../lib/store/replica-store';
+import { ACCOUNT, PRIMARY_REGION, REPLICA_REGION, primaryWithReplica, standaloneStore } from '../store-fixtures';
 
 const keep = { hourly: 24, daily: 7, weekly: 4, monthly: 12 };
 

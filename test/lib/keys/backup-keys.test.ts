@@ -4,13 +4,13 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { BackupKeys, BackupKeysProps } from '../../lib/keys/backup-keys';
+import { BackupKeys, BackupKeysProps } from '../../../lib/keys/backup-keys';
 
 const ENV = { account: '123456789012', region: 'eu-central-1' };
 const OFFLINE_RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
 
 beforeAll(() => {
-  if (!existsSync(join(__dirname, '../../assets/lambda/key-generator/index.js'))) {
+  if (!existsSync(join(__dirname, '../../../assets/lambda/key-generator/index.js'))) {
     throw new Error("the key-generator asset is missing: run 'npm run bundle' before these tests");
   }
 });

@@ -3,8 +3,8 @@
  * tolerance fails synth naming the source, the check and the property.
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTestCheck, RestoreTesting, RowCountTolerance } from '../../lib';
-import { ENV, postgresSource, sampleVpc } from './database-backups-fixture';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTestCheck, RestoreTesting, RowCountTolerance } from '../../../lib';
+import { ENV, postgresSource, sampleVpc } from '../database-backups-fixture';
 
 function restoreTesting(checks: RestoreTestCheck[], rtoTarget?: Duration) {
   const stack = new Stack(new App(), 'S', { env: ENV });

@@ -5,11 +5,11 @@
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { BackupKeys, BackupStore } from '../../lib';
+import { BackupKeys, BackupStore } from '../../../lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { BackupStoreProps } from '../../lib/store/backup-store';
-import { DatabaseBackups } from '../../lib/backups/database-backups';
-import { ENV, SAMPLE_RECIPIENT, postgresSource, sampleVpc } from './database-backups-fixture';
+import { BackupStoreProps } from '../../../lib/store/backup-store';
+import { DatabaseBackups } from '../../../lib/backups/database-backups';
+import { ENV, SAMPLE_RECIPIENT, postgresSource, sampleVpc } from '../database-backups-fixture';
 
 function synth(lock: BackupStoreProps): { command: string; policies: string } {
   const stack = new Stack(new App(), 'Backups', { env: ENV });

@@ -4,8 +4,8 @@
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups } from '../../lib';
-import { ENV, SAMPLE_RECIPIENT, postgresSource, sampleVpc } from './database-backups-fixture';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups } from '../../../lib';
+import { ENV, SAMPLE_RECIPIENT, postgresSource, sampleVpc } from '../database-backups-fixture';
 
 describe('given DatabaseBackups with monitoring', () => {
   const stack = new Stack(new App(), 'Backups', { env: ENV });

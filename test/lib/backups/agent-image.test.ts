@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
-import { backupsStack, mariadbSource, postgresSource } from './database-backups-fixture';
+import { backupsStack, mariadbSource, postgresSource } from '../database-backups-fixture';
 
 test('given DatabaseBackups, when synthesized, then its image asset is built for linux/amd64, as its tasks run on X86_64 Linux', () => {
   const { app, stack, backups } = backupsStack();

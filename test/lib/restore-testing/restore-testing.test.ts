@@ -9,8 +9,8 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, RowCountTolerance } from '../../lib';
-import { ENV, mariadbSource, postgresSource, samplePeer, sampleVpc } from './database-backups-fixture';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, RowCountTolerance } from '../../../lib';
+import { ENV, mariadbSource, postgresSource, samplePeer, sampleVpc } from '../database-backups-fixture';
 
 interface Options {
   readonly nag?: boolean;

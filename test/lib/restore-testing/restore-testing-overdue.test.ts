@@ -5,8 +5,8 @@
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTesting } from '../../lib';
-import { ENV, postgresSource, sampleVpc } from './database-backups-fixture';
+import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTesting } from '../../../lib';
+import { ENV, postgresSource, sampleVpc } from '../database-backups-fixture';
 
 function parts(options: { monitorBackups?: boolean } = {}) {
   const app = new App();

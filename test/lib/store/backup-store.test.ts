@@ -4,8 +4,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { Tier } from '../../lib/contract/tiers';
-import { primaryWithReplica, onlyResource, resourcesOf, standaloneStore, statementsAllowing, PRIMARY_REGION, REPLICA_REGION, ACCOUNT } from './store-fixtures';
+import { Tier } from '../../../lib/contract/tiers';
+import { primaryWithReplica, onlyResource, resourcesOf, standaloneStore, statementsAllowing, PRIMARY_REGION, REPLICA_REGION, ACCOUNT } from '../store-fixtures';
 
 const bucketProps = (template: Template) => onlyResource(template, 'AWS::S3::Bucket', 'StoreBucket').Properties;
 const lifecycleRules = (template: Template) => bucketProps(template).LifecycleConfiguration.Rules as Array<Record<string, unknown>>;

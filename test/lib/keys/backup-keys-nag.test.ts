@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupKeys } from '../../lib/keys/backup-keys';
+import { BackupKeys } from '../../../lib/keys/backup-keys';
 
 beforeAll(() => {
-  if (!existsSync(join(__dirname, '../../assets/lambda/key-generator/index.js'))) {
+  if (!existsSync(join(__dirname, '../../../assets/lambda/key-generator/index.js'))) {
     throw new Error("the key-generator asset is missing: run 'npm run bundle' before these tests");
   }
 });
