@@ -41,22 +41,46 @@ export class AlarmTopic extends Construct {
       actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
       resources: ['*'],
     }));
-    const topic = new sns.Topic(this, 'Topic', { masterKey: key, enforceSSL: true, displayName: 'Restorable backup alarms' });
+    const topic = new OwnAccountPublishersTopic(this, 'Topic', { masterKey: key, enforceSSL: true, displayName: 'Restorable backup alarms' });
     // A topic policy replaces SNS's default one: say explicitly that this account's alarms may publish.
-    const { account, region, partition } = Stack.of(this);
     topic.addToResourcePolicy(new iam.PolicyStatement({
       sid: 'CloudWatchAlarmsPublish',
       principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
       actions: ['sns:Publish'],
       resources: [topic.topicArn],
-      conditions: {
-        StringEquals: { 'aws:SourceAccount': account },
-        ArnLike: { 'aws:SourceArn': `arn:${partition}:cloudwatch:${region}:${account}:alarm:*` },
-      },
     }));
     subscribeEmails(this, topic, props.emails ?? [], 'emails');
     this.topic = topic;
     this.encryptionKey = key;
+  }
+}
+
+/**
+ * A topic whose policy lets the publishing services (CloudWatch alarms, EventBridge rules) publish only on behalf of
+ * this account's alarms and rules: every statement granting them `sns:Publish`, this construct's and those that
+ * targets add with `grantPublish`, gets `aws:SourceAccount` and `aws:SourceArn` conditions. Without them, an alarm
+ * or rule of any other account could publish to the topic (a confused deputy).
+ */
+class OwnAccountPublishersTopic extends sns.Topic {
+  public addToResourcePolicy(statement: iam.PolicyStatement): iam.AddToResourcePolicyResult {
+    const sourceArn = publisherSourceArn(this, statement);
+    if (sourceArn && statement.effect === iam.Effect.ALLOW && !('aws:SourceAccount' in (statement.conditions.StringEquals ?? {}))) {
+      statement.addCondition('StringEquals', { 'aws:SourceAccount': Stack.of(this).account });
+      statement.addCondition('ArnLike', { 'aws:SourceArn': sourceArn });
+    }
+    return super.addToResourcePolicy(statement);
+  }
+}
+
+/** The ARN pattern of what publishes through a statement's service principal, when it is one of the publishers. */
+function publisherSourceArn(scope: Construct, statement: iam.PolicyStatement): string | undefined {
+  const { account, region, partition } = Stack.of(scope);
+  const services = statement.principals.map((principal) => (principal instanceof iam.ServicePrincipal ? principal.service : undefined));
+  if (services.length !== 1) return undefined;
+  switch (services[0]) {
+    case 'cloudwatch.amazonaws.com': return `arn:${partition}:cloudwatch:${region}:${account}:alarm:*`;
+    case 'events.amazonaws.com': return `arn:${partition}:events:${region}:${account}:rule/*`;
+    default: return undefined;
   }
 }
 
