@@ -8,6 +8,7 @@ import { bucketSettings } from './backup-bucket-settings';
 import { KeepCounts, TIER_TAG, Tier } from '../contract/tiers';
 import { RestorableError } from '../shared/errors';
 import { TierRetention } from './retention-policy';
+import { breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
 
 /** Move one tier's backups to a cheaper storage class once they reach an age. */
 export interface TierTransition {
@@ -76,6 +77,14 @@ export interface BackupBucketProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
+  /**
+   * The only role that may schedule the deletion of the bucket's KMS key, disable it, or move or delete its alias:
+   * the key policy denies those to every other principal of the account (by `aws:PrincipalArn`, so the role's
+   * sessions get through). With a removal policy other than RETAIN, the stack's CloudFormation execution role
+   * may too, so that the stack can still be deleted.
+   * @default - the role named `restorable-break-glass` in the stack's account (it need not exist until needed)
+   */
+  readonly breakGlassRole?: iam.IRole;
 }
 
 /** Options for a dump task's write access. */
@@ -135,6 +144,7 @@ export abstract class BackupBucket extends Construct {
       alias: this.keyAlias,
       removalPolicy,
     });
+    denyDestroyingKey(this.encryptionKey as kms.Key, keyExemptions(this, props.breakGlassRole, removalPolicy));
 
     const accessLogsBucket = new s3.Bucket(this, 'AccessLogs', {
       // Server access logs can only be delivered to a bucket with S3-managed encryption.
@@ -328,4 +338,10 @@ function flattenForNag(value: unknown): string {
     if ('Fn::ImportValue' in fn) return flattenForNag(fn['Fn::ImportValue']);
   }
   return JSON.stringify(value);
+}
+
+/** Who gets through a key's deny: break-glass, and CloudFormation when the key is not retained (it deletes it with the stack). */
+export function keyExemptions(scope: Construct, breakGlassRole: iam.IRole | undefined, removalPolicy: RemovalPolicy): string[] {
+  const breakGlass = breakGlassRoleArn(scope, breakGlassRole);
+  return removalPolicy === RemovalPolicy.RETAIN ? [breakGlass] : [breakGlass, deploymentRoleArn(scope)];
 }

@@ -1,6 +1,9 @@
-import { Aws, PhysicalName, Stack, Token } from 'aws-cdk-lib';
+import { Aws, Names, PhysicalName, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
-import { BackupBucket, BackupBucketProps } from './backup-bucket';
+import { BackupBucket, BackupBucketProps, keyExemptions } from './backup-bucket';
+import { denyDestroyingKey } from '../shared/trust-boundaries';
 import { RestorableError } from '../shared/errors';
 
 /** Properties of the offsite copy; its region and account are those of the stack it lives in. */
@@ -20,6 +23,13 @@ export class ReplicaStore extends BackupBucket {
   public readonly keyAliasName: string;
   /** The alias ARN, accepted by S3 replication's `ReplicaKmsKeyID` and Secrets Manager replicas' `KmsKeyId`. */
   public readonly keyAliasArn: string;
+  /**
+   * The KMS key (rotation on, always retained) that encrypts the DR copy of BackupKeys' identity secret, apart from
+   * the backups' key: whoever may decrypt backups in the replica does not thereby read the identity.
+   */
+  public readonly identityKey: kms.IKey;
+  /** The alias of `identityKey`, for BackupKeys' `replicaKeyAlias`. */
+  public readonly identityKeyAliasName: string;
 
   constructor(scope: Construct, id: string, props: ReplicaStoreProps = {}) {
     const stack = Stack.of(scope);
@@ -32,5 +42,24 @@ export class ReplicaStore extends BackupBucket {
     this.account = stack.account;
     this.keyAliasName = this.keyAlias!;
     this.keyAliasArn = `arn:${Aws.PARTITION}:kms:${this.region}:${this.account}:${this.keyAliasName}`;
+
+    this.identityKeyAliasName = `alias/${Names.uniqueResourceName(this, { maxLength: 110 })}-identity`;
+    const identityKey = new kms.Key(this, 'IdentityKey', {
+      description: `Encrypts the DR copy of the age identity that opens the backups in ${this.node.path}`,
+      enableKeyRotation: true,
+      alias: this.identityKeyAliasName,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    denyDestroyingKey(identityKey, keyExemptions(this, props.breakGlassRole, RemovalPolicy.RETAIN));
+    // As in the primary region: only Secrets Manager decrypts, and the secret's resource policy decides for whom.
+    identityKey.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'DecryptOnlyThroughSecretsManager',
+      effect: iam.Effect.DENY,
+      principals: [new iam.AnyPrincipal()],
+      actions: ['kms:Decrypt', 'kms:ReEncryptFrom'],
+      resources: ['*'],
+      conditions: { StringNotEquals: { 'kms:ViaService': `secretsmanager.${this.region}.amazonaws.com` } },
+    }));
+    this.identityKey = identityKey;
   }
 }
