@@ -33,11 +33,17 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
     description: `Restorable (${env.name}): backup store`,
   });
   const store = new BackupStore(primary, 'BackupStore', { replica: replicaStore });
-  // The identity secret is replicated with the replica stack's key, so that stack must exist first.
-  const keys = new BackupKeys(primary, 'BackupKeys', { replicaRegion: env.replicaRegion, replicaKeyAlias: replicaStore.keyAliasName });
+  const monitoring = new BackupMonitoring(primary, 'BackupMonitoring', { store });
+  // The identity secret is replicated with the replica stack's identity key, so that stack must exist first.
+  const keys = new BackupKeys(primary, 'BackupKeys', {
+    replicaRegion: env.replicaRegion,
+    replicaKeyAlias: replicaStore.identityKeyAliasName,
+    // Changes to the keys' or the identity secret's policies, and their deletion, are reported with the alarms.
+    alarmTopic: monitoring.topic,
+    watchedKeys: [store.encryptionKey],
+  });
   primary.addStackDependency(replica);
 
-  const monitoring = new BackupMonitoring(primary, 'BackupMonitoring', { store });
   const backups = new DatabaseBackups(primary, 'DatabaseBackups', {
     store, keys, monitoring, vpc: sampleVpc(primary, env), vpcEndpoints: true,
   });

@@ -6,8 +6,10 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { RestorableError } from '../shared/errors';
+import { alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
 import { lambdaAsset } from '../shared/package-root';
 
 /** What a replica key alias looks like, for error messages. */
@@ -15,6 +17,12 @@ const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
 
 /** An age X25519 recipient, as `age-keygen` prints it: `age1` and 58 bech32 characters. */
 const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+
+/** What the identity secret's policy denies to all but the key generator, CloudFormation and break-glass. */
+const IDENTITY_DESTRUCTIVE_ACTIONS = [
+  'secretsmanager:PutSecretValue', 'secretsmanager:DeleteSecret',
+  'secretsmanager:RemoveRegionsFromReplication', 'secretsmanager:StopReplicationToReplica',
+];
 
 
 export interface BackupKeysProps {
@@ -66,12 +74,44 @@ export interface BackupKeysProps {
   readonly identitySecret?: secretsmanager.ISecret;
 
   /**
-   * A role allowed to read the identity in an emergency, besides the restore roles. Its own IAM policy must
-   * still grant `secretsmanager:GetSecretValue`; this only exempts it from the secret's deny.
+   * The role that gets through the denies in an emergency. The identity key's policy denies scheduling its
+   * deletion, disabling it and moving or deleting its alias to everyone else; the secret's resource policy denies
+   * writing, deleting and un-replicating it (and promoting its DR replica, which inherits the policy) to everyone
+   * but this role, the key generator and `deploymentRoleArn`. A role given here may also read the identity,
+   * besides the restore roles. Its own IAM policy must still grant those actions; this only exempts it from the
+   * denies. Both match the role's ARN by `aws:PrincipalArn`, so its assumed-role sessions get through.
    *
-   * @default - no break-glass role: only restore roles and the key-generating function can read the identity
+   * @default - the role named `restorable-break-glass` in the stack's account gets through the destructive
+   * denies (it need not exist until needed); nobody but restore roles and the key generator reads the identity
    */
   readonly breakGlassRole?: iam.IRole;
+
+  /**
+   * The role CloudFormation deploys this stack with, exempt from the secret's write and delete denies because
+   * CloudFormation updates the secret's replication and resource policy.
+   *
+   * @default - the stack synthesizer's CloudFormation execution role, which for the default bootstrap is
+   * `cdk-hnb659fds-cfn-exec-role-{account}-{region}`
+   */
+  readonly deploymentRoleArn?: string;
+
+  /**
+   * Where to report changes to the keys' and the identity secret's policies and their deletion: an EventBridge
+   * rule on CloudTrail management events (PutKeyPolicy, ScheduleKeyDeletion, DisableKey, PutResourcePolicy,
+   * DeleteResourcePolicy, DeleteSecret) publishes to this topic, naming the call and the principal. It sees this
+   * region only, and needs CloudTrail (any trail, or the event history EventBridge receives by default).
+   *
+   * @default - no rule: nothing reports a change to the keys' or the secret's policies
+   */
+  readonly alarmTopic?: sns.ITopic;
+
+  /**
+   * Other KMS keys of this region whose policy changes, disabling or deletion the `alarmTopic` rule reports too,
+   * for example `store.encryptionKey`.
+   *
+   * @default - only the identity key
+   */
+  readonly watchedKeys?: kms.IKey[];
 }
 
 /**
@@ -92,6 +132,8 @@ export class BackupKeys extends Construct {
 
   /** Roles exempt from the secret's GetSecretValue deny; read lazily, so roles registered later count too. */
   private readonly identityReaders: iam.IRole[] = [];
+  /** Role ARNs exempt from the secret's write and delete deny: the key generator's. */
+  private readonly identityWriters: string[] = [];
   private readonly replicaRegion?: string;
   private readonly replicaKeyAlias: string;
 
@@ -132,6 +174,8 @@ export class BackupKeys extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.denyDecryptOutsideSecretsManager(key);
+    const breakGlass = breakGlassRoleArn(this, props.breakGlassRole);
+    denyDestroyingKey(key, [breakGlass]);
     this.encryptionKey = key;
 
     const secret = new secretsmanager.Secret(this, 'Identity', {
@@ -155,6 +199,16 @@ export class BackupKeys extends Construct {
         ArnNotEquals: { 'aws:PrincipalArn': Lazy.list({ produce: () => this.identityReaders.map((role) => role.roleArn) }) },
       },
     }));
+    secret.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'OnlyTheGeneratorWritesTheIdentity',
+      effect: iam.Effect.DENY,
+      principals: [new iam.AnyPrincipal()],
+      actions: IDENTITY_DESTRUCTIVE_ACTIONS,
+      resources: ['*'],
+      conditions: {
+        ArnNotLike: { 'aws:PrincipalArn': Lazy.list({ produce: () => [...this.identityWriters, deploymentRoleArn(this, props.deploymentRoleArn), breakGlass] }) },
+      },
+    }));
     // Kept with the secret: a retained secret without its deny would be readable by any broad IAM policy.
     if (policyDependable instanceof secretsmanager.ResourcePolicy) policyDependable.applyRemovalPolicy(RemovalPolicy.RETAIN);
     Validations.of(secret).acknowledge({
@@ -171,6 +225,14 @@ export class BackupKeys extends Construct {
       properties: { SecretId: secret.secretArn, Generation: String(generation) },
     });
     this.recipient = keyPair.getAttString('Recipient');
+
+    if (props.alarmTopic) {
+      alarmOnTampering(this, 'TamperingRule', props.alarmTopic, {
+        keyArns: [key.keyArn, ...(props.watchedKeys ?? []).map((watched) => watched.keyArn)],
+        secretArn: secret.secretArn,
+        secretName: secret.secretName,
+      });
+    }
   }
 
   /**
@@ -249,6 +311,7 @@ export class BackupKeys extends Construct {
     });
     logGroup.grantWrite(role);
     this.identityReaders.push(role);
+    this.identityWriters.push(role.roleArn);
     role.addToPolicy(new iam.PolicyStatement({
       actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
       resources: [secret.secretArn],

@@ -36,8 +36,11 @@ function synthesize(sourceCount: number, everything: boolean): Measurement {
   const replica = new ReplicaStore(replicaStack, 'Replica');
   const stack = new Stack(app, 'Scale', { env: ENV });
   const store = new BackupStore(stack, 'Store', { replica });
-  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: replica.region, replicaKeyAlias: replica.keyAliasName });
   const alarmTopic = new sns.Topic(stack, 'Alarms', { enforceSSL: true });
+  const keys = new BackupKeys(stack, 'Keys', {
+    replicaRegion: replica.region, replicaKeyAlias: replica.identityKeyAliasName,
+    alarmTopic: everything ? alarmTopic : undefined, watchedKeys: [store.encryptionKey],
+  });
   const monitoring = everything ? new BackupMonitoring(stack, 'Monitoring', { store, alarmTopic }) : undefined;
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
     store, keys, monitoring, vpc: sampleVpc(stack, true), vpcEndpoints: true, alarmTopic,

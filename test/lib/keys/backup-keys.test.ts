@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { BackupKeys, BackupKeysProps } from '../../../lib/keys/backup-keys';
 
 const ENV = { account: '123456789012', region: 'eu-central-1' };
@@ -75,13 +77,14 @@ describe('generated keys', () => {
 
     template.hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
       ResourcePolicy: {
-        Statement: [{
+        Statement: Match.arrayWith([{
+          Sid: 'OnlyRestoreRolesReadTheIdentity',
           Effect: 'Deny',
           Principal: { AWS: '*' },
           Action: 'secretsmanager:GetSecretValue',
           Resource: '*',
           Condition: { ArnNotEquals: { 'aws:PrincipalArn': [roleArn(generatorRole), roleArn(restoreRole)] } },
-        }],
+        }]),
       },
     });
   });
@@ -92,9 +95,98 @@ describe('generated keys', () => {
     new BackupKeys(stack, 'BackupKeys', { replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/restorable-secrets', breakGlassRole });
 
     Template.fromStack(stack).hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
-      ResourcePolicy: { Statement: [Match.objectLike({
+      ResourcePolicy: { Statement: Match.arrayWith([Match.objectLike({
         Condition: { ArnNotEquals: { 'aws:PrincipalArn': Match.arrayWith(['arn:aws:iam::123456789012:role/security/break-glass']) } },
-      })] },
+      })]) },
+    });
+  });
+
+  test('the resource policy denies writing, deleting and un-replicating the identity to all but the key generator, CloudFormation and break-glass', () => {
+    // Given generated keys with the default deployment and break-glass roles
+    const { template } = generatedKeys();
+    const generatorRole = logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/);
+
+    // Then the secret's policy denies the destructive calls to everyone else, by principal ARN
+    template.hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
+      ResourcePolicy: {
+        Statement: Match.arrayWith([{
+          Sid: 'OnlyTheGeneratorWritesTheIdentity',
+          Effect: 'Deny',
+          Principal: { AWS: '*' },
+          Action: ['secretsmanager:PutSecretValue', 'secretsmanager:DeleteSecret',
+            'secretsmanager:RemoveRegionsFromReplication', 'secretsmanager:StopReplicationToReplica'],
+          Resource: '*',
+          Condition: {
+            ArnNotLike: {
+              'aws:PrincipalArn': [
+                roleArn(generatorRole),
+                { 'Fn::Sub': 'arn:${AWS::Partition}:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-eu-central-1' },
+                { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::123456789012:role/restorable-break-glass']] },
+              ],
+            },
+          },
+        }]),
+      },
+    });
+  });
+
+  test('the key generator, which writes the identity, is the role the write deny exempts', () => {
+    // Given generated keys
+    const { template } = generatedKeys();
+    const generatorRole = logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/);
+
+    // When the generator function runs as its role
+    const generator = Object.values(template.findResources('AWS::Lambda::Function'))
+      .find((fn) => JSON.stringify(fn.Properties.Role).includes(generatorRole));
+
+    // Then that role may PutSecretValue and the deny names its ARN
+    expect(generator).toBeDefined();
+    expect(rolesGranted(template, ['secretsmanager:PutSecretValue'], logicalId(template, 'AWS::SecretsManager::Secret', /^BackupKeysIdentity/)))
+      .toEqual([generatorRole]);
+    const policy = Object.values(template.findResources('AWS::SecretsManager::ResourcePolicy'))[0];
+    const writeDeny = policy.Properties.ResourcePolicy.Statement.find((statement: { Sid?: string }) => statement.Sid === 'OnlyTheGeneratorWritesTheIdentity');
+    expect(writeDeny.Condition.ArnNotLike['aws:PrincipalArn']).toContainEqual(roleArn(generatorRole));
+  });
+
+  test('a given deployment role and break-glass role replace the defaults in the denies', () => {
+    // Given a break-glass role and a deployment role of one's own
+    const stack = new Stack(new App(), 'Keys', { env: ENV });
+    const breakGlassRole = iam.Role.fromRoleArn(stack, 'BreakGlass', 'arn:aws:iam::123456789012:role/security/break-glass');
+    new BackupKeys(stack, 'BackupKeys', {
+      replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/restorable-secrets', breakGlassRole,
+      deploymentRoleArn: 'arn:aws:iam::123456789012:role/deployer',
+    });
+    const template = Template.fromStack(stack);
+
+    // Then the secret's write deny exempts them, and the key's deny exempts break-glass only
+    template.hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
+      ResourcePolicy: { Statement: Match.arrayWith([Match.objectLike({
+        Sid: 'OnlyTheGeneratorWritesTheIdentity',
+        Condition: { ArnNotLike: { 'aws:PrincipalArn': [Match.anyValue(), 'arn:aws:iam::123456789012:role/deployer', 'arn:aws:iam::123456789012:role/security/break-glass'] } },
+      })]) },
+    });
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({
+        Sid: 'OnlyBreakGlassDestroysTheKey',
+        Condition: { ArnNotLike: { 'aws:PrincipalArn': ['arn:aws:iam::123456789012:role/security/break-glass'] } },
+      })]) },
+    });
+  });
+
+  test('the identity key cannot be scheduled for deletion, disabled or re-aliased but by break-glass', () => {
+    // Given generated keys
+    const { template } = generatedKeys();
+
+    // Then the key policy denies those calls to every principal but the default break-glass role
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: { Statement: Match.arrayWith([{
+        Sid: 'OnlyBreakGlassDestroysTheKey',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: ['kms:ScheduleKeyDeletion', 'kms:DisableKey', 'kms:UpdateAlias', 'kms:DeleteAlias'],
+        Resource: '*',
+        Condition: { ArnNotLike: { 'aws:PrincipalArn': [{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::123456789012:role/restorable-break-glass']] }] } },
+      }]) },
     });
   });
 
@@ -173,6 +265,52 @@ describe('generated keys', () => {
   test('raising the generation changes the custom resource, which appends a new key', () => {
     const { template } = generatedKeys({ generation: 2 });
     template.hasResourceProperties('Custom::RestorableAgeIdentity', { Generation: '2' });
+  });
+});
+
+describe('tampering alarm', () => {
+  test('without an alarm topic there is no rule', () => {
+    const { template } = generatedKeys();
+    template.resourceCountIs('AWS::Events::Rule', 0);
+  });
+
+  test('with an alarm topic, a rule on CloudTrail reports policy changes, disabling and deletion of the keys and the secret to the topic', () => {
+    // Given generated keys with an alarm topic and another key to watch
+    const stack = new Stack(new App(), 'Keys', { env: ENV });
+    const alarmTopic = new sns.Topic(stack, 'Alarms');
+    const storeKey = new kms.Key(stack, 'StoreKey');
+    new BackupKeys(stack, 'BackupKeys', {
+      replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/restorable-secrets', alarmTopic, watchedKeys: [storeKey],
+    });
+    const template = Template.fromStack(stack);
+    const identityKey = logicalId(template, 'AWS::KMS::Key', /^BackupKeysKey/);
+    const secret = logicalId(template, 'AWS::SecretsManager::Secret', /^BackupKeysIdentity/);
+    const storeKeyId = logicalId(template, 'AWS::KMS::Key', /^StoreKey/);
+
+    // Then one rule matches the management calls on those resources
+    template.resourceCountIs('AWS::Events::Rule', 1);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        'source': ['aws.kms', 'aws.secretsmanager'],
+        'detail-type': ['AWS API Call via CloudTrail'],
+        'detail': {
+          eventSource: ['kms.amazonaws.com', 'secretsmanager.amazonaws.com'],
+          eventName: ['PutKeyPolicy', 'ScheduleKeyDeletion', 'DisableKey', 'PutResourcePolicy', 'DeleteResourcePolicy', 'DeleteSecret'],
+          $or: [
+            { resources: { ARN: [{ 'Fn::GetAtt': [identityKey, 'Arn'] }, { 'Fn::GetAtt': [storeKeyId, 'Arn'] }] } },
+            { requestParameters: { secretId: [{ Ref: secret }, Match.anyValue()] } },
+            { responseElements: { arn: [{ Ref: secret }] } },
+          ],
+        },
+      },
+      // and publishes to the topic a message naming the call and the principal
+      Targets: [Match.objectLike({
+        Arn: { Ref: logicalId(template, 'AWS::SNS::Topic', /^Alarms/) },
+        InputTransformer: Match.objectLike({
+          InputPathsMap: Match.objectLike({ 'detail-eventName': '$.detail.eventName', 'detail-userIdentity-arn': '$.detail.userIdentity.arn' }),
+        }),
+      })],
+    });
   });
 });
 
