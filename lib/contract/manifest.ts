@@ -68,6 +68,13 @@ export interface LatestPointer {
 }
 
 /**
+ * How far a pointer's or report's stated time may run ahead of the S3 time that bounds it (the LastModified of the
+ * backup object a latest.json names, or of the report itself) before the monitoring calls it forged or skewed:
+ * room for the clock of the task that wrote it, never for a time S3 contradicts.
+ */
+export const POINTER_CLOCK_SKEW_SECONDS = 300;
+
+/**
  * A manifest or pointer that cannot be read. `message` names the object and what is wrong; `fix` says what a
  * person can do about it. The agent prints both on one line, without a stack trace.
  */

@@ -14,6 +14,12 @@ export const Metrics = {
   FLEET_STALENESS_RATIO: 'FleetStalenessRatio',
   /** Number of sources with no backup at all (or a pointer to a missing object). */
   SOURCES_WITHOUT_BACKUP: 'SourcesWithoutBackup',
+  /**
+   * Number of sources whose latest.json or restore-test report states a time S3 contradicts: in the future, or
+   * later than the LastModified (set by S3, not by the writer) of the object that bounds it by more than
+   * POINTER_CLOCK_SKEW_SECONDS. A forged or skewed pointer: its ages come from S3's times, never from its own.
+   */
+  FORGED_POINTERS: 'ForgedOrSkewedPointers',
   BACKUP_SIZE_BYTES: 'BackupSizeBytes',
   /** Newest size over the median of recent backups. */
   BACKUP_SIZE_RATIO: 'BackupSizeRatio',
