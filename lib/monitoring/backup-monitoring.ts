@@ -95,6 +95,11 @@ export class BackupMonitoring extends Construct {
   public readonly noBackupsAlarm: cloudwatch.Alarm;
   /** The freshness check failed for some source (an unreadable pointer, S3 errors). */
   public readonly checkFailuresAlarm: cloudwatch.Alarm;
+  /**
+   * Some source's latest.json or restore-test report states a time S3 contradicts: in the future, or after the
+   * LastModified of the object that bounds it. Forged (to look fresh) or written by a badly skewed clock.
+   */
+  public readonly forgedPointersAlarm: cloudwatch.Alarm;
   /** The newest backup of some source shrank below its floor or minimum. */
   public readonly sizeAnomalyAlarm: cloudwatch.Alarm;
   /** Objects failed to replicate, when the store has a replica. */
@@ -188,6 +193,15 @@ export class BackupMonitoring extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       alarmDescription: 'The freshness check could not check a source (unreadable latest.json or restore-test report, S3 errors); its logs and message say why.',
+    });
+    this.forgedPointersAlarm = this.alarm('ForgedPointersAlarm', this.metricForgedPointers(), {
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // A check that stopped already breaches the staleness and no-backups alarms; this one speaks of forgeries only.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: 'A forged or skewed pointer: a latest.json or restore-test report states a time in the future or after S3 stored the object ' +
+        'that bounds it (the value is how many sources). Ages come from the times S3 sets all the same; the freshness check\'s message names the ' +
+        'source and the time. Find what wrote it: the backup and restore-test tasks are the store\'s writers.',
     });
     this.sizeAnomalyAlarm = this.alarm('SizeAnomalyAlarm', this.metricFleetSizeRatio(), {
       threshold: 1,
@@ -341,6 +355,11 @@ export class BackupMonitoring extends Construct {
   /** Sources whose freshness check failed. */
   public metricSourcesNotChecked(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(Metrics.SOURCES_NOT_CHECKED, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
+  /** Sources whose latest.json or restore-test report states a time S3 contradicts (forged or skewed). */
+  public metricForgedPointers(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.FORGED_POINTERS, cloudwatch.Stats.MAXIMUM, undefined, props);
   }
 
   /** Each new backup's size against its limits, min(ratio / floor, size / minimum); below 1 is an anomaly. */

@@ -6,6 +6,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { Metrics } from '../../../lib/contract';
 import { BackupMonitoring, BackupMonitoringProps } from '../../../lib/monitoring/backup-monitoring';
 import { BackupKeys } from '../../../lib/keys/backup-keys';
 import { BackupStore } from '../../../lib/store/backup-store';
@@ -53,6 +54,7 @@ describe('BackupMonitoring alarms', () => {
     ['MonitoringNoBackupsAlarm', 'SourcesWithoutBackup', 'Maximum', 1800, 'GreaterThanThreshold', 0, 'breaching'],
     ['MonitoringCheckFailuresAlarm', 'SourcesNotChecked', 'Maximum', 1800, 'GreaterThanThreshold', 0, 'breaching'],
     ['MonitoringSizeAnomalyAlarm', 'FleetMinSizeRatio', 'Minimum', 300, 'LessThanThreshold', 1, 'ignore'],
+    ['MonitoringForgedPointersAlarm', 'ForgedOrSkewedPointers', 'Maximum', 1800, 'GreaterThanThreshold', 0, 'notBreaching'],
     ['MonitoringJobFailuresAlarm', 'BackupJobFailures', 'Sum', 300, 'GreaterThanThreshold', 0, 'notBreaching'],
   ])('given defaults, then %s watches %s (%s over %i s) %s %d, missing data %s, and notifies the topic',
     (id, metricName, statistic, period, comparison, threshold, missing) => {
@@ -63,6 +65,15 @@ describe('BackupMonitoring alarms', () => {
       expect(alarmNamed(template, id).Properties.Dimensions).toBeUndefined();
     });
 
+  test('given defaults, then the forged-pointer alarm is one fleet alarm on the contract\'s metric, with words for who reads it', () => {
+    const alarm = alarmNamed(template, 'MonitoringForgedPointersAlarm').Properties;
+    expect(alarm.MetricName).toBe(Metrics.FORGED_POINTERS);
+    expect(alarm.AlarmDescription).toContain('forged or skewed pointer');
+    expect(alarm.AlarmDescription).toContain('names the source');
+    expect(monitoring.forgedPointersAlarm.alarmArn).toBeDefined();
+    expect(monitoring.alarms).toContain(monitoring.forgedPointersAlarm);
+  });
+
   test('given a store with a replica, then failed replication alarms on the S3 replication metric, missing data not breaching', () => {
     expect(alarmNamed(template, 'MonitoringReplicationFailedAlarm').Properties).toEqual(expect.objectContaining({
       Namespace: 'AWS/S3', MetricName: 'OperationsFailedReplication', Statistic: 'Sum', Period: 300, Threshold: 0,
@@ -72,9 +83,9 @@ describe('BackupMonitoring alarms', () => {
 
   test('given defaults, then there are fleet alarms only: none per source', () => {
     expect(resources(template, 'AWS::CloudWatch::Alarm').filter(([id]) => id.startsWith('Monitoring')).map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort())
-      .toEqual(['MonitoringCheckFailuresAlarm', 'MonitoringDeadLetterAlarm', 'MonitoringJobFailuresAlarm', 'MonitoringNoBackupsAlarm',
-        'MonitoringReplicationFailedAlarm', 'MonitoringSizeAnomalyAlarm', 'MonitoringStaleBackupsAlarm']);
-    expect(monitoring.alarms).toHaveLength(7);
+      .toEqual(['MonitoringCheckFailuresAlarm', 'MonitoringDeadLetterAlarm', 'MonitoringForgedPointersAlarm', 'MonitoringJobFailuresAlarm',
+        'MonitoringNoBackupsAlarm', 'MonitoringReplicationFailedAlarm', 'MonitoringSizeAnomalyAlarm', 'MonitoringStaleBackupsAlarm']);
+    expect(monitoring.alarms).toHaveLength(8);
   });
 
   test('given defaults, then an event either check failed on after its retries lands in an encrypted, TLS-only queue, which alarms to the topic', () => {
@@ -275,7 +286,7 @@ describe('BackupMonitoring dashboard', () => {
     expect([age.width, restore.y, restore.x]).toEqual([8, age.y, 16]);
     const status = widgets.find((w) => w.type === 'alarm')!;
     expect(status.properties.alarms).toHaveLength(monitoring.alarms.length);
-    expect(monitoring.alarms.length).toBe(6 + 2 + 3); // fleet (with replication and dead letters) + users-db + orders-db
+    expect(monitoring.alarms.length).toBe(7 + 2 + 3); // fleet (with replication, dead letters and forged pointers) + users-db + orders-db
     for (const title of ['Worst backup age / threshold (above 1: stale)', 'New backup size / its limits (below 1: anomaly)']) {
       expect(widgets.find((w) => w.properties.title === title)!.properties.annotations.horizontal[0].value).toBe(1);
     }
@@ -326,7 +337,7 @@ describe('BackupMonitoring at scale', () => {
     };
     const one = count(1);
     const hundred = count(100);
-    expect(one).toBe(24);
+    expect(one).toBe(25);
     expect(hundred).toBe(one + 3 * 4);
   });
 });
@@ -355,7 +366,7 @@ describe('BackupMonitoring over 100 scheduled sources (the scale test, monitorin
     console.log(`scale with monitoring: ${ids.length} resources, ${monitoringResources} of them monitoring; synth ${((Date.now() - started) / 1000).toFixed(1)} s`);
     expect(ids.length).toBeLessThan(450);
     // Fixed part, one email subscription, the job-failure alarm, and 4 per 25 sources.
-    expect(monitoringResources).toBe(24 + 1 + 1 + 3 * 4);
+    expect(monitoringResources).toBe(25 + 1 + 1 + 3 * 4);
   });
 });
 
