@@ -91,7 +91,8 @@ export interface BackupKeysProps {
    * CloudFormation updates the secret's replication and resource policy.
    *
    * @default - the stack synthesizer's CloudFormation execution role, which for the default bootstrap is
-   * `cdk-hnb659fds-cfn-exec-role-{account}-{region}`
+   * `cdk-hnb659fds-cfn-exec-role-{account}-{region}`; with a synthesizer that deploys without one (such as
+   * CliCredentialsStackSynthesizer), give the role you deploy with
    */
   readonly deploymentRoleArn?: string;
 
