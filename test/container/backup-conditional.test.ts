@@ -94,6 +94,9 @@ async function expectUntouched(planted: string[]): Promise<void> {
 async function writeOtherPointer(source: string, offsetMs: number): Promise<{ key: string; etag: string }> {
   const at = new Date(Date.now() + offsetMs);
   const otherKey = `${source}/other-run-${at.getTime()}.pgdump.zst.age`;
+  // The other run's backup is stored before its pointer, as the agent does: latest.json moves forward only past a
+  // start that S3's LastModified of the object it names can vouch for.
+  await other.send(new PutObjectCommand({ Bucket: s3.bucket, Key: otherKey, Body: 'x' }));
   const out = await other.send(new PutObjectCommand({
     Bucket: s3.bucket, Key: `${source}/latest.json`, ContentType: 'application/json',
     Body: JSON.stringify({

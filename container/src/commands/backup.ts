@@ -16,7 +16,7 @@ import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
 import { AgentError, UsageError } from '../shared/errors';
 import { ProgressReporter, log } from '../shared/log';
 import { ProcessPipeline, StageSpec } from '../shared/pipeline';
-import { getText, headSize, putJson, setLegalHold } from '../shared/s3';
+import { getText, headLastModified, headSize, putJson, setLegalHold } from '../shared/s3';
 import { requireTools, toolVersion } from '../shared/tools';
 import { StoredObject, StreamUpload, partSizeFor } from '../backup/upload';
 import { AGENT_VERSION } from '../shared/version';
@@ -86,12 +86,33 @@ interface LatestMove {
   readonly replaced?: LatestPointer;
 }
 
-/** Moves latest.json to this backup, unless a backup that started later is already there. */
+/**
+ * When the backup latest.json names started, as far as S3 can vouch for it: the startedAt the pointer states, but
+ * never later than the LastModified of the backup object it names. S3 sets that time, not the writer, and a
+ * backup's object is stored after it started, so an honest pointer keeps its own startedAt (overlapping runs are
+ * ordered by when they started, to the millisecond) while a forged future one (2099, naming an old key) counts
+ * from when its object was really stored. A pointer whose object is gone counts as before any backup.
+ */
+async function vouchedStart(s3: S3Client, bucket: string, latest: LatestPointer): Promise<number> {
+  const stored = await headLastModified(s3, bucket, latest.key);
+  if (!stored) return -Infinity;
+  // Last-Modified has whole seconds: the object was stored before the end of that second.
+  const storedBy = stored.getTime() + 999;
+  const stated = Date.parse(latest.startedAt);
+  return Number.isNaN(stated) ? storedBy : Math.min(stated, storedBy);
+}
+
+/**
+ * Moves latest.json to this backup, unless a backup that started later is already there. Forward-only by times a
+ * writer cannot forge: this run's own start against the current backup's start as S3 vouches for it (vouchedStart),
+ * so a pointer forged into the future cannot wedge honest runs, and a backup that started before the current one
+ * (an overlapping run that finished later) still does not replace it.
+ */
 async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<LatestMove> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await getText(s3, bucket, key);
     const latest = current ? parseLatest(current.text, `s3://${bucket}/${key}`) : undefined;
-    if (latest && latest.startedAt > pointer.startedAt) {
+    if (latest && await vouchedStart(s3, bucket, latest) > Date.parse(pointer.startedAt)) {
       log.info('latest.json already names a backup that started later; leaving it', { latest: latest.key });
       return { moved: false };
     }

@@ -92,6 +92,17 @@ export async function headSize(s3: S3Client, bucket: string, key: string): Promi
   }
 }
 
+/** An object's LastModified, set by S3 and not by its writer, or undefined when it does not exist (one HEAD). */
+export async function headLastModified(s3: S3Client, bucket: string, key: string): Promise<Date | undefined> {
+  try {
+    const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return out.LastModified;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Problem('HeadObject', bucket, key, err);
+  }
+}
+
 /** Every object under a prefix (paginated). */
 export async function listAll(s3: S3Client, bucket: string, prefix: string): Promise<_Object[]> {
   const objects: _Object[] = [];
