@@ -4,16 +4,22 @@
  * cost is at most four requests per source however many backups exist. It publishes each source's backup age and
  * the fleet signals the alarms watch, and tells the topic which sources are in trouble.
  *
+ * Ages come from times S3 sets, never from times the writer states: a backup's age from the LastModified of the
+ * backup object latest.json names, a restore test's from the LastModified of its report. A task that can write
+ * the store can write any startedAt or finishedAt it likes (2099, to look fresh for ever), but not those. A stated
+ * time in the future, or later than the S3 time that bounds it by more than POINTER_CLOCK_SKEW_SECONDS, is its
+ * own finding, a forged or skewed pointer: counted, alarmed and named, never fresh.
+ *
  * The source list comes in the event (the schedule's input), not the environment: Lambda caps environment
  * variables at 4 KB in total, and a hundred sources with their thresholds do not fit there.
  */
 import { StandardUnit } from '@aws-sdk/client-cloudwatch';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { parseLatest, parseRestoreTestPointer } from '../../lib/contract/manifest';
+import { POINTER_CLOCK_SKEW_SECONDS, parseLatest, parseRestoreTestPointer } from '../../lib/contract/manifest';
 import { Metrics } from '../../lib/contract/metrics';
 import { latestKey, restoreTestLatestKey, sourcePrefix } from '../../lib/contract/names';
 import {
-  MonitorClients, clientsFromEnv, datum, exists, getText, mapBounded, messageOf, notify, publishMetrics, requiredEnv, secondsBetween,
+  MonitorClients, clientsFromEnv, datum, getStored, lastModified, mapBounded, messageOf, notify, publishMetrics, requiredEnv, secondsBetween,
 } from '../shared/aws';
 
 export interface FreshnessSource {
@@ -39,6 +45,11 @@ export enum SourceState {
   NO_BACKUPS = 'no backups found',
   /** `latest.json` names an object that does not exist. */
   DANGLING = 'latest.json points to a missing backup',
+  /**
+   * latest.json states a time S3 contradicts (see forged): its age, from S3's time, is still published, but it is
+   * never fresh.
+   */
+  FORGED = 'forged or skewed pointer',
   /** The check itself failed; the reason says why. */
   NOT_CHECKED = 'check failed',
 }
@@ -47,6 +58,7 @@ export interface SourceStatus {
   readonly source: string;
   readonly state: SourceState;
   readonly maxAgeSeconds: number;
+  /** Seconds since S3 stored the backup latest.json names (its LastModified), whatever the pointer says. */
   readonly ageSeconds?: number;
   readonly key?: string;
   /**
@@ -58,6 +70,10 @@ export interface SourceStatus {
   readonly neverRestoreTested?: boolean;
   /** Why the check failed, or what else went wrong (an unreadable restore-test report). */
   readonly problem?: string;
+  /** What latest.json or the restore-test report states that S3's times contradict, in words; see SourceState.FORGED. */
+  readonly forged?: readonly string[];
+  /** Seconds since S3 stored the newest object found forged: a forgery is news in the first interval after it. */
+  readonly forgedWrittenSecondsAgo?: number;
 }
 
 export interface FreshnessReport {
@@ -80,7 +96,9 @@ const DAY_SECONDS = 86_400;
 export async function checkFreshness(event: FreshnessEvent, clients: MonitorClients, options: FreshnessOptions): Promise<FreshnessReport> {
   const sources = validateEvent(event);
   const statuses = await mapBounded(sources, CONCURRENCY, (s) => checkSource(s, clients, options.now));
-  const withBackups = statuses.filter((s) => s.ageSeconds !== undefined && (s.state === SourceState.FRESH || s.state === SourceState.STALE));
+  // A forged pointer's age is S3's, so it counts as any other: forged to look fresh, it is stale all the same.
+  const withBackups = statuses.filter((s) => s.ageSeconds !== undefined &&
+    (s.state === SourceState.FRESH || s.state === SourceState.STALE || s.state === SourceState.FORGED));
   const stalenessRatio = Math.max(0, ...withBackups.map((s) => s.ageSeconds! / s.maxAgeSeconds));
 
   const data = [
@@ -91,6 +109,7 @@ export async function checkFreshness(event: FreshnessEvent, clients: MonitorClie
     datum(Metrics.SOURCES_WITHOUT_BACKUP, statuses.filter((s) => s.state === SourceState.NO_BACKUPS || s.state === SourceState.DANGLING).length,
       StandardUnit.Count, undefined, options.now),
     datum(Metrics.SOURCES_NOT_CHECKED, statuses.filter((s) => s.problem !== undefined).length, StandardUnit.Count, undefined, options.now),
+    datum(Metrics.FORGED_POINTERS, statuses.filter((s) => s.forged?.length).length, StandardUnit.Count, undefined, options.now),
   ];
   const restoreTestAges = statuses.flatMap((s) => s.restoreTestAgeSeconds ?? []);
   // Fleet-wide, the oldest restore test: one alarm watches every source.
@@ -117,23 +136,52 @@ function validateEvent(event: FreshnessEvent): readonly FreshnessSource[] {
   return event.sources;
 }
 
+/**
+ * What a stated time claims that S3 contradicts, in words, or undefined when it is believable: a time in the future,
+ * or later than `bound` (an S3 LastModified the stated time must precede) by more than POINTER_CLOCK_SKEW_SECONDS.
+ */
+function forgedTime(where: string, name: string, stated: string | undefined, bound: Date, boundIs: string, now: Date): string | undefined {
+  if (stated === undefined) return undefined;
+  const time = Date.parse(stated);
+  if (Number.isNaN(time)) return `${where} has an invalid ${name} '${stated}'`;
+  const skew = POINTER_CLOCK_SKEW_SECONDS * 1000;
+  if (time > now.getTime() + skew) return `${where} states ${name} ${stated}, in the future (now is ${now.toISOString()})`;
+  if (time > bound.getTime() + skew) {
+    return `${where} states ${name} ${stated}, after S3 stored ${boundIs} (LastModified ${bound.toISOString()})`;
+  }
+  return undefined;
+}
+
 /** Four requests at most, whatever the number of backups; an error stays with its source. */
 async function checkSource(config: FreshnessSource, clients: MonitorClients, now: Date): Promise<SourceStatus> {
   const { source, maxAgeSeconds } = config;
   const base = { source, maxAgeSeconds };
   const pointerKey = latestKey(clients.prefix, source);
   try {
-    const pointerText = await getText(clients.s3, clients.bucket, pointerKey);
-    if (pointerText === undefined) return { ...base, state: SourceState.NO_BACKUPS };
-    const pointer = parseLatest(pointerText, `s3://${clients.bucket}/${pointerKey}`);
-    if (!(await exists(clients.s3, clients.bucket, pointer.key))) return { ...base, state: SourceState.DANGLING, key: pointer.key };
-    const startedAt = new Date(pointer.startedAt);
-    if (Number.isNaN(startedAt.getTime())) throw new Error(`s3://${clients.bucket}/${pointerKey} has an invalid startedAt '${pointer.startedAt}'`);
-    const ageSeconds = secondsBetween(startedAt, now);
-    const state = ageSeconds > maxAgeSeconds ? SourceState.STALE : SourceState.FRESH;
-    const status = { ...base, state, ageSeconds, key: pointer.key };
+    const stored = await getStored(clients.s3, clients.bucket, pointerKey);
+    if (stored === undefined) return { ...base, state: SourceState.NO_BACKUPS };
+    const pointer = parseLatest(stored.text, `s3://${clients.bucket}/${pointerKey}`);
+    // The age is the backup object's LastModified (one HEAD): S3 sets it, the task that wrote latest.json cannot.
+    const backupStored = await lastModified(clients.s3, clients.bucket, pointer.key);
+    if (!backupStored) return { ...base, state: SourceState.DANGLING, key: pointer.key };
+    const ageSeconds = secondsBetween(backupStored, now);
+    // A backup starts before its object is stored, and latest.json is written after the backup finished.
+    const forged = [
+      forgedTime('latest.json', 'startedAt', pointer.startedAt, backupStored, `the backup it names, ${pointer.key},`, now),
+      forgedTime('latest.json', 'finishedAt', pointer.finishedAt, stored.lastModified, 'latest.json itself', now),
+    ].filter((f): f is string => f !== undefined);
+    const state = forged.length ? SourceState.FORGED : ageSeconds > maxAgeSeconds ? SourceState.STALE : SourceState.FRESH;
+    const status: SourceStatus = {
+      ...base, state, ageSeconds, key: pointer.key,
+      ...forged.length ? { forged, forgedWrittenSecondsAgo: secondsBetween(stored.lastModified, now) } : {},
+    };
     try {
-      return { ...status, ...await restoreTestAge(config, clients, now) };
+      const tested = await restoreTestAge(config, clients, now);
+      if (!tested.forged) return { ...status, ...tested };
+      return {
+        ...status, ...tested, forged: [...status.forged ?? [], ...tested.forged],
+        forgedWrittenSecondsAgo: Math.min(status.forgedWrittenSecondsAgo ?? Infinity, tested.forgedWrittenSecondsAgo!),
+      };
     } catch (err) {
       return { ...status, problem: messageOf(err) };
     }
@@ -143,7 +191,8 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
 }
 
 /**
- * How long the source has gone without a restore test, from `restore-tests/latest.json` (one GET).
+ * How long the source has gone without a restore test, from `restore-tests/latest.json` (one GET): since S3
+ * stored the report (its LastModified), not since the finishedAt it states, which is only checked against it.
  *
  * A restore-tested source with no report yet counts from the start of its oldest stored backup instead: that
  * backup could have been restore-tested all along, so once it is older than the overdue window (8 days) a
@@ -156,11 +205,17 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
  * restore tests once (RestoreTesting.stateMachine) to clear it. A source that is not restore-tested and has no
  * report publishes no restore-test age.
  */
-async function restoreTestAge(config: FreshnessSource, clients: MonitorClients, now: Date): Promise<Pick<SourceStatus, 'restoreTestAgeSeconds' | 'neverRestoreTested'>> {
+async function restoreTestAge(config: FreshnessSource, clients: MonitorClients, now: Date):
+Promise<Pick<SourceStatus, 'restoreTestAgeSeconds' | 'neverRestoreTested' | 'forged' | 'forgedWrittenSecondsAgo'>> {
   const key = restoreTestLatestKey(clients.prefix, config.source);
-  const text = await getText(clients.s3, clients.bucket, key);
-  if (text !== undefined) {
-    return { restoreTestAgeSeconds: secondsBetween(new Date(parseRestoreTestPointer(text, `s3://${clients.bucket}/${key}`).finishedAt), now) };
+  const stored = await getStored(clients.s3, clients.bucket, key);
+  if (stored !== undefined) {
+    const report = parseRestoreTestPointer(stored.text, `s3://${clients.bucket}/${key}`);
+    const restoreTestAgeSeconds = secondsBetween(stored.lastModified, now);
+    // The report is written once the test finished.
+    const forged = forgedTime('restore-tests/latest.json', 'finishedAt', report.finishedAt, stored.lastModified, 'the report itself', now);
+    if (!forged) return { restoreTestAgeSeconds };
+    return { restoreTestAgeSeconds, forged: [forged], forgedWrittenSecondsAgo: secondsBetween(stored.lastModified, now) };
   }
   if (!config.restoreTested) return {};
   const since = await oldestBackupStart(config.source, clients);
@@ -195,11 +250,13 @@ async function oldestBackupStart(source: string, clients: MonitorClients): Promi
  * every state change in between.
  */
 async function notifyIfNews(statuses: readonly SourceStatus[], clients: MonitorClients, options: FreshnessOptions): Promise<boolean> {
-  const troubled = statuses.filter((s) => s.state !== SourceState.FRESH || s.problem !== undefined);
+  const troubled = statuses.filter((s) => s.state !== SourceState.FRESH || s.problem !== undefined || s.forged?.length);
   if (!troubled.length) return false;
   const newlyStale = troubled.filter((s) => s.state === SourceState.STALE && s.ageSeconds! - options.intervalSeconds <= s.maxAgeSeconds);
+  // Stored within the last interval by S3's clock: a forgery the previous run could not have seen.
+  const newlyForged = troubled.filter((s) => s.forged?.length && s.forgedWrittenSecondsAgo! <= options.intervalSeconds);
   const dailyDigest = (options.now.getTime() / 1000) % DAY_SECONDS < options.intervalSeconds;
-  if (!newlyStale.length && !dailyDigest) return false;
+  if (!newlyStale.length && !newlyForged.length && !dailyDigest) return false;
   const names = troubled.map((s) => s.source);
   const subject = `Restorable: ${troubled.length} backup source(s) need attention: ${names.join(', ')}`;
   return notify(clients, subject, [
@@ -214,6 +271,13 @@ function hours(seconds: number): string {
 }
 
 export function describeStatus(s: SourceStatus): string {
+  const line = describeState(s);
+  if (!s.forged?.length) return line;
+  const age = s.ageSeconds === undefined ? '' : ` (by S3's time the newest backup is ${hours(s.ageSeconds)} old, ${s.ageSeconds} s)`;
+  return `${line}${s.state === SourceState.FORGED ? '' : '; also'} forged or skewed pointer${age}: ${s.forged.join('; ')}`;
+}
+
+function describeState(s: SourceStatus): string {
   switch (s.state) {
     case SourceState.STALE:
       return `- ${s.source}: stale, newest backup is ${hours(s.ageSeconds!)} old (${s.ageSeconds} s), threshold ${hours(s.maxAgeSeconds)} (${s.maxAgeSeconds} s)` +
@@ -224,8 +288,10 @@ export function describeStatus(s: SourceStatus): string {
       return `- ${s.source}: latest.json points to a missing backup, ${s.key}`;
     case SourceState.NOT_CHECKED:
       return `- ${s.source}: check failed: ${s.problem}`;
+    case SourceState.FORGED:
+      return `- ${s.source}:` + (s.problem ? ` ${s.problem};` : '');
     case SourceState.FRESH:
-      return `- ${s.source}: fresh (${hours(s.ageSeconds!)} old), but ${s.problem}`;
+      return `- ${s.source}: fresh (${hours(s.ageSeconds!)} old)` + (s.problem ? `, but ${s.problem}` : '');
   }
 }
 

@@ -77,6 +77,31 @@ export async function exists(s3: S3Client, bucket: string, key: string): Promise
   }
 }
 
+/** A small object as text with its LastModified (set by S3, not by the writer), or undefined when it does not exist. */
+export async function getStored(s3: S3Client, bucket: string, key: string): Promise<{ text: string; lastModified: Date } | undefined> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const text = await out.Body!.transformToString('utf8');
+    if (!out.LastModified) throw new Error('the response has no Last-Modified');
+    return { text, lastModified: out.LastModified };
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Problem('GetObject', bucket, key, err);
+  }
+}
+
+/** An object's LastModified (one HEAD request), or undefined when it does not exist. */
+export async function lastModified(s3: S3Client, bucket: string, key: string): Promise<Date | undefined> {
+  try {
+    const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    if (!out.LastModified) throw new Error('the response has no Last-Modified');
+    return out.LastModified;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Problem('HeadObject', bucket, key, err);
+  }
+}
+
 /** One metric value, per source when `source` is given, else fleet-wide (no dimensions). */
 export function datum(name: string, value: number, unit: StandardUnit, source?: string, at?: Date): MetricDatum {
   return {

@@ -2,9 +2,10 @@
  * The freshness check on moto's server, over backups made by the real agent from a real PostgreSQL database:
  * the backups in a bucket there, the metrics read back from its CloudWatch, the notifications from a queue
  * subscribed to the test's topic. Staleness is reached without waiting by handing the check a later `now`;
- * the ages it must report are computed from the `startedAt` the agent wrote.
+ * the ages it must report are computed from when S3 stored each backup (its LastModified, which moto sets), not
+ * from the `startedAt` the agent wrote.
  */
-import { CopyObjectCommand, DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { LatestPointer, METRIC_NAMESPACE, Metrics, manifestKeyFor, parseBackupKey, backupKey, DumpFormat } from '../../lib/contract';
 import { FreshnessEvent, FreshnessSource, SourceState, checkFreshness, handler } from '../../lambda/freshness-check';
 import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, uniqueName } from '../support';
@@ -20,6 +21,8 @@ const database = uniqueName('fresh_src');
 let s3: S3Emulator;
 let key: AgeKey;
 const latest: Record<string, LatestPointer> = {};
+/** When S3 stored the backup each source's latest.json names (its LastModified, epoch seconds): where ages count from. */
+const storedAt: Record<string, number> = {};
 
 const seconds = (iso: string) => Date.parse(iso) / 1000;
 const at = (epochSeconds: number) => new Date(epochSeconds * 1000);
@@ -35,11 +38,17 @@ beforeAll(async () => {
   for (let i = 0; i < 3; i++) latest['fresh-pg'] = await backUp(s3, key, 'fresh-pg', database, PREFIX);
   latest['stale-pg'] = await backUp(s3, key, 'stale-pg', database, PREFIX);
   latest['dangling-pg'] = await backUp(s3, key, 'dangling-pg', database, PREFIX);
+  for (const source of ['fresh-pg', 'stale-pg']) storedAt[source] = await lastModified(latest[source].key);
   // The backup latest.json names is lost: the pointer dangles.
   await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: latest['dangling-pg'].key }));
 });
 
 monitorTestHooks(database, () => s3);
+
+async function lastModified(objectKey: string): Promise<number> {
+  const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: objectKey }));
+  return head.LastModified!.getTime() / 1000;
+}
 
 describe('freshness check', () => {
   const sources: FreshnessSource[] = [
@@ -51,8 +60,8 @@ describe('freshness check', () => {
 
   test('given fresh, stale, empty and dangling sources, then it publishes each age, the fleet signals, and names the offenders', async () => {
     // Five minutes after stale-pg crossed its one-hour threshold: news, so it notifies.
-    const now = seconds(latest['stale-pg'].startedAt) + HOUR + 300;
-    const freshAge = Math.round(now - seconds(latest['fresh-pg'].startedAt));
+    const now = storedAt['stale-pg'] + HOUR + 300;
+    const freshAge = Math.round(now - storedAt['fresh-pg']);
     const report = await run(sources, now);
 
     expect(report.statuses.map((s) => [s.source, s.state])).toEqual([
@@ -64,6 +73,7 @@ describe('freshness check', () => {
       { MetricName: 'BackupAgeSeconds', Dimensions: [{ Name: 'Source', Value: 'fresh-pg' }], Value: freshAge, Unit: 'Seconds' },
       { MetricName: 'BackupAgeSeconds', Dimensions: [{ Name: 'Source', Value: 'stale-pg' }], Value: HOUR + 300, Unit: 'Seconds' },
       { MetricName: 'FleetStalenessRatio', Dimensions: undefined, Value: (HOUR + 300) / HOUR, Unit: 'None' },
+      { MetricName: 'ForgedOrSkewedPointers', Dimensions: undefined, Value: 0, Unit: 'Count' },
       { MetricName: 'SourcesNotChecked', Dimensions: undefined, Value: 0, Unit: 'Count' },
       { MetricName: 'SourcesWithoutBackup', Dimensions: undefined, Value: 2, Unit: 'Count' },
     ]);
@@ -80,17 +90,17 @@ describe('freshness check', () => {
   });
 
   test('given a source that has been stale for longer than one interval, then it does not notify again outside the daily digest', async () => {
-    const now = outsideDigest(seconds(latest['stale-pg'].startedAt) + 3 * HOUR);
+    const now = outsideDigest(storedAt['stale-pg'] + 3 * HOUR);
     const report = await run(sources, now);
     expect(report.statuses.find((s) => s.source === 'stale-pg')!.state).toBe(SourceState.STALE);
     expect(report.notified).toBe(false);
     expect(await publishedMessages()).toHaveLength(0);
     // The alarm still sees it: the fleet signal is published on every run.
-    expect((await publishedMetrics()).find((m) => m.MetricName === 'FleetStalenessRatio')!.Value).toBe(Math.round(now - seconds(latest['stale-pg'].startedAt)) / HOUR);
+    expect((await publishedMetrics()).find((m) => m.MetricName === 'FleetStalenessRatio')!.Value).toBe(Math.round(now - storedAt['stale-pg']) / HOUR);
   });
 
   test('given the first run after midnight UTC, then the digest names every source still in trouble', async () => {
-    const nextMidnight = Math.ceil(seconds(latest['stale-pg'].startedAt) / DAY) * DAY + 2 * DAY;
+    const nextMidnight = Math.ceil(storedAt['stale-pg'] / DAY) * DAY + 2 * DAY;
     const report = await run(sources, nextMidnight + 60);
     expect(report.notified).toBe(true);
     const [message] = await publishedMessages();
@@ -101,7 +111,7 @@ describe('freshness check', () => {
 
   test('given a corrupt latest.json for one source, then the others are still checked and the failure is counted and named', async () => {
     await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}broken-pg/latest.json`, Body: '{"key": trunc' }));
-    const now = seconds(latest['stale-pg'].startedAt) + HOUR + 60;
+    const now = storedAt['stale-pg'] + HOUR + 60;
     const report = await run([{ source: 'broken-pg', maxAgeSeconds: DAY }, ...sources], now);
 
     const broken = report.statuses[0];
@@ -116,13 +126,15 @@ describe('freshness check', () => {
 
   test('given a restore-test report, then it publishes RestoreTestAgeSeconds per source and the oldest for the fleet', async () => {
     // Hand-made: the restore-test command writes this file; the contract is restore-tests/latest.json with finishedAt.
-    const finishedAt = new Date(Date.parse(latest['fresh-pg'].startedAt) - 2 * DAY * 1000).toISOString();
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}fresh-pg/restore-tests/latest.json`,
-      Body: JSON.stringify({ source: 'fresh-pg', finishedAt, success: true }) }));
-    const now = seconds(latest['fresh-pg'].startedAt) + 600;
-    const report = await run([{ source: 'fresh-pg', maxAgeSeconds: DAY }], now);
+    // finishedAt is a day before S3 stored the report: believable, but the age counts from when S3 stored it.
+    const reportKey = `${PREFIX}fresh-pg/restore-tests/latest.json`;
+    const finishedAt = new Date(Date.now() - DAY * 1000).toISOString();
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: reportKey, Body: JSON.stringify({ source: 'fresh-pg', finishedAt, success: true }) }));
+    const now = await lastModified(reportKey) + 2 * DAY;
+    const report = await run([{ source: 'fresh-pg', maxAgeSeconds: 3 * DAY }], now);
 
-    const expected = Math.round(now - seconds(finishedAt));
+    const expected = 2 * DAY;
+    expect(report.statuses[0].forged).toBeUndefined();
     expect(report.statuses[0].restoreTestAgeSeconds).toBe(expected);
     const restore = (await publishedMetrics()).filter((m) => m.MetricName === 'RestoreTestAgeSeconds');
     expect(restore.map((m) => [m.Dimensions, m.Value, m.Unit])).toEqual([

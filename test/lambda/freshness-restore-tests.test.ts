@@ -4,7 +4,7 @@
  * a restore-test report counts its restore-test age from its oldest stored backup, so the overdue alarm (the
  * fleet's RestoreTestAgeSeconds over 8 days) fires for it even while another source has a fresh report.
  */
-import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DumpFormat, LatestPointer, backupKey, manifestKeyFor, parseBackupKey } from '../../lib/contract';
 import { FreshnessSource, checkFreshness } from '../../lambda/freshness-check';
 import { RESTORE_TEST_OVERDUE } from '../../lib/restore-testing/restore-testing';
@@ -55,10 +55,16 @@ beforeAll(async () => {
 
 monitorTestHooks(database, () => s3);
 
-/** A restore-test report of the source that finished `ageSeconds` before `now`, as the restore-test command writes it. */
-async function reportRestoreTest(source: string, now: number, ageSeconds: number): Promise<void> {
-  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}${source}/restore-tests/latest.json`,
-    Body: JSON.stringify({ source, finishedAt: at(now - ageSeconds).toISOString(), success: true }) }));
+/**
+ * A restore-test report of the source that just finished, as the restore-test command writes it; returns when S3
+ * stored it (its LastModified, in epoch seconds), where the check counts its restore-test age from.
+ */
+async function reportRestoreTest(source: string): Promise<number> {
+  const reportKey = `${PREFIX}${source}/restore-tests/latest.json`;
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: reportKey,
+    Body: JSON.stringify({ source, finishedAt: new Date().toISOString(), success: true }) }));
+  const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: reportKey }));
+  return head.LastModified!.getTime() / 1000;
 }
 
 describe('given a restore-tested source that never reported and one with a fresh report', () => {
@@ -71,16 +77,16 @@ describe('given a restore-tested source that never reported and one with a fresh
   test('when its oldest backup is older than the overdue window, then its restore-test age is over 8 days and so is the fleet signal the alarm watches', async () => {
     // Six days after never-pg's newest backup: its latest backup alone would look young, its oldest is nine days old.
     const now = seconds(latest['never-pg'].startedAt) + 6 * DAY;
-    await reportRestoreTest('reported-pg', now, DAY);
+    const reportedAge = Math.round(now - await reportRestoreTest('reported-pg'));
     const { report } = await run(sources, now);
 
     const never = report.statuses.find((s) => s.source === 'never-pg')!;
     expect(never).toMatchObject({ neverRestoreTested: true, restoreTestAgeSeconds: Math.round(now - neverOldest) });
     expect(never.problem).toBeUndefined();
-    expect(report.statuses.find((s) => s.source === 'reported-pg')).toMatchObject({ restoreTestAgeSeconds: DAY });
+    expect(report.statuses.find((s) => s.source === 'reported-pg')).toMatchObject({ restoreTestAgeSeconds: reportedAge });
     expect(report.statuses.find((s) => s.source === 'reported-pg')!.neverRestoreTested).toBeUndefined();
 
-    expect(await perSourceRestoreTestAges()).toEqual({ 'never-pg': Math.round(now - neverOldest), 'reported-pg': DAY });
+    expect(await perSourceRestoreTestAges()).toEqual({ 'never-pg': Math.round(now - neverOldest), 'reported-pg': reportedAge });
     // The overdue alarm's condition: the fleet's worst restore-test age is over the window.
     expect(await fleetRestoreTestAge()).toBe(Math.round(now - neverOldest));
     expect((await fleetRestoreTestAge())!).toBeGreaterThan(OVERDUE);
@@ -89,7 +95,7 @@ describe('given a restore-tested source that never reported and one with a fresh
 
   test('when its oldest backup is younger than the overdue window, then it is within its grace period and the alarm condition is false', async () => {
     const now = neverOldest + 5 * DAY;
-    await reportRestoreTest('reported-pg', now, DAY);
+    await reportRestoreTest('reported-pg');
     const { report } = await run(sources, now);
     expect(report.statuses.find((s) => s.source === 'never-pg')).toMatchObject({ neverRestoreTested: true, restoreTestAgeSeconds: 5 * DAY });
     expect(await fleetRestoreTestAge()).toBe(5 * DAY);
@@ -97,8 +103,8 @@ describe('given a restore-tested source that never reported and one with a fresh
   });
 
   test('when every tested source has a fresh report, then the alarm condition is false however old the backups are', async () => {
-    const now = seconds(latest['never-pg'].startedAt) + 20 * DAY;
-    await reportRestoreTest('reported-pg', now, 2 * DAY);
+    // Two days after S3 stored the report: its age counts from there, whatever finishedAt it states.
+    const now = await reportRestoreTest('reported-pg') + 2 * DAY;
     const { report } = await run(sources.filter((s) => s.source !== 'never-pg'), now);
     expect(report.statuses.map((s) => [s.source, s.restoreTestAgeSeconds, s.neverRestoreTested])).toEqual([
       ['reported-pg', 2 * DAY, undefined], ['untested-pg', undefined, undefined],
