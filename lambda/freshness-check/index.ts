@@ -15,7 +15,7 @@
  */
 import { StandardUnit } from '@aws-sdk/client-cloudwatch';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { POINTER_CLOCK_SKEW_SECONDS, parseLatest, parseRestoreTestPointer } from '../../lib/contract/manifest';
+import { forgedTime, parseLatest, parseRestoreTestPointer } from '../../lib/contract/manifest';
 import { Metrics } from '../../lib/contract/metrics';
 import { latestKey, restoreTestLatestKey, sourcePrefix } from '../../lib/contract/names';
 import {
@@ -134,22 +134,6 @@ function validateEvent(event: FreshnessEvent): readonly FreshnessSource[] {
     }
   }
   return event.sources;
-}
-
-/**
- * What a stated time claims that S3 contradicts, in words, or undefined when it is believable: a time in the future,
- * or later than `bound` (an S3 LastModified the stated time must precede) by more than POINTER_CLOCK_SKEW_SECONDS.
- */
-function forgedTime(where: string, name: string, stated: string | undefined, bound: Date, boundIs: string, now: Date): string | undefined {
-  if (stated === undefined) return undefined;
-  const time = Date.parse(stated);
-  if (Number.isNaN(time)) return `${where} has an invalid ${name} '${stated}'`;
-  const skew = POINTER_CLOCK_SKEW_SECONDS * 1000;
-  if (time > now.getTime() + skew) return `${where} states ${name} ${stated}, in the future (now is ${now.toISOString()})`;
-  if (time > bound.getTime() + skew) {
-    return `${where} states ${name} ${stated}, after S3 stored ${boundIs} (LastModified ${bound.toISOString()})`;
-  }
-  return undefined;
 }
 
 /** Four requests at most, whatever the number of backups; an error stays with its source. */

@@ -75,6 +75,23 @@ export interface LatestPointer {
 export const POINTER_CLOCK_SKEW_SECONDS = 300;
 
 /**
+ * What a stated time claims that S3 contradicts, in words, or undefined when it is believable: a time in the future,
+ * or later than `bound` (an S3 LastModified the stated time must precede) by more than POINTER_CLOCK_SKEW_SECONDS.
+ * `where` names the pointer, `boundIs` what S3 stored. The freshness check and `restorable status` both ask it.
+ */
+export function forgedTime(where: string, name: string, stated: string | undefined, bound: Date, boundIs: string, now: Date): string | undefined {
+  if (stated === undefined) return undefined;
+  const time = Date.parse(stated);
+  if (Number.isNaN(time)) return `${where} has an invalid ${name} '${stated}'`;
+  const skew = POINTER_CLOCK_SKEW_SECONDS * 1000;
+  if (time > now.getTime() + skew) return `${where} states ${name} ${stated}, in the future (now is ${now.toISOString()})`;
+  if (time > bound.getTime() + skew) {
+    return `${where} states ${name} ${stated}, after S3 stored ${boundIs} (LastModified ${bound.toISOString()})`;
+  }
+  return undefined;
+}
+
+/**
  * A manifest or pointer that cannot be read. `message` names the object and what is wrong; `fix` says what a
  * person can do about it. The agent prints both on one line, without a stack trace.
  */
