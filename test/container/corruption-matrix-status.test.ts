@@ -8,9 +8,12 @@
  *
  * A latest.json that is missing while a manifest is stored beside it is damage (the pointer was lost, the backups
  * were not); with no manifest at all the source never had a good backup, and 'no-backup' is the answer, not a failure.
+ *
+ * A pointer that states a time S3 contradicts (latest.json naming a real backup but stating 2099, a passing restore-test
+ * report stating 2099) is 'forged-pointer', naming the pointer and the time, and the ages shown are S3's LastModified.
  */
-import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { latestKey, manifestKeyFor, runbookKey, sourcePrefix } from '../../lib/contract';
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { latestKey, manifestKeyFor, restoreTestLatestKey, runbookKey, sourcePrefix } from '../../lib/contract';
 import {
   AgentRun, PG, S3Emulator, agentEnv, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, runAgent, startS3rver,
   truncateStored, uniqueName,
@@ -186,4 +189,85 @@ test('no latest.json and no manifest (a source whose first backup has not run): 
   expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
   expect(JSON.parse(run.stdout).sources.map((s: { source: string; readiness: string }) => [s.source, s.readiness]))
     .toEqual([['healthy-db', 'never-tested'], ['new-db', 'no-backup']]);
+});
+
+const FORGED_TIME = '2099-01-01T00:00:00.000Z';
+const storedAt = async (key: string) => (await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }))).LastModified!.toISOString();
+
+interface ForgedCell {
+  readonly name: string;
+  readonly forge: (p: Place) => Promise<unknown>;
+  /** The pointer that states the forged time, and the time it states. */
+  readonly pointer: (p: Place) => string;
+  readonly field: string;
+}
+
+const FORGED_CELLS: readonly ForgedCell[] = [
+  {
+    name: 'latest.json states startedAt 2099, naming a real backup',
+    forge: async (p) => put(p.pointerKey, JSON.stringify({ ...JSON.parse((await s3.getBytes(p.pointerKey)).toString('utf8')), startedAt: FORGED_TIME })),
+    pointer: (p) => `latest pointer s3://${s3.bucket}/${p.pointerKey}`,
+    field: 'startedAt',
+  },
+  {
+    name: 'the restore-test report states finishedAt 2099, success true',
+    forge: (p) => put(restoreTestLatestKey(p.prefix, 'damaged-db'),
+      JSON.stringify({ source: 'damaged-db', finishedAt: FORGED_TIME, success: true, durationSeconds: 60 })),
+    pointer: (p) => `restore-test report s3://${s3.bucket}/${restoreTestLatestKey(p.prefix, 'damaged-db')}`,
+    field: 'finishedAt',
+  },
+];
+
+describe.each(FORGED_CELLS.map((cell, i) => ({ ...cell, i })))('$name', (cell) => {
+  const prefix = `forged-${cell.i}/`;
+  let place: Place;
+  let json: AgentRun;
+  let text: AgentRun;
+  const forged = () => new RegExp(`${escape(cell.pointer(place))} states ${cell.field} ${escape(FORGED_TIME)}, in the future`);
+
+  beforeAll(async () => {
+    await copySeed(prefix, 'healthy-db');
+    await copySeed(prefix, 'damaged-db');
+    const backupKey = seedKey.split(sourcePrefix(SEED.prefix, SEED.source)).join(sourcePrefix(prefix, 'damaged-db')).split(`${SEED.source}_`).join('damaged-db_');
+    place = { prefix, pointerKey: latestKey(prefix, 'damaged-db'), backupKey, manifestKey: manifestKeyFor(backupKey) };
+    await cell.forge(place);
+    [json, text] = await Promise.all([status(prefix, '--json'), status(prefix)]);
+  });
+
+  test('status --json: forged-pointer, naming the pointer and the time; the ages are from the LastModified S3 set', async () => {
+    const report = JSON.parse(json.stdout);
+    expect(report.sources.map((s: { source: string; readiness: string }) => [s.source, s.readiness]))
+      .toEqual([['damaged-db', 'forged-pointer'], ['healthy-db', 'never-tested']]);
+    const damaged = report.sources[0];
+    expect(damaged.problem).toMatch(new RegExp(`^forged or skewed pointer: ${forged().source}`));
+    expect(damaged.forged).toEqual([expect.stringMatching(forged())]);
+    const ageFrom = (stored: string) => Math.round((Date.parse(report.checkedAt) - Date.parse(stored)) / 1000);
+    expect(damaged.newestBackup.storedAt).toBe(await storedAt(place.backupKey));
+    expect(damaged.newestBackup.ageSeconds).toBe(ageFrom(damaged.newestBackup.storedAt));
+    expect(damaged.newestBackup.ageSeconds).toBeLessThan(300);
+    if (cell.field === 'finishedAt') {
+      expect(damaged.lastRestoreTest).toMatchObject({ success: true, finishedAt: FORGED_TIME, storedAt: await storedAt(restoreTestLatestKey(prefix, 'damaged-db')) });
+      expect(damaged.lastRestoreTest.ageSeconds).toBe(ageFrom(damaged.lastRestoreTest.storedAt));
+    } else {
+      expect(damaged.newestBackup.startedAt).toBe(FORGED_TIME);
+    }
+    expect(damaged.summary).toMatch(new RegExp(`^damaged-db: FORGED OR SKEWED POINTER: ${forged().source}.*By S3's times, the newest backup was stored \\d+ seconds? ago`));
+  });
+
+  test('status: the table says forged-pointer with S3\'s ages, and the line names the pointer and the time', () => {
+    const lines = text.stdout.trimEnd().split('\n');
+    expect(lines.find((l) => l.startsWith('damaged-db '))).toMatch(/^damaged-db\s+\d+ seconds? ago\s+.*forged-pointer$/);
+    expect(lines.find((l) => l.startsWith('damaged-db: '))).toMatch(new RegExp(`^damaged-db: FORGED OR SKEWED POINTER: ${forged().source}`));
+  });
+
+  test('status, status --json: exit 1, and stderr names the forged pointer and the time', () => {
+    for (const run of [json, text]) {
+      expect({ code: run.code, message: message(run), stackTrace: /\n\s+at /.test(run.stderr) }).toEqual({
+        code: 1,
+        message: expect.stringMatching(new RegExp('^restorable status: 1 of 2 sources have a forged or skewed pointer, a stated time S3 contradicts ' +
+          `\\(its ages are S3's times\\):\n  - damaged-db: forged or skewed pointer: ${forged().source}`)),
+        stackTrace: false,
+      });
+    }
+  });
 });

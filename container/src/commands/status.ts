@@ -7,16 +7,22 @@
  * delimited listing to find the sources. A source whose status cannot be read (a damaged or lost pointer, a damaged or
  * missing manifest, a missing or resized object, an S3 error) is 'unknown': the report says why, and statusFailure
  * makes the run fail.
+ *
+ * Ages come from times S3 sets, never from the times a pointer states: the newest backup's from the LastModified of
+ * the object latest.json names (the HEAD that checks its size), the last restore test's from the LastModified of its
+ * report (the GET that reads it). A stated time in the future, or after the S3 time that bounds it by more than
+ * POINTER_CLOCK_SKEW_SECONDS (forgedTime, the freshness check's own rule), makes the source 'forged-pointer': the
+ * report names the pointer and the time, and statusFailure makes the run fail.
  */
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
-  ContractError, LatestPointer, SOURCE_NAME_PATTERN, latestKey, manifestKeyFor, normalisePrefix, parseLatest, parseManifest,
+  ContractError, LatestPointer, SOURCE_NAME_PATTERN, forgedTime, latestKey, manifestKeyFor, normalisePrefix, parseLatest, parseManifest,
   parseRestoreTestPointer, restoreTestLatestKey,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, REGION_OPTIONS } from '../shared/args';
 import { lostPointerProblem, someRecordedBackup } from '../restore/download';
 import { AgentError } from '../shared/errors';
-import { getText, headSize, s3Problem } from '../shared/s3';
+import { getText, headSizeAndLastModified, s3Problem } from '../shared/s3';
 
 export const STATUS_COMMAND: CommandSpec = {
   name: 'status',
@@ -43,20 +49,30 @@ export enum Readiness {
    * while backups are recorded, a pointer to a missing manifest or object, an object of another size, an S3 error.
    */
   UNKNOWN = 'unknown',
+  /**
+   * latest.json or the restore-test report states a time S3 contradicts: in the future, or after S3 stored what it
+   * describes by more than POINTER_CLOCK_SKEW_SECONDS. Forged, or written by a clock far off; the ages shown are S3's.
+   */
+  FORGED_POINTER = 'forged-pointer',
 }
 
 export interface SourceStatus {
   readonly source: string;
   readonly readiness: Readiness;
-  readonly newestBackup?: { readonly key: string; readonly startedAt: string; readonly ageSeconds: number };
+  /** startedAt is what latest.json states; storedAt, the backup object's LastModified, is what ageSeconds counts from. */
+  readonly newestBackup?: { readonly key: string; readonly startedAt: string; readonly storedAt: string; readonly ageSeconds: number };
+  /** finishedAt is what the report states; storedAt, the report's LastModified, is what ageSeconds counts from. */
   readonly lastRestoreTest?: {
     readonly success: boolean;
     readonly finishedAt: string;
+    readonly storedAt: string;
     readonly ageSeconds: number;
     readonly durationSeconds?: number;
     readonly reason?: string;
   };
   readonly problem?: string;
+  /** For 'forged-pointer': each stated time S3 contradicts, naming the pointer, the time, and S3's. */
+  readonly forged?: readonly string[];
   /** The plain answer, for a person. */
   readonly summary: string;
 }
@@ -104,12 +120,25 @@ async function sourceNames(s3: S3Client, bucket: string, prefix: string): Promis
   return names.sort();
 }
 
+interface Newest {
+  readonly pointer: LatestPointer;
+  /** When S3 stored the backup latest.json names, and latest.json itself. */
+  readonly backupStored: Date;
+  readonly pointerStored: Date;
+}
+
+/** S3's LastModified, which every GET and HEAD returns; its absence is a failure, never a reason to trust the stated time. */
+function storedAt(date: Date | undefined, where: string): Date {
+  if (!date) throw new AgentError(`S3 gave no LastModified for ${where}: the age cannot be taken from S3's time`);
+  return date;
+}
+
 /**
- * The backup latest.json names, or undefined when there is none and no backup was ever recorded. Throws, naming the
+ * The backup latest.json names, with S3's times, or undefined when there is none and no backup was ever recorded. Throws, naming the
  * object and what is wrong, when the pointer is lost or damaged, or names a backup whose manifest or object is not
  * there as recorded.
  */
-async function newestBackup(s3: S3Client, bucket: string, prefix: string, source: string): Promise<LatestPointer | undefined> {
+async function newestBackup(s3: S3Client, bucket: string, prefix: string, source: string): Promise<Newest | undefined> {
   const pointerKey = latestKey(prefix, source);
   const text = await getText(s3, bucket, pointerKey);
   if (!text) {
@@ -120,7 +149,8 @@ async function newestBackup(s3: S3Client, bucket: string, prefix: string, source
   const pointer = parseLatest(text.text, `s3://${bucket}/${pointerKey}`);
   const where = `s3://${bucket}/${pointer.key}`;
   const manifestKey = manifestKeyFor(pointer.key);
-  const [manifestText, size] = await Promise.all([getText(s3, bucket, manifestKey), headSize(s3, bucket, pointer.key)]);
+  const [manifestText, head] = await Promise.all([getText(s3, bucket, manifestKey), headSizeAndLastModified(s3, bucket, pointer.key)]);
+  const size = head?.size;
   if (!manifestText) {
     throw new AgentError(`latest pointer s3://${bucket}/${pointerKey} names ${where}, but there is no manifest at s3://${bucket}/${manifestKey}: ` +
       'without it the backup cannot be checked, and restore does not use it');
@@ -129,29 +159,53 @@ async function newestBackup(s3: S3Client, bucket: string, prefix: string, source
   if (manifest.key !== pointer.key) {
     throw new AgentError(`manifest s3://${bucket}/${manifestKey} describes ${manifest.key}, not ${pointer.key}, which latest pointer s3://${bucket}/${pointerKey} names`);
   }
-  if (size === undefined) {
+  if (head === undefined) {
     throw new AgentError(`latest pointer s3://${bucket}/${pointerKey} names ${where}, which does not exist: the newest backup was deleted or expired`);
   }
   if (size !== manifest.size) {
     throw new AgentError(`${where} is ${size} bytes, its manifest recorded ${manifest.size}: it is damaged (\`restorable verify\` says more)`);
   }
-  return pointer;
+  return {
+    pointer,
+    backupStored: storedAt(head.lastModified, where),
+    pointerStored: storedAt(text.lastModified, `s3://${bucket}/${pointerKey}`),
+  };
 }
 
 async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source: string, now: () => Date): Promise<SourceStatus> {
-  const ageOf = (iso: string) => Math.max(0, Math.round((now().getTime() - Date.parse(iso)) / 1000));
+  const checkedAt = now();
+  const ageOf = (stored: Date) => Math.max(0, Math.round((checkedAt.getTime() - stored.getTime()) / 1000));
   try {
-    const [latest, testText] = await Promise.all([newestBackup(s3, bucket, prefix, source), getText(s3, bucket, restoreTestLatestKey(prefix, source))]);
-    const test = testText && parseRestoreTestPointer(testText.text, `s3://${bucket}/${restoreTestLatestKey(prefix, source)}`);
+    const testKey = restoreTestLatestKey(prefix, source);
+    const [latest, testText] = await Promise.all([newestBackup(s3, bucket, prefix, source), getText(s3, bucket, testKey)]);
+    const test = testText && parseRestoreTestPointer(testText.text, `s3://${bucket}/${testKey}`);
+    const testStored = testText && storedAt(testText.lastModified, `s3://${bucket}/${testKey}`);
+    const pointerKey = latestKey(prefix, source);
+    // A backup starts before its object is stored, latest.json is written after it finished, a report after its test.
+    const forged = [
+      latest && forgedTime(`latest pointer s3://${bucket}/${pointerKey}`, 'startedAt', latest.pointer.startedAt, latest.backupStored,
+        `the backup it names, ${latest.pointer.key},`, checkedAt),
+      latest && forgedTime(`latest pointer s3://${bucket}/${pointerKey}`, 'finishedAt', latest.pointer.finishedAt, latest.pointerStored,
+        'latest.json itself', checkedAt),
+      test && testStored && forgedTime(`restore-test report s3://${bucket}/${testKey}`, 'finishedAt', test.finishedAt, testStored,
+        'the report itself', checkedAt),
+    ].filter((f): f is string => typeof f === 'string');
     const status = {
       source,
-      newestBackup: latest ? { key: latest.key, startedAt: latest.startedAt, ageSeconds: ageOf(latest.startedAt) } : undefined,
-      lastRestoreTest: test ? {
-        success: test.success === true, finishedAt: test.finishedAt, ageSeconds: ageOf(test.finishedAt),
+      newestBackup: latest ? {
+        key: latest.pointer.key, startedAt: latest.pointer.startedAt, storedAt: latest.backupStored.toISOString(), ageSeconds: ageOf(latest.backupStored),
+      } : undefined,
+      lastRestoreTest: test && testStored ? {
+        success: test.success === true, finishedAt: test.finishedAt, storedAt: testStored.toISOString(), ageSeconds: ageOf(testStored),
         ...(typeof test.durationSeconds === 'number' ? { durationSeconds: test.durationSeconds } : {}),
         ...(test.reason ? { reason: test.reason } : {}),
       } : undefined,
     };
+    if (forged.length) {
+      const problem = `forged or skewed pointer: ${forged.join('; ')}`;
+      const readiness = Readiness.FORGED_POINTER;
+      return { ...status, readiness, forged, problem, summary: summarise({ ...status, readiness, forged }) };
+    }
     const readiness = !status.newestBackup ? Readiness.NO_BACKUP
       : !status.lastRestoreTest ? Readiness.NEVER_TESTED
         : status.lastRestoreTest.success ? Readiness.READY : Readiness.TEST_FAILED;
@@ -162,12 +216,20 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
   }
 }
 
-/** The error that makes the exit code non-zero when some source's status could not be read, naming each; else undefined. */
+/**
+ * The error that makes the exit code non-zero when some source's status could not be read, or some pointer states a
+ * time S3 contradicts, naming each; else undefined.
+ */
 export function statusFailure(report: StatusReport): AgentError | undefined {
   const unknown = report.sources.filter((s) => s.readiness === Readiness.UNKNOWN);
-  if (unknown.length === 0) return undefined;
-  return new AgentError(`the status of ${unknown.length} of ${report.sources.length} sources could not be read:\n` +
-    unknown.map((s) => `  - ${s.source}: ${s.problem}`).join('\n'));
+  const forged = report.sources.filter((s) => s.readiness === Readiness.FORGED_POINTER);
+  if (unknown.length === 0 && forged.length === 0) return undefined;
+  const list = (sources: readonly SourceStatus[]) => sources.map((s) => `  - ${s.source}: ${s.problem}`).join('\n');
+  return new AgentError([
+    ...unknown.length ? [`the status of ${unknown.length} of ${report.sources.length} sources could not be read:\n${list(unknown)}`] : [],
+    ...forged.length ? [`${forged.length} of ${report.sources.length} sources have a forged or skewed pointer, a stated time S3 contradicts ` +
+      `(its ages are S3's times):\n${list(forged)}`] : [],
+  ].join('\n'));
 }
 
 /** "3 minutes", "2 hours": rounded the way a person would say it, and never "0 seconds". */
@@ -182,6 +244,12 @@ export function humanDuration(seconds: number): string {
 function summarise(s: Omit<SourceStatus, 'summary'>): string {
   const backup = s.newestBackup;
   const test = s.lastRestoreTest;
+  if (s.forged?.length) {
+    return `${s.source}: FORGED OR SKEWED POINTER: ${s.forged.join('; ')}. By S3's times, ` +
+      (backup ? `the newest backup was stored ${humanDuration(backup.ageSeconds)} ago` : 'there is no good backup') +
+      (test ? ` and the last restore test (${test.success ? 'passed' : 'FAILED'}) reported ${humanDuration(test.ageSeconds)} ago` : '') +
+      '; find out who wrote it: a task that can write the store should not state times S3 contradicts.';
+  }
   if (!backup) return `${s.source}: NO GOOD BACKUP: there is nothing to restore; check its backup job.`;
   const data = `with data from ${humanDuration(backup.ageSeconds)} ago`;
   if (!test) {

@@ -43,13 +43,15 @@ export function s3Problem(action: string, bucket: string, key: string, err: unkn
 export interface TextObject {
   readonly text: string;
   readonly etag?: string;
+  /** When S3 stored it: set by S3, not by its writer. */
+  readonly lastModified?: Date;
 }
 
 /** Reads a small object as text, or undefined when it does not exist. */
 export async function getText(s3: S3Client, bucket: string, key: string): Promise<TextObject | undefined> {
   try {
     const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return { text: await out.Body!.transformToString('utf8'), etag: out.ETag };
+    return { text: await out.Body!.transformToString('utf8'), etag: out.ETag, lastModified: out.LastModified };
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw s3Problem('GetObject', bucket, key, err);
@@ -86,6 +88,18 @@ export async function headSize(s3: S3Client, bucket: string, key: string): Promi
   try {
     const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     return out.ContentLength;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Problem('HeadObject', bucket, key, err);
+  }
+}
+
+/** An object's size and LastModified (one HEAD), or undefined when it does not exist. */
+export async function headSizeAndLastModified(s3: S3Client, bucket: string, key: string):
+Promise<{ readonly size?: number; readonly lastModified?: Date } | undefined> {
+  try {
+    const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return { size: out.ContentLength, lastModified: out.LastModified };
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw s3Problem('HeadObject', bucket, key, err);
