@@ -1,4 +1,4 @@
-import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -7,6 +7,7 @@ import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { acknowledgeNag } from '../shared/nag';
 
 /** Backup tasks run in an ECS task group named after their source: failure events carry it. */
 export const TASK_GROUP_PREFIX = 'restorable:';
@@ -71,11 +72,8 @@ export class BackupJobAlerts extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
-    Validations.of(this.deadLetterQueue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason: 'This queue is itself the dead-letter queue of the backup schedules (EventBridge Scheduler DeadLetterConfig), ' +
-        'which cdk-nag cannot see; it is watched by DeadLetterAlarm',
-    });
+    acknowledgeNag(this.deadLetterQueue, 'SQS3', 'This queue is itself the dead-letter queue of the backup schedules (EventBridge Scheduler DeadLetterConfig), ' +
+        'which cdk-nag cannot see; it is watched by DeadLetterAlarm');
     this.deadLetterAlarm = this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM })
       .createAlarm(this, 'DeadLetterAlarm', {
         alarmDescription: 'A backup schedule could not start its ECS task after every retry (a failed RunTask produces no ECS event); ' +

@@ -1,4 +1,4 @@
-import { Annotations, Duration, Names, Stack, Token, Tokenization, Validations } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, Stack, Token, Tokenization } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -20,6 +20,7 @@ import { Engine } from '../contract/manifest';
 import { sourceNameProblem } from '../contract/names';
 import { RestorableError } from '../shared/errors';
 import { InlinePolicyRole } from './inline-policy-role';
+import { acknowledgeNag } from '../shared/nag';
 
 export interface DatabaseBackupsProps {
   /** Where backups go. Each source's task may write only under its own prefix. */
@@ -152,11 +153,8 @@ export class DatabaseBackups extends Construct {
 
     const tasks = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
     this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasks, description: 'Pulls the Restorable agent image and ships its logs' });
-    Validations.of(this.executionRole).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'ecr:GetAuthorizationToken, which the execution role needs to pull the agent image, has no resource-level ' +
-        'permissions; the image pull itself is granted on the one asset repository',
-    });
+    acknowledgeNag(this.executionRole, 'IAM5[Resource::*]', 'ecr:GetAuthorizationToken, which the execution role needs to pull the agent image, has no resource-level ' +
+        'permissions; the image pull itself is granted on the one asset repository');
     this.defaultTaskRole = new iam.Role(this, 'DefaultTaskRole', {
       assumedBy: tasks,
       description: 'Placeholder task role with no permissions: every schedule overrides it with its source\'s own role',
@@ -317,11 +315,8 @@ export class DatabaseBackups extends Construct {
       resources: [taskRoles],
       conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
     }));
-    Validations.of(role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::${nagAccount(stack)}:role${this.taskRolePath}*]`,
-      reason: 'The path holds only the task roles of this DatabaseBackups (one per source); one statement instead of ' +
-        'a hundred role ARNs keeps the policy under its size limit',
-    });
+    acknowledgeNag(role, `IAM5[Resource::arn:<AWS::Partition>:iam::${nagAccount(stack)}:role${this.taskRolePath}*]`, 'The path holds only the task roles of this DatabaseBackups (one per source); one statement instead of ' +
+        'a hundred role ARNs keeps the policy under its size limit');
     return role;
   }
 

@@ -1,5 +1,5 @@
 import {
-  Annotations, Arn, ArnFormat, CustomResource, Duration, Lazy, RemovalPolicy, Stack, Token, Validations,
+  Annotations, Arn, ArnFormat, CustomResource, Duration, Lazy, RemovalPolicy, Stack, Token,
 } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -11,6 +11,7 @@ import { Construct } from 'constructs';
 import { RestorableError } from '../shared/errors';
 import { alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
 import { lambdaAsset } from '../shared/package-root';
+import { NODE22_RUNTIME_REASON, acknowledgeNag } from '../shared/nag';
 
 /** What a replica key alias looks like, for error messages. */
 const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
@@ -212,11 +213,8 @@ export class BackupKeys extends Construct {
     }));
     // Kept with the secret: a retained secret without its deny would be readable by any broad IAM policy.
     if (policyDependable instanceof secretsmanager.ResourcePolicy) policyDependable.applyRemovalPolicy(RemovalPolicy.RETAIN);
-    Validations.of(secret).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-SMG4',
-      reason: 'The identity is rotated by raising the generation prop, which appends a key; a Secrets Manager ' +
-        'rotation would replace the value and make every older backup undecryptable.',
-    });
+    acknowledgeNag(secret, 'SMG4', 'The identity is rotated by raising the generation prop, which appends a key; a Secrets Manager ' +
+        'rotation would replace the value and make every older backup undecryptable.');
 
     const generator = this.keyGenerator(secret, key);
     const keyPair = new CustomResource(this, 'KeyPair', {
@@ -263,11 +261,8 @@ export class BackupKeys extends Construct {
         'StringEquals': { 'kms:ViaService': `secretsmanager.${this.replicaRegion}.amazonaws.com` },
       },
     });
-    Validations.of(role).acknowledge({
-      id: this.replicaKeyWildcardFinding(),
-      reason: 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
-        'limited to that alias (kms:ResourceAliases) and to decryption through Secrets Manager.',
-    });
+    acknowledgeNag(role, this.replicaKeyWildcardFinding(), 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
+        'limited to that alias (kms:ResourceAliases) and to decryption through Secrets Manager.');
     return primary.combine(replicaSecret).combine(replicaKey);
   }
 
@@ -284,7 +279,7 @@ export class BackupKeys extends Construct {
   private replicaKeyWildcardFinding(): string {
     const account = Stack.of(this).account;
     const shownAccount = Token.isUnresolved(account) ? '<AWS::AccountId>' : account;
-    return `AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:${this.replicaRegion}:${shownAccount}:key/*]`;
+    return `IAM5[Resource::arn:<AWS::Partition>:kms:${this.replicaRegion}:${shownAccount}:key/*]`;
   }
 
   /**
@@ -324,11 +319,8 @@ export class BackupKeys extends Construct {
       resources: [this.replicaKeyArn('key/*')],
       conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': this.replicaKeyAlias } },
     }));
-    Validations.of(role).acknowledge({
-      id: this.replicaKeyWildcardFinding(),
-      reason: 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
-        'limited to that alias with kms:ResourceAliases.',
-    });
+    acknowledgeNag(role, this.replicaKeyWildcardFinding(), 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
+        'limited to that alias with kms:ResourceAliases.');
 
     const generator = new lambda.Function(this, 'KeyGenerator', {
       description: 'Generates the age identity of Restorable backups (custom resource)',
@@ -340,11 +332,7 @@ export class BackupKeys extends Construct {
       timeout: Duration.minutes(1),
       memorySize: 256,
     });
-    Validations.of(generator).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-L1',
-      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported ' +
-        'Lambda runtime; moving to a newer one is a deliberate change with its own bundle target.',
-    });
+    acknowledgeNag(generator, 'L1', NODE22_RUNTIME_REASON);
     return generator;
   }
 

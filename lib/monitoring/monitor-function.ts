@@ -1,4 +1,4 @@
-import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -8,6 +8,7 @@ import { Construct } from 'constructs';
 import { lambdaAsset } from '../shared/package-root';
 import { BackupStore } from '../store/backup-store';
 import { METRIC_NAMESPACE } from '../contract/metrics';
+import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcardAction } from '../shared/nag';
 
 export interface MonitorFunctionProps {
   /** The handler's folder under assets/lambda (bundled from lambda/<name> by `npm run bundle`). */
@@ -40,25 +41,15 @@ export class MonitorFunction extends Construct {
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.THREE_MONTHS });
     const role = new iam.Role(this, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: props.description });
     logGroup.grantWrite(role);
-    Validations.of(role).acknowledge({
-      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(logGroup.node.defaultChild as logs.CfnLogGroup)}.Arn>:*]`,
-      reason: 'Log streams are created at run time inside this function\'s own log group; the wildcard is that group\'s streams only',
-    });
     props.store.grantMonitorRead(role);
     role.addToPolicy(new iam.PolicyStatement({
       actions: ['cloudwatch:PutMetricData'],
       resources: ['*'],
       conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
     }));
-    Validations.of(role).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      reason: `cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to the ${METRIC_NAMESPACE} namespace`,
-    });
+    acknowledgeNag(role, 'IAM5[Resource::*]', `cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to the ${METRIC_NAMESPACE} namespace`);
     props.topic.grantPublish(role);
-    Validations.of(role).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-      reason: 'Publishing to the KMS-encrypted alarm topic needs a data key from the topic\'s key; CDK grants GenerateDataKey* on that one key only',
-    });
+    acknowledgeWildcardAction(role, 'kms:GenerateDataKey*', 'Publishing to the KMS-encrypted alarm topic needs a data key from the topic\'s key; CDK grants GenerateDataKey* on that one key only');
 
     this.function = new lambda.Function(this, 'Function', {
       description: props.description,
@@ -77,10 +68,6 @@ export class MonitorFunction extends Construct {
         ...props.environment,
       },
     });
-    Validations.of(this.function).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-L1',
-      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported ' +
-        'Lambda runtime; moving to a newer one is a deliberate change with its own bundle target.',
-    });
+    acknowledgeNag(this.function, 'L1', NODE22_RUNTIME_REASON);
   }
 }

@@ -1,4 +1,4 @@
-import { Duration, Lazy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Duration, Lazy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { lambdaAsset } from '../shared/package-root';
 import { METRIC_NAMESPACE } from '../contract/metrics';
 import { RESTORE_TEST_AGENT_CONTAINER } from './restore-test-task';
+import { acknowledgeNag, NODE22_RUNTIME_REASON } from '../shared/nag';
 
 /** Which copy of the backups a run restores. */
 export enum RestoreTestCopy {
@@ -116,14 +117,12 @@ export class RestoreTestOrchestration extends Construct {
     }));
     role.addToPolicy(new iam.PolicyStatement({ actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } } }));
     const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
-    const logGroupId = stack.getLogicalId(logGroup.node.defaultChild as logs.CfnLogGroup);
     for (const [id, reason] of [
-      [`Resource::<${logGroupId}.Arn>:*`, 'Log streams are created at run time inside the orchestrator\'s own log group'],
       ['Resource::*', `cloudwatch:PutMetricData has no resource-level permissions; the namespace condition limits it to ${METRIC_NAMESPACE}`],
       [`Resource::arn:<AWS::Partition>:ecs:${stack.region}:${account}:task/<${stack.getLogicalId(cluster.node.defaultChild as ecs.CfnCluster)}>/*`,
         'Task ARNs are created at run time; DescribeTasks and StopTask are limited to tasks of the backup cluster'],
       [`Resource::arn:<AWS::Partition>:iam::${account}:role${props.taskRolePath}*`, 'The path holds only the restore-test roles of this RestoreTesting'],
-    ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[${id}]`, reason });
+    ]) acknowledgeNag(role, `IAM5[${id}]`, reason);
 
     const fn = new lambda.Function(this, 'Function', {
       description: 'Restorable restore tests: starts a source\'s test (retrying throttling and capacity) and follows its task',
@@ -142,10 +141,7 @@ export class RestoreTestOrchestration extends Construct {
         MAX_TEST_SECONDS: String(props.maxTestDuration.toSeconds()),
       },
     });
-    Validations.of(fn).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-L1',
-      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported Lambda runtime',
-    });
+    acknowledgeNag(fn, 'L1', NODE22_RUNTIME_REASON);
     return fn;
   }
 
@@ -185,24 +181,15 @@ export class RestoreTestOrchestration extends Construct {
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL },
     });
-    Validations.of(stateMachine.role).acknowledge({
-      id: `AwsSolutions::AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(this.function.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`,
-      reason: 'CDK grants InvokeFunction on the orchestrator\'s versions too; it is the one function',
-    });
+    acknowledgeNag(stateMachine.role, `IAM5[Resource::<${Stack.of(this).getLogicalId(this.function.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`, 'CDK grants InvokeFunction on the orchestrator\'s versions too; it is the one function');
     // The distributed Map starts and stops its child executions: the grant names this state machine's executions.
     const stack = Stack.of(this);
     const nag = (value: string) => (Token.isUnresolved(value) ? `<AWS::${value === stack.region ? 'Region' : 'AccountId'}>` : value);
     const machineName = JSON.stringify({ 'Fn::Select': [6, { 'Fn::Split': [':', { Ref: stack.getLogicalId(stateMachine.node.defaultChild as sfn.CfnStateMachine) }] }] });
     for (const suffix of [':*', '/*:*']) {
-      Validations.of(stateMachine).acknowledge({
-        id: `AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:${nag(stack.region)}:${nag(stack.account)}:execution:${machineName}${suffix}]`,
-        reason: 'The distributed Map runs each source as a child execution of this state machine; the wildcard is its own executions',
-      });
+      acknowledgeNag(stateMachine, `IAM5[Resource::arn:<AWS::Partition>:states:${nag(stack.region)}:${nag(stack.account)}:execution:${machineName}${suffix}]`, 'The distributed Map runs each source as a child execution of this state machine; the wildcard is its own executions');
     }
-    Validations.of(stateMachine.role).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      reason: 'X-Ray and CloudWatch Logs delivery actions have no resource-level permissions',
-    });
+    acknowledgeNag(stateMachine.role, 'IAM5[Resource::*]', 'X-Ray and CloudWatch Logs delivery actions have no resource-level permissions');
     return stateMachine;
   }
 }

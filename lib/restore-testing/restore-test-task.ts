@@ -1,10 +1,11 @@
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM } from '../backups/agent-image';
 import { BackupSource, DatabaseFlavour } from '../backups/backup-source';
+import { acknowledgeNag } from '../shared/nag';
 
 /** The container names in every restore-test task definition; the orchestrator's overrides address the agent. */
 export const RESTORE_TEST_AGENT_CONTAINER = 'agent';
@@ -113,10 +114,7 @@ export class RestoreTestTask extends Construct {
       logging: ecs.LogDrivers.awsLogs({ logGroup: props.logGroup, streamPrefix: 'restore-test' }),
     });
     agent.addContainerDependencies({ container: scratch, condition: ecs.ContainerDependencyCondition.HEALTHY });
-    Validations.of(this.taskDefinition).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-ECS2',
-      reason: 'The environment holds only the scratch server\'s settings (an empty database name, passwordless access inside ' +
-        'the task); no secret: the agent reads the age identity from Secrets Manager itself',
-    });
+    acknowledgeNag(this.taskDefinition, 'ECS2', 'The environment holds only the scratch server\'s settings (an empty database name, passwordless access inside ' +
+        'the task); no secret: the agent reads the age identity from Secrets Manager itself');
   }
 }

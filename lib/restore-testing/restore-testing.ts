@@ -1,4 +1,4 @@
-import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack, Validations } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -21,6 +21,7 @@ import { RestoreTestAlarms } from './restore-test-alarms';
 import { RestoreTestCopy, RestoreTestOrchestration, RestoreTestRun } from './restore-test-orchestration';
 import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
 import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
+import { acknowledgeNag } from '../shared/nag';
 
 export interface RestoreTestingProps {
   /** The backups to test: their cluster, security group, logs and sources. */
@@ -179,10 +180,7 @@ export class RestoreTesting extends Construct {
     this.image = props.image ?? agentImage(this);
     const tasksPrincipal = new iam.ServicePrincipal('ecs-tasks.amazonaws.com');
     this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasksPrincipal, description: 'Pulls the Restorable agent and scratch images and ships their logs' });
-    Validations.of(this.executionRole).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      reason: 'ecr:GetAuthorizationToken, needed to pull the agent image, has no resource-level permissions; the pull itself is granted on the one asset repository',
-    });
+    acknowledgeNag(this.executionRole, 'IAM5[Resource::*]', 'ecr:GetAuthorizationToken, needed to pull the agent image, has no resource-level permissions; the pull itself is granted on the one asset repository');
     this.defaultTaskRole = new iam.Role(this, 'DefaultTaskRole', { assumedBy: tasksPrincipal, description: 'Placeholder with no permissions: every restore test overrides it with its source\'s restore-test role' });
     this.rolePath = `/restorable-restore-test/${Names.uniqueId(this)}/`;
 
@@ -319,10 +317,7 @@ export class RestoreTesting extends Construct {
     role.addToPolicy(new iam.PolicyStatement({
       actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
     }));
-    Validations.of(role).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
-      reason: `cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to ${METRIC_NAMESPACE}`,
-    });
+    acknowledgeNag(role, 'IAM5[Resource::*]', `cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to ${METRIC_NAMESPACE}`);
     this.roles[n] = role;
     return role;
   }
@@ -356,7 +351,7 @@ export class RestoreTesting extends Construct {
       [`${nagBucket}/${sourceKeys}*`, `The DR restore test reads any backup of '${source}' in the replica; nothing outside that source's prefix`],
       [`${nagBucket}/${restoreTestsPrefix(replica.prefix, source)}*`, `The DR restore test writes its report under '${source}'s restore-tests/ prefix in the replica`],
       [`arn:<AWS::Partition>:kms:${replica.region}:${replica.account}:key/*`, 'The replica key lives in another region\'s stack and is known here by its alias; the kms:ResourceAliases condition names it'],
-    ]) Validations.of(role).acknowledge({ id: `AwsSolutions::AwsSolutions-IAM5[Resource::${resource}]`, reason });
+    ]) acknowledgeNag(role, `IAM5[Resource::${resource}]`, reason);
   }
 
   /** The restore tests of one run: each source's task definition, role and agent command, for the primary or the DR copy. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CustomResource, Duration, Lazy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { CustomResource, Duration, Lazy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -12,6 +12,7 @@ import { BackupKeys } from '../keys/backup-keys';
 import { BackupStore } from '../store/backup-store';
 import { RUNBOOK_FILE } from '../contract/names';
 import { DatabaseBackups } from '../backups/database-backups';
+import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
 
 
 export interface DisasterRecoveryRunbookProps {
@@ -73,11 +74,7 @@ export class DisasterRecoveryRunbook extends Construct {
       timeout: Duration.minutes(5),
       memorySize: 256,
     });
-    Validations.of(writer).acknowledge({
-      id: 'AwsSolutions::AwsSolutions-L1',
-      reason: 'The handler is bundled and tested for Node.js 22 (scripts/bundle.mjs targets node22), a supported ' +
-        'Lambda runtime; moving to a newer one is a deliberate change with its own bundle target.',
-    });
+    acknowledgeNag(writer, 'L1', NODE22_RUNTIME_REASON);
     this.writer = writer;
 
     const runbooks = new CustomResource(this, 'Runbooks', {
@@ -110,30 +107,12 @@ export class DisasterRecoveryRunbook extends Construct {
         ...(keyAlias ? { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [keyAlias] } } : {}),
       },
     }));
-    Validations.of(role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::${nagResource(Stack.of(this).resolve(objects))}]`,
-      reason: 'Runbooks are written to {prefix}{source}/RUNBOOK.md for every source; the wildcard stands for the source ' +
-        'name only, and the role may write no other object',
-    });
+    acknowledgeWildcard(role, objects, 'Runbooks are written to {prefix}{source}/RUNBOOK.md for every source; the wildcard stands for the source ' +
+        'name only, and the role may write no other object');
     if (keyAlias) {
-      Validations.of(role).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${nagResource(Stack.of(this).resolve(keyArn))}]`,
-        reason: 'The replica key lives in another stack and an IAM resource cannot be an alias ARN; kms:ResourceAliases ' +
-          'limits key/* to that one key, used only through S3 in the DR region',
-      });
+      acknowledgeWildcard(role, keyArn, 'The replica key lives in another stack and an IAM resource cannot be an alias ARN; kms:ResourceAliases ' +
+          'limits key/* to that one key, used only through S3 in the DR region');
     }
   }
 }
 
-/** A resolved resource as cdk-nag prints it in a finding: `${Token}` and `{ Ref }` become `<Token>`. */
-function nagResource(value: unknown): string {
-  if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/\}/g, '>');
-  const fn = value as Record<string, unknown>;
-  if (Array.isArray(fn?.['Fn::Join'])) {
-    const [delimiter, parts] = fn['Fn::Join'] as [string, unknown[]];
-    return parts.map(nagResource).join(delimiter);
-  }
-  if (Array.isArray(fn?.['Fn::GetAtt'])) return `<${(fn['Fn::GetAtt'] as string[]).join('.')}>`;
-  if (typeof fn?.Ref === 'string') return `<${fn.Ref}>`;
-  return Token.isUnresolved(value) ? String(value) : JSON.stringify(value);
-}

@@ -96,3 +96,25 @@ export function alarmOnTampering(scope: Construct, id: string, topic: sns.ITopic
   }));
   return rule;
 }
+
+/**
+ * The IAM paths Restorable's roles live under, one per kind of principal. The bucket policy tells the kinds apart by
+ * `aws:PrincipalArn` against these paths, so that one statement covers a hundred sources' roles and the policy stays
+ * within S3's 20 KB. Whoever may create a role under a path is trusted as that kind: keep `iam:CreateRole` on
+ * `/restorable/*` for the deploying role and administrators.
+ */
+export const ROLE_PATHS = {
+  /** Dump tasks, one role per source: add backups, nothing else. */
+  dump: '/restorable/dump/',
+  /** Restore tests: read backups and the identity, write restore-test reports. */
+  restoreTest: '/restorable/restore-test/',
+  /** The hold keeper: the only principal that releases legal holds. */
+  holdKeeper: '/restorable/hold-keeper/',
+  /** The runbook writer: the only principal that writes RUNBOOK.md. */
+  runbookWriter: '/restorable/runbook-writer/',
+} as const;
+
+/** `arn:…:iam::ACCOUNT:role/restorable/dump/*`: every role under a path, for `aws:PrincipalArn` conditions. */
+export function rolesUnderPath(scope: Construct, path: string): string {
+  return Stack.of(scope).formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${path.slice(1)}*` });
+}

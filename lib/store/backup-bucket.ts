@@ -1,4 +1,4 @@
-import { Duration, Names, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, Names, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -9,6 +9,7 @@ import { KeepCounts, TIER_TAG, Tier } from '../contract/tiers';
 import { RestorableError } from '../shared/errors';
 import { TierRetention } from './retention-policy';
 import { breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
+import { acknowledgeWildcard } from '../shared/nag';
 
 /** Move one tier's backups to a cheaper storage class once they reach an age. */
 export interface TierTransition {
@@ -161,10 +162,6 @@ export abstract class BackupBucket extends Construct {
       ],
       removalPolicy,
     });
-    Validations.of(accessLogsBucket).acknowledge({
-      id: 'AwsSolutions-S1',
-      reason: 'This is the access-log bucket of the backup bucket; logging it into itself would loop and into another bucket would only move the question',
-    });
     this.accessLogsBucket = accessLogsBucket;
 
     const bucket = new s3.Bucket(this, 'Bucket', {
@@ -261,7 +258,7 @@ export abstract class BackupBucket extends Construct {
     const scope = 'grantPrincipal' in principal ? principal.grantPrincipal : principal;
     if (!Construct.isConstruct(scope)) return;
     for (const resource of resources) {
-      Validations.of(scope).acknowledge({ id: `AwsSolutions-IAM5[Resource::${flattenForNag(Stack.of(scope).resolve(resource))}]`, reason });
+      acknowledgeWildcard(scope, resource, reason);
     }
   }
 
@@ -324,21 +321,6 @@ export abstract class BackupBucket extends Construct {
   }
 }
 
-/** Renders a resolved CloudFormation value the way cdk-nag names it in a finding id. */
-function flattenForNag(value: unknown): string {
-  if (typeof value === 'string') return value.replace(/\$\{/g, '<').replace(/\}/g, '>');
-  if (typeof value === 'object' && value !== null) {
-    const fn = value as Record<string, unknown>;
-    if (Array.isArray(fn['Fn::Join'])) {
-      const [delimiter, parts] = fn['Fn::Join'] as [string, unknown[]];
-      return parts.map(flattenForNag).join(delimiter);
-    }
-    if (Array.isArray(fn['Fn::GetAtt'])) return `<${(fn['Fn::GetAtt'] as string[]).join('.')}>`;
-    if (typeof fn.Ref === 'string') return `<${fn.Ref}>`;
-    if ('Fn::ImportValue' in fn) return flattenForNag(fn['Fn::ImportValue']);
-  }
-  return JSON.stringify(value);
-}
 
 /** Who gets through a key's deny: break-glass, and CloudFormation when the key is not retained (it deletes it with the stack). */
 export function keyExemptions(scope: Construct, breakGlassRole: iam.IRole | undefined, removalPolicy: RemovalPolicy): string[] {
