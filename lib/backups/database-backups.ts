@@ -21,6 +21,7 @@ import { sourceNameProblem } from '../contract/names';
 import { RestorableError } from '../shared/errors';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
+import { ROLE_PATHS } from '../shared/trust-boundaries';
 
 export interface DatabaseBackupsProps {
   /** Where backups go. Each source's task may write only under its own prefix. */
@@ -159,7 +160,9 @@ export class DatabaseBackups extends Construct {
       assumedBy: tasks,
       description: 'Placeholder task role with no permissions: every schedule overrides it with its source\'s own role',
     });
-    this.taskRolePath = `/restorable/${Names.uniqueId(this)}/`;
+    // Under the dump path, which the store's bucket policy tells apart from every other kind of principal; one
+    // folder per DatabaseBackups, so that its scheduler may pass exactly its own task roles.
+    this.taskRolePath = `${ROLE_PATHS.dump}${Names.uniqueId(this)}/`;
     this.schedulerRole = this.createSchedulerRole();
     this.sourcesScope = new Construct(this, 'Sources');
     for (const source of props.sources ?? []) this.addSource(source);

@@ -22,6 +22,7 @@ import { RestoreTestCopy, RestoreTestOrchestration, RestoreTestRun } from './res
 import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
 import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
 import { acknowledgeNag } from '../shared/nag';
+import { ROLE_PATHS } from '../shared/trust-boundaries';
 
 export interface RestoreTestingProps {
   /** The backups to test: their cluster, security group, logs and sources. */
@@ -182,7 +183,9 @@ export class RestoreTesting extends Construct {
     this.executionRole = new iam.Role(this, 'ExecutionRole', { assumedBy: tasksPrincipal, description: 'Pulls the Restorable agent and scratch images and ships their logs' });
     acknowledgeNag(this.executionRole, 'IAM5[Resource::*]', 'ecr:GetAuthorizationToken, needed to pull the agent image, has no resource-level permissions; the pull itself is granted on the one asset repository');
     this.defaultTaskRole = new iam.Role(this, 'DefaultTaskRole', { assumedBy: tasksPrincipal, description: 'Placeholder with no permissions: every restore test overrides it with its source\'s restore-test role' });
-    this.rolePath = `/restorable-restore-test/${Names.uniqueId(this)}/`;
+    // Under the restore-test path, the only principals the bucket policy lets write restore-test reports; one folder
+    // per RestoreTesting, so that its orchestrator may pass exactly its own roles.
+    this.rolePath = `${ROLE_PATHS.restoreTest}${Names.uniqueId(this)}/`;
 
     // Not the backup tasks' group, which the production databases admit: a restore test talks only to its own
     // sidecar (localhost in the task) and to AWS APIs, and must not reach a production database.

@@ -98,7 +98,7 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
   });
 
   test('then the restore role reads the sources\' backups and the identity, writes only restore-test reports, and publishes only Restorable metrics', () => {
-    const roles = Object.values(template.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable-restore-test/') } }));
+    const roles = Object.values(template.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable/restore-test/[A-Za-z0-9]+/$') } }));
     expect(roles).toHaveLength(1); // three sources fit in one role
     const roleId = fixture.stack.getLogicalId(fixture.testing.node.findChild('TestRole1').node.defaultChild as never);
     const policies = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: roleId }]));
@@ -169,6 +169,10 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     expect(policies).toContain('"ecs:RunTask"');
     expect(policies).toContain('"ecs:cluster"');
     expect(policies).toContain('"iam:PassedToService":"ecs-tasks.amazonaws.com"');
+    // The restore-test roles' own folder under the restore-test path, which the bucket policy lets write reports.
+    const [role] = Object.values(template.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable/restore-test/') } }));
+    expect(role.Properties.Path).toMatch(/^\/restorable\/restore-test\/[A-Za-z0-9]+\/$/);
+    expect(policies).toContain(`:role${role.Properties.Path}*`);
   });
 
   test('then the alarms: a failed test, an overdue test (8 days, missing data breaching), the orchestration, and the RTO target', () => {
