@@ -3,13 +3,14 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { normalisePrefix, restoreTestsPrefix, sourceNameProblem, sourcePrefix } from '../contract/names';
+import { normalisePrefix, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix } from '../contract/names';
 import { bucketSettings } from './backup-bucket-settings';
 import { KeepCounts, TIER_TAG, Tier } from '../contract/tiers';
 import { RestorableError } from '../shared/errors';
 import { TierRetention } from './retention-policy';
 import { breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
 import { acknowledgeWildcard } from '../shared/nag';
+import { TAGGING_ACTIONS, addWriteOncePolicy } from './write-once-policy';
 
 /** Move one tier's backups to a cheaper storage class once they reach an age. */
 export interface TierTransition {
@@ -91,8 +92,8 @@ export interface BackupBucketProps {
 /** Options for a dump task's write access. */
 export interface BackupWriteOptions {
   /**
-   * Allow the writer to set and release Object Lock legal holds under its source's prefix, which keeps the
-   * last good backup alive however old it gets.
+   * Allow the writer to place (never release) Object Lock legal holds under its source's prefix, which keeps the
+   * last good backup alive however old it gets; releasing them is the hold keeper's.
    * @default - true when the bucket has Object Lock, false otherwise
    */
   readonly legalHold?: boolean;
@@ -183,10 +184,12 @@ export abstract class BackupBucket extends Construct {
       sid: 'DenyRetaggingBackups',
       effect: iam.Effect.DENY,
       principals: [new iam.AnyPrincipal()],
-      actions: ['s3:PutObjectTagging', 's3:PutObjectVersionTagging', 's3:DeleteObjectTagging', 's3:DeleteObjectVersionTagging'],
+      actions: TAGGING_ACTIONS,
       resources: [bucket.arnForObjects('*')],
       conditions: { Null: { [`s3:ExistingObjectTag/${TIER_TAG}`]: 'false' } },
     }));
+    // Objects are added, never replaced; pointers move only by their ETag; nobody but break-glass destroys.
+    addWriteOncePolicy(this, bucket, this.prefix, props.breakGlassRole);
     this.deliverAccessLogs(bucket, accessLogsBucket);
     this.bucket = bucket;
   }
@@ -197,34 +200,63 @@ export abstract class BackupBucket extends Construct {
   }
 
   /**
-   * What one source's dump task needs: create objects (tagged at creation) under the source's
-   * prefix, read them back (the agent HEADs each upload to verify it, and reads `latest.json` to choose the
-   * tier), abort its multipart uploads, and encrypt with the key. No delete, no retagging (the bucket policy
-   * denies that anyway). Reading reveals nothing: backups are age-encrypted.
+   * What one source's dump task needs: create objects (tagged at creation) under the source's prefix, read them
+   * back (the agent HEADs each upload to verify it, and reads `latest.json` to choose the tier), list its own prefix
+   * (so that S3 answers a missing key's absence, and the agent can ask for it by listing the exact key), abort its
+   * multipart uploads, place (never release) legal holds, and encrypt with the key. No delete, no retagging, no
+   * overwrite (the bucket policy refuses those). Reading reveals nothing: backups are age-encrypted.
+   *
+   * The grantee's own policy also denies it every s3:PutObject* call on the source's restore-tests/ and RUNBOOK.md:
+   * the bucket policy refuses those to all but the restore tests and the runbook writer already, and this keeps a
+   * role of the user's own that is granted this way (a host's role, say) from writing them even where it is exempt.
    */
   public grantBackupWrite(grantee: iam.IGrantable, source: string, options: BackupWriteOptions = {}): iam.Grant {
     const objects = this.sourceObjects(source);
     const legalHold = options.legalHold ?? this.objectLockEnabled;
-    // PutObject with a Tagging header is also authorised as s3:PutObjectTagging.
-    const actions = ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload'];
-    if (legalHold) actions.push('s3:PutObjectLegalHold', 's3:GetObjectLegalHold');
-    this.acknowledgeWildcards(grantee, [objects], `Backup objects of source '${source}' get new unique keys under its prefix, so the dump task is granted that prefix only`);
-    // S3 answers 404 rather than 403 for a missing key only to principals that may list the bucket; the
-    // first backup of a source must see its absent latest.json as absent. Listing shows key names, never content.
-    return iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] })
-      .combine(this.grantObjects(grantee, actions, [objects]))
+    this.acknowledgeWildcards(grantee, [objects], `The dump task of source '${source}' creates its backups under that source's prefix ` +
+      '(the wildcard matches any key below it, \'/\' included, and no other source\'s); the bucket policy refuses to create or replace an ' +
+      'object there without If-None-Match (latest.json only by its ETag), and this role\'s own policy denies it restore-tests/ and ' +
+      'RUNBOOK.md, so the grant adds backups and replaces none but the pointer');
+    const grant = iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['s3:ListBucket'],
+      resourceArns: [this.bucket.bucketArn],
+      conditions: { StringLike: { 's3:prefix': [`${sourcePrefix(this.prefix, source)}*`] } },
+    })
+      // PutObject with a Tagging header is also authorised as s3:PutObjectTagging.
+      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload'], [objects]))
       .combine(this.grantKey(grantee, 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'));
+    grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
+      effect: iam.Effect.DENY,
+      actions: ['s3:PutObject*'],
+      resources: [this.bucket.arnForObjects(`${restoreTestsPrefix(this.prefix, source)}*`), this.bucket.arnForObjects(runbookKey(this.prefix, source))],
+    }));
+    if (!legalHold) return grant;
+    // Placing a hold keeps data; releasing one is the hold keeper's alone (and the bucket policy says so too).
+    return grant
+      .combine(iam.Grant.addToPrincipal({
+        grantee,
+        actions: ['s3:PutObjectLegalHold'],
+        resourceArns: [objects],
+        conditions: { StringEquals: { 's3:object-lock-legal-hold': 'ON' } },
+      }))
+      .combine(this.grantObjects(grantee, ['s3:GetObjectLegalHold'], [objects]));
   }
 
   /**
-   * What a restore or restore-test role needs for one source: read and list every version under
-   * the source's prefix, bring archived objects back, and write results under `{prefix}{source}/restore-tests/`.
+   * What a restore or restore-test role needs for one source: read and list every version under the source's
+   * prefix, bring archived objects back, and write its reports, untagged, under `{prefix}{source}/restore-tests/`
+   * (the bucket policy lets nobody tag them, and lets only restore-test roles write there).
    */
   public grantRestoreRead(grantee: iam.IGrantable, source: string): iam.Grant {
     const listPrefix = sourcePrefix(this.prefix, source);
     const restoreTests = this.bucket.arnForObjects(`${restoreTestsPrefix(this.prefix, source)}*`);
-    this.acknowledgeWildcards(grantee, [this.sourceObjects(source), restoreTests],
-      `A restore reads any backup of source '${source}' and writes results under its restore-tests/ prefix; nothing outside that source's prefix`);
+    this.acknowledgeWildcards(grantee, [this.sourceObjects(source)],
+      `A restore reads any backup of source '${source}': the wildcard matches any key under that source's prefix ('/' included) and no ` +
+      'other source\'s; the reads are of age-encrypted backups and their pointers and manifests');
+    this.acknowledgeWildcards(grantee, [restoreTests],
+      `A restore test writes its reports under the restore-tests/ prefix of source '${source}' (the wildcard matches any key below it, ` +
+      '\'/\' included); the bucket policy makes each report write-once and restore-tests/latest.json move only by its ETag');
     const list = iam.Grant.addToPrincipal({
       grantee,
       actions: ['s3:ListBucket', 's3:ListBucketVersions'],
@@ -233,18 +265,20 @@ export abstract class BackupBucket extends Construct {
     });
     return list
       .combine(this.grantObjects(grantee, ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:RestoreObject'], [this.sourceObjects(source)]))
-      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:AbortMultipartUpload'], [restoreTests]))
+      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:AbortMultipartUpload'], [restoreTests]))
       // GenerateDataKey: restore-test results are written under the bucket's KMS default encryption.
       .combine(this.grantKey(grantee, 'kms:Decrypt', 'kms:GenerateDataKey'));
   }
 
   /**
-   * What the freshness and size-anomaly functions need for every source: read objects and list bounded
-   * prefixes (one day of one source). No writes.
+   * What the freshness and size-anomaly functions need for every source: read objects (pointers, reports and
+   * manifests, and a HEAD of the backups they name) and list bounded prefixes (one day of one source). No writes.
    */
   public grantMonitorRead(grantee: iam.IGrantable): iam.Grant {
     const objects = this.bucket.arnForObjects(`${this.prefix}*`);
-    this.acknowledgeWildcards(grantee, [objects], 'Freshness and size checks read latest.json and manifests of every source; read-only, no writes');
+    this.acknowledgeWildcards(grantee, [objects], 'Freshness and size checks read the pointers, restore-test reports and manifests of every ' +
+      'source and HEAD the backups they name, so they read any object under the store\'s prefix (backups themselves are age-encrypted); ' +
+      'read-only, no writes');
     return iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] })
       .combine(this.grantObjects(grantee, ['s3:GetObject'], [objects]))
       .combine(this.grantKey(grantee, 'kms:Decrypt'));

@@ -209,21 +209,44 @@ describe('BackupStore grants', () => {
     .find((p) => JSON.stringify(p.Properties.Roles).includes(rolePrefix))!.Properties.PolicyDocument.Statement as Array<Record<string, unknown>>;
   const actionsOn = (statements: Array<Record<string, unknown>>) => statements.flatMap((s) => ([] as unknown[]).concat(s.Action).map((a) => `${a} ${resourcesOf(s).join(',')}`));
 
+  const allows = (statement: Record<string, unknown>) => statement.Effect === 'Allow';
+  const statementFor = (rolePrefix: string, action: string, effect = 'Allow') => policyOf(rolePrefix)
+    .filter((s) => s.Effect === effect && ([] as unknown[]).concat(s.Action).includes(action));
+
   test('given grantBackupWrite, when synthesized, then the dump role creates tagged objects, reads and aborts uploads only under its source prefix', () => {
-    const actions = actionsOn(policyOf('DumpRole'));
-    for (const action of ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload', 's3:PutObjectLegalHold']) {
+    const actions = actionsOn(policyOf('DumpRole').filter(allows));
+    for (const action of ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload', 's3:PutObjectLegalHold', 's3:GetObjectLegalHold']) {
       expect(actions.filter((a) => a.startsWith(`${action} `))).toEqual([expect.stringMatching(/^\S+ <StoreBucket\w+\.Arn>\/orders-db\/\*$/)]);
     }
   });
 
   test('given grantBackupWrite, when synthesized, then the dump role can never delete, retag other prefixes or change retention', () => {
-    const actions = actionsOn(policyOf('DumpRole'));
+    const actions = actionsOn(policyOf('DumpRole').filter(allows));
     expect(actions.filter((a) => /Delete|Retention|Bypass|\*\s/.test(a.split(' ')[0]))).toEqual([]);
     expect(actions.filter((a) => a.startsWith('s3:PutObjectTagging ') && !a.endsWith('/orders-db/*'))).toEqual([]);
   });
 
-  test('given grantBackupWrite, when synthesized, then the dump role may list the bucket, so a missing latest.json reads as 404', () => {
-    expect(actionsOn(policyOf('DumpRole')).filter((a) => a.startsWith('s3:List'))).toEqual([expect.stringMatching(/^s3:ListBucket <StoreBucket\w+\.Arn>$/)]);
+  test('given grantBackupWrite, when synthesized, then the dump role may place a legal hold but not release one', () => {
+    const [hold] = statementFor('DumpRole', 's3:PutObjectLegalHold');
+    expect(hold.Condition).toEqual({ StringEquals: { 's3:object-lock-legal-hold': 'ON' } });
+    expect(([] as unknown[]).concat(hold.Action)).toEqual(['s3:PutObjectLegalHold']);
+  });
+
+  test('given grantBackupWrite, when synthesized, then the dump role lists only its own source\'s prefix', () => {
+    const [list] = statementFor('DumpRole', 's3:ListBucket');
+    expect(actionsOn([list])).toEqual([expect.stringMatching(/^s3:ListBucket <StoreBucket\w+\.Arn>$/)]);
+    expect(list.Condition).toEqual({ StringLike: { 's3:prefix': ['orders-db/*'] } });
+    expect(actionsOn(policyOf('DumpRole')).filter((a) => a.startsWith('s3:List'))).toHaveLength(1);
+  });
+
+  test('given grantBackupWrite, when synthesized, then the dump role\'s own policy denies it restore-tests/ and RUNBOOK.md', () => {
+    const denies = policyOf('DumpRole').filter((s) => s.Effect === 'Deny');
+    expect(denies).toHaveLength(1);
+    expect(denies[0].Action).toBe('s3:PutObject*');
+    expect(resourcesOf(denies[0])).toEqual([
+      expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/restore-tests\/\*$/),
+      expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/RUNBOOK\.md$/),
+    ]);
   });
 
   test('given grantBackupWrite, when synthesized, then the dump role may encrypt with the store key through S3 only', () => {
@@ -250,9 +273,9 @@ describe('BackupStore grants', () => {
     }
   });
 
-  test('given grantRestoreRead, when synthesized, then the restore role writes only under restore-tests/', () => {
+  test('given grantRestoreRead, when synthesized, then the restore role writes only under restore-tests/, and never tags', () => {
     const writes = actionsOn(policyOf('RestoreRole')).filter((a) => /^s3:(Put|Abort)/.test(a));
-    expect(writes).toHaveLength(3);
+    expect(writes.map((w) => w.split(' ')[0])).toEqual(['s3:PutObject', 's3:AbortMultipartUpload']);
     for (const write of writes) expect(write).toMatch(/\.Arn>\/orders-db\/restore-tests\/\*$/);
   });
 
