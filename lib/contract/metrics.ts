@@ -20,6 +20,13 @@ export const Metrics = {
    * POINTER_CLOCK_SKEW_SECONDS. A forged or skewed pointer: its ages come from S3's times, never from its own.
    */
   FORGED_POINTERS: 'ForgedOrSkewedPointers',
+  /**
+   * Sources whose latest.json the hold keeper refused to follow: it names no backup of the source under the
+   * source's prefix, is unreadable, or disagrees with the backup's manifest (size, SHA-256) or with the size S3
+   * stored. Published fleet-wide (a count) and per source (1) for each source refused; the newest proven backup
+   * keeps its hold either way.
+   */
+  POINTER_MISMATCH: 'PointerMismatch',
   BACKUP_SIZE_BYTES: 'BackupSizeBytes',
   /** Newest size over the median of recent backups. */
   BACKUP_SIZE_RATIO: 'BackupSizeRatio',
