@@ -1,0 +1,439 @@
+/**
+ * Hold keeper, on a schedule: the only principal that releases Object Lock legal holds. The dump tasks place a hold
+ * on each backup latest.json names, but may never release one (the bucket policy denies it), so that a compromised
+ * dump task cannot let the last good backup expire.
+ *
+ * It trusts proof, not pointers. Per source it keeps (ensures ON) the holds on
+ * - the newest valid backup, the one latest.json names, with its manifest and globals companion, once the pointer
+ *   agrees with its manifest and with what S3 stored; and
+ * - the newest backup whose restore test passed, as the restore-test reports say (only restore-test roles may write
+ *   under restore-tests/), with its manifest and companion;
+ * and releases (OFF) a hold only on an older backup than the newest proven one. A source that has never had a
+ * restore-test report keeps the old rule: the newest valid backup is held, and older ones are released.
+ *
+ * latest.json and every manifest are written by the dump role, so they are read as untrusted input: bounded reads,
+ * keys that must lie under the source's prefix and name one of its backups, sizes S3 could store. A pointer that
+ * fails any of that, or whose size or SHA-256 differs from its manifest's, or whose object's stored size differs from
+ * the manifest's, is refused: not counted as the newest backup, logged, and published as PointerMismatch. Which
+ * backup is older comes from both the time in its key and the LastModified S3 set, so neither a key nor a clock of
+ * the writer's choosing can make a newer backup look older.
+ *
+ * One listing of the source's prefix gives every object, its size and LastModified; a GetObjectLegalHold follows for
+ * each backup object older than the release boundary (a dump task may place holds anywhere under its prefix, so
+ * old ones are checked too). A source that cannot be checked (an S3 error, an unreadable restore-test report) is
+ * reported and the others go on; the invocation fails at the end, so the function's errors alarm fires.
+ *
+ * The source list comes in the event (the schedule's input), as the freshness check's does.
+ */
+import { CloudWatchClient, StandardUnit } from '@aws-sdk/client-cloudwatch';
+import {
+  GetObjectCommand, GetObjectLegalHoldCommand, ListObjectsV2Command, ObjectLockLegalHoldStatus, PutObjectLegalHoldCommand, S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { ContractError, parseLatest, parseManifest } from '../../lib/contract/manifest';
+import { Metrics } from '../../lib/contract/metrics';
+import {
+  GLOBALS_SUFFIX, LATEST_FILE, MANIFEST_SUFFIX, RESTORE_TESTS_DIR, globalsKeyFor, manifestKeyFor, sourceNameProblem, sourcePrefix,
+} from '../../lib/contract/names';
+import { createS3Client, datum, mapBounded, messageOf, publishMetrics } from '../shared/aws';
+
+/** The schedule's input: the names of the sources whose holds this function keeps. */
+export interface HoldKeeperEvent {
+  readonly sources: readonly string[];
+}
+
+/** Where the hold keeper reads, holds and reports. */
+export interface HoldKeeperClients {
+  readonly s3: S3Client;
+  readonly cloudwatch: CloudWatchClient;
+  readonly bucket: string;
+  readonly prefix: string;
+}
+
+/** What decided which holds may be released. */
+export enum HoldRule {
+  /** Restore tests have reported: holds older than the newest backup whose restore test passed are released. */
+  PROVEN = 'proven',
+  /** No restore-test report ever: holds older than the newest valid backup are released. */
+  NEWEST_VALID = 'newest valid',
+}
+
+export interface SourceHolds {
+  readonly source: string;
+  readonly rule?: HoldRule;
+  /** The newest valid backup (the dump key latest.json names), when latest.json was followed. */
+  readonly newest?: string;
+  /** The newest backup whose restore test passed, when a report says so. */
+  readonly proven?: string;
+  /** Why latest.json was refused, when it was: the source is counted in PointerMismatch. */
+  readonly refused?: string;
+  /** Every key that keeps its hold (the newest valid and the newest proven backup, with manifests and companions). */
+  readonly held: readonly string[];
+  /** Keys whose hold was OFF and is now ON. */
+  readonly placed: readonly string[];
+  /** Keys whose hold was released. */
+  readonly released: readonly string[];
+  /** Why the source could not be (fully) kept: S3 errors, unreadable reports. Any of these fails the invocation. */
+  readonly problems: readonly string[];
+}
+
+export interface HoldKeeperReport {
+  readonly sources: readonly SourceHolds[];
+  /** The sources with problems: the invocation fails when there is any. */
+  readonly failed: readonly string[];
+}
+
+/** Sources kept at once, and hold requests in flight per source. */
+const SOURCE_CONCURRENCY = 4;
+const HOLD_CONCURRENCY = 8;
+/** Bounded reads: more than this is not a pointer, a manifest or a report the agent writes, and is not read. */
+export const MAX_POINTER_BYTES = 64 * 1024;
+export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
+export const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+/** More objects than this under one source is not a backup history (a daily backup for a year is about 1,100). */
+export const MAX_OBJECTS_PER_SOURCE = 50_000;
+/** How many dated reports are read, newest first, to find the newest passed restore test when the latest failed. */
+export const MAX_REPORTS_READ = 20;
+/** S3's largest object is 50 TB: a size beyond is absurd. */
+const MAX_OBJECT_BYTES = 50e12;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** One listed object under the source's prefix. */
+interface Listed {
+  readonly key: string;
+  readonly size: number;
+  readonly lastModified: Date;
+}
+
+/** A listed object that belongs to a backup: its dump, its manifest or its globals companion. */
+interface BackupObject extends Listed {
+  /** The key without its suffix, shared by a backup's objects: `…/{source}_{YYYY-MM-DD_HH-MM-SS}Z`. */
+  readonly stem: string;
+  /** The start time in the key, in ms. */
+  readonly startedAt: number;
+  readonly kind: 'dump' | 'manifest' | 'globals';
+}
+
+/** A backup picked to keep its hold: its dump key, its key time and the LastModified S3 set on the dump. */
+interface Backup {
+  readonly key: string;
+  readonly startedAt: number;
+  readonly storedAt: number;
+}
+
+/** latest.json or a manifest that must not be followed; the message says why. */
+class Refused extends Error {}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** `{prefix}{source}/YYYY/MM/DD/{source}_{YYYY-MM-DD_HH-MM-SS}Z.{rest}`, for this source only. */
+function backupObjectPattern(prefix: string, source: string): RegExp {
+  return new RegExp(`^(${escape(sourcePrefix(prefix, source))}(\\d{4})/(\\d{2})/(\\d{2})/${escape(source)}` +
+    '_(\\d{4})-(\\d{2})-(\\d{2})_(\\d{2})-(\\d{2})-(\\d{2})Z)\\.([a-z]+\\.zst\\.age(?:\\.manifest\\.json)?|globals\\.sql\\.zst\\.age)$');
+}
+
+/** Reads a listed key as a backup object of the source, or undefined when it is none (latest.json, reports, anything else). */
+function backupObject(pattern: RegExp, item: Listed): BackupObject | undefined {
+  const m = pattern.exec(item.key);
+  if (!m) return undefined;
+  const [, stem, dy, dm, dd, y, mo, d, h, mi, s, rest] = m;
+  // The day folder is the key time's day: a key that says otherwise is not one the agent writes.
+  if (dy !== y || dm !== mo || dd !== d) return undefined;
+  const startedAt = Date.UTC(+y, +mo - 1, +d, +h, +mi, +s);
+  if (Number.isNaN(startedAt)) return undefined;
+  const kind = `.${rest}` === GLOBALS_SUFFIX ? 'globals' : rest.endsWith(MANIFEST_SUFFIX) ? 'manifest' : 'dump';
+  return { ...item, stem, startedAt, kind };
+}
+
+function isSaneSize(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_OBJECT_BYTES;
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as S3ServiceException;
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+function s3Failure(action: string, bucket: string, key: string, err: unknown): Error {
+  const e = err as S3ServiceException;
+  const detail = e?.$metadata?.httpStatusCode === 403
+    ? 'access denied: the hold keeper\'s role needs s3:ListBucket on the source\'s prefix and s3:GetObject, s3:GetObjectLegalHold and ' +
+      's3:PutObjectLegalHold on its objects (the HoldKeeper construct grants them to sources added with addSource)'
+    : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
+  return new Error(`S3 ${action} s3://${bucket}/${key} failed: ${detail}`);
+}
+
+/** A small object as text, or undefined when absent; bigger than `maxBytes` is refused unread. */
+async function readBounded(clients: HoldKeeperClients, key: string, maxBytes: number, what: string): Promise<string | undefined> {
+  let out;
+  try {
+    out = await clients.s3.send(new GetObjectCommand({ Bucket: clients.bucket, Key: key }));
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Failure('GetObject', clients.bucket, key, err);
+  }
+  const length = out.ContentLength ?? 0;
+  if (length > maxBytes) {
+    (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
+    throw new Refused(`${what} s3://${clients.bucket}/${key} is ${length} bytes, more than the ${maxBytes} a real one takes: not read`);
+  }
+  const text = await out.Body!.transformToString('utf8');
+  if (text.length > maxBytes) throw new Refused(`${what} s3://${clients.bucket}/${key} is more than ${maxBytes} bytes: not read`);
+  return text;
+}
+
+/** Every object under the source's prefix (paginated), at most MAX_OBJECTS_PER_SOURCE. */
+async function listSource(clients: HoldKeeperClients, prefix: string): Promise<Listed[]> {
+  const listed: Listed[] = [];
+  let token: string | undefined;
+  do {
+    let out;
+    try {
+      out = await clients.s3.send(new ListObjectsV2Command({ Bucket: clients.bucket, Prefix: prefix, ContinuationToken: token }));
+    } catch (err) {
+      throw s3Failure('ListObjectsV2', clients.bucket, prefix, err);
+    }
+    for (const o of out.Contents ?? []) {
+      if (o.Key && o.LastModified) listed.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
+    }
+    if (listed.length > MAX_OBJECTS_PER_SOURCE) {
+      throw new Error(`s3://${clients.bucket}/${prefix} holds more than ${MAX_OBJECTS_PER_SOURCE} objects, far more than a backup history: ` +
+        'not kept; see what wrote them');
+    }
+    token = out.IsTruncated ? out.NextContinuationToken : undefined;
+  } while (token);
+  return listed;
+}
+
+/**
+ * The newest valid backup, from latest.json, or a Refused that says why latest.json is not followed.
+ * undefined when there is no latest.json (no backup of the source was ever completed).
+ */
+async function newestValid(clients: HoldKeeperClients, source: string, objects: ReadonlyMap<string, BackupObject>): Promise<Backup | undefined> {
+  const prefix = sourcePrefix(clients.prefix, source);
+  const pointerKey = `${prefix}${LATEST_FILE}`;
+  const where = `s3://${clients.bucket}/${pointerKey}`;
+  const text = await readBounded(clients, pointerKey, MAX_POINTER_BYTES, 'latest.json');
+  if (text === undefined) return undefined;
+  let pointer;
+  try {
+    pointer = parseLatest(text, where);
+  } catch (err) {
+    if (err instanceof ContractError) throw new Refused(err.message);
+    throw err;
+  }
+  const dump = objects.get(pointer.key);
+  if (!dump || dump.kind !== 'dump') {
+    const inPrefix = typeof pointer.key === 'string' && pointer.key.startsWith(prefix);
+    throw new Refused(inPrefix
+      ? `${where} names ${JSON.stringify(pointer.key)}, which is not a stored backup of ${source}`
+      : `${where} names ${JSON.stringify(pointer.key)}, outside the source's prefix ${prefix}: not followed`);
+  }
+  const manifestKey = manifestKeyFor(dump.key);
+  if (pointer.manifestKey !== undefined && pointer.manifestKey !== manifestKey) {
+    throw new Refused(`${where} names the manifest ${JSON.stringify(pointer.manifestKey)}, not its backup's ${manifestKey}: not followed`);
+  }
+  const manifestText = await readBounded(clients, manifestKey, MAX_MANIFEST_BYTES, 'manifest');
+  if (manifestText === undefined) throw new Refused(`${where} names ${dump.key}, whose manifest ${manifestKey} does not exist`);
+  let manifest;
+  try {
+    manifest = parseManifest(manifestText, `s3://${clients.bucket}/${manifestKey}`);
+  } catch (err) {
+    if (err instanceof ContractError) throw new Refused(err.message);
+    throw err;
+  }
+  const differs = (what: string) => new Refused(`${where} names ${dump.key}, but ${what}`);
+  if (manifest.source !== source) throw differs(`its manifest is of source ${JSON.stringify(manifest.source)}`);
+  if (manifest.key !== dump.key) throw differs(`its manifest describes ${JSON.stringify(manifest.key)}`);
+  if (!isSaneSize(manifest.size) || typeof manifest.sha256 !== 'string' || !SHA256_HEX.test(manifest.sha256)) {
+    throw differs(`its manifest states size ${JSON.stringify(manifest.size)} and SHA-256 ${JSON.stringify(manifest.sha256)}, not a real object's`);
+  }
+  if (pointer.size !== manifest.size) throw differs(`latest.json states size ${JSON.stringify(pointer.size)} and its manifest ${manifest.size}`);
+  if (pointer.sha256 !== manifest.sha256) throw differs(`latest.json states SHA-256 ${JSON.stringify(pointer.sha256)} and its manifest ${manifest.sha256}`);
+  if (dump.size !== manifest.size) throw differs(`S3 stored ${dump.size} bytes and its manifest states ${manifest.size}`);
+  const companions = Array.isArray(manifest.companions) ? manifest.companions : [];
+  for (const c of companions) {
+    const companion = typeof c?.key === 'string' ? objects.get(c.key) : undefined;
+    if (!companion || c.key !== globalsKeyFor(dump.key)) {
+      throw differs(`its manifest names the companion ${JSON.stringify(c?.key)}, which is not its stored globals ${globalsKeyFor(dump.key)}`);
+    }
+    if (companion.size !== c.size) throw differs(`S3 stored ${companion.size} bytes of ${c.key} and its manifest states ${JSON.stringify(c.size)}`);
+  }
+  return { key: dump.key, startedAt: dump.startedAt, storedAt: dump.lastModified.getTime() };
+}
+
+interface Proof {
+  /** Whether the source has any restore-test report at all. */
+  readonly tested: boolean;
+  readonly proven?: Backup;
+  readonly problems: readonly string[];
+}
+
+/**
+ * The newest backup whose restore test passed: restore-tests/latest.json, or, when that one failed, the dated
+ * reports newest first (at most MAX_REPORTS_READ). Only restore-test roles may write these; they are still read
+ * with bounds, and a report's backup must be a stored backup of this source.
+ */
+async function newestProven(clients: HoldKeeperClients, source: string, listed: readonly Listed[],
+  objects: ReadonlyMap<string, BackupObject>): Promise<Proof> {
+  const reportsPrefix = `${sourcePrefix(clients.prefix, source)}${RESTORE_TESTS_DIR}/`;
+  const latestReport = `${reportsPrefix}${LATEST_FILE}`;
+  const dated = listed.map((o) => o.key)
+    .filter((k) => k.startsWith(reportsPrefix) && k !== latestReport && k.endsWith('.json'))
+    .sort().reverse();
+  const hasLatest = listed.some((o) => o.key === latestReport);
+  if (!hasLatest && !dated.length) return { tested: false, problems: [] };
+  const problems: string[] = [];
+  const candidates = [...hasLatest ? [latestReport] : [], ...dated.slice(0, MAX_REPORTS_READ)];
+  for (const key of candidates) {
+    const where = `restore-test report s3://${clients.bucket}/${key}`;
+    let report: unknown;
+    try {
+      const text = await readBounded(clients, key, MAX_REPORT_BYTES, 'restore-test report');
+      if (text === undefined) continue;
+      report = JSON.parse(text);
+    } catch (err) {
+      if (err instanceof Refused || err instanceof SyntaxError) {
+        problems.push(`${where} is unreadable (${err instanceof SyntaxError ? 'not JSON' : err.message}): skipped`);
+        continue;
+      }
+      throw err;
+    }
+    const r = (typeof report === 'object' && report !== null ? report : {}) as { success?: unknown; key?: unknown; bucket?: unknown; source?: unknown };
+    if (r.success !== true) continue;
+    if (r.source !== undefined && r.source !== source) {
+      problems.push(`${where} is a report of source ${JSON.stringify(r.source)}: skipped`);
+      continue;
+    }
+    if (r.bucket !== undefined && r.bucket !== clients.bucket) continue; // a test of another copy of the store
+    const dump = typeof r.key === 'string' ? objects.get(r.key) : undefined;
+    if (!dump || dump.kind !== 'dump') {
+      problems.push(`${where} passed for ${JSON.stringify(r.key)}, which is not a stored backup of ${source}: skipped`);
+      continue;
+    }
+    return { tested: true, proven: { key: dump.key, startedAt: dump.startedAt, storedAt: dump.lastModified.getTime() }, problems };
+  }
+  return { tested: true, problems };
+}
+
+/** A backup's dump, manifest and globals companion, those that are stored. */
+function family(backup: Backup, objects: ReadonlyMap<string, BackupObject>): string[] {
+  return [backup.key, manifestKeyFor(backup.key), globalsKeyFor(backup.key)].filter((k) => objects.has(k));
+}
+
+async function holdStatus(clients: HoldKeeperClients, key: string): Promise<boolean> {
+  try {
+    const out = await clients.s3.send(new GetObjectLegalHoldCommand({ Bucket: clients.bucket, Key: key }));
+    return out.LegalHold?.Status === ObjectLockLegalHoldStatus.ON;
+  } catch (err) {
+    // S3's answer for an object that never had a legal hold.
+    if ((err as S3ServiceException)?.name === 'NoSuchObjectLockConfiguration') return false;
+    throw s3Failure('GetObjectLegalHold', clients.bucket, key, err);
+  }
+}
+
+async function setHold(clients: HoldKeeperClients, key: string, on: boolean): Promise<void> {
+  try {
+    await clients.s3.send(new PutObjectLegalHoldCommand({
+      Bucket: clients.bucket,
+      Key: key,
+      LegalHold: { Status: on ? ObjectLockLegalHoldStatus.ON : ObjectLockLegalHoldStatus.OFF },
+    }));
+  } catch (err) {
+    throw s3Failure('PutObjectLegalHold', clients.bucket, key, err);
+  }
+}
+
+/** One source: everything that goes wrong stays with it. */
+export async function keepSource(source: string, clients: HoldKeeperClients): Promise<SourceHolds> {
+  const placed: string[] = [];
+  const released: string[] = [];
+  const problems: string[] = [];
+  const result = (rest: Partial<SourceHolds>): SourceHolds => ({ source, held: [], ...rest, placed, released, problems });
+  const nameProblem = sourceNameProblem(source);
+  if (nameProblem) {
+    problems.push(nameProblem);
+    return result({});
+  }
+  try {
+    const listed = await listSource(clients, sourcePrefix(clients.prefix, source));
+    const pattern = backupObjectPattern(clients.prefix, source);
+    const objects = new Map<string, BackupObject>();
+    for (const item of listed) {
+      const object = backupObject(pattern, item);
+      if (object) objects.set(object.key, object);
+    }
+
+    let newest: Backup | undefined;
+    let refused: string | undefined;
+    try {
+      newest = await newestValid(clients, source, objects);
+    } catch (err) {
+      if (!(err instanceof Refused)) throw err;
+      refused = err.message;
+    }
+    const proof = await newestProven(clients, source, listed, objects);
+    problems.push(...proof.problems);
+    const rule = proof.tested ? HoldRule.PROVEN : HoldRule.NEWEST_VALID;
+    // Nothing is released without a boundary: a refused pointer, or restore tests that never passed, release nothing.
+    const boundary = proof.tested ? proof.proven : newest;
+
+    const held = [...new Set([...newest ? family(newest, objects) : [], ...proof.proven ? family(proof.proven, objects) : []])];
+    const keep = new Set(held);
+    await mapBounded(held, HOLD_CONCURRENCY, async (key) => {
+      if (await holdStatus(clients, key)) return;
+      await setHold(clients, key, true);
+      placed.push(key);
+    });
+
+    if (boundary) {
+      // A backup's time, by S3: the LastModified of its dump (or, for a lone manifest or companion, its own).
+      const storedAt = new Map<string, number>();
+      for (const o of objects.values()) if (o.kind === 'dump') storedAt.set(o.stem, o.lastModified.getTime());
+      const older = [...objects.values()].filter((o) => !keep.has(o.key) && o.startedAt < boundary.startedAt &&
+        (storedAt.get(o.stem) ?? o.lastModified.getTime()) <= boundary.storedAt);
+      await mapBounded(older, HOLD_CONCURRENCY, async (o) => {
+        if (!await holdStatus(clients, o.key)) return;
+        await setHold(clients, o.key, false);
+        released.push(o.key);
+      });
+    }
+    placed.sort();
+    released.sort();
+    return result({ rule, newest: newest?.key, proven: proof.proven?.key, refused, held: held.sort() });
+  } catch (err) {
+    problems.push(messageOf(err));
+    return result({});
+  }
+}
+
+function validateEvent(event: HoldKeeperEvent): readonly string[] {
+  if (!event || !Array.isArray(event.sources) || event.sources.some((s) => typeof s !== 'string')) {
+    throw new Error('the event has no sources list: the schedule passes {"sources":["…"]}');
+  }
+  return [...new Set(event.sources)];
+}
+
+export async function keepHolds(event: HoldKeeperEvent, clients: HoldKeeperClients, now = new Date()): Promise<HoldKeeperReport> {
+  const sources = validateEvent(event);
+  const results = await mapBounded(sources, SOURCE_CONCURRENCY, (source) => keepSource(source, clients));
+  for (const r of results) console.log(JSON.stringify(r));
+  const refused = results.filter((r) => r.refused !== undefined);
+  await publishMetrics(clients.cloudwatch, [
+    datum(Metrics.POINTER_MISMATCH, refused.length, StandardUnit.Count, undefined, now),
+    ...refused.map((r) => datum(Metrics.POINTER_MISMATCH, 1, StandardUnit.Count, r.source, now)),
+  ]);
+  return { sources: results, failed: results.filter((r) => r.problems.length).map((r) => r.source) };
+}
+
+export async function handler(event: HoldKeeperEvent): Promise<HoldKeeperReport> {
+  const bucket = process.env.BUCKET_NAME;
+  if (!bucket) throw new Error('environment variable BUCKET_NAME is not set: the HoldKeeper construct sets it');
+  const clients: HoldKeeperClients = { s3: createS3Client(), cloudwatch: new CloudWatchClient({}), bucket, prefix: process.env.KEY_PREFIX ?? '' };
+  const report = await keepHolds(event, clients);
+  if (report.failed.length) {
+    const lines = report.sources.filter((r) => r.problems.length).map((r) => `${r.source}: ${r.problems.join('; ')}`);
+    throw new Error(`the hold keeper could not keep the holds of ${report.failed.length} source(s): ${lines.join(' | ')}`);
+  }
+  return report;
+}

@@ -1,0 +1,248 @@
+/**
+ * The hold keeper trusts proof, not pointers, on moto's server: a bucket with Object Lock as BackupStore makes it,
+ * backups made by the real agent (in this process, with --legal-hold, so it places its holds as a dump task does)
+ * from a real PostgreSQL database, restore-test reports written as the restore-test command writes them, and
+ * what a compromised dump task could write (a pointer to an object that differs from its manifest) written with the
+ * SDK. Holds are read back from the server; PointerMismatch from moto's CloudWatch.
+ *
+ * The agent may still release the previous backup's hold itself, or may not (releasing moves to the hold keeper):
+ * the assertions read the holds the server ends up with, so they hold either way.
+ * Not tested here: the bucket policy that keeps a dump task from releasing holds (no emulator enforces bucket-policy
+ * conditions; the policy simulator's matrix test covers it).
+ */
+import { GetObjectLegalHoldCommand, ObjectLockRetentionMode, PutObjectCommand, PutObjectLegalHoldCommand } from '@aws-sdk/client-s3';
+import {
+  DumpFormat, LatestPointer, Manifest, Metrics, backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseBackupKey, restoreTestLatestKey,
+  restoreTestsPrefix, timestampLabel,
+} from '../../lib/contract';
+import { HoldKeeperReport, HoldRule, handler, keepHolds } from '../../lambda/hold-keeper';
+import { AgeKey, MotoBucket, backupInProcess, createPgFixture, makeAgeKey, motoBucket, uniqueName } from '../support';
+import { handlerEnv, monitorClients, monitorTestHooks, publishedMetrics, withEnv } from './monitor-fixtures';
+
+const PREFIX = 'backups/';
+const database = uniqueName('hold_keeper');
+let s3: MotoBucket;
+let key: AgeKey;
+
+beforeAll(async () => {
+  s3 = await motoBucket({ objectLock: { mode: ObjectLockRetentionMode.GOVERNANCE, days: 1 } });
+  key = makeAgeKey();
+  await createPgFixture(database, { customers: 30 });
+});
+
+monitorTestHooks(database, () => s3);
+
+/** One backup by the agent, as the source's dump task makes it: latest.json names it and it is held. */
+async function backUp(source: string): Promise<LatestPointer> {
+  const { result } = await backupInProcess({ s3: s3.client, bucket: s3.bucket, recipient: key.recipient, database }, source,
+    ['--prefix', PREFIX, '--legal-hold']);
+  if (!result.latestMoved) throw new Error(`the backup of ${source} did not move latest.json`);
+  return JSON.parse((await s3.getText(latestKey(PREFIX, source)))!) as LatestPointer;
+}
+
+const keepAll = (...sources: string[]): Promise<HoldKeeperReport> => keepHolds({ sources }, monitorClients(s3, PREFIX).clients);
+
+/** A restore test's report, as the restore-test command stores it: the dated report, then restore-tests/latest.json. */
+async function reportRestoreTest(source: string, backup: LatestPointer, success: boolean): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 1100 - (Date.now() % 1000)));
+  const finishedAt = new Date();
+  const reportKey = `${restoreTestsPrefix(PREFIX, source)}${source}_${timestampLabel(finishedAt)}Z.json`;
+  const report = {
+    formatVersion: 1, source, bucket: s3.bucket, key: backup.key, backupStartedAt: backup.startedAt, startedAt: finishedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(), success, durationSeconds: 3, tablesChecked: 1, rowsChecked: 30, tables: [], checks: [],
+    failures: success ? [] : ['customers: 0 rows, expected 30'], reportKey,
+  };
+  for (const k of [reportKey, restoreTestLatestKey(PREFIX, source)]) {
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: k, Body: JSON.stringify(report), ContentType: 'application/json' }));
+  }
+}
+
+/** Dump, globals companion and manifest of a backup, those that are stored. */
+async function objectsOf(backup: { key: string }): Promise<string[]> {
+  const stored = new Set(await s3.keys(PREFIX));
+  return [backup.key, globalsKeyFor(backup.key), manifestKeyFor(backup.key)].filter((k) => stored.has(k)).sort();
+}
+
+async function isHeld(objectKey: string): Promise<boolean> {
+  const out = await s3.client.send(new GetObjectLegalHoldCommand({ Bucket: s3.bucket, Key: objectKey }));
+  return out.LegalHold?.Status === 'ON';
+}
+
+/** Each object with its hold, as the server has it. */
+async function holds(keys: string[]): Promise<[string, boolean][]> {
+  return Promise.all(keys.map(async (k): Promise<[string, boolean]> => [k, await isHeld(k)]));
+}
+const all = (keys: string[], held: boolean) => keys.map((k) => [k, held]);
+
+/** Holds placed on every object of a backup, as a dump task may place them (it may place, never release). */
+async function hold(keys: string[]): Promise<void> {
+  for (const k of keys) await s3.client.send(new PutObjectLegalHoldCommand({ Bucket: s3.bucket, Key: k, LegalHold: { Status: 'ON' } }));
+}
+
+describe('given a source whose restore tests report', () => {
+  const source = 'proven-pg';
+  let first: LatestPointer;
+  let second: LatestPointer;
+
+  beforeAll(async () => {
+    first = await backUp(source);
+    await reportRestoreTest(source, first, true);
+    second = await backUp(source);
+  });
+
+  test('when a newer backup arrives untested, then the last proven backup keeps its hold beside the newest, and nothing is released', async () => {
+    const report = await keepAll(source);
+
+    const [holds1] = report.sources;
+    expect(holds1).toMatchObject({ source, rule: HoldRule.PROVEN, newest: second.key, proven: first.key, released: [], problems: [] });
+    expect(holds1.refused).toBeUndefined();
+    expect(holds1.held).toEqual([...await objectsOf(first), ...await objectsOf(second)].sort());
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true));
+    expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+    expect(report.failed).toEqual([]);
+  });
+
+  test('when its restore test then fails, then the proven backup still keeps its hold: only a pass moves the proof', async () => {
+    await reportRestoreTest(source, second, false);
+    const [holds2] = (await keepAll(source)).sources;
+
+    expect(holds2).toMatchObject({ rule: HoldRule.PROVEN, newest: second.key, proven: first.key, released: [], problems: [] });
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true));
+  });
+
+  test('when the newer backup passes its restore test, then the older holds are released and the newer keeps its own', async () => {
+    await reportRestoreTest(source, second, true);
+    const [holds3] = (await keepAll(source)).sources;
+
+    expect(holds3).toMatchObject({ rule: HoldRule.PROVEN, newest: second.key, proven: second.key, problems: [] });
+    expect(holds3.released).toEqual(await objectsOf(first));
+    expect(holds3.held).toEqual(await objectsOf(second));
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
+    expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+  });
+});
+
+describe('given a latest.json a compromised dump task wrote', () => {
+  const source = 'forged-pg';
+  let proven: LatestPointer;
+  let honest: LatestPointer;
+
+  beforeAll(async () => {
+    proven = await backUp(source);
+    await reportRestoreTest(source, proven, true);
+    honest = await backUp(source);
+  });
+
+  test('when it names an object whose size differs from its manifest, then the pointer is refused, PointerMismatch is published and the proven backup keeps its hold', async () => {
+    // A 1-byte "backup" one second after the honest one, with a manifest copied from the honest backup (so it states
+    // the honest size and SHA-256), and latest.json agreeing with that manifest; held, as a dump task may.
+    const startedAt = new Date(parseBackupKey(honest.key)!.startedAt.getTime() + 1000);
+    const forgedKey = backupKey(PREFIX, source, startedAt, DumpFormat.PG_CUSTOM);
+    const manifest = JSON.parse((await s3.getText(honest.manifestKey))!) as Manifest;
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: forgedKey, Body: 'x' }));
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(forgedKey),
+      Body: JSON.stringify({ ...manifest, key: forgedKey, companions: [], startedAt: startedAt.toISOString() }) }));
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: latestKey(PREFIX, source),
+      Body: JSON.stringify({ ...honest, key: forgedKey, manifestKey: manifestKeyFor(forgedKey), startedAt: startedAt.toISOString() }) }));
+    await hold([forgedKey, manifestKeyFor(forgedKey)]);
+
+    const report = await keepAll(source);
+
+    const [refused] = report.sources;
+    expect(refused).toMatchObject({ source, rule: HoldRule.PROVEN, proven: proven.key, released: [], problems: [] });
+    expect(refused.newest).toBeUndefined();
+    expect(refused.refused).toBe(`s3://${s3.bucket}/${latestKey(PREFIX, source)} names ${forgedKey}, but S3 stored 1 bytes and its manifest states ${manifest.size}`);
+    expect(refused.held).toEqual(await objectsOf(proven));
+    expect(await holds(await objectsOf(proven))).toEqual(all(await objectsOf(proven), true));
+    // A refusal is an alarm of its own, not a failure of the run.
+    expect(report.failed).toEqual([]);
+    const metrics = (await publishedMetrics()).filter((m) => m.MetricName === Metrics.POINTER_MISMATCH);
+    expect(metrics).toEqual([
+      { Namespace: 'Restorable', MetricName: 'PointerMismatch', Value: 1, Unit: 'Count', Dimensions: [{ Name: 'Source', Value: source }] },
+      { Namespace: 'Restorable', MetricName: 'PointerMismatch', Value: 1, Unit: 'Count', Dimensions: undefined },
+    ]);
+  });
+
+  test.each([
+    ['its SHA-256 differs from the manifest\'s', (p: LatestPointer) => ({ ...p, sha256: 'f'.repeat(64) }), /latest\.json states SHA-256 "f{64}" and its manifest [0-9a-f]{64}$/],
+    ['its size differs from the manifest\'s', (p: LatestPointer) => ({ ...p, size: p.size + 1 }), /latest\.json states size \d+ and its manifest \d+$/],
+    ['it names a backup of another source', () => ({ ...proven, key: proven.key.replace(`${source}/`, 'other-pg/') }), /outside the source's prefix|not a stored backup of forged-pg/],
+    ['it names a key outside the store\'s prefix', (p: LatestPointer) => ({ ...p, key: '../etc/passwd' }), /outside the source's prefix backups\/forged-pg\/: not followed$/],
+    ['it names another manifest', (p: LatestPointer) => ({ ...p, manifestKey: manifestKeyFor(proven.key) }), /names the manifest .*not its backup's/],
+    ['it is not JSON', () => 'not json', /is not valid JSON$/],
+    ['it is absurdly large', (p: LatestPointer) => ({ ...p, padding: 'x'.repeat(100_000) }), /is \d+ bytes, more than the 65536 a real one takes: not read$/],
+  ])('when %s, then it is refused and the proven backup keeps its hold', async (_, forge, reason) => {
+    const body = forge(honest);
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: latestKey(PREFIX, source), Body: typeof body === 'string' ? body : JSON.stringify(body) }));
+
+    const [refused] = (await keepAll(source)).sources;
+
+    expect(refused.refused).toMatch(reason);
+    expect(refused).toMatchObject({ proven: proven.key, released: [], problems: [] });
+    expect(refused.newest).toBeUndefined();
+    expect(await holds(await objectsOf(proven))).toEqual(all(await objectsOf(proven), true));
+  });
+});
+
+describe('given a source that has never had a restore-test report', () => {
+  test('then it follows the newest-valid rule: the newest backup is held and older holds are released', async () => {
+    const source = 'untested-pg';
+    const first = await backUp(source);
+    const second = await backUp(source);
+    await hold(await objectsOf(first)); // whether or not the agent released it
+
+    const [kept] = (await keepAll(source)).sources;
+
+    expect(kept).toMatchObject({ source, rule: HoldRule.NEWEST_VALID, newest: second.key, problems: [] });
+    expect(kept.proven).toBeUndefined();
+    expect(kept.released).toEqual(await objectsOf(first));
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
+    expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+  });
+
+  test('when its latest.json is refused, then nothing is released', async () => {
+    const source = 'untested-forged-pg';
+    const first = await backUp(source);
+    const second = await backUp(source);
+    await hold(await objectsOf(first));
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: latestKey(PREFIX, source), Body: JSON.stringify({ ...second, size: 1 }) }));
+
+    const [kept] = (await keepAll(source)).sources;
+
+    expect(kept).toMatchObject({ rule: HoldRule.NEWEST_VALID, released: [], held: [], problems: [] });
+    expect(kept.refused).toMatch(/latest\.json states size 1/);
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true));
+  });
+});
+
+describe('given one broken source among healthy ones', () => {
+  test('then the others are kept, the broken one is reported, and the invocation fails at the end', async () => {
+    const broken = 'broken-pg';
+    const healthy = 'healthy-pg';
+    const brokenBackup = await backUp(broken);
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: restoreTestLatestKey(PREFIX, broken), Body: '{"success": tru' }));
+    const first = await backUp(healthy);
+    const second = await backUp(healthy);
+    await hold(await objectsOf(first));
+
+    const env = handlerEnv({ BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX });
+    const run = withEnv(env, () => handler({ sources: [broken, healthy] }));
+
+    await expect(run).rejects.toThrow(`the hold keeper could not keep the holds of 1 source(s): ${broken}: restore-test report ` +
+      `s3://${s3.bucket}/${restoreTestLatestKey(PREFIX, broken)} is unreadable (not JSON): skipped`);
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
+    expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+    // The broken source's newest backup keeps its hold: nothing of it is released without proof.
+    expect(await holds(await objectsOf(brokenBackup))).toEqual(all(await objectsOf(brokenBackup), true));
+  });
+
+  test('when a source name is not one a source may have, then it is reported and the others are kept', async () => {
+    const healthy = 'named-pg';
+    await backUp(healthy);
+    const report = await keepAll('../other', healthy);
+
+    expect(report.failed).toEqual(['../other']);
+    expect(report.sources[0].problems[0]).toMatch(/source name '\.\.\/other' is invalid/);
+    expect(report.sources[1]).toMatchObject({ source: healthy, rule: HoldRule.NEWEST_VALID, problems: [] });
+  });
+});
