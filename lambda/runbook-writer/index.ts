@@ -3,8 +3,13 @@
  * writes it into the primary bucket and into the replica bucket, in the replica's own region, so that it can
  * still be read when the primary region is gone. Deleting the resource leaves the runbooks where they are:
  * they describe backups that outlive the stack.
+ *
+ * The store's bucket policy refuses a blind write of RUNBOOK.md, so each write is conditional: If-None-Match: *
+ * when there is none yet, If-Match with the ETag just read when there is one. A 412 (or S3's 409 for a
+ * concurrent conditional write, or a 404 for one deleted in between) means it changed between the read and the
+ * write (in the replica, replication of the primary's copy does that): read it again and retry, a few times.
  */
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Engine, RunbookFacts, RunbookLocation, renderRunbook, runbookKey, sourceNameProblem } from '../../lib/contract';
 import { CustomResourceEvent, CustomResourceResponse, sendResponse } from '../shared/cfn-response';
 
@@ -30,9 +35,7 @@ export async function respondTo(event: CustomResourceEvent): Promise<CustomResou
       const s3 = createS3Client(location.region);
       try {
         for (const { key, text } of runbooks) {
-          await s3.send(new PutObjectCommand({
-            Bucket: location.bucket, Key: key, Body: text, ContentType: 'text/markdown; charset=utf-8',
-          }));
+          await writeRunbook(s3, location.bucket, key, text);
           written.push(`s3://${location.bucket}/${key}`);
         }
       } finally {
@@ -46,6 +49,54 @@ export async function respondTo(event: CustomResourceEvent): Promise<CustomResou
     console.error(JSON.stringify({ requestType: event.RequestType, reason }));
     return { ...common, Status: 'FAILED', Reason: reason, PhysicalResourceId: physicalId };
   }
+}
+
+/** How many times a runbook is read and written before a change between the two fails the request. */
+export const WRITE_ATTEMPTS = 5;
+
+const status = (err: unknown) => (err as S3ServiceException)?.$metadata?.httpStatusCode;
+
+/**
+ * The current runbook's ETag; undefined when there is none, 'unknown' when S3 will not say. The writer may not
+ * list the bucket, so S3 answers 403 rather than 404 for a missing key: a 403 is settled by the create that follows,
+ * which succeeds only if the key is absent.
+ */
+async function currentEtag(s3: S3Client, bucket: string, key: string): Promise<string | undefined | 'unknown'> {
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    if (!head.ETag) throw new Error(`S3 HeadObject s3://${bucket}/${key} answered without an ETag, which the conditional write needs`);
+    return head.ETag;
+  } catch (err) {
+    if (status(err) === 404) return undefined;
+    if (status(err) === 403) return 'unknown';
+    throw err;
+  }
+}
+
+/** Creates the runbook (If-None-Match: *) or replaces the one just read (If-Match), re-reading on a precondition failure. */
+async function writeRunbook(s3: S3Client, bucket: string, key: string, text: string): Promise<void> {
+  let refusedCreate = false;
+  for (let attempt = 1; attempt <= WRITE_ATTEMPTS; attempt++) {
+    const etag = await currentEtag(s3, bucket, key);
+    const condition = etag === undefined || etag === 'unknown' ? { IfNoneMatch: '*' } : { IfMatch: etag };
+    try {
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: text, ContentType: 'text/markdown; charset=utf-8', ...condition }));
+      return;
+    } catch (err) {
+      const code = status(err);
+      // 404 only for an If-Match write whose object went away in between; a missing bucket is an error of its own.
+      const goneSinceRead = 'IfMatch' in condition && (err as S3ServiceException).name === 'NoSuchKey';
+      if (code !== 412 && code !== 409 && !goneSinceRead) throw err;
+      refusedCreate = etag === 'unknown' && code === 412;
+      console.log(JSON.stringify({ runbook: `s3://${bucket}/${key}`, changedSinceRead: true, attempt, status: code }));
+    }
+  }
+  if (refusedCreate) {
+    throw new Error(`s3://${bucket}/${key} exists but HeadObject on it is denied, so it cannot be updated by its ETag: ` +
+      'check that the writer\'s role allows s3:GetObject on it');
+  }
+  throw new Error(`s3://${bucket}/${key} changed between reading and writing it ${WRITE_ATTEMPTS} times running; ` +
+    'something else is writing it: find what, then deploy again');
 }
 
 function createS3Client(region: string): S3Client {

@@ -13,6 +13,7 @@ import { BackupStore } from '../store/backup-store';
 import { RUNBOOK_FILE } from '../contract/names';
 import { DatabaseBackups } from '../backups/database-backups';
 import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
+import { ROLE_PATHS } from '../shared/trust-boundaries';
 
 
 export interface DisasterRecoveryRunbookProps {
@@ -53,6 +54,8 @@ export class DisasterRecoveryRunbook extends Construct {
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
     const role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      // The store's bucket policy lets only roles under this path write RUNBOOK.md.
+      path: ROLE_PATHS.runbookWriter,
       description: 'Writes the Restorable disaster-recovery runbooks into the backup store and its replica',
     });
     logGroup.grantWrite(role);
@@ -96,9 +99,12 @@ export class DisasterRecoveryRunbook extends Construct {
     runbooks.node.addDependency(role);
   }
 
-  /** PutObject of runbooks only (no other key), with the bucket's key used through S3 in its region. */
+  /**
+   * PutObject and GetObject of runbooks only (no other key), with the bucket's key used through S3 in its region.
+   * GetObject authorises the HEAD that reads the current runbook's ETag, which the conditional write names.
+   */
   private grantRunbookWrite(role: iam.Role, objects: string, keyArn: string, region: string, keyAlias?: string): void {
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [objects] }));
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject'], resources: [objects] }));
     role.addToPolicy(new iam.PolicyStatement({
       actions: ['kms:GenerateDataKey'],
       resources: [keyArn],
@@ -107,8 +113,9 @@ export class DisasterRecoveryRunbook extends Construct {
         ...(keyAlias ? { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [keyAlias] } } : {}),
       },
     }));
-    acknowledgeWildcard(role, objects, 'Runbooks are written to {prefix}{source}/RUNBOOK.md for every source; the wildcard stands for the source ' +
-        'name only, and the role may write no other object');
+    acknowledgeWildcard(role, objects, 'Runbooks are written to {prefix}{source}/RUNBOOK.md for every source. IAM\'s * also matches \'/\', so ' +
+        'the grant covers every key under the prefix that ends in /RUNBOOK.md (a source\'s or a deeper one), and no key of another name; ' +
+        'the bucket policy lets only this role write such keys, each only by its ETag');
     if (keyAlias) {
       acknowledgeWildcard(role, keyArn, 'The replica key lives in another stack and an IAM resource cannot be an alias ARN; kms:ResourceAliases ' +
           'limits key/* to that one key, used only through S3 in the DR region');

@@ -1,34 +1,50 @@
 /**
- * The runbook-writer custom resource against the S3 emulator with the real SDK: it renders each source's
- * runbook and writes it into the primary and the replica bucket, signing each write for that bucket's own
- * region (seen by a recording relay in front of the emulator), and answers CloudFormation itself.
+ * The runbook-writer custom resource against moto's server with the real SDK: it renders each source's runbook and
+ * writes it into the primary and the replica bucket, signing each write for that bucket's own region, creating
+ * with If-None-Match: * and replacing with If-Match (the ETag it just read), as the store's bucket policy demands
+ * (which no emulator enforces: the conditions sent are seen by a recording relay in front of the server). The relay
+ * also plays what moto cannot: another writer changing a runbook between the writer's read and its write, and S3's
+ * 403 for a missing key to a principal that may not list the bucket (the writer may not).
  */
 import { IncomingMessage, Server, createServer, request } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { CreateBucketCommand, GetObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Engine, renderRunbook, runbookBlocks, runbookKey } from '../../lib/contract';
 import { CustomResourceEvent, CustomResourceResponse } from '../../lambda/shared/cfn-response';
-import { handler, respondTo } from '../../lambda/runbook-writer/index';
-import { S3Emulator, startS3rver } from '../support';
+import { WRITE_ATTEMPTS, handler, respondTo } from '../../lambda/runbook-writer/index';
+import { MotoBucket, motoBucket, motoName } from '../support';
 
-const REPLICA_BUCKET = 'runbooks-replica';
+const REPLICA_BUCKET = motoName('runbooks-replica');
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-central-1:123456789012:secret:BackupKeysIdentity-AbCdEf';
 
-let s3: S3Emulator;
+let s3: MotoBucket;
 let relay: Server;
-/** `METHOD /path region` of every request that reached the emulator. */
+/** `METHOD /path region condition status` of every request that reached the server through the relay. */
 let seen: string[];
+/** Runs before a PUT is passed on: another writer's change, say. */
+let beforePut: ((path: string) => Promise<void>) | undefined;
+/** HEADs S3 answers 403, as it does for a principal without s3:ListBucket: for missing keys, or for every key. */
+let headDenied: 'missing' | 'all' | undefined;
 
-/** A relay in front of the emulator that records which region each request was signed for. */
-async function recordingRelay(target: number): Promise<string> {
+/** A relay in front of the server that records each request's region (from its signature) and condition. */
+async function recordingRelay(target: string): Promise<string> {
+  const { hostname, port } = new URL(target);
   relay = createServer((req: IncomingMessage, res) => {
+    const path = req.url?.split('?')[0] ?? '';
     const region = /Credential=[^/]+\/\d{8}\/([^/]+)\/s3\//.exec(String(req.headers.authorization ?? ''))?.[1];
-    seen.push(`${req.method} ${req.url?.split('?')[0]} ${region}`);
-    const upstream = request({ host: '127.0.0.1', port: target, path: req.url, method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    req.pipe(upstream);
+    const condition = req.headers['if-none-match'] ? `If-None-Match:${String(req.headers['if-none-match'])}`
+      : req.headers['if-match'] ? 'If-Match' : '-';
+    void (async () => {
+      if (req.method === 'PUT' && beforePut) await beforePut(path);
+      const upstream = request({ host: hostname, port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+        let status = answer.statusCode ?? 502;
+        if (req.method === 'HEAD' && (headDenied === 'all' || (headDenied === 'missing' && status === 404))) status = 403;
+        seen.push(`${req.method} ${path} ${region} ${condition} ${status}`);
+        res.writeHead(status, status === answer.statusCode ? answer.headers : {});
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    })();
   });
   await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
@@ -51,40 +67,121 @@ const properties = (overrides: Record<string, unknown> = {}) => ({
   ...overrides,
 });
 
+const rendered = (source: string, engine: Engine, replica = true) => renderRunbook({
+  source, engine, prefix: 'prod/', identitySecretArn: SECRET_ARN,
+  primary: { bucket: s3.bucket, region: 'eu-central-1' }, ...(replica ? { replica: { bucket: REPLICA_BUCKET, region: 'eu-west-1' } } : {}),
+});
+
+/** Another writer's runbook, put straight into the server. */
+const putDirectly = (key: string, text: string, bucket = s3.bucket) =>
+  s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: text }));
+
 beforeAll(async () => {
-  s3 = await startS3rver('runbooks-primary');
+  s3 = await motoBucket();
   await s3.client.send(new CreateBucketCommand({ Bucket: REPLICA_BUCKET }));
-  const endpoint = await recordingRelay(s3.port);
-  Object.assign(process.env, { AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+  const endpoint = await recordingRelay(s3.endpoint);
+  Object.assign(process.env, { AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' });
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
   jest.spyOn(console, 'error').mockImplementation(() => undefined);
 });
 
-beforeEach(() => { seen = []; });
+beforeEach(() => {
+  seen = [];
+  beforePut = undefined;
+  headDenied = undefined;
+});
 
 afterAll(async () => {
   await new Promise((resolve) => relay?.close(resolve));
   await s3?.stop();
 });
 
-test('Create writes every source\'s rendered runbook into the primary and the replica bucket, each in its region', async () => {
-  const response = await respondTo(event('Create', properties()));
+test('Create writes every source\'s rendered runbook into the primary and the replica bucket, each in its region, with If-None-Match', async () => {
+  const fresh = properties({ Prefix: 'fresh/' });
+  const response = await respondTo(event('Create', fresh));
 
   expect(response).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: 'runbooks-req-1', Data: { Runbooks: '4' } });
-  for (const [source, engine] of [['orders-db', Engine.POSTGRES], ['shop-db', Engine.MYSQL]] as const) {
-    const expected = renderRunbook({
-      source, engine, prefix: 'prod/', identitySecretArn: SECRET_ARN,
-      primary: { bucket: s3.bucket, region: 'eu-central-1' }, replica: { bucket: REPLICA_BUCKET, region: 'eu-west-1' },
-    });
-    expect(await s3.getText(runbookKey('prod/', source))).toBe(expected);
-    const inReplica = await s3.client.send(new GetObjectCommand({ Bucket: REPLICA_BUCKET, Key: runbookKey('prod/', source) }));
-    expect(await inReplica.Body!.transformToString()).toBe(expected);
-    expect(expected).toContain(`s3://${REPLICA_BUCKET}/prod/${source}/RUNBOOK.md`);
+  for (const source of ['orders-db', 'shop-db']) {
+    const inPrimary = await s3.getText(runbookKey('fresh/', source));
+    expect(inPrimary).toContain(`s3://${REPLICA_BUCKET}/fresh/${source}/RUNBOOK.md`);
+    const inReplica = await s3.client.send(new GetObjectCommand({ Bucket: REPLICA_BUCKET, Key: runbookKey('fresh/', source) }));
+    expect(await inReplica.Body!.transformToString()).toBe(inPrimary);
   }
   expect(seen).toEqual([
-    `PUT /${s3.bucket}/prod/orders-db/RUNBOOK.md eu-central-1`, `PUT /${s3.bucket}/prod/shop-db/RUNBOOK.md eu-central-1`,
-    `PUT /${REPLICA_BUCKET}/prod/orders-db/RUNBOOK.md eu-west-1`, `PUT /${REPLICA_BUCKET}/prod/shop-db/RUNBOOK.md eu-west-1`,
+    `HEAD /${s3.bucket}/fresh/orders-db/RUNBOOK.md eu-central-1 - 404`, `PUT /${s3.bucket}/fresh/orders-db/RUNBOOK.md eu-central-1 If-None-Match:* 200`,
+    `HEAD /${s3.bucket}/fresh/shop-db/RUNBOOK.md eu-central-1 - 404`, `PUT /${s3.bucket}/fresh/shop-db/RUNBOOK.md eu-central-1 If-None-Match:* 200`,
+    `HEAD /${REPLICA_BUCKET}/fresh/orders-db/RUNBOOK.md eu-west-1 - 404`, `PUT /${REPLICA_BUCKET}/fresh/orders-db/RUNBOOK.md eu-west-1 If-None-Match:* 200`,
+    `HEAD /${REPLICA_BUCKET}/fresh/shop-db/RUNBOOK.md eu-west-1 - 404`, `PUT /${REPLICA_BUCKET}/fresh/shop-db/RUNBOOK.md eu-west-1 If-None-Match:* 200`,
   ]);
+});
+
+test('Update replaces an existing runbook with If-Match, naming the ETag it read', async () => {
+  await putDirectly(runbookKey('prod/', 'orders-db'), 'an older runbook');
+  await putDirectly(runbookKey('prod/', 'orders-db'), 'an older runbook', REPLICA_BUCKET);
+
+  const response = await respondTo(event('Update', properties()));
+
+  expect(response).toMatchObject({ Status: 'SUCCESS', Data: { Runbooks: '4' } });
+  expect(await s3.getText(runbookKey('prod/', 'orders-db'))).toBe(rendered('orders-db', Engine.POSTGRES));
+  expect(seen).toEqual(expect.arrayContaining([
+    `HEAD /${s3.bucket}/prod/orders-db/RUNBOOK.md eu-central-1 - 200`, `PUT /${s3.bucket}/prod/orders-db/RUNBOOK.md eu-central-1 If-Match 200`,
+    `HEAD /${REPLICA_BUCKET}/prod/orders-db/RUNBOOK.md eu-west-1 - 200`, `PUT /${REPLICA_BUCKET}/prod/orders-db/RUNBOOK.md eu-west-1 If-Match 200`,
+  ]));
+  expect(seen.filter((line) => line.startsWith('PUT ') && !/ (If-Match|If-None-Match:\*) 200$/.test(line))).toEqual([]);
+});
+
+test('a runbook changed between the read and the write is read again and written by its new ETag', async () => {
+  const key = runbookKey('prod/', 'orders-db');
+  await putDirectly(key, 'an older runbook');
+  let changes = 0;
+  beforePut = async (path) => {
+    if (path === `/${s3.bucket}/${key}` && changes++ === 0) await putDirectly(key, 'changed by someone else in between');
+  };
+
+  const response = await respondTo(event('Update', properties({ ReplicaBucket: undefined, ReplicaRegion: undefined })));
+
+  expect(response).toMatchObject({ Status: 'SUCCESS', Data: { Runbooks: '2' } });
+  expect(await s3.getText(key)).toBe(rendered('orders-db', Engine.POSTGRES, false));
+  expect(seen.filter((line) => line.includes(key))).toEqual([
+    `HEAD /${s3.bucket}/${key} eu-central-1 - 200`, `PUT /${s3.bucket}/${key} eu-central-1 If-Match 412`,
+    `HEAD /${s3.bucket}/${key} eu-central-1 - 200`, `PUT /${s3.bucket}/${key} eu-central-1 If-Match 200`,
+  ]);
+});
+
+test('a runbook that keeps changing under the writer fails the request clearly, after a few attempts', async () => {
+  const key = runbookKey('prod/', 'orders-db');
+  beforePut = async (path) => {
+    if (path === `/${s3.bucket}/${key}`) await putDirectly(key, `changed by someone else at ${Date.now()}`);
+  };
+
+  const response = await respondTo(event('Update', properties({ ReplicaBucket: undefined, ReplicaRegion: undefined })));
+
+  expect(response.Status).toBe('FAILED');
+  expect(response.Reason).toMatch(new RegExp(`s3://${s3.bucket}/prod/orders-db/RUNBOOK.md changed between reading and writing it ${WRITE_ATTEMPTS} times running`));
+  expect(seen.filter((line) => line.startsWith('PUT ') && line.includes(key))).toHaveLength(WRITE_ATTEMPTS);
+});
+
+test('S3\'s 403 for a missing key (the writer may not list the bucket) is unknown, settled by a create with If-None-Match', async () => {
+  headDenied = 'missing';
+  const fresh = properties({ Prefix: 'unlisted/', ReplicaBucket: undefined, ReplicaRegion: undefined });
+
+  const response = await respondTo(event('Create', fresh));
+
+  expect(response).toMatchObject({ Status: 'SUCCESS', Data: { Runbooks: '2' } });
+  expect(await s3.getText(runbookKey('unlisted/', 'orders-db'))).toContain('orders-db');
+  expect(seen.slice(0, 2)).toEqual([
+    `HEAD /${s3.bucket}/unlisted/orders-db/RUNBOOK.md eu-central-1 - 403`,
+    `PUT /${s3.bucket}/unlisted/orders-db/RUNBOOK.md eu-central-1 If-None-Match:* 200`,
+  ]);
+});
+
+test('a runbook that exists but cannot be read fails clearly rather than being overwritten blindly', async () => {
+  headDenied = 'all';
+  const response = await respondTo(event('Update', properties({ ReplicaBucket: undefined, ReplicaRegion: undefined })));
+
+  expect(response.Status).toBe('FAILED');
+  expect(response.Reason).toMatch(/prod\/orders-db\/RUNBOOK.md exists but HeadObject on it is denied.*s3:GetObject/);
+  expect(seen.filter((line) => line.startsWith('PUT ')).every((line) => line.includes('If-None-Match:* 412'))).toBe(true);
 });
 
 test('the rendered runbook has both ways through steps 1 to 8, a DR scene, Glacier and key loss', async () => {
@@ -102,6 +199,7 @@ test('without a replica, only the primary bucket is written and the runbook says
 
   expect(response).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: 'runbooks-req-0', Data: { Runbooks: '2' } });
   expect(seen.every((line) => line.includes(`/${s3.bucket}/`))).toBe(true);
+  expect(seen.length).toBeGreaterThan(0);
   expect(await s3.getText(runbookKey('prod/', 'orders-db'))).toContain('no replica: this store has no offsite copy');
 });
 

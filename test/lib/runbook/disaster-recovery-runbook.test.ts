@@ -63,11 +63,11 @@ describe('with a replica in another region', () => {
     });
   });
 
-  test('the writer may put RUNBOOK.md objects only, in each bucket, with each key through S3 in its own region', () => {
+  test('the writer may put and read RUNBOOK.md objects only, in each bucket, with each key through S3 in its own region', () => {
     const puts = statementsAllowing(template, 's3:PutObject').filter((s) => JSON.stringify(s.Resource).includes('RUNBOOK.md'));
     expect(puts).toHaveLength(2);
     for (const statement of puts) {
-      expect(statement.Action).toBe('s3:PutObject');
+      expect(statement.Action).toEqual(['s3:PutObject', 's3:GetObject']);
       expect(JSON.stringify(statement.Resource)).toMatch(/\/backups\/\*\/RUNBOOK\.md"/);
     }
     const writerStatements = Object.entries(template.findResources('AWS::IAM::Policy'))
@@ -78,7 +78,13 @@ describe('with a replica in another region', () => {
       .toEqual(['s3.eu-central-1.amazonaws.com', 's3.eu-west-1.amazonaws.com']);
     expect(JSON.stringify(keys)).toContain('kms:ResourceAliases');
     expect(writerStatements.flatMap((s) => s.Action).filter((a) => !String(a).startsWith('logs:')).sort())
-      .toEqual(['kms:GenerateDataKey', 'kms:GenerateDataKey', 's3:PutObject', 's3:PutObject']);
+      .toEqual(['kms:GenerateDataKey', 'kms:GenerateDataKey', 's3:GetObject', 's3:GetObject', 's3:PutObject', 's3:PutObject']);
+  });
+
+  test('the writer\'s role lives under the runbook-writer path, the one the bucket policy lets write RUNBOOK.md', () => {
+    const roles = Object.entries(template.findResources('AWS::IAM::Role')).filter(([id]) => id.startsWith('RunbookRole'));
+    expect(roles).toHaveLength(1);
+    expect(roles[0][1].Properties.Path).toBe('/restorable/runbook-writer/');
   });
 });
 
