@@ -34,10 +34,22 @@ export interface RestoreStageOptions {
   readonly jobs?: number;
 }
 
-/** Which roles/users the globals companion created, and which it left alone because they existed. */
+/**
+ * Something in a backup that a restore would not run, and why. A backup is untrusted input (whoever holds a dump
+ * task's credentials can write one), so what would need more rights than a load has is left out and reported by
+ * name, never silently dropped.
+ */
+export interface Refusal {
+  /** What was left out, as the backup names it: a statement's first words, or an archive entry. */
+  readonly what: string;
+  readonly why: string;
+}
+
+/** Which roles/users the globals companion created, which it left alone because they existed, and what it refused. */
 export interface GlobalsApplied {
   readonly created: readonly string[];
   readonly skipped: readonly string[];
+  readonly refused: readonly Refusal[];
 }
 
 /** Globals applied before the data, and what must wait until the data is there (grants on its tables). */

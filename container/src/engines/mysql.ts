@@ -193,7 +193,7 @@ export class MysqlSession implements EngineSession {
       });
     }
     const applicable = grants.filter((g) => !elsewhere.includes(g));
-    return { created, skipped, afterLoad: () => this.execute(applicable, 'applying the backup\'s grants') };
+    return { created, skipped, refused: [], afterLoad: () => this.execute(applicable, 'applying the backup\'s grants') };
   }
 
   /** Runs statements through the mysql client's stdin (they may hold password hashes: never argv). */

@@ -210,7 +210,7 @@ export class PostgresSession implements EngineSession {
       throw new AgentError(`applying the backup's roles failed, none were created: ${redactor.redact((err as Error).message)}`);
     }
     // Object grants travel in the dump itself.
-    return { created: [...created], skipped: [...skipped], afterLoad: async () => undefined };
+    return { created: [...created], skipped: [...skipped], refused: [], afterLoad: async () => undefined };
   }
 
   async close(): Promise<void> {

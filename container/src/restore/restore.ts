@@ -258,7 +258,7 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
     const spooled = request.jobs > 1 ? await spoolRestore(deps.s3, backup, session, request, target) : undefined;
     if (!spooled) await streamRestore(deps.s3, backup, session, request, target);
     await plan?.afterLoad();
-    const globals: GlobalsApplied | undefined = plan && { created: plan.created, skipped: plan.skipped };
+    const globals: GlobalsApplied | undefined = plan && { created: plan.created, skipped: plan.skipped, refused: plan.refused };
     const finished = Date.now();
     const result: RestoreResult = {
       source: manifest.source, bucket: backup.bucket, key: backup.key, versionId: backup.versionId, engine: manifest.engine, target,
