@@ -1,10 +1,11 @@
-import { Annotations, Duration, Names, Stack, Token, Tokenization } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, Names, Stack, Token, Tokenization } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
@@ -43,7 +44,18 @@ export interface DatabaseBackupsProps {
   /**
    * Create the VPC endpoints the tasks need, so that they run in subnets without internet access: an S3 gateway
    * endpoint and interface endpoints for Secrets Manager, ECR (API and Docker), CloudWatch Logs and Monitoring.
-   * @default false - the subnets must route to those services (a NAT gateway, or endpoints of your own)
+   * The tasks' security group then lets them out on HTTPS only to those endpoints and to S3's prefix list (looked up
+   * for the stack's account and region; an environment-agnostic stack falls back to HTTPS anywhere, and says so).
+   *
+   * The S3 and Secrets Manager endpoints get policies: S3 reaches only the store's bucket and the layer bucket ECR
+   * serves images from, Secrets Manager only the sources' secrets and the age identity. An endpoint's policy holds for
+   * everything that uses it, and private DNS makes these endpoints the VPC's way to Secrets Manager, ECR, CloudWatch
+   * Logs and Monitoring (and the gateway the selected subnets' way to S3 in this region): other workloads in this VPC
+   * get the same limits. Where the VPC has other tenants, keep this false and give it endpoints of your own, which
+   * Restorable never restricts.
+   * @default false - the subnets must route to those services (a NAT gateway, or endpoints of your own), and the
+   * tasks' security group allows HTTPS to any address, since the AWS APIs are then reached through NAT at their
+   * public addresses
    */
   readonly vpcEndpoints?: boolean;
   /**
@@ -100,12 +112,19 @@ const DEFAULT_MEMORY_MIB = 2048;
  * source's own task role (passed with `overrides.taskRoleArn`) and secret (`--secret-id`). Task definitions,
  * security group, logs, cluster and alerts are shared; a source adds only its role, its schedule and its network
  * rule, so that a stack holds a hundred sources.
+ *
+ * Network: the tasks' security group admits nothing and lets out only the databases' ports, to the VPC's CIDR
+ * (one rule per distinct port), and HTTPS: to the VPC endpoints and S3's prefix list with `vpcEndpoints`, to any
+ * address without. A database outside the VPC's CIDR (in a peered VPC, say) needs a rule of your own:
+ * `backups.securityGroup.addEgressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port))`.
  */
 export class DatabaseBackups extends Construct {
   /** The cluster the tasks run in. */
   public readonly cluster: ecs.ICluster;
-  /** The tasks' security group: databases admit it. */
+  /** The tasks' security group: databases admit it; it lets out only the databases' ports and HTTPS. */
   public readonly securityGroup: ec2.SecurityGroup;
+  /** The security group of the interface endpoints created with `vpcEndpoints`; undefined without them. */
+  public readonly endpointSecurityGroup?: ec2.SecurityGroup;
   /** The agent's JSON logs. */
   public readonly logGroup: logs.LogGroup;
   /** The failure rule, its metric and alarm, and the schedules' dead-letter queue with its alarm. */
@@ -122,7 +141,15 @@ export class DatabaseBackups extends Construct {
   private readonly taskDefinitions = new Map<Engine, ecs.FargateTaskDefinition>();
   private readonly sourceList: BackupSource[] = [];
   private readonly sourcesScope: Construct;
-  private endpointSecurityGroup?: ec2.SecurityGroup;
+  /** What the Secrets Manager endpoint's policy allows: the identity and each source's secret, added as sources come. */
+  private readonly secretsAccess = new iam.PolicyStatement({
+    sid: 'OnlyRestorableSecrets',
+    principals: [new iam.AnyPrincipal()],
+    actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+  });
+  private secretsEndpoint?: ec2.InterfaceVpcEndpoint;
+  /** S3 in this region, as an egress peer: its prefix list, or undefined when it cannot be looked up. */
+  private s3Peer?: ec2.IPeer;
 
   constructor(scope: Construct, id: string, props: DatabaseBackupsProps) {
     super(scope, id);
@@ -144,8 +171,10 @@ export class DatabaseBackups extends Construct {
     this.securityGroup = new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
       vpc: props.vpc,
       description: 'Restorable backup tasks: out to the databases and AWS APIs, nothing in',
+      allowAllOutbound: false,
     });
-    if (props.vpcEndpoints) this.createEndpoints(props.vpc);
+    if (props.vpcEndpoints) this.endpointSecurityGroup = this.createEndpoints(props.vpc);
+    this.allowHttpsToAwsApis(this.securityGroup, 'Restorable backup tasks');
     this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
     this.alerts = new BackupJobAlerts(this, 'Alerts', {
       cluster: this.cluster,
@@ -163,6 +192,7 @@ export class DatabaseBackups extends Construct {
     // Under the dump path, which the store's bucket policy tells apart from every other kind of principal; one
     // folder per DatabaseBackups, so that its scheduler may pass exactly its own task roles.
     this.taskRolePath = `${ROLE_PATHS.dump}${Names.uniqueId(this)}/`;
+    if (props.keys.identitySecret) this.allowSecretThroughEndpoint(props.keys.identitySecret);
     this.schedulerRole = this.createSchedulerRole();
     this.sourcesScope = new Construct(this, 'Sources');
     for (const source of props.sources ?? []) this.addSource(source);
@@ -201,6 +231,7 @@ export class DatabaseBackups extends Construct {
     if (props.engine.flavour === DatabaseFlavour.MYSQL) warnMysqlUntested(scope, name, props.engine.version);
     const taskRole = this.createTaskRole(scope, props);
     this.openNetwork(props);
+    this.allowSecretThroughEndpoint(props.secret);
     const schedule = new scheduler.Schedule(scope, 'Schedule', {
       description: `Restorable: back up ${name} (${props.engine}); RPO ${rpo.toHumanString()}`,
       schedule: scheduler.ScheduleExpression.expression(`cron(${cron})`),
@@ -232,11 +263,16 @@ export class DatabaseBackups extends Construct {
   }
 
   /**
-   * Lets other tasks in the VPC, such as restore tests, use the VPC endpoints created with `vpcEndpoints`
-   * (HTTPS only). Does nothing when this construct created no endpoints.
+   * Lets other tasks in the VPC, such as restore tests, use the VPC endpoints created with `vpcEndpoints` (HTTPS
+   * only): the endpoints' group admits the peer's groups, and those groups may go out to the endpoints and to S3's
+   * prefix list. Does nothing when this construct created no endpoints: such tasks reach the AWS APIs through NAT.
    */
   public allowEndpointsFrom(peer: ec2.IConnectable, description: string): void {
-    this.endpointSecurityGroup?.connections.allowFrom(peer, ec2.Port.tcp(443), description);
+    if (!this.endpointSecurityGroup) return;
+    for (const group of peer.connections.securityGroups) {
+      this.endpointSecurityGroup.addIngressRule(group, ec2.Port.tcp(443), description);
+      this.allowHttpsToAwsApis(group, description);
+    }
   }
 
   /** Failed backup tasks, all sources together (AWS/Events TriggeredRules of the failure rule). */
@@ -276,12 +312,52 @@ export class DatabaseBackups extends Construct {
     return role;
   }
 
-  /** Lets the tasks in on the database's port. */
+  /**
+   * Lets the tasks out to the database's port and, with a peer, the database let them in. The egress goes to the
+   * VPC's CIDR, one inline rule per distinct port, rather than to each database's security group: a rule naming
+   * another group cannot be inline and would be a resource of its own for every source, which a hundred sources
+   * cannot afford under CloudFormation's 500 resources. The database's own ingress rule still names this group.
+   */
   private openNetwork(props: BackupSourceProps): void {
-    if (!props.peer) return;
-    const port = props.peer.connections.defaultPort
-      ?? ec2.Port.tcp(props.endpoint?.port ?? props.engine.defaultPort);
-    props.peer.connections.allowFrom(this.securityGroup, port, 'Restorable backup tasks');
+    const port = props.peer?.connections.defaultPort ?? ec2.Port.tcp(props.endpoint?.port ?? props.engine.defaultPort);
+    const cidr = vpcCidr(this.props.vpc);
+    if (cidr) {
+      this.securityGroup.addEgressRule(ec2.Peer.ipv4(cidr), port, `Restorable backup tasks to the databases on ${port}`);
+    } else {
+      this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), port, `Restorable backup tasks to the databases on ${port}, anywhere (the VPC's CIDR is unknown)`);
+      Annotations.of(this).addWarningV2('@restorable/database-backups:vpc-cidr-unknown',
+        `The VPC was imported without its CIDR block, so the backup tasks may reach ${port} at any address rather than only inside the VPC: ` +
+        'give vpcCidrBlock to Vpc.fromVpcAttributes (or use Vpc.fromLookup), or acknowledge this warning.');
+    }
+    // Only the database's side: Connections.allowFrom would also add an egress rule naming the database's group.
+    for (const group of props.peer?.connections.securityGroups ?? []) group.addIngressRule(this.securityGroup, port, 'Restorable backup tasks', false);
+  }
+
+  /**
+   * HTTPS out to the AWS APIs: with endpoints, to their security group and to S3's prefix list (the gateway
+   * endpoint's routes), both inline rules; without, to any address, since the APIs are then reached through NAT.
+   */
+  private allowHttpsToAwsApis(group: ec2.ISecurityGroup, who: string): void {
+    const https = ec2.Port.tcp(443);
+    // remoteRule: a group that already allows all outbound ignores these without a warning.
+    if (!this.endpointSecurityGroup) {
+      group.addEgressRule(ec2.Peer.anyIpv4(), https, `${who} to AWS APIs over HTTPS, through NAT`, true);
+      return;
+    }
+    group.addEgressRule(ec2.Peer.securityGroupId(this.endpointSecurityGroup.securityGroupId), https, `${who} to the VPC endpoints`, true);
+    if (this.s3Peer) {
+      group.addEgressRule(this.s3Peer, https, `${who} to S3 through the gateway endpoint`, true);
+    } else {
+      group.addEgressRule(ec2.Peer.anyIpv4(), https, `${who} to S3 over HTTPS (its prefix list needs the stack's account and region)`, true);
+    }
+  }
+
+  /** Adds a secret to what the Secrets Manager endpoint created here lets through. */
+  private allowSecretThroughEndpoint(secret: secretsmanager.ISecret): void {
+    // A secret known by a partial ARN (no random suffix) is matched by any suffix, as its own grants do.
+    this.secretsAccess.addResources(secret.secretFullArn ?? `${secret.secretArn}-??????`);
+    // Added to the policy with its first resource: a statement without one would be refused.
+    if (this.secretsEndpoint && this.secretsAccess.resources.length === 1) this.secretsEndpoint.addToPolicy(this.secretsAccess);
   }
 
   /** One task definition per agent engine; sizes are overridden per source. */
@@ -323,9 +399,32 @@ export class DatabaseBackups extends Construct {
     return role;
   }
 
-  private createEndpoints(vpc: ec2.IVpc): void {
-    new ec2.GatewayVpcEndpoint(this, 'S3Endpoint', { vpc, service: ec2.GatewayVpcEndpointAwsService.S3, subnets: [this.subnets] });
-    const endpointSecurityGroup = this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
+  /**
+   * The endpoints of `vpcEndpoints`, with policies on S3 and Secrets Manager. The gateway endpoint serves only
+   * this region's S3: a request to another region's (a DR restore test reading the replica) does not match its
+   * routes and goes out through NAT to that region's public endpoint, so this policy neither limits nor breaks it.
+   */
+  private createEndpoints(vpc: ec2.IVpc): ec2.SecurityGroup {
+    const stack = Stack.of(this);
+    const s3Endpoint = new ec2.GatewayVpcEndpoint(this, 'S3Endpoint', { vpc, service: ec2.GatewayVpcEndpointAwsService.S3, subnets: [this.subnets] });
+    const { bucket } = this.props.store;
+    // What the agent does to the store: read, write and list objects (the identity and bucket policies say who may
+    // do which); no bucket configuration and no deletion.
+    s3Endpoint.addToPolicy(new iam.PolicyStatement({
+      sid: 'OnlyTheBackupStore',
+      principals: [new iam.AnyPrincipal()],
+      actions: ['s3:GetObject*', 's3:PutObject*', 's3:ListBucket*', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts', 's3:RestoreObject'],
+      resources: [bucket.bucketArn, bucket.arnForObjects('*')],
+    }));
+    // Fargate pulls image layers (the agent's, and scratch images mirrored in ECR) from ECR's bucket in this region.
+    s3Endpoint.addToPolicy(new iam.PolicyStatement({
+      sid: 'EcrImageLayers',
+      principals: [new iam.AnyPrincipal()],
+      actions: ['s3:GetObject'],
+      resources: [`arn:${Aws.PARTITION}:s3:::prod-${stack.region}-starport-layer-bucket/*`],
+    }));
+    this.s3Peer = s3PrefixList(this);
+    const endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
       vpc,
       allowAllOutbound: false,
       description: 'Restorable VPC endpoints: HTTPS in from the backup tasks',
@@ -339,10 +438,12 @@ export class DatabaseBackups extends Construct {
       Monitoring: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
     };
     for (const [id, service] of Object.entries(services)) {
-      new ec2.InterfaceVpcEndpoint(this, `${id}Endpoint`, {
+      const endpoint = new ec2.InterfaceVpcEndpoint(this, `${id}Endpoint`, {
         vpc, service, subnets: this.subnets, securityGroups: [endpointSecurityGroup], open: false, privateDnsEnabled: true,
       });
+      if (service === ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER) this.secretsEndpoint = endpoint;
     }
+    return endpointSecurityGroup;
   }
 }
 
@@ -353,6 +454,53 @@ function warnMysqlUntested(scope: Construct, name: string, version: string): voi
     `MariaDB 10.11), and only MariaDB servers run in Restorable's tests, so neither a MySQL ${version} backup nor its ` +
     `restore test into a mysql:${version} scratch server has been proven. Run a backup and a restore test of this source ` +
     'before relying on it; once they pass, acknowledge this warning.');
+}
+
+/** The VPC's CIDR block, or undefined for a VPC imported without it. */
+function vpcCidr(vpc: ec2.IVpc): string | undefined {
+  try {
+    return vpc.vpcCidrBlock;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * S3's managed prefix list in the stack's region (`com.amazonaws.REGION.s3`), looked up from the account (the
+ * CDK CLI caches the answer in cdk.context.json), as a peer whose rule is inline: CDK makes a resource of its own
+ * of every rule naming a prefix list, while CloudFormation takes DestinationPrefixListId inline. Undefined for an
+ * environment-agnostic stack, which cannot look anything up.
+ */
+function s3PrefixList(scope: Construct): ec2.IPeer | undefined {
+  const stack = Stack.of(scope);
+  if (Token.isUnresolved(stack.account) || Token.isUnresolved(stack.region)) {
+    Annotations.of(scope).addWarningV2('@restorable/database-backups:https-anywhere',
+      'The stack has no account and region, so S3\'s prefix list cannot be looked up: the tasks may use HTTPS to any address, not only ' +
+      'to the VPC endpoints and S3 (in subnets without NAT, only the endpoints and S3 are routed anyway). Give the stack an env, or ' +
+      'acknowledge this warning.');
+    return undefined;
+  }
+  const list = ec2.PrefixList.fromLookup(scope, 'S3PrefixList', { prefixListName: `com.amazonaws.${stack.region}.s3` });
+  return new InlinePrefixListPeer(list.prefixListId);
+}
+
+/** A managed prefix list as a security-group peer whose rules go inline in the group. */
+class InlinePrefixListPeer implements ec2.IPeer {
+  public readonly canInlineRule = true;
+  public readonly connections: ec2.Connections = new ec2.Connections({ peer: this });
+  public readonly uniqueId: string;
+
+  constructor(private readonly prefixListId: string) {
+    this.uniqueId = prefixListId;
+  }
+
+  public toIngressRuleConfig(): ec2.IngressRuleConfig {
+    return { sourcePrefixListId: this.prefixListId };
+  }
+
+  public toEgressRuleConfig(): ec2.EgressRuleConfig {
+    return { destinationPrefixListId: this.prefixListId };
+  }
 }
 
 /** The account as cdk-nag prints it in a finding. */
