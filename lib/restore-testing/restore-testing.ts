@@ -1,4 +1,4 @@
-import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -65,7 +65,9 @@ export interface RestoreTestingProps {
    */
   readonly drSchedule?: events.Schedule;
   /**
-   * The subnets the tasks run in; they must reach S3, Secrets Manager, CloudWatch, ECR and the scratch image's registry.
+   * The subnets the tasks run in; they must reach S3, Secrets Manager, CloudWatch, ECR and the scratch image's registry
+   * (Docker Hub for the default images), and with `drSchedule` the DR region's S3 and Secrets Manager, which only a
+   * NAT route reaches: VPC endpoints serve their own region only.
    * @default - the cluster VPC's private subnets with egress, or its isolated subnets
    */
   readonly subnets?: ec2.SubnetSelection;
@@ -135,7 +137,12 @@ export class RestoreTesting extends Construct {
   /** A test could not be started, its task stopped before the agent ran, or the state machine failed. */
   public readonly orchestrationFailedAlarm: cloudwatch.Alarm;
 
-  /** The restore-test tasks' security group: no database admits it. */
+  /**
+   * The restore-test tasks' security group: no database admits it, and it admits nothing. It lets out HTTPS only: to
+   * the VPC endpoints and S3's prefix list when DatabaseBackups created endpoints, and to any address when the tasks
+   * need the internet, through NAT (AWS APIs without endpoints, scratch images from Docker Hub or another registry
+   * outside this region's ECR, the DR region's S3 and Secrets Manager with `drSchedule`).
+   */
   public readonly securityGroup: ec2.SecurityGroup;
   private readonly props: RestoreTestingProps;
   private readonly tested: TestedSource[] = [];
@@ -189,11 +196,18 @@ export class RestoreTesting extends Construct {
 
     // Not the backup tasks' group, which the production databases admit: a restore test talks only to its own
     // sidecar (localhost in the task) and to AWS APIs, and must not reach a production database.
+    // The scratch server is the agent's sidecar, on localhost inside the task, which no security group rule governs.
     this.securityGroup = new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
       vpc: props.backups.cluster.vpc,
       description: 'Restorable restore-test tasks: out to AWS APIs and image registries, nothing in',
+      allowAllOutbound: false,
     });
     props.backups.allowEndpointsFrom(this.securityGroup, 'Restorable restore-test tasks');
+    if (!props.backups.endpointSecurityGroup) this.allowHttpsOut();
+    // A DR test reads the replica and the identity's replica in the DR region, at that region's public endpoints:
+    // the gateway endpoint serves only this region's S3 (so its policy does not apply), and the interface
+    // endpoints' private DNS only this region's names.
+    if (props.drSchedule) this.allowHttpsOut();
     this.watch = new RestoreTestAlarms(this, { monitoring: props.monitoring, perSourceAlarms: props.perSourceAlarms });
     for (const source of props.sources ?? props.backups.sources.map((s) => ({ source: s }))) this.addSource(source);
     if (!props.sources) {
@@ -236,6 +250,7 @@ export class RestoreTesting extends Construct {
     if (props.rtoTarget !== undefined) wholeSeconds(`source '${source.name}': rtoTarget`, props.rtoTarget, { min: 1, example: 'Duration.hours(1)' }, problems);
     if (problems.length) throw new RestorableError(this, problems[0]);
     const task = this.taskFor(source);
+    if (!pulledThroughEndpoints(source.scratchImage, Stack.of(this).region)) this.allowHttpsOut();
     const role = this.roleFor(this.tested.length);
     this.props.store.grantRestoreRead(role, source.name);
     this.props.monitoring.expectRestoreTests(source.name);
@@ -302,6 +317,15 @@ export class RestoreTesting extends Construct {
     });
     this.taskDefinitions.set(key, task);
     return task;
+  }
+
+  /**
+   * HTTPS to any address, out through the subnets' NAT: one inline rule, whichever of the reasons needs it (the
+   * same description makes a second call add nothing). Docker Hub and other registries have no fixed addresses.
+   */
+  private allowHttpsOut(): void {
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443),
+      'Restorable restore-test tasks to HTTPS anywhere, through NAT: image registries, the DR region, AWS APIs without endpoints');
   }
 
   /** Restore-test roles hold the grants of up to eight sources each, so that a hundred sources take thirteen roles. */
@@ -380,10 +404,23 @@ export class RestoreTesting extends Construct {
     if (subnets.subnetType === ec2.SubnetType.PRIVATE_ISOLATED) {
       Annotations.of(this).addWarningV2('@restorable/restore-testing:isolated-subnets',
         'Restore tests run in isolated subnets, which reach ECR through VPC endpoints but not Docker Hub: give each source a scratchImage ' +
-        'in ECR (for example an ECR pull-through cache of postgres:16), or choose subnets with a NAT route.');
+        'in ECR (for example an ECR pull-through cache of postgres:16), or choose subnets with a NAT route.' +
+        (this.props.drSchedule ? ' The DR tests also need a NAT route: they read the DR region\'s S3 and Secrets Manager, which no endpoint here serves.' : ''));
     }
     return subnets;
   }
+}
+
+/**
+ * Whether Fargate pulls a scratch image from ECR in the stack's region, through the VPC endpoints (the ECR API and
+ * Docker endpoints, and the layers from S3), rather than from a registry on the internet such as Docker Hub.
+ */
+function pulledThroughEndpoints(image: ecs.ContainerImage, region: string): boolean {
+  if (image instanceof ecs.EcrImage || image instanceof ecs.AssetImage) return true;
+  const name = (image as unknown as { imageName?: unknown }).imageName;
+  if (typeof name !== 'string' || Token.isUnresolved(name)) return false;
+  const host = name.split('/')[0];
+  return host.endsWith(`.dkr.ecr.${region}.amazonaws.com`) || host.endsWith(`.dkr.ecr.${region}.amazonaws.com.cn`);
 }
 
 /** The same secret's replica in another region: Secrets Manager replicas keep the ARN, with the region changed. */
