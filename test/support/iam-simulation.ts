@@ -347,7 +347,12 @@ export function loadDeployment(stacks: StackTemplate[]): Deployment {
     }
     throw new Error(`Fn::ImportValue ${name}: no loaded stack exports it`);
   };
-  for (const stack of stacks) resolvers.set(stack.stackName, new StackResolver(stack, imports));
+  for (const stack of stacks) {
+    if (!/^\d{12}$/.test(stack.account) || !/^[a-z]{2}(-[a-z]+)+-\d$/.test(stack.region)) {
+      throw new Error(`${stack.stackName}: give the stack a concrete account and region (it has ${stack.account}, ${stack.region}): ARNs are compared as strings`);
+    }
+    resolvers.set(stack.stackName, new StackResolver(stack, imports));
+  }
 
   const roles: RoleModel[] = [];
   const keys: KeyModel[] = [];
@@ -568,7 +573,7 @@ function s3Object(target: ObjectTarget, action: string, context: Record<string, 
  * | UploadPart | s3:PutObject | object | s3:ObjectCreationOperation=UploadPart (UploadPart takes no conditional header) |
  * |  | kms:Decrypt (the upload's data key), kms:GenerateDataKey | the bucket's key | as above |
  * | CompleteMultipartUpload | s3:PutObject | object | s3:ObjectCreationOperation=CompleteMultipartUpload, s3:if-none-match / s3:if-match when sent |
- * |  | kms:Decrypt, kms:GenerateDataKey ("S3 must decrypt and read data from the encrypted parts") | the bucket's key | as above |
+ * |  | kms:Decrypt, kms:GenerateDataKey (S3 reads the encrypted parts back to assemble the object) | the bucket's key | as above |
  * | PutObjectLegalHold | s3:PutObjectLegalHold | object | s3:object-lock-legal-hold=ON/OFF |
  * | PutObjectTagging | s3:PutObjectTagging | object | s3:RequestObjectTag/KEY, s3:RequestObjectTagKeys, s3:ExistingObjectTag/KEY |
  * | GetObject (HeadObject alike) | s3:GetObject | object | s3:ExistingObjectTag/KEY |
