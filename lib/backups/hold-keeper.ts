@@ -14,12 +14,12 @@ import { RestorableError, wholeMinutes } from '../shared/errors';
 import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
 import { lambdaAsset } from '../shared/package-root';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
-import { BackupStore } from '../store/backup-store';
+import { BackupBucket } from '../store/backup-bucket';
 import { InlinePolicyRole } from './inline-policy-role';
 
 export interface HoldKeeperProps {
-  /** The store whose legal holds are kept. It should have Object Lock: without it there are no holds to keep. */
-  readonly store: BackupStore;
+  /** The store whose legal holds are kept (a BackupStore, as DatabaseBackups writes to); it must have Object Lock. */
+  readonly store: BackupBucket;
   /**
    * Where the function logs. DatabaseBackups passes its own log group, so that the hold keeper adds no log group
    * of its own to the stack.
@@ -75,7 +75,7 @@ export class HoldKeeper extends Construct {
   /** How often the holds are kept. */
   public readonly interval: Duration;
 
-  private readonly store: BackupStore;
+  private readonly store: BackupBucket;
   private readonly sources: string[] = [];
   private readonly inlineRole: InlinePolicyRole;
 
@@ -85,6 +85,10 @@ export class HoldKeeper extends Construct {
       throw new RestorableError(this, 'store and logGroup are required: the BackupStore whose holds are kept, and the log group the function writes to');
     }
     this.store = props.store;
+    if (!this.store.objectLockEnabled) {
+      throw new RestorableError(this, `store ${this.store.node.path} has no Object Lock, so it has no legal holds to keep: leave its objectLockEnabled unset ` +
+        '(Object Lock on), or do not create a HoldKeeper for it');
+    }
     const problems: string[] = [];
     this.interval = props.interval ?? Duration.hours(6);
     wholeMinutes('interval', this.interval, { min: 15, max: 1440, example: 'Duration.hours(6)', why: 'the alarms look at one interval, and CloudWatch periods end at one day' }, problems);

@@ -180,6 +180,14 @@ describe('options and mistakes', () => {
     expect(() => holdKeeperStack({ interval })).toThrow(message);
   });
 
+  test('a store without Object Lock is refused: it has no holds to keep', () => {
+    const stack = new Stack(new App(), 'Unlocked', { env: ENV });
+    const store = new BackupStore(stack, 'Store', { objectLockEnabled: false });
+    const logGroup = new logs.LogGroup(stack, 'Logs');
+    expect(() => new HoldKeeper(stack, 'HoldKeeper', { store, logGroup })).toThrow(
+      'Unlocked/HoldKeeper: store Unlocked/Store has no Object Lock, so it has no legal holds to keep');
+  });
+
   test('a bad or repeated source name is refused, naming the construct', () => {
     const { keeper } = holdKeeperStack({ sources: ['orders-db'] });
     expect(() => keeper.addSource('Orders_DB')).toThrow("Primary/HoldKeeper: source name 'Orders_DB' is invalid");
