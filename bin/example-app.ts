@@ -34,6 +34,7 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
   });
   const store = new BackupStore(primary, 'BackupStore', { replica: replicaStore });
   const monitoring = new BackupMonitoring(primary, 'BackupMonitoring', { store });
+  withoutStoreReplicationAlarm(store);
   // The identity secret is replicated with the replica stack's identity key, so that stack must exist first.
   const keys = new BackupKeys(primary, 'BackupKeys', {
     replicaRegion: env.replicaRegion,
@@ -51,6 +52,17 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
   const restoreTesting = addRestoreTesting(primary, { store, keys, backups, monitoring });
   const runbook = new DisasterRecoveryRunbook(primary, 'DisasterRecoveryRunbook', { backups, store, keys });
   return { primary, replica, store, replicaStore, keys, backups, monitoring, restoreTesting, runbook };
+}
+
+/**
+ * BackupMonitoring watches the store's replication with an alarm of its own, which notifies its topic and shows on
+ * its dashboard. The store's own replication alarm, there for a store without monitoring, watches the same metric
+ * with the same threshold and here no action: a second, silent copy. It is taken out of the tree before synthesis,
+ * so that it is never created (nothing refers to it), and each alarm in these stacks is one that someone is told of.
+ */
+function withoutStoreReplicationAlarm(store: BackupStore): void {
+  const alarm = store.replicationFailedAlarm;
+  if (alarm && !store.node.tryRemoveChild(alarm.node.id)) throw new Error(`${store.node.path}: its replication alarm could not be left out`);
 }
 
 /*

@@ -1,14 +1,16 @@
 /**
  * The example app, per environment in cdk.json: the stacks it makes, cdk-nag AwsSolutions with zero
- * unacknowledged findings, the errors a wrong environment gets, and the real CLI synth, offline.
+ * unacknowledged findings, alarms that each notify and none twice, the errors a wrong environment gets, and the
+ * real CLI synth, offline.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { App, Validations } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { IConstruct } from 'constructs';
@@ -88,6 +90,16 @@ describe.each(envNames)('environment %s', (name) => {
     expect(JSON.parse(freshnessInput!).sources.map((s: { source: string }) => s.source)).toEqual(['orders-db', 'shop-db']);
   });
 
+  test('given the VPC endpoints, then the tasks reach S3 by its prefix list, which cdk.json holds so that synth needs no lookup', () => {
+    const { primary, app } = exampleApp(name);
+    const egress = Object.values(Template.fromStack(primary).findResources('AWS::EC2::SecurityGroup'))
+      .flatMap((group) => (group.Properties.SecurityGroupEgress ?? []) as { DestinationPrefixListId?: string }[]);
+    const prefixLists = [...new Set(egress.map((rule) => rule.DestinationPrefixListId).filter(Boolean))];
+    expect(prefixLists).toHaveLength(1);
+    expect(prefixLists[0]).toMatch(/^pl-[0-9a-f]{8,17}$/);
+    expect(app.synth().manifest.missing ?? []).toEqual([]);
+  });
+
   test('given cdk-nag AwsSolutions, when synthesized, then there are zero unacknowledged findings', () => {
     const { app } = exampleApp(name);
     expect(() => app.synth()).not.toThrow();
@@ -116,6 +128,49 @@ describe.each(envNames)('environment %s', (name) => {
       rmSync(outdir, { recursive: true, force: true });
     }
   });
+});
+
+/** What an alarm watches: its metric (or metric math) with its dimensions, and its threshold. */
+function watched(alarm: Record<string, unknown>): string {
+  const dimensions = ((alarm.Dimensions ?? []) as { Name: string }[]).slice().sort((a, b) => a.Name.localeCompare(b.Name));
+  return JSON.stringify({ namespace: alarm.Namespace, metric: alarm.MetricName, dimensions, metrics: alarm.Metrics, threshold: alarm.Threshold });
+}
+
+/** Every alarm of the stacks, by stack and logical id: those without an action, and those that watch what another watches. */
+function alarmProblems(stacks: Stack[]): { silent: string[]; duplicates: string[] } {
+  const alarms = stacks.flatMap((stack) => Object.entries(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'))
+    .map(([id, alarm]) => ({ where: `${stack.stackName}/${id}`, properties: alarm.Properties as Record<string, unknown> })));
+  expect(alarms.length).toBeGreaterThan(5);
+  const seen = new Map<string, string>();
+  const duplicates: string[] = [];
+  for (const alarm of alarms) {
+    const key = watched(alarm.properties);
+    if (seen.has(key)) duplicates.push(`${alarm.where} duplicates ${seen.get(key)}`);
+    else seen.set(key, alarm.where);
+  }
+  const silent = alarms.filter((a) => !(Array.isArray(a.properties.AlarmActions) && a.properties.AlarmActions.length)).map((a) => a.where);
+  return { silent, duplicates };
+}
+
+describe.each(envNames)('the alarms of environment %s', (name) => {
+  const { primary, replica } = exampleApp(name);
+  const { silent, duplicates } = alarmProblems([primary, replica]);
+
+  test('given both stacks, then every alarm notifies someone: each has an alarm action', () => {
+    expect(silent).toEqual([]);
+  });
+
+  test('given both stacks, then no two alarms watch the same metric with the same dimensions and threshold', () => {
+    expect(duplicates).toEqual([]);
+  });
+});
+
+test('control: a second, silent replication alarm is found as both', () => {
+  const { primary, replica, store } = exampleApp(envNames[0]);
+  new cloudwatch.Alarm(primary, 'SecondReplicationAlarm', { metric: store.metricFailedReplication(), threshold: 0, evaluationPeriods: 1 });
+  const { silent, duplicates } = alarmProblems([primary, replica]);
+  expect(silent).toEqual([expect.stringContaining('SecondReplicationAlarm')]);
+  expect(duplicates).toEqual([expect.stringMatching(/SecondReplicationAlarm.* duplicates .*ReplicationFailedAlarm/)]);
 });
 
 test('control: cdk-nag does fail this synth when a finding is not acknowledged', () => {
