@@ -47,8 +47,9 @@ export interface DatabaseBackupsProps {
    * The tasks' security group then lets them out on HTTPS only to those endpoints and to S3's prefix list (looked up
    * for the stack's account and region; an environment-agnostic stack falls back to HTTPS anywhere, and says so).
    *
-   * The S3 and Secrets Manager endpoints get policies: S3 reaches only the store's bucket and the layer bucket ECR
-   * serves images from, Secrets Manager only the sources' secrets and the age identity. An endpoint's policy holds for
+   * The endpoints get policies: S3 reaches only the store's bucket and the layer bucket ECR serves images from,
+   * Secrets Manager only the sources' secrets and the age identity, and ECR, Logs and Monitoring serve only this
+   * account's principals (so that no one ships data out with another account's credentials). An endpoint's policy holds for
    * everything that uses it, and private DNS makes these endpoints the VPC's way to Secrets Manager, ECR, CloudWatch
    * Logs and Monitoring (and the gateway the selected subnets' way to S3 in this region): other workloads in this VPC
    * get the same limits. Where the VPC has other tenants, keep this false and give it endpoints of your own, which
@@ -441,7 +442,20 @@ export class DatabaseBackups extends Construct {
       const endpoint = new ec2.InterfaceVpcEndpoint(this, `${id}Endpoint`, {
         vpc, service, subnets: this.subnets, securityGroups: [endpointSecurityGroup], open: false, privateDnsEnabled: true,
       });
-      if (service === ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER) this.secretsEndpoint = endpoint;
+      if (service === ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER) {
+        this.secretsEndpoint = endpoint;
+        continue;
+      }
+      // No resource of ECR, Logs or Monitoring is Restorable's alone to name, but a task holding credentials of
+      // another account could ship data to that account's log group or repository through them: only this
+      // account's principals (the execution role pulling and logging, the agent publishing metrics) get through.
+      endpoint.addToPolicy(new iam.PolicyStatement({
+        sid: 'OnlyThisAccountsPrincipals',
+        principals: [new iam.AnyPrincipal()],
+        actions: ['*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:PrincipalAccount': stack.account } },
+      }));
     }
     return endpointSecurityGroup;
   }

@@ -124,8 +124,13 @@ describe('given VPC endpoints and sources on 5432, 5432 and 3306', () => {
     }]);
   });
 
-  test('then the ECR, Logs and Monitoring endpoints keep the default policy (no resource of theirs is Restorable\'s alone)', () => {
-    for (const service of ['ecr.api', 'ecr.dkr', 'logs', 'monitoring']) expect(endpointPolicy(template, service)).toEqual([]);
+  test('then the ECR, Logs and Monitoring endpoints serve only this account\'s principals, so no other account\'s credentials ship data out', () => {
+    for (const service of ['ecr.api', 'ecr.dkr', 'logs', 'monitoring']) {
+      expect(endpointPolicy(template, service)).toEqual([{
+        Sid: 'OnlyThisAccountsPrincipals', Effect: 'Allow', Principal: { AWS: '*' }, Action: '*', Resource: '*',
+        Condition: { StringEquals: { 'aws:PrincipalAccount': ENV.account } },
+      }]);
+    }
   });
 });
 
