@@ -7,7 +7,7 @@ import { HeadObjectCommand, HeadObjectCommandOutput, RestoreObjectCommand, S3Cli
 import { OptionKind, OptionSpecs, ParsedArgs } from '../shared/args';
 import { AgentError, UsageError } from '../shared/errors';
 import { log } from '../shared/log';
-import { s3Problem } from '../shared/s3';
+import { isDenied, listedAbsent, s3Problem } from '../shared/s3';
 
 export enum RetrievalTier {
   EXPEDITED = 'Expedited',
@@ -64,7 +64,9 @@ async function head(s3: S3Client, bucket: string, key: string, versionId?: strin
     return await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
   } catch (err) {
     const status = (err as S3ServiceException)?.$metadata?.httpStatusCode;
-    if (status === 404) {
+    // A 403 may be S3's answer for a missing key to a role that may not list it: the current version's absence is
+    // learnt by listing the key (a given version's cannot be).
+    if (status === 404 || (!versionId && isDenied(err) && await listedAbsent(s3, bucket, key))) {
       throw new AgentError(`s3://${bucket}/${key}${versionId ? ` (version ${versionId})` : ''} does not exist, though its manifest does: ` +
         'the backup object was deleted or expired. With a versioned bucket, `aws s3api list-object-versions` shows older versions for --version-id.');
     }

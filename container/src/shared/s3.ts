@@ -27,13 +27,50 @@ function isNotFound(err: unknown): boolean {
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
 }
 
+export function isDenied(err: unknown): boolean {
+  const e = err as S3ServiceException;
+  return e?.name === 'AccessDenied' || e?.name === 'Forbidden' || e?.$metadata?.httpStatusCode === 403;
+}
+
+/**
+ * Whether a key is absent, asked by listing it: ListObjectsV2 with Prefix = the key itself and MaxKeys 1, which the
+ * roles' s3:prefix-scoped ListBucket allows. The key sorts before every longer key it is a prefix of, so an answer
+ * without it (empty, or naming a longer key) means absent. False when it is listed, or when the listing is refused
+ * too: S3's 403 then stays unexplained.
+ */
+export async function listedAbsent(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key, MaxKeys: 1 }));
+    return page.Contents?.[0]?.Key !== key;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads an object, or undefined when it does not exist. A 404 is absence; a 403 is unknown, since S3 answers 403 for
+ * a missing key to a principal that may not list it there: absence is then learnt by listing the key, and a 403 for a
+ * key that is listed (or that cannot be listed) is a real error.
+ */
+async function unlessAbsent<T>(s3: S3Client, bucket: string, key: string, action: string, read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    if (isDenied(err) && await listedAbsent(s3, bucket, key)) return undefined;
+    throw s3Problem(action, bucket, key, err);
+  }
+}
+
 /** Words for an S3 failure that say which object and what to check. */
 export function s3Problem(action: string, bucket: string, key: string, err: unknown): AgentError {
   const e = err as S3ServiceException & { code?: string };
-  const status = e?.$metadata?.httpStatusCode;
-  const detail = e?.name === 'AccessDenied' || status === 403
+  const detail = isDenied(err)
     ? 'access denied: check the task role allows it on this bucket and prefix' +
-      (action === 'GetObject' ? ' (a key that does not exist also reads as access denied unless the role may s3:ListBucket it)' : '')
+      (action === 'GetObject' || action === 'HeadObject'
+        ? ' (S3 also answers access denied for a missing key to a role that may not list it: the agent then lists the key, and that was not ' +
+          'allowed either, or listed it)'
+        : '')
     : (e?.code === 'ECONNREFUSED' || e?.name === 'TimeoutError')
       ? `S3 endpoint unreachable (${e.message}): check AWS_ENDPOINT_URL_S3 / network`
       : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
@@ -49,13 +86,10 @@ export interface TextObject {
 
 /** Reads a small object as text, or undefined when it does not exist. */
 export async function getText(s3: S3Client, bucket: string, key: string): Promise<TextObject | undefined> {
-  try {
+  return unlessAbsent(s3, bucket, key, 'GetObject', async () => {
     const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return { text: await out.Body!.transformToString('utf8'), etag: out.ETag, lastModified: out.LastModified };
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw s3Problem('GetObject', bucket, key, err);
-  }
+  });
 }
 
 export interface PutJsonOptions {
@@ -65,7 +99,7 @@ export interface PutJsonOptions {
   readonly ifMatch?: string;
 }
 
-/** Writes a small JSON object. Returns false when a condition (ifMatch) did not hold. */
+/** Writes a small JSON object. Returns false when a condition (ifMatch) did not hold, and the caller may read again. */
 export async function putJson(s3: S3Client, bucket: string, key: string, value: unknown, options: PutJsonOptions = {}): Promise<boolean> {
   try {
     await s3.send(new PutObjectCommand({
@@ -79,42 +113,29 @@ export async function putJson(s3: S3Client, bucket: string, key: string, value: 
     return true;
   } catch (err) {
     const status = (err as S3ServiceException)?.$metadata?.httpStatusCode;
+    // 412: the condition failed; 409: a concurrent conditional write; 404 on If-Match: the object went away in between.
     if (options.ifMatch && (status === 412 || status === 409)) return false;
+    if (options.ifMatch && options.ifMatch !== '*' && (err as S3ServiceException)?.name === 'NoSuchKey') return false;
     throw s3Problem('PutObject', bucket, key, err);
   }
 }
 
 export async function headSize(s3: S3Client, bucket: string, key: string): Promise<number | undefined> {
-  try {
-    const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return out.ContentLength;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw s3Problem('HeadObject', bucket, key, err);
-  }
+  return (await headSizeAndLastModified(s3, bucket, key))?.size;
 }
 
 /** An object's size and LastModified (one HEAD), or undefined when it does not exist. */
 export async function headSizeAndLastModified(s3: S3Client, bucket: string, key: string):
 Promise<{ readonly size?: number; readonly lastModified?: Date } | undefined> {
-  try {
+  return unlessAbsent(s3, bucket, key, 'HeadObject', async () => {
     const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     return { size: out.ContentLength, lastModified: out.LastModified };
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw s3Problem('HeadObject', bucket, key, err);
-  }
+  });
 }
 
 /** An object's LastModified, set by S3 and not by its writer, or undefined when it does not exist (one HEAD). */
 export async function headLastModified(s3: S3Client, bucket: string, key: string): Promise<Date | undefined> {
-  try {
-    const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return out.LastModified;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw s3Problem('HeadObject', bucket, key, err);
-  }
+  return (await headSizeAndLastModified(s3, bucket, key))?.lastModified;
 }
 
 /** Every object under a prefix (paginated). */
