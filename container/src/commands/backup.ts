@@ -7,7 +7,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   Companion, Engine, LatestPointer, MANIFEST_FORMAT_VERSION, Manifest, TIER_TAG, TableCount, Tier,
-  backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, parseManifest, sourceNameProblem, tierFor,
+  backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, sourceNameProblem, tierFor,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
 import { CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
@@ -33,7 +33,7 @@ export const BACKUP_COMMAND: CommandSpec = {
     'expected-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'how large the database may grow (k/M/G suffixes); sizes the upload parts when it exceeds the server\'s own estimate' },
     'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the uncompressed dump is smaller (k/M/G suffixes; default 1)' },
     'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
-    'legal-hold': { kind: OptionKind.FLAG, description: 'once latest.json names this backup, place an Object Lock legal hold on its objects and release the previous latest\'s (the bucket needs Object Lock)' },
+    'legal-hold': { kind: OptionKind.FLAG, description: 'once latest.json names this backup, place an Object Lock legal hold on its objects (the bucket needs Object Lock); older backups keep theirs until the hold keeper releases them' },
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
   },
 };
@@ -80,12 +80,6 @@ async function store(deps: BackupDeps, bucket: string, key: string, tier: Tier, 
   }
 }
 
-interface LatestMove {
-  readonly moved: boolean;
-  /** The pointer this backup replaced, when it moved latest.json and there was one. */
-  readonly replaced?: LatestPointer;
-}
-
 /**
  * When the backup latest.json names started, as far as S3 can vouch for it: the startedAt the pointer states, but
  * never later than the LastModified of the backup object it names. S3 sets that time, not the writer, and a
@@ -108,16 +102,16 @@ async function vouchedStart(s3: S3Client, bucket: string, latest: LatestPointer)
  * so a pointer forged into the future cannot wedge honest runs, and a backup that started before the current one
  * (an overlapping run that finished later) still does not replace it.
  */
-async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<LatestMove> {
+async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<boolean> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await getText(s3, bucket, key);
     const latest = current ? parseLatest(current.text, `s3://${bucket}/${key}`) : undefined;
     if (latest && await vouchedStart(s3, bucket, latest) > Date.parse(pointer.startedAt)) {
       log.info('latest.json already names a backup that started later; leaving it', { latest: latest.key });
-      return { moved: false };
+      return false;
     }
     // Conditional write: a concurrent run that moved the pointer in between makes us re-read.
-    if (await putJson(s3, bucket, key, pointer, { ifMatch: current?.etag ?? '*' })) return { moved: true, replaced: latest };
+    if (await putJson(s3, bucket, key, pointer, { ifMatch: current?.etag ?? '*' })) return true;
     log.info('latest.json changed while moving it; reading it again', { attempt: attempt + 1 });
   }
   throw new AgentError(`latest.json at s3://${bucket}/${key} kept changing under concurrent backups; the backup and its manifest are stored`);
@@ -125,11 +119,11 @@ async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer:
 
 /**
  * Keeps the last good backup alive however old it gets (design §3): a legal hold on the backup latest.json now
- * names (dump, companions, manifest), then the hold released on the one it replaced. Placing the new hold must
- * succeed; releasing the old one only warns, since an extra hold keeps data rather than losing it.
+ * names (dump, companions, manifest). Placing it must succeed. The backup never releases a hold: the previous
+ * backup keeps its own until the hold keeper, which trusts restore-test proof rather than pointers, releases it
+ * (the bucket policy lets no one else release one).
  */
-async function moveLegalHold(s3: S3Client, bucket: string, held: readonly string[], replaced: LatestPointer | undefined,
-  warnings: string[]): Promise<void> {
+async function placeLegalHold(s3: S3Client, bucket: string, held: readonly string[]): Promise<void> {
   for (const key of held) {
     try {
       await setLegalHold(s3, bucket, key, true);
@@ -140,31 +134,6 @@ async function moveLegalHold(s3: S3Client, bucket: string, held: readonly string
     }
   }
   log.info('legal hold placed', { keys: held.join(' ') });
-  if (!replaced || replaced.key === held[0]) return;
-  const release = [replaced.key];
-  try {
-    const text = await getText(s3, bucket, replaced.manifestKey);
-    if (!text) throw new AgentError(`its manifest s3://${bucket}/${replaced.manifestKey} does not exist`);
-    release.push(...parseManifest(text.text, `s3://${bucket}/${replaced.manifestKey}`).companions.map((c) => c.key));
-  } catch (err) {
-    const warning = `the previous backup's companions could not be listed, so their legal holds stay: ${(err as Error).message}`;
-    warnings.push(warning);
-    log.warn(warning);
-  }
-  release.push(replaced.manifestKey);
-  const kept: string[] = [];
-  for (const key of release) {
-    try {
-      await setLegalHold(s3, bucket, key, false);
-    } catch (err) {
-      kept.push(key);
-      const warning = `the legal hold on the previous backup's s3://${bucket}/${key} could not be released, so it outlives its ` +
-        `retention until someone releases it (aws s3api put-object-legal-hold --legal-hold Status=OFF): ${(err as Error).message}`;
-      warnings.push(warning);
-      log.warn(warning);
-    }
-  }
-  log.info('legal hold released from the previous backup', { keys: release.filter((k) => !kept.includes(k)).join(' ') });
 }
 
 export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<BackupResult> {
@@ -250,15 +219,12 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
     if (!await putJson(deps.s3, bucket, manifestKey, manifest, { tags: { [TIER_TAG]: tier }, ifMatch: '*' })) {
       throw new AgentError(`a manifest already exists at s3://${bucket}/${manifestKey}: two backups started in the same second?`);
     }
-    const move = await advanceLatest(deps.s3, bucket, latestAt, {
+    const latestMoved = await advanceLatest(deps.s3, bucket, latestAt, {
       formatVersion: MANIFEST_FORMAT_VERSION, source, key, manifestKey, startedAt: manifest.startedAt, finishedAt: manifest.finishedAt,
       tier, size: stored.size, sha256: stored.sha256,
     });
-    const latestMoved = move.moved;
     // Only the backup latest.json names is held: a newer one already there holds itself.
-    if (legalHold && latestMoved) {
-      await moveLegalHold(deps.s3, bucket, [key, ...companions.map((c) => c.key), manifestKey], move.replaced, warnings);
-    }
+    if (legalHold && latestMoved) await placeLegalHold(deps.s3, bucket, [key, ...companions.map((c) => c.key), manifestKey]);
     const durationSeconds = (finishedAt.getTime() - startedAt.getTime()) / 1000;
     log.info('backup finished', { key, size: stored.size, dumpSize: dumpBytes, durationSeconds, latestMoved });
     return {
