@@ -4,10 +4,11 @@
  * --json, and summarised for a person otherwise.
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { RestoreTestPointer, TIER_TAG, Tier, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
+import { RestoreTestPointer, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
 import { CheckOutcome } from './checks';
+import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
-import { putJson } from '../shared/s3';
+import { getText, putJson } from '../shared/s3';
 import { TableOutcome } from './validate';
 
 export const REPORT_FORMAT_VERSION = 1;
@@ -43,17 +44,37 @@ export function reportKey(prefix: string | undefined, source: string, finishedAt
   return `${restoreTestsPrefix(prefix, source)}${source}_${timestampLabel(finishedAt)}Z.json`;
 }
 
-/** Stores the dated report, then the pointer; a failure to store is returned (for the run's failure line), never hidden. */
+/** How many times restore-tests/latest.json is read and written before concurrent writers fail the run. */
+export const POINTER_ATTEMPTS = 5;
+
+/**
+ * Stores the dated report, then the pointer; a failure to store is returned (for the run's failure line), never
+ * hidden. Both are written untagged (the bucket policy lets nothing tag restore-tests/, since a tier tag would expire
+ * them), so dated reports stay until someone removes them. The dated report is created with If-None-Match: *, never
+ * replacing one; restore-tests/latest.json with If-Match on the ETag just read, or If-None-Match: * when there is
+ * none, read again when another test moved it in between, as the backup moves latest.json.
+ */
 export async function storeReport(s3: S3Client, bucket: string, prefix: string | undefined, report: RestoreTestReport): Promise<string | undefined> {
   try {
-    // Dated reports expire with the monthly backups (a year by default); the pointer is rewritten by every test.
-    await putJson(s3, bucket, report.reportKey, report, { tags: { [TIER_TAG]: Tier.MONTHLY } });
-    await putJson(s3, bucket, restoreTestLatestKey(prefix, report.source), report);
+    if (!await putJson(s3, bucket, report.reportKey, report, { ifMatch: '*' })) {
+      throw new AgentError(`a report already exists at s3://${bucket}/${report.reportKey}: two restore tests of '${report.source}' finished in the same second?`);
+    }
+    await movePointer(s3, bucket, restoreTestLatestKey(prefix, report.source), report);
     log.info('restore-test report stored', { key: report.reportKey });
     return undefined;
   } catch (err) {
     return `the report could not be stored: ${(err as Error).message}`;
   }
+}
+
+async function movePointer(s3: S3Client, bucket: string, key: string, report: RestoreTestReport): Promise<void> {
+  for (let attempt = 1; attempt <= POINTER_ATTEMPTS; attempt++) {
+    const current = await getText(s3, bucket, key);
+    if (await putJson(s3, bucket, key, report, { ifMatch: current?.etag ?? '*' })) return;
+    log.info('restore-tests/latest.json changed while moving it; reading it again', { attempt });
+  }
+  throw new AgentError(`s3://${bucket}/${key} kept changing under concurrent restore tests (${POINTER_ATTEMPTS} tries); ` +
+    `the dated report s3://${bucket}/${report.reportKey} is stored`);
 }
 
 const seconds = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(1)} s`);
