@@ -85,6 +85,14 @@ test(`100 sources of backups alone stay under ${RESOURCE_BUDGET} resources, and 
   expect(hundred.byType['AWS::Scheduler::Schedule']).toBe(100);
   expect(hundred.byType['AWS::ECS::TaskDefinition']).toBe(2);
   expect(hundred.byType['AWS::IAM::Policy']).toBe(two.byType['AWS::IAM::Policy']);
+  // A source's network rules are inline in the tasks' group (one per distinct port), and its secret joins one statement of
+  // the Secrets Manager endpoint's policy, which must stay within a VPC endpoint policy's 20,480 characters.
+  expect(hundred.byType['AWS::EC2::SecurityGroupEgress'] ?? 0).toBe(0);
+  const secretsEndpoint = Object.values(hundred.template.Resources)
+    .find((r) => r.Type === 'AWS::EC2::VPCEndpoint' && JSON.stringify(r.Properties.ServiceName).includes('secretsmanager'))!;
+  const endpointPolicy = deployedLength(secretsEndpoint.Properties.PolicyDocument);
+  console.log(`Secrets Manager endpoint policy at 100 sources: ~${endpointPolicy} characters deployed`);
+  expect(endpointPolicy).toBeLessThan(20_480);
 });
 
 /** The policy's length once deployed: each intrinsic (innermost first) becomes a generous 100-character ARN or name. */
