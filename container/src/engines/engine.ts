@@ -3,6 +3,7 @@
  * side (used by `backup`) and the restore side (used by `restore` and `restore-test`).
  */
 import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
+import { Readable } from 'node:stream';
 import { Connection } from '../shared/connection';
 import { StageSpec } from '../shared/pipeline';
 
@@ -57,6 +58,50 @@ export interface GlobalsPlan extends GlobalsApplied {
   afterLoad(): Promise<void>;
 }
 
+/**
+ * The decompressed dump, for a look at what it holds before any of it runs: a spooled file, or a fresh read of the
+ * stream from its start (the engine destroys the stream once it has read enough).
+ */
+export type DumpPeek = { readonly file: string } | { readonly open: () => Readable };
+
+/** Who a load runs as; a backup is untrusted input, so never a superuser unless the operator says so. */
+export interface LoadOptions {
+  /**
+   * A scratch database (restore tests): the load runs as a temporary role that owns the database and may act as the
+   * roles the backup's companion created (`createdRoles`), nothing more.
+   */
+  readonly scratch: boolean;
+  /** Roles the globals companion created in this run. */
+  readonly createdRoles: readonly string[];
+  /** Operator restores: the role that will own what the load creates (loaded by a temporary member of it). */
+  readonly owner?: string;
+  /** Operator restores: load as the connecting user even when it has superuser-like rights (the backup is trusted). */
+  readonly asConnectedUser: boolean;
+}
+
+/** How an engine loads an untrusted dump: what it leaves out (reported, never silently), and as whom. */
+export interface LoadPlan {
+  /** What the load leaves out of the backup, by name, and why. */
+  readonly refused: readonly Refusal[];
+  /** What a privileged session installed for the load, outside the backup's own SQL (allow-listed extensions). */
+  readonly installed: readonly string[];
+  /** Who runs the backup's SQL. */
+  readonly loadedAs: string;
+  /** The connection the load used: validation reads the restored database through it too. */
+  readonly connection: Connection;
+  stage(options: RestoreStageOptions): StageSpec;
+  /** Removes what the plan made for the load (a temporary role, a list file); safe to call twice. */
+  release(): Promise<void>;
+}
+
+/** An account an engine made to load untrusted backup content, with rights on the target database alone. */
+export interface LoaderAccount {
+  /** The account's connection, for validating what it loaded (views and routines then run with its rights). */
+  readonly connection: Connection;
+  /** Drops the account; after validation, since the restored objects may name it. */
+  drop(): Promise<void>;
+}
+
 export type GlobalsResult = { readonly sql: string } | { readonly notCapturedReason: string };
 
 export interface EngineSession {
@@ -79,6 +124,11 @@ export interface EngineSession {
    * from, for grants that name it.
    */
   applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsPlan>;
+  /**
+   * Engines that can look at a dump before loading it: what the load leaves out, who loads it, and how. Without it,
+   * the load runs `restoreStage` on the session's own connection.
+   */
+  planLoad?(dump: DumpPeek, options: LoadOptions): Promise<LoadPlan>;
   close(): Promise<void>;
 }
 

@@ -3,7 +3,15 @@
  * target another database name. mysqldump cannot share its snapshot, so row counts come from
  * counting the rows in the dump stream itself. The password reaches the client tools through a
  * 0600 option file in a private temporary directory, removed when the session closes.
+ *
+ * A backup is untrusted input: whoever holds a dump task's credentials can write one. Everything read from a backup
+ * (the dump, the roles companion) goes through the client with --sandbox (no `\!`, `system`, `source` or `tee`)
+ * and --local-infile=0 (no LOAD DATA LOCAL INFILE, which --sandbox leaves open), never --force (with it, refused
+ * commands are skipped and the load exits 0): a refused command fails the load, naming the refusal. The roles
+ * companion is applied through an allow-list (mysql-roles.ts); restore tests load as an account with rights on
+ * the scratch database alone (restrictLoad).
  */
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +22,9 @@ import { onAbort } from '../shared/cleanup';
 import { AgentError, redactor } from '../shared/errors';
 import { ProcessPipeline, StageSpec } from '../shared/pipeline';
 import { capture, toolVersion } from '../shared/tools';
-import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, SourceFacts } from './engine';
+import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, LoaderAccount, SourceFacts } from './engine';
+import { DefinerRewriter } from './mysql-definers';
+import { planRoles } from './mysql-roles';
 import { SqlRowCounter } from './sql-row-counter';
 import { log } from '../shared/log';
 
@@ -33,6 +43,18 @@ function quoteName(name: string): string {
   return `\`${name.replace(/`/g, '``')}\``;
 }
 
+/**
+ * The client's flags for SQL read from a backup: no shell, no file of the client's host (`\!`, `system`, `source`,
+ * `tee`: "Not allowed in the sandbox mode"), no LOAD DATA LOCAL INFILE. Never --force.
+ */
+export const UNTRUSTED_SQL_FLAGS = ['--sandbox', '--local-infile=0'] as const;
+
+function optionFile(file: string, connection: Connection, user: string, password: string | undefined): void {
+  const lines = ['[client]', `host=${optionValue(connection.host)}`, `port=${connection.port}`, `user=${optionValue(user)}`,
+    ...(password !== undefined ? [`password=${optionValue(password)}`] : []), 'protocol=TCP'];
+  writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o600 });
+}
+
 /** Undoes the escaping of mysql's --batch output (\n, \t, \\, \0). */
 function unescapeBatch(value: string): string {
   return value.replace(/\\([nt0\\])/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c === '0' ? '\0' : '\\'));
@@ -49,13 +71,13 @@ export class MysqlSession implements EngineSession {
   private readonly defaultsFile: string;
   private tables: readonly string[] = [];
   private readonly forgetCleanup: () => void;
+  /** The option file of the account restrictLoad made, once it did: the dump then loads as that account. */
+  private loaderDefaultsFile?: string;
 
   constructor(private readonly connection: Connection) {
     this.dir = mkdtempSync(join(tmpdir(), 'restorable-mysql-'));
     this.defaultsFile = join(this.dir, 'client.cnf');
-    const lines = ['[client]', `host=${optionValue(connection.host)}`, `port=${connection.port}`, `user=${optionValue(connection.user)}`,
-      ...(connection.password !== undefined ? [`password=${optionValue(connection.password)}`] : []), 'protocol=TCP'];
-    writeFileSync(this.defaultsFile, `${lines.join('\n')}\n`, { mode: 0o600 });
+    optionFile(this.defaultsFile, connection, connection.user, connection.password);
     this.forgetCleanup = onAbort(() => rmSync(this.dir, { recursive: true, force: true }));
   }
 
@@ -145,7 +167,48 @@ export class MysqlSession implements EngineSession {
   restoreStage(): StageSpec {
     // A SQL dump drops and recreates each table itself, so there is nothing extra to do for --clean; the mysql
     // client loads in one session, so a spooled dump is fed on stdin like a streamed one.
-    return { name: 'mysql', command: 'mysql', args: [`--defaults-extra-file=${this.defaultsFile}`, this.connection.database], env: this.env() };
+    if (!this.loaderDefaultsFile) return this.untrustedStage(this.defaultsFile);
+    return { ...this.untrustedStage(this.loaderDefaultsFile), stdinFilter: () => new DefinerRewriter() };
+  }
+
+  /** The client reading SQL from a backup on stdin, as the account of an option file. */
+  private untrustedStage(defaultsFile: string): StageSpec {
+    return { name: 'mysql', command: 'mysql', args: [`--defaults-extra-file=${defaultsFile}`, ...UNTRUSTED_SQL_FLAGS, this.connection.database], env: this.env() };
+  }
+
+  /**
+   * Restore tests: from this call on, the dump loads as an account made for it, with every privilege on the target
+   * database and none beyond it (no FILE, SUPER, SET USER, PROCESS…), its DEFINER clauses rewritten to CURRENT_USER
+   * (see mysql-definers.ts for why). The account is made on the host this session connects from, with a random
+   * password kept in a 0600 option file. Open the restored database with the returned connection for validation,
+   * so that its views and routines run with the loader's rights too, then drop the account (the restored objects
+   * name it as their definer, so not before). The roles companion is still applied by the session's own user.
+   */
+  async restrictLoad(): Promise<LoaderAccount> {
+    const [[host]] = await this.query("SELECT SUBSTRING_INDEX(USER(), '@', -1)");
+    const user = `restorable_load_${randomBytes(6).toString('hex')}`;
+    const password = randomBytes(24).toString('base64url');
+    redactor.add(password);
+    const account = `${quoteString(user)}@${quoteString(host)}`;
+    await this.execute([`CREATE USER ${account} IDENTIFIED BY ${quoteString(password)};`,
+      `GRANT ALL PRIVILEGES ON ${quoteName(this.connection.database)}.* TO ${account};`], 'creating the restore test\'s loading account');
+    const file = join(this.dir, 'loader.cnf');
+    optionFile(file, this.connection, user, password);
+    this.loaderDefaultsFile = file;
+    log.info('the backup loads as an account with rights on the target database alone', { account: `${user}@${host}` });
+    const admin = this.connection;
+    return {
+      connection: { ...this.connection, user, password },
+      drop: async () => {
+        // This session may be closed by now: a short one of the admin's drops the account.
+        const session = new MysqlSession(admin);
+        try {
+          await session.execute([`DROP USER IF EXISTS ${account};`], 'dropping the restore test\'s loading account');
+        } finally {
+          await session.close();
+        }
+      },
+    };
   }
 
   async targetObjects(): Promise<string[]> {
@@ -159,48 +222,36 @@ export class MysqlSession implements EngineSession {
     return rows.map(([name]) => name);
   }
 
+  /**
+   * Applies the roles companion through its allow-list (mysql-roles.ts): accounts and roles it creates, then, once
+   * the data is there, their grants on the restored database's objects. What it refuses is returned by name.
+   */
   async applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsPlan> {
     const existing = new Set((await this.query('SELECT user, host FROM mysql.user')).map(([user, host]) => `${user}@${host}`));
-    const created: string[] = [];
-    const skipped: string[] = [];
-    const accounts: string[] = [];
-    const grants: string[] = [];
-    // The companion holds one block per account, headed `-- user@host`.
-    for (const block of sql.split(/^(?=-- )/m).filter((b) => b.startsWith('-- ') && /;\s*$/m.test(b))) {
-      const account = block.slice(3, block.indexOf('\n')).trim();
-      if (existing.has(account)) {
-        skipped.push(account);
-        continue;
-      }
-      created.push(account);
-      for (const line of block.split('\n').filter((l) => l.trim() && !l.startsWith('--'))) {
-        // Grants on the backed-up database follow it to the target's name, once its tables exist.
-        if (line.startsWith('CREATE ')) accounts.push(line);
-        else grants.push(line.split(` ON ${quoteName(sourceDatabase)}.`).join(` ON ${quoteName(this.connection.database)}.`));
-      }
-    }
-    await this.execute(accounts, 'creating the backup\'s users');
-    // A grant on a table or routine of another database needs that object, which this restore does not bring:
-    // those wait until their own database is restored. Grants on *.* or on a whole database always apply.
-    const target = quoteName(this.connection.database);
-    const elsewhere = grants.filter((g) => {
-      const object = / ON (?:PROCEDURE |FUNCTION )?(`(?:[^`]|``)+`)\.`/.exec(g);
-      return object !== null && object[1] !== target;
-    });
-    if (elsewhere.length) {
-      log.warn('grants on objects of other databases were not applied: restore those databases, then apply them from the companion', {
-        count: elsewhere.length,
+    const plan = planRoles(sql, existing, sourceDatabase, this.connection.database);
+    plan.secrets.forEach((secret) => redactor.add(secret));
+    if (plan.refused.length) {
+      log.warn('the roles companion holds statements this restore does not apply', {
+        refused: plan.refused.map((r) => `${r.what} (${r.why})`).join('; '),
       });
     }
-    const applicable = grants.filter((g) => !elsewhere.includes(g));
-    return { created, skipped, refused: [], afterLoad: () => this.execute(applicable, 'applying the backup\'s grants') };
+    if (plan.elsewhere) {
+      log.warn('grants on objects of other databases were not applied: restore those databases, then apply them from the companion', {
+        count: plan.elsewhere,
+      });
+    }
+    await this.execute(plan.creates.map((s) => `${s};`), 'creating the backup\'s users');
+    return {
+      created: plan.created, skipped: plan.skipped, refused: plan.refused,
+      afterLoad: () => this.execute(plan.grants.map((s) => `${s};`), 'applying the backup\'s grants'),
+    };
   }
 
   /** Runs statements through the mysql client's stdin (they may hold password hashes: never argv). */
   private async execute(statements: readonly string[], what: string): Promise<void> {
     if (statements.length === 0) return;
     try {
-      await new ProcessPipeline([this.restoreStage()], { input: Readable.from([Buffer.from(statements.join('\n'))]) }).done;
+      await new ProcessPipeline([this.untrustedStage(this.defaultsFile)], { input: Readable.from([Buffer.from(statements.join('\n'))]) }).done;
     } catch (err) {
       throw new AgentError(`${what} failed: ${(err as Error).message}`);
     }

@@ -5,7 +5,7 @@
  * downstream as an early EOF and a failure downstream shows up upstream as a broken pipe.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { onAbort } from './cleanup';
 import { AgentError, redactor } from './errors';
 import { installHint } from './tools';
@@ -22,6 +22,11 @@ export interface StageSpec {
    * instead of a direct OS pipe, at some CPU cost.
    */
   readonly inspect?: (chunk: Buffer) => void;
+  /**
+   * Rewrites what this stage reads: its stdin passes through the transform, in node. The transform must not fail
+   * (a failure ends the stage's input early, and only the stage's own exit status tells).
+   */
+  readonly stdinFilter?: () => Transform;
 }
 
 export interface PipelineOptions {
@@ -111,8 +116,13 @@ function failed(exit: StageExit): boolean {
 }
 
 /** Copies `from` into `to` with backpressure; a reader that dies closes the writer's end too. */
-function link(from: Readable, to: Writable, inspect?: (chunk: Buffer) => void): void {
+function link(from: Readable, to: Writable, inspect?: (chunk: Buffer) => void, filter?: Transform): void {
   if (inspect) from.on('data', inspect);
+  if (filter) {
+    link(from, filter);
+    link(filter, to);
+    return;
+  }
   to.on('error', () => from.destroy()); // EPIPE: the reader's exit status tells the story
   from.on('error', () => to.destroy());
   from.pipe(to);
@@ -134,11 +144,11 @@ export class ProcessPipeline {
       const stdout = last && !options.captureOutput ? 'ignore' : 'pipe';
       let stdin: 'ignore' | 'pipe' | Readable;
       if (!previous) stdin = options.input ? 'pipe' : 'ignore';
-      else stdin = previous.spec.inspect ? 'pipe' : (previous.child.stdout as Readable);
+      else stdin = previous.spec.inspect || spec.stdinFilter ? 'pipe' : (previous.child.stdout as Readable);
       const stage = new Stage(spec, stdin, stdout);
-      if (!previous && options.input && stage.child.stdin) link(options.input, stage.child.stdin);
-      if (previous?.spec.inspect && stage.child.stdin) {
-        link(previous.child.stdout as Readable, stage.child.stdin, previous.spec.inspect);
+      if (!previous && options.input && stage.child.stdin) link(options.input, stage.child.stdin, undefined, spec.stdinFilter?.());
+      if ((previous?.spec.inspect || (previous && spec.stdinFilter)) && stage.child.stdin) {
+        link(previous!.child.stdout as Readable, stage.child.stdin, previous!.spec.inspect, spec.stdinFilter?.());
       } else if (previous) {
         // The child now holds the read end; closing ours lets the writer see a broken pipe if it dies.
         previous.child.stdout?.destroy();
