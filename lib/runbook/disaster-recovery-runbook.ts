@@ -115,7 +115,7 @@ export class DisasterRecoveryRunbook extends Construct {
     }));
     acknowledgeWildcard(role, objects, 'Runbooks are written to {prefix}{source}/RUNBOOK.md for every source. IAM\'s * also matches \'/\', so ' +
         'the grant covers every key under the prefix that ends in /RUNBOOK.md (a source\'s or a deeper one), and no key of another name; ' +
-        'the bucket policy lets only this role write such keys, each only by its ETag');
+        'the bucket policy lets only roles under the runbook-writer path (and break-glass) write such keys, and only with If-Match or If-None-Match');
     if (keyAlias) {
       acknowledgeWildcard(role, keyArn, 'The replica key lives in another stack and an IAM resource cannot be an alias ARN; kms:ResourceAliases ' +
           'limits key/* to that one key, used only through S3 in the DR region');

@@ -214,9 +214,9 @@ export abstract class BackupBucket extends Construct {
     const objects = this.sourceObjects(source);
     const legalHold = options.legalHold ?? this.objectLockEnabled;
     this.acknowledgeWildcards(grantee, [objects], `The dump task of source '${source}' creates its backups under that source's prefix ` +
-      '(the wildcard matches any key below it, \'/\' included, and no other source\'s); the bucket policy refuses to create or replace an ' +
-      'object there without If-None-Match (latest.json only by its ETag), and this role\'s own policy denies it restore-tests/ and ' +
-      'RUNBOOK.md, so the grant adds backups and replaces none but the pointer');
+      'and reads them back (the wildcard matches any key below it, \'/\' included, and no other source\'s key); the bucket policy refuses ' +
+      'to create or replace an object there without If-None-Match (latest.json only with If-Match or If-None-Match), and this ' +
+      'grant denies restore-tests/ and RUNBOOK.md in the role\'s own policy, so it adds backups and replaces nothing but the pointer');
     const grant = iam.Grant.addToPrincipal({
       grantee,
       actions: ['s3:ListBucket'],
@@ -252,11 +252,12 @@ export abstract class BackupBucket extends Construct {
     const listPrefix = sourcePrefix(this.prefix, source);
     const restoreTests = this.bucket.arnForObjects(`${restoreTestsPrefix(this.prefix, source)}*`);
     this.acknowledgeWildcards(grantee, [this.sourceObjects(source)],
-      `A restore reads any backup of source '${source}': the wildcard matches any key under that source's prefix ('/' included) and no ` +
-      'other source\'s; the reads are of age-encrypted backups and their pointers and manifests');
+      `A restore reads any object of source '${source}' (its age-encrypted backups, their pointers and manifests, its reports and ` +
+      'runbook): the wildcard matches any key under that source\'s prefix, \'/\' included, and no other source\'s key');
     this.acknowledgeWildcards(grantee, [restoreTests],
       `A restore test writes its reports under the restore-tests/ prefix of source '${source}' (the wildcard matches any key below it, ` +
-      '\'/\' included); the bucket policy makes each report write-once and restore-tests/latest.json move only by its ETag');
+      '\'/\' included); the bucket policy makes each report write-once, and restore-tests/latest.json written only with If-Match or ' +
+      'If-None-Match');
     const list = iam.Grant.addToPrincipal({
       grantee,
       actions: ['s3:ListBucket', 's3:ListBucketVersions'],
