@@ -61,6 +61,9 @@ export interface RestoreTestingProps {
   /**
    * Also test the DR copy: on this schedule, the tests read the replica bucket and the identity secret's replica
    * in the DR region, which proves the offsite copy restores too. Needs a store with a replica and generated keys.
+   * Those requests go to the DR region's public S3 and Secrets Manager endpoints, out through the subnets' NAT: VPC
+   * endpoints serve only their own region (so the policies of the endpoints DatabaseBackups creates do not apply
+   * to them), and the restore tests' security group then allows HTTPS to any address.
    * @default - the DR copy is not tested
    */
   readonly drSchedule?: events.Schedule;
@@ -416,11 +419,14 @@ export class RestoreTesting extends Construct {
  * Docker endpoints, and the layers from S3), rather than from a registry on the internet such as Docker Hub.
  */
 function pulledThroughEndpoints(image: ecs.ContainerImage, region: string): boolean {
-  if (image instanceof ecs.EcrImage || image instanceof ecs.AssetImage) return true;
+  // An asset is pushed to the bootstrap repository of the stack's own environment.
+  if (image instanceof ecs.AssetImage) return true;
   const name = (image as unknown as { imageName?: unknown }).imageName;
-  if (typeof name !== 'string' || Token.isUnresolved(name)) return false;
+  if (typeof name !== 'string') return false;
   const host = name.split('/')[0];
-  return host.endsWith(`.dkr.ecr.${region}.amazonaws.com`) || host.endsWith(`.dkr.ecr.${region}.amazonaws.com.cn`);
+  if (host.includes(`.dkr.ecr.${region}.`)) return true;
+  // A repository whose region is still a token is one of the stack's own environment.
+  return image instanceof ecs.EcrImage && Token.isUnresolved(host) && (host.split('.dkr.ecr.')[1] ?? '').startsWith('${Token[');
 }
 
 /** The same secret's replica in another region: Secrets Manager replicas keep the ARN, with the region changed. */

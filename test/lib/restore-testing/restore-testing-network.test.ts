@@ -3,7 +3,8 @@
  * database, and lets out only HTTPS: to the VPC endpoints and S3's prefix list, and to any address only when the
  * tests need the internet (no endpoints, scratch images outside this region's ECR, the DR region).
  */
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -24,6 +25,8 @@ interface Options {
   /** Scratch images from this region's ECR (a pull-through cache) instead of Docker Hub. */
   readonly mirrored?: boolean;
   readonly dr?: boolean;
+  /** The PostgreSQL source's scratch image, by name. */
+  readonly image?: string;
 }
 
 function restoreTestingStack(options: Options) {
@@ -37,7 +40,7 @@ function restoreTestingStack(options: Options) {
   const vpcEndpoints = options.vpcEndpoints ?? true;
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack, vpcEndpoints), vpcEndpoints });
   const repository = ecr.Repository.fromRepositoryName(stack, 'Mirror', 'docker-hub/library/mariadb');
-  backups.addSource(postgresSource(stack, 'orders-db', options.mirrored ? { scratchImage: ecs.ContainerImage.fromRegistry(`${MIRROR}/postgres:16`) } : {}));
+  backups.addSource(postgresSource(stack, 'orders-db', options.mirrored ? { scratchImage: ecs.ContainerImage.fromRegistry(options.image ?? `${MIRROR}/postgres:16`) } : {}));
   backups.addSource(mariadbSource(stack, 'shop-db', options.mirrored ? { scratchImage: ecs.ContainerImage.fromEcrRepository(repository, '10.11') } : {}));
   const testing = new RestoreTesting(stack, 'RestoreTesting', {
     backups, store, keys, monitoring, drSchedule: options.dr ? events.Schedule.cron({ day: '1', hour: '4', minute: '0' }) : undefined,
@@ -63,6 +66,11 @@ test('given endpoints and Docker Hub scratch images, then HTTPS anywhere is adde
   expect(egress).toHaveLength(3);
 });
 
+test('given a scratch image in another region\'s ECR, then HTTPS anywhere is added: the endpoints serve only their own region', () => {
+  const { egress } = restoreTestingStack({ mirrored: true, image: `${ENV.account}.dkr.ecr.us-east-1.amazonaws.com/postgres:16` });
+  expect(egress).toContainEqual(HTTPS_ANYWHERE);
+});
+
 test('given DR restore tests, then HTTPS anywhere is added: the DR region\'s S3 and Secrets Manager are reached through NAT, not the endpoints', () => {
   const { egress } = restoreTestingStack({ mirrored: true, dr: true });
   expect(egress).toContainEqual(HTTPS_ANYWHERE);
@@ -83,4 +91,35 @@ test.each([{}, { dr: true }, { vpcEndpoints: false }])('given %j, then the resto
   // Only the endpoints (when there are any) admit the restore tests, on HTTPS.
   expect(ingress.filter((r) => JSON.stringify(r.SourceSecurityGroupId) === own).map((r) => r.FromPort)).toEqual(options.vpcEndpoints === false ? [] : [443]);
   template.resourceCountIs('AWS::EC2::SecurityGroupEgress', 0);
+});
+
+test('given a scratch image from an ECR repository of the stack\'s own environment, then it is pulled through the endpoints', () => {
+  const app = new App({ context: { [PREFIX_LIST_KEY]: [{ PrefixListId: S3_PREFIX_LIST }] } });
+  const stack = new Stack(app, 'Agnostic');
+  const store = new BackupStore(stack, 'Store');
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
+  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack, true), vpcEndpoints: true });
+  const repository = new ecr.Repository(stack, 'Scratch');
+  backups.addSource(postgresSource(stack, 'orders-db', { scratchImage: ecs.ContainerImage.fromEcrRepository(repository, '16') }));
+  const testing = new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring });
+  const group = Template.fromStack(stack).findResources('AWS::EC2::SecurityGroup')[stack.getLogicalId(testing.securityGroup.node.defaultChild as never)];
+  // Endpoints and S3 only (HTTPS anywhere for S3 here: an environment-agnostic stack cannot look its prefix list up).
+  expect((group.Properties.SecurityGroupEgress as Rule[]).map((r) => r.Description)).toEqual([
+    'Restorable restore-test tasks to the VPC endpoints',
+    'Restorable restore-test tasks to S3 over HTTPS (its prefix list needs the stack\'s account and region)',
+  ]);
+});
+
+test('given an environment-agnostic stack with cdk-nag, then RestoreTesting synthesizes with every finding acknowledged', () => {
+  const app = new App();
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  const stack = new Stack(app, 'Agnostic');
+  const store = new BackupStore(stack, 'Store');
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
+  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack, true), vpcEndpoints: true });
+  backups.addSource(postgresSource(stack, 'orders-db'));
+  new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring });
+  expect(() => app.synth()).not.toThrow();
 });
