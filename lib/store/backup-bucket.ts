@@ -224,7 +224,8 @@ export abstract class BackupBucket extends Construct {
       conditions: { StringLike: { 's3:prefix': [`${sourcePrefix(this.prefix, source)}*`] } },
     })
       // PutObject with a Tagging header is also authorised as s3:PutObjectTagging.
-      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload'], [objects]))
+      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload',
+        ...(legalHold ? ['s3:GetObjectLegalHold'] : [])], [objects]))
       .combine(this.grantKey(grantee, 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'));
     grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
       effect: iam.Effect.DENY,
@@ -233,14 +234,12 @@ export abstract class BackupBucket extends Construct {
     }));
     if (!legalHold) return grant;
     // Placing a hold keeps data; releasing one is the hold keeper's alone (and the bucket policy says so too).
-    return grant
-      .combine(iam.Grant.addToPrincipal({
-        grantee,
-        actions: ['s3:PutObjectLegalHold'],
-        resourceArns: [objects],
-        conditions: { StringEquals: { 's3:object-lock-legal-hold': 'ON' } },
-      }))
-      .combine(this.grantObjects(grantee, ['s3:GetObjectLegalHold'], [objects]));
+    return grant.combine(iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['s3:PutObjectLegalHold'],
+      resourceArns: [objects],
+      conditions: { StringEquals: { 's3:object-lock-legal-hold': 'ON' } },
+    }));
   }
 
   /**
