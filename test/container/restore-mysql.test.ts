@@ -3,10 +3,14 @@
  * into databases with other names (dumps are taken without --databases), compared table by table with
  * the source as it was at each backup. MySQL 8 is not available here and is untested.
  */
+import { Readable } from 'node:stream';
 import { Manifest } from '../../lib/contract';
+import { LoadPlan } from '../../container/src/engines/engine';
+import { MysqlSession } from '../../container/src/engines/mysql';
+import { ProcessPipeline } from '../../container/src/shared/pipeline';
 import {
-  AgeKey, MYSQL, S3Emulator, TableStats, agentEnv, createMysqlDatabase, createMysqlFixture, dropMysqlDatabase, flipStoredByte, logLines,
-  makeAgeKey, mysqlExec, mysqlTableStats, mysqlUser, replaceStored, runAgent, startS3rver, uniqueName,
+  AgeKey, MYSQL, S3Emulator, TableStats, agentEnv, createMysqlDatabase, createMysqlFixture, decryptToText, download, dropMysqlDatabase,
+  flipStoredByte, logLines, makeAgeKey, mysqlExec, mysqlTableStats, mysqlUser, replaceStored, runAgent, startS3rver, uniqueName,
 } from '../support';
 
 const source = 'restore-maria';
@@ -95,7 +99,11 @@ describe('restore of MariaDB', () => {
     const run = await restore(target, '--jobs', '2');
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ mode: 'spooled', jobs: 2 });
-    expect(logLines(run.stderr).filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([expect.stringContaining('loads a SQL dump in one session')]);
+    // The test login holds every privilege: the restore says the backup's SQL runs with them.
+    expect(logLines(run.stderr).filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
+      expect.stringMatching(/ holds .*FILE, SUPER.* beyond its databases: the backup's SQL runs with them/),
+      expect.stringContaining('loads a SQL dump in one session'),
+    ]);
     expect(mysqlTableStats(target)).toEqual(backups[1].stats);
   });
 
@@ -133,6 +141,67 @@ describe('restore of MariaDB', () => {
     expect(result.globals.created).toContain(`${otherReader}@localhost`);
     expect(mysqlExec(undefined, `SHOW GRANTS FOR '${otherReader}'@'localhost'`).map(([g]) => g).join('\n')).not.toContain(`ON \`${otherDatabase}\`.`);
     expect(logLines(run.stderr).map((l) => l.msg)).toContain('grants on objects of other databases were not applied: restore those databases, then apply them from the companion');
+    // ...and is reported as refused, by its first words, with why; no password hash is ever named.
+    expect(result.globals.refused).toContainEqual({
+      what: `GRANT SELECT ON \`${otherDatabase}\`.\`t\` TO \`${otherReader}\`@\`localhost\``,
+      why: `it is on database ${otherDatabase}, which this restore does not bring: apply it once that database is restored`,
+    });
+    expect(run.stdout).not.toMatch(/[0-9A-F]{40}/);
+  });
+});
+
+describe('the restore test\'s loading account (planLoad for a scratch database)', () => {
+  /** Loads a decrypted dump through the plan's stage, as the restore path does. */
+  const load = (plan: LoadPlan, sql: string) =>
+    new ProcessPipeline([plan.stage({ clean: false })], { input: Readable.from([Buffer.from(sql)]) }).done;
+  const scratchLoad = (session: MysqlSession) => session.planLoad({ file: '/nonexistent' }, { scratch: true, createdRoles: [], asConnectedUser: false });
+
+  test('loads the real dump with rights on the target database alone: definers become the loader, views and routines work, no FILE', async () => {
+    const target = freshTarget();
+    const dump = decryptToText(await download(s3, backups[1].key), key.identityFile);
+    expect(dump).toMatch(/DEFINER=`restorable`@`(localhost|127\.0\.0\.1|%)`/);
+    const session = new MysqlSession({ ...MYSQL, database: target });
+    const loader = await scratchLoad(session);
+    try {
+      await load(loader, dump);
+      await session.close();
+      expect(mysqlTableStats(target)).toEqual(backups[1].stats);
+      const user = loader.connection.user;
+      const grants = mysqlExec(undefined, `SHOW GRANTS FOR '${user}'@'localhost'`).map(([g]) => g.replace(/ IDENTIFIED BY PASSWORD '[^']*'/, ''));
+      expect(grants).toEqual([`GRANT USAGE ON *.* TO \`${user}\`@\`localhost\``, `GRANT ALL PRIVILEGES ON \`${target}\`.* TO \`${user}\`@\`localhost\``]);
+      // Every definer is the loader now; its view and function work through its own connection, as validation would use them.
+      const definers = mysqlExec(undefined, `SELECT DISTINCT definer FROM information_schema.views WHERE table_schema = '${target}'
+        UNION SELECT definer FROM information_schema.routines WHERE routine_schema = '${target}'
+        UNION SELECT definer FROM information_schema.triggers WHERE trigger_schema = '${target}'`);
+      expect(definers).toEqual([[`${user}@localhost`]]);
+      const scratch = new MysqlSession(loader.connection);
+      try {
+        expect(await scratch.query('SELECT order_total(7) = (SELECT SUM(amount) FROM orders WHERE customer_id = 7), COUNT(*) > 0 FROM customer_totals'))
+          .toEqual([['1', '1']]);
+        await expect(scratch.query("SELECT 1 INTO OUTFILE '/tmp/restorable-never-written'")).rejects.toThrow(/Access denied/);
+        expect(await scratch.query("SELECT LOAD_FILE('/etc/hostname') IS NULL")).toEqual([['1']]);
+      } finally {
+        await scratch.close();
+      }
+    } finally {
+      await loader.release();
+    }
+    expect(mysqlExec(undefined, `SELECT COUNT(*) FROM mysql.user WHERE user = '${loader.connection.user}'`)).toEqual([['0']]);
+  });
+
+  test('a definer the rewriting cannot see is refused by the server: the loader cannot act for another account', async () => {
+    const target = freshTarget();
+    const session = new MysqlSession({ ...MYSQL, database: target });
+    const loader = await scratchLoad(session);
+    try {
+      // DEFINER split across lines: no honest dump writes this, and the rewriting leaves it as it is.
+      await expect(load(loader, 'CREATE TABLE t (id INT);\nCREATE DEFINER=\n`restorable`@`localhost` TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.id = 1;\n'))
+        .rejects.toThrow(/SUPER, SET USER|SET USER|SUPER/);
+      expect(mysqlExec(target, "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE()")).toEqual([['0']]);
+    } finally {
+      await session.close();
+      await loader.release();
+    }
   });
 });
 

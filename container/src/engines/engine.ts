@@ -94,14 +94,6 @@ export interface LoadPlan {
   release(): Promise<void>;
 }
 
-/** An account an engine made to load untrusted backup content, with rights on the target database alone. */
-export interface LoaderAccount {
-  /** The account's connection, for validating what it loaded (views and routines then run with its rights). */
-  readonly connection: Connection;
-  /** Drops the account; after validation, since the restored objects may name it. */
-  drop(): Promise<void>;
-}
-
 export type GlobalsResult = { readonly sql: string } | { readonly notCapturedReason: string };
 
 export interface EngineSession {

@@ -9,7 +9,7 @@
  * and --local-infile=0 (no LOAD DATA LOCAL INFILE, which --sandbox leaves open), never --force (with it, refused
  * commands are skipped and the load exits 0): a refused command fails the load, naming the refusal. The roles
  * companion is applied through an allow-list (mysql-roles.ts); restore tests load as an account with rights on
- * the scratch database alone (restrictLoad).
+ * the scratch database alone (planLoad).
  */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -19,10 +19,10 @@ import { join } from 'node:path';
 import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
 import { Connection, describeConnection } from '../shared/connection';
 import { onAbort } from '../shared/cleanup';
-import { AgentError, redactor } from '../shared/errors';
+import { AgentError, UsageError, redactor } from '../shared/errors';
 import { ProcessPipeline, StageSpec } from '../shared/pipeline';
 import { capture, toolVersion } from '../shared/tools';
-import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, LoaderAccount, SourceFacts } from './engine';
+import { DumpJob, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
 import { DefinerRewriter } from './mysql-definers';
 import { planRoles } from './mysql-roles';
 import { SqlRowCounter } from './sql-row-counter';
@@ -60,6 +60,10 @@ function unescapeBatch(value: string): string {
   return value.replace(/\\([nt0\\])/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c === '0' ? '\0' : '\\'));
 }
 
+/** Privileges beyond any database that a backup's SQL could turn against the server or its host. */
+const RISKY_GLOBAL_RIGHTS = ['FILE', 'SUPER', 'SET USER', 'PROCESS', 'SHUTDOWN', 'RELOAD', 'CREATE USER', 'BINLOG ADMIN', 'CONNECTION ADMIN',
+  'READ_ONLY ADMIN', 'REPLICATION MASTER ADMIN', 'FEDERATED ADMIN'];
+
 /** Accounts the server itself owns: never worth restoring elsewhere. */
 const SYSTEM_ACCOUNTS = new Set(['mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema', 'PUBLIC']);
 
@@ -71,8 +75,6 @@ export class MysqlSession implements EngineSession {
   private readonly defaultsFile: string;
   private tables: readonly string[] = [];
   private readonly forgetCleanup: () => void;
-  /** The option file of the account restrictLoad made, once it did: the dump then loads as that account. */
-  private loaderDefaultsFile?: string;
 
   constructor(private readonly connection: Connection) {
     this.dir = mkdtempSync(join(tmpdir(), 'restorable-mysql-'));
@@ -164,27 +166,46 @@ export class MysqlSession implements EngineSession {
     };
   }
 
-  restoreStage(): StageSpec {
+  restoreStage(_options?: RestoreStageOptions, defaultsFile = this.defaultsFile): StageSpec {
     // A SQL dump drops and recreates each table itself, so there is nothing extra to do for --clean; the mysql
     // client loads in one session, so a spooled dump is fed on stdin like a streamed one.
-    if (!this.loaderDefaultsFile) return this.untrustedStage(this.defaultsFile);
-    return { ...this.untrustedStage(this.loaderDefaultsFile), stdinFilter: () => new DefinerRewriter() };
-  }
-
-  /** The client reading SQL from a backup on stdin, as the account of an option file. */
-  private untrustedStage(defaultsFile: string): StageSpec {
     return { name: 'mysql', command: 'mysql', args: [`--defaults-extra-file=${defaultsFile}`, ...UNTRUSTED_SQL_FLAGS, this.connection.database], env: this.env() };
   }
 
   /**
-   * Restore tests: from this call on, the dump loads as an account made for it, with every privilege on the target
-   * database and none beyond it (no FILE, SUPER, SET USER, PROCESS…), its DEFINER clauses rewritten to CURRENT_USER
-   * (see mysql-definers.ts for why). The account is made on the host this session connects from, with a random
-   * password kept in a 0600 option file. Open the restored database with the returned connection for validation,
-   * so that its views and routines run with the loader's rights too, then drop the account (the restored objects
-   * name it as their definer, so not before). The roles companion is still applied by the session's own user.
+   * Who loads the dump. Restore tests: an account made for the load, with every privilege on the scratch database
+   * and none beyond it (no FILE, SUPER, SET USER, PROCESS…), the dump's DEFINER clauses rewritten to CURRENT_USER on
+   * the way in (mysql-definers.ts says why). It is made on the host this session connects from, with a random
+   * password kept in a 0600 option file; validation reads through it too (views and routines then run with its
+   * rights), and `release` drops it. The roles companion is still applied by the session's own user.
+   *
+   * Operator restores load as the connecting user, with the client's sandbox flags; a user holding rights beyond
+   * its databases (FILE, SUPER…) is warned about, since the backup's SQL (its triggers, its DEFINERs) runs with them.
    */
-  async restrictLoad(): Promise<LoaderAccount> {
+  async planLoad(_dump: DumpPeek, options: LoadOptions): Promise<LoadPlan> {
+    if (options.owner !== undefined) {
+      throw new UsageError('--owner names a PostgreSQL role: a MariaDB/MySQL restore loads as the connecting user; connect as an account with rights on the target database alone');
+    }
+    if (options.scratch) return this.loadingAccount();
+    if (!options.asConnectedUser) {
+      const rights = await this.globalRights();
+      if (rights.length) {
+        log.warn(`${this.connection.user} holds ${rights.join(', ')} beyond its databases: the backup's SQL runs with them (its triggers and DEFINERs included). ` +
+          'Restore as an account with rights on the target database alone unless you trust the backup.');
+      }
+    }
+    return { refused: [], installed: [], loadedAs: this.connection.user, connection: this.connection,
+      stage: (o) => this.restoreStage(o), release: async () => undefined };
+  }
+
+  /** The connected user's privileges that reach beyond databases: those a backup could turn against the server. */
+  private async globalRights(): Promise<string[]> {
+    const rows = await this.query('SELECT privilege_type FROM information_schema.user_privileges ' +
+      "WHERE grantee = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')");
+    return rows.map(([p]) => p).filter((p) => RISKY_GLOBAL_RIGHTS.includes(p));
+  }
+
+  private async loadingAccount(): Promise<LoadPlan> {
     const [[host]] = await this.query("SELECT SUBSTRING_INDEX(USER(), '@', -1)");
     const user = `restorable_load_${randomBytes(6).toString('hex')}`;
     const password = randomBytes(24).toString('base64url');
@@ -194,12 +215,15 @@ export class MysqlSession implements EngineSession {
       `GRANT ALL PRIVILEGES ON ${quoteName(this.connection.database)}.* TO ${account};`], 'creating the restore test\'s loading account');
     const file = join(this.dir, 'loader.cnf');
     optionFile(file, this.connection, user, password);
-    this.loaderDefaultsFile = file;
     log.info('the backup loads as an account with rights on the target database alone', { account: `${user}@${host}` });
     const admin = this.connection;
+    let dropped = false;
     return {
-      connection: { ...this.connection, user, password },
-      drop: async () => {
+      refused: [], installed: [], loadedAs: `${user}@${host}`, connection: { ...this.connection, user, password },
+      stage: (o) => ({ ...this.restoreStage(o, file), stdinFilter: () => new DefinerRewriter() }),
+      release: async () => {
+        if (dropped) return;
+        dropped = true;
         // This session may be closed by now: a short one of the admin's drops the account.
         const session = new MysqlSession(admin);
         try {
@@ -251,7 +275,7 @@ export class MysqlSession implements EngineSession {
   private async execute(statements: readonly string[], what: string): Promise<void> {
     if (statements.length === 0) return;
     try {
-      await new ProcessPipeline([this.untrustedStage(this.defaultsFile)], { input: Readable.from([Buffer.from(statements.join('\n'))]) }).done;
+      await new ProcessPipeline([this.restoreStage()], { input: Readable.from([Buffer.from(statements.join('\n'))]) }).done;
     } catch (err) {
       throw new AgentError(`${what} failed: ${(err as Error).message}`);
     }
