@@ -5,8 +5,8 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
@@ -49,8 +49,8 @@ export interface DatabaseBackupsProps {
    *
    * The endpoints get policies: S3 reaches only the store's bucket and the layer bucket ECR serves images from,
    * Secrets Manager only the sources' secrets and the age identity, and ECR, Logs and Monitoring serve only this
-   * account's principals (so that no one ships data out with another account's credentials). An endpoint's policy holds for
-   * everything that uses it, and private DNS makes these endpoints the VPC's way to Secrets Manager, ECR, CloudWatch
+   * account's principals (so that no one ships data out with another account's credentials). An endpoint's policy
+   * holds for everything that uses it, and private DNS makes these endpoints the VPC's way to Secrets Manager, ECR, CloudWatch
    * Logs and Monitoring (and the gateway the selected subnets' way to S3 in this region): other workloads in this VPC
    * get the same limits. Where the VPC has other tenants, keep this false and give it endpoints of your own, which
    * Restorable never restricts.
@@ -401,7 +401,7 @@ export class DatabaseBackups extends Construct {
   }
 
   /**
-   * The endpoints of `vpcEndpoints`, with policies on S3 and Secrets Manager. The gateway endpoint serves only
+   * The endpoints of `vpcEndpoints`, each with a policy (see the prop). The gateway endpoint serves only
    * this region's S3: a request to another region's (a DR restore test reading the replica) does not match its
    * routes and goes out through NAT to that region's public endpoint, so this policy neither limits nor breaks it.
    */
