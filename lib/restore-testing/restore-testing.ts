@@ -144,7 +144,10 @@ export class RestoreTesting extends Construct {
    * The restore-test tasks' security group: no database admits it, and it admits nothing. It lets out HTTPS only: to
    * the VPC endpoints and S3's prefix list when DatabaseBackups created endpoints, and to any address when the tasks
    * need the internet, through NAT (AWS APIs without endpoints, scratch images from Docker Hub or another registry
-   * outside this region's ECR, the DR region's S3 and Secrets Manager with `drSchedule`).
+   * outside this region's ECR, the DR region's S3 and Secrets Manager with `drSchedule`). The scratch server runs
+   * in the task beside the agent, on the same network, and ECS gives every container of a task the task role's
+   * credentials: mirror the scratch images into this region's ECR, pinned by digest, so that no public image runs
+   * next to the identity and the tests need no way out but the endpoints.
    */
   public readonly securityGroup: ec2.SecurityGroup;
   private readonly props: RestoreTestingProps;
