@@ -110,13 +110,27 @@ pg_restore --exit-on-error -h "$TARGET_HOST" -p "$TARGET_PORT" -U "$TARGET_USER"
     };
   }
   const mysql = 'mysql -h "$TARGET_HOST" -P "$TARGET_PORT" -u "$TARGET_USER"';
+  // A backup is untrusted input: its SQL runs in the client's sandbox (no shell, no files of this machine) with
+  // LOAD DATA LOCAL off, and stops at its first error (never --force, which would skip a refused command and go on).
+  const load = `${mysql} --sandbox --local-infile=0`;
   return {
     name: 'MariaDB/MySQL', dumpFile: 'dump.sql', client: 'mariadb or mysql', passwordVariable: 'MYSQL_PWD', defaultPort: 3306,
     restore: `
-# Users and grants first (CREATE USER IF NOT EXISTS); --force goes on past statements this server refuses.
-if [ -f globals.sql ]; then ${mysql} --force < globals.sql; fi
-${mysql} -e "CREATE DATABASE \\\`$TARGET_DATABASE\\\` CHARACTER SET utf8mb4"
-${mysql} "$TARGET_DATABASE" < dump.sql`,
+# The backup is untrusted input: the client runs its SQL with --sandbox (no shell, no files of this machine) and
+# --local-infile=0, and stops at the first error. Restore as a user with rights on the target database alone unless
+# you trust the backup: its triggers and DEFINERs run with the rights they name. (MySQL's client has no --sandbox:
+# see the README.) Of the users and grants, only CREATE USER/ROLE and the grants on the backed-up database (moved to
+# the new name) are taken; read globals.sql for the rest, and apply by hand only what you recognise.
+SOURCE_DATABASE=$(jq -r .database manifest.json)
+if [ -f globals.sql ]; then
+  grep -E '^CREATE (USER|ROLE) IF NOT EXISTS [^;]*;$' globals.sql | grep -vE '/\\*|unix_socket' > users.sql || true
+  grep -E '^GRANT [^;]*;$' globals.sql | grep -F " ON \\\`$SOURCE_DATABASE\\\`." | grep -vE '/\\*|PROXY' |
+    sed "s/ ON \\\`$SOURCE_DATABASE\\\`\\\\./ ON \\\`$TARGET_DATABASE\\\`./" > grants.sql || true
+  ${load} < users.sql
+fi
+${load} -e "CREATE DATABASE \\\`$TARGET_DATABASE\\\` CHARACTER SET utf8mb4"
+${load} "$TARGET_DATABASE" < dump.sql
+if [ -f grants.sql ]; then ${load} < grants.sql; fi`,
     countRows: `${mysql} -N -B "$TARGET_DATABASE" -e "SELECT COUNT(*) FROM \\\`$table\\\`" </dev/null`,
   };
 }
@@ -261,7 +275,7 @@ the decrypted files and the identity copy.
 
 ${block('8', RunbookVia.STANDARD, `
 # Placeholder: start your application here.
-rm -f identity.txt ${words.dumpFile} globals.sql backup.age globals.age`)}`,
+rm -f identity.txt ${words.dumpFile} globals.sql users.sql grants.sql backup.age globals.age`)}`,
 
     `## A backup in Glacier
 

@@ -22,7 +22,7 @@ import {
 } from '../../lib/contract';
 import {
   AgeKey, MYSQL, PG, S3Emulator, agentEnv, createMysqlFixture, createPgFixture, dropMysqlDatabase, dropPgDatabase, makeAgeKey,
-  mysqlTableStats, pgQuery, pgTableStats, readerRole, requireAgentBundle, runAgent, startS3rver, uniqueName,
+  mysqlExec, mysqlTableStats, mysqlUser, pgQuery, pgTableStats, readerRole, requireAgentBundle, runAgent, startS3rver, uniqueName,
 } from '../support';
 import { motoName, sharedMoto } from '../support/moto';
 import { RegionOutage } from '../support/region-outage';
@@ -197,6 +197,13 @@ describe.each([
     expect(runbook).toContain(`# Disaster recovery runbook: ${source}`);
     const script = drillScript(runbook, RunbookPath.PRIMARY, primary.endpoint, secretsEndpoint);
     expect(script).toContain(`BUCKET='${primary.bucket}'`);
+    if (engine === Engine.MYSQL) {
+      // The backup is untrusted input: every client run that reads it is sandboxed, LOAD DATA LOCAL off, never --force.
+      const loads = script.split('\n').filter((l) => /\bmysql .*(< (users|dump|grants)\.sql|-e "CREATE)/.test(l));
+      expect(loads).toHaveLength(4);
+      for (const line of loads) expect(line).toContain('--sandbox --local-infile=0');
+      expect(script).not.toContain('--force');
+    }
 
     // When its commands run against the emulators.
     const target = uniqueName(`drill_${engine}_primary`);
@@ -210,6 +217,11 @@ describe.each([
     expect(output.split('\n').filter((l) => l.startsWith('ok '))).toHaveLength(manifest.tables.length);
     expect(await restoredCounts(engine, target)).toEqual(manifestCounts(manifest));
     expect(manifest.tables.reduce((sum, t) => sum + t.rows, 0)).toBeGreaterThan(900);
+    if (engine === Engine.MYSQL) {
+      // The grant on the backed-up database followed it to the new name.
+      expect(mysqlExec(undefined, `SHOW GRANTS FOR '${mysqlUser(mariaDatabase)}'@'localhost'`).map(([g]) => g))
+        .toContain(`GRANT SELECT ON \`${target}\`.\`customer_totals\` TO \`${mysqlUser(mariaDatabase)}\`@\`localhost\``);
+    }
   });
 });
 
