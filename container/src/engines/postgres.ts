@@ -7,8 +7,11 @@ import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
 import { Connection, describeConnection } from '../shared/connection';
 import { AgentError, redactor } from '../shared/errors';
 import { StageSpec } from '../shared/pipeline';
+import { log } from '../shared/log';
 import { capture, toolVersion } from '../shared/tools';
-import { DumpJob, EngineSession, GlobalsPlan, GlobalsResult, RestoreStageOptions, SourceFacts } from './engine';
+import { DumpJob, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, Refusal, RestoreStageOptions, SourceFacts } from './engine';
+import { planPostgresLoad, privilegeProblem, roleRights } from './postgres-load';
+import { readCompanion, roleSql } from './postgres-roles';
 
 /** libpq's environment for a child: the password travels here, never in argv. */
 export function libpqEnv(c: Connection, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
@@ -50,9 +53,6 @@ const TARGET_OBJECTS_SQL = `
   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
   ORDER BY 1`;
-
-/** `CREATE ROLE name;` or `ALTER ROLE name WITH …;` from pg_dumpall: the role it is about. */
-const ROLE_STATEMENT = /^(?:CREATE|ALTER) ROLE ("(?:[^"]|"")+"|[^\s;]+)/;
 
 /** pg_dumpall --globals-only output as statements, without comments and psql meta-commands (\restrict). */
 export function globalsStatements(sql: string): string[] {
@@ -184,33 +184,64 @@ export class PostgresSession implements EngineSession {
     return rows.rows.map((r) => r.name);
   }
 
+  /**
+   * Applies the roles companion through an allow-list (postgres-roles.ts): the agent runs statements it wrote from the
+   * names and attributes it read, never the companion's text. Roles that exist are left alone (no ALTER, no GRANT to
+   * them); a GRANT of a role with superuser-like rights is refused as a GRANT of a predefined role is.
+   */
   async applyGlobals(sql: string): Promise<GlobalsPlan> {
     this.client ??= await this.connect();
-    const existing = new Set((await this.client.query<{ rolname: string }>('SELECT rolname FROM pg_roles')).rows.map((r) => r.rolname));
+    const client = this.client;
+    const existing = new Set((await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles')).rows.map((r) => r.rolname));
     const created = new Set<string>();
     const skipped = new Set<string>();
-    const statements: string[] = [];
-    for (const statement of globalsStatements(sql)) {
-      const role = ROLE_STATEMENT.exec(statement)?.[1];
-      const name = role === undefined ? undefined : role.startsWith('"') ? role.slice(1, -1).replace(/""/g, '"') : role;
-      if (name !== undefined && existing.has(name)) {
-        skipped.add(name);
-        continue;
-      }
-      if (name !== undefined) created.add(name);
-      statements.push(statement);
+    const read = readCompanion(sql);
+    const refused: Refusal[] = [];
+    for (const r of read.refused) {
+      if (r.role !== undefined && existing.has(r.role)) skipped.add(r.role);
+      else refused.push({ what: r.what, why: r.why });
     }
     // One transaction: roles come back all together, or not at all.
     try {
-      await this.client.query('BEGIN');
-      for (const statement of statements) await this.client.query(statement);
-      await this.client.query('COMMIT');
+      await client.query('BEGIN');
+      for (const statement of read.statements) {
+        const text = roleSql(statement);
+        if (statement.kind === 'create' || statement.kind === 'alter' || statement.kind === 'comment') {
+          if (existing.has(statement.role)) { skipped.add(statement.role); continue; }
+          if (statement.kind !== 'create' && !created.has(statement.role)) {
+            refused.push({ what: statement.what, why: `the companion does not create ${statement.role} first` });
+            continue;
+          }
+          if (statement.kind === 'create') created.add(statement.role);
+          await client.query(text);
+          continue;
+        }
+        const oldMember = statement.members.find((m) => !created.has(m));
+        if (oldMember !== undefined) {
+          refused.push({ what: statement.what, why: `${oldMember} ${existing.has(oldMember) ? 'existed before the restore, and existing roles are left alone' : 'is not a role the companion creates'}` });
+          continue;
+        }
+        let problem: string | undefined;
+        for (const role of statement.roles) {
+          const rights = await roleRights(client, role);
+          problem ??= !rights ? `${role} does not exist` : privilegeProblem(rights);
+        }
+        if (problem) { refused.push({ what: statement.what, why: `${problem}: a restore never grants such a role` }); continue; }
+        await client.query(text);
+      }
+      await client.query('COMMIT');
     } catch (err) {
-      await this.client.query('ROLLBACK').catch(() => undefined);
+      await client.query('ROLLBACK').catch(() => undefined);
       throw new AgentError(`applying the backup's roles failed, none were created: ${redactor.redact((err as Error).message)}`);
     }
+    for (const r of refused) log.warn(`left out of the roles: ${r.what}: ${r.why}`);
     // Object grants travel in the dump itself.
-    return { created: [...created], skipped: [...skipped], refused: [], afterLoad: async () => undefined };
+    return { created: [...created], skipped: [...skipped], refused, afterLoad: async () => undefined };
+  }
+
+  async planLoad(dump: DumpPeek, options: LoadOptions): Promise<LoadPlan> {
+    this.client ??= await this.connect();
+    return planPostgresLoad(this.client, this.connection, dump, options);
   }
 
   async close(): Promise<void> {
