@@ -14,6 +14,8 @@ import {
 } from '../support';
 
 const source = 'restore-pg';
+/** The role that owns the restored objects: the tests connect as a superuser, so the load runs with this role's rights. */
+const owner = uniqueName('rs_owner');
 let s3: S3Emulator;
 let key: AgeKey;
 const database = uniqueName('rs_src');
@@ -34,14 +36,16 @@ async function freshTarget(): Promise<string> {
   const name = uniqueName(`rs_t${targets.length}`);
   targets.push(name);
   await createPgDatabase(name);
+  await pgQuery('postgres', `ALTER DATABASE ${name} OWNER TO ${owner}`);
   return name;
 }
 
 const restore = (target: string, ...extra: string[]) => runAgent(['restore', '--source', source, '--bucket', s3.bucket,
-  '--identity-file', key.identityFile, '--host', PG.host, '--port', String(PG.port), '--user', PG.user, '--database', target, '--json', ...extra],
+  '--identity-file', key.identityFile, '--host', PG.host, '--port', String(PG.port), '--user', PG.user, '--database', target, '--owner', owner, '--json', ...extra],
 { ...env(), RESTORABLE_PROGRESS_MS: '20' });
 
 beforeAll(async () => {
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${owner}; CREATE ROLE ${owner} NOLOGIN`);
   s3 = await startS3rver();
   key = makeAgeKey();
   // Some incompressible rows make the object big enough for progress lines.
@@ -57,7 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const target of targets) await dropPgDatabase(target);
   await dropPgDatabase(database);
-  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}`);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(database)}; DROP ROLE IF EXISTS ${owner}`);
   await s3?.stop();
 });
 
@@ -71,6 +75,13 @@ describe('restore of PostgreSQL', () => {
     expect(run.code).toBe(0);
     const result = JSON.parse(run.stdout);
     expect(result).toMatchObject({ key: backups[1].key, mode: 'streamed', jobs: 1, engine: 'postgres' });
+    // The source's objects belong to a superuser: their ownership is left out, and said so; the rest loads as the owner.
+    expect(result.refused).toEqual([{ what: expect.stringMatching(/^ownership by restorable \(\d+ entries\)$/),
+      why: `restorable is a superuser: the objects are restored owned by ${owner}` }]);
+    expect(result.loadedAs).toMatch(new RegExp(`^restorable_load_[0-9a-f]{12} as ${owner}$`));
+    expect(await pgQuery(latestTarget, "SELECT DISTINCT tableowner AS o FROM pg_tables WHERE schemaname IN ('sales', 'public')")).toEqual([{ o: owner }]);
+    // The temporary loading role is gone.
+    expect(await pgQuery('postgres', "SELECT rolname FROM pg_roles WHERE rolname = $1", [result.loadedAs.split(' ')[0]])).toEqual([]);
     expect(result.durationSeconds).toBeGreaterThan(0);
     expect(await pgTableStats(latestTarget)).toEqual(backups[1].stats);
     expect(new Map(result.tables.map((t: { schema: string; table: string; rows: number }) => [`${t.schema}.${t.table}`, t.rows])))
@@ -79,6 +90,22 @@ describe('restore of PostgreSQL', () => {
     expect(progress.length).toBeGreaterThan(0);
     expect(progress[0]).toEqual(expect.objectContaining({ stage: 'restore', bytes: expect.any(Number), totalBytes: result.size, mbPerSec: expect.any(Number) }));
     expect(progress.some((l) => typeof l.etaSeconds === 'number')).toBe(true);
+  });
+
+  test('connected as a superuser, without --owner: refused before the target is touched', async () => {
+    const target = await freshTarget();
+    const run = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--host', PG.host,
+      '--port', String(PG.port), '--user', PG.user, '--database', target], env());
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('is a superuser: a backup is untrusted input');
+    expect(run.stderr).toContain('--owner ROLE');
+    expect(await pgTableStats(target)).toEqual(new Map());
+    // Said explicitly, the connecting superuser loads it (the table of contents is still filtered).
+    const trusted = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--host', PG.host,
+      '--port', String(PG.port), '--user', PG.user, '--database', target, '--load-as-connected-user', '--json'], env());
+    expect(trusted.code).toBe(0);
+    expect(JSON.parse(trusted.stdout)).toMatchObject({ loadedAs: 'restorable', refused: [] });
+    expect(await pgTableStats(target)).toEqual(backups[1].stats);
   });
 
   test('--at a time between the two backups restores the first one', async () => {
@@ -135,11 +162,12 @@ describe('restore of PostgreSQL', () => {
     afterAll(() => cluster?.stop());
 
     test('the role comes back with its grant; existing roles are left alone; the data matches', async () => {
-      await clusterQuery(at, 'postgres', 'CREATE DATABASE restored');
+      await clusterQuery(at, 'postgres', 'CREATE ROLE restorer NOLOGIN');
+      await clusterQuery(at, 'postgres', 'CREATE DATABASE restored OWNER restorer');
       const role = readerRole(database);
       expect(await clusterQuery(at, 'postgres', `SELECT 1 FROM pg_roles WHERE rolname = '${role}'`)).toEqual([]);
       const run = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile,
-        '--host', at.host, '--port', String(at.port), '--user', at.user, '--database', 'restored', '--with-globals', '--json'],
+        '--host', at.host, '--port', String(at.port), '--user', at.user, '--database', 'restored', '--with-globals', '--owner', 'restorer', '--json'],
       agentEnv({ ...s3.env }));
       expect(run.stderr).not.toContain('restorable restore:');
       expect(run.code).toBe(0);

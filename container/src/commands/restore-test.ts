@@ -21,7 +21,8 @@ import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
 import { log } from '../shared/log';
 import { publishRestoreTest, shouldPublish } from '../restore-test/metrics';
 import { RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, storeReport } from '../restore-test/report';
-import { restoreBackup } from '../restore/restore';
+import { RestoreResult, restoreBackup } from '../restore/restore';
+import { Refusal } from '../engines/engine';
 import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../restore-test/validate';
 
 export const RESTORE_TEST_COMMAND: CommandSpec = {
@@ -37,6 +38,8 @@ export const RESTORE_TEST_COMMAND: CommandSpec = {
     'checks-json': { kind: OptionKind.STRING, placeholder: 'JSON', description: 'the same checks inline (for task definitions, where no file exists)' },
     'tolerance': { kind: OptionKind.STRING, placeholder: 'N|P%', description: 'allowed row-count difference per table: rows (5) or percent (0.5%); default exact' },
     'rto-seconds': { kind: OptionKind.STRING, placeholder: 'N', description: 'the RTO target: also publish the duration as a share of it' },
+    'expect-left-out': { kind: OptionKind.STRING, placeholder: 'PATTERN[;…]', description: 'entries this source\'s backups hold that a restore leaves out (such as \'EVENT TRIGGER *\'): notes, not failures' },
+    'spool-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'where the verified, decrypted dump waits for the load (default: the temporary directory; it needs the dump\'s size free)' },
     ...ARCHIVE_OPTIONS,
     'publish-metrics': { kind: OptionKind.FLAG, description: 'publish CloudWatch metrics (automatic on ECS)' },
     'json': { kind: OptionKind.FLAG, description: 'print the report as JSON' },
@@ -70,6 +73,40 @@ function s3ForRegion(s3: S3Client, region: string | undefined): S3Client {
   return new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
 }
 
+/**
+ * What a restore test left out is expected when it matches one of these patterns (`*` any text, `?` one character,
+ * case ignored): the source's own `--expect-left-out`, and ownership changes, always. A scratch database's owners
+ * prove nothing about the data: the objects and rows are all there, owned by the loading role.
+ */
+export const ALWAYS_EXPECTED = ['ownership by *'];
+
+export function leftOutPatterns(text: string | undefined): RegExp[] {
+  const patterns = [...ALWAYS_EXPECTED, ...(text ?? '').split(';').map((p) => p.trim()).filter(Boolean)];
+  return patterns.map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i'));
+}
+
+/** One refusal in the report: what was left out, why, whether the source declared it, and from which part of the backup. */
+export interface ReportedRefusal extends Refusal {
+  readonly expected: boolean;
+  /** The dump (an archive entry, an owner) or the roles companion (a statement). */
+  readonly from: 'dump' | 'roles';
+}
+
+/**
+ * Whether the test fails on what was left out: an entry of the dump that the source did not declare fails it (the
+ * restored database lacks something the backup holds, and a planted backup shows up here); the roles companion's
+ * refusals are reported without failing, since a role or grant that matters fails the load or the checks anyway.
+ */
+export function reportRefusals(restored: Pick<RestoreResult, 'refused' | 'globals'>, patterns: readonly RegExp[]): { refused: ReportedRefusal[]; failures: string[] } {
+  const refused: ReportedRefusal[] = [
+    ...restored.refused.map((r) => ({ ...r, expected: patterns.some((p) => p.test(r.what)), from: 'dump' as const })),
+    ...(restored.globals?.refused ?? []).map((r) => ({ ...r, expected: true, from: 'roles' as const })),
+  ];
+  const failures = refused.filter((r) => !r.expected).map((r) => `left out of the restore, and not expected for this source: ${r.what} (${r.why}); ` +
+    'if the source holds it on purpose, declare it with --expect-left-out');
+  return { refused, failures };
+}
+
 export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): Promise<RestoreTestReport> {
   const now = deps.now ?? (() => new Date());
   const location = backupLocation(args);
@@ -80,6 +117,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   const rtoSeconds = rtoText === undefined ? undefined : Number(rtoText);
   if (rtoSeconds !== undefined && !(Number.isInteger(rtoSeconds) && rtoSeconds > 0)) throw new UsageError(`--rto-seconds must be a whole number of seconds above 0 (got '${rtoText}')`);
   const retrieval = retrievalOptions(args);
+  const patterns = leftOutPatterns(args.string('expect-left-out'));
   const s3 = s3ForRegion(deps.s3, args.string('bucket-region'));
   const secretId = args.string('identity-secret-id');
   const identity = await resolveIdentity(args.string('identity-file'), secretId, deps.secrets ?? secretsClientFor(secretId));
@@ -89,6 +127,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   let connection: Connection | undefined;
   let key: string | undefined;
   let validation: Validation | undefined;
+  let refused: ReportedRefusal[] | undefined;
   const failures: string[] = [];
   // What the test was doing, so that a failure names the step it stopped at.
   let step = 'the restore failed';
@@ -102,21 +141,29 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     // roles the backup captured first (existing ones are left alone).
     const withGlobals = selected.manifest.companions.some((c) => c.kind === 'globals');
     if (!withGlobals) log.warn(`the backup has no roles companion (${selected.manifest.globals.reason ?? 'not captured'}): owners and grants naming missing roles will fail the restore`);
+    // The dump is verified and decrypted to disk and the identity dropped before any of the backup's SQL runs; the
+    // load and the validation run as a role without superuser rights (see engines/postgres-load.ts).
     const restored = await restoreBackup({
-      location: { ...location, key: selected.key, at: undefined }, identityFile: identity.file, jobs: 1, clean: false, withGlobals, spoolDir: tmpdir(), retrieval,
+      location: { ...location, key: selected.key, at: undefined }, identityFile: identity.file, jobs: 1, clean: false, withGlobals,
+      spoolDir: args.string('spool-dir') ?? tmpdir(), retrieval, scratch: true, dropIdentity: () => identity.release(),
       connect: async (engine: Engine) => {
         connection = await resolveConnection(engine, args, process.env, deps.secrets?.());
         return connection;
       },
+      whileLoaded: async (loaded) => {
+        step = 'validating the restored database failed';
+        const db = await openScratch(selected.manifest.engine, loaded);
+        try {
+          validation = await validateRestore(db, selected.manifest, checks, tolerance);
+        } finally {
+          await db.close();
+        }
+      },
     }, { s3 });
-    step = 'validating the restored database failed';
-    const db = await openScratch(restored.engine, connection!);
-    try {
-      validation = await validateRestore(db, manifest, checks, tolerance);
-    } finally {
-      await db.close();
-    }
-    failures.push(...validation.failures);
+    const judged = reportRefusals(restored, patterns);
+    refused = judged.refused;
+    failures.push(...judged.failures);
+    failures.push(...validation!.failures);
   } catch (err) {
     // Once the test has started, whatever stops it (a database's own error, such as a permission the scratch user
     // lacks, included) is a failed test: reported, stored and published like any other failure.
@@ -145,6 +192,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     checks: validation?.checks ?? [],
     failures,
     reason: success ? undefined : failures.join('; '),
+    ...(refused ? { refused } : {}),
     reportKey: reportKey(location.prefix, location.source, finished),
   };
   // A record, not the failure: that is said once, by the run's failure line.

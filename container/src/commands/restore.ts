@@ -25,6 +25,8 @@ export const RESTORE_COMMAND: CommandSpec = {
     'spool-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'where --jobs spools the decrypted dump (default: the temporary directory)' },
     'with-globals': { kind: OptionKind.FLAG, description: 'first create the backup\'s roles/users and grants, skipping those that exist' },
     'clean': { kind: OptionKind.FLAG, description: 'allow a non-empty target: drop and replace the objects the backup holds' },
+    'owner': { kind: OptionKind.STRING, placeholder: 'ROLE', description: 'PostgreSQL, connected as a superuser: the role (without superuser rights) that owns what the restore creates; the backup\'s SQL runs with its rights' },
+    'load-as-connected-user': { kind: OptionKind.FLAG, description: 'PostgreSQL: run the backup\'s SQL with the connecting user\'s rights even when it is a superuser (only for a backup you trust)' },
     ...ARCHIVE_OPTIONS,
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
   },
@@ -37,11 +39,13 @@ export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64 (got '${jobsText}')`);
   const retrieval = retrievalOptions(args);
   const secrets = deps.secrets ?? (() => new SecretsManagerClient({}));
+  const owner = args.string('owner');
+  if (owner !== undefined && args.flag('load-as-connected-user')) throw new UsageError('give --owner ROLE or --load-as-connected-user, not both');
   const identity = await resolveIdentity(args.string('identity-file'), args.string('identity-secret-id'), secrets);
   try {
     return await restoreBackup({
       location, identityFile: identity.file, jobs, clean: args.flag('clean'), withGlobals: args.flag('with-globals'),
-      spoolDir: args.string('spool-dir') ?? tmpdir(), retrieval,
+      spoolDir: args.string('spool-dir') ?? tmpdir(), retrieval, owner, asConnectedUser: args.flag('load-as-connected-user'),
       connect: (engine) => resolveConnection(engine, args, process.env, deps.secrets?.()),
     }, deps);
   } finally {
@@ -52,6 +56,9 @@ export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client
 export function formatRestoreResult(r: RestoreResult): string {
   const rows = r.tables.reduce((sum, t) => sum + t.rows, 0);
   const globals = r.globals ? `; roles created: ${r.globals.created.join(', ') || 'none'}, already there: ${r.globals.skipped.join(', ') || 'none'}` : '';
+  const refused = [...r.refused, ...(r.globals?.refused ?? [])];
   return `restored s3://${r.bucket}/${r.key} (backup of ${r.backupStartedAt}) into ${r.target}: ${r.tables.length} tables, ${rows} rows ` +
-    `per the manifest, SHA-256 verified, ${r.mode}${r.mode === RestoreMode.SPOOLED ? ` with ${r.jobs} jobs` : ''}, ${r.durationSeconds.toFixed(1)} s${globals}`;
+    `per the manifest, SHA-256 verified, ${r.mode}${r.mode === RestoreMode.SPOOLED ? ` with ${r.jobs} jobs` : ''}, ${r.durationSeconds.toFixed(1)} s${globals}` +
+    `; the backup's SQL ran as ${r.loadedAs}${r.installed.length ? `; extensions installed first: ${r.installed.join(', ')}` : ''}` +
+    (refused.length ? `\nleft out (a backup is untrusted input: what needs more rights than the load has is not run):\n${refused.map((x) => `  - ${x.what}: ${x.why}`).join('\n')}` : '');
 }

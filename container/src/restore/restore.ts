@@ -16,10 +16,11 @@ import { Connection, describeConnection } from '../shared/connection';
 import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from './decrypt';
 import { BackupLocation, SelectedBackup, VerifyingTap, downloadInto, progressSample, selectBackup } from './download';
 import { EngineSession, GlobalsApplied, GlobalsPlan, RESTORE_TOOLS, openSession } from '../engines';
+import { DumpPeek, LoadPlan, Refusal, RestoreStageOptions } from '../engines/engine';
 import { majorOf } from '../engines/postgres';
 import { AgentError, UsageError } from '../shared/errors';
 import { ProgressReporter, log } from '../shared/log';
-import { ProcessPipeline } from '../shared/pipeline';
+import { ProcessPipeline, StageSpec } from '../shared/pipeline';
 import { requireTools, toolVersion } from '../shared/tools';
 
 export interface RestoreRequest {
@@ -34,6 +35,19 @@ export interface RestoreRequest {
   readonly withGlobals: boolean;
   readonly spoolDir: string;
   readonly retrieval: RetrievalOptions;
+  /**
+   * A restore test into a scratch database: the dump is downloaded, verified and decrypted to `spoolDir` first, the
+   * identity dropped (`dropIdentity`), and only then does any of the backup's SQL run, as a role without superuser rights.
+   */
+  readonly scratch?: boolean;
+  /** Removes the identity (its file and the agent's copy); called once nothing more needs decrypting. */
+  readonly dropIdentity?: () => void;
+  /** Operator restores by a superuser: the role that owns what the load creates. */
+  readonly owner?: string;
+  /** Operator restores: run the backup's SQL with the connecting user's rights, whatever they are. */
+  readonly asConnectedUser?: boolean;
+  /** Runs after the load, through the connection that loaded (restore tests validate here), before the load's role is removed. */
+  readonly whileLoaded?: (loaded: Connection) => Promise<void>;
 }
 
 export enum RestoreMode {
@@ -58,6 +72,12 @@ export interface RestoreResult {
   readonly dumpSize: number;
   readonly sha256: string;
   readonly globals?: GlobalsApplied;
+  /** What the load left out of the backup, by name, and why (the roles companion's refusals are in `globals`). */
+  readonly refused: readonly Refusal[];
+  /** What a privileged session installed for the load (allow-listed extensions). */
+  readonly installed: readonly string[];
+  /** Who ran the backup's SQL. */
+  readonly loadedAs: string;
   /** The manifest's row counts, for whoever validates the restored database. */
   readonly tables: readonly TableCount[];
   readonly startedAt: string;
@@ -73,11 +93,27 @@ const MiB = 1024 * 1024;
 /** Room left beside the spooled dump, so that the disk is not filled to the last byte. */
 const SPOOL_HEADROOM = 64 * MiB;
 
-/** Why a spool directory cannot hold a dump, or undefined when it can. */
-export function spoolSpaceProblem(dir: string, dumpSize: number, freeBytes: number): string | undefined {
+/** Why a dump goes to disk first: --jobs, or a restore test (which drops the identity before any of the backup's SQL runs). */
+export enum SpoolReason {
+  JOBS = 'jobs',
+  RESTORE_TEST = 'restore-test',
+}
+
+/**
+ * Why a spool directory cannot hold a dump, or undefined when it can. A restore test always spools: it decrypts and
+ * verifies the whole dump into the task's scratch storage and drops the identity before loading, so the task needs
+ * the dump's size plus 64 MiB free there (on ECS: the task's ephemeral storage, `ephemeralStorageGiB`, 20 GiB unless
+ * raised, at most 200); with less, the test fails before touching the scratch database, saying how much it needs.
+ */
+export function spoolSpaceProblem(dir: string, dumpSize: number, freeBytes: number, reason: SpoolReason = SpoolReason.JOBS): string | undefined {
   const needed = dumpSize + SPOOL_HEADROOM;
   if (freeBytes >= needed) return undefined;
   const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+  if (reason === SpoolReason.RESTORE_TEST) {
+    return `a restore test decrypts and verifies the dump on disk before loading it, so that no key is in reach while the backup's SQL runs: ` +
+      `it needs ${gb(needed)} free in ${dir} (a ${gb(dumpSize)} dump plus headroom), only ${gb(freeBytes)} is free. Give the restore-test task ` +
+      'more ephemeral storage (ephemeralStorageGiB, up to 200 GiB on Fargate), or point --spool-dir at a larger volume.';
+  }
   return `--jobs spools the decrypted dump to disk: it needs ${gb(needed)} free in ${dir} (a ${gb(dumpSize)} dump plus headroom), ` +
     `only ${gb(freeBytes)} is free. Point --spool-dir at a larger volume, or restore without --jobs (streaming needs no disk).`;
 }
@@ -142,26 +178,59 @@ async function readCompanion(s3: S3Client, backup: SelectedBackup, key: string, 
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function applyGlobals(s3: S3Client, backup: SelectedBackup, session: EngineSession, identityFile: string): Promise<GlobalsPlan> {
+async function readGlobals(s3: S3Client, backup: SelectedBackup, identityFile: string): Promise<string> {
   const { manifest } = backup;
   const companion = manifest.companions.find((c) => c.kind === 'globals');
   if (!companion) {
     throw new AgentError(`--with-globals: this backup has no roles companion (${manifest.globals.reason ?? 'roles were not captured'}); ` +
       'restore without --with-globals and recreate the roles by hand');
   }
-  const sql = await readCompanion(s3, backup, companion.key, companion, identityFile);
-  const applied = await session.applyGlobals(sql, manifest.database);
-  log.info('roles and grants applied', { created: applied.created.join(', '), skippedExisting: applied.skipped.join(', ') });
+  return readCompanion(s3, backup, companion.key, companion, identityFile);
+}
+
+async function applyGlobals(session: EngineSession, sql: string, database: string): Promise<GlobalsPlan> {
+  const applied = await session.applyGlobals(sql, database);
+  log.info('roles and grants applied', { created: applied.created.join(', '), skippedExisting: applied.skipped.join(', '), refused: applied.refused.length });
   return applied;
+}
+
+/**
+ * A fresh read of the stream from its start, decrypted and decompressed, for an engine to look at what the dump
+ * holds; the engine destroys it once it has read enough, which stops the processes and the download. Nothing is
+ * verified here: what the look finds only decides what is left out, and the load itself is verified end to end.
+ */
+function peekStream(s3: S3Client, backup: SelectedBackup, identityFile: string): { peek: DumpPeek; failure: () => Promise<unknown> } {
+  let pipeline: ProcessPipeline | undefined;
+  const where = `s3://${backup.bucket}/${backup.key}`;
+  return {
+    peek: {
+      open: () => {
+        const tap = new VerifyingTap(where, backup.manifest);
+        pipeline = new ProcessPipeline([decryptStage(identityFile), decompressStage()], { input: tap, captureOutput: true });
+        const running = pipeline;
+        downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap).catch((err: unknown) => { tap.destroy(err as Error); running.kill(); });
+        const output = running.output!;
+        output.on('close', () => { running.kill(); tap.destroy(); });
+        return output;
+      },
+    },
+    // Why the look failed, when age or the download did: a wrong identity is said in age's words.
+    failure: async () => {
+      const err = await pipeline?.done.then(() => undefined, (e: unknown) => e);
+      if (!err) return undefined;
+      const explained = explainDecryptFailure(err, where, identityMatches(identityFile, backup.manifest.recipientFingerprint));
+      return explained === err ? undefined : explained;
+    },
+  };
 }
 
 /** Streams the object through age and zstd into the restore process; the stream ends only if the SHA-256 matched. */
 async function streamRestore(s3: S3Client, backup: SelectedBackup, session: EngineSession, request: RestoreRequest,
-  target: string): Promise<void> {
+  target: string, stage: (options: RestoreStageOptions) => StageSpec): Promise<void> {
   const where = `s3://${backup.bucket}/${backup.key}`;
   // On a mismatch the consumers are stopped before the stream fails, so that pg_restore never commits.
   const tap = new VerifyingTap(where, backup.manifest, () => pipeline.kill());
-  const pipeline = new ProcessPipeline([decryptStage(request.identityFile), decompressStage(), session.restoreStage({ clean: request.clean })],
+  const pipeline = new ProcessPipeline([decryptStage(request.identityFile), decompressStage(), stage({ clean: request.clean })],
     { input: tap });
   try {
     await downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap);
@@ -185,15 +254,22 @@ async function streamRestore(s3: S3Client, backup: SelectedBackup, session: Engi
   if (tap.problem || tap.bytes !== backup.manifest.size) throw untrusted(tap.problem ?? `${where} ended early`, target, rolledBack);
 }
 
+interface Spool {
+  readonly file: string;
+  readonly spoolSeconds: number;
+  remove(): void;
+}
+
 /** Downloads, checks and decrypts to a file first; only a dump whose SHA-256 matched reaches the target. */
-async function spoolRestore(s3: S3Client, backup: SelectedBackup, session: EngineSession, request: RestoreRequest,
-  target: string): Promise<{ spoolSeconds: number }> {
+async function spoolDump(s3: S3Client, backup: SelectedBackup, request: RestoreRequest, target: string): Promise<Spool> {
   const { manifest } = backup;
   const where = `s3://${backup.bucket}/${backup.key}`;
-  const problem = spoolSpaceProblem(request.spoolDir, manifest.dumpSize, freeBytes(request.spoolDir));
-  if (problem) throw new AgentError(problem);
+  const problem = spoolSpaceProblem(request.spoolDir, manifest.dumpSize, freeBytes(request.spoolDir),
+    request.scratch ? SpoolReason.RESTORE_TEST : SpoolReason.JOBS);
+  if (problem) throw new AgentError(`${problem}\nNothing was restored: ${target} is unchanged.`);
   const dir = mkdtempSync(join(request.spoolDir, 'restorable-spool-'));
   const forget = onAbort(() => rmSync(dir, { recursive: true, force: true }));
+  const remove = () => { rmSync(dir, { recursive: true, force: true }); forget(); };
   const file = join(dir, `dump.${manifest.format}`);
   const started = Date.now();
   try {
@@ -214,20 +290,25 @@ async function spoolRestore(s3: S3Client, backup: SelectedBackup, session: Engin
     if (tap.problem) throw new AgentError(`${tap.problem}\nFound before the target was touched: ${target} is unchanged.`);
     const spoolSeconds = (Date.now() - started) / 1000;
     log.info('dump spooled and verified', { file, seconds: spoolSeconds });
-    if (!session.parallelRestore && request.jobs > 1) {
-      log.warn(`${session.engine} loads a SQL dump in one session: --jobs ${request.jobs} verified the dump before touching the target, and loads it with one job`);
-    }
-    const stage = session.restoreStage({ clean: request.clean, file, jobs: request.jobs });
-    const load = new ProcessPipeline([stage], session.parallelRestore ? {} : { input: createReadStream(file) });
-    try {
-      await load.done;
-    } catch (err) {
-      throw untrusted((err as Error).message, target, false);
-    }
-    return { spoolSeconds };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    forget();
+    return { file, spoolSeconds, remove };
+  } catch (err) {
+    remove();
+    throw err;
+  }
+}
+
+/** Loads a spooled dump: in parallel where the engine can, otherwise through the restore tool's stdin. */
+async function loadSpooled(session: EngineSession, request: RestoreRequest, spool: Spool, target: string,
+  stage: (options: RestoreStageOptions) => StageSpec): Promise<void> {
+  if (!session.parallelRestore && request.jobs > 1) {
+    log.warn(`${session.engine} loads a SQL dump in one session: --jobs ${request.jobs} verified the dump before touching the target, and loads it with one job`);
+  }
+  const load = new ProcessPipeline([stage({ clean: request.clean, file: spool.file, jobs: request.jobs })],
+    session.parallelRestore ? {} : { input: createReadStream(spool.file) });
+  try {
+    await load.done;
+  } catch (err) {
+    throw untrusted((err as Error).message, target, false);
   }
 }
 
@@ -252,20 +333,54 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
     // Retrieval may have taken hours: look again.
     if (request.retrieval.wait) await checkTarget(session, target, request.clean);
 
-    log.info('restore started', { key: backup.key, target, jobs: request.jobs, clean: request.clean, withGlobals: request.withGlobals });
-    const plan = request.withGlobals ? await applyGlobals(deps.s3, backup, session, request.identityFile) : undefined;
+    log.info('restore started', { key: backup.key, target, jobs: request.jobs, clean: request.clean, withGlobals: request.withGlobals, scratch: request.scratch ?? false });
     const loadStarted = Date.now();
-    const spooled = request.jobs > 1 ? await spoolRestore(deps.s3, backup, session, request, target) : undefined;
-    if (!spooled) await streamRestore(deps.s3, backup, session, request, target);
-    await plan?.afterLoad();
+    // Everything that needs the identity happens first: a restore test then drops it before any of the backup's SQL runs.
+    const spool = request.jobs > 1 || request.scratch ? await spoolDump(deps.s3, backup, request, target) : undefined;
+    let plan: GlobalsPlan | undefined;
+    let load: LoadPlan | undefined;
+    let loaded = 0;
+    try {
+      const planLoad = async (createdRoles: readonly string[]): Promise<LoadPlan | undefined> => {
+        if (!session.planLoad) return undefined;
+        const peeked = spool ? undefined : peekStream(deps.s3, backup, request.identityFile);
+        try {
+          return await session.planLoad(spool ? { file: spool.file } : peeked!.peek, {
+            scratch: request.scratch ?? false, createdRoles, owner: request.owner, asConnectedUser: request.asConnectedUser ?? false,
+          });
+        } catch (err) {
+          throw nothingRestored((await peeked?.failure()) ?? err, target);
+        }
+      };
+      // An operator's restore decides who loads (and refuses a superuser) before it changes anything, roles included.
+      if (!request.scratch) load = await planLoad([]);
+      const globalsSql = request.withGlobals ? await readGlobals(deps.s3, backup, request.identityFile) : undefined;
+      if (request.scratch) {
+        request.dropIdentity?.();
+        log.info('identity dropped: the dump is verified and decrypted on disk, and the backup\'s SQL runs with no key in reach');
+      }
+      plan = globalsSql !== undefined ? await applyGlobals(session, globalsSql, manifest.database) : undefined;
+      // A restore test's loading role may act as the roles the companion created: planned once they exist.
+      if (request.scratch) load = await planLoad(plan?.created ?? []);
+      const stage = load ? (o: RestoreStageOptions) => load!.stage(o) : (o: RestoreStageOptions) => session.restoreStage(o);
+      if (spool) await loadSpooled(session, request, spool, target, stage);
+      else await streamRestore(deps.s3, backup, session, request, target, stage);
+      await plan?.afterLoad();
+      loaded = Date.now();
+      await request.whileLoaded?.(load?.connection ?? connection);
+    } finally {
+      spool?.remove();
+      await load?.release();
+    }
     const globals: GlobalsApplied | undefined = plan && { created: plan.created, skipped: plan.skipped, refused: plan.refused };
     const finished = Date.now();
     const result: RestoreResult = {
       source: manifest.source, bucket: backup.bucket, key: backup.key, versionId: backup.versionId, engine: manifest.engine, target,
-      backupStartedAt: manifest.startedAt, mode: spooled ? RestoreMode.SPOOLED : RestoreMode.STREAMED, jobs: request.jobs, size: manifest.size,
-      dumpSize: manifest.dumpSize, sha256: manifest.sha256, globals, tables: manifest.tables,
+      backupStartedAt: manifest.startedAt, mode: spool ? RestoreMode.SPOOLED : RestoreMode.STREAMED, jobs: request.jobs, size: manifest.size,
+      dumpSize: manifest.dumpSize, sha256: manifest.sha256, globals, refused: load?.refused ?? [], installed: load?.installed ?? [],
+      loadedAs: load?.loadedAs ?? connection.user, tables: manifest.tables,
       startedAt: new Date(started).toISOString(), finishedAt: new Date(finished).toISOString(), durationSeconds: (finished - started) / 1000,
-      spoolSeconds: spooled?.spoolSeconds, loadSeconds: (finished - loadStarted) / 1000 - (spooled?.spoolSeconds ?? 0),
+      spoolSeconds: spool?.spoolSeconds, loadSeconds: (loaded - loadStarted) / 1000 - (spool?.spoolSeconds ?? 0),
     };
     log.info('restore finished', { key: backup.key, target, durationSeconds: result.durationSeconds });
     return result;
