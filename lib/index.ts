@@ -12,6 +12,7 @@ export { BackupKeys, type BackupKeysProps } from './keys/backup-keys';
 export { type BackupSource, type BackupSourceProps, DatabaseFlavour, type SourceEndpoint, SourceEngine } from './backups/backup-source';
 export { DatabaseBackups, type DatabaseBackupsProps } from './backups/database-backups';
 export { BackupJobAlerts, type BackupJobAlertsProps } from './backups/backup-job-alerts';
+export { HoldKeeper, type HoldKeeperProps } from './backups/hold-keeper';
 export { AlarmTopic, type AlarmTopicProps } from './monitoring/alarm-topic';
 export { BackupDashboard, type BackupDashboardProps, type SourceRowMetrics } from './monitoring/backup-dashboard';
 export { BackupMonitoring, type BackupMonitoringProps, type MonitoredSourceOptions } from './monitoring/backup-monitoring';

@@ -20,6 +20,7 @@ import {
 import { Engine } from '../contract/manifest';
 import { sourceNameProblem } from '../contract/names';
 import { RestorableError } from '../shared/errors';
+import { HoldKeeper } from './hold-keeper';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
@@ -130,6 +131,11 @@ export class DatabaseBackups extends Construct {
   public readonly logGroup: logs.LogGroup;
   /** The failure rule, its metric and alarm, and the schedules' dead-letter queue with its alarm. */
   public readonly alerts: BackupJobAlerts;
+  /**
+   * Keeps and releases the sources' Object Lock legal holds: the only principal besides break-glass that may release
+   * one. Undefined when the store has no Object Lock.
+   */
+  public readonly holdKeeper?: HoldKeeper;
 
   private readonly props: DatabaseBackupsProps;
   private readonly subnets: ec2.SubnetSelection;
@@ -196,6 +202,13 @@ export class DatabaseBackups extends Construct {
     if (props.keys.identitySecret) this.allowSecretThroughEndpoint(props.keys.identitySecret);
     this.schedulerRole = this.createSchedulerRole();
     this.sourcesScope = new Construct(this, 'Sources');
+    if (props.store.objectLockEnabled) {
+      this.holdKeeper = new HoldKeeper(this, 'HoldKeeper', {
+        store: props.store,
+        logGroup: this.logGroup,
+        alarmTopic: props.alarmTopic ?? props.monitoring?.topic,
+      });
+    }
     for (const source of props.sources ?? []) this.addSource(source);
   }
 
@@ -260,6 +273,7 @@ export class DatabaseBackups extends Construct {
     };
     this.sourceList.push(source);
     this.props.monitoring?.addSource(name, { maxAge: rpo.plus(BACKUP_RUN_ALLOWANCE) });
+    this.holdKeeper?.addSource(name);
     return source;
   }
 

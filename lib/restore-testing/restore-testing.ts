@@ -371,7 +371,7 @@ export class RestoreTesting extends Construct {
       actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:RestoreObject'], resources: [`${bucketArn}/${sourceKeys}*`],
     }));
     role.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:PutObject', 's3:PutObjectTagging', 's3:AbortMultipartUpload'], resources: [`${bucketArn}/${restoreTestsPrefix(replica.prefix, source)}*`],
+      actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [`${bucketArn}/${restoreTestsPrefix(replica.prefix, source)}*`],
     }));
     role.addToPolicy(new iam.PolicyStatement({
       actions: ['kms:Decrypt', 'kms:GenerateDataKey'],

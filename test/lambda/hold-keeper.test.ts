@@ -5,8 +5,7 @@
  * what a compromised dump task could write (a pointer to an object that differs from its manifest) written with the
  * SDK. Holds are read back from the server; PointerMismatch from moto's CloudWatch.
  *
- * The agent may still release the previous backup's hold itself, or may not (releasing moves to the hold keeper):
- * the assertions read the holds the server ends up with, so they hold either way.
+ * The agent places holds and never releases one: releasing is the hold keeper's alone.
  * Not tested here: the bucket policy that keeps a dump task from releasing holds (no emulator enforces bucket-policy
  * conditions; the policy simulator's matrix test covers it).
  */
