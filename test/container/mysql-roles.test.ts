@@ -4,6 +4,7 @@
  * only the allowed shapes kept; and the restore test's DEFINER rewriting, on honest dump lines and streamed.
  */
 import { Readable } from 'node:stream';
+import { requireSandboxClient } from '../../container/src/engines/mysql';
 import { DefinerRewriter, MAX_REWRITTEN_LINE, rewriteDefiners } from '../../container/src/engines/mysql-definers';
 import { TokenKind, describeStatement, planRoles, renderTokens, splitStatements } from '../../container/src/engines/mysql-roles';
 
@@ -185,5 +186,15 @@ describe('DEFINER rewriting for restore tests', () => {
     const text = Buffer.concat(out).toString();
     expect(text.startsWith('CREATE DEFINER=`x`@`y` PROCEDURE p()')).toBe(true);
     expect(text.endsWith('CREATE DEFINER=CURRENT_USER PROCEDURE q() SELECT 1;\n')).toBe(true);
+  });
+});
+
+describe('the client that loads a backup', () => {
+  test('MariaDB\'s client, which has --sandbox, is used; MySQL\'s, which has none, is refused before anything loads', () => {
+    expect(() => requireSandboxClient('mysql  Ver 15.1 Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64) using  EditLine wrapper')).not.toThrow();
+    expect(() => requireSandboxClient('mysql  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)'))
+      .toThrow(/the mysql client on PATH is not MariaDB's \(mysql {2}Ver 8\.0\.36.*only MariaDB's client refuses the shell and file commands/);
+    // The one on this machine is MariaDB's.
+    expect(() => requireSandboxClient()).not.toThrow();
   });
 });

@@ -49,6 +49,17 @@ function quoteName(name: string): string {
  */
 export const UNTRUSTED_SQL_FLAGS = ['--sandbox', '--local-infile=0'] as const;
 
+/**
+ * Fails before any of a backup's SQL runs when the mysql on PATH is not MariaDB's: MySQL's client has no sandbox
+ * mode (it runs `\!` and `system` lines) and rejects the sandbox line MariaDB dumps begin with.
+ */
+export function requireSandboxClient(version = toolVersion('mysql')): void {
+  if (/MariaDB/i.test(version)) return;
+  throw new AgentError(`the mysql client on PATH is not MariaDB's (${version}): a backup is untrusted input, and only MariaDB's client ` +
+    'refuses the shell and file commands a dump could hold (--sandbox). Install the MariaDB client (Debian/Ubuntu: apt-get install mariadb-client) ' +
+    'and put it first on PATH.');
+}
+
 function optionFile(file: string, connection: Connection, user: string, password: string | undefined): void {
   const lines = ['[client]', `host=${optionValue(connection.host)}`, `port=${connection.port}`, `user=${optionValue(user)}`,
     ...(password !== undefined ? [`password=${optionValue(password)}`] : []), 'protocol=TCP'];
@@ -183,6 +194,7 @@ export class MysqlSession implements EngineSession {
    * its databases (FILE, SUPER…) is warned about, since the backup's SQL (its triggers, its DEFINERs) runs with them.
    */
   async planLoad(_dump: DumpPeek, options: LoadOptions): Promise<LoadPlan> {
+    requireSandboxClient();
     if (options.owner !== undefined) {
       throw new UsageError('--owner names a PostgreSQL role: a MariaDB/MySQL restore loads as the connecting user; connect as an account with rights on the target database alone');
     }
@@ -251,6 +263,7 @@ export class MysqlSession implements EngineSession {
    * the data is there, their grants on the restored database's objects. What it refuses is returned by name.
    */
   async applyGlobals(sql: string, sourceDatabase: string): Promise<GlobalsPlan> {
+    requireSandboxClient();
     const existing = new Set((await this.query('SELECT user, host FROM mysql.user')).map(([user, host]) => `${user}@${host}`));
     const plan = planRoles(sql, existing, sourceDatabase, this.connection.database);
     plan.secrets.forEach((secret) => redactor.add(secret));
