@@ -224,7 +224,8 @@ export class MysqlSession implements EngineSession {
     redactor.add(password);
     const account = `${quoteString(user)}@${quoteString(host)}`;
     await this.execute([`CREATE USER ${account} IDENTIFIED BY ${quoteString(password)};`,
-      `GRANT ALL PRIVILEGES ON ${quoteName(this.connection.database)}.* TO ${account};`], 'creating the restore test\'s loading account');
+      // In a database-level GRANT, _ and % are wildcards: escaped, the grant names this database alone.
+      `GRANT ALL PRIVILEGES ON ${quoteName(this.connection.database.replace(/[_%\\]/g, (c) => `\\${c}`))}.* TO ${account};`], 'creating the restore test\'s loading account');
     const file = join(this.dir, 'loader.cnf');
     optionFile(file, this.connection, user, password);
     log.info('the backup loads as an account with rights on the target database alone', { account: `${user}@${host}` });
