@@ -120,8 +120,9 @@ interface Command {
 const COMMANDS: readonly Command[] = [
   { name: 'verify', argv: ['verify'], identity: false },
   { name: 'verify --identity-file', argv: ['verify'], identity: true },
-  { name: 'restore', argv: ['restore'], identity: true, writes: 'restore' },
-  { name: 'restore --jobs 2', argv: ['restore', '--jobs', '2'], identity: true, writes: 'spool' },
+  // The targets are connected to as a superuser: loading as it is said explicitly (what the load runs is not what this tests).
+  { name: 'restore', argv: ['restore', '--load-as-connected-user'], identity: true, writes: 'restore' },
+  { name: 'restore --jobs 2', argv: ['restore', '--jobs', '2', '--load-as-connected-user'], identity: true, writes: 'spool' },
   { name: 'restore-test', argv: ['restore-test', '--json', '--publish-metrics'], identity: true, writes: 'scratch' },
 ];
 

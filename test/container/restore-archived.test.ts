@@ -56,7 +56,7 @@ async function headDump(source: string) {
 
 async function restore(source: string, target: string, ...extra: string[]) {
   const run = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-secret-id', secretId,
-    '--host', PG.host, '--port', String(PG.port), '--user', PG.user, '--database', target, ...extra], env());
+    '--host', PG.host, '--port', String(PG.port), '--user', PG.user, '--database', target, '--load-as-connected-user', ...extra], env());
   const messages = logLines(run.stderr).map((l) => l.msg ?? l.message);
   return { ...run, logged: logLines(run.stderr), messages };
 }
