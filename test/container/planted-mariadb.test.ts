@@ -220,13 +220,15 @@ describe.each(PAYLOADS.map((p, i) => ({ ...p, source: sourceOf(i) })))('a plante
   });
 });
 
-test('restore by a user holding FILE and SUPER: the client-side payloads are still refused, and the restore says what rights the SQL ran with', async () => {
+test('restore by a user holding FILE and SUPER: refused before the target is touched; with --load-as-connected-user, the client-side payloads are still refused', async () => {
+  const refused = await restore(sourceOf(0), target('root'), MYSQL.user, MYSQL.password);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toMatch(/ holds .*FILE, SUPER.* beyond its databases, and the backup's SQL .* would run with them/);
   for (const i of [0, 1, 2]) {
     const into = target('root');
-    const run = await restore(sourceOf(i), into, MYSQL.user, MYSQL.password);
+    const run = await restore(sourceOf(i), into, MYSQL.user, MYSQL.password, '--load-as-connected-user');
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(PAYLOADS[i].refusal);
-    expect(run.stderr).toMatch(/ holds .*FILE, SUPER.* beyond its databases: the backup's SQL runs with them/);
     expect(leftovers(into)).toEqual({ markers: [], secretRead: false });
   }
 });
@@ -260,7 +262,7 @@ describe('a planted roles companion granting SUPER and FILE', () => {
 
   test('restore --with-globals: the same refusals in the result, the same single grant', async () => {
     const into = target('roles');
-    const run = await restore(ROLES_SOURCE, into, MYSQL.user, MYSQL.password, '--with-globals');
+    const run = await restore(ROLES_SOURCE, into, MYSQL.user, MYSQL.password, '--with-globals', '--load-as-connected-user');
     expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
     const result = JSON.parse(run.stdout);
     expect(result.globals.created).toEqual([`${evil}@%`]);

@@ -42,7 +42,7 @@ function freshTarget(): string {
 
 const restore = (target: string, ...extra: string[]) => runAgent(['restore', '--source', source, '--bucket', s3.bucket,
   '--identity-file', key.identityFile, '--host', MYSQL.host, '--port', String(MYSQL.port), '--user', MYSQL.user, '--database', target,
-  '--json', ...extra], env());
+  '--json', '--load-as-connected-user', ...extra], env());
 
 beforeAll(async () => {
   s3 = await startS3rver();
@@ -99,15 +99,21 @@ describe('restore of MariaDB', () => {
     const run = await restore(target, '--jobs', '2');
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ mode: 'spooled', jobs: 2 });
-    // The test login holds every privilege: the restore says the backup's SQL runs with them.
-    expect(logLines(run.stderr).filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
-      expect.stringMatching(/ holds .*FILE, SUPER.* beyond its databases: the backup's SQL runs with them/),
-      expect.stringContaining('loads a SQL dump in one session'),
-    ]);
+    expect(logLines(run.stderr).filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([expect.stringContaining('loads a SQL dump in one session')]);
     expect(mysqlTableStats(target)).toEqual(backups[1].stats);
   });
 
-  test('refuses a non-empty target without --clean, and leaves it untouched', async () => {
+  test('refuses a login holding FILE, SUPER and the like unless --load-as-connected-user says the backup is trusted, before touching the target', async () => {
+    const target = freshTarget();
+    const run = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--host', MYSQL.host,
+      '--port', String(MYSQL.port), '--user', MYSQL.user, '--database', target, '--json'], env());
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/ holds .*FILE, SUPER.* beyond its databases, and the backup's SQL .* would run with them\. Restore as an account with rights on the target database alone .*--load-as-connected-user/);
+    expect(mysqlTableStats(target).size).toBe(0);
+  });
+
+    test('refuses a non-empty target without --clean, and leaves it untouched', async () => {
     const run = await restore(latestTarget, '--key', backups[0].key);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/is not empty \(\d+ objects: .*\).*add --clean/);

@@ -190,8 +190,9 @@ export class MysqlSession implements EngineSession {
    * password kept in a 0600 option file; validation reads through it too (views and routines then run with its
    * rights), and `release` drops it. The roles companion is still applied by the session's own user.
    *
-   * Operator restores load as the connecting user, with the client's sandbox flags; a user holding rights beyond
-   * its databases (FILE, SUPER…) is warned about, since the backup's SQL (its triggers, its DEFINERs) runs with them.
+   * Operator restores load as the connecting user, with the client's sandbox flags. A user holding rights beyond its
+   * databases (FILE, SUPER, SET USER…) is refused unless the operator says --load-as-connected-user: the backup's SQL
+   * (its triggers, and its objects' DEFINERs) would run with those rights.
    */
   async planLoad(_dump: DumpPeek, options: LoadOptions): Promise<LoadPlan> {
     requireSandboxClient();
@@ -202,8 +203,9 @@ export class MysqlSession implements EngineSession {
     if (!options.asConnectedUser) {
       const rights = await this.globalRights();
       if (rights.length) {
-        log.warn(`${this.connection.user} holds ${rights.join(', ')} beyond its databases: the backup's SQL runs with them (its triggers and DEFINERs included). ` +
-          'Restore as an account with rights on the target database alone unless you trust the backup.');
+        throw new UsageError(`${this.connection.user} holds ${rights.join(', ')} beyond its databases, and the backup's SQL (its triggers, its objects' ` +
+          'DEFINERs) would run with them. Restore as an account with rights on the target database alone (objects whose DEFINER names another ' +
+          'account then fail), or pass --load-as-connected-user for a backup you trust.');
       }
     }
     return { refused: [], installed: [], loadedAs: this.connection.user, connection: this.connection,
