@@ -40,12 +40,12 @@ export class SourceEngine {
       throw new RestorableError(call, `majorVersion: PostgreSQL ${majorVersion} is not supported: give a major version from '${oldest}' to '${newest}', ` +
         `since the agent image's pg_dump ${newest} can dump servers up to its own version`);
     }
-    return new SourceEngine(DatabaseFlavour.POSTGRES, majorVersion, Engine.POSTGRES, 5432, `postgres:${majorVersion}`);
+    return new SourceEngine(DatabaseFlavour.POSTGRES, majorVersion, Engine.POSTGRES, 5432, officialImage('postgres', majorVersion));
   }
 
   /** MariaDB of a release series, for example '10.11' or '11.4'. */
   public static mariadb(version: string): SourceEngine {
-    return new SourceEngine(DatabaseFlavour.MARIADB, checkSeries('mariadb', 'MariaDB', version, '10.11'), Engine.MYSQL, 3306, `mariadb:${version}`);
+    return new SourceEngine(DatabaseFlavour.MARIADB, checkSeries('mariadb', 'MariaDB', version, '10.11'), Engine.MYSQL, 3306, officialImage('mariadb', version));
   }
 
   /**
@@ -54,7 +54,7 @@ export class SourceEngine {
    * MySQL source. MySQL 8 dumps do not load into MariaDB: restore tests use a MySQL scratch server.
    */
   public static mysql(version: string): SourceEngine {
-    return new SourceEngine(DatabaseFlavour.MYSQL, checkSeries('mysql', 'MySQL', version, '8.4'), Engine.MYSQL, 3306, `mysql:${version}`);
+    return new SourceEngine(DatabaseFlavour.MYSQL, checkSeries('mysql', 'MySQL', version, '8.4'), Engine.MYSQL, 3306, officialImage('mysql', version));
   }
 
   private constructor(
@@ -74,6 +74,27 @@ export class SourceEngine {
   public toString(): string {
     return `${this.flavour} ${this.version}`;
   }
+}
+
+/**
+ * Where the default scratch images come from: the Docker Official Images as ECR Public serves them, not Docker Hub,
+ * whose anonymous pull limits a weekly burst of restore tests would hit. ECR Public is on the internet, so the
+ * tasks need a NAT route to pull from it (or an ECR pull-through cache of it in the stack's region).
+ */
+export const OFFICIAL_IMAGES = 'public.ecr.aws/docker/library';
+
+/**
+ * The official image of an engine's version, by tag, for example `public.ecr.aws/docker/library/postgres:16`.
+ *
+ * By tag, not by digest: no digest of these tags as ECR Public serves them could be verified when this was
+ * written, and a wrong one would break every pull. A tag moves when the image is rebuilt (a patch release, a base
+ * image update), so each restore test runs the newest build of that series. To pin one build, give the source a
+ * scratchImage by digest, `ecs.ContainerImage.fromRegistry('public.ecr.aws/docker/library/postgres@sha256:…')`,
+ * with the digest that `docker buildx imagetools inspect public.ecr.aws/docker/library/postgres:16` prints;
+ * a scratchImage is used as given.
+ */
+function officialImage(repository: string, version: string): string {
+  return `${OFFICIAL_IMAGES}/${repository}:${version}`;
 }
 
 /** A value as the user wrote it in the call: strings quoted, anything else as it is. */
@@ -160,8 +181,11 @@ export interface BackupSourceProps {
    */
   readonly expectedSize?: Size;
   /**
-   * The scratch server image that restore tests load this source's backups into, for example a PostGIS image.
-   * @default - the official image of the engine's version, such as `postgres:16`
+   * The scratch server image that restore tests load this source's backups into, for example a PostGIS image. It
+   * is used as given (pin it with `@sha256:…` to run one build); it must be the engine's official image or built on
+   * it, since the restore test relies on its entrypoint, environment variables and health-check tools.
+   * @default - the official image of the engine's version from ECR Public, by tag, such as
+   * `public.ecr.aws/docker/library/postgres:16`
    */
   readonly scratchImage?: ecs.ContainerImage;
 }

@@ -19,37 +19,100 @@ export interface ScratchConnection {
   readonly user: string;
 }
 
+/**
+ * The variables through which ECS hands every container of a task the task role's credentials (the relative URI
+ * on Fargate; the full URI and its authorization token, or the token's file, where those are set).
+ */
+export const CREDENTIAL_VARIABLES = [
+  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+  'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+] as const;
+
+/**
+ * The MariaDB and MySQL scratch servers' `secure_file_priv`: the only directory LOAD DATA INFILE, SELECT … INTO
+ * OUTFILE and LOAD_FILE() may touch (and only for an account with FILE, which the load's account lacks). The
+ * scratch entrypoint creates it where the image has none (the MariaDB image): empty and owned by root, so the
+ * server, which runs as mysql, can neither read anything from it nor write to it. Nothing of the agent's is in it:
+ * the agent's files are in another container.
+ */
+export const SCRATCH_SECURE_FILE_PRIV = '/var/lib/mysql-files';
+
+/** The official images' entrypoint, on their PATH: it initializes the data directory, then execs the server. */
+const IMAGE_ENTRYPOINT = 'docker-entrypoint.sh';
+
 interface ScratchSettings extends ScratchConnection {
   readonly environment: Record<string, string>;
   readonly healthCommand: string[];
+  /** The server and its flags: the image's CMD, which an entryPoint override would otherwise drop. */
+  readonly serverCommand: (version: string) => string[];
+  /** Shell run before the image's entrypoint, as root. */
+  readonly prepare?: string;
 }
 
+/** Loopback only: the scratch server's passwordless administrator is for the agent in the same task alone. */
+const LOOPBACK = '127.0.0.1';
+
+const MYSQL_FAMILY_FLAGS = [`--bind-address=${LOOPBACK}`, '--local-infile=0', `--secure-file-priv=${SCRATCH_SECURE_FILE_PRIV}`];
+
 /**
- * A throwaway server: it accepts the agent without a password, because it listens only inside the task (the
- * security group admits nothing), holds nothing but the backup under test, and is gone when the task stops.
+ * A throwaway server: the agent connects as its administrator without a password (it creates the account that
+ * loads the backup, without superuser, FILE or SUPER rights), so the server listens on loopback only, where only
+ * the task's own containers reach it; it holds nothing but the backup under test, and is gone when the task stops.
+ *
+ * - PostgreSQL: trust authentication stays, because the agent connects as `postgres` with no password to create
+ *   the load's role; `listen_addresses=127.0.0.1` confines it to the task (the image's first-start server listens
+ *   on its socket only).
+ * - MariaDB and MySQL: `--bind-address=127.0.0.1`, `--local-infile=0` (no LOAD DATA LOCAL, whatever a client
+ *   asks), and `--secure-file-priv=/var/lib/mysql-files` (server-side file reads and writes confined to an empty
+ *   directory); MySQL's X protocol listener is off.
  */
 const SCRATCH: Record<DatabaseFlavour, ScratchSettings> = {
   [DatabaseFlavour.POSTGRES]: {
     port: 5432, user: 'postgres',
     environment: { POSTGRES_HOST_AUTH_METHOD: 'trust', POSTGRES_DB: SCRATCH_DATABASE },
     // Over TCP: the image's first-start server listens on the socket only, so this waits for the real one.
-    healthCommand: ['CMD-SHELL', `pg_isready -h 127.0.0.1 -p 5432 -U postgres -d ${SCRATCH_DATABASE}`],
+    healthCommand: ['CMD-SHELL', `pg_isready -h ${LOOPBACK} -p 5432 -U postgres -d ${SCRATCH_DATABASE}`],
+    serverCommand: () => ['postgres', '-c', `listen_addresses=${LOOPBACK}`],
   },
   [DatabaseFlavour.MARIADB]: {
     port: 3306, user: 'root',
     environment: { MARIADB_ALLOW_EMPTY_ROOT_PASSWORD: '1', MARIADB_DATABASE: SCRATCH_DATABASE },
     healthCommand: ['CMD-SHELL', 'healthcheck.sh --connect --innodb_initialized'],
+    // The server is mariadbd from 10.5 on; older images know it as mysqld.
+    serverCommand: (version) => [olderThan(version, [10, 5]) ? 'mysqld' : 'mariadbd', ...MYSQL_FAMILY_FLAGS],
+    prepare: `mkdir -p ${SCRATCH_SECURE_FILE_PRIV}`,
   },
   [DatabaseFlavour.MYSQL]: {
     port: 3306, user: 'root',
     environment: { MYSQL_ALLOW_EMPTY_PASSWORD: 'yes', MYSQL_DATABASE: SCRATCH_DATABASE },
-    healthCommand: ['CMD-SHELL', 'mysqladmin ping -h 127.0.0.1 --silent'],
+    healthCommand: ['CMD-SHELL', `mysqladmin ping -h ${LOOPBACK} --silent`],
+    serverCommand: () => ['mysqld', ...MYSQL_FAMILY_FLAGS, '--mysqlx=OFF'],
+    prepare: `mkdir -p ${SCRATCH_SECURE_FILE_PRIV}`,
   },
 };
+
+function olderThan(version: string, [major, minor]: [number, number]): boolean {
+  const [m, n] = version.split('.').map(Number);
+  return m < major || (m === major && n < minor);
+}
 
 export function scratchConnection(flavour: DatabaseFlavour): ScratchConnection {
   const { port, user } = SCRATCH[flavour];
   return { port, user };
+}
+
+/**
+ * The scratch container's entryPoint and command: a shell that removes the task role's credential variables, then
+ * execs the image's own entrypoint with the server command, so that neither the server nor anything it starts
+ * (`COPY … TO PROGRAM`, an init script) inherits them. `exec` replaces the shell, so no process of the container
+ * keeps the original environment either.
+ */
+export function scratchEntrypoint(flavour: DatabaseFlavour, version: string): { entryPoint: string[]; command: string[] } {
+  const settings = SCRATCH[flavour];
+  const steps = [`unset ${CREDENTIAL_VARIABLES.join(' ')}`, ...(settings.prepare ? [settings.prepare] : []), `exec ${IMAGE_ENTRYPOINT} "$@"`];
+  return { entryPoint: ['/bin/sh', '-c', steps.join('; '), 'scratch-entrypoint'], command: settings.serverCommand(version) };
 }
 
 export interface RestoreTestTaskProps {
@@ -72,6 +135,24 @@ export interface RestoreTestTaskProps {
  * scratch image), started first and health-checked, then the agent, which starts only once the sidecar is
  * HEALTHY. The agent is essential, so the task ends with it; the sidecar is not, so a task stops for the agent's
  * reason. No volume outlives the task: the restored data goes with it.
+ *
+ * The scratch server runs SQL from the backup, which is untrusted input, and ECS has no per-container
+ * credentials: every container of the task is given the task role's (the restore-test role, which reads the
+ * identity and backups). So the scratch container's entrypoint removes the credential variables
+ * ({@link CREDENTIAL_VARIABLES}) before it execs the image's own entrypoint (see {@link scratchEntrypoint}), and
+ * `pidMode` stays unset, so the containers do not share a PID namespace and the server cannot read the agent's
+ * `/proc/<pid>/environ`. What remains:
+ * - the credentials endpoint, 169.254.170.2, is reachable from the scratch container (the task's containers share
+ *   one network namespace), but it serves credentials only at the relative URI, a secret path the server's
+ *   environment no longer holds;
+ * - ECS starts the health check with the container's own environment, variables included; it runs as root, and
+ *   the server runs as its own user (postgres, mysql), which cannot read a root process's environment;
+ * - the agent container still holds the credentials, and the identity until the agent drops it before the load;
+ *   what guards it is that the backup's SQL runs in the server, never in the agent (see the engines' loaders);
+ * - the task metadata endpoint (`ECS_CONTAINER_METADATA_URI_V4`) stays: it describes the task, with no credentials.
+ *
+ * A `scratchImage` must therefore be the official image of its engine or built on it: this relies on its
+ * `docker-entrypoint.sh`, its environment variables and its health-check tools.
  */
 export class RestoreTestTask extends Construct {
   public readonly taskDefinition: ecs.FargateTaskDefinition;
@@ -94,6 +175,7 @@ export class RestoreTestTask extends Construct {
     });
     const scratch = this.taskDefinition.addContainer(SCRATCH_CONTAINER, {
       image: props.source.scratchImage,
+      ...scratchEntrypoint(props.source.engine.flavour, props.source.engine.version),
       essential: false,
       environment: settings.environment,
       portMappings: [{ containerPort: settings.port }],
