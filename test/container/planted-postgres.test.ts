@@ -71,6 +71,11 @@ beforeAll(async () => {
   await createPgDatabase(attacker);
   await pgQuery(attacker, `
     CREATE EXTENSION dblink;
+    CREATE SCHEMA crypto;
+    CREATE EXTENSION pgcrypto WITH SCHEMA crypto;
+    CREATE EXTENSION citext;
+    CREATE TABLE public.notes (name citext PRIMARY KEY, digest bytea NOT NULL DEFAULT crypto.digest('planted', 'sha256'));
+    INSERT INTO public.notes (name) VALUES ('One'), ('two');
     CREATE TABLE public.loot (tag text, content text);
     ${payloadFunction()}
     CREATE FUNCTION public.check_payload(v int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$ BEGIN RETURN public.payload('CHECK'); END $f$;
@@ -191,6 +196,10 @@ test('restore-test: nothing runs, nothing is read, and the report names what was
   expect(await pgQuery(scratch, "SELECT has_function_privilege('public', 'pg_read_file(text)', 'EXECUTE') AS granted")).toEqual([{ granted: false }]);
   expect(await evilRole()).toEqual([SAFE_EVIL]);
   expect(await pgQuery('postgres', 'SELECT pg_has_role($1, $2, \'MEMBER\') AS member', [evil, plain])).toEqual([{ member: true }]);
+  // The allow-listed extensions were installed by the agent's own session, in the schemas the backup had them in.
+  expect(await pgQuery(scratch, "SELECT extname, extnamespace::regnamespace::text AS schema FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"))
+    .toEqual([{ extname: 'citext', schema: 'public' }, { extname: 'pgcrypto', schema: 'crypto' }]);
+  expect(await pgQuery(scratch, "SELECT count(*)::int AS n FROM public.notes WHERE name = 'ONE' AND digest = crypto.digest('planted', 'sha256')")).toEqual([{ n: 1 }]);
 
   expect(run.code).toBe(1);
   expect(report.success).toBe(false);
@@ -235,6 +244,8 @@ test('restore: refused as a superuser; with --owner nothing runs, nothing is rea
   expect(result.refused).toEqual(expect.arrayContaining(DUMP_REFUSALS));
   expect(result.globals.refused).toEqual(expect.arrayContaining(ROLE_REFUSALS));
   expect(result.loadedAs).toMatch(new RegExp(`^restorable_load_[0-9a-f]{12} as ${restorer}$`));
+  expect([...result.installed].sort()).toEqual(['citext', 'pgcrypto']);
+  expect(await pgQuery(target, "SELECT nspowner::regrole::text AS owner FROM pg_namespace WHERE nspname = 'crypto'")).toEqual([{ owner: restorer }]);
   expect(await pgQuery(target, 'SELECT count(*)::int AS n FROM public.planted')).toEqual([{ n: 3 }]);
   expect(await pgQuery(target, 'SELECT * FROM public.loot')).toEqual([]);
   expect(await pgQuery(target, 'SELECT evtname FROM pg_event_trigger')).toEqual([]);

@@ -108,6 +108,24 @@ describe('restore of PostgreSQL', () => {
     expect(await pgTableStats(target)).toEqual(backups[1].stats);
   });
 
+  test('connected as a role without superuser rights, it loads as that role, and only needs no flag', async () => {
+    const target = await freshTarget();
+    const login = uniqueName('rs_login');
+    await pgQuery('postgres', `CREATE ROLE ${login} LOGIN PASSWORD 'restorable'; GRANT ${owner} TO ${login}`);
+    try {
+      const run = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--host', PG.host,
+        '--port', String(PG.port), '--user', login, '--database', target, '--json'], env());
+      expect(run.stderr).not.toContain('restorable restore:');
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({ loadedAs: login, refused: [{ what: expect.stringMatching(/^ownership by restorable/) }] });
+      expect(await pgTableStats(target)).toEqual(backups[1].stats);
+    } finally {
+      await pgQuery('postgres', `REASSIGN OWNED BY ${login} TO ${owner}`).catch(() => undefined);
+      await pgQuery(target, `REASSIGN OWNED BY ${login} TO ${owner}`).catch(() => undefined);
+      await pgQuery('postgres', `DROP ROLE IF EXISTS ${login}`).catch(() => undefined);
+    }
+  });
+
   test('--at a time between the two backups restores the first one', async () => {
     const target = await freshTarget();
     const run = await restore(target, '--at', backups[0].finishedAt);
