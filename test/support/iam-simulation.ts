@@ -31,7 +31,12 @@ export interface PolicyDocument {
 
 /** One stack's synthesized template and where it deploys. */
 export interface StackTemplate {
+  /** What the models name the stack by: its construct path, unique in the app (a nested stack has no name at synth). */
+  readonly id: string;
+  /** The name it deploys with; a nested stack's is made up, as CloudFormation makes one up. */
   readonly stackName: string;
+  /** For a nested stack: the parent's id and the logical id of its AWS::CloudFormation::Stack resource there. */
+  readonly parent?: { readonly id: string; readonly logicalId: string };
   readonly account: string;
   readonly region: string;
   readonly template: CfnTemplate;
@@ -50,7 +55,8 @@ export interface CfnTemplate {
 }
 
 export interface RoleModel {
-  readonly stackName: string;
+  /** The StackTemplate id of the stack that holds it. */
+  readonly stack: string;
   readonly logicalId: string;
   readonly name: string;
   /** The role's IAM path, `/` when none is given. */
@@ -63,7 +69,8 @@ export interface RoleModel {
 }
 
 export interface KeyModel {
-  readonly stackName: string;
+  /** The StackTemplate id of the stack that holds it. */
+  readonly stack: string;
   readonly logicalId: string;
   readonly arn: string;
   readonly region: string;
@@ -72,7 +79,8 @@ export interface KeyModel {
 }
 
 export interface BucketModel {
-  readonly stackName: string;
+  /** The StackTemplate id of the stack that holds it. */
+  readonly stack: string;
   readonly logicalId: string;
   readonly name: string;
   readonly arn: string;
@@ -84,7 +92,8 @@ export interface BucketModel {
 }
 
 export interface SecretModel {
-  readonly stackName: string;
+  /** The StackTemplate id of the stack that holds it. */
+  readonly stack: string;
   readonly logicalId: string;
   readonly arn: string;
   readonly region: string;
@@ -98,9 +107,9 @@ export interface Deployment {
   readonly buckets: BucketModel[];
   readonly keys: KeyModel[];
   readonly secrets: SecretModel[];
-  role(stackName: string, logicalId: string): RoleModel;
-  bucket(stackName: string, logicalId: string): BucketModel;
-  secret(stackName: string, logicalId: string): SecretModel;
+  role(stack: string, logicalId: string): RoleModel;
+  bucket(stack: string, logicalId: string): BucketModel;
+  secret(stack: string, logicalId: string): SecretModel;
   /** The roles whose IAM path starts with `path` (a ROLE_PATHS value). */
   rolesUnderPath(path: string): RoleModel[];
 }
@@ -121,12 +130,19 @@ function secretSuffix(stackName: string, logicalId: string): string {
 
 const NO_VALUE = Symbol('AWS::NoValue');
 
-/** Resolves the intrinsics of one stack; cross-stack `Fn::ImportValue` through the exports of all stacks. */
+/** How one stack's resolver reaches the others: exports, a nested stack's outputs, a parent's parameter values. */
+interface Stacks {
+  imports(name: string): unknown;
+  nestedOutput(parent: StackTemplate, logicalId: string, output: string): unknown;
+  parameterFromParent(nested: StackTemplate, parameter: string): unknown;
+}
+
+/** Resolves the intrinsics of one stack; what crosses stacks goes through `stacks`. */
 class StackResolver {
   private readonly resources: Record<string, CfnResource>;
   private readonly names = new Map<string, string>();
 
-  constructor(readonly stack: StackTemplate, private readonly imports: (name: string) => unknown) {
+  constructor(readonly stack: StackTemplate, private readonly stacks: Stacks) {
     this.resources = stack.template.Resources;
   }
 
@@ -187,6 +203,7 @@ class StackResolver {
     if (logicalId in pseudo) return pseudo[logicalId];
     const parameter = this.stack.template.Parameters?.[logicalId];
     if (parameter) {
+      if (this.stack.parent) return this.stacks.parameterFromParent(this.stack, logicalId);
       if (parameter.Default === undefined) throw new Error(`${this.stack.stackName}: parameter ${logicalId} has no default`);
       return parameter.Default;
     }
@@ -206,6 +223,9 @@ class StackResolver {
   getAtt(logicalId: string, attribute: string): unknown {
     const resource = this.resource(logicalId);
     const name = () => this.physicalName(logicalId);
+    if (resource.Type === 'AWS::CloudFormation::Stack' && attribute.startsWith('Outputs.')) {
+      return this.stacks.nestedOutput(this.stack, logicalId, attribute.slice('Outputs.'.length));
+    }
     const key = `${resource.Type}.${attribute}`;
     switch (key) {
       case 'AWS::S3::Bucket.Arn': return `arn:${PARTITION}:s3:::${name()}`;
@@ -308,7 +328,7 @@ class StackResolver {
           return items[index];
         }
         case 'Fn::Split': return this.resolveString(list[1], 'Fn::Split').split(list[0] as string);
-        case 'Fn::ImportValue': return this.imports(this.resolveString(args, 'Fn::ImportValue'));
+        case 'Fn::ImportValue': return this.stacks.imports(this.resolveString(args, 'Fn::ImportValue'));
         case 'Fn::GetAZs': return ['a', 'b', 'c'].map((z) => `${this.region}${z}`);
         case 'Fn::If': return this.condition(list[0] as string) ? this.resolve(list[1]) : this.resolve(list[2]);
         case 'Fn::Base64': return Buffer.from(this.resolveString(args, 'Fn::Base64')).toString('base64');
@@ -335,23 +355,50 @@ function assertResolved(policy: unknown, what: string): PolicyDocument {
 
 /**
  * Resolves the stacks and extracts the principals and the resource policies. Stacks reference each other through
- * `Fn::ImportValue` (resolved from the others' exports) or by names known at synth.
+ * `Fn::ImportValue` (resolved from the others' exports), by names known at synth, or as a nested stack and its
+ * parent (parameters one way, outputs the other): load a nested stack with its parent.
  */
 export function loadDeployment(stacks: StackTemplate[]): Deployment {
   const resolvers = new Map<string, StackResolver>();
-  const imports = (name: string): unknown => {
-    for (const resolver of resolvers.values()) {
-      for (const output of Object.values(resolver.stack.template.Outputs ?? {})) {
-        if (output.Export && resolver.resolve(output.Export.Name) === name) return resolver.resolve(output.Value);
+  const resolverOf = (id: string, why: string): StackResolver => {
+    const resolver = resolvers.get(id);
+    if (!resolver) throw new Error(`${why}: the stack ${id} is not loaded`);
+    return resolver;
+  };
+  const links: Stacks = {
+    imports: (name) => {
+      for (const resolver of resolvers.values()) {
+        for (const output of Object.values(resolver.stack.template.Outputs ?? {})) {
+          if (output.Export && resolver.resolve(output.Export.Name) === name) return resolver.resolve(output.Value);
+        }
       }
-    }
-    throw new Error(`Fn::ImportValue ${name}: no loaded stack exports it`);
+      throw new Error(`Fn::ImportValue ${name}: no loaded stack exports it`);
+    },
+    nestedOutput: (parent, logicalId, output) => {
+      const nested = [...resolvers.values()].find((r) => r.stack.parent?.id === parent.id && r.stack.parent.logicalId === logicalId);
+      if (!nested) throw new Error(`${parent.stackName}: the nested stack ${logicalId} is not loaded`);
+      const value = nested.stack.template.Outputs?.[output];
+      if (!value) throw new Error(`${nested.stack.stackName}: no output ${output}`);
+      return nested.resolve(value.Value);
+    },
+    parameterFromParent: (nested, parameter) => {
+      const parent = resolverOf(nested.parent!.id, `${nested.stackName} parameter ${parameter}`);
+      const resource = parent.stack.template.Resources[nested.parent!.logicalId];
+      const given = (resource?.Properties?.Parameters as Record<string, unknown> | undefined)?.[parameter];
+      if (given === undefined) {
+        const fallback = nested.template.Parameters?.[parameter]?.Default;
+        if (fallback === undefined) throw new Error(`${nested.stackName}: its parent passes no parameter ${parameter}`);
+        return fallback;
+      }
+      return parent.resolve(given);
+    },
   };
   for (const stack of stacks) {
     if (!/^\d{12}$/.test(stack.account) || !/^[a-z]{2}(-[a-z]+)+-\d$/.test(stack.region)) {
       throw new Error(`${stack.stackName}: give the stack a concrete account and region (it has ${stack.account}, ${stack.region}): ARNs are compared as strings`);
     }
-    resolvers.set(stack.stackName, new StackResolver(stack, imports));
+    if (resolvers.has(stack.id)) throw new Error(`two stacks with the id ${stack.id}`);
+    resolvers.set(stack.id, new StackResolver(stack, links));
   }
 
   const roles: RoleModel[] = [];
@@ -359,16 +406,16 @@ export function loadDeployment(stacks: StackTemplate[]): Deployment {
   const buckets: BucketModel[] = [];
   const secrets: SecretModel[] = [];
 
-  for (const [stackName, r] of resolvers) {
+  for (const [stack, r] of resolvers) {
     const resources = Object.entries(r.stack.template.Resources);
     const ofType = (type: string) => resources.filter(([, res]) => res.Type === type);
     const props = (res: CfnResource) => res.Properties ?? {};
 
     for (const [logicalId, res] of ofType('AWS::KMS::Key')) {
       keys.push({
-        stackName, logicalId, region: r.stack.region, account: r.stack.account,
+        stack, logicalId, region: r.stack.region, account: r.stack.account,
         arn: r.getAtt(logicalId, 'Arn') as string,
-        policy: assertResolved(r.resolve(props(res).KeyPolicy), `${stackName}/${logicalId} key policy`),
+        policy: assertResolved(r.resolve(props(res).KeyPolicy), `${stack}/${logicalId} key policy`),
       });
     }
     const keyByReference = (reference: unknown): KeyModel | undefined => {
@@ -386,10 +433,10 @@ export function loadDeployment(stacks: StackTemplate[]): Deployment {
       }
     };
     for (const [logicalId, res] of [...ofType('AWS::IAM::Policy'), ...ofType('AWS::IAM::ManagedPolicy')]) {
-      attach(props(res).Roles, logicalId, props(res).PolicyDocument, `${stackName}/${logicalId}`);
+      attach(props(res).Roles, logicalId, props(res).PolicyDocument, `${stack}/${logicalId}`);
     }
     for (const [logicalId, res] of ofType('AWS::IAM::RolePolicy')) {
-      attach([props(res).RoleName], logicalId, props(res).PolicyDocument, `${stackName}/${logicalId}`);
+      attach([props(res).RoleName], logicalId, props(res).PolicyDocument, `${stack}/${logicalId}`);
     }
     for (const [logicalId, res] of ofType('AWS::IAM::Role')) {
       const name = r.physicalName(logicalId);
@@ -397,14 +444,14 @@ export function loadDeployment(stacks: StackTemplate[]): Deployment {
       const foreign = (managed ?? []).filter((arn) => !arn.includes(':policy/service-role/AWSLambdaBasicExecutionRole'));
       // An AWS managed policy's content is not in the template: refuse rather than simulate without it. The one
       // allowed grants only CloudWatch Logs, which no column asks about.
-      if (foreign.length) throw new Error(`${stackName}/${logicalId}: managed policies ${foreign.join(', ')} are not in the template`);
+      if (foreign.length) throw new Error(`${stack}/${logicalId}: managed policies ${foreign.join(', ')} are not in the template`);
       const inline = ((props(res).Policies as { PolicyName: unknown; PolicyDocument: unknown }[] | undefined) ?? [])
         .map((p) => ({
           name: `${logicalId}/${r.resolveString(p.PolicyName, 'PolicyName')}`,
-          policy: assertResolved(r.resolve(p.PolicyDocument), `${stackName}/${logicalId} inline policy`),
+          policy: assertResolved(r.resolve(p.PolicyDocument), `${stack}/${logicalId} inline policy`),
         }));
       roles.push({
-        stackName, logicalId, name, path: r.rolePath(logicalId), account: r.stack.account,
+        stack, logicalId, name, path: r.rolePath(logicalId), account: r.stack.account,
         arn: r.getAtt(logicalId, 'Arn') as string,
         identityPolicies: [...inline, ...(attached.get(name) ?? [])],
       });
@@ -413,14 +460,14 @@ export function loadDeployment(stacks: StackTemplate[]): Deployment {
     const bucketPolicies = new Map<string, PolicyDocument>();
     for (const [logicalId, res] of ofType('AWS::S3::BucketPolicy')) {
       bucketPolicies.set(r.resolveString(props(res).Bucket, `${logicalId}.Bucket`),
-        assertResolved(r.resolve(props(res).PolicyDocument), `${stackName}/${logicalId}`));
+        assertResolved(r.resolve(props(res).PolicyDocument), `${stack}/${logicalId}`));
     }
     for (const [logicalId, res] of ofType('AWS::S3::Bucket')) {
       const name = r.physicalName(logicalId);
       const encryption = props(res).BucketEncryption as
         { ServerSideEncryptionConfiguration: { ServerSideEncryptionByDefault: { KMSMasterKeyID?: unknown } }[] } | undefined;
       buckets.push({
-        stackName, logicalId, name, region: r.stack.region, account: r.stack.account,
+        stack, logicalId, name, region: r.stack.region, account: r.stack.account,
         arn: r.getAtt(logicalId, 'Arn') as string,
         key: keyByReference(encryption?.ServerSideEncryptionConfiguration[0]?.ServerSideEncryptionByDefault.KMSMasterKeyID),
         policy: bucketPolicies.get(name),
@@ -430,27 +477,27 @@ export function loadDeployment(stacks: StackTemplate[]): Deployment {
     const secretPolicies = new Map<string, PolicyDocument>();
     for (const [logicalId, res] of ofType('AWS::SecretsManager::ResourcePolicy')) {
       secretPolicies.set(r.resolveString(props(res).SecretId, `${logicalId}.SecretId`),
-        assertResolved(r.resolve(props(res).ResourcePolicy), `${stackName}/${logicalId}`));
+        assertResolved(r.resolve(props(res).ResourcePolicy), `${stack}/${logicalId}`));
     }
     for (const [logicalId, res] of ofType('AWS::SecretsManager::Secret')) {
       const arn = r.getAtt(logicalId, 'Arn') as string;
       secrets.push({
-        stackName, logicalId, arn, region: r.stack.region, account: r.stack.account,
+        stack, logicalId, arn, region: r.stack.region, account: r.stack.account,
         key: keyByReference(props(res).KmsKeyId), policy: secretPolicies.get(arn),
       });
     }
   }
 
-  const find = <T extends { stackName: string; logicalId: string }>(list: T[], what: string, stackName: string, logicalId: string): T => {
-    const found = list.find((x) => x.stackName === stackName && x.logicalId === logicalId);
-    if (!found) throw new Error(`no ${what} ${stackName}/${logicalId} in the synthesized templates`);
+  const find = <T extends { stack: string; logicalId: string }>(list: T[], what: string, stack: string, logicalId: string): T => {
+    const found = list.find((x) => x.stack === stack && x.logicalId === logicalId);
+    if (!found) throw new Error(`no ${what} ${stack}/${logicalId} in the synthesized templates`);
     return found;
   };
   return {
     roles, buckets, keys, secrets,
-    role: (stackName, logicalId) => find(roles, 'role', stackName, logicalId),
-    bucket: (stackName, logicalId) => find(buckets, 'bucket', stackName, logicalId),
-    secret: (stackName, logicalId) => find(secrets, 'secret', stackName, logicalId),
+    role: (stack, logicalId) => find(roles, 'role', stack, logicalId),
+    bucket: (stack, logicalId) => find(buckets, 'bucket', stack, logicalId),
+    secret: (stack, logicalId) => find(secrets, 'secret', stack, logicalId),
     rolesUnderPath: (path) => roles.filter((role) => role.path.startsWith(path)),
   };
 }
