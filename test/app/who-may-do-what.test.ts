@@ -14,7 +14,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, CfnElement, Stack } from 'aws-cdk-lib';
+import { App, CfnElement, NestedStack, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { IConstruct } from 'constructs';
 import { resolveEnvironment } from '../../bin/environments';
@@ -115,9 +115,9 @@ const EXPECTED: Record<RowId, { readonly title: string; readonly allowed: Column
   // latest.json forward with If-Match, places holds. Never releases one, never touches reports, runbooks or tags
   // of pointers, never sees another source.
   dumpA: { title: 'dump role (A)', allowed: ['createBackup', 'uploadPart', 'updateLatest', 'placeHold'] },
-  // Writes A's restore-test report; reads backups and the identity. A restore-test role holds the grants of up to
-  // eight sources, and the example's two sources share one: B's backup and prefix are its own too.
-  restoreTestA: { title: 'restore-test role (A)', allowed: ['writeRestoreTestLatest', 'readBackupOfB', 'listPrefixOfB', 'readIdentity'] },
+  // Writes A's restore-test report; reads the identity, and the backups of the sources it tests: B's too only when
+  // A's and B's tests share a role (see expectedAllowed).
+  restoreTestA: { title: 'restore-test role (A)', allowed: ['writeRestoreTestLatest', 'readIdentity'] },
   // The checks read pointers and HEAD backups (HeadObject is s3:GetObject; the pointers need kms:Decrypt) and list
   // every source: they read, nothing more.
   freshness: { title: 'freshness function', allowed: ['readBackupOfB', 'listPrefixOfB'] },
@@ -140,40 +140,68 @@ const EXPECTED: Record<RowId, { readonly title: string; readonly allowed: Column
 };
 const ROWS = Object.keys(EXPECTED) as RowId[];
 
-/** The example app's stacks, synthesized as the CLI would for `-c env=dev`. */
+/**
+ * What the design lets a row do in this app. A restore-test role reads and lists the prefixes of the sources it
+ * tests: where RestoreTesting gives several sources one role, A's role reads B's backups as well.
+ */
+function expectedAllowed(row: RowId, s: Simulated): ColumnId[] {
+  const allowed = EXPECTED[row].allowed;
+  if (row === 'restoreTestA' && s.restoreTestRoleOfB.arn === s.principals.restoreTestA.roleArn) {
+    return [...allowed, 'readBackupOfB', 'listPrefixOfB'];
+  }
+  return allowed;
+}
+
+/** The example app's stacks, synthesized as the CLI would for `-c env=dev`, with their nested stacks. */
 function synthesizeExample(): { stacks: ExampleStacks; templates: StackTemplate[] } {
   const cdkJson = JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8'));
   const app = new App({ context: { ...cdkJson.context, env: ENVIRONMENT } });
   const stacks = addExampleStacks(app, resolveEnvironment(app.node.tryGetContext('environments'), ENVIRONMENT));
   const assembly = app.synth();
-  const templates = [stacks.primary, stacks.replica].map((stack) => ({
-    stackName: stack.stackName, account: stack.account, region: stack.region,
+  const templates: StackTemplate[] = [stacks.primary, stacks.replica].map((stack) => ({
+    id: stack.node.path, stackName: stack.stackName, account: stack.account, region: stack.region,
     template: assembly.getStackByName(stack.stackName).template,
   }));
+  for (const nested of app.node.findAll().filter((c): c is NestedStack => NestedStack.isNestedStack(c))) {
+    const parent = nested.nestedStackParent!;
+    const logicalId = parent.resolve(nested.nestedStackResource!.logicalId) as string;
+    templates.push({
+      id: nested.node.path, stackName: `${parent.stackName}-${logicalId}`, account: parent.account, region: parent.region,
+      parent: { id: parent.node.path, logicalId },
+      template: JSON.parse(readFileSync(join(assembly.directory, nested.templateFile), 'utf8')),
+    });
+  }
   return { stacks, templates };
 }
 
-/** The template resource of a construct: its stack's name and its logical id. */
-function logicalIdOf(construct: IConstruct): { stackName: string; logicalId: string } {
+/** The template resource of a construct: its stack's id (construct path) and its logical id. */
+function logicalIdOf(construct: IConstruct): { stack: string; logicalId: string } {
   const element = construct.node.defaultChild as CfnElement | undefined;
   if (!element) throw new Error(`${construct.node.path} has no CloudFormation resource of its own`);
   const stack = Stack.of(construct);
-  return { stackName: stack.stackName, logicalId: stack.resolve(element.logicalId) as string };
+  return { stack: stack.node.path, logicalId: stack.resolve(element.logicalId) as string };
 }
 
 function roleOf(deployment: Deployment, role: iam.IRole | undefined, what: string): RoleModel {
   if (!role) throw new Error(`${what} has no role`);
-  const { stackName, logicalId } = logicalIdOf(role);
-  return deployment.role(stackName, logicalId);
+  const { stack, logicalId } = logicalIdOf(role);
+  return deployment.role(stack, logicalId);
 }
 
-/** The restore-test role that holds source A's grants: the first of RestoreTesting's TestRoleN, A being its first source. */
-function restoreTestRoleOfA(deployment: Deployment, stacks: ExampleStacks): RoleModel {
-  const testRoles = stacks.restoreTesting.node.findAll()
-    .filter((c): c is iam.Role => c instanceof iam.Role && /^TestRole\d+$/.test(c.node.id))
-    .sort((a, b) => Number(a.node.id.slice(8)) - Number(b.node.id.slice(8)));
-  if (!testRoles.length) throw new Error('RestoreTesting has no TestRoleN');
-  return roleOf(deployment, testRoles[0], 'the restore-test role of A');
+/**
+ * The restore-test role that holds `source`'s grants: the role RestoreTesting made for that source (a construct named
+ * after it), or, where roles hold several sources' grants (TestRole1, TestRole2, … of eight sources each, in the
+ * order the sources were added), the one of its group.
+ */
+function restoreTestRoleOf(deployment: Deployment, stacks: ExampleStacks, source: string): RoleModel {
+  const roles = stacks.restoreTesting.node.findAll().filter((c): c is iam.Role => c instanceof iam.Role);
+  const own = roles.filter((r) => r.node.scopes.some((scope) => scope.node.id === source));
+  if (own.length === 1) return roleOf(deployment, own[0], `the restore-test role of ${source}`);
+  const grouped = roles.filter((r) => /^TestRole\d+$/.test(r.node.id)).sort((a, b) => Number(a.node.id.slice(8)) - Number(b.node.id.slice(8)));
+  const index = stacks.backups.sources.findIndex((s) => s.name === source);
+  const role = grouped[Math.floor(index / 8)];
+  if (!role) throw new Error(`RestoreTesting has no role for ${source}: neither one named after it nor a TestRoleN`);
+  return roleOf(deployment, role, `the restore-test role of ${source}`);
 }
 
 /**
@@ -183,7 +211,7 @@ function restoreTestRoleOfA(deployment: Deployment, stacks: ExampleStacks): Role
  * to the real role by itself as soon as the template has one.
  */
 function holdKeeper(deployment: Deployment, stacks: ExampleStacks, targets: Targets): { principal: Principal; role?: RoleModel } {
-  const found = deployment.rolesUnderPath(ROLE_PATHS.holdKeeper).filter((r) => r.stackName === stacks.primary.stackName);
+  const found = deployment.rolesUnderPath(ROLE_PATHS.holdKeeper);
   if (found.length > 1) throw new Error(`more than one hold keeper: ${found.map((r) => r.arn).join(', ')}`);
   if (found.length === 1) return { principal: principalOf(found[0], EXPECTED.holdKeeper.title), role: found[0] };
   const { bucket } = targets;
@@ -212,6 +240,8 @@ interface Simulated {
   /** The roles the rows stand for, when they are in the template. */
   readonly roles: Partial<Record<RowId, RoleModel>>;
   readonly verdicts: Record<RowId, Record<ColumnId, CallVerdict>>;
+  /** The restore-test role that holds B's grants: A's own when they share one. */
+  readonly restoreTestRoleOfB: RoleModel;
 }
 
 async function simulate(): Promise<Simulated> {
@@ -220,10 +250,10 @@ async function simulate(): Promise<Simulated> {
   const [sourceA, sourceB] = stacks.backups.sources;
   const prefix = stacks.store.prefix;
   const storeBucket = logicalIdOf(stacks.store.bucket);
-  const bucket = deployment.bucket(storeBucket.stackName, storeBucket.logicalId);
+  const bucket = deployment.bucket(storeBucket.stack, storeBucket.logicalId);
   if (!stacks.keys.identitySecret) throw new Error('the example app has no identity secret');
   const secretId = logicalIdOf(stacks.keys.identitySecret);
-  const identity = deployment.secret(secretId.stackName, secretId.logicalId);
+  const identity = deployment.secret(secretId.stack, secretId.logicalId);
   if (!identity.key) throw new Error('the identity secret has no KMS key of the example app');
   const at = new Date('2026-05-31T01:00:00Z');
   const object = (key: string, existingTags?: Record<string, string>): ObjectTarget => ({ bucket, key, existingTags });
@@ -242,7 +272,7 @@ async function simulate(): Promise<Simulated> {
   const hold = holdKeeper(deployment, stacks, targets);
   const roles: Partial<Record<RowId, RoleModel>> = {
     dumpA: roleOf(deployment, sourceA.taskRole, `source ${sourceA.name}`),
-    restoreTestA: restoreTestRoleOfA(deployment, stacks),
+    restoreTestA: restoreTestRoleOf(deployment, stacks, sourceA.name),
     freshness: roleOf(deployment, stacks.monitoring.freshnessFunction.role, 'the freshness function'),
     size: roleOf(deployment, stacks.monitoring.sizeAnomalyFunction.role, 'the size function'),
     holdKeeper: hold.role,
@@ -269,7 +299,8 @@ async function simulate(): Promise<Simulated> {
     verdicts[row] = {} as Record<ColumnId, CallVerdict>;
     for (const column of COLUMNS) verdicts[row][column.id] = await decide(principals[row], column.call(targets));
   }
-  return { stacks, deployment, targets, principals, roles, verdicts };
+  const restoreTestRoleOfB = restoreTestRoleOf(deployment, stacks, sourceB.name);
+  return { stacks, deployment, targets, principals, roles, verdicts, restoreTestRoleOfB };
 }
 
 /** The calls on the store's bucket, retargeted at another bucket of the same kind. */
@@ -290,12 +321,8 @@ function renderMatrix(s: Simulated): string {
   const lines = [
     '<!-- Generated by test/app/who-may-do-what.test.ts: run `UPDATE_README_MATRIX=1 npx jest test/app/who-may-do-what.test.ts` after a policy change. -->',
     '',
-    `Computed by an IAM policy simulator ([@cloud-copilot/iam-simulate](https://github.com/cloud-copilot/iam-simulate), a dev ` +
-    `dependency of the tests only) over the example app's synthesized templates (\`-c env=${ENVIRONMENT}\`), with A = ` +
-    `\`${s.stacks.backups.sources[0].name}\` and B = \`${s.stacks.backups.sources[1].name}\`. S3, KMS and Secrets Manager are ` +
-    'simulated separately, each with its own resource policy, and a call counts as allowed only when every authorisation it ' +
-    'needs is (an object write also needs the store key through S3; reading the identity, its key through Secrets Manager). ' +
-    "No local emulator enforces bucket-policy conditions, so this simulation is the proof of the bucket policy's effect.",
+    `A is \`${s.stacks.backups.sources[0].name}\` and B is \`${s.stacks.backups.sources[1].name}\`, two sources of the example app ` +
+    `(\`-c env=${ENVIRONMENT}\`); a call is allowed only when S3, KMS and Secrets Manager each allow what it needs of them.`,
     '',
     `| Call | ${ROWS.map((row) => escape(EXPECTED[row].title)).join(' | ')} |`,
     `|---|${ROWS.map(() => '---').join('|')}|`,
@@ -350,7 +377,7 @@ describe('who may do what, by IAM policy simulation of the example app', () => {
   // Both stores are BackupBuckets with the same policy: what `*` on `*` may do there shows the bucket policy alone.
   test('the DR replica bucket refuses and allows the same S3 calls as the primary, for break-glass and an administrator', async () => {
     const replicaId = logicalIdOf(s.stacks.replicaStore.bucket);
-    const replica = onBucket(s.targets, s.deployment.bucket(replicaId.stackName, replicaId.logicalId));
+    const replica = onBucket(s.targets, s.deployment.bucket(replicaId.stack, replicaId.logicalId));
     expect(replica.bucket.policy).toBeDefined();
     for (const row of ['breakGlass', 'administrator'] as RowId[]) {
       for (const column of S3_COLUMNS) {
@@ -361,7 +388,7 @@ describe('who may do what, by IAM policy simulation of the example app', () => {
   });
 
   test.each(ROWS)('%s: every call as the design says', (row) => {
-    const expected = Object.fromEntries(COLUMNS.map((c) => [c.id, allowedOrDenied(EXPECTED[row].allowed.includes(c.id))]));
+    const expected = Object.fromEntries(COLUMNS.map((c) => [c.id, allowedOrDenied(expectedAllowed(row, s).includes(c.id))]));
     const actual = Object.fromEntries(COLUMNS.map((c) => [c.id, allowedOrDenied(s.verdicts[row][c.id].allowed)]));
     expect(actual).toEqual(expected);
   });
