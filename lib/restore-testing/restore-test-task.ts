@@ -34,8 +34,10 @@ export const CREDENTIAL_VARIABLES = [
  * The MariaDB and MySQL scratch servers' `secure_file_priv`: the only directory LOAD DATA INFILE, SELECT … INTO
  * OUTFILE and LOAD_FILE() may touch (and only for an account with FILE, which the load's account lacks). The
  * scratch entrypoint creates it where the image has none (the MariaDB image): empty and owned by root, so the
- * server, which runs as mysql, can neither read anything from it nor write to it. Nothing of the agent's is in it:
- * the agent's files are in another container.
+ * server, which runs as mysql, can neither read anything from it nor write to it. Where the image has it (MySQL's
+ * packages make it, for the same default), it is left as the image made it: empty, and if mysql may write there, a
+ * FILE holder reads back only what it wrote. Nothing of the agent's is in it either way: its files are in another
+ * container.
  */
 export const SCRATCH_SECURE_FILE_PRIV = '/var/lib/mysql-files';
 
