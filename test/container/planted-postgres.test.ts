@@ -33,6 +33,8 @@ const restorer = uniqueName('planted_restorer');
 /** Roles the planted companion creates. */
 const evil = uniqueName('planted_evil');
 const plain = uniqueName('planted_plain');
+/** A role the target server already has, with a predefined role of its own: the companion tries to pass it on. */
+const reader = uniqueName('planted_reader');
 const HASH = 'SCRAM-SHA-256$4096:cGxhbnRlZA==$planted-stored-key:planted-server-key';
 const SECRET = `planted secret ${process.pid}`;
 
@@ -67,7 +69,8 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'secret.txt'), SECRET, { mode: 0o644 });
   s3 = await motoBucket();
   key = makeAgeKey();
-  await pgQuery('postgres', `DROP ROLE IF EXISTS ${restorer}; CREATE ROLE ${restorer} NOLOGIN`);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${restorer}; CREATE ROLE ${restorer} NOLOGIN;
+    DROP ROLE IF EXISTS ${reader}; CREATE ROLE ${reader} NOLOGIN; GRANT pg_read_all_data TO ${reader}`);
   await createPgDatabase(attacker);
   await pgQuery(attacker, `
     CREATE EXTENSION dblink;
@@ -109,6 +112,7 @@ beforeAll(async () => {
     `GRANT pg_execute_server_program TO ${evil} GRANTED BY postgres;`,
     `GRANT pg_write_server_files TO ${evil};`,
     `GRANT postgres TO ${evil};`,
+    `GRANT ${reader} TO ${evil};`,
     "ALTER SYSTEM SET shared_preload_libraries = 'planted';",
     `COPY (SELECT 1) TO PROGRAM 'touch ${join(dir, 'ROLES_COPY_MARKER')}';`,
     `CREATE ROLE ${plain}; ALTER ROLE ${plain} WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS;`,
@@ -127,7 +131,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const db of [attacker, scratch, target, control]) await dropPgDatabase(db).catch(() => undefined);
-  await pgQuery('postgres', `DROP ROLE IF EXISTS ${evil}; DROP ROLE IF EXISTS ${plain}; DROP ROLE IF EXISTS ${restorer}`).catch(() => undefined);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${evil}; DROP ROLE IF EXISTS ${plain}; DROP ROLE IF EXISTS ${restorer}; DROP ROLE IF EXISTS ${reader}`).catch(() => undefined);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -154,6 +158,7 @@ const ROLE_REFUSALS = [
   { what: `GRANT pg_execute_server_program TO ${evil} GRANTED BY postgres`, why: expect.stringContaining('predefined role') },
   { what: `GRANT pg_write_server_files TO ${evil}`, why: expect.stringContaining('predefined role') },
   { what: `GRANT postgres TO ${evil}`, why: expect.stringContaining('postgres is a superuser') },
+  { what: `GRANT ${reader} TO ${evil}`, why: `${reader} is a member of pg_read_all_data: a restore never grants such a role` },
   { what: "ALTER SYSTEM SET shared_preload_libraries = '…'", why: expect.stringContaining('none of the statements') },
   { what: "COPY ( SELECT 1 ) TO PROGRAM '…'", why: expect.stringContaining('none of the statements') },
   { what: expect.stringMatching(/^\\! touch /), why: expect.stringContaining('psql meta-command') },

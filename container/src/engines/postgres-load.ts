@@ -43,6 +43,8 @@ export interface RoleRights {
   readonly createRole: boolean;
   /** The server roles it is a member of, directly or not. */
   readonly serverRoles: readonly string[];
+  /** Every predefined role it is a member of, directly or not (pg_read_all_data, pg_monitor…). */
+  readonly predefined: readonly string[];
 }
 
 /** What makes a role unfit to run a backup's SQL, or undefined. */
@@ -54,12 +56,14 @@ export function privilegeProblem(rights: RoleRights): string | undefined {
 }
 
 export async function roleRights(client: Client, role: string): Promise<RoleRights | undefined> {
-  const rows = await client.query<{ rolsuper: boolean; rolcreaterole: boolean; server: string[] }>(
+  const rows = await client.query<{ rolsuper: boolean; rolcreaterole: boolean; server: string[]; predefined: string[] }>(
     `SELECT rolsuper, rolcreaterole,
-       ARRAY(SELECT s FROM unnest($2::text[]) s WHERE pg_has_role(r.oid, s, 'MEMBER')) AS server
+       ARRAY(SELECT s FROM unnest($2::text[]) s WHERE pg_has_role(r.oid, s, 'MEMBER')) AS server,
+       ARRAY(SELECT p.rolname FROM pg_roles p WHERE p.rolname LIKE 'pg\\_%' AND p.rolname <> 'pg_database_owner' AND p.oid <> r.oid
+         AND pg_has_role(r.oid, p.oid, 'MEMBER') ORDER BY 1)::text[] AS predefined
      FROM pg_roles r WHERE rolname = $1`, [role, [...SERVER_ROLES]]);
   const row = rows.rows[0];
-  return row && { name: role, superuser: row.rolsuper, createRole: row.rolcreaterole, serverRoles: row.server };
+  return row && { name: role, superuser: row.rolsuper, createRole: row.rolcreaterole, serverRoles: row.server, predefined: row.predefined };
 }
 
 /** Runs pg_restore with the dump on stdin (a buffer) or as a file, and returns what it printed. */
@@ -132,7 +136,7 @@ function libpq(c: Connection): NodeJS.ProcessEnv {
  * session, on the target database.
  */
 export async function planPostgresLoad(admin: Client, connection: Connection, dump: DumpPeek, options: LoadOptions): Promise<LoadPlan> {
-  const me = (await roleRights(admin, connection.user)) ?? { name: connection.user, superuser: false, createRole: false, serverRoles: [] };
+  const me = (await roleRights(admin, connection.user)) ?? { name: connection.user, superuser: false, createRole: false, serverRoles: [], predefined: [] };
   const privileged = privilegeProblem(me);
   const dir = mkdtempSync(join(tmpdir(), 'restorable-load-'));
   let temporary: string | undefined;

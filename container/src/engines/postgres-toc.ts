@@ -135,7 +135,8 @@ export function planToc(listing: string, mayActAs: (role: string) => boolean, al
   const owners = new Map<string, number>();
   for (const entry of kept) {
     const owner = ownerOf(entry);
-    if (owner && entry.desc !== 'ACL' && entry.desc !== 'DEFAULT ACL') owners.set(owner, (owners.get(owner) ?? 0) + 1);
+    // pg_restore changes the owner of objects only: a privilege, a comment or a label names the object's owner, changes none.
+    if (owner && !['ACL', 'DEFAULT ACL', 'COMMENT', 'SECURITY LABEL'].includes(entry.desc)) owners.set(owner, (owners.get(owner) ?? 0) + 1);
   }
   return { list: `${kept.map((e) => e.line).join('\n')}\n`, refused, extensions, owners, kept: kept.length };
 }

@@ -224,7 +224,9 @@ export class PostgresSession implements EngineSession {
         let problem: string | undefined;
         for (const role of statement.roles) {
           const rights = await roleRights(client, role);
-          problem ??= !rights ? `${role} does not exist` : privilegeProblem(rights);
+          // Granted from a backup, a role passes on no predefined role at all (pg_read_all_data, pg_monitor…), not only the server ones.
+          problem ??= !rights ? `${role} does not exist` : privilegeProblem(rights)
+            ?? (rights.predefined.length ? `${role} is a member of ${rights.predefined.join(', ')}` : undefined);
         }
         if (problem) { refused.push({ what: statement.what, why: `${problem}: a restore never grants such a role` }); continue; }
         await client.query(text);
