@@ -90,7 +90,7 @@ const SCRATCH: Record<DatabaseFlavour, ScratchSettings> = {
     port: 3306, user: 'root',
     environment: { MYSQL_ALLOW_EMPTY_PASSWORD: 'yes', MYSQL_DATABASE: SCRATCH_DATABASE },
     healthCommand: ['CMD-SHELL', `mysqladmin ping -h ${LOOPBACK} --silent`],
-    serverCommand: () => ['mysqld', ...MYSQL_FAMILY_FLAGS, '--mysqlx=OFF'],
+    serverCommand: () => ['mysqld', ...MYSQL_FAMILY_FLAGS, '--mysqlx=0'],
     prepare: `mkdir -p ${SCRATCH_SECURE_FILE_PRIV}`,
   },
 };

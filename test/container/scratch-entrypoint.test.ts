@@ -221,7 +221,7 @@ test('given the template\'s scratch entrypoint for MySQL 8.4, with sleep standin
   expectNoCredentials(environOf(wrapped.pid!));
   expect(environOf(wrapped.pid!)).toMatchObject({ MYSQL_DATABASE: 'restore_test', MYSQL_ALLOW_EMPTY_PASSWORD: 'yes' });
   expect(readFileSync(join(dir, 'server-flags'), 'utf8').trim().split('\n'))
-    .toEqual(['--bind-address=127.0.0.1', '--local-infile=0', '--secure-file-priv=/var/lib/mysql-files', '--mysqlx=OFF']);
+    .toEqual(['--bind-address=127.0.0.1', '--local-infile=0', '--secure-file-priv=/var/lib/mysql-files', '--mysqlx=0']);
   expect(readdirSync(`/proc/${wrapped.pid}/root/var/lib/mysql-files`)).toEqual([]);
 
   // The control: the image's entrypoint alone, as ECS would start it without the override.

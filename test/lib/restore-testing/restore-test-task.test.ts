@@ -101,7 +101,7 @@ describe('given PostgreSQL 16, MariaDB 10.11 and 10.4 and MySQL 8.4 sources with
     expect(SCRATCH_SECURE_FILE_PRIV).toBe('/var/lib/mysql-files');
     expect(scratchBy('public.ecr.aws/docker/library/mariadb:10.11').Command).toEqual(['mariadbd', ...flags]);
     expect(scratchBy('public.ecr.aws/docker/library/mariadb:10.4').Command).toEqual(['mysqld', ...flags]); // before 10.5 the server is mysqld
-    expect(scratchBy('public.ecr.aws/docker/library/mysql:8.4').Command).toEqual(['mysqld', ...flags, '--mysqlx=OFF']);
+    expect(scratchBy('public.ecr.aws/docker/library/mysql:8.4').Command).toEqual(['mysqld', ...flags, '--mysqlx=0']);
     for (const image of ['public.ecr.aws/docker/library/mariadb:10.11', 'public.ecr.aws/docker/library/mysql:8.4']) {
       expect((scratchBy(image).EntryPoint as string[])[2]).toContain('; mkdir -p /var/lib/mysql-files; exec docker-entrypoint.sh "$@"');
     }
