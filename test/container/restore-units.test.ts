@@ -18,7 +18,9 @@ import { readCompanion, roleSql } from '../../container/src/engines/postgres-rol
 import { extensionSchemas, planToc } from '../../container/src/engines/postgres-toc';
 import { leftOutPatterns, reportRefusals } from '../../container/src/commands/restore-test';
 import { makeAgeKey } from '../support';
-import { motoName, sharedMoto } from '../support/moto';
+import { motoBucket, motoName, sharedMoto } from '../support/moto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { ReadPin, openObject } from '../../container/src/restore/download';
 
 describe('spool space', () => {
   test('a dump that fits, with headroom, is fine', () => {
@@ -209,5 +211,19 @@ describe('identity', () => {
     // Never a certain no: a fingerprint of several recipients looks the same (age itself tells, when it decrypts).
     expect(identityMatches(makeAgeKey().identityFile, fingerprint)).toBeUndefined();
     expect(identityMatches(key.identityFile, undefined)).toBeUndefined();
+  });
+});
+
+describe('a streamed restore reads one version twice', () => {
+  test('the second read asks for the ETag the first one saw, and says so when the object changed in between', async () => {
+    const bucket = await motoBucket();
+    await bucket.client.send(new PutObjectCommand({ Bucket: bucket.bucket, Key: 'k', Body: 'first' }));
+    const pin: ReadPin = {};
+    (await openObject(bucket.client, bucket.bucket, 'k', undefined, pin)).destroy();
+    expect(pin.etag).toMatch(/^"[0-9a-f]{32}"$/);
+    (await openObject(bucket.client, bucket.bucket, 'k', undefined, pin)).destroy();
+    await bucket.client.send(new PutObjectCommand({ Bucket: bucket.bucket, Key: 'k', Body: 'second' }));
+    await expect(openObject(bucket.client, bucket.bucket, 'k', undefined, pin)).rejects
+      .toThrow(`s3://${bucket.bucket}/k changed while it was being restored (its table of contents was read from another version): restore again, naming the version with --version-id`);
   });
 });

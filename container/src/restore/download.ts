@@ -193,19 +193,33 @@ export async function selectBackup(s3: S3Client, location: BackupLocation): Prom
   return { bucket, key, versionId: location.versionId, manifestKey, manifest };
 }
 
-/** The stored bytes of an object (optionally an older version), as a stream. */
-export async function openObject(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<Readable> {
+/**
+ * Ties two reads of one object together: the first records the ETag S3 answered with, the second asks for that one
+ * (If-Match), so that a table of contents read first describes the very bytes loaded after it.
+ */
+export interface ReadPin {
+  etag?: string;
+}
+
+/** The stored bytes of an object (optionally an older version, or the one a pin names), as a stream. */
+export async function openObject(s3: S3Client, bucket: string, key: string, versionId?: string, pin?: ReadPin): Promise<Readable> {
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId, IfMatch: pin?.etag }));
+    if (pin && pin.etag === undefined) pin.etag = out.ETag;
     return out.Body as Readable;
   } catch (err) {
+    if (pin?.etag !== undefined && (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 412) {
+      throw new AgentError(`s3://${bucket}/${key} changed while it was being restored (its table of contents was read from another version): ` +
+        'restore again, naming the version with --version-id');
+    }
     throw s3Problem('GetObject', bucket, key, err);
   }
 }
 
 /** Starts downloading an object into a tap; a failed download fails the tap, and so its readers. */
-export async function downloadInto(s3: S3Client, bucket: string, key: string, versionId: string | undefined, tap: VerifyingTap): Promise<void> {
-  const body = await openObject(s3, bucket, key, versionId);
+export async function downloadInto(s3: S3Client, bucket: string, key: string, versionId: string | undefined, tap: VerifyingTap,
+  pin?: ReadPin): Promise<void> {
+  const body = await openObject(s3, bucket, key, versionId, pin);
   body.on('error', (err) => {
     tap.downloadError = err;
     tap.destroy(err);

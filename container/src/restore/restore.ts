@@ -14,7 +14,7 @@ import { RetrievalOptions, ensureReadable } from './archive';
 import { onAbort } from '../shared/cleanup';
 import { Connection, describeConnection } from '../shared/connection';
 import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from './decrypt';
-import { BackupLocation, SelectedBackup, VerifyingTap, downloadInto, progressSample, selectBackup } from './download';
+import { BackupLocation, ReadPin, SelectedBackup, VerifyingTap, downloadInto, progressSample, selectBackup } from './download';
 import { EngineSession, GlobalsApplied, GlobalsPlan, RESTORE_TOOLS, openSession } from '../engines';
 import { DumpPeek, LoadPlan, Refusal, RestoreStageOptions } from '../engines/engine';
 import { majorOf } from '../engines/postgres';
@@ -199,7 +199,7 @@ async function applyGlobals(session: EngineSession, sql: string, database: strin
  * holds; the engine destroys it once it has read enough, which stops the processes and the download. Nothing is
  * verified here: what the look finds only decides what is left out, and the load itself is verified end to end.
  */
-function peekStream(s3: S3Client, backup: SelectedBackup, identityFile: string): { peek: DumpPeek; failure: () => Promise<unknown> } {
+function peekStream(s3: S3Client, backup: SelectedBackup, identityFile: string, pin: ReadPin): { peek: DumpPeek; failure: () => Promise<unknown> } {
   let pipeline: ProcessPipeline | undefined;
   const where = `s3://${backup.bucket}/${backup.key}`;
   return {
@@ -208,7 +208,7 @@ function peekStream(s3: S3Client, backup: SelectedBackup, identityFile: string):
         const tap = new VerifyingTap(where, backup.manifest);
         pipeline = new ProcessPipeline([decryptStage(identityFile), decompressStage()], { input: tap, captureOutput: true });
         const running = pipeline;
-        downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap).catch((err: unknown) => { tap.destroy(err as Error); running.kill(); });
+        downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap, pin).catch((err: unknown) => { tap.destroy(err as Error); running.kill(); });
         const output = running.output!;
         output.on('close', () => { running.kill(); tap.destroy(); });
         return output;
@@ -226,14 +226,14 @@ function peekStream(s3: S3Client, backup: SelectedBackup, identityFile: string):
 
 /** Streams the object through age and zstd into the restore process; the stream ends only if the SHA-256 matched. */
 async function streamRestore(s3: S3Client, backup: SelectedBackup, session: EngineSession, request: RestoreRequest,
-  target: string, stage: (options: RestoreStageOptions) => StageSpec): Promise<void> {
+  target: string, stage: (options: RestoreStageOptions) => StageSpec, pin: ReadPin): Promise<void> {
   const where = `s3://${backup.bucket}/${backup.key}`;
   // On a mismatch the consumers are stopped before the stream fails, so that pg_restore never commits.
   const tap = new VerifyingTap(where, backup.manifest, () => pipeline.kill());
   const pipeline = new ProcessPipeline([decryptStage(request.identityFile), decompressStage(), stage({ clean: request.clean })],
     { input: tap });
   try {
-    await downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap);
+    await downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap, pin);
   } catch (err) {
     pipeline.kill();
     await pipeline.done.catch(() => undefined);
@@ -340,10 +340,12 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
     let plan: GlobalsPlan | undefined;
     let load: LoadPlan | undefined;
     let loaded = 0;
+    // A streamed restore reads the object twice (its table of contents, then the load): both reads are of one version.
+    const pin: ReadPin = {};
     try {
       const planLoad = async (createdRoles: readonly string[]): Promise<LoadPlan | undefined> => {
         if (!session.planLoad) return undefined;
-        const peeked = spool ? undefined : peekStream(deps.s3, backup, request.identityFile);
+        const peeked = spool ? undefined : peekStream(deps.s3, backup, request.identityFile, pin);
         try {
           return await session.planLoad(spool ? { file: spool.file } : peeked!.peek, {
             scratch: request.scratch ?? false, createdRoles, owner: request.owner, asConnectedUser: request.asConnectedUser ?? false,
@@ -364,7 +366,7 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
       if (request.scratch) load = await planLoad(plan?.created ?? []);
       const stage = load ? (o: RestoreStageOptions) => load!.stage(o) : (o: RestoreStageOptions) => session.restoreStage(o);
       if (spool) await loadSpooled(session, request, spool, target, stage);
-      else await streamRestore(deps.s3, backup, session, request, target, stage);
+      else await streamRestore(deps.s3, backup, session, request, target, stage, pin);
       await plan?.afterLoad();
       loaded = Date.now();
       await request.whileLoaded?.(load?.connection ?? connection);
