@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { Manifest } from '../../lib/contract';
 import {
-  AgeKey, MotoBucket, PG, agentEnv, createPgDatabase, dropPgDatabase, makeAgeKey, motoBucket, pgQuery, runAgent, uniqueName,
+  AgeKey, MotoBucket, PG, agentEnv, logLines, createPgDatabase, dropPgDatabase, makeAgeKey, motoBucket, pgQuery, runAgent, uniqueName,
 } from '../support';
 
 const source = 'planted-pg';
@@ -217,7 +217,13 @@ test('restore-test: nothing runs, nothing is read, and the report names what was
   expect(report.tables.every((t: { passed: boolean }) => t.passed)).toBe(true);
   // The password hash the companion carried is nowhere.
   for (const text of [run.stdout, run.stderr, (await s3.getText(report.reportKey))!]) expect(text).not.toContain('planted-stored-key');
-  expect(run.stderr).toContain('identity dropped');
+  // The identity was dropped once the dump was verified on disk, before the roles or the dump ran.
+  const order = logLines(run.stderr).map((l) => l.msg as string);
+  const at = (prefix: string) => order.findIndex((m) => m.startsWith(prefix));
+  expect(at('dump spooled and verified')).toBeGreaterThanOrEqual(0);
+  expect(at('identity dropped')).toBeGreaterThan(at('dump spooled and verified'));
+  expect(at('roles and grants applied')).toBeGreaterThan(at('identity dropped'));
+  expect(at('the backup\'s SQL runs as')).toBeGreaterThan(at('identity dropped'));
 
   // Declared, the same left-out entries are notes, and the test passes.
   await dropPgDatabase(scratch);
