@@ -9,7 +9,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { RestorableError } from '../shared/errors';
-import { alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
+import { alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn, rolesUnderPath } from '../shared/trust-boundaries';
 import { lambdaAsset } from '../shared/package-root';
 import { NODE22_RUNTIME_REASON, acknowledgeNag } from '../shared/nag';
 
@@ -116,6 +116,17 @@ export interface BackupKeysProps {
   readonly watchedKeys?: kms.IKey[];
 }
 
+/** How grantIdentityRead names a role in the identity secret's policy. */
+export interface IdentityReadOptions {
+  /**
+   * The IAM path (`/…/`) the role lives under, every role under which may read the identity: the secret's policy
+   * names the path (ArnLike on `aws:PrincipalArn`) instead of the role, so that it stays short with a role per
+   * source, and refers to no role in another stack. Whoever may create roles under the path may read the identity.
+   * @default - the policy names the role by its ARN
+   */
+  readonly rolePath?: string;
+}
+
 /**
  * The age key pair that encrypts backups. Dump tasks get only the public `recipient`; the identity (private
  * key) is generated at deploy time by a custom resource, never synthesized, and kept in a Secrets Manager
@@ -134,6 +145,10 @@ export class BackupKeys extends Construct {
 
   /** Roles exempt from the secret's GetSecretValue deny; read lazily, so roles registered later count too. */
   private readonly identityReaders: iam.IRole[] = [];
+  /** IAM paths whose roles are exempt from that deny, as `aws:PrincipalArn` patterns (`arn:…:role/path/*`). */
+  private readonly identityReaderPaths: string[] = [];
+  /** The secret policy's deny of GetSecretValue, which gains an ArnNotLike on the first role path. */
+  private identityReadDeny?: iam.PolicyStatement;
   /** Role ARNs exempt from the secret's write and delete deny: the key generator's. */
   private readonly identityWriters: string[] = [];
   private readonly replicaRegion?: string;
@@ -191,7 +206,7 @@ export class BackupKeys extends Construct {
     });
     this.identitySecret = secret;
     if (props.breakGlassRole) this.identityReaders.push(props.breakGlassRole);
-    const { policyDependable } = secret.addToResourcePolicy(new iam.PolicyStatement({
+    const readDeny = new iam.PolicyStatement({
       sid: 'OnlyRestoreRolesReadTheIdentity',
       effect: iam.Effect.DENY,
       principals: [new iam.AnyPrincipal()],
@@ -200,7 +215,9 @@ export class BackupKeys extends Construct {
       conditions: {
         ArnNotEquals: { 'aws:PrincipalArn': Lazy.list({ produce: () => this.identityReaders.map((role) => role.roleArn) }) },
       },
-    }));
+    });
+    this.identityReadDeny = readDeny;
+    const { policyDependable } = secret.addToResourcePolicy(readDeny);
     secret.addToResourcePolicy(new iam.PolicyStatement({
       sid: 'OnlyTheGeneratorWritesTheIdentity',
       effect: iam.Effect.DENY,
@@ -239,13 +256,24 @@ export class BackupKeys extends Construct {
    * decryption through Secrets Manager, in the primary region and on the replica in the DR region.
    * Never grant this to a dump role: dump tasks need only `recipient`.
    */
-  public grantIdentityRead(role: iam.IRole): iam.Grant {
+  public grantIdentityRead(role: iam.IRole, options: IdentityReadOptions = {}): iam.Grant {
     if (!this.identitySecret) {
       return iam.Grant.drop(role, 'read the age identity, which is not kept in AWS (recipient given without identitySecret)');
     }
-    const primary = this.identitySecret.grantRead(role);
-    if (!this.replicaRegion) return primary; // a secret brought by the user: its policy is the user's
-    if (!this.identityReaders.includes(role)) this.identityReaders.push(role);
+    if (!this.replicaRegion) return this.identitySecret.grantRead(role); // a secret brought by the user: its policy is the user's
+    // By path, the grant is the role's own policy alone: neither the secret's nor the key's policy names the role.
+    // (The secret's grantRead would add the role to the key's policy when it lives in another stack.)
+    const primary = options.rolePath ? this.grantIdentityReadToPrincipal(role) : this.identitySecret.grantRead(role);
+    if (options.rolePath) {
+      // Both conditions must hold for the deny: a role named by its ARN or one under a granted path gets through.
+      if (!this.identityReaderPaths.length) {
+        this.identityReadDeny!.addCondition('ArnNotLike', { 'aws:PrincipalArn': Lazy.list({ produce: () => this.identityReaderPaths }) });
+      }
+      const pattern = rolesUnderPath(this, options.rolePath);
+      if (!this.identityReaderPaths.includes(pattern)) this.identityReaderPaths.push(pattern);
+    } else if (!this.identityReaders.includes(role)) {
+      this.identityReaders.push(role);
+    }
 
     const replicaSecret = iam.Grant.addToPrincipal({
       grantee: role,
@@ -264,6 +292,22 @@ export class BackupKeys extends Construct {
     acknowledgeNag(role, this.replicaKeyWildcardFinding(), 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
         'limited to that alias (kms:ResourceAliases) and to decryption through Secrets Manager.');
     return primary.combine(replicaSecret).combine(replicaKey);
+  }
+
+  /** GetSecretValue on the identity and decryption with its key through Secrets Manager, in the role's policy only. */
+  private grantIdentityReadToPrincipal(role: iam.IRole): iam.Grant {
+    const secret = iam.Grant.addToPrincipal({
+      grantee: role,
+      actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+      resourceArns: [this.identitySecret!.secretArn],
+    });
+    // The key's policy lets this account's IAM policies grant its use (and denies decryption outside Secrets Manager).
+    return secret.combine(iam.Grant.addToPrincipal({
+      grantee: role,
+      actions: ['kms:Decrypt'],
+      resourceArns: [this.encryptionKey!.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
+    }));
   }
 
   /** An ARN of the replica region's KMS resources, such as `alias/…` or `key/*`. */

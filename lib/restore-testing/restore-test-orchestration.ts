@@ -1,4 +1,7 @@
-import { Duration, Lazy, Stack, Token } from 'aws-cdk-lib';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Aspects, Duration, Fn, IAspect, Lazy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -6,13 +9,16 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { lambdaAsset } from '../shared/package-root';
 import { METRIC_NAMESPACE } from '../contract/metrics';
+import { RestorableError } from '../shared/errors';
 import { RESTORE_TEST_AGENT_CONTAINER } from './restore-test-task';
 import { acknowledgeNag, NODE22_RUNTIME_REASON } from '../shared/nag';
+import { CONFIG_FILE, OrchestratorConfig, OrchestratorSource, REFUSED_ERROR } from './orchestrator-config';
 
 /** Which copy of the backups a run restores. */
 export enum RestoreTestCopy {
@@ -26,9 +32,12 @@ export enum RestoreTestCopy {
 export interface RestoreTestRun {
   readonly source: string;
   readonly taskDefinition: ecs.TaskDefinition;
-  /** The role the task runs with (RunTask's taskRoleArn override). */
-  readonly taskRole: iam.IRole;
-  /** The agent's arguments. */
+  /** The name of the role the task runs with, without the `-{region}` every name ends with (RunTask's taskRoleArn override). */
+  readonly taskRoleName: string;
+  /**
+   * The agent's arguments, known at synth: a value known only at deployment is a `{{NAME}}` placeholder, whose value
+   * is the `NAME` of `RestoreTestOrchestrationProps.values`.
+   */
   readonly command: string[];
 }
 
@@ -49,6 +58,12 @@ export interface RestoreTestOrchestrationProps {
   readonly passableRoles: iam.IRole[];
   /** The IAM path of the restore-test roles, which RunTask passes as overrides. */
   readonly taskRolePath: string;
+  /** What every restore-test role's ARN starts with: the ARN of the path, `arn:…:role/…/`. */
+  readonly taskRoleArnPrefix: string;
+  /** What every restore-test role's name ends with (its region). */
+  readonly taskRoleNameSuffix: string;
+  /** The values of the commands' `{{NAME}}` placeholders, known at deployment (bucket names, secret ARNs). */
+  readonly values: Record<string, string>;
   /** How many restore tests run at once. */
   readonly maxConcurrency: number;
   /** A test still running after this long is stopped and counted as an orchestration failure. */
@@ -64,8 +79,31 @@ export interface RestoreTestOrchestrationProps {
 
 const POLL_INTERVAL = Duration.minutes(2);
 
-function runItem(run: RestoreTestRun): Record<string, unknown> {
-  return { source: run.source, taskDefinition: run.taskDefinition.taskDefinitionArn, taskRoleArn: run.taskRole.roleArn, command: run.command };
+/**
+ * The orchestrator's code: the bundled handler beside its configuration (config.json), which names every source it
+ * may start and, for each, the task definition, the role and the command of a primary and a DR test. Written when
+ * the app synthesizes (an aspect), so that sources added after the RestoreTesting count too; a new configuration is
+ * new code, deployed like any other.
+ */
+class ConfiguredCode extends lambda.Code {
+  private asset?: s3assets.Asset;
+
+  public bind(): lambda.CodeConfig {
+    const asset = () => {
+      if (!this.asset) throw new RestorableError('restore-test orchestrator', 'its configuration was not written before synthesis');
+      return this.asset;
+    };
+    return { s3Location: { bucketName: Lazy.string({ produce: () => asset().s3BucketName }), objectKey: Lazy.string({ produce: () => asset().s3ObjectKey }) } };
+  }
+
+  /** Stages the handler and `config` as one asset. */
+  public write(scope: Construct, handlerFolder: string, config: OrchestratorConfig): void {
+    if (this.asset) return;
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'restorable-orchestrator-'));
+    fs.copyFileSync(path.join(handlerFolder, 'index.js'), path.join(folder, 'index.js'));
+    fs.writeFileSync(path.join(folder, CONFIG_FILE), `${JSON.stringify(config, undefined, 1)}\n`);
+    this.asset = new s3assets.Asset(scope, 'Code', { path: folder });
+  }
 }
 
 /**
@@ -126,11 +164,12 @@ export class RestoreTestOrchestration extends Construct {
       [`Resource::arn:<AWS::Partition>:iam::${account}:role${props.taskRolePath}*`, 'The path holds only the restore-test roles of this RestoreTesting'],
     ]) acknowledgeNag(role, `IAM5[${id}]`, reason);
 
+    const code = new ConfiguredCode();
     const fn = new lambda.Function(this, 'Function', {
-      description: 'Restorable restore tests: starts a source\'s test (retrying throttling and capacity) and follows its task',
+      description: 'Restorable restore tests: starts the test of a source it is configured for (retrying throttling and capacity) and follows its task',
       runtime: lambda.Runtime.NODEJS_22_X,
       handler: 'index.handler',
-      code: lambda.Code.fromAsset(asset),
+      code,
       role,
       logGroup,
       timeout: Duration.minutes(3),
@@ -141,8 +180,18 @@ export class RestoreTestOrchestration extends Construct {
         SECURITY_GROUP_IDS: props.securityGroup.securityGroupId,
         CONTAINER_NAME: RESTORE_TEST_AGENT_CONTAINER,
         MAX_TEST_SECONDS: String(props.maxTestDuration.toSeconds()),
+        TASK_DEFINITIONS: Lazy.string({ produce: () => Fn.join(',', props.plan.taskDefinitions().map((t) => t.taskDefinitionArn)) }),
+        ROLE_ARN_PREFIX: props.taskRoleArnPrefix,
+        ROLE_NAME_SUFFIX: props.taskRoleNameSuffix,
+        ...Object.fromEntries(Object.entries(props.values).map(([name, value]) => [`VALUE_${name}`, value])),
       },
     });
+    const aspect: IAspect = {
+      visit: (node: IConstruct) => {
+        if (node === this) code.write(this, asset, orchestratorConfig(props.plan, props.drSchedule !== undefined));
+      },
+    };
+    Aspects.of(this).add(aspect);
     acknowledgeNag(fn, 'L1', NODE22_RUNTIME_REASON);
     return fn;
   }
@@ -151,16 +200,20 @@ export class RestoreTestOrchestration extends Construct {
     const invoke = (id: string, payload: Record<string, unknown>) => new tasks.LambdaInvoke(this, id, {
       lambdaFunction: this.function, payload: sfn.TaskInput.fromObject(payload), payloadResponseOnly: true,
     });
-    const start = invoke('StartTest', {
-      'action': 'start', 'source.$': '$.source', 'taskDefinition.$': '$.taskDefinition', 'taskRoleArn.$': '$.taskRoleArn', 'command.$': '$.command',
-    });
+    // Only the source and the copy: what runs, and as whom, is the orchestrator's own configuration.
+    const start = invoke('StartTest', { 'action': 'start', 'source.$': '$.source', 'copy.$': '$.copy' });
     const wait = new sfn.Wait(this, 'WaitForTask', { time: sfn.WaitTime.duration(POLL_INTERVAL) });
     const check = invoke('CheckTask', { 'action': 'check', 'source.$': '$.source', 'taskArn.$': '$.taskArn' });
     const done = new sfn.Succeed(this, 'TestDone', { comment: 'The agent published the result; a failure to start published the orchestration metric' });
     // An error that retries did not clear is reported for its source, and the other sources' tests go on.
     const reportFailure = invoke('ReportFailure', { 'action': 'failed', 'source.$': '$.source', 'error.$': '$.error' }).next(done);
+    // A source the orchestrator does not know (or a task that is not its test) is refused: the child execution fails
+    // with the orchestrator's message, which fails the run (and raises the orchestration alarm); never retried.
+    const refused = new sfn.Fail(this, 'Refused', { errorPath: '$.error.Error', causePath: '$.error.Cause', comment: 'The orchestrator refused its input' });
     for (const step of [start, check]) {
+      step.addRetry({ errors: [REFUSED_ERROR], maxAttempts: 0 });
       step.addRetry({ errors: [sfn.Errors.ALL], interval: Duration.seconds(30), maxAttempts: 4, backoffRate: 2 });
+      step.addCatch(refused, { errors: [REFUSED_ERROR], resultPath: '$.error' });
       step.addCatch(reportFailure, { resultPath: '$.error' });
     }
     const followTask = wait.next(check).next(new sfn.Choice(this, 'Stopped?').when(sfn.Condition.booleanEquals('$.stopped', true), done).otherwise(wait));
@@ -170,7 +223,7 @@ export class RestoreTestOrchestration extends Construct {
     const map = new sfn.DistributedMap(this, 'TestEachSource', { itemsPath: '$.sources', maxConcurrency: props.maxConcurrency, mapExecutionType: sfn.StateMachineType.STANDARD });
     map.itemProcessor(perSource);
     const list = (id: string, copy: RestoreTestCopy) => new sfn.Pass(this, id, {
-      result: sfn.Result.fromObject({ sources: Lazy.any({ produce: () => props.plan.runs(copy).map(runItem) }) }),
+      result: sfn.Result.fromObject({ sources: Lazy.any({ produce: () => props.plan.runs(copy).map((run) => ({ source: run.source, copy })) }) }),
     }).next(map);
     const which = new sfn.Choice(this, 'WhichCopy')
       .when(sfn.Condition.stringEquals('$.copy', RestoreTestCopy.DR), props.drSchedule ? list('DrSources', RestoreTestCopy.DR) : new sfn.Fail(this, 'NoDrCopy', { error: 'NoDrCopy', cause: 'drSchedule is not configured' }))
@@ -194,4 +247,27 @@ export class RestoreTestOrchestration extends Construct {
     acknowledgeNag(stateMachine.role, 'IAM5[Resource::*]', 'X-Ray and CloudWatch Logs delivery actions have no resource-level permissions');
     return stateMachine;
   }
+}
+
+/** The orchestrator's configuration: every source it may start, with what runs for each copy. */
+function orchestratorConfig(plan: IRestoreTestPlan, dr: boolean): OrchestratorConfig {
+  const taskDefinitions = plan.taskDefinitions();
+  const sources: Record<string, OrchestratorSource> = {};
+  const copies = dr ? [RestoreTestCopy.PRIMARY, RestoreTestCopy.DR] : [RestoreTestCopy.PRIMARY];
+  for (const copy of copies) {
+    for (const run of plan.runs(copy)) {
+      const taskDefinition = taskDefinitions.indexOf(run.taskDefinition);
+      const existing = sources[run.source];
+      if (taskDefinition < 0 || (existing && (existing.taskDefinition !== taskDefinition || existing.role !== run.taskRoleName))) {
+        throw new RestorableError(`restore tests of '${run.source}'`, 'each source has one task definition and one role, in every copy');
+      }
+      sources[run.source] = { taskDefinition, role: run.taskRoleName, commands: { ...existing?.commands, [copy]: run.command } };
+    }
+  }
+  const config: OrchestratorConfig = { version: 1, sources };
+  const text = JSON.stringify(config);
+  if (Token.isUnresolved(text) || /\$\{Token\[/.test(text)) {
+    throw new RestorableError('restore-test orchestrator', 'a restore-test command holds a value known only at deployment: give it as a {{NAME}} placeholder');
+  }
+  return config;
 }

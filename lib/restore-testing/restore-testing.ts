@@ -1,28 +1,27 @@
-import { Annotations, Arn, ArnFormat, Aws, Duration, Names, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Arn, ArnFormat, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { RestorableError, wholeSeconds } from '../shared/errors';
 import { agentImage } from '../backups/agent-image';
-import { BackupBucket } from '../store/backup-bucket';
 import { BackupKeys } from '../keys/backup-keys';
 import { BackupMonitoring } from '../monitoring/backup-monitoring';
 import { BackupSource, taskSizeProblem } from '../backups/backup-source';
 import { BackupStore } from '../store/backup-store';
-import { METRIC_NAMESPACE } from '../contract/metrics';
-import { restoreTestsPrefix, sourcePrefix } from '../contract/names';
 import { DatabaseBackups } from '../backups/database-backups';
 import { RestoreTestAlarms } from './restore-test-alarms';
 import { RestoreTestCopy, RestoreTestOrchestration, RestoreTestRun } from './restore-test-orchestration';
 import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
 import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
 import { acknowledgeNag } from '../shared/nag';
-import { ROLE_PATHS } from '../shared/trust-boundaries';
+import { RestoreTestLogs } from './restore-test-logs';
+import { ROLE_NAME_SUFFIX, RestoreTestRole, RestoreTestRoles } from './restore-test-roles';
 
 export interface RestoreTestingProps {
   /** The backups to test: their cluster, security group, logs and sources. */
@@ -95,20 +94,26 @@ export interface RestoreTestingProps {
    */
   readonly perSourceAlarms?: boolean;
   /**
+   * How long the restore tests' logs are kept: the agent's and the scratch server's lines, which can quote row data,
+   * in a log group of their own (never the backups'), encrypted with a key of its own.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
    * The agent's container image.
    * @default - built by `cdk deploy` from container/Dockerfile with the bundled agent
    */
   readonly image?: ecs.ContainerImage;
 }
 
-/** Sources per restore-test role: eight sources' grants, with the DR replica's, keep its policy under IAM's 10,240 characters. */
-const SOURCES_PER_ROLE = 8;
+/** The commands' values known only at deployment, as `{{NAME}}` arguments (RestoreTestOrchestrationProps.values). */
+const PLACEHOLDERS = { bucket: '{{BUCKET}}', identity: '{{IDENTITY}}', drBucket: '{{DR_BUCKET}}', drIdentity: '{{DR_IDENTITY}}' } as const;
 const WEEKLY = events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' });
 export { RESTORE_TEST_OVERDUE } from './restore-test-alarms';
 
 interface TestedSource extends RestoreTestSourceProps {
   readonly task: RestoreTestTask;
-  readonly role: iam.IRole;
+  readonly role: RestoreTestRole;
 }
 
 /**
@@ -153,13 +158,15 @@ export class RestoreTesting extends Construct {
   private readonly props: RestoreTestingProps;
   private readonly tested: TestedSource[] = [];
   private readonly taskDefinitions = new Map<unknown, RestoreTestTask>();
-  private readonly roles: iam.Role[] = [];
+  /** One role per source, in nested stacks of 25 sources. */
+  private readonly roles: RestoreTestRoles;
+  /** The agent's and the scratch servers' log group. */
+  private readonly logs: RestoreTestLogs;
   /** The alarms, metrics and dashboard widgets that watch the tests. */
   private readonly watch: RestoreTestAlarms;
   private readonly executionRole: iam.Role;
   private readonly defaultTaskRole: iam.Role;
   private readonly image: ecs.ContainerImage;
-  private readonly rolePath: string;
   private readonly cpu: number;
   private readonly memory: number;
 
@@ -198,7 +205,8 @@ export class RestoreTesting extends Construct {
     this.defaultTaskRole = new iam.Role(this, 'DefaultTaskRole', { assumedBy: tasksPrincipal, description: 'Placeholder with no permissions: every restore test overrides it with its source\'s restore-test role' });
     // Under the restore-test path, the only principals the bucket policy lets write restore-test reports; one folder
     // per RestoreTesting, so that its orchestrator may pass exactly its own roles.
-    this.rolePath = `${ROLE_PATHS.restoreTest}${Names.uniqueId(this)}/`;
+    this.roles = new RestoreTestRoles(this, { store: props.store, keys: props.keys, dr: props.drSchedule !== undefined });
+    this.logs = new RestoreTestLogs(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
 
     // Not the backup tasks' group, which the production databases admit: a restore test talks only to its own
     // sidecar (localhost in the task) and to AWS APIs, and must not reach a production database.
@@ -226,7 +234,10 @@ export class RestoreTesting extends Construct {
       subnets: this.subnets(),
       securityGroup: this.securityGroup,
       passableRoles: [this.executionRole, this.defaultTaskRole],
-      taskRolePath: this.rolePath,
+      taskRolePath: this.roles.path,
+      taskRoleArnPrefix: this.roles.arnPrefix(),
+      taskRoleNameSuffix: ROLE_NAME_SUFFIX,
+      values: this.placeholderValues(),
       maxConcurrency: concurrency,
       maxTestDuration: props.maxTestDuration ?? Duration.hours(12),
       schedule: props.schedule ?? WEEKLY,
@@ -234,6 +245,8 @@ export class RestoreTesting extends Construct {
     });
     this.orchestrator = orchestration.function;
     this.stateMachine = orchestration.stateMachine;
+    // A run starts once every role it passes exists: the parent waits for the nested stacks (no reference, no output).
+    this.roles.forEachStack((stack) => this.stateMachine.node.addDependency(stack));
 
     const fleet = this.watch.addFleetAlarms(this.stateMachine);
     this.testFailedAlarm = fleet.testFailed;
@@ -257,10 +270,8 @@ export class RestoreTesting extends Construct {
     if (problems.length) throw new RestorableError(this, problems[0]);
     const task = this.taskFor(source);
     if (!pulledThroughEndpoints(source.scratchImage, Stack.of(this).region)) this.allowHttpsOut();
-    const role = this.roleFor(this.tested.length);
-    this.props.store.grantRestoreRead(role, source.name);
+    const role = this.roles.add(source.name);
     this.props.monitoring.expectRestoreTests(source.name);
-    if (this.props.drSchedule) this.grantReplicaRestoreRead(role, source.name);
     this.tested.push({ ...props, task, role });
     this.watch.addSource(source.name, props.rtoTarget);
   }
@@ -318,7 +329,7 @@ export class RestoreTesting extends Construct {
     }
     const task = new RestoreTestTask(this, `Task${this.taskDefinitions.size + 1}`, {
       source, agentImage: this.image, executionRole: this.executionRole, defaultTaskRole: this.defaultTaskRole,
-      logGroup: this.props.backups.logGroup, cpu: this.cpu, memoryLimitMiB: this.memory,
+      logGroup: this.logs.logGroup, cpu: this.cpu, memoryLimitMiB: this.memory,
       ephemeralStorageGiB: this.props.ephemeralStorageGiB, scratchStartTimeout: Duration.minutes(10),
     });
     this.taskDefinitions.set(key, task);
@@ -334,73 +345,33 @@ export class RestoreTesting extends Construct {
       'Restorable restore-test tasks to HTTPS anywhere, through NAT: image registries, the DR region, AWS APIs without endpoints');
   }
 
-  /** Restore-test roles hold the grants of up to eight sources each, so that a hundred sources take thirteen roles. */
-  private roleFor(index: number): iam.Role {
-    const n = Math.floor(index / SOURCES_PER_ROLE);
-    if (this.roles[n]) return this.roles[n];
-    const stack = Stack.of(this);
-    // A separate policy resource, not an inline one: the identity key's policy names the role, and the role's
-    // policy names the secret, which depends on that key; inline, that would be a cycle.
-    const role = new iam.Role(this, `TestRole${n + 1}`, {
-      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
-      path: this.rolePath,
-      description: `Restorable restore tests, sources ${n * SOURCES_PER_ROLE + 1}-${(n + 1) * SOURCES_PER_ROLE}: reads their backups and the age identity, writes their restore-test reports`,
-    });
-    this.props.keys.grantIdentityRead(role);
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
-    }));
-    acknowledgeNag(role, 'IAM5[Resource::*]', `cloudwatch:PutMetricData has no resource-level permissions; the cloudwatch:namespace condition limits it to ${METRIC_NAMESPACE}`);
-    this.roles[n] = role;
-    return role;
-  }
-
-  /**
-   * What grantRestoreRead gives on the store, on its DR replica, by names known at synth: the replica lives in
-   * another region's stack, and a reference to its key would make a cross-region export.
-   */
-  private grantReplicaRestoreRead(role: iam.Role, source: string): void {
-    const replica = this.props.store.replica!;
-    const stack = Stack.of(this);
-    const bucketArn = `arn:${Aws.PARTITION}:s3:::${replica.bucket.bucketName}`;
-    const sourceKeys = sourcePrefix(replica.prefix, source);
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:ListBucket', 's3:ListBucketVersions'], resources: [bucketArn], conditions: { StringLike: { 's3:prefix': [`${sourceKeys}*`] } },
-    }));
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:RestoreObject'], resources: [`${bucketArn}/${sourceKeys}*`],
-    }));
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [`${bucketArn}/${restoreTestsPrefix(replica.prefix, source)}*`],
-    }));
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-      resources: [`arn:${Aws.PARTITION}:kms:${replica.region}:${replica.account}:key/*`],
-      conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': replica.keyAliasName }, 'StringEquals': { 'kms:ViaService': `s3.${replica.region}.amazonaws.com` } },
-    }));
-    // cdk-nag names resources with the partition as <AWS::Partition> and the generated bucket name resolved.
-    const nagBucket = `arn:<AWS::Partition>:s3:::${stack.resolve(replica.bucket.bucketName)}`;
-    for (const [resource, reason] of [
-      [`${nagBucket}/${sourceKeys}*`, `The DR restore test reads any backup of '${source}' in the replica; nothing outside that source's prefix`],
-      [`${nagBucket}/${restoreTestsPrefix(replica.prefix, source)}*`, `The DR restore test writes its report under '${source}'s restore-tests/ prefix in the replica`],
-      [`arn:<AWS::Partition>:kms:${replica.region}:${replica.account}:key/*`, 'The replica key lives in another region\'s stack and is known here by its alias; the kms:ResourceAliases condition names it'],
-    ]) acknowledgeNag(role, `IAM5[Resource::${resource}]`, reason);
-  }
-
   /** The restore tests of one run: each source's task definition, role and agent command, for the primary or the DR copy. */
   private runs(copy: RestoreTestCopy): RestoreTestRun[] {
-    const { store, keys } = this.props;
-    const bucket: BackupBucket = copy === RestoreTestCopy.DR ? store.replica! : store;
+    const { store } = this.props;
+    const dr = copy === RestoreTestCopy.DR;
+    const bucket = dr ? store.replica! : store;
     return this.tested.map((t) => ({
       source: t.source.name,
       taskDefinition: t.task.taskDefinition,
-      taskRole: t.role,
+      taskRoleName: t.role.baseName,
+      // Values known only at deployment are placeholders, which the orchestrator fills from its environment.
       command: restoreTestCommand(t, {
-        bucket: bucket.bucket.bucketName, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
-        identitySecretArn: copy === RestoreTestCopy.DR ? inRegion(keys.identitySecret!.secretArn, store.replica!.region) : keys.identitySecret!.secretArn,
-        bucketRegion: copy === RestoreTestCopy.DR ? store.replica!.region : undefined,
+        bucket: dr ? PLACEHOLDERS.drBucket : PLACEHOLDERS.bucket, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
+        identitySecretArn: dr ? PLACEHOLDERS.drIdentity : PLACEHOLDERS.identity,
+        bucketRegion: dr ? store.replica!.region : undefined,
       }),
     }));
+  }
+
+  /** The values of the commands' placeholders, as the orchestrator's environment gives them. */
+  private placeholderValues(): Record<string, string> {
+    const { store, keys } = this.props;
+    const secretArn = keys.identitySecret!.secretArn;
+    return {
+      BUCKET: store.bucket.bucketName,
+      IDENTITY: secretArn,
+      ...(this.props.drSchedule ? { DR_BUCKET: store.replica!.bucket.bucketName, DR_IDENTITY: inRegion(secretArn, store.replica!.region) } : {}),
+    };
   }
 
   /** The subnets the tasks run in; isolated ones cannot reach Docker Hub, where the default scratch images live. */

@@ -3,13 +3,18 @@
  * dependency, essential flags), the restore roles, the schedules and the state machine with its orchestrator,
  * the alarms and the dashboard widgets; cdk-nag clean with a reason for every acknowledgement.
  */
-import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { App, Duration, NestedStack, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting, RowCountTolerance } from '../../../lib';
+import { OrchestratorConfig } from '../../../lib/restore-testing/orchestrator-config';
 import { ENV, mariadbSource, postgresSource, samplePeer, sampleVpc } from '../database-backups-fixture';
 
 interface Options {
@@ -17,6 +22,7 @@ interface Options {
   readonly dr?: boolean;
   readonly perSourceAlarms?: boolean;
   readonly schedule?: events.Schedule;
+  readonly logRetention?: logs.RetentionDays;
 }
 
 function restoreTestingStack(options: Options = {}) {
@@ -33,7 +39,7 @@ function restoreTestingStack(options: Options = {}) {
   const billing = backups.addSource(postgresSource(stack, 'billing-db'));
   const shop = backups.addSource(mariadbSource(stack, 'shop-db', { scratchImage: ecs.ContainerImage.fromRegistry('mariadb:10.11') }));
   const testing = new RestoreTesting(stack, 'RestoreTesting', {
-    backups, store, keys, monitoring, maxConcurrency: 3, schedule: options.schedule, perSourceAlarms: options.perSourceAlarms,
+    backups, store, keys, monitoring, maxConcurrency: 3, schedule: options.schedule, perSourceAlarms: options.perSourceAlarms, logRetention: options.logRetention,
     drSchedule: options.dr ? events.Schedule.cron({ day: '1', hour: '4', minute: '0' }) : undefined,
     sources: [
       { source: orders, rtoTarget: Duration.hours(2),
@@ -47,6 +53,17 @@ function restoreTestingStack(options: Options = {}) {
 
 const fixture = restoreTestingStack();
 const template = Template.fromStack(fixture.stack);
+
+/** The nested stacks of a RestoreTesting: its restore-test roles. */
+function nestedStacks(testing: RestoreTesting): NestedStack[] {
+  return testing.node.findAll().filter((c): c is NestedStack => NestedStack.isNestedStack(c));
+}
+
+/** The orchestrator's configuration, as synthesized beside its handler (after the app has synthesized). */
+function orchestratorConfig(app: App, testing: RestoreTesting): OrchestratorConfig {
+  const asset = testing.node.findChild('Orchestration').node.findChild('Code') as s3assets.Asset;
+  return JSON.parse(readFileSync(join(app.outdir, asset.assetPath, 'config.json'), 'utf8'));
+}
 const id = (construct: { node: { defaultChild?: unknown } }) => fixture.stack.getLogicalId(construct.node.defaultChild as never);
 
 /** The restore-test task definitions: those with a scratch container. */
@@ -58,8 +75,8 @@ function restoreTestTaskDefinitions() {
 
 describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
   test('then there is one restore-test task definition per scratch image: postgres:16 and mariadb:10.11', () => {
-    const images = restoreTestTaskDefinitions().map((containers) => containers.find((c) => c.Name === 'scratch')!.Image);
-    expect(images.sort()).toEqual(['mariadb:10.11', 'postgres:16']);
+    const images = restoreTestTaskDefinitions().map((containers) => containers.find((c) => c.Name === 'scratch')!.Image as string);
+    expect(images.sort()).toEqual(['mariadb:10.11', expect.stringMatching(/(^|\/)postgres[:@]/)]);
   });
 
   test('then the scratch sidecar is health-checked, not essential, and the essential agent waits for it to be HEALTHY', () => {
@@ -70,7 +87,7 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
       ContainerDefinitions: Match.arrayWith([
         Match.objectLike({
           Name: 'scratch',
-          Image: 'postgres:16',
+          Image: Match.stringLikeRegexp('postgres'),
           Essential: false,
           Environment: [{ Name: 'POSTGRES_HOST_AUTH_METHOD', Value: 'trust' }, { Name: 'POSTGRES_DB', Value: 'restore_test' }],
           HealthCheck: { Command: ['CMD-SHELL', 'pg_isready -h 127.0.0.1 -p 5432 -U postgres -d restore_test'], Interval: 10, Timeout: 5, Retries: 6, StartPeriod: 60 },
@@ -97,26 +114,49 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     }
   });
 
-  test('then the restore role reads the sources\' backups and the identity, writes only restore-test reports, and publishes only Restorable metrics', () => {
-    const roles = Object.values(template.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable/restore-test/[A-Za-z0-9]+/$') } }));
-    expect(roles).toHaveLength(1); // three sources fit in one role
-    const roleId = fixture.stack.getLogicalId(fixture.testing.node.findChild('TestRole1').node.defaultChild as never);
-    const policies = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: roleId }]));
-    expect(policies).toHaveLength(1);
-    const policy = JSON.stringify(policies[0].Properties.PolicyDocument);
-    for (const source of ['orders-db', 'billing-db', 'shop-db']) {
+  test('then each source has a role of its own, in a nested stack, that reads its backups alone and the identity, writes only its restore-test reports, and publishes only Restorable metrics', () => {
+    const [nested, ...others] = nestedStacks(fixture.testing);
+    expect(others).toEqual([]); // three sources, one nested stack of up to 25
+    const t = Template.fromStack(nested);
+    const roles = t.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable/restore-test/[A-Za-z0-9]+/$') } });
+    expect(Object.keys(roles)).toHaveLength(3);
+    // None in the parent, and nothing of the nested stack in the parent: no outputs.
+    expect(template.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable/restore-test/') } })).toEqual({});
+    expect(t.toJSON().Outputs ?? {}).toEqual({});
+    const sources = ['orders-db', 'billing-db', 'shop-db'];
+    for (const source of sources) {
+      const [roleId, role] = Object.entries(roles).find(([, r]) => JSON.stringify(r.Properties.Description).includes(`'${source}'`))!;
+      // Named, so that the orchestrator knows its ARN without a reference: {source}-{hash}-{region}.
+      expect(role.Properties.RoleName).toEqual({ 'Fn::Join': ['', [expect.stringMatching(new RegExp(`^${source}-[0-9a-f]{8}-$`)), { Ref: 'AWS::Region' }]] });
+      const policies = Object.values(t.findResources('AWS::IAM::Policy')).filter((p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: roleId }]));
+      expect(policies).toHaveLength(1);
+      const policy = JSON.stringify(policies[0].Properties.PolicyDocument);
       expect(policy).toContain(`/backups/${source}/*`);
       expect(policy).toContain(`/backups/${source}/restore-tests/*`);
+      for (const other of sources.filter((o) => o !== source)) expect(policy).not.toContain(`/${other}/`);
+      const statements = policies[0].Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[];
+      const actions = statements.flatMap((st) => [st.Action].flat());
+      expect(actions).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject', 'secretsmanager:GetSecretValue', 'cloudwatch:PutMetricData', 'kms:Decrypt']));
+      expect(actions.filter((a) => /Delete|PutObjectRetention|PutBucket/.test(a))).toEqual([]);
+      const puts = statements.filter((st) => [st.Action].flat().includes('s3:PutObject'));
+      expect(JSON.stringify(puts)).not.toMatch(/\/backups\/[a-z-]+\/\*"/); // writes only under restore-tests/
     }
-    const statements = policies[0].Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[];
-    const actions = statements.flatMap((s) => [s.Action].flat());
-    expect(actions).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject', 'secretsmanager:GetSecretValue', 'cloudwatch:PutMetricData', 'kms:Decrypt']));
-    expect(actions.filter((a) => /Delete|PutObjectRetention|PutBucket/.test(a))).toEqual([]);
-    const puts = statements.filter((s) => [s.Action].flat().includes('s3:PutObject'));
-    expect(JSON.stringify(puts)).not.toMatch(/\/backups\/[a-z-]+\/\*"/); // writes only under restore-tests/
-    // The identity secret's deny exempts the restore role.
-    const secretPolicy = JSON.stringify(template.findResources('AWS::SecretsManager::ResourcePolicy'));
-    expect(secretPolicy).toContain(roleId);
+    // The identity secret's deny exempts the roles by their path, and neither it nor the identity key's policy names a role.
+    const secretPolicy = Object.values(template.findResources('AWS::SecretsManager::ResourcePolicy'))[0].Properties.ResourcePolicy;
+    const readDeny = secretPolicy.Statement.find((st: { Sid?: string }) => st.Sid === 'OnlyRestoreRolesReadTheIdentity');
+    expect(readDeny.Condition.ArnNotLike['aws:PrincipalArn']).toEqual([
+      { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:iam::111111111111:role${Object.values(roles)[0].Properties.Path}*`]] },
+    ]);
+    const keyPolicy = JSON.stringify(template.findResources('AWS::KMS::Key', { Properties: { Description: Match.stringLikeRegexp('age identity') } }));
+    expect(keyPolicy).not.toMatch(/NestedStack|Roles1/);
+  });
+
+  test('then the parent passes the nested stack nothing but the few values its roles read, and refers to nothing in it', () => {
+    const [nested] = nestedStacks(fixture.testing);
+    const resource = template.toJSON().Resources[fixture.stack.getLogicalId(nested.nestedStackResource as never)];
+    expect(resource.Type).toBe('AWS::CloudFormation::Stack');
+    expect(Object.keys(resource.Properties.Parameters ?? {}).length).toBeLessThanOrEqual(6);
+    expect(JSON.stringify(template.toJSON())).not.toContain('.Outputs.');
   });
 
   test('then a weekly schedule starts the state machine, whose Map runs at most maxConcurrency tests', () => {
@@ -127,10 +167,28 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     const definition = JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'));
     expect(definition).toContain('\\"MaxConcurrency\\":3');
     expect(definition).toContain('\\"ItemsPath\\":\\"$.sources\\"');
-    for (const source of ['orders-db', 'billing-db', 'shop-db']) expect(definition).toContain(`\\"source\\":\\"${source}\\"`);
-    expect(definition).toContain('\\"--checks-json\\",\\"[{\\\\\\"name\\\\\\":\\\\\\"orders exist\\\\\\"');
-    expect(definition).toContain('\\"--tolerance\\",\\"0.5%\\"');
-    expect(definition).toContain('\\"--publish-metrics\\"');
+    // The state machine names the sources and the copy, nothing more: no command, role or task definition.
+    for (const source of ['orders-db', 'billing-db', 'shop-db']) expect(definition).toContain(`{\\"source\\":\\"${source}\\",\\"copy\\":\\"primary\\"}`);
+    expect(definition).not.toMatch(/--checks-json|taskRoleArn|taskDefinition|restore-test\\\\"/);
+  });
+
+  test('then the orchestrator\'s own configuration holds each source\'s task definition, role and command', () => {
+    const config = orchestratorConfig(fixture.app, fixture.testing);
+    expect(Object.keys(config.sources)).toEqual(['orders-db', 'billing-db', 'shop-db']);
+    const orders = config.sources['orders-db'];
+    expect(orders.role).toMatch(/^orders-db-[0-9a-f]{8}$/);
+    expect(Object.keys(orders.commands)).toEqual(['primary']);
+    expect(orders.commands.primary).toEqual(expect.arrayContaining(['restore-test', '--source', 'orders-db', '--bucket', '{{BUCKET}}',
+      '--identity-secret-id', '{{IDENTITY}}', '--tolerance', '0.5%', '--rto-seconds', '7200', '--publish-metrics']));
+    expect(orders.commands.primary!.join(' ')).toContain('--checks-json [{"name":"orders exist"');
+    // Sources of one engine share a task definition; the other engine has its own.
+    expect(config.sources['billing-db'].taskDefinition).toBe(orders.taskDefinition);
+    expect(config.sources['shop-db'].taskDefinition).not.toBe(orders.taskDefinition);
+    const env = Object.values(template.findResources('AWS::Lambda::Function'))
+      .map((f) => f.Properties.Environment?.Variables).find((v) => v?.CONTAINER_NAME === 'agent');
+    expect(Object.keys(env).sort()).toEqual(['CLUSTER_ARN', 'CONTAINER_NAME', 'MAX_TEST_SECONDS', 'ROLE_ARN_PREFIX', 'ROLE_NAME_SUFFIX',
+      'SECURITY_GROUP_IDS', 'SUBNET_IDS', 'TASK_DEFINITIONS', 'VALUE_BUCKET', 'VALUE_IDENTITY']);
+    expect(env.ROLE_NAME_SUFFIX).toEqual({ 'Fn::Join': ['', ['-', { Ref: 'AWS::Region' }]] });
   });
 
   test('then each source is started, then its task is polled until it stops; a test that could not start ends its branch', () => {
@@ -146,7 +204,7 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     // Distributed: each source is a child execution with its own history, so long restores' polling cannot fill one.
     expect(map.ItemProcessor.ProcessorConfig).toEqual({ Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
     expect(map.ItemProcessor.StartAt).toBe('StartTest');
-    expect(states.StartTest.Parameters).toMatchObject({ 'action': 'start', 'source.$': '$.source', 'command.$': '$.command' });
+    expect(states.StartTest.Parameters).toEqual({ 'action': 'start', 'source.$': '$.source', 'copy.$': '$.copy' });
     expect(states.StartTest.Next).toBe('Started?');
     expect(states['Started?']).toMatchObject({ Choices: [{ Variable: '$.started', BooleanEquals: true, Next: 'WaitForTask' }], Default: 'TestDone' });
     expect(states.WaitForTask).toMatchObject({ Type: 'Wait', Seconds: 120, Next: 'CheckTask' });
@@ -155,8 +213,14 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     // RunTask's errors are retried inside the orchestrator; any other error is retried, then reported for its source only.
     for (const step of [states.StartTest, states.CheckTask]) {
       expect(step.Retry).toEqual(expect.arrayContaining([{ ErrorEquals: ['States.ALL'], IntervalSeconds: 30, MaxAttempts: 4, BackoffRate: 2 }]));
-      expect(step.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ReportFailure' }]);
+      // A refusal is never retried: the source's run fails with the orchestrator's message.
+      expect(step.Retry).toEqual(expect.arrayContaining([{ ErrorEquals: ['RestoreTestRefused'], MaxAttempts: 0 }]));
+      expect(step.Catch).toEqual([
+        { ErrorEquals: ['RestoreTestRefused'], ResultPath: '$.error', Next: 'Refused' },
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ReportFailure' },
+      ]);
     }
+    expect(states.Refused).toEqual({ Type: 'Fail', Comment: 'The orchestrator refused its input', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });
     expect(states.ReportFailure).toMatchObject({ Parameters: { 'action': 'failed', 'source.$': '$.source', 'error.$': '$.error' }, Next: 'TestDone' });
   });
 
@@ -170,7 +234,8 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     expect(policies).toContain('"ecs:cluster"');
     expect(policies).toContain('"iam:PassedToService":"ecs-tasks.amazonaws.com"');
     // The restore-test roles' own folder under the restore-test path, which the bucket policy lets write reports.
-    const [role] = Object.values(template.findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable/restore-test/') } }));
+    const [role] = Object.values(Template.fromStack(nestedStacks(fixture.testing)[0])
+      .findResources('AWS::IAM::Role', { Properties: { Path: Match.stringLikeRegexp('^/restorable/restore-test/') } }));
     expect(role.Properties.Path).toMatch(/^\/restorable\/restore-test\/[A-Za-z0-9]+\/$/);
     expect(policies).toContain(`:role${role.Properties.Path}*`);
   });
@@ -192,7 +257,7 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'RestoreDurationOverRto', Dimensions: Match.absent(), Statistic: 'Maximum', Threshold: 1, ComparisonOperator: 'GreaterThanThreshold',
     });
-    expect(JSON.stringify(template.findResources('AWS::StepFunctions::StateMachine'))).toContain('\\"--rto-seconds\\",\\"7200\\"');
+    expect(orchestratorConfig(fixture.app, fixture.testing).sources['orders-db'].commands.primary).toEqual(expect.arrayContaining(['--rto-seconds', '7200']));
     // Fleet alarms by default: no per-source alarms.
     expect(Object.values(template.findResources('AWS::CloudWatch::Alarm')).filter((a) => JSON.stringify(a).includes('"Source"'))).toEqual([]);
   });
@@ -205,6 +270,37 @@ describe('given three sources, two PostgreSQL 16 and one MariaDB 10.11', () => {
     }
     expect(body).toContain('RTO target');
     expect(body).toContain('Restore-test alarms');
+  });
+});
+
+describe('restore-test logs', () => {
+  const logGroups = (t: Template) => Object.entries(t.findResources('AWS::Logs::LogGroup'))
+    .filter(([, g]) => JSON.stringify(g.Properties.LogGroupName ?? '').startsWith('"/restorable/restore-tests/'));
+
+  test('go to a log group of their own, kept 30 days, encrypted with a key of its own that only CloudWatch Logs, for that log group, may use', () => {
+    const groups = logGroups(template);
+    expect(groups).toHaveLength(1);
+    const [groupId, group] = groups[0];
+    expect(group.Properties.RetentionInDays).toBe(30);
+    const keyId = group.Properties.KmsKeyId['Fn::GetAtt'][0];
+    const key = template.toJSON().Resources[keyId];
+    expect(key.Properties.EnableKeyRotation).toBe(true);
+    const logsStatement = key.Properties.KeyPolicy.Statement.find((st: { Sid?: string }) => st.Sid === 'CloudWatchLogsOfTheRestoreTestsOnly');
+    expect(logsStatement).toMatchObject({
+      Effect: 'Allow', Principal: { Service: 'logs.eu-west-1.amazonaws.com' }, Resource: '*',
+      Condition: { ArnEquals: { 'kms:EncryptionContext:aws:logs:arn': { 'Fn::Join': ['', expect.arrayContaining([`:logs:eu-west-1:111111111111:log-group:${group.Properties.LogGroupName}`])] } } },
+    });
+    // Both containers of every restore-test task log there, never to the backup log group.
+    for (const containers of restoreTestTaskDefinitions()) {
+      for (const container of containers) {
+        expect([container.Name, (container.LogConfiguration as { Options: Record<string, unknown> }).Options['awslogs-group']]).toEqual([container.Name, { Ref: groupId }]);
+      }
+    }
+  });
+
+  test('are kept as long as logRetention says', () => {
+    const { stack } = restoreTestingStack({ logRetention: logs.RetentionDays.ONE_WEEK });
+    expect(logGroups(Template.fromStack(stack))[0][1].Properties.RetentionInDays).toBe(7);
   });
 });
 
@@ -231,15 +327,18 @@ test('given perSourceAlarms, then each source has its own failed-test alarm', ()
 });
 
 test('given a DR schedule, then a monthly run reads the replica bucket and the identity secret\'s replica', () => {
-  const { stack } = restoreTestingStack({ dr: true });
+  const { app, stack, testing } = restoreTestingStack({ dr: true });
   const t = Template.fromStack(stack);
   t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 4 1 * ? *)', Targets: [Match.objectLike({ Input: '{"copy":"dr"}' })] });
   const definition = JSON.stringify(t.findResources('AWS::StepFunctions::StateMachine'));
-  expect(definition).toContain('--bucket-region\\",\\"eu-central-1');
-  expect(definition).toContain('eu-central-1');
+  expect(definition).toContain('{\\"source\\":\\"orders-db\\",\\"copy\\":\\"dr\\"}');
+  const { primary, dr } = orchestratorConfig(app, testing).sources['orders-db'].commands;
+  expect(dr).toEqual(expect.arrayContaining(['--bucket', '{{DR_BUCKET}}', '--bucket-region', 'eu-central-1', '--identity-secret-id', '{{DR_IDENTITY}}']));
   // Replication keeps keys as they are: the DR run reads the same prefix, and its role may read it in the replica.
-  expect(definition.match(/--prefix\\",\\"backups\/\\"/g)?.length).toBeGreaterThanOrEqual(2);
-  const policies = JSON.stringify(t.findResources('AWS::IAM::Policy'));
+  for (const command of [primary!, dr!]) expect(command.join(' ')).toContain('--prefix backups/');
+  const env = Object.values(t.findResources('AWS::Lambda::Function')).map((f) => f.Properties.Environment?.Variables).find((v) => v?.CONTAINER_NAME === 'agent');
+  expect(JSON.stringify(env.VALUE_DR_IDENTITY)).toContain('eu-central-1');
+  const policies = JSON.stringify(Template.fromStack(nestedStacks(testing)[0]).findResources('AWS::IAM::Policy'));
   expect(policies).toMatch(/replica[^"]*\/backups\/orders-db\/\*/i);
 });
 
