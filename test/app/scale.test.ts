@@ -4,9 +4,13 @@
  * an endpoint per source, both engines), to measure what one source costs; then every feature on: monitoring,
  * weekly and DR restore tests of every source, and the disaster-recovery runbook. Within CloudFormation's template
  * and Step Functions' definition limits, cdk-nag clean, and with every restore-test role's policy under IAM's
- * 10,240 characters once its tokens are real ARNs. Prints the numbers BENCHMARKS.md records.
+ * 10,240 characters once its tokens are real ARNs. The restore-test roles, one per source, live in nested stacks of
+ * 25 sources: each nested template is measured and held to the same budgets, and the parent refers to nothing in
+ * them (no outputs). Prints the numbers BENCHMARKS.md records.
  */
-import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { App, Duration, NestedStack, Stack, Validations } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -17,7 +21,19 @@ import { ENV, mariadbSource, postgresSource, sampleVpc } from '../lib/database-b
 
 const RESOURCE_BUDGET = 450;
 
-type Template = { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+type Template = {
+  Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+  Outputs?: Record<string, unknown>;
+  Parameters?: Record<string, unknown>;
+};
+
+/** A nested stack's template, as synthesized beside its parent's. */
+interface NestedMeasurement {
+  readonly path: string;
+  readonly template: Template;
+  readonly resources: number;
+  readonly templateBytes: number;
+}
 
 interface Measurement {
   readonly template: Template;
@@ -26,6 +42,7 @@ interface Measurement {
   readonly byType: Record<string, number>;
   /** The template's size as JSON: CloudFormation accepts at most 1 MB (from S3). */
   readonly templateBytes: number;
+  readonly nested: NestedMeasurement[];
 }
 
 /** Synthesizes `sourceCount` sources; with `everything`, also monitoring, restore testing and the runbook. */
@@ -66,7 +83,12 @@ function synthesize(sourceCount: number, everything: boolean): Measurement {
   const resources = Object.values(template.Resources);
   const byType: Record<string, number> = {};
   for (const { Type } of resources) byType[Type] = (byType[Type] ?? 0) + 1;
-  return { template, resources: resources.length, synthSeconds, byType, templateBytes: Buffer.byteLength(JSON.stringify(template)) };
+  const nested = app.node.findAll().filter((c): c is NestedStack => NestedStack.isNestedStack(c)).map((n) => {
+    const nestedTemplate = JSON.parse(readFileSync(join(assembly.directory, n.templateFile), 'utf8')) as Template;
+    return { path: n.node.path, template: nestedTemplate, resources: Object.keys(nestedTemplate.Resources).length,
+      templateBytes: Buffer.byteLength(JSON.stringify(nestedTemplate)) };
+  });
+  return { template, resources: resources.length, synthSeconds, byType, templateBytes: Buffer.byteLength(JSON.stringify(template)), nested };
 }
 
 test(`100 sources of backups alone stay under ${RESOURCE_BUDGET} resources, and cdk-nag stays clean`, () => {
@@ -106,22 +128,34 @@ function deployedLength(value: unknown): number {
   return text.length;
 }
 
-test(`100 sources with monitoring, restore testing (weekly and DR) and the runbook stay under ${RESOURCE_BUDGET} resources`, () => {
-  const { template, byType, templateBytes, synthSeconds } = synthesize(100, true);
+test(`100 sources with monitoring, restore testing (weekly and DR) and the runbook stay under ${RESOURCE_BUDGET} resources, parent and nested`, () => {
+  const { template, byType, templateBytes, synthSeconds, nested } = synthesize(100, true);
   const resources = Object.values(template.Resources);
   const machine = resources.find((r) => r.Type === 'AWS::StepFunctions::StateMachine')!;
-  const restoreRoles = Object.entries(template.Resources)
-    .filter(([id, r]) => r.Type === 'AWS::IAM::Role' && id.startsWith('RestoreTestingTestRole'));
-  const restorePolicies = resources.filter((r) => r.Type === 'AWS::IAM::Policy'
-    && restoreRoles.some(([id]) => JSON.stringify(r.Properties.Roles) === JSON.stringify([{ Ref: id }])));
+  const restoreRoles = nested.flatMap((n) => Object.values(n.template.Resources)
+    .filter((r) => r.Type === 'AWS::IAM::Role' && JSON.stringify(r.Properties.Path ?? '').startsWith('"/restorable/restore-test/')));
+  const restorePolicies = nested.flatMap((n) => Object.values(n.template.Resources).filter((r) => r.Type === 'AWS::IAM::Policy'));
   const largestPolicy = Math.max(...restorePolicies.map((p) => deployedLength(p.Properties.PolicyDocument)));
-  console.log(`full scale: ${resources.length} resources with 100 sources (synth ${synthSeconds.toFixed(1)} s); template ${(templateBytes / 1024).toFixed(0)} KiB; ` +
-    `state machine ${(Buffer.byteLength(JSON.stringify(machine)) / 1024).toFixed(0)} KiB of it (~${(deployedLength(machine.Properties.DefinitionString) / 1024).toFixed(0)} KiB deployed); ` +
-    `${restoreRoles.length} restore-test roles, largest policy ~${largestPolicy} characters deployed; alarms ${byType['AWS::CloudWatch::Alarm']}`);
+  console.log(`full scale: parent ${resources.length} resources with 100 sources (synth ${synthSeconds.toFixed(1)} s, nested stacks included); ` +
+    `template ${(templateBytes / 1024).toFixed(0)} KiB; state machine ${(Buffer.byteLength(JSON.stringify(machine)) / 1024).toFixed(1)} KiB of it ` +
+    `(~${(deployedLength(machine.Properties.DefinitionString) / 1024).toFixed(1)} KiB deployed); alarms ${byType['AWS::CloudWatch::Alarm']}\n` +
+    nested.map((n) => `  ${n.path}: ${n.resources} resources, ${(n.templateBytes / 1024).toFixed(0)} KiB, ` +
+      `${Object.keys(n.template.Parameters ?? {}).length} parameters, ${Object.keys(n.template.Outputs ?? {}).length} outputs`).join('\n') +
+    `\n${restoreRoles.length} restore-test roles, largest policy ~${largestPolicy} characters deployed`);
   expect(resources.length).toBeLessThan(RESOURCE_BUDGET);
   expect(templateBytes).toBeLessThan(1_000_000);
   expect(deployedLength(machine.Properties.DefinitionString)).toBeLessThan(1_000_000);
-  expect(restoreRoles).toHaveLength(13);
+  // One role per source, 25 to a nested stack; each nested template within the same budgets, with no outputs for
+  // the parent to read and the same few parameters.
+  expect(restoreRoles).toHaveLength(100);
+  expect(nested).toHaveLength(4);
+  expect(byType['AWS::CloudFormation::Stack']).toBe(4);
+  for (const n of nested) {
+    expect([n.path, n.resources < RESOURCE_BUDGET, n.templateBytes < 1_000_000]).toEqual([n.path, true, true]);
+    expect([n.path, n.template.Outputs ?? {}]).toEqual([n.path, {}]);
+    expect(Object.keys(n.template.Parameters ?? {}).length).toBeLessThanOrEqual(10);
+  }
+  expect(JSON.stringify(template)).not.toContain('.Outputs.');
   expect(largestPolicy).toBeLessThan(10_240);
   // Two scratch images (postgres:16, mariadb:10.11) beside the two backup task definitions.
   expect(byType['AWS::ECS::TaskDefinition']).toBe(4);
