@@ -40,8 +40,6 @@ export class RestoreTestLogs extends Construct {
       logGroupName,
       encryptionKey: this.key,
       retention: props.retention,
-    });
-    // The log group is created once the key's policy lets CloudWatch Logs use it.
-    this.logGroup.node.addDependency(this.key);
+    }); // created after the key (KmsKeyId refers to it), whose policy is part of the key itself
   }
 }

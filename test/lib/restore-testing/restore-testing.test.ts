@@ -304,6 +304,26 @@ describe('restore-test logs', () => {
   });
 });
 
+test('given 27 sources, the last added with addSource after the rest, then a second nested stack holds the roles of the 26th and 27th, and the orchestrator knows every source', () => {
+  const app = new App();
+  const stack = new Stack(app, 'Many', { env: ENV });
+  const store = new BackupStore(stack, 'Store');
+  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
+  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
+  for (let i = 1; i <= 26; i++) backups.addSource(postgresSource(stack, `db-${i}`));
+  const testing = new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring });
+  testing.addSource({ source: backups.addSource(postgresSource(stack, 'late-db')) });
+  const t = Template.fromStack(stack);
+  const nested = nestedStacks(testing);
+  expect(nested.map((n) => Object.keys(Template.fromStack(n).findResources('AWS::IAM::Role')).length)).toEqual([25, 2]);
+  expect(Object.keys(orchestratorConfig(app, testing).sources)).toHaveLength(27);
+  expect(orchestratorConfig(app, testing).sources['late-db'].role).toMatch(/^late-db-[0-9a-f]{8}$/);
+  // A run starts only once both nested stacks (every role it may pass) exist.
+  const machine = Object.values(t.findResources('AWS::StepFunctions::StateMachine'))[0];
+  expect(machine.DependsOn).toEqual(expect.arrayContaining(nested.map((n) => stack.getLogicalId(n.nestedStackResource as never))));
+});
+
 test('grantRunNow lets a role start the state machine, and nothing more', () => {
   const { stack, testing } = restoreTestingStack();
   const operator = new iam.Role(stack, 'Operator', { assumedBy: new iam.AccountRootPrincipal() });
