@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { App } from 'aws-cdk-lib';
+import { App, NestedStack } from 'aws-cdk-lib';
 import { resolveEnvironment } from '../../bin/environments';
 import { addExampleStacks } from '../../bin/example-app';
 
@@ -53,6 +53,8 @@ interface Finding {
 type TemplateJson = { Resources?: Record<string, { Metadata?: Record<string, unknown> }> };
 /** Every synthesized template, by file name (stack names are unique across environments). */
 const templatesByName = new Map<string, TemplateJson>();
+/** The environment each template belongs to, by file name: a nested stack's is its parent's. */
+const environmentOf = new Map<string, string>();
 
 const describeFinding = (f: Finding) =>
   `${f.tool} ${f.check}${f.level ? ` (${f.level})` : ''} in ${f.template}: ${f.logicalId}` +
@@ -127,9 +129,12 @@ describe('cfn-lint and checkov over every template of the example app', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('every environment gives a primary and a replica template', () => {
-    expect(templates.map((t) => basename(t)).sort())
+  test('every environment gives a primary and a replica template, and the primary\'s nested stacks are linted too', () => {
+    expect(templates.map((t) => basename(t)).filter((t) => !t.endsWith('.nested.template.json')).sort())
       .toEqual(envNames.flatMap((name) => [`Restorable-${name}-Replica.template.json`, `Restorable-${name}.template.json`]).sort());
+    // RestoreTesting's roles live in nested stacks: every environment has at least one.
+    const nestedCount = (name: string) => templates.filter((t) => t.endsWith('.nested.template.json') && environmentOf.get(basename(t)) === name).length;
+    expect(envNames.filter((name) => nestedCount(name) === 0)).toEqual([]);
   });
 
   test('cfn-lint finds no error', () => {
@@ -150,7 +155,7 @@ describe('cfn-lint and checkov over every template of the example app', () => {
   test(`every acknowledgement in ${CONFIG_FILE} still matches a finding, in every environment`, () => {
     // An environment's findings are those of its primary (Restorable-NAME) and its replica (Restorable-NAME-Replica) template.
     const stale = config.acknowledged.flatMap((ack) => ack.resources.flatMap((resource) => envNames
-      .filter((name) => !findings.some((f) => f.tool === ack.tool && f.check === ack.check && f.where === resource && f.template.startsWith(`Restorable-${name}`)))
+      .filter((name) => !findings.some((f) => f.tool === ack.tool && f.check === ack.check && f.where === resource && environmentOf.get(f.template) === name))
       .map((name) => `${ack.tool} ${ack.check} ${resource}: no such finding in environment ${name}; remove it from ${CONFIG_FILE}`)));
     expectNone('acknowledgements that match nothing', stale);
   });
@@ -170,10 +175,16 @@ function synthesize(name: string, outdir: string): string[] {
     },
   });
   const { primary, replica } = addExampleStacks(app, resolveEnvironment(cdkJson.context.environments, name));
-  for (const stack of [primary, replica]) {
+  const nestedStacks = app.node.findAll().filter((c): c is NestedStack => NestedStack.isNestedStack(c));
+  for (const stack of [primary, replica, ...nestedStacks]) {
     stack.templateOptions.metadata = { ...stack.templateOptions.metadata, 'cfn-lint': { config: { regions: [stack.region] } } };
   }
-  return app.synth().stacks.map((stack) => stack.templateFullPath);
+  const assembly = app.synth();
+  // Nested stacks' templates are assets of their parent's, written beside it.
+  const nested = nestedStacks.map((n) => join(assembly.directory, n.templateFile));
+  const files = [...assembly.stacks.map((stack) => stack.templateFullPath), ...nested];
+  for (const file of files) environmentOf.set(basename(file), name);
+  return files;
 }
 
 /** The tools see no user or project configuration but the command line: HOME and the working directory are the scratch folder. */
