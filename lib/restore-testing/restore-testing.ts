@@ -1,4 +1,4 @@
-import { Annotations, Arn, ArnFormat, Duration, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -16,12 +16,13 @@ import { BackupSource, taskSizeProblem } from '../backups/backup-source';
 import { BackupStore } from '../store/backup-store';
 import { DatabaseBackups } from '../backups/database-backups';
 import { RestoreTestAlarms } from './restore-test-alarms';
-import { RestoreTestCopy, RestoreTestOrchestration, RestoreTestRun } from './restore-test-orchestration';
-import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
-import { RestoreTestSourceProps, checkProblem, restoreTestCommand } from './restore-test-source';
+import { RestoreTestOrchestration } from './restore-test-orchestration';
+import { RestoreTestTask } from './restore-test-task';
+import { RestoreTestSourceProps, checkProblem } from './restore-test-source';
 import { acknowledgeNag } from '../shared/nag';
 import { RestoreTestLogs } from './restore-test-logs';
-import { ROLE_NAME_SUFFIX, RestoreTestRole, RestoreTestRoles } from './restore-test-roles';
+import { TestedSource, commandValues, restoreTestRuns } from './restore-test-runs';
+import { ROLE_NAME_SUFFIX, RestoreTestRoles } from './restore-test-roles';
 
 export interface RestoreTestingProps {
   /** The backups to test: their cluster, security group, logs and sources. */
@@ -106,15 +107,8 @@ export interface RestoreTestingProps {
   readonly image?: ecs.ContainerImage;
 }
 
-/** The commands' values known only at deployment, as `{{NAME}}` arguments (RestoreTestOrchestrationProps.values). */
-const PLACEHOLDERS = { bucket: '{{BUCKET}}', identity: '{{IDENTITY}}', drBucket: '{{DR_BUCKET}}', drIdentity: '{{DR_IDENTITY}}' } as const;
 const WEEKLY = events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' });
 export { RESTORE_TEST_OVERDUE } from './restore-test-alarms';
-
-interface TestedSource extends RestoreTestSourceProps {
-  readonly task: RestoreTestTask;
-  readonly role: RestoreTestRole;
-}
 
 /**
  * Weekly restore tests: each source's latest backup is restored into a scratch database in a Fargate task, and
@@ -122,6 +116,11 @@ interface TestedSource extends RestoreTestSourceProps {
  * A Step Functions state machine runs the tests with bounded concurrency (its Map state), starts each with the
  * orchestrator Lambda (which retries throttling and capacity errors), and follows each task until it stops.
  * Alarms: a failed test, an overdue test (8 days), the orchestration failing, and optionally an RTO target.
+ *
+ * Each source's tests run with a role of its own, which reads that source's backups alone (and the identity): the
+ * roles live in nested stacks of 25 sources (RestoreTestRoles). The orchestrator starts only what its own
+ * configuration says for a source it knows; the state machine gives it a source name and a copy. The agent's and
+ * the scratch servers' logs go to a log group of their own (RestoreTestLogs), never the backups'.
  *
  * Overdue: the alarm watches the fleet's worst RestoreTestAgeSeconds, which the monitoring's freshness check
  * publishes per source: the age of its newest restore-test report or, for a tested source that has no report
@@ -229,7 +228,7 @@ export class RestoreTesting extends Construct {
       this.node.addValidation({ validate: () => this.untestedLaterSources() });
     }
     const orchestration = new RestoreTestOrchestration(this, 'Orchestration', {
-      plan: { runs: (copy) => this.runs(copy), taskDefinitions: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition) },
+      plan: { runs: (copy) => restoreTestRuns(this.tested, props.store, copy), taskDefinitions: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition) },
       cluster: props.backups.cluster,
       subnets: this.subnets(),
       securityGroup: this.securityGroup,
@@ -237,7 +236,7 @@ export class RestoreTesting extends Construct {
       taskRolePath: this.roles.path,
       taskRoleArnPrefix: this.roles.arnPrefix(),
       taskRoleNameSuffix: ROLE_NAME_SUFFIX,
-      values: this.placeholderValues(),
+      values: commandValues(props.store, props.keys, props.drSchedule !== undefined),
       maxConcurrency: concurrency,
       maxTestDuration: props.maxTestDuration ?? Duration.hours(12),
       schedule: props.schedule ?? WEEKLY,
@@ -345,35 +344,6 @@ export class RestoreTesting extends Construct {
       'Restorable restore-test tasks to HTTPS anywhere, through NAT: image registries, the DR region, AWS APIs without endpoints');
   }
 
-  /** The restore tests of one run: each source's task definition, role and agent command, for the primary or the DR copy. */
-  private runs(copy: RestoreTestCopy): RestoreTestRun[] {
-    const { store } = this.props;
-    const dr = copy === RestoreTestCopy.DR;
-    const bucket = dr ? store.replica! : store;
-    return this.tested.map((t) => ({
-      source: t.source.name,
-      taskDefinition: t.task.taskDefinition,
-      taskRoleName: t.role.baseName,
-      // Values known only at deployment are placeholders, which the orchestrator fills from its environment.
-      command: restoreTestCommand(t, {
-        bucket: dr ? PLACEHOLDERS.drBucket : PLACEHOLDERS.bucket, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
-        identitySecretArn: dr ? PLACEHOLDERS.drIdentity : PLACEHOLDERS.identity,
-        bucketRegion: dr ? store.replica!.region : undefined,
-      }),
-    }));
-  }
-
-  /** The values of the commands' placeholders, as the orchestrator's environment gives them. */
-  private placeholderValues(): Record<string, string> {
-    const { store, keys } = this.props;
-    const secretArn = keys.identitySecret!.secretArn;
-    return {
-      BUCKET: store.bucket.bucketName,
-      IDENTITY: secretArn,
-      ...(this.props.drSchedule ? { DR_BUCKET: store.replica!.bucket.bucketName, DR_IDENTITY: inRegion(secretArn, store.replica!.region) } : {}),
-    };
-  }
-
   /** The subnets the tasks run in; isolated ones cannot reach Docker Hub, where the default scratch images live. */
   private subnets(): ec2.SubnetSelection {
     const { cluster } = this.props.backups;
@@ -403,7 +373,3 @@ function pulledThroughEndpoints(image: ecs.ContainerImage, region: string): bool
   return image instanceof ecs.EcrImage && Token.isUnresolved(host) && (host.split('.dkr.ecr.')[1] ?? '').startsWith('${Token[');
 }
 
-/** The same secret's replica in another region: Secrets Manager replicas keep the ARN, with the region changed. */
-function inRegion(secretArn: string, region: string): string {
-  return Arn.format({ ...Arn.split(secretArn, ArnFormat.COLON_RESOURCE_NAME), region });
-}

@@ -1,0 +1,53 @@
+/**
+ * What a restore-test run starts for each source: its task definition, its role and the agent's command, for the
+ * primary copy or the DR copy. The commands are written into the orchestrator's configuration at synth, so a value
+ * known only at deployment (a bucket name, the identity secret's ARN) is a `{{NAME}}` placeholder, which the
+ * orchestrator fills from its environment.
+ */
+import { Arn, ArnFormat } from 'aws-cdk-lib';
+import { BackupKeys } from '../keys/backup-keys';
+import { BackupStore } from '../store/backup-store';
+import { RestoreTestCopy, RestoreTestRun } from './restore-test-orchestration';
+import { RestoreTestRole } from './restore-test-roles';
+import { RestoreTestSourceProps, restoreTestCommand } from './restore-test-source';
+import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
+
+/** A source RestoreTesting tests, with the task definition and the role its tests run with. */
+export interface TestedSource extends RestoreTestSourceProps {
+  readonly task: RestoreTestTask;
+  readonly role: RestoreTestRole;
+}
+
+/** The commands' values known only at deployment, as `{{NAME}}` arguments (RestoreTestOrchestrationProps.values). */
+const PLACEHOLDERS = { bucket: '{{BUCKET}}', identity: '{{IDENTITY}}', drBucket: '{{DR_BUCKET}}', drIdentity: '{{DR_IDENTITY}}' } as const;
+
+/** The restore tests of one run, in the order the sources were added. */
+export function restoreTestRuns(tested: readonly TestedSource[], store: BackupStore, copy: RestoreTestCopy): RestoreTestRun[] {
+  const dr = copy === RestoreTestCopy.DR;
+  const bucket = dr ? store.replica! : store;
+  return tested.map((t) => ({
+    source: t.source.name,
+    taskDefinition: t.task.taskDefinition,
+    taskRoleName: t.role.baseName,
+    command: restoreTestCommand(t, {
+      bucket: dr ? PLACEHOLDERS.drBucket : PLACEHOLDERS.bucket, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
+      identitySecretArn: dr ? PLACEHOLDERS.drIdentity : PLACEHOLDERS.identity,
+      bucketRegion: dr ? store.replica!.region : undefined,
+    }),
+  }));
+}
+
+/** The values of the placeholders, as the orchestrator's environment gives them (`VALUE_{NAME}`). */
+export function commandValues(store: BackupStore, keys: BackupKeys, dr: boolean): Record<string, string> {
+  const secretArn = keys.identitySecret!.secretArn;
+  return {
+    BUCKET: store.bucket.bucketName,
+    IDENTITY: secretArn,
+    ...(dr ? { DR_BUCKET: store.replica!.bucket.bucketName, DR_IDENTITY: inRegion(secretArn, store.replica!.region) } : {}),
+  };
+}
+
+/** The same secret's replica in another region: Secrets Manager replicas keep the ARN, with the region changed. */
+function inRegion(secretArn: string, region: string): string {
+  return Arn.format({ ...Arn.split(secretArn, ArnFormat.COLON_RESOURCE_NAME), region });
+}
