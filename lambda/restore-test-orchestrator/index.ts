@@ -172,11 +172,10 @@ export async function configuredRun(event: StartEvent, deps: Pick<OrchestratorDe
   if (!command) await refuse(`source '${event.source}' has no ${JSON.stringify(copy)} test configured (copies: ${Object.keys(configured.commands).join(', ')})`, event, deps);
   const taskDefinition = settings.taskDefinitions[configured.taskDefinition];
   if (!taskDefinition) await refuse(`source '${event.source}' names task definition ${configured.taskDefinition}, which the environment does not list`, event, deps);
-  const filled = command!.map((arg) => arg.replace(/\{\{([A-Z0-9_]+)\}\}/g, (whole, name: string) => {
-    const value = settings.values[name];
-    if (value === undefined) throw new RestoreTestRefused(`restore-test orchestrator refused its input: the command of '${event.source}' needs ${whole}, which its environment does not give`);
-    return value;
-  }));
+  const placeholder = /\{\{([A-Z0-9_]+)\}\}/g;
+  const missing = command!.flatMap((arg) => [...arg.matchAll(placeholder)].map((m) => m[0]).filter((whole) => settings.values[whole.slice(2, -2)] === undefined));
+  if (missing.length) await refuse(`the command of '${event.source}' needs ${missing.join(', ')}, which its environment does not give`, event, deps);
+  const filled = command!.map((arg) => arg.replace(placeholder, (_whole, name: string) => settings.values[name]));
   return { source: event.source, taskDefinition, taskRoleArn: `${settings.roleArnPrefix}${configured.role}${settings.roleNameSuffix}`, command: filled };
 }
 

@@ -255,7 +255,7 @@ describe('it runs only what it is configured to run', () => {
     const base = deps();
     await expect(orchestrate({ action: 'start', source: 'orders-db', copy: 'dr' }, { ...base, settings: { ...base.settings, values: {} } }))
       .rejects.toThrow("the command of 'orders-db' needs {{DR_BUCKET}}, which its environment does not give");
-    expect(ecsMock.commandCalls(RunTaskCommand)).toHaveLength(0);
+    await expectRefusedAndReported();
   });
 });
 
