@@ -69,7 +69,7 @@ export interface RestoreTestingProps {
   readonly drSchedule?: events.Schedule;
   /**
    * The subnets the tasks run in; they must reach S3, Secrets Manager, CloudWatch, ECR and the scratch image's registry
-   * (Docker Hub for the default images), and with `drSchedule` the DR region's S3 and Secrets Manager, which only a
+   * (ECR Public, public.ecr.aws, for the default images), and with `drSchedule` the DR region's S3 and Secrets Manager, which only a
    * NAT route reaches: VPC endpoints serve their own region only.
    * @default - the cluster VPC's private subnets with egress, or its isolated subnets
    */
@@ -147,7 +147,7 @@ export class RestoreTesting extends Construct {
   /**
    * The restore-test tasks' security group: no database admits it, and it admits nothing. It lets out HTTPS only: to
    * the VPC endpoints and S3's prefix list when DatabaseBackups created endpoints, and to any address when the tasks
-   * need the internet, through NAT (AWS APIs without endpoints, scratch images from Docker Hub or another registry
+   * need the internet, through NAT (AWS APIs without endpoints, scratch images from ECR Public or another registry
    * outside this region's ECR, the DR region's S3 and Secrets Manager with `drSchedule`). The scratch server runs
    * in the task beside the agent, on the same network, and ECS gives every container of a task the task role's
    * credentials: mirror the scratch images into this region's ECR, pinned by digest, so that no public image runs
@@ -337,21 +337,21 @@ export class RestoreTesting extends Construct {
 
   /**
    * HTTPS to any address, out through the subnets' NAT: one inline rule, whichever of the reasons needs it (the
-   * same description makes a second call add nothing). Docker Hub and other registries have no fixed addresses.
+   * same description makes a second call add nothing). ECR Public and other registries have no fixed addresses.
    */
   private allowHttpsOut(): void {
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443),
       'Restorable restore-test tasks to HTTPS anywhere, through NAT: image registries, the DR region, AWS APIs without endpoints');
   }
 
-  /** The subnets the tasks run in; isolated ones cannot reach Docker Hub, where the default scratch images live. */
+  /** The subnets the tasks run in; isolated ones cannot reach ECR Public, where the default scratch images live. */
   private subnets(): ec2.SubnetSelection {
     const { cluster } = this.props.backups;
     const subnets = this.props.subnets ?? { subnetType: cluster.vpc.privateSubnets.length ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED };
     if (subnets.subnetType === ec2.SubnetType.PRIVATE_ISOLATED) {
       Annotations.of(this).addWarningV2('@restorable/restore-testing:isolated-subnets',
-        'Restore tests run in isolated subnets, which reach ECR through VPC endpoints but not Docker Hub: give each source a scratchImage ' +
-        'in ECR (for example an ECR pull-through cache of postgres:16), or choose subnets with a NAT route.' +
+        'Restore tests run in isolated subnets, which reach ECR through VPC endpoints but not ECR Public (public.ecr.aws), where the default scratch images live: ' +
+        'give each source a scratchImage in this region\'s ECR (for example an ECR pull-through cache of ECR Public), or choose subnets with a NAT route.' +
         (this.props.drSchedule ? ' The DR tests also need a NAT route: they read the DR region\'s S3 and Secrets Manager, which no endpoint here serves.' : ''));
     }
     return subnets;
@@ -360,7 +360,7 @@ export class RestoreTesting extends Construct {
 
 /**
  * Whether Fargate pulls a scratch image from ECR in the stack's region, through the VPC endpoints (the ECR API and
- * Docker endpoints, and the layers from S3), rather than from a registry on the internet such as Docker Hub.
+ * Docker endpoints, and the layers from S3), rather than from a registry on the internet such as ECR Public or Docker Hub.
  */
 function pulledThroughEndpoints(image: ecs.ContainerImage, region: string): boolean {
   // An asset is pushed to the bootstrap repository of the stack's own environment.
