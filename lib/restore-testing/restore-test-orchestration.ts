@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Aspects, Duration, Fn, IAspect, Lazy, Stack, Token } from 'aws-cdk-lib';
+import { Aspects, Duration, Fn, IAspect, Lazy, Stack, Stage, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -99,7 +99,9 @@ class ConfiguredCode extends lambda.Code {
   /** Stages the handler and `config` as one asset. */
   public write(scope: Construct, handlerFolder: string, config: OrchestratorConfig): void {
     if (this.asset) return;
-    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'restorable-orchestrator-'));
+    // Written inside the cloud assembly, which the app's next synth replaces, rather than left behind in a temp folder.
+    const outdir = Stage.of(scope)?.outdir ?? os.tmpdir();
+    const folder = fs.mkdtempSync(path.join(outdir, '.restorable-orchestrator-'));
     fs.copyFileSync(path.join(handlerFolder, 'index.js'), path.join(folder, 'index.js'));
     fs.writeFileSync(path.join(folder, CONFIG_FILE), `${JSON.stringify(config, undefined, 1)}\n`);
     this.asset = new s3assets.Asset(scope, 'Code', { path: folder });
