@@ -21,6 +21,7 @@ import { makeAgeKey } from '../support';
 import { motoBucket, motoName, sharedMoto } from '../support/moto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ReadPin, openObject } from '../../container/src/restore/download';
+import { formatReport } from '../../container/src/restore-test/report';
 
 describe('spool space', () => {
   test('a dump that fits, with headroom, is fine', () => {
@@ -226,4 +227,14 @@ describe('a streamed restore reads one version twice', () => {
     await expect(openObject(bucket.client, bucket.bucket, 'k', undefined, pin)).rejects
       .toThrow(`s3://${bucket.bucket}/k changed while it was being restored (its table of contents was read from another version): restore again, naming the version with --version-id`);
   });
+});
+
+test('a restore-test report for a person lists what was left out, and says which was not expected', () => {
+  const text = formatReport({
+    formatVersion: 1, source: 's', success: false, bucket: 'b', startedAt: '2026-12-02T00:00:00Z', finishedAt: '2026-12-02T00:01:00Z',
+    tablesChecked: 0, rowsChecked: 0, tables: [], checks: [], reportKey: 's/restore-tests/r.json',
+    failures: ['left out of the restore, and not expected for this source: EVENT TRIGGER et (w); if the source holds it on purpose, declare it with --expect-left-out'],
+    refused: [{ what: 'EVENT TRIGGER et', why: 'w', expected: false, from: 'dump' }, { what: 'GRANT pg_monitor TO app', why: 'v', expected: true, from: 'roles' }],
+  });
+  expect(text).toContain('left out (a backup is untrusted input):\n  - EVENT TRIGGER et: w (not expected for this source)\n  - GRANT pg_monitor TO app: v\nfailures:');
 });

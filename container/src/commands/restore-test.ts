@@ -20,9 +20,8 @@ import { AgentError, UsageError, redactor } from '../shared/errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
 import { log } from '../shared/log';
 import { publishRestoreTest, shouldPublish } from '../restore-test/metrics';
-import { RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, storeReport } from '../restore-test/report';
+import { ReportedRefusal, RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, storeReport } from '../restore-test/report';
 import { RestoreResult, restoreBackup } from '../restore/restore';
-import { Refusal } from '../engines/engine';
 import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../restore-test/validate';
 
 export const RESTORE_TEST_COMMAND: CommandSpec = {
@@ -83,13 +82,6 @@ export const ALWAYS_EXPECTED = ['ownership by *'];
 export function leftOutPatterns(text: string | undefined): RegExp[] {
   const patterns = [...ALWAYS_EXPECTED, ...(text ?? '').split(';').map((p) => p.trim()).filter(Boolean)];
   return patterns.map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i'));
-}
-
-/** One refusal in the report: what was left out, why, whether the source declared it, and from which part of the backup. */
-export interface ReportedRefusal extends Refusal {
-  readonly expected: boolean;
-  /** The dump (an archive entry, an owner) or the roles companion (a statement). */
-  readonly from: 'dump' | 'roles';
 }
 
 /**
@@ -192,7 +184,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     checks: validation?.checks ?? [],
     failures,
     reason: success ? undefined : failures.join('; '),
-    ...(refused ? { refused } : {}),
+    refused,
     reportKey: reportKey(location.prefix, location.source, finished),
   };
   // A record, not the failure: that is said once, by the run's failure line.

@@ -6,12 +6,21 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { RestoreTestPointer, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
 import { CheckOutcome } from './checks';
+import { Refusal } from '../engines/engine';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
 import { getText, putJson } from '../shared/s3';
 import { TableOutcome } from './validate';
 
 export const REPORT_FORMAT_VERSION = 1;
+
+/** Something the restore left out of the backup, whether the source declared it, and which part of the backup held it. */
+export interface ReportedRefusal extends Refusal {
+  /** Declared by the source (--expect-left-out), or a note by nature (ownership, the roles companion): it fails nothing. */
+  readonly expected: boolean;
+  /** The dump (an archive entry, an owner) or the roles companion (a statement). */
+  readonly from: 'dump' | 'roles';
+}
 
 /**
  * The pointer's `durationSeconds` runs from the start of the download to the end of validation (the measured
@@ -32,6 +41,12 @@ export interface RestoreTestReport extends RestoreTestPointer {
   readonly rowsChecked: number;
   readonly tables: readonly TableOutcome[];
   readonly checks: readonly CheckOutcome[];
+  /**
+   * What the restore left out of the backup, a backup being untrusted input: what would need more rights than the
+   * load has, by name and why. An unexpected entry of the dump is also among the failures. Absent when the restore
+   * stopped before its load was planned.
+   */
+  readonly refused?: readonly ReportedRefusal[];
   /** Every failure, one line each, naming the table, check or step and by how much it missed. */
   readonly failures: readonly string[];
   /** Where the report was stored. */
@@ -89,6 +104,10 @@ export function formatReport(r: RestoreTestReport): string {
     `  checked     ${r.tablesChecked} tables, ${r.rowsChecked} rows, ${r.checks.length} user checks`,
     `  report      s3://${r.bucket}/${r.reportKey}`,
   ];
+  if (r.refused?.length) {
+    lines.push('left out (a backup is untrusted input):',
+      ...r.refused.map((x) => `  - ${x.what}: ${x.why}${x.expected ? '' : ' (not expected for this source)'}`));
+  }
   if (r.failures.length) lines.push('failures:', ...r.failures.map((f) => `  - ${f}`));
   if (r.recordingProblems?.length) lines.push('not recorded:', ...r.recordingProblems.map((p) => `  - ${p}`));
   return lines.join('\n');
