@@ -1,14 +1,16 @@
 /**
- * The wiring and the agent agree: synthesize RestoreTesting, take one source's item from the state machine's
- * definition (the command the orchestrator passes to RunTask), put the local endpoints in place of the scratch
- * sidecar's, and run the bundled agent with that command against a real backup in the S3 emulator. The
+ * The wiring and the agent agree: synthesize RestoreTesting, let the orchestrator's own code build one source's
+ * run from the configuration synthesized beside it and its environment (the command it passes to RunTask), put the
+ * local endpoints in place of the scratch sidecar's, and run the bundled agent with that command against a real
+ * backup in the S3 emulator. The
  * identity secret is a real secret in Secrets Manager on moto's server (a name of this run's own), whose ARN
  * the definition is rendered with. `--publish-metrics` is taken out: the metrics, read back from moto's
  * CloudWatch, are restore-test-units' and restore-test-errors' business.
  */
 import { App, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTesting } from '../../lib';
 import { ENV, postgresSource, sampleVpc } from '../lib/database-backups-fixture';
@@ -16,6 +18,7 @@ import {
   AgeKey, PG, S3Emulator, agentEnv, createPgDatabase, createPgFixture, dropPgDatabase, makeAgeKey, pgQuery, readerRole, runAgent, startS3rver, uniqueName,
 } from '../support';
 import { Moto, motoName, sharedMoto } from '../support/moto';
+import { OrchestratorSettings, configFromFile, configuredRun } from '../../lambda/restore-test-orchestrator/index';
 
 const SOURCE = 'orders-db';
 const REGION = 'eu-west-1';
@@ -62,21 +65,38 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-test('the command the state machine passes to RunTask, run by the bundled agent, restore-tests the latest backup', async () => {
+test('the command the orchestrator builds from its own configuration, run by the bundled agent, restore-tests the latest backup', async () => {
   // Given a synthesized stack with restore testing of one PostgreSQL source.
-  const stack = new Stack(new App(), 'Backups', { env: ENV });
-  const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
-  const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
-  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
-  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
-  const source = backups.addSource(postgresSource(stack, SOURCE));
-  new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring,
-    sources: [{ source, checks: [{ name: 'customers exist', sql: 'SELECT id FROM sales.customers', minRows: 200 }] }] });
-  const machine = Object.values(Template.fromStack(stack).findResources('AWS::StepFunctions::StateMachine'))[0];
-  const definition = JSON.parse(render(machine.Properties.DefinitionString, s3.bucket));
-  const item = definition.States.PrimarySources.Result.sources.find((s: { source: string }) => s.source === SOURCE);
-  expect(item.taskRoleArn).toMatch(/^placeholder-RestoreTestingTestRole/);
-  const command: string[] = item.command;
+  const outdir = mkdtempSync(join(tmpdir(), 'restorable-wiring-'));
+  let command: string[];
+  try {
+    const app = new App({ outdir });
+    const stack = new Stack(app, 'Backups', { env: ENV });
+    const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
+    const keys = new BackupKeys(stack, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
+    const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+    const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
+    const source = backups.addSource(postgresSource(stack, SOURCE));
+    new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring,
+      sources: [{ source, checks: [{ name: 'customers exist', sql: 'SELECT id FROM sales.customers', minRows: 200 }] }] });
+    const template = app.synth().getStackByName(stack.stackName).template as { Resources: Record<string, { Type: string; Properties: Record<string, { Variables?: Record<string, Token> } & Record<string, unknown>> }> };
+    const orchestrator = Object.values(template.Resources)
+      .find((r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.ROLE_ARN_PREFIX)!;
+    const env = Object.fromEntries(Object.entries(orchestrator.Properties.Environment.Variables as Record<string, Token>)
+      .map(([name, value]) => [name, render(value, s3.bucket)]));
+    // The configuration the construct staged beside the handler, as the function will read it.
+    const config = configFromFile(join(outdir, `asset.${String(orchestrator.Properties.Code.S3Key).replace(/\.zip$/, '')}`));
+    const settings: OrchestratorSettings = {
+      cluster: env.CLUSTER_ARN, subnets: [], securityGroups: [], containerName: env.CONTAINER_NAME, maxAttempts: 1, retryBaseMs: 1,
+      maxTestSeconds: 60, taskDefinitions: env.TASK_DEFINITIONS.split(','), roleArnPrefix: env.ROLE_ARN_PREFIX, roleNameSuffix: env.ROLE_NAME_SUFFIX ?? '',
+      values: Object.fromEntries(Object.entries(env).filter(([name]) => name.startsWith('VALUE_')).map(([name, value]) => [name.slice('VALUE_'.length), value])),
+    };
+    const item = await configuredRun({ action: 'start', source: SOURCE, copy: 'primary' }, { config, settings, cloudwatch: undefined as never });
+    expect(item.taskRoleArn).toContain(`${SOURCE}-`);
+    command = [...item.command];
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
   expect(command.slice(0, 3)).toEqual(['restore-test', '--source', SOURCE]);
   expect(command).toEqual(expect.arrayContaining(['--host', '127.0.0.1', '--port', '5432', '--user', 'postgres', '--database', 'restore_test']));
 
