@@ -55,7 +55,7 @@ export async function runRestoreBench(database: string, s3: S3Emulator, key: Age
     rmSync(encrypted);
 
     const agent = (target: string, ...extra: string[]) => measure(process.execPath, [AGENT_BUNDLE, 'restore', '--source', 'bench-restore',
-      '--bucket', s3.bucket, '--key', stored.key, '--identity-file', key.identityFile, '--database', target, '--json', ...extra],
+      '--bucket', s3.bucket, '--key', stored.key, '--identity-file', key.identityFile, '--database', target, '--json', '--load-as-connected-user', ...extra],
     { ...pgEnv, ...s3.env });
     const rows: Row[] = [];
     for (const jobs of [1, 2]) {
