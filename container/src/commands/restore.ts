@@ -26,7 +26,7 @@ export const RESTORE_COMMAND: CommandSpec = {
     'with-globals': { kind: OptionKind.FLAG, description: 'first create the backup\'s roles/users and grants, skipping those that exist' },
     'clean': { kind: OptionKind.FLAG, description: 'allow a non-empty target: drop and replace the objects the backup holds' },
     'owner': { kind: OptionKind.STRING, placeholder: 'ROLE', description: 'PostgreSQL, connected as a superuser: the role (without superuser rights) that owns what the restore creates; the backup\'s SQL runs with its rights' },
-    'load-as-connected-user': { kind: OptionKind.FLAG, description: 'PostgreSQL: run the backup\'s SQL with the connecting user\'s rights even when it is a superuser (only for a backup you trust)' },
+    'load-as-connected-user': { kind: OptionKind.FLAG, description: 'run the backup\'s SQL with the connecting user\'s rights even when they reach beyond its databases (a PostgreSQL superuser, a MariaDB login with FILE, SUPER or SET USER): only for a backup you trust' },
     ...ARCHIVE_OPTIONS,
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
   },
