@@ -2,8 +2,8 @@
  * What a restore test checks for one source, and the agent command that runs it. Plain types and functions;
  * the construct that schedules the tests is RestoreTesting.
  */
-import { Duration } from 'aws-cdk-lib';
-import { BackupSource } from '../backups/backup-source';
+import { Duration, Size, SizeRoundingBehavior } from 'aws-cdk-lib';
+import { BackupSource, DatabaseFlavour } from '../backups/backup-source';
 import { RestorableError, renamedPropProblems, wholeSeconds } from '../shared/errors';
 import { ScratchConnection } from './restore-test-task';
 
@@ -78,6 +78,17 @@ export interface RestoreTestSourceProps {
    * @default - no RTO alarm
    */
   readonly rtoTarget?: Duration;
+  /**
+   * What this source's backups hold that a restore test leaves out on purpose, because loading it needs a superuser:
+   * patterns matched against each left-out entry of the PostgreSQL archive, by its kind and name as `pg_restore -l`
+   * prints them (without the owner, the name schema-qualified where it has a schema), `*` for any text and `?` for
+   * one character, case ignored. For example `['EVENT TRIGGER audit_*', 'EXTENSION postgis']`. A left-out entry
+   * that matches is listed in the report as expected; one that matches no pattern fails the test, naming it. A
+   * change of owner (the objects are restored owned by the loading role) is always expected. PostgreSQL sources
+   * only: a MariaDB or MySQL restore leaves nothing out, since a command it refuses fails the load.
+   * @default - none: every left-out entry fails the test
+   */
+  readonly expectLeftOut?: string[];
 }
 
 /** What is wrong with a check, or undefined when it is valid. */
@@ -93,6 +104,54 @@ export function checkProblem(check: RestoreTestCheck): string | undefined {
   const problems: string[] = [];
   if (check.maxAge !== undefined) wholeSeconds(`check '${check.name}': maxAge`, check.maxAge, { min: 0, example: 'Duration.hours(1)' }, problems);
   return problems[0];
+}
+
+/** What is wrong with a source's `expectLeftOut`, or undefined when it is valid. */
+export function expectLeftOutProblem(props: RestoreTestSourceProps): string | undefined {
+  const patterns = props.expectLeftOut;
+  if (patterns === undefined) return undefined;
+  const { source } = props;
+  if (source.engine.flavour !== DatabaseFlavour.POSTGRES) {
+    return `expectLeftOut is for PostgreSQL sources, and this one is ${source.engine}: a MariaDB or MySQL restore test leaves ` +
+      'nothing out of the backup (a command the load refuses fails the test, naming it); remove expectLeftOut';
+  }
+  if (!Array.isArray(patterns)) return `expectLeftOut must be a list of patterns, for example ['EVENT TRIGGER audit_*', 'EXTENSION postgis']`;
+  for (const pattern of patterns) {
+    if (typeof pattern !== 'string' || !pattern.trim()) {
+      return `expectLeftOut: every pattern must be a non-empty string (got ${JSON.stringify(pattern) ?? String(pattern)}), for example 'EVENT TRIGGER audit_*'`;
+    }
+    if (pattern.includes(';')) {
+      return `expectLeftOut: the pattern '${pattern}' contains ';', which separates patterns for the agent: give each pattern as its own list item`;
+    }
+  }
+  return undefined;
+}
+
+/** What a restore test spools beside the decrypted dump: the agent's headroom (64 MiB). */
+const SPOOL_HEADROOM_MIB = 64;
+/** The disk a restore test may need for a source of `expectedSize`: the scratch server's data, the dump, and room to spare. */
+const DISK_MARGIN = Size.gibibytes(1);
+
+/**
+ * Why the restore-test task's ephemeral storage may be too small for a source, or undefined when it looks large
+ * enough or the source states no expectedSize. The dump is spooled decrypted to that storage before the load, and
+ * the scratch server's data lives there too: each can be about as large as the database, so this asks for twice
+ * the expected size and 1 GiB to spare.
+ */
+export function diskShortfall(props: RestoreTestSourceProps, ephemeralStorageGiB: number): string | undefined {
+  const expected = props.source.expectedSize;
+  if (!expected || expected.isUnresolved()) return undefined;
+  const none = { rounding: SizeRoundingBehavior.NONE };
+  const neededGiB = (2 * expected.toMebibytes(none) + DISK_MARGIN.toMebibytes(none)) / 1024;
+  if (neededGiB <= ephemeralStorageGiB) return undefined;
+  const shown = (gib: number) => `${Math.ceil(gib * 100 - 1e-9) / 100} GiB`;
+  return `source '${props.source.name}' expects up to ${shown(expected.toMebibytes(none) / 1024)} (expectedSize), and its restore test keeps ` +
+    `the decrypted dump (the dump plus ${SPOOL_HEADROOM_MIB} MiB) and the scratch server's data on the task's ephemeral storage, ` +
+    `${ephemeralStorageGiB} GiB: allow ${shown(neededGiB)} (twice expectedSize plus 1 GiB). ` +
+    (Math.ceil(neededGiB) <= 200
+      ? `Raise RestoreTesting's ephemeralStorageGiB to at least ${Math.ceil(neededGiB)}`
+      : 'That is more than a Fargate task has (ephemeralStorageGiB, at most 200): set it to 200, and see whether the first test has room') +
+    '; a test without room fails before it touches the scratch database, naming the space it needs';
 }
 
 export interface RestoreTestTarget {
@@ -118,6 +177,7 @@ export function restoreTestCommand(props: RestoreTestSourceProps, target: Restor
     ...(checks.length ? ['--checks-json', JSON.stringify(checks)] : []),
     ...(props.tolerance ? ['--tolerance', props.tolerance.argument] : []),
     ...(props.rtoTarget ? ['--rto-seconds', String(props.rtoTarget.toSeconds())] : []),
+    ...(props.expectLeftOut?.length ? ['--expect-left-out', props.expectLeftOut.join(';')] : []),
     '--publish-metrics', '--json',
   ];
 }

@@ -18,7 +18,7 @@ import { DatabaseBackups } from '../backups/database-backups';
 import { RestoreTestAlarms } from './restore-test-alarms';
 import { RestoreTestOrchestration } from './restore-test-orchestration';
 import { RestoreTestTask } from './restore-test-task';
-import { RestoreTestSourceProps, checkProblem } from './restore-test-source';
+import { RestoreTestSourceProps, checkProblem, diskShortfall, expectLeftOutProblem } from './restore-test-source';
 import { acknowledgeNag } from '../shared/nag';
 import { RestoreTestLogs } from './restore-test-logs';
 import { TestedSource, commandValues, restoreTestRuns } from './restore-test-runs';
@@ -85,7 +85,11 @@ export interface RestoreTestingProps {
    */
   readonly memoryLimitMiB?: number;
   /**
-   * Ephemeral storage of a restore-test task in GiB (21 to 200): the scratch server's data lives there.
+   * Ephemeral storage of a restore-test task in GiB (21 to 200). The scratch server's data lives there, and so does
+   * the decrypted dump: a restore test downloads, verifies and decrypts the whole dump to it before loading, so it
+   * needs the largest dump's size plus 64 MiB free, on top of the restored data. A task without that room fails its
+   * test before it touches the scratch database, naming the space it needs. A source with `expectedSize` warns at
+   * synth when twice its expected size plus 1 GiB exceeds this.
    * @default 21 (Fargate's default)
    */
   readonly ephemeralStorageGiB?: number;
@@ -108,6 +112,10 @@ export interface RestoreTestingProps {
 }
 
 const WEEKLY = events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' });
+/** A Fargate task's ephemeral storage when the task definition does not set it. */
+const FARGATE_EPHEMERAL_GIB = 21;
+/** A source's expectedSize may not fit the restore-test task's ephemeral storage (one warning per such source). */
+export const DISK_TOO_SMALL_WARNING = '@restorable/restore-testing:disk-too-small';
 export { RESTORE_TEST_OVERDUE } from './restore-test-alarms';
 
 /**
@@ -267,6 +275,10 @@ export class RestoreTesting extends Construct {
     const problems: string[] = [];
     if (props.rtoTarget !== undefined) wholeSeconds(`source '${source.name}': rtoTarget`, props.rtoTarget, { min: 1, example: 'Duration.hours(1)' }, problems);
     if (problems.length) throw new RestorableError(this, problems[0]);
+    const leftOutProblem = expectLeftOutProblem(props);
+    if (leftOutProblem) throw new RestorableError(this, `source '${source.name}': ${leftOutProblem}`);
+    const shortfall = diskShortfall(props, this.props.ephemeralStorageGiB ?? FARGATE_EPHEMERAL_GIB);
+    if (shortfall) Annotations.of(this).addWarningV2(DISK_TOO_SMALL_WARNING, shortfall);
     const task = this.taskFor(source);
     if (!pulledThroughEndpoints(source.scratchImage, Stack.of(this).region)) this.allowHttpsOut();
     const role = this.roles.add(source.name);
