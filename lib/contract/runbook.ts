@@ -92,21 +92,76 @@ interface EngineWords {
   readonly client: string;
   readonly passwordVariable: string;
   readonly defaultPort: number;
+  /** Step 0: what the reader sets beyond host, port, user and database, and what it is. */
+  readonly variables: string;
+  readonly required: string;
+  /** The agent's restore: what comes before it (the empty database), and its words on who runs the backup's SQL. */
+  readonly agentRestore: string;
+  /** The agent's restore options that say who runs the backup's SQL. */
+  readonly agentLoad: string;
   readonly restore: string;
   readonly countRows: string;
+  /** The files the standard-tool steps leave behind, removed in step 8. */
+  readonly leftovers: string;
 }
+
+/** Role attributes a restored PostgreSQL role may have (as the agent's allow-list): none reaches the server's files or programs. */
+const PG_SAFE_ROLE = '^ALTER ROLE ([a-z_][a-z0-9_$]*|"[^"\\\\]+") WITH( (NO)?(INHERIT|CREATEDB|LOGIN)| NO(SUPERUSER|CREATEROLE|REPLICATION|BYPASSRLS))+;$';
+
+/** Table-of-contents entries the standard-tool load leaves out, as the agent does: they need a superuser or reach outside the database. */
+const PG_LEFT_OUT = '^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER|PROCEDURAL LANGUAGE|EXTENSION|COMMENT - EXTENSION|FOREIGN DATA WRAPPER|SERVER|' +
+  'USER MAPPING|SUBSCRIPTION|PUBLICATION|ACCESS METHOD|TEXT SEARCH (PARSER|TEMPLATE)|DEFAULT ACL|' +
+  '(ACL|COMMENT|SECURITY LABEL) (pg_catalog|information_schema)|ACL - (LANGUAGE|FOREIGN)) ';
+
+/** Extensions the agent installs for a load (contrib, trusted): the standard-tool steps install the same, nothing else. */
+const PG_EXTENSIONS = 'plpgsql pgcrypto citext hstore pg_trgm uuid-ossp ltree btree_gin btree_gist tablefunc unaccent fuzzystrmatch intarray cube earthdistance';
 
 function engineWords(engine: Engine): EngineWords {
   if (engine === Engine.POSTGRES) {
-    const psql = 'psql -h "$TARGET_HOST" -p "$TARGET_PORT" -U "$TARGET_USER"';
+    const at = '-h "$TARGET_HOST" -p "$TARGET_PORT"';
+    const psql = `psql ${at} -U "$TARGET_USER"`;
+    // The owner logs in for the load: its own password, or ~/.pgpass when neither variable is set.
+    const asOwner = `PGPASSWORD="\${TARGET_OWNER_PASSWORD:-\${PGPASSWORD:-}}"`;
     return {
       name: 'PostgreSQL', dumpFile: 'dump.pgdump', client: 'psql, pg_restore', passwordVariable: 'PGPASSWORD', defaultPort: 5432,
+      variables: `
+# TARGET_OWNER: a login role without superuser rights (nor CREATEROLE or pg_execute_server_program and its kind) that will
+# own the restored objects: the backup's SQL runs as it, never as a superuser. Its password in TARGET_OWNER_PASSWORD (or ~/.pgpass).`,
+      required: ' "${TARGET_OWNER:?set TARGET_OWNER}"',
+      agentRestore: `
+# The backup is untrusted input: its SQL runs as $TARGET_OWNER (the agent loads as a temporary member of it), never as
+# $TARGET_USER when that is a superuser. --load-as-connected-user instead of --owner runs it with $TARGET_USER's rights:
+# only for a backup you trust. The database must exist, empty, owned by $TARGET_OWNER:
+${psql} -d postgres -c "CREATE DATABASE \\"$TARGET_DATABASE\\" OWNER \\"$TARGET_OWNER\\""`,
+      agentLoad: ' --owner "$TARGET_OWNER"',
       restore: `
-# Roles and grants first. Roles that already exist give "already exists" errors: those are expected.
-if [ -f globals.sql ]; then ${psql} -d postgres -q -f globals.sql || true; fi
-${psql} -d postgres -c "CREATE DATABASE \\"$TARGET_DATABASE\\""
-pg_restore --exit-on-error -h "$TARGET_HOST" -p "$TARGET_PORT" -U "$TARGET_USER" -d "$TARGET_DATABASE" dump.pgdump`,
-      countRows: `${psql} -d "$TARGET_DATABASE" -Atc "SELECT count(*) FROM \\"$schema\\".\\"$table\\"" </dev/null`,
+# The backup is untrusted input: none of its SQL runs as a superuser. $TARGET_USER runs only what is written here; the
+# load connects as $TARGET_OWNER itself (never --role from a superuser's session: a RESET ROLE in the backup undoes it).
+# Roles: only ALTER ROLE … WITH lines whose every attribute is safe are taken, each run as CREATE ROLE … WITH the same
+# attributes, so a role this server has already is left as it is ("already exists" errors are expected). The rest of
+# globals.sql (superuser roles, memberships, settings) is shown, not run: apply by hand only what you recognise.
+if [ -f globals.sql ]; then
+  LC_ALL=C grep -E '${PG_SAFE_ROLE}' globals.sql | sed 's/^ALTER ROLE /CREATE ROLE /' > roles.sql || true
+  ${psql} -d postgres -X -q -v ON_ERROR_STOP=0 -f roles.sql
+  LC_ALL=C grep -v -E '^(--.*|SET [a-z_]+ = [^;]*;|\\\\(un)?restrict [A-Za-z0-9]+|CREATE ROLE ([a-z_][a-z0-9_$]*|"[^"\\\\]+");|)$' globals.sql |
+    grep -v -x -F -f <(sed 's/^CREATE ROLE /ALTER ROLE /' roles.sql) | cat -v | sed 's/^/left out of globals.sql: /' || true
+fi
+${psql} -d postgres -c "CREATE DATABASE \\"$TARGET_DATABASE\\" OWNER \\"$TARGET_OWNER\\""
+# What needs a superuser or reaches outside the database is left out of the load and shown: event triggers, languages,
+# extensions (those the agent allows are installed here by $TARGET_USER, which runs none of the backup), foreign data,
+# replication, access methods, text-search parsers and templates, system objects, default privileges of other roles.
+pg_restore -l dump.pgdump > toc.full
+grep -v -E '${PG_LEFT_OUT}' toc.full > toc.list || true
+grep -E '${PG_LEFT_OUT}' toc.full | cat -v | sed 's/^/left out of the load: /' || true
+for ext in $(sed -n -E 's/^[0-9]+; [0-9]+ [0-9]+ EXTENSION - ([a-z0-9_-]+) $/\\1/p' toc.full); do
+  case " ${PG_EXTENSIONS} " in *" $ext "*) ${psql} -d "$TARGET_DATABASE" -c "CREATE EXTENSION IF NOT EXISTS \\"$ext\\"";; esac
+done
+${asOwner} pg_restore --exit-on-error -L toc.list --no-owner --role="$TARGET_OWNER" \\
+  ${at} -U "$TARGET_OWNER" -d "$TARGET_DATABASE" dump.pgdump`,
+      // As the owner, the manifest's names passed as psql variables (quoted by psql): the manifest is untrusted too, and
+      // a view's functions run with the rights of whoever reads it.
+      countRows: `${asOwner} psql ${at} -U "$TARGET_OWNER" -d "$TARGET_DATABASE" -X -Atq -v schema="$schema" -v table="$table" <<< 'SELECT count(*) FROM :"schema".:"table"'`,
+      leftovers: 'globals.sql roles.sql toc.full toc.list',
     };
   }
   const mysql = 'mysql -h "$TARGET_HOST" -P "$TARGET_PORT" -u "$TARGET_USER"';
@@ -115,6 +170,16 @@ pg_restore --exit-on-error -h "$TARGET_HOST" -p "$TARGET_PORT" -U "$TARGET_USER"
   const load = `${mysql} --sandbox --local-infile=0`;
   return {
     name: 'MariaDB/MySQL', dumpFile: 'dump.sql', client: 'mariadb or mysql', passwordVariable: 'MYSQL_PWD', defaultPort: 3306,
+    variables: '',
+    required: '',
+    agentRestore: `
+# The backup is untrusted input: the agent loads it as $TARGET_USER, with the client's --sandbox --local-infile=0. An
+# account with rights beyond its databases (FILE, SUPER, CREATE USER…) is refused: connect as one with rights on
+# $TARGET_DATABASE alone, or add --load-as-connected-user, only for a backup you trust. (--owner is PostgreSQL's: a
+# MariaDB restore refuses it.) --with-globals creates users, which needs CREATE USER: add it only with
+# --load-as-connected-user; otherwise take the users and grants as in the standard-tool block. The database must exist, empty:
+${load} -e "CREATE DATABASE \\\`$TARGET_DATABASE\\\` CHARACTER SET utf8mb4"`,
+    agentLoad: '',
     restore: `
 # The backup is untrusted input: the client runs its SQL with --sandbox (no shell, no files of this machine) and
 # --local-infile=0, and stops at the first error. Restore as a user with rights on the target database alone unless
@@ -131,7 +196,10 @@ fi
 ${load} -e "CREATE DATABASE \\\`$TARGET_DATABASE\\\` CHARACTER SET utf8mb4"
 ${load} "$TARGET_DATABASE" < dump.sql
 if [ -f grants.sql ]; then ${load} < grants.sql; fi`,
-    countRows: `${mysql} -N -B "$TARGET_DATABASE" -e "SELECT COUNT(*) FROM \\\`$table\\\`" </dev/null`,
+    // The manifest is untrusted too: a name with a backquote in it is not put into SQL.
+    countRows: `case "$table" in *\\\`*) echo "the manifest names a table with a backquote: $table" >&2; exit 1;; esac; ` +
+      `${mysql} --sandbox -N -B "$TARGET_DATABASE" -e "SELECT COUNT(*) FROM \\\`$table\\\`" </dev/null`,
+    leftovers: 'globals.sql users.sql grants.sql',
   };
 }
 
@@ -148,8 +216,8 @@ BUCKET=${quote(location.bucket)}
 PREFIX=${quote(prefix)}
 export AWS_REGION=${quote(location.region)}
 IDENTITY_SECRET=${quote(identity ?? 'SET-ME: the secret or file that holds your age identity')}
-# Set these for the database you restore into (it must not exist yet), and the password in ${words.passwordVariable}:
-: "\${TARGET_HOST:?set TARGET_HOST}" "\${TARGET_PORT:=${words.defaultPort}}" "\${TARGET_USER:?set TARGET_USER}" "\${TARGET_DATABASE:?set TARGET_DATABASE}"`;
+# Set these for the database you restore into (it must not exist yet), and the password in ${words.passwordVariable}:${words.variables}
+: "\${TARGET_HOST:?set TARGET_HOST}" "\${TARGET_PORT:=${words.defaultPort}}" "\${TARGET_USER:?set TARGET_USER}" "\${TARGET_DATABASE:?set TARGET_DATABASE}"${words.required}`;
   // The agent is told the region as plainly as the aws CLI: the replica's on the DR path, where the primary's would fail.
   const agentSelection = '--source "$SOURCE" --bucket "$BUCKET" ${PREFIX:+--prefix "$PREFIX"} --region "$AWS_REGION"';
 
@@ -249,8 +317,9 @@ ${block('5', RunbookVia.STANDARD, '# Placeholder: stop your application here (sc
 
 Restore into a new database (\`$TARGET_DATABASE\`), then point the application at it.
 
-${block('6', RunbookVia.RESTORABLE, `restorable restore ${agentSelection} --identity-secret-id "$IDENTITY_SECRET" \\
-  --host "$TARGET_HOST" --port "$TARGET_PORT" --user "$TARGET_USER" --database "$TARGET_DATABASE" --with-globals --json > restore-result.json`)}
+${block('6', RunbookVia.RESTORABLE, `${words.agentRestore}
+restorable restore ${agentSelection} --identity-secret-id "$IDENTITY_SECRET" \\
+  --host "$TARGET_HOST" --port "$TARGET_PORT" --user "$TARGET_USER" --database "$TARGET_DATABASE"${words.agentLoad}${facts.engine === Engine.POSTGRES ? ' --with-globals' : ''} --json > restore-result.json`)}
 
 ${block('6', RunbookVia.STANDARD, words.restore)}`,
 
@@ -275,7 +344,7 @@ the decrypted files and the identity copy.
 
 ${block('8', RunbookVia.STANDARD, `
 # Placeholder: start your application here.
-rm -f identity.txt ${words.dumpFile} globals.sql users.sql grants.sql backup.age globals.age`)}`,
+rm -f identity.txt ${words.dumpFile} ${words.leftovers} backup.age globals.age`)}`,
 
     `## A backup in Glacier
 
@@ -284,7 +353,7 @@ temporarily) before they can be read. Bulk takes up to 48 hours, Standard 3 to 5
 Archive), Expedited minutes (not for Deep Archive). Restore the dump, its manifest and its companions.
 
 ${block('glacier', RunbookVia.RESTORABLE, `restorable restore ${agentSelection} --identity-secret-id "$IDENTITY_SECRET" \\
-  --host "$TARGET_HOST" --port "$TARGET_PORT" --user "$TARGET_USER" --database "$TARGET_DATABASE" --retrieval-tier Standard --wait`)}
+  --host "$TARGET_HOST" --port "$TARGET_PORT" --user "$TARGET_USER" --database "$TARGET_DATABASE"${words.agentLoad} --retrieval-tier Standard --wait`)}
 
 ${block('glacier', RunbookVia.STANDARD, `
 aws s3api head-object --bucket "$BUCKET" --key "$KEY" --query '[StorageClass, Restore]'

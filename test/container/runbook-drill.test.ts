@@ -3,6 +3,8 @@
  * printed back by `restorable runbook`; its standard-tool blocks are taken FROM THAT TEXT, the emulators'
  * endpoints put into the aws commands, and run in bash with Debian's aws CLI v2, jq, sha256sum, age, zstd and
  * psql/pg_restore or mysql. They restore real backups made by the agent, and the row counts match the manifest.
+ * The PostgreSQL steps connect as the drill's superuser for what the runbook itself writes, and load the backup as
+ * an owner role without superuser rights, which then owns every restored object.
  *
  * The identity is a real secret in Secrets Manager on moto's server, created in the primary region with a replica
  * in the DR region, as BackupKeys creates it; the aws CLI reaches it through a relay that records each request and
@@ -37,6 +39,11 @@ const MARIA_SOURCE = 'shop-maria';
 const DEBIAN_PATH = `/usr/bin:${process.env.PATH}`;
 
 const pgDatabase = uniqueName('drill_pg');
+/**
+ * The role without superuser rights that owns what the PostgreSQL steps restore (the runbook's TARGET_OWNER): the
+ * backup's SQL runs as it. Made by the drill's superuser, who is the runbook's TARGET_USER.
+ */
+const pgOwner = { name: uniqueName('drill_owner'), password: `owner-${process.pid}` };
 const mariaDatabase = uniqueName('drill_maria');
 const restoredDatabases: { engine: Engine; name: string }[] = [];
 
@@ -109,7 +116,9 @@ async function runDrill(script: string, engine: Engine, target: string): Promise
     TARGET_DATABASE: target, TARGET_USER: engine === Engine.POSTGRES ? PG.user : MYSQL.user,
     TARGET_HOST: engine === Engine.POSTGRES ? PG.host : MYSQL.host,
     TARGET_PORT: String(engine === Engine.POSTGRES ? PG.port : MYSQL.port),
-    ...(engine === Engine.POSTGRES ? { PGPASSWORD: PG.password } : { MYSQL_PWD: MYSQL.password }),
+    ...(engine === Engine.POSTGRES
+      ? { PGPASSWORD: PG.password, TARGET_OWNER: pgOwner.name, TARGET_OWNER_PASSWORD: pgOwner.password }
+      : { MYSQL_PWD: MYSQL.password }),
   };
   restoredDatabases.push({ engine, name: target });
   try {
@@ -161,6 +170,8 @@ beforeAll(async () => {
   secretsRelay = new RegionOutage(moto.endpoint);
   secretsEndpoint = await secretsRelay.start();
 
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${pgOwner.name}`);
+  await pgQuery('postgres', `CREATE ROLE ${pgOwner.name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${pgOwner.password}'`);
   await createPgFixture(pgDatabase, { customers: 300 });
   createMysqlFixture(mariaDatabase, 300);
   manifests = {
@@ -182,6 +193,7 @@ afterAll(async () => {
   }
   await dropPgDatabase(pgDatabase);
   await pgQuery('postgres', `DROP ROLE IF EXISTS ${readerRole(pgDatabase)}`);
+  await pgQuery('postgres', `DROP ROLE IF EXISTS ${pgOwner.name}`);
   dropMysqlDatabase(mariaDatabase);
   await primary?.stop();
   await replica?.stop();
@@ -203,6 +215,11 @@ describe.each([
       expect(loads).toHaveLength(4);
       for (const line of loads) expect(line).toContain('--sandbox --local-infile=0');
       expect(script).not.toContain('--force');
+    } else {
+      // The backup is untrusted input: the superuser (TARGET_USER) runs no line of it; the load connects as the owner.
+      expect(script).not.toMatch(/psql [^\n]*-f globals\.sql|-U "\$TARGET_USER"[^\n]*dump\.pgdump/);
+      expect(script).toContain('pg_restore --exit-on-error -L toc.list --no-owner --role="$TARGET_OWNER"');
+      expect(script).toContain('-U "$TARGET_OWNER" -d "$TARGET_DATABASE" dump.pgdump');
     }
 
     // When its commands run against the emulators.
@@ -221,7 +238,35 @@ describe.each([
       // The grant on the backed-up database followed it to the new name.
       expect(mysqlExec(undefined, `SHOW GRANTS FOR '${mysqlUser(mariaDatabase)}'@'localhost'`).map(([g]) => g))
         .toContain(`GRANT SELECT ON \`${target}\`.\`customer_totals\` TO \`${mysqlUser(mariaDatabase)}\`@\`localhost\``);
+    } else {
+      // The backup's SQL ran as the owner, not as the superuser that connected for the rest: it owns the database and
+      // every restored table, view and function. The superuser's own role line was shown and left out.
+      const owners = await pgQuery<{ kind: string; name: string; owner: string }>(target, `
+        SELECT 'database' AS kind, datname AS name, pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()
+        UNION ALL SELECT 'relation', n.nspname || '.' || c.relname, pg_get_userbyid(c.relowner) FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'sales') AND c.relkind IN ('r', 'v', 'S')
+        UNION ALL SELECT 'function', n.nspname || '.' || p.proname, pg_get_userbyid(p.proowner) FROM pg_proc p
+          JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('public', 'sales')`);
+      expect(owners.filter((o) => o.kind === 'relation').length).toBeGreaterThanOrEqual(manifest.tables.length);
+      expect(owners.filter((o) => o.owner !== pgOwner.name)).toEqual([]);
+      expect(output).toMatch(new RegExp(`^left out of globals\\.sql: ALTER ROLE ${PG.user} WITH SUPERUSER`, 'm'));
+      // The grant to the backed-up database's role came along, given by the owner.
+      expect((await pgQuery<{ ok: boolean }>(target, `SELECT has_table_privilege('${readerRole(pgDatabase)}', 'sales.customer_totals', 'SELECT') AS ok`))[0].ok)
+        .toBe(true);
     }
+  });
+
+  test('the agent\'s restore blocks say who runs the backup\'s SQL: PostgreSQL an owner without superuser rights, MariaDB the connecting account', () => {
+    const restores = runbookBlocks(renderRunbook(facts(source, engine)))
+      .filter((b) => b.via === RunbookVia.RESTORABLE && /^restorable restore /m.test(b.code));
+    expect(restores.map((b) => b.step)).toEqual(['6', 'glacier']);
+    for (const b of restores) {
+      if (engine === Engine.POSTGRES) expect(b.code).toMatch(/--database "\$TARGET_DATABASE" --owner "\$TARGET_OWNER"/);
+      // The agent refuses --owner for MariaDB; nor does it load as the connecting account unless told to.
+      else expect(b.code.split('\n').filter((l) => !l.startsWith('#'))).not.toContainEqual(expect.stringMatching(/--owner|--load-as-connected-user/));
+    }
+    expect(restores[0].code).toContain('--load-as-connected-user');
+    expect(restores[0].code).toContain('only for a backup you trust');
   });
 });
 
@@ -271,7 +316,7 @@ describe('DR path: primary region gone', () => {
         PATH: DEBIAN_PATH, HOME: work, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_EC2_METADATA_DISABLED: 'true',
         AWS_CONFIG_FILE: join(work, 'no-config'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-credentials'),
         AWS_ENDPOINT_URL_S3: replica.endpoint, AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsEndpoint, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        TARGET_HOST: PG.host, TARGET_USER: PG.user, TARGET_DATABASE: 'not-restored-into',
+        TARGET_HOST: PG.host, TARGET_USER: PG.user, TARGET_DATABASE: 'not-restored-into', TARGET_OWNER: pgOwner.name,
       });
       // Then the backup in the replica verifies, and the identity came from the replica secret, signed for the DR region.
       expect({ status: result.status, stderr: result.stderr.split('\n').filter((l) => l.startsWith('restorable')) }).toEqual({ status: 0, stderr: [] });
