@@ -258,7 +258,8 @@ function summarise(s: Omit<SourceStatus, 'summary'>): string {
   }
   const tested = `${humanDuration(test.ageSeconds)} ago, ${test.finishedAt}`;
   if (!test.success) {
-    return `${s.source}: LAST RESTORE TEST FAILED (${tested})${test.reason ? `: ${test.reason}` : ''}; a restore may not work. ` +
+    // One line per source: a reason of several lines (a restore's own words) is joined.
+    return `${s.source}: LAST RESTORE TEST FAILED (${tested})${test.reason ? `: ${test.reason.replace(/\s*\n\s*/g, ' ')}` : ''}; a restore may not work. ` +
       `The newest backup holds data from ${humanDuration(backup.ageSeconds)} ago.`;
   }
   const rto = test.durationSeconds === undefined ? 'an unmeasured time' : `about ${humanDuration(test.durationSeconds)}`;
