@@ -329,6 +329,38 @@ describe('DR path: primary region gone', () => {
     ]);
   });
 
+  test('the agent\'s PostgreSQL restore block, run as written by a superuser: the backup loads as the owner, which owns what it restored', async () => {
+    // Given the runbook as stored in the replica bucket: the DR scene, then the agent's step 6 (the database made, then restore --owner).
+    const blocks = runbookBlocks(await printedRunbook(replica, PG_SOURCE));
+    const scene = blocks.find((b) => b.step === '0' && b.path === RunbookPath.DR)!.code;
+    const restore = blocks.find((b) => b.step === '6' && b.via === RunbookVia.RESTORABLE)!.code;
+    const target = uniqueName('drill_postgres_agent');
+    restoredDatabases.push({ engine: Engine.POSTGRES, name: target });
+
+    // When they run in bash, connected as the drill's superuser, `restorable` being the bundled agent.
+    const work = mkdtempSync(join(tmpdir(), 'restorable-drill-'));
+    let result: { readonly loadedAs: string };
+    try {
+      const run = await runBash(`restorable() { '${process.execPath}' '${requireAgentBundle()}' "$@"; }\n${scene}\n${restore}\ncat restore-result.json`, work, {
+        PATH: DEBIAN_PATH, HOME: work, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_CONFIG_FILE: join(work, 'no-config'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-credentials'),
+        AWS_ENDPOINT_URL_S3: replica.endpoint, AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsEndpoint, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        TARGET_HOST: PG.host, TARGET_PORT: String(PG.port), TARGET_USER: PG.user, PGPASSWORD: PG.password, TARGET_DATABASE: target, TARGET_OWNER: pgOwner.name,
+      });
+      expect({ status: run.status, stderr: run.status === 0 ? '' : run.stderr }).toEqual({ status: 0, stderr: '' });
+      result = JSON.parse(run.stdout.slice(run.stdout.indexOf('{')));
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+
+    // Then the backup's SQL ran as a member of the owner, and the owner owns every restored relation; the rows match.
+    expect(result.loadedAs).toMatch(new RegExp(` as ${pgOwner.name}$`));
+    const owners = await pgQuery<{ owner: string }>(target, `SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'sales') AND c.relkind IN ('r', 'v', 'S')`);
+    expect(owners).toEqual([{ owner: pgOwner.name }]);
+    expect(await restoredCounts(Engine.POSTGRES, target)).toEqual(manifestCounts(manifests[PG_SOURCE]));
+  });
+
   test('the runbook\'s row-count check fails loudly when the restored rows differ from the manifest', async () => {
     // Given a manifest in the replica that claims one more row in one table than the backup holds.
     const manifest = manifests[PG_SOURCE];
