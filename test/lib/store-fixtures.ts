@@ -1,5 +1,6 @@
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { BackupStore, BackupStoreProps } from '../../lib/store/backup-store';
 import { ReplicaStore, ReplicaStoreProps } from '../../lib/store/replica-store';
 
@@ -18,14 +19,19 @@ export interface Fixture {
 /** A primary store in one region replicating to a replica store in another, as the example app builds them. */
 export function primaryWithReplica(
   props: Omit<BackupStoreProps, 'replica'> | ((primary: Stack) => Omit<BackupStoreProps, 'replica'>) = {},
-  replicaProps: ReplicaStoreProps = {},
+  replicaProps: ReplicaStoreProps | ((replicaStack: Stack) => ReplicaStoreProps) = {},
 ): Fixture {
   const app = new App();
   const replicaStack = new Stack(app, 'Replica', { env: { account: ACCOUNT, region: REPLICA_REGION } });
-  const replica = new ReplicaStore(replicaStack, 'ReplicaStore', replicaProps);
+  const replica = new ReplicaStore(replicaStack, 'ReplicaStore', typeof replicaProps === 'function' ? replicaProps(replicaStack) : replicaProps);
   const primary = new Stack(app, 'Primary', { env: { account: ACCOUNT, region: PRIMARY_REGION } });
   const store = new BackupStore(primary, 'Store', { ...(typeof props === 'function' ? props(primary) : props), replica });
   return { app, primary, replicaStack, store, replica };
+}
+
+/** Props naming a break-glass role by ARN, for a store in `stack`. */
+export function breakGlassProps(arn: string): (stack: Stack) => { breakGlassRole: iam.IRole } {
+  return (stack) => ({ breakGlassRole: iam.Role.fromRoleArn(stack, 'BreakGlass', arn) });
 }
 
 /** A store alone in a stack with an explicit environment. */

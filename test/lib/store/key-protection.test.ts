@@ -1,9 +1,6 @@
-import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { RemovalPolicy } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import { BackupStore } from '../../../lib/store/backup-store';
-import { ReplicaStore } from '../../../lib/store/replica-store';
-import { ACCOUNT, PRIMARY_REGION, REPLICA_REGION, TemplateResource, onlyResource, primaryWithReplica } from '../store-fixtures';
+import { ACCOUNT, REPLICA_REGION, TemplateResource, breakGlassProps, onlyResource, primaryWithReplica } from '../store-fixtures';
 
 const DESTRUCTIVE = ['kms:ScheduleKeyDeletion', 'kms:DisableKey', 'kms:UpdateAlias', 'kms:DeleteAlias'];
 const defaultBreakGlass = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:iam::${ACCOUNT}:role/restorable-break-glass`]] };
@@ -29,11 +26,7 @@ describe('keys that one principal cannot destroy', () => {
 
   test('given a break-glass role, when synthesized, then the store key and both replica keys exempt that role', () => {
     const arn = `arn:aws:iam::${ACCOUNT}:role/ops/break-glass`;
-    const app = new App();
-    const replicaStack = new Stack(app, 'Replica', { env: { account: ACCOUNT, region: REPLICA_REGION } });
-    const replica = new ReplicaStore(replicaStack, 'ReplicaStore', { breakGlassRole: iam.Role.fromRoleArn(replicaStack, 'BreakGlass', arn) });
-    const primary = new Stack(app, 'Primary', { env: { account: ACCOUNT, region: PRIMARY_REGION } });
-    new BackupStore(primary, 'Store', { replica, breakGlassRole: iam.Role.fromRoleArn(primary, 'BreakGlass', arn) });
+    const { primary, replicaStack } = primaryWithReplica(breakGlassProps(arn), breakGlassProps(arn));
 
     const keys = [
       onlyResource(Template.fromStack(primary), 'AWS::KMS::Key', 'StoreKey'),

@@ -4,12 +4,10 @@
  * not depend on how many sources write to the store. What the statements do to each principal is proven by the
  * simulator matrix; here, that each is there with its actions, resources and conditions.
  */
-import { App, Stack } from 'aws-cdk-lib';
+import { Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { BackupStore } from '../../../lib/store/backup-store';
-import { ReplicaStore } from '../../../lib/store/replica-store';
-import { ACCOUNT, PRIMARY_REGION, REPLICA_REGION, onlyResource, primaryWithReplica, resourcesOf, standaloneStore } from '../store-fixtures';
+import { ACCOUNT, breakGlassProps, onlyResource, primaryWithReplica, resourcesOf, standaloneStore } from '../store-fixtures';
 
 type Statement = Record<string, unknown> & { Condition?: Record<string, Record<string, unknown>> };
 
@@ -122,11 +120,7 @@ test('given a key prefix, the statements name {prefix}*/… keys', () => {
 
 test('given a break-glass role, every statement exempts that role instead of the default', () => {
   const arn = `arn:aws:iam::${ACCOUNT}:role/ops/break-glass`;
-  const app = new App();
-  const replicaStack = new Stack(app, 'Replica', { env: { account: ACCOUNT, region: REPLICA_REGION } });
-  const replica = new ReplicaStore(replicaStack, 'ReplicaStore', { breakGlassRole: iam.Role.fromRoleArn(replicaStack, 'BreakGlass', arn) });
-  const primary = new Stack(app, 'Primary', { env: { account: ACCOUNT, region: PRIMARY_REGION } });
-  new BackupStore(primary, 'Store', { replica, breakGlassRole: iam.Role.fromRoleArn(primary, 'BreakGlass', arn) });
+  const { primary, replicaStack } = primaryWithReplica(breakGlassProps(arn), breakGlassProps(arn));
   for (const [stack, id] of [[primary, 'StoreBucket'], [replicaStack, 'ReplicaStoreBucket']] as const) {
     for (const statement of policyOf(stack, id).values()) {
       if (statement.Effect !== 'Deny' || !statement.Condition?.ArnNotLike) continue;
