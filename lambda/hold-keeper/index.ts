@@ -9,7 +9,7 @@
  * - the newest backup whose restore test passed, as the restore-test reports say (only restore-test roles may write
  *   under restore-tests/), with its manifest and companion;
  * and releases (OFF) a hold only on an older backup than the newest proven one. A source that has never had a
- * restore-test report keeps the old rule: the newest valid backup is held, and older ones are released.
+ * restore-test report releases nothing: a manifest the dump role wrote is never enough to release a hold.
  *
  * latest.json and every manifest are written by the dump role, so they are read as untrusted input: bounded reads,
  * keys that must lie under the source's prefix and name one of its backups, sizes S3 could store. A pointer that
@@ -54,7 +54,7 @@ export interface HoldKeeperClients {
 export enum HoldRule {
   /** Restore tests have reported: holds older than the newest backup whose restore test passed are released. */
   PROVEN = 'proven',
-  /** No restore-test report ever: holds older than the newest valid backup are released. */
+  /** No restore-test report ever: the newest valid backup is held, and nothing is released. */
   NEWEST_VALID = 'newest valid',
 }
 
@@ -375,8 +375,8 @@ export async function keepSource(source: string, clients: HoldKeeperClients): Pr
     const proof = await newestProven(clients, source, listed, objects);
     problems.push(...proof.problems);
     const rule = proof.tested ? HoldRule.PROVEN : HoldRule.NEWEST_VALID;
-    // Nothing is released without a boundary: a refused pointer, or restore tests that never passed, release nothing.
-    const boundary = proof.tested ? proof.proven : newest;
+    // Nothing is released without proof: a source never restore-tested, or whose tests never passed, releases nothing.
+    const boundary = proof.tested ? proof.proven : undefined;
 
     const held = [...new Set([...newest ? family(newest, objects) : [], ...proof.proven ? family(proof.proven, objects) : []])];
     const keep = new Set(held);

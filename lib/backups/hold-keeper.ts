@@ -57,8 +57,8 @@ const TIMEOUT = Duration.minutes(10);
  * restore test passed (each with its manifest and companion), and releases an older hold only once a newer backup
  * has passed its restore test. A latest.json that names no backup of its source, or disagrees with the backup's
  * manifest or with the size S3 stored, is refused and counted in PointerMismatch, which alarms. A source that has
- * never had a restore-test report keeps the newest-valid rule: its newest backup keeps the hold, older ones are
- * released.
+ * never had a restore-test report releases nothing: its holds stay until a restore test passes (or break-glass
+ * releases them), since a manifest the dump role wrote is never enough.
  *
  * Six resources whatever the number of sources: a role (its grants inline), the function, the schedule, the
  * schedule's permission to invoke it, and two alarms.

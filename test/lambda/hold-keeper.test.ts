@@ -184,7 +184,7 @@ describe('given a latest.json a compromised dump task wrote', () => {
 });
 
 describe('given a source that has never had a restore-test report', () => {
-  test('then it follows the newest-valid rule: the newest backup is held and older holds are released', async () => {
+  test('then the newest backup is held and nothing is released: a manifest alone never releases a hold', async () => {
     const source = 'untested-pg';
     const first = await backUp(source);
     const second = await backUp(source);
@@ -194,8 +194,8 @@ describe('given a source that has never had a restore-test report', () => {
 
     expect(kept).toMatchObject({ source, rule: HoldRule.NEWEST_VALID, newest: second.key, problems: [] });
     expect(kept.proven).toBeUndefined();
-    expect(kept.released).toEqual(await objectsOf(first));
-    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
+    expect(kept.released).toEqual([]);
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true));
     expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
   });
 
@@ -229,7 +229,7 @@ describe('given one broken source among healthy ones', () => {
 
     await expect(run).rejects.toThrow(`the hold keeper could not keep the holds of 1 source(s): ${broken}: restore-test report ` +
       `s3://${s3.bucket}/${restoreTestLatestKey(PREFIX, broken)} is unreadable (not JSON): skipped`);
-    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true)); // never restore-tested: kept, not released
     expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
     // The broken source's newest backup keeps its hold: nothing of it is released without proof.
     expect(await holds(await objectsOf(brokenBackup))).toEqual(all(await objectsOf(brokenBackup), true));
