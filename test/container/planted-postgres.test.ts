@@ -274,3 +274,25 @@ test('restore: refused as a superuser; with --owner nothing runs, nothing is rea
   expect(markers()).toEqual([]);
   expect(await pgQuery(target, 'SELECT * FROM public.loot')).toEqual([]);
 });
+
+test('an extension the backup puts in a schema whose name is not a plain identifier is refused before a superuser creates it', async () => {
+  const crafted = uniqueName('planted_schema_src');
+  const into = uniqueName('planted_schema_scratch');
+  await createPgDatabase(crafted);
+  await createPgDatabase(into);
+  try {
+    // Such names reach the install scripts of CREATE EXTENSION … WITH SCHEMA (CVE-2023-39417 on unpatched servers).
+    await pgQuery(crafted, `CREATE SCHEMA "x'y"; CREATE EXTENSION citext WITH SCHEMA "x'y"; CREATE TABLE public.t (v int); INSERT INTO public.t VALUES (1);`);
+    const backup = await runAgent(['backup', '--source', 'planted-schema', '--engine', 'postgres', '--bucket', s3.bucket, '--recipient', key.recipient,
+      ...connection, '--database', crafted, '--json'], env());
+    expect(backup.code).toBe(0);
+    const run = await runAgent(['restore-test', '--source', 'planted-schema', '--bucket', s3.bucket, '--identity-file', key.identityFile, ...connection,
+      '--database', into, '--json'], env());
+    expect(run.code).toBe(1);
+    expect(JSON.parse(run.stdout).reason).toContain('whose name is not a plain identifier');
+    expect(await pgQuery(into, "SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'citext'")).toEqual([{ n: 0 }]);
+  } finally {
+    await dropPgDatabase(crafted);
+    await dropPgDatabase(into);
+  }
+});

@@ -31,6 +31,9 @@ import { DumpPeek, LoadOptions, LoadPlan, Refusal, RestoreStageOptions } from '.
 import { quoteIdent } from './postgres-roles';
 import { extensionSchemas, nameOf, ownerOf, parseTocLine, planToc } from './postgres-toc';
 
+/** A schema name an extension may be installed into by the agent's superuser session. */
+const PLAIN_SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
 /** The predefined roles that reach the server's programs and files. */
 export const SERVER_ROLES = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files'] as const;
 
@@ -224,6 +227,12 @@ export async function planPostgresLoad(admin: Client, connection: Connection, du
         if (present.has(name)) continue;
         if (!available.has(name)) throw new AgentError(`the backup uses the extension ${name}, which the target server does not have: install it on the server (its package), then restore again`);
         const schema = schemas.get(name) ?? 'public';
+        // The name comes from the backup and reaches a superuser's CREATE EXTENSION, whose install scripts substitute
+        // it (CVE-2023-39417 on unpatched servers): only plain identifiers pass.
+        if (!PLAIN_SCHEMA_NAME.test(schema)) {
+          throw new AgentError(`the backup installs the extension ${name} into the schema ${JSON.stringify(schema)}, whose name is not a plain ` +
+            'identifier (lower-case letters, digits and _): refusing to create it as a superuser; restore as a role that owns the target instead');
+        }
         const exists = (await admin.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount;
         if (!exists) {
           await admin.query(`CREATE SCHEMA ${quoteIdent(schema)} AUTHORIZATION ${quoteIdent(schemaOwner)}`);
