@@ -221,6 +221,13 @@ export class PostgresSession implements EngineSession {
           refused.push({ what: statement.what, why: `${oldMember} ${existing.has(oldMember) ? 'existed before the restore, and existing roles are left alone' : 'is not a role the companion creates'}` });
           continue;
         }
+        // Only roles this companion created are handed out: granting a role the server already had (an application
+        // owner, rds_iam) to a role the backup names would mint a login with that role's rights on a shared server.
+        const foreign = statement.roles.find((r) => !created.has(r));
+        if (foreign !== undefined) {
+          refused.push({ what: statement.what, why: `${foreign} ${existing.has(foreign) ? 'existed before the restore: a backup never hands out a role the server already had' : 'is not a role the companion creates'}` });
+          continue;
+        }
         let problem: string | undefined;
         for (const role of statement.roles) {
           const rights = await roleRights(client, role);
