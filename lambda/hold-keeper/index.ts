@@ -8,8 +8,15 @@
  *   agrees with its manifest and with what S3 stored; and
  * - the newest backup whose restore test passed, as the restore-test reports say (only restore-test roles may write
  *   under restore-tests/), with its manifest and companion;
- * and releases (OFF) a hold only on an older backup than the newest proven one. A source that has never had a
- * restore-test report releases nothing: a manifest the dump role wrote is never enough to release a hold.
+ * - the newest backup whose proof is settled: its passing restore-test report was stored (the LastModified S3 set on
+ *   the report object, never a time written inside it) at least the release grace ago (RELEASE_AFTER_SECONDS, 7 days
+ *   by default), with its manifest and companion;
+ * and releases (OFF) a hold only on a backup older than that settled one. With no settled proof nothing is released.
+ * The grace is there because a dump role holds the public age recipient: it can write a decryptable fake backup
+ * that passes its restore test against its own manifest. Without the grace the next run would release the hold on
+ * the last real proven backup at once; with it, the size, freshness and restore-test alarms (and a person) have the
+ * grace to notice the fake before any older hold goes. A source that has never had a restore-test report releases
+ * nothing: a manifest the dump role wrote is never enough to release a hold.
  *
  * latest.json and every manifest are written by the dump role, so they are read as untrusted input: bounded reads,
  * keys that must lie under the source's prefix and name one of its backups, sizes S3 could store. A pointer that
@@ -18,9 +25,9 @@
  * backup is older comes from both the time in its key and the LastModified S3 set, so neither a key nor a clock of
  * the writer's choosing can make a newer backup look older.
  *
- * One listing of the source's prefix gives every object, its size and LastModified; a GetObjectLegalHold follows for
- * each backup object older than the release boundary (a dump task may place holds anywhere under its prefix, so
- * old ones are checked too). A source that cannot be checked (an S3 error, an unreadable restore-test report) is
+ * One listing of the source's prefix gives every object, its size and LastModified (the reports' too); a
+ * GetObjectLegalHold follows for each backup object older than the release boundary, the settled backup (a dump task
+ * may place holds anywhere under its prefix, so old ones are checked too). A source that cannot be checked (an S3 error, an unreadable restore-test report) is
  * reported and the others go on; the invocation fails at the end, so the function's errors alarm fires.
  *
  * The source list comes in the event (the schedule's input), as the freshness check's does.
@@ -50,9 +57,21 @@ export interface HoldKeeperClients {
   readonly prefix: string;
 }
 
+/** How long a passing restore-test report must have been stored before it may release older holds, and when it is now. */
+export interface HoldKeeperOptions {
+  /** The release grace, in seconds: 0 releases as soon as a newer backup passes. @default DEFAULT_RELEASE_AFTER_SECONDS (7 days) */
+  readonly releaseAfterSeconds?: number;
+}
+
+/** A week: the size, freshness and restore-test alarms, and a person, have that long to notice a fake backup. */
+export const DEFAULT_RELEASE_AFTER_SECONDS = 7 * 24 * 3600;
+
 /** What decided which holds may be released. */
 export enum HoldRule {
-  /** Restore tests have reported: holds older than the newest backup whose restore test passed are released. */
+  /**
+   * Restore tests have reported: holds older than the newest backup whose passing report was stored at least the
+   * release grace ago are released.
+   */
   PROVEN = 'proven',
   /** No restore-test report ever: the newest valid backup is held, and nothing is released. */
   NEWEST_VALID = 'newest valid',
@@ -65,9 +84,14 @@ export interface SourceHolds {
   readonly newest?: string;
   /** The newest backup whose restore test passed, when a report says so. */
   readonly proven?: string;
+  /**
+   * The newest backup whose passing report was stored at least the release grace ago: the release boundary. Absent
+   * when no read report is that old, and then nothing is released.
+   */
+  readonly settled?: string;
   /** Why latest.json was refused, when it was: the source is counted in PointerMismatch. */
   readonly refused?: string;
-  /** Every key that keeps its hold (the newest valid and the newest proven backup, with manifests and companions). */
+  /** Every key that keeps its hold (the newest valid, the newest proven and the settled backup, with manifests and companions). */
   readonly held: readonly string[];
   /** Keys whose hold was OFF and is now ON. */
   readonly placed: readonly string[];
@@ -92,7 +116,10 @@ export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 export const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 /** More objects than this under one source is not a backup history (a daily backup for a year is about 1,100). */
 export const MAX_OBJECTS_PER_SOURCE = 50_000;
-/** How many dated reports are read, newest first, to find the newest passed restore test when the latest failed. */
+/**
+ * How many dated reports are read, newest first, to find the newest passed restore test when the latest failed; and
+ * as many again, from the newest stored the release grace ago, to find the settled one.
+ */
 export const MAX_REPORTS_READ = 20;
 /** S3's largest object is 50 TB: a size beyond is absurd. */
 const MAX_OBJECT_BYTES = 50e12;
@@ -266,54 +293,77 @@ interface Proof {
   /** Whether the source has any restore-test report at all. */
   readonly tested: boolean;
   readonly proven?: Backup;
+  /** The backup of the newest passing report stored at or before `settledBy`. */
+  readonly settled?: Backup;
   readonly problems: readonly string[];
 }
 
 /**
- * The newest backup whose restore test passed: restore-tests/latest.json, or, when that one failed, the dated
- * reports newest first (at most MAX_REPORTS_READ). Only restore-test roles may write these; they are still read
- * with bounds, and a report's backup must be a stored backup of this source.
+ * The newest backup whose restore test passed, and the newest whose passing report S3 stored at or before
+ * `settledBy` (ms). Each is looked for in restore-tests/latest.json and the dated reports, newest first: at most
+ * MAX_REPORTS_READ dated reports for each (a report read for one is not read again for the other), so that restore
+ * tests run more often than MAX_REPORTS_READ times in the grace still leave a settled report in reach. Only
+ * restore-test roles may write these; they are still read with bounds, a report's backup must be a stored backup of
+ * this source, and when a report was stored is the LastModified of its listing, never a time written in it.
  */
 async function newestProven(clients: HoldKeeperClients, source: string, listed: readonly Listed[],
-  objects: ReadonlyMap<string, BackupObject>): Promise<Proof> {
+  objects: ReadonlyMap<string, BackupObject>, settledBy: number): Promise<Proof> {
   const reportsPrefix = `${sourcePrefix(clients.prefix, source)}${RESTORE_TESTS_DIR}/`;
   const latestReport = `${reportsPrefix}${LATEST_FILE}`;
-  const dated = listed.map((o) => o.key)
-    .filter((k) => k.startsWith(reportsPrefix) && k !== latestReport && k.endsWith('.json'))
-    .sort().reverse();
-  const hasLatest = listed.some((o) => o.key === latestReport);
-  if (!hasLatest && !dated.length) return { tested: false, problems: [] };
+  const reports = listed.filter((o) => o.key.startsWith(reportsPrefix) && o.key.endsWith('.json'));
+  const latest = reports.filter((o) => o.key === latestReport);
+  const dated = reports.filter((o) => o.key !== latestReport).sort((a, b) => (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
+  if (!reports.length) return { tested: false, problems: [] };
   const problems: string[] = [];
-  const candidates = [...hasLatest ? [latestReport] : [], ...dated.slice(0, MAX_REPORTS_READ)];
-  for (const key of candidates) {
+  const read = new Map<string, Backup | undefined>();
+
+  /** The stored backup a report passed for, or undefined (failed, unreadable, of another copy): read once. */
+  async function passed(key: string): Promise<Backup | undefined> {
+    if (read.has(key)) return read.get(key);
+    const backup = await readReport(key);
+    read.set(key, backup);
+    return backup;
+  }
+  async function readReport(key: string): Promise<Backup | undefined> {
     const where = `restore-test report s3://${clients.bucket}/${key}`;
     let report: unknown;
     try {
       const text = await readBounded(clients, key, MAX_REPORT_BYTES, 'restore-test report');
-      if (text === undefined) continue;
+      if (text === undefined) return undefined;
       report = JSON.parse(text);
     } catch (err) {
       if (err instanceof Refused || err instanceof SyntaxError) {
         problems.push(`${where} is unreadable (${err instanceof SyntaxError ? 'not JSON' : err.message}): skipped`);
-        continue;
+        return undefined;
       }
       throw err;
     }
     const r = (typeof report === 'object' && report !== null ? report : {}) as { success?: unknown; key?: unknown; bucket?: unknown; source?: unknown };
-    if (r.success !== true) continue;
+    if (r.success !== true) return undefined;
     if (r.source !== undefined && r.source !== source) {
       problems.push(`${where} is a report of source ${JSON.stringify(r.source)}: skipped`);
-      continue;
+      return undefined;
     }
-    if (r.bucket !== undefined && r.bucket !== clients.bucket) continue; // a test of another copy of the store
+    if (r.bucket !== undefined && r.bucket !== clients.bucket) return undefined; // a test of another copy of the store
     const dump = typeof r.key === 'string' ? objects.get(r.key) : undefined;
     if (!dump || dump.kind !== 'dump') {
       problems.push(`${where} passed for ${JSON.stringify(r.key)}, which is not a stored backup of ${source}: skipped`);
-      continue;
+      return undefined;
     }
-    return { tested: true, proven: { key: dump.key, startedAt: dump.startedAt, storedAt: dump.lastModified.getTime() }, problems };
+    return { key: dump.key, startedAt: dump.startedAt, storedAt: dump.lastModified.getTime() };
   }
-  return { tested: true, problems };
+  async function first(candidates: readonly Listed[]): Promise<Backup | undefined> {
+    for (const o of candidates) {
+      const backup = await passed(o.key);
+      if (backup) return backup;
+    }
+    return undefined;
+  }
+
+  const proven = await first([...latest, ...dated.slice(0, MAX_REPORTS_READ)]);
+  const isSettled = (o: Listed) => o.lastModified.getTime() <= settledBy;
+  const settled = proven && await first([...latest.filter(isSettled), ...dated.filter(isSettled).slice(0, MAX_REPORTS_READ)]);
+  return { tested: true, proven, settled, problems };
 }
 
 /** A backup's dump, manifest and globals companion, those that are stored. */
@@ -345,7 +395,9 @@ async function setHold(clients: HoldKeeperClients, key: string, on: boolean): Pr
 }
 
 /** One source: everything that goes wrong stays with it. */
-export async function keepSource(source: string, clients: HoldKeeperClients): Promise<SourceHolds> {
+export async function keepSource(source: string, clients: HoldKeeperClients, now = new Date(),
+  options: HoldKeeperOptions = {}): Promise<SourceHolds> {
+  const releaseAfterSeconds = options.releaseAfterSeconds ?? DEFAULT_RELEASE_AFTER_SECONDS;
   const placed: string[] = [];
   const released: string[] = [];
   const problems: string[] = [];
@@ -372,13 +424,14 @@ export async function keepSource(source: string, clients: HoldKeeperClients): Pr
       if (!(err instanceof Refused)) throw err;
       refused = err.message;
     }
-    const proof = await newestProven(clients, source, listed, objects);
+    const proof = await newestProven(clients, source, listed, objects, now.getTime() - releaseAfterSeconds * 1000);
     problems.push(...proof.problems);
     const rule = proof.tested ? HoldRule.PROVEN : HoldRule.NEWEST_VALID;
-    // Nothing is released without proof: a source never restore-tested, or whose tests never passed, releases nothing.
-    const boundary = proof.tested ? proof.proven : undefined;
+    // Nothing is released without settled proof: a source never restore-tested, whose tests never passed, or whose
+    // newest pass is younger than the grace (and no older pass was read), releases nothing.
+    const boundary = proof.tested ? proof.settled : undefined;
 
-    const held = [...new Set([...newest ? family(newest, objects) : [], ...proof.proven ? family(proof.proven, objects) : []])];
+    const held = [...new Set([newest, proof.proven, proof.settled].flatMap((b) => b ? family(b, objects) : []))];
     const keep = new Set(held);
     await mapBounded(held, HOLD_CONCURRENCY, async (key) => {
       if (await holdStatus(clients, key)) return;
@@ -400,7 +453,7 @@ export async function keepSource(source: string, clients: HoldKeeperClients): Pr
     }
     placed.sort();
     released.sort();
-    return result({ rule, newest: newest?.key, proven: proof.proven?.key, refused, held: held.sort() });
+    return result({ rule, newest: newest?.key, proven: proof.proven?.key, settled: proof.settled?.key, refused, held: held.sort() });
   } catch (err) {
     problems.push(messageOf(err));
     return result({});
@@ -414,9 +467,10 @@ function validateEvent(event: HoldKeeperEvent): readonly string[] {
   return [...new Set(event.sources)];
 }
 
-export async function keepHolds(event: HoldKeeperEvent, clients: HoldKeeperClients, now = new Date()): Promise<HoldKeeperReport> {
+export async function keepHolds(event: HoldKeeperEvent, clients: HoldKeeperClients, now = new Date(),
+  options: HoldKeeperOptions = {}): Promise<HoldKeeperReport> {
   const sources = validateEvent(event);
-  const results = await mapBounded(sources, SOURCE_CONCURRENCY, (source) => keepSource(source, clients));
+  const results = await mapBounded(sources, SOURCE_CONCURRENCY, (source) => keepSource(source, clients, now, options));
   for (const r of results) console.log(JSON.stringify(r));
   const refused = results.filter((r) => r.refused !== undefined);
   await publishMetrics(clients.cloudwatch, [
@@ -429,8 +483,13 @@ export async function keepHolds(event: HoldKeeperEvent, clients: HoldKeeperClien
 export async function handler(event: HoldKeeperEvent): Promise<HoldKeeperReport> {
   const bucket = process.env.BUCKET_NAME;
   if (!bucket) throw new Error('environment variable BUCKET_NAME is not set: the HoldKeeper construct sets it');
+  const grace = process.env.RELEASE_AFTER_SECONDS;
+  if (grace !== undefined && !/^\d{1,9}$/.test(grace)) {
+    throw new Error(`environment variable RELEASE_AFTER_SECONDS is ${JSON.stringify(grace)}, not a whole number of seconds: the HoldKeeper construct ` +
+      'sets it from releaseAfter');
+  }
   const clients: HoldKeeperClients = { s3: createS3Client(), cloudwatch: new CloudWatchClient({}), bucket, prefix: process.env.KEY_PREFIX ?? '' };
-  const report = await keepHolds(event, clients);
+  const report = await keepHolds(event, clients, new Date(), { releaseAfterSeconds: grace === undefined ? undefined : Number(grace) });
   if (report.failed.length) {
     const lines = report.sources.filter((r) => r.problems.length).map((r) => `${r.source}: ${r.problems.join('; ')}`);
     throw new Error(`the hold keeper could not keep the holds of ${report.failed.length} source(s): ${lines.join(' | ')}`);

@@ -31,11 +31,21 @@ export interface HoldKeeperProps {
    */
   readonly alarmTopic?: sns.ITopic;
   /**
-   * How often the holds are kept: a backup that passed its restore test releases the older holds within this
-   * interval. Whole minutes, from 15 minutes to 1 day (the alarms look at one interval).
+   * How often the holds are kept: once a backup's passing restore-test report is `releaseAfter` old, the older
+   * holds are released within this interval. Whole minutes, from 15 minutes to 1 day (the alarms look at one interval).
    * @default Duration.hours(6)
    */
   readonly interval?: Duration;
+  /**
+   * How long a passing restore-test report must have been stored (by S3's LastModified) before it releases the holds
+   * on older backups. A dump role holds the public age recipient, so it can write a decryptable fake backup that
+   * passes its restore test; the grace gives the size, freshness and restore-test alarms, and a person, this long to
+   * notice before the hold on the last real proven backup goes. Holds stay on the newest valid, the newest proven
+   * and the newest settled backup; only older ones are released, so the store keeps about this much more history.
+   * Whole minutes, up to 365 days; `Duration.days(0)` releases as soon as a newer backup passes (no grace).
+   * @default Duration.days(7)
+   */
+  readonly releaseAfter?: Duration;
   /**
    * Sources whose holds are kept; more can be added with `addSource`.
    * @default - none
@@ -53,9 +63,11 @@ const TIMEOUT = Duration.minutes(10);
  * on each backup latest.json names but may not release one (the store's bucket policy denies it to all but the
  * role path of this function and break-glass), so a compromised dump task cannot let the last good backup expire.
  *
- * It trusts proof, not pointers: it keeps the holds on the newest valid backup and on the newest backup whose
- * restore test passed (each with its manifest and companion), and releases an older hold only once a newer backup
- * has passed its restore test. A latest.json that names no backup of its source, or disagrees with the backup's
+ * It trusts proof, not pointers: it keeps the holds on the newest valid backup, on the newest backup whose restore
+ * test passed, and on the newest whose passing report has been stored for `releaseAfter` (7 days by default), each
+ * with its manifest and companion, and releases a hold only on a backup older than that settled one. The grace
+ * stands between a fake backup a dump role wrote (it holds the public age recipient, so it can write one that
+ * decrypts and passes its restore test) and the release of the last real proven backup's hold. A latest.json that names no backup of its source, or disagrees with the backup's
  * manifest or with the size S3 stored, is refused and counted in PointerMismatch, which alarms. A source that has
  * never had a restore-test report releases nothing: its holds stay until a restore test passes (or break-glass
  * releases them), since a manifest the dump role wrote is never enough.
@@ -74,6 +86,8 @@ export class HoldKeeper extends Construct {
   public readonly errorsAlarm: cloudwatch.Alarm;
   /** How often the holds are kept. */
   public readonly interval: Duration;
+  /** How long a passing restore-test report is stored before it releases older holds. */
+  public readonly releaseAfter: Duration;
 
   private readonly store: BackupBucket;
   private readonly sources: string[] = [];
@@ -92,6 +106,9 @@ export class HoldKeeper extends Construct {
     const problems: string[] = [];
     this.interval = props.interval ?? Duration.hours(6);
     wholeMinutes('interval', this.interval, { min: 15, max: 1440, example: 'Duration.hours(6)', why: 'the alarms look at one interval, and CloudWatch periods end at one day' }, problems);
+    this.releaseAfter = props.releaseAfter ?? Duration.days(7);
+    wholeMinutes('releaseAfter', this.releaseAfter, { min: 0, max: 525_600, example: 'Duration.days(7)',
+      why: 'the alarms and a person have that long to notice a fake backup before older holds go; Duration.days(0) for no grace' }, problems);
     if (problems.length) throw new RestorableError(this, problems.join('; '));
 
     const role = new InlinePolicyRole(this, 'Role', {
@@ -132,7 +149,11 @@ export class HoldKeeper extends Construct {
       logGroup: props.logGroup,
       timeout: TIMEOUT,
       memorySize: 256,
-      environment: { BUCKET_NAME: this.store.bucket.bucketName, KEY_PREFIX: this.store.prefix },
+      environment: {
+        BUCKET_NAME: this.store.bucket.bucketName,
+        KEY_PREFIX: this.store.prefix,
+        RELEASE_AFTER_SECONDS: String(this.releaseAfter.toSeconds()),
+      },
     });
     acknowledgeNag(fn, 'L1', NODE22_RUNTIME_REASON);
     this.function = fn;

@@ -5,16 +5,20 @@
  * what a compromised dump task could write (a pointer to an object that differs from its manifest) written with the
  * SDK. Holds are read back from the server; PointerMismatch from moto's CloudWatch.
  *
+ * A passing report releases older holds only once S3 has stored it for the release grace (7 days by default). moto
+ * cannot backdate a LastModified, so the scenarios that release run with no grace (RELEASE_AFTER_SECONDS=0, as
+ * `releaseAfter: Duration.days(0)` sets it); one runs with the default, and nothing a fresh pass proves is released.
+ *
  * The agent places holds and never releases one: releasing is the hold keeper's alone.
  * Not tested here: the bucket policy that keeps a dump task from releasing holds (no emulator enforces bucket-policy
  * conditions; the policy simulator's matrix test covers it).
  */
-import { GetObjectLegalHoldCommand, ObjectLockRetentionMode, PutObjectCommand, PutObjectLegalHoldCommand } from '@aws-sdk/client-s3';
+import { GetObjectLegalHoldCommand, HeadObjectCommand, ObjectLockRetentionMode, PutObjectCommand, PutObjectLegalHoldCommand } from '@aws-sdk/client-s3';
 import {
   DumpFormat, LatestPointer, Manifest, Metrics, backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseBackupKey, restoreTestLatestKey,
   restoreTestsPrefix, timestampLabel,
 } from '../../lib/contract';
-import { HoldKeeperReport, HoldRule, handler, keepHolds } from '../../lambda/hold-keeper';
+import { HoldKeeperOptions, HoldKeeperReport, HoldRule, handler, keepHolds } from '../../lambda/hold-keeper';
 import { AgeKey, MotoBucket, backupInProcess, createPgFixture, makeAgeKey, motoBucket, uniqueName } from '../support';
 import { handlerEnv, monitorClients, monitorTestHooks, publishedMetrics, withEnv } from './monitor-fixtures';
 
@@ -39,7 +43,10 @@ async function backUp(source: string): Promise<LatestPointer> {
   return JSON.parse((await s3.getText(latestKey(PREFIX, source)))!) as LatestPointer;
 }
 
-const keepAll = (...sources: string[]): Promise<HoldKeeperReport> => keepHolds({ sources }, monitorClients(s3, PREFIX).clients);
+/** A run with no release grace: a pass releases the older holds at once. */
+const keepAll = (...sources: string[]): Promise<HoldKeeperReport> => keepWith({ releaseAfterSeconds: 0 }, ...sources);
+const keepWith = (options: HoldKeeperOptions, ...sources: string[]): Promise<HoldKeeperReport> =>
+  keepHolds({ sources }, monitorClients(s3, PREFIX).clients, new Date(), options);
 
 /** A restore test's report, as the restore-test command stores it: the dated report, then restore-tests/latest.json. */
 async function reportRestoreTest(source: string, backup: LatestPointer, success: boolean): Promise<void> {
@@ -54,6 +61,12 @@ async function reportRestoreTest(source: string, backup: LatestPointer, success:
   for (const k of [reportKey, restoreTestLatestKey(PREFIX, source)]) {
     await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: k, Body: JSON.stringify(report), ContentType: 'application/json' }));
   }
+}
+
+/** When S3 stored the source's restore-tests/latest.json, in ms. */
+async function reportStoredAt(source: string): Promise<number> {
+  const out = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: restoreTestLatestKey(PREFIX, source) }));
+  return out.LastModified!.getTime();
 }
 
 /** Dump, globals companion and manifest of a backup, those that are stored. */
@@ -93,7 +106,7 @@ describe('given a source whose restore tests report', () => {
     const report = await keepAll(source);
 
     const [holds1] = report.sources;
-    expect(holds1).toMatchObject({ source, rule: HoldRule.PROVEN, newest: second.key, proven: first.key, released: [], problems: [] });
+    expect(holds1).toMatchObject({ source, rule: HoldRule.PROVEN, newest: second.key, proven: first.key, settled: first.key, released: [], problems: [] });
     expect(holds1.refused).toBeUndefined();
     expect(holds1.held).toEqual([...await objectsOf(first), ...await objectsOf(second)].sort());
     expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true));
@@ -113,11 +126,83 @@ describe('given a source whose restore tests report', () => {
     await reportRestoreTest(source, second, true);
     const [holds3] = (await keepAll(source)).sources;
 
-    expect(holds3).toMatchObject({ rule: HoldRule.PROVEN, newest: second.key, proven: second.key, problems: [] });
+    expect(holds3).toMatchObject({ rule: HoldRule.PROVEN, newest: second.key, proven: second.key, settled: second.key, problems: [] });
     expect(holds3.released).toEqual(await objectsOf(first));
     expect(holds3.held).toEqual(await objectsOf(second));
     expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
     expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+  });
+});
+
+describe('given the default release grace of 7 days', () => {
+  const source = 'graced-pg';
+  let first: LatestPointer;
+  let second: LatestPointer;
+
+  beforeAll(async () => {
+    first = await backUp(source);
+    await reportRestoreTest(source, first, true);
+    second = await backUp(source);
+    await reportRestoreTest(source, second, true);
+  });
+
+  test('when a newer backup has just passed its restore test, then nothing is released and the older proven backup keeps its hold', async () => {
+    // What a dump role's fake backup, decryptable and passing against its own manifest, would look like to the keeper.
+    const [kept] = (await keepWith({}, source)).sources;
+
+    expect(kept).toMatchObject({ source, rule: HoldRule.PROVEN, newest: second.key, proven: second.key, released: [], problems: [] });
+    // No pass is a week old: nothing is settled, so nothing is released.
+    expect(kept.settled).toBeUndefined();
+    expect(kept.held).toEqual(await objectsOf(second));
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true));
+    expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+  });
+
+  test('when the function runs with the default (RELEASE_AFTER_SECONDS unset), then nothing is released either', async () => {
+    const report = await withEnv(handlerEnv({ BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX }), () => handler({ sources: [source] }));
+
+    expect(report.sources[0]).toMatchObject({ proven: second.key, released: [] });
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), true));
+  });
+
+  test('when the function runs with RELEASE_AFTER_SECONDS=0, then the older holds are released at once', async () => {
+    const report = await withEnv(handlerEnv({ BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX, RELEASE_AFTER_SECONDS: '0' }),
+      () => handler({ sources: [source] }));
+
+    expect(report.sources[0]).toMatchObject({ proven: second.key, settled: second.key, released: await objectsOf(first) });
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
+    expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+  });
+
+  test('when RELEASE_AFTER_SECONDS is not a whole number of seconds, then the function fails before it reads anything', async () => {
+    const run = withEnv(handlerEnv({ BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX, RELEASE_AFTER_SECONDS: '7d' }), () => handler({ sources: [source] }));
+
+    await expect(run).rejects.toThrow('environment variable RELEASE_AFTER_SECONDS is "7d", not a whole number of seconds');
+  });
+});
+
+describe('given a newer pass that is not settled yet and an older one that is', () => {
+  test('then the newest, the newest proven and the settled backup keep their holds, and only what is older than the settled one is released', async () => {
+    const source = 'settling-pg';
+    const first = await backUp(source);
+    await reportRestoreTest(source, first, true);
+    const second = await backUp(source);
+    await reportRestoreTest(source, second, true);
+    const secondPassStored = await reportStoredAt(source);
+    const third = await backUp(source); // as a dump role's fake would be: decryptable, and passing its restore test
+    await reportRestoreTest(source, third, true);
+    // A week after the second pass was stored, and less after the third's: moto cannot backdate a LastModified, so the clock moves.
+    const now = new Date(secondPassStored + 7 * 24 * 3600 * 1000);
+    expect(await reportStoredAt(source)).toBeGreaterThan(secondPassStored);
+
+    const [kept] = (await keepHolds({ sources: [source] }, monitorClients(s3, PREFIX).clients, now)).sources;
+
+    expect(kept).toMatchObject({ rule: HoldRule.PROVEN, newest: third.key, proven: third.key, settled: second.key, problems: [] });
+    expect(kept.held).toEqual([...await objectsOf(second), ...await objectsOf(third)].sort());
+    expect(kept.released).toEqual(await objectsOf(first));
+    expect(await holds(await objectsOf(first))).toEqual(all(await objectsOf(first), false));
+    expect(await holds(await objectsOf(second))).toEqual(all(await objectsOf(second), true));
+    expect(await holds(await objectsOf(third))).toEqual(all(await objectsOf(third), true));
   });
 });
 

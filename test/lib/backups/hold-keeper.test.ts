@@ -1,7 +1,8 @@
 /**
  * HoldKeeper: a role under the hold keeper's path with least privilege in one inline policy, the function logging to
  * the log group it is given, the schedule carrying every source (also those added later), the two alarms and their
- * action, six resources whatever the number of sources, the interval's range, and cdk-nag.
+ * action, six resources whatever the number of sources, the interval's range, the release grace passed to the function,
+ * and cdk-nag.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,7 +33,9 @@ function holdKeeperStack(options: Options = {}) {
   const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
   const logGroup = new logs.LogGroup(stack, 'Logs', { retention: logs.RetentionDays.ONE_YEAR });
   const alarmTopic = options.topic === false ? undefined : new AlarmTopic(stack, 'Alarms').topic;
-  const keeper = new HoldKeeper(stack, 'HoldKeeper', { store, logGroup, alarmTopic, interval: options.interval, sources: options.sources });
+  const keeper = new HoldKeeper(stack, 'HoldKeeper', {
+    store, logGroup, alarmTopic, interval: options.interval, releaseAfter: options.releaseAfter, sources: options.sources,
+  });
   return { app, stack, store, keeper };
 }
 
@@ -99,7 +102,8 @@ describe('given a hold keeper of two sources, one added after construction', () 
       Handler: 'index.handler',
       Timeout: 600,
       LoggingConfig: { LogGroup: { Ref: idOf('AWS::Logs::LogGroup', 'Logs') } },
-      Environment: { Variables: { BUCKET_NAME: { Ref: bucketId }, KEY_PREFIX: 'backups/' } },
+      // A pass releases older holds only once its report is a week old, by default.
+      Environment: { Variables: { BUCKET_NAME: { Ref: bucketId }, KEY_PREFIX: 'backups/', RELEASE_AFTER_SECONDS: '604800' } },
       Role: { 'Fn::GetAtt': [idOf('AWS::IAM::Role', 'HoldKeeperRole'), 'Arn'] },
     }));
     expect(resourcesOf(template, 'AWS::Logs::LogGroup')).toEqual([]);
@@ -178,6 +182,28 @@ describe('options and mistakes', () => {
     [Duration.days(2), 'from 15 to 1440 (got 2 days)'],
   ])('an interval of %s is refused', (interval, message) => {
     expect(() => holdKeeperStack({ interval })).toThrow(message);
+  });
+
+  test.each([
+    [Duration.days(1), '86400'],
+    [Duration.minutes(90), '5400'],
+    [Duration.days(0), '0'],
+  ])('releaseAfter %s is passed to the function as RELEASE_AFTER_SECONDS=%s', (releaseAfter, seconds) => {
+    const { stack, keeper } = holdKeeperStack({ releaseAfter, sources: ['orders-db'] });
+    expect(keeper.releaseAfter).toBe(releaseAfter);
+    const [[, fn]] = resourcesOf(Template.fromStack(stack), 'AWS::Lambda::Function');
+    expect(fn.Properties.Environment.Variables.RELEASE_AFTER_SECONDS).toBe(seconds);
+  });
+
+  test('releaseAfter defaults to 7 days', () => {
+    expect(holdKeeperStack().keeper.releaseAfter.toDays()).toBe(7);
+  });
+
+  test.each([
+    [Duration.seconds(30), 'releaseAfter must be a whole number of minutes, from 0 to 525600 (got 30 seconds)'],
+    [Duration.days(366), 'from 0 to 525600 (got 366 days)'],
+  ])('a releaseAfter of %s is refused', (releaseAfter, message) => {
+    expect(() => holdKeeperStack({ releaseAfter })).toThrow(message);
   });
 
   test('a store without Object Lock is refused: it has no holds to keep', () => {
