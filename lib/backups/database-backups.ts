@@ -93,6 +93,12 @@ export interface DatabaseBackupsProps {
    */
   readonly image?: ecs.ContainerImage;
   /**
+   * How long a newer backup's passing restore-test report must have been stored before the hold keeper releases the
+   * legal holds of older backups: time for the alarms, or a person, to notice a fake backup that passed its test.
+   * @default Duration.days(7)
+   */
+  readonly holdReleaseAfter?: Duration;
+  /**
    * Sources to back up; more can be added with `addSource`.
    * @default - none
    */
@@ -207,6 +213,7 @@ export class DatabaseBackups extends Construct {
         store: props.store,
         logGroup: this.logGroup,
         alarmTopic: props.alarmTopic ?? props.monitoring?.topic,
+        releaseAfter: props.holdReleaseAfter,
       });
     }
     for (const source of props.sources ?? []) this.addSource(source);

@@ -42,3 +42,16 @@ test('given a store without Object Lock, then the backup runs without --legal-ho
   expect(command).not.toContain('--legal-hold');
   expect(policies).not.toContain('s3:PutObjectLegalHold');
 });
+
+test('given holdReleaseAfter, then the hold keeper DatabaseBackups creates waits that long before releasing; by default a week', () => {
+  const releaseAfter = (holdReleaseAfter?: Duration) => {
+    const stack = new Stack(new App(), 'Backups', { env: ENV });
+    const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
+    const keys = new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT });
+    const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack), holdReleaseAfter });
+    return Template.fromStack(stack).toJSON().Resources[Stack.of(backups).getLogicalId(backups.holdKeeper!.function.node.defaultChild as never)]
+      .Properties.Environment.Variables.RELEASE_AFTER_SECONDS;
+  };
+  expect(releaseAfter(Duration.days(1))).toBe('86400');
+  expect(releaseAfter()).toBe('604800');
+});
