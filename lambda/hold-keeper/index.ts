@@ -42,7 +42,7 @@ import { Metrics } from '../../lib/contract/metrics';
 import {
   GLOBALS_SUFFIX, LATEST_FILE, MANIFEST_SUFFIX, RESTORE_TESTS_DIR, globalsKeyFor, manifestKeyFor, sourceNameProblem, sourcePrefix,
 } from '../../lib/contract/names';
-import { createS3Client, datum, mapBounded, messageOf, publishMetrics } from '../shared/aws';
+import { createS3Client, datum, isNotFound, mapBounded, messageOf, publishMetrics, s3Problem } from '../shared/aws';
 
 /** The schedule's input: the names of the sources whose holds this function keeps. */
 export interface HoldKeeperEvent {
@@ -176,18 +176,12 @@ function isSaneSize(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_OBJECT_BYTES;
 }
 
-function isNotFound(err: unknown): boolean {
-  const e = err as S3ServiceException;
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
+/** What the hold keeper's role needs, said when S3 denies it access. */
+const KEEPER_ACCESS = 'the hold keeper\'s role needs s3:ListBucket on the source\'s prefix and s3:GetObject, s3:GetObjectLegalHold and ' +
+  's3:PutObjectLegalHold on its objects (the HoldKeeper construct grants them to sources added with addSource)';
 
 function s3Failure(action: string, bucket: string, key: string, err: unknown): Error {
-  const e = err as S3ServiceException;
-  const detail = e?.$metadata?.httpStatusCode === 403
-    ? 'access denied: the hold keeper\'s role needs s3:ListBucket on the source\'s prefix and s3:GetObject, s3:GetObjectLegalHold and ' +
-      's3:PutObjectLegalHold on its objects (the HoldKeeper construct grants them to sources added with addSource)'
-    : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
-  return new Error(`S3 ${action} s3://${bucket}/${key} failed: ${detail}`);
+  return s3Problem(action, bucket, key, err, KEEPER_ACCESS);
 }
 
 /** A small object as text, or undefined when absent; bigger than `maxBytes` is refused unread. */

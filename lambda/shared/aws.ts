@@ -41,16 +41,22 @@ export function clientsFromEnv(): MonitorClients {
   };
 }
 
-function isNotFound(err: unknown): boolean {
+/** Whether S3 said the key does not exist (404); a 403 is never taken for absence. */
+export function isNotFound(err: unknown): boolean {
   const e = err as S3ServiceException;
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
 }
 
-/** Words for an S3 failure: which object, and what to check. */
-function s3Problem(action: string, bucket: string, key: string, err: unknown): Error {
+const MONITOR_ACCESS = 'the function needs s3:GetObject and s3:ListBucket on the store (BackupStore.grantMonitorRead)';
+
+/**
+ * Words for an S3 failure: which object, and what to check.
+ * @param access what the calling function's role needs, said when S3 denies access
+ */
+export function s3Problem(action: string, bucket: string, key: string, err: unknown, access = MONITOR_ACCESS): Error {
   const e = err as S3ServiceException;
   const detail = e?.$metadata?.httpStatusCode === 403
-    ? 'access denied: the function needs s3:GetObject and s3:ListBucket on the store (BackupStore.grantMonitorRead)'
+    ? `access denied: ${access}`
     : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
   return new Error(`S3 ${action} s3://${bucket}/${key} failed: ${detail}`);
 }
