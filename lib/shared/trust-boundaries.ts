@@ -112,6 +112,14 @@ export const ROLE_PATHS = {
   holdKeeper: '/restorable/hold-keeper/',
   /** The runbook writer: the only principal that writes RUNBOOK.md. */
   runbookWriter: '/restorable/runbook-writer/',
+  /** The primary store's replication role: a vault in another account admits it, by this path, to replicate only. */
+  replication: '/restorable/replication/',
+  /** The vault's retention keeper: turns each new replica's lock into COMPLIANCE, the only bypass of governance there. */
+  retentionKeeper: '/restorable/retention-keeper/',
+  /** The vault's identity copier: the one principal of the vault account the primary's identity secret admits. */
+  identityCopier: '/restorable/identity-copier/',
+  /** People restoring by hand from a vault: read every source's backups and the vault's identity. */
+  restore: '/restorable/restore/',
 } as const;
 
 /** `arn:…:iam::ACCOUNT:role/restorable/dump/*`: every role under a path, for `aws:PrincipalArn` conditions. */
