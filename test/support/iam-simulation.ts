@@ -565,7 +565,12 @@ export type ApiCall =
   | { readonly api: 'DeleteObject'; readonly target: ObjectTarget; readonly versionId: string; readonly bypassGovernanceRetention?: boolean }
   | { readonly api: 'GetSecretValue'; readonly secret: SecretModel }
   | { readonly api: 'PutSecretValue'; readonly secret: SecretModel }
-  | { readonly api: 'ScheduleKeyDeletion'; readonly key: KeyModel; readonly pendingWindowInDays?: number };
+  | { readonly api: 'ScheduleKeyDeletion'; readonly key: KeyModel; readonly pendingWindowInDays?: number }
+  | { readonly api: 'ReplicateObject'; readonly target: ObjectTarget }
+  | { readonly api: 'PutObjectRetention'; readonly target: ObjectTarget; readonly mode: 'GOVERNANCE' | 'COMPLIANCE'; readonly retainUntil: Date;
+    readonly bypassGovernanceRetention?: boolean }
+  | { readonly api: 'PutBucketLifecycleConfiguration'; readonly bucket: BucketModel }
+  | { readonly api: 'PutBucketPolicy'; readonly bucket: BucketModel };
 
 /** An ETag, as a writer that read an object sends it back in If-Match. */
 export const AN_ETAG = '"0f343b0931126a20f133d67c2b018a3b"';
@@ -597,7 +602,7 @@ function kmsVia(key: KeyModel | undefined, what: string, action: string, service
   return {
     service: 'kms', action, resource: key.arn, resourceAccount: key.account, resourcePolicy: key.policy, viaService: true,
     // kms:EncryptionContext:<key> is left out: the simulator does not accept the key (see UNSENDABLE_CONTEXT).
-    context: { 'kms:ViaService': `${service}.${region}.amazonaws.com`, 'kms:CallerAccount': key.account },
+    context: { 'kms:ViaService': `${service}.${region}.amazonaws.com` },
   };
 }
 
@@ -633,6 +638,12 @@ function s3Object(target: ObjectTarget, action: string, context: Record<string, 
  * | PutSecretValue | secretsmanager:PutSecretValue | secret | secretsmanager:SecretId |
  * |  | kms:GenerateDataKey | the secret's key | as above |
  * | ScheduleKeyDeletion | kms:ScheduleKeyDeletion | key | kms:ScheduleKeyDeletionPendingWindowInDays, kms:CallerAccount |
+ * | (replication of one version, by the source's replication role) | s3:ReplicateObject | destination object | – |
+ * |  | kms:GenerateDataKey, kms:Encrypt (the replica is encrypted with the destination's key) | the destination's key | kms:ViaService=s3.DESTINATION-REGION.amazonaws.com, kms:CallerAccount |
+ * | PutObjectRetention | s3:PutObjectRetention | object | s3:object-lock-mode, s3:object-lock-retain-until-date, s3:object-lock-remaining-retention-days |
+ * | … with x-amz-bypass-governance-retention | s3:BypassGovernanceRetention as well | object | – |
+ * | PutBucketLifecycleConfiguration | s3:PutLifecycleConfiguration | bucket | – |
+ * | PutBucketPolicy | s3:PutBucketPolicy | bucket | – |
  *
  * Every request also carries the global keys `globalContext` adds: aws:PrincipalArn (the role's ARN with its
  * path, in every session), aws:PrincipalAccount, aws:PrincipalType, aws:userid, aws:SecureTransport=true,
@@ -697,11 +708,36 @@ export function authorisationsFor(call: ApiCall): Authorisation[] {
         kmsVia(secret.key, secret.arn, call.api === 'GetSecretValue' ? 'kms:Decrypt' : 'kms:GenerateDataKey', 'secretsmanager', secret.region),
       ];
     }
+    case 'ReplicateObject': {
+      const { target } = call;
+      return [
+        s3Object(target, 's3:ReplicateObject', {}),
+        kmsVia(target.bucket.key, target.bucket.name, 'kms:GenerateDataKey', 's3', target.bucket.region),
+        kmsVia(target.bucket.key, target.bucket.name, 'kms:Encrypt', 's3', target.bucket.region),
+      ];
+    }
+    case 'PutObjectRetention': {
+      const days = Math.max(0, Math.ceil((call.retainUntil.getTime() - NOW.getTime()) / 86_400_000));
+      return [
+        s3Object(call.target, 's3:PutObjectRetention', {
+          's3:object-lock-mode': call.mode,
+          's3:object-lock-retain-until-date': call.retainUntil.toISOString(),
+          's3:object-lock-remaining-retention-days': String(days),
+        }),
+        ...(call.bypassGovernanceRetention ? [s3Object(call.target, 's3:BypassGovernanceRetention', {})] : []),
+      ];
+    }
+    case 'PutBucketLifecycleConfiguration':
+    case 'PutBucketPolicy':
+      return [{
+        service: 's3', action: call.api === 'PutBucketPolicy' ? 's3:PutBucketPolicy' : 's3:PutLifecycleConfiguration',
+        resource: call.bucket.arn, resourceAccount: call.bucket.account, resourcePolicy: call.bucket.policy, context: s3Request(call.bucket),
+      }];
     case 'ScheduleKeyDeletion':
       return [{
         service: 'kms', action: 'kms:ScheduleKeyDeletion', resource: call.key.arn, resourceAccount: call.key.account,
         resourcePolicy: call.key.policy,
-        context: { 'kms:ScheduleKeyDeletionPendingWindowInDays': String(call.pendingWindowInDays ?? 30), 'kms:CallerAccount': call.key.account },
+        context: { 'kms:ScheduleKeyDeletionPendingWindowInDays': String(call.pendingWindowInDays ?? 30) },
       }];
   }
 }
@@ -713,6 +749,8 @@ const NOW = new Date('2026-06-01T12:00:00Z');
 function globalContext(principal: Principal, authorisation: Authorisation): Record<string, string> {
   const region = authorisation.resource.split(':')[3] || 'us-east-1';
   return {
+    // The caller's account, which is not the key's when the key's policy admits another account.
+    ...(authorisation.service === 'kms' ? { 'kms:CallerAccount': principal.account } : {}),
     'aws:PrincipalArn': principal.roleArn,
     'aws:PrincipalAccount': principal.account,
     'aws:PrincipalType': 'AssumedRole',
