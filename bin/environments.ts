@@ -9,6 +9,11 @@ export interface EnvironmentConfig {
   readonly region: string;
   /** The DR region for the offsite copy; must differ from region. */
   readonly replicaRegion: string;
+  /**
+   * The account that holds the offsite copy. Another account than `account` makes the copy a vault that a
+   * compromise of the primary account cannot empty; the same account (the default) keeps the replica beside the store.
+   */
+  readonly replicaAccount: string;
 }
 
 /** A configuration mistake the user can fix: the app prints the message alone and exits 1. */
@@ -46,9 +51,10 @@ export function resolveEnvironment(environments: unknown, name: unknown): Enviro
     region: field('region', REGION, 'eu-west-1'),
     replicaRegion: field('replicaRegion', REGION, 'eu-central-1'),
   };
+  const replicaAccount = config.replicaAccount === undefined ? resolved.account : field('replicaAccount', ACCOUNT, '333333333333');
   if (resolved.replicaRegion === resolved.region) {
     throw new EnvironmentError(`environments.${name}.replicaRegion equals its region (${resolved.region}); ` +
       'choose another region, so that the offsite copy survives a regional outage');
   }
-  return resolved;
+  return { ...resolved, replicaAccount };
 }
