@@ -7,6 +7,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { AlarmTopic, subscribeEmails } from './alarm-topic';
 import { BackupDashboard } from './backup-dashboard';
+import { BackupBucket } from '../store/backup-bucket';
 import { BackupStore } from '../store/backup-store';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../contract/metrics';
 import { sourceNameProblem } from '../contract/names';
@@ -16,8 +17,12 @@ import { monitoringSettings, ratioFloorProblem } from './monitoring-settings';
 import { MonitoringRuleSource, MonitoringRules, enableEventBridgeNotifications } from './monitoring-rules';
 
 export interface BackupMonitoringProps {
-  /** The store whose backups are watched. */
-  readonly store: BackupStore;
+  /**
+   * The store whose backups are watched: a BackupStore, or a ReplicaStore watched from its own stack (a vault in
+   * another account, which the primary's monitoring cannot read): its freshness and restore-test age checks then
+   * run there, on the copies replication brought.
+   */
+  readonly store: BackupBucket;
   /**
    * Where alarms and the functions' findings go. If it is encrypted, its key must let CloudWatch, EventBridge
    * and the two functions use it.
@@ -102,14 +107,14 @@ export class BackupMonitoring extends Construct {
   public readonly forgedPointersAlarm: cloudwatch.Alarm;
   /** The newest backup of some source shrank below its floor or minimum. */
   public readonly sizeAnomalyAlarm: cloudwatch.Alarm;
-  /** Objects failed to replicate, when the store has a replica. */
+  /** Objects failed to replicate, when the store is a BackupStore with a replica. */
   public readonly replicationFailedAlarm?: cloudwatch.Alarm;
   /** Events the freshness or size check still failed on after Lambda's retries. */
   public readonly deadLetterQueue: sqs.Queue;
   /** Fires while the dead-letter queue holds an event: a size check that failed would otherwise go unnoticed. */
   public readonly deadLetterAlarm: cloudwatch.Alarm;
 
-  private readonly store: BackupStore;
+  private readonly store: BackupBucket;
   private readonly interval: Duration;
   private readonly defaultRatioFloor: number;
   private readonly perSourceAlarms: boolean;
@@ -124,7 +129,7 @@ export class BackupMonitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: BackupMonitoringProps) {
     super(scope, id);
-    if (!props?.store) throw new RestorableError(this, 'store is required: the BackupStore whose backups are watched');
+    if (!props?.store) throw new RestorableError(this, 'store is required: the BackupStore (or ReplicaStore) whose backups are watched');
     this.store = props.store;
     const settings = monitoringSettings(this, props);
     this.interval = settings.interval;
@@ -219,7 +224,8 @@ export class BackupMonitoring extends Construct {
         alarmDescription: 'The freshness or size check failed on an event after Lambda\'s retries. The event is in the dead-letter queue ' +
           '(the sources, or the new manifest that was not checked); the function\'s log says why.',
       });
-    if (this.store.replica) {
+    // Replication is the primary's to watch: a replica store has nothing to send on.
+    if (this.store instanceof BackupStore && this.store.replica) {
       this.replicationFailedAlarm = this.alarm('ReplicationFailedAlarm', this.store.metricFailedReplication(), {
         threshold: 0,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

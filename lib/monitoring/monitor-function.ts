@@ -6,7 +6,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { lambdaAsset } from '../shared/package-root';
-import { BackupStore } from '../store/backup-store';
+import { BackupBucket } from '../store/backup-bucket';
 import { METRIC_NAMESPACE } from '../contract/metrics';
 import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcardAction } from '../shared/nag';
 
@@ -15,7 +15,7 @@ export interface MonitorFunctionProps {
   readonly handlerName: string;
   readonly description: string;
   /** The store it reads: read-only access to every source's objects, and the store's settings in its environment. */
-  readonly store: BackupStore;
+  readonly store: BackupBucket;
   /** Where it reports findings. */
   readonly topic: sns.ITopic;
   /** Settings of the handler, beside the bucket, prefix and topic. */

@@ -4,7 +4,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { BackupStore } from '../store/backup-store';
+import { BackupBucket } from '../store/backup-bucket';
 import { MANIFEST_SUFFIX, sourcePrefix } from '../contract/names';
 import { RestorableError } from '../shared/errors';
 
@@ -20,7 +20,7 @@ export interface MonitoringRuleSource {
 }
 
 export interface MonitoringRulesProps {
-  readonly store: BackupStore;
+  readonly store: BackupBucket;
   /** How often the freshness check runs. */
   readonly interval: Duration;
   readonly freshnessFunction: lambda.IFunction;
@@ -93,7 +93,7 @@ export class MonitoringRules {
 }
 
 /** New manifests reach the size check through EventBridge, which the store's bucket must be told to notify. */
-export function enableEventBridgeNotifications(scope: Construct, store: BackupStore): void {
+export function enableEventBridgeNotifications(scope: Construct, store: BackupBucket): void {
   const cfnBucket = store.bucket.node.defaultChild;
   if (!(cfnBucket instanceof s3.CfnBucket)) {
     throw new RestorableError(scope, 'store: its bucket is not defined in this app, so its EventBridge notifications cannot be turned on here');

@@ -383,3 +383,27 @@ describe('cdk-nag AwsSolutions', () => {
     expect(() => app.synth()).not.toThrow();
   });
 });
+
+describe('BackupMonitoring of a replica store, watched from its own stack', () => {
+  test('given a ReplicaStore, then the checks read its bucket, and no replication alarm is made (the primary watches replication)', () => {
+    const { replicaStack, replica } = primaryWithReplica();
+    const monitoring = new BackupMonitoring(replicaStack, 'VaultMonitoring', { store: replica });
+    monitoring.addSource('orders-db', { maxAge: Duration.hours(25) });
+    const template = Template.fromStack(replicaStack);
+
+    const bucketRef = { Ref: expect.stringMatching(/^ReplicaStoreBucket[0-9A-F]{8}$/) };
+    const functions = resources(template, 'AWS::Lambda::Function').map(([, f]) => f.Properties.Environment?.Variables).filter((v) => v?.BUCKET_NAME);
+    expect(functions).toHaveLength(2);
+    for (const variables of functions) expect(variables.BUCKET_NAME).toEqual(bucketRef);
+    expect(monitoring.replicationFailedAlarm).toBeUndefined();
+    expect(resources(template, 'AWS::CloudWatch::Alarm').map(([id]) => id).filter((id) => id.includes('Replication'))).toEqual([]);
+    // New manifests reach the size check: the replica's bucket notifies EventBridge.
+    expect(onlyBucket(template).Properties.NotificationConfiguration).toEqual({ EventBridgeConfiguration: { EventBridgeEnabled: true } });
+  });
+});
+
+function onlyBucket(template: Template): Resource {
+  const buckets = resources(template, 'AWS::S3::Bucket').filter(([id]) => /^ReplicaStoreBucket[0-9A-F]{8}$/.test(id));
+  if (buckets.length !== 1) throw new Error(`expected the replica's bucket, found ${buckets.length}`);
+  return buckets[0][1];
+}
