@@ -1,5 +1,5 @@
 import {
-  Annotations, Arn, ArnFormat, CustomResource, Duration, Lazy, RemovalPolicy, Stack, Token,
+  Annotations, Arn, ArnFormat, Aws, CustomResource, Duration, Lazy, Names, RemovalPolicy, Stack, Token,
 } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -9,12 +9,15 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { RestorableError } from '../shared/errors';
-import { alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn, rolesUnderPath } from '../shared/trust-boundaries';
+import { ROLE_PATHS, alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn, rolesUnderPath } from '../shared/trust-boundaries';
 import { lambdaAsset } from '../shared/package-root';
 import { NODE22_RUNTIME_REASON, acknowledgeNag } from '../shared/nag';
 
 /** What a replica key alias looks like, for error messages. */
 const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
+
+/** An AWS account id: twelve digits. */
+const ACCOUNT_ID = /^\d{12}$/;
 
 /** An age X25519 recipient, as `age-keygen` prints it: `age1` and 58 bech32 characters. */
 const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
@@ -29,15 +32,16 @@ const IDENTITY_DESTRUCTIVE_ACTIONS = [
 export interface BackupKeysProps {
   /**
    * The disaster-recovery region the identity secret is replicated to, so that backups stay readable when
-   * the primary region is gone. Required when BackupKeys generates the key pair.
+   * the primary region is gone. Required when BackupKeys generates the key pair, unless `vaultAccount` is given
+   * (the vault's VaultIdentity is then the offsite copy of the identity; a replica region may still be given).
    *
-   * @default - none; an error unless `recipient` is given
+   * @default - none; an error unless `recipient` or `vaultAccount` is given
    */
   readonly replicaRegion?: string;
 
   /**
    * The alias of the KMS key that encrypts the replica secret in `replicaRegion`, for example
-   * `replicaStore.keyAliasName`. Required when BackupKeys generates the key pair.
+   * `replicaStore.identityKeyAliasName`. Required with `replicaRegion`.
    *
    * BackupKeys does not create that key: the replica stack (for example its ReplicaStore) does, and must be
    * deployed first.
@@ -45,9 +49,24 @@ export interface BackupKeysProps {
    * rotation), so the key policy must let this account's IAM policies grant its use, as the default key
    * policy does; BackupKeys grants the key generator `kms:Encrypt` and restore roles `kms:Decrypt` on it.
    *
-   * @default - none; an error unless `recipient` is given
+   * @default - none; an error when `replicaRegion` is given
    */
   readonly replicaKeyAlias?: string;
+
+  /**
+   * The account of a vault (a ReplicaStore in another account) that keeps its own copy of the identity: the
+   * identity secret's resource policy and its key's policy let that account's identity copier (a VaultIdentity,
+   * whose role lives under `/restorable/identity-copier/`) read and decrypt the identity, and nothing else.
+   *
+   * The secret then gets a name derived from the construct path (`identitySecretName`), so that the vault's stack
+   * can name it at synth. Adding this to BackupKeys already deployed without it replaces the secret: the old one
+   * is retained with the identities of every earlier backup, the new one starts with a new identity only, so append
+   * the old secret's identity file to the new one's. Needs a stack with an explicit account and region, and a
+   * generated key pair.
+   *
+   * @default - no vault: only this account reads the identity
+   */
+  readonly vaultAccount?: string;
 
   /**
    * Which key pair generation is current. Increase it to rotate: a new identity is put in front of the old
@@ -143,6 +162,15 @@ export class BackupKeys extends Construct {
   /** The KMS key that encrypts the identity secret, when BackupKeys created it. */
   public readonly encryptionKey?: kms.IKey;
 
+  /** The account of the vault whose identity copier may read the identity, when `vaultAccount` is given. */
+  public readonly vaultAccount?: string;
+
+  /**
+   * The identity secret's name, known at synth, when `vaultAccount` is given (otherwise CloudFormation names the
+   * secret, and the name is known only once deployed).
+   */
+  public readonly identitySecretName?: string;
+
   /** Roles exempt from the secret's GetSecretValue deny; read lazily, so roles registered later count too. */
   private readonly identityReaders: iam.IRole[] = [];
   /** IAM paths whose roles are exempt from that deny, as `aws:PrincipalArn` patterns (`arn:…:role/path/*`). */
@@ -158,6 +186,10 @@ export class BackupKeys extends Construct {
     super(scope, id);
     this.replicaKeyAlias = props.replicaKeyAlias ?? '';
 
+    if (props.vaultAccount !== undefined) {
+      this.vaultAccount = this.validateVaultAccount(props);
+      this.identitySecretName = `${Names.uniqueResourceName(this, { maxLength: 120 })}-identity`;
+    }
     if (props.recipient !== undefined) {
       validateRecipient(this, props.recipient);
       this.recipient = props.recipient;
@@ -174,12 +206,17 @@ export class BackupKeys extends Construct {
         'or leave both out to have BackupKeys generate the key pair');
     }
 
-    this.replicaRegion = this.validateReplicaRegion(props.replicaRegion);
-    if (!props.replicaKeyAlias) {
-      throw new RestorableError(this, `replicaKeyAlias is required: the alias of the KMS key in ${this.replicaRegion} that encrypts the identity's DR ` +
-        'copy, for example replicaStore.keyAliasName (the ReplicaStore in that region)');
+    if (this.vaultAccount === undefined || props.replicaRegion !== undefined) {
+      this.replicaRegion = this.validateReplicaRegion(props.replicaRegion);
+      if (!props.replicaKeyAlias) {
+        throw new RestorableError(this, `replicaKeyAlias is required: the alias of the KMS key in ${this.replicaRegion} that encrypts the identity's DR ` +
+          'copy, for example replicaStore.keyAliasName (the ReplicaStore in that region)');
+      }
+      validateAlias(this, this.replicaKeyAlias);
+    } else if (props.replicaKeyAlias !== undefined) {
+      throw new RestorableError(this, 'replicaKeyAlias is for the identity\'s DR copy in replicaRegion: give replicaRegion too, or leave both out ' +
+        `to keep the offsite copy in the vault account ${this.vaultAccount} alone`);
     }
-    validateAlias(this, this.replicaKeyAlias);
     const generation = props.generation ?? 1;
     if (!Number.isInteger(generation) || generation < 1) {
       throw new RestorableError(this, `generation must be a positive integer (1, 2, …), got ${generation}: increase it by one to rotate the key`);
@@ -197,11 +234,14 @@ export class BackupKeys extends Construct {
 
     const secret = new secretsmanager.Secret(this, 'Identity', {
       description: 'age identity file (private keys) that opens Restorable backups; restore roles only',
+      // Named only for a vault, which must name it at synth: naming a secret already deployed would replace it.
+      secretName: this.identitySecretName,
       encryptionKey: key,
       // CloudFormation requires an initial value; the key generator replaces it with the identity file.
       // Never change this block: CloudFormation generates a new value whenever it changes.
       generateSecretString: { passwordLength: 32, excludePunctuation: true },
-      replicaRegions: [{ region: this.replicaRegion, encryptionKey: kms.Key.fromKeyArn(this, 'ReplicaKey', this.replicaKeyArn(this.replicaKeyAlias)) }],
+      replicaRegions: this.replicaRegion === undefined ? undefined
+        : [{ region: this.replicaRegion, encryptionKey: kms.Key.fromKeyArn(this, 'ReplicaKey', this.replicaKeyArn(this.replicaKeyAlias)) }],
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.identitySecret = secret;
@@ -228,6 +268,7 @@ export class BackupKeys extends Construct {
         ArnNotLike: { 'aws:PrincipalArn': Lazy.list({ produce: () => [...this.identityWriters, deploymentRoleArn(this, props.deploymentRoleArn), breakGlass] }) },
       },
     }));
+    if (this.vaultAccount !== undefined) this.admitVaultCopier(secret, key, this.vaultAccount);
     // Kept with the secret: a retained secret without its deny would be readable by any broad IAM policy.
     if (policyDependable instanceof secretsmanager.ResourcePolicy) policyDependable.applyRemovalPolicy(RemovalPolicy.RETAIN);
     acknowledgeNag(secret, 'SMG4', 'The identity is rotated by raising the generation prop, which appends a key; a Secrets Manager ' +
@@ -252,6 +293,20 @@ export class BackupKeys extends Construct {
   }
 
   /**
+   * The identity secret's ARN without the six characters Secrets Manager appends
+   * (`arn:…:secretsmanager:REGION:ACCOUNT:secret:NAME`), known at synth, for the vault's VaultIdentity to copy
+   * from. Needs `vaultAccount`. Secrets Manager takes it as a SecretId; in IAM policies append `-??????`.
+   */
+  public identitySourceArn(): string {
+    if (this.identitySecretName === undefined) {
+      throw new RestorableError(this, 'identitySourceArn() names the identity secret for a vault in another account: give BackupKeys ' +
+        'vaultAccount (the vault\'s account id), which names the secret at synth and lets that account\'s identity copier read it');
+    }
+    const stack = Stack.of(this);
+    return `arn:${Aws.PARTITION}:secretsmanager:${stack.region}:${stack.account}:secret:${this.identitySecretName}`;
+  }
+
+  /**
    * Lets a restore role read the identity: exempts it from the secret's deny, and grants GetSecretValue and
    * decryption through Secrets Manager, in the primary region and on the replica in the DR region.
    * Never grant this to a dump role: dump tasks need only `recipient`.
@@ -260,20 +315,16 @@ export class BackupKeys extends Construct {
     if (!this.identitySecret) {
       return iam.Grant.drop(role, 'read the age identity, which is not kept in AWS (recipient given without identitySecret)');
     }
-    if (!this.replicaRegion) return this.identitySecret.grantRead(role); // a secret brought by the user: its policy is the user's
+    if (!this.encryptionKey) return this.identitySecret.grantRead(role); // a secret brought by the user: its policy is the user's
     // By path, the grant is the role's own policy alone: neither the secret's nor the key's policy names the role.
     // (The secret's grantRead would add the role to the key's policy when it lives in another stack.)
     const primary = options.rolePath ? this.grantIdentityReadToPrincipal(role) : this.identitySecret.grantRead(role);
     if (options.rolePath) {
-      // Both conditions must hold for the deny: a role named by its ARN or one under a granted path gets through.
-      if (!this.identityReaderPaths.length) {
-        this.identityReadDeny!.addCondition('ArnNotLike', { 'aws:PrincipalArn': Lazy.list({ produce: () => this.identityReaderPaths }) });
-      }
-      const pattern = rolesUnderPath(this, options.rolePath);
-      if (!this.identityReaderPaths.includes(pattern)) this.identityReaderPaths.push(pattern);
+      this.exemptReaderPath(rolesUnderPath(this, options.rolePath));
     } else if (!this.identityReaders.includes(role)) {
       this.identityReaders.push(role);
     }
+    if (this.replicaRegion === undefined) return primary;
 
     const replicaSecret = iam.Grant.addToPrincipal({
       grantee: role,
@@ -292,6 +343,43 @@ export class BackupKeys extends Construct {
     acknowledgeNag(role, this.replicaKeyWildcardFinding(), 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
         'limited to that alias (kms:ResourceAliases) and to decryption through Secrets Manager.');
     return primary.combine(replicaSecret).combine(replicaKey);
+  }
+
+  /** Exempts every role whose ARN is like `pattern` from the secret's read deny. */
+  private exemptReaderPath(pattern: string): void {
+    // Both conditions must hold for the deny: a role named by its ARN or one under an exempt path gets through.
+    if (!this.identityReaderPaths.length) {
+      this.identityReadDeny!.addCondition('ArnNotLike', { 'aws:PrincipalArn': Lazy.list({ produce: () => this.identityReaderPaths }) });
+    }
+    if (!this.identityReaderPaths.includes(pattern)) this.identityReaderPaths.push(pattern);
+  }
+
+  /**
+   * Lets the vault account's identity copier, and no other principal of that account, read the identity: the
+   * account is the principal (its role may not exist yet when this deploys), narrowed to the copier's role path.
+   * The vault account's own IAM policies must grant the copier the same, as VaultIdentity does.
+   */
+  private admitVaultCopier(secret: secretsmanager.Secret, key: kms.Key, vaultAccount: string): void {
+    const copiers = `arn:${Aws.PARTITION}:iam::${vaultAccount}:role${ROLE_PATHS.identityCopier}*`;
+    const vault = new iam.AccountPrincipal(vaultAccount);
+    secret.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'TheVaultIdentityCopierReadsTheIdentity',
+      principals: [vault],
+      actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+      resources: ['*'],
+      conditions: { ArnLike: { 'aws:PrincipalArn': copiers } },
+    }));
+    this.exemptReaderPath(copiers);
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'TheVaultIdentityCopierDecryptsThroughSecretsManager',
+      principals: [vault],
+      actions: ['kms:Decrypt'],
+      resources: ['*'],
+      conditions: {
+        ArnLike: { 'aws:PrincipalArn': copiers },
+        StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` },
+      },
+    }));
   }
 
   /** GetSecretValue on the identity and decryption with its key through Secrets Manager, in the role's policy only. */
@@ -357,14 +445,16 @@ export class BackupKeys extends Construct {
       resources: [secret.secretArn],
     }));
     key.grant(role, 'kms:Decrypt', 'kms:GenerateDataKey');
-    // Secrets Manager replicates each new value as the caller, so the caller must encrypt with the replica key.
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['kms:Encrypt', 'kms:GenerateDataKey'],
-      resources: [this.replicaKeyArn('key/*')],
-      conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': this.replicaKeyAlias } },
-    }));
-    acknowledgeNag(role, this.replicaKeyWildcardFinding(), 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
-        'limited to that alias with kms:ResourceAliases.');
+    if (this.replicaRegion !== undefined) {
+      // Secrets Manager replicates each new value as the caller, so the caller must encrypt with the replica key.
+      role.addToPolicy(new iam.PolicyStatement({
+        actions: ['kms:Encrypt', 'kms:GenerateDataKey'],
+        resources: [this.replicaKeyArn('key/*')],
+        conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': this.replicaKeyAlias } },
+      }));
+      acknowledgeNag(role, this.replicaKeyWildcardFinding(), 'The replica key lives in another stack and is known here only by its alias; the statement is ' +
+          'limited to that alias with kms:ResourceAliases.');
+    }
 
     const generator = new lambda.Function(this, 'KeyGenerator', {
       description: 'Generates the age identity of Restorable backups (custom resource)',
@@ -378,6 +468,28 @@ export class BackupKeys extends Construct {
     });
     acknowledgeNag(generator, 'L1', NODE22_RUNTIME_REASON);
     return generator;
+  }
+
+  /** The vault account, checked: twelve digits, not this stack's account, for a key pair BackupKeys generates. */
+  private validateVaultAccount(props: BackupKeysProps): string {
+    const vaultAccount = props.vaultAccount!;
+    if (props.recipient !== undefined) {
+      throw new RestorableError(this, 'vaultAccount copies an identity BackupKeys generates into the vault account, but recipient brings your own key, ' +
+        'whose identity is not in AWS: keep a copy of your identity file in the vault account yourself, and leave vaultAccount out');
+    }
+    if (Token.isUnresolved(vaultAccount) || !ACCOUNT_ID.test(vaultAccount)) {
+      throw new RestorableError(this, `vaultAccount must be an AWS account id, twelve digits known at synth, such as '210987654321'; got '${vaultAccount}'`);
+    }
+    const stack = Stack.of(this);
+    if (Token.isUnresolved(stack.account) || Token.isUnresolved(stack.region)) {
+      throw new RestorableError(this, 'vaultAccount needs a stack with an explicit env (account and region): the vault\'s stack names the identity ' +
+        'secret by its ARN, known at synth; set env: { account, region } on this stack');
+    }
+    if (vaultAccount === stack.account) {
+      throw new RestorableError(this, `vaultAccount ${vaultAccount} is this stack's own account: a vault is in another account, which a compromise ` +
+        'of this one cannot reach. For a copy in this account give replicaRegion and replicaKeyAlias instead');
+    }
+    return vaultAccount;
   }
 
   private validateReplicaRegion(replicaRegion: string | undefined): string {

@@ -34,4 +34,14 @@ describe('cdk-nag AwsSolutions', () => {
   ])('BackupKeys with a restore role and a dump role has no unacknowledged findings: %s', (_name, env) => {
     expect(() => nagCheckedApp(env).synth()).not.toThrow();
   });
+
+  test('BackupKeys with a vault account and no replica region, read by restore roles by path, has no unacknowledged findings', () => {
+    const app = new App();
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    const stack = new Stack(app, 'KeysNag', { env: { account: '123456789012', region: 'eu-central-1' } });
+    const keys = new BackupKeys(stack, 'BackupKeys', { vaultAccount: '210987654321' });
+    keys.grantIdentityRead(new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'), path: '/restorable/restore-test/' }),
+      { rolePath: '/restorable/restore-test/' });
+    expect(() => app.synth()).not.toThrow();
+  });
 });

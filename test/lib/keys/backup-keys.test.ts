@@ -410,3 +410,136 @@ function rolesGranted(template: Template, actions: string[], resourceId: string)
   }
   return [...roles].sort();
 }
+
+describe('a vault in another account', () => {
+  const VAULT = '210987654321';
+  const copiers = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:iam::${VAULT}:role/restorable/identity-copier/*`]] };
+  const vaultRoot = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:iam::${VAULT}:root`]] };
+
+  function vaultKeys(props: BackupKeysProps = {}) {
+    const stack = new Stack(new App(), 'Primary', { env: ENV });
+    const keys = new BackupKeys(stack, 'BackupKeys', { vaultAccount: VAULT, ...props });
+    return { stack, keys };
+  }
+
+  test('the secret gets a name known at synth, which does not look like an ARN suffix, and its partial ARN', () => {
+    const { stack, keys } = vaultKeys();
+    const template = Template.fromStack(stack);
+
+    expect(keys.vaultAccount).toBe(VAULT);
+    expect(keys.identitySecretName).toMatch(/^PrimaryBackupKeys[0-9A-F]{8}-identity$/);
+    expect(keys.identitySecretName).not.toMatch(/-[A-Za-z0-9]{6}$/);
+    template.hasResourceProperties('AWS::SecretsManager::Secret', { Name: keys.identitySecretName });
+    expect(stack.resolve(keys.identitySourceArn())).toEqual({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:secretsmanager:eu-central-1:123456789012:secret:${keys.identitySecretName}`]],
+    });
+  });
+
+  test('the name follows the construct path, so another BackupKeys gets another', () => {
+    const stack = new Stack(new App(), 'Primary', { env: ENV });
+    const one = new BackupKeys(stack, 'One', { vaultAccount: VAULT });
+    const two = new BackupKeys(stack, 'Two', { vaultAccount: VAULT });
+    expect(one.identitySecretName).not.toBe(two.identitySecretName);
+    expect(vaultKeys().keys.identitySecretName).toBe(vaultKeys().keys.identitySecretName);
+  });
+
+  test('without a vault the secret stays unnamed, as deployed before, and identitySourceArn() says what it needs', () => {
+    const { stack, keys } = generatedKeys();
+    Template.fromStack(stack).hasResourceProperties('AWS::SecretsManager::Secret', { Name: Match.absent() });
+    expect(keys.identitySecretName).toBeUndefined();
+    expect(keys.vaultAccount).toBeUndefined();
+    expect(() => keys.identitySourceArn()).toThrow(/identitySourceArn\(\) names the identity secret for a vault in another account: give BackupKeys vaultAccount/);
+  });
+
+  test('the secret\'s policy lets the vault account\'s identity copiers read it, and exempts only them from the read deny', () => {
+    const { stack, keys } = vaultKeys();
+    keys.grantIdentityRead(new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') }),
+      { rolePath: '/restorable/restore-test/' });
+    const template = Template.fromStack(stack);
+
+    template.hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
+      ResourcePolicy: { Statement: Match.arrayWith([
+        Match.objectLike({
+          Sid: 'OnlyRestoreRolesReadTheIdentity',
+          Condition: {
+            ArnNotEquals: { 'aws:PrincipalArn': [roleArn(logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/))] },
+            ArnNotLike: { 'aws:PrincipalArn': [
+              copiers,
+              { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::123456789012:role/restorable/restore-test/*']] },
+            ] },
+          },
+        }),
+        {
+          Sid: 'TheVaultIdentityCopierReadsTheIdentity',
+          Effect: 'Allow',
+          Principal: { AWS: vaultRoot },
+          Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+          Resource: '*',
+          Condition: { ArnLike: { 'aws:PrincipalArn': copiers } },
+        },
+      ]) },
+    });
+    // Writing stays the key generator's, CloudFormation's and break-glass's alone.
+    const policy = Object.values(template.findResources('AWS::SecretsManager::ResourcePolicy'))[0];
+    const writeDeny = policy.Properties.ResourcePolicy.Statement.find((s: { Sid?: string }) => s.Sid === 'OnlyTheGeneratorWritesTheIdentity');
+    expect(JSON.stringify(writeDeny)).not.toContain(VAULT);
+  });
+
+  test('the identity key lets the vault\'s identity copiers decrypt through Secrets Manager in the primary region, and nothing else', () => {
+    const { stack } = vaultKeys();
+    const template = Template.fromStack(stack);
+
+    const key = Object.values(template.findResources('AWS::KMS::Key'))[0];
+    const forVault = key.Properties.KeyPolicy.Statement.filter((s: object) => JSON.stringify(s).includes(VAULT));
+    expect(forVault).toEqual([{
+      Sid: 'TheVaultIdentityCopierDecryptsThroughSecretsManager',
+      Effect: 'Allow',
+      Principal: { AWS: vaultRoot },
+      Action: 'kms:Decrypt',
+      Resource: '*',
+      Condition: {
+        ArnLike: { 'aws:PrincipalArn': copiers },
+        StringEquals: { 'kms:ViaService': 'secretsmanager.eu-central-1.amazonaws.com' },
+      },
+    }]);
+    // The deny of decryption outside Secrets Manager still holds for everyone.
+    expect(key.Properties.KeyPolicy.Statement).toContainEqual(expect.objectContaining({ Sid: 'DecryptOnlyThroughSecretsManager', Effect: 'Deny' }));
+  });
+
+  test('without a replica region the secret is not replicated, and restore roles get the primary region only', () => {
+    const { stack, keys } = vaultKeys();
+    const restoreRole = new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    keys.grantIdentityRead(restoreRole);
+    const template = Template.fromStack(stack);
+
+    template.hasResourceProperties('AWS::SecretsManager::Secret', { ReplicaRegions: Match.absent() });
+    expect(JSON.stringify(template.toJSON())).not.toContain('key/*');
+    expect(rolesGranted(template, ['secretsmanager:GetSecretValue'], logicalId(template, 'AWS::SecretsManager::Secret', /^BackupKeysIdentity/)))
+      .toEqual([logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/), logicalId(template, 'AWS::IAM::Role', /^RestoreRole/)].sort());
+  });
+
+  test('a replica region may still be given beside the vault', () => {
+    const { stack } = vaultKeys({ replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/restorable-secrets' });
+    Template.fromStack(stack).hasResourceProperties('AWS::SecretsManager::Secret', {
+      Name: Match.stringLikeRegexp('-identity$'),
+      ReplicaRegions: [Match.objectLike({ Region: 'eu-west-1' })],
+    });
+  });
+
+  test.each([
+    [{ vaultAccount: '123456789012' }, /vaultAccount 123456789012 is this stack's own account: a vault is in another account/],
+    [{ vaultAccount: '21098765432' }, /vaultAccount must be an AWS account id, twelve digits known at synth, such as '210987654321'; got '21098765432'/],
+    [{ vaultAccount: 'vault' }, /vaultAccount must be an AWS account id.*got 'vault'/],
+    [{ vaultAccount: VAULT, recipient: OFFLINE_RECIPIENT }, /vaultAccount copies an identity BackupKeys generates into the vault account, but recipient brings your own key/],
+    [{ vaultAccount: VAULT, replicaKeyAlias: 'alias/restorable-secrets' }, /replicaKeyAlias is for the identity's DR copy in replicaRegion: give replicaRegion too/],
+    [{ vaultAccount: VAULT, replicaRegion: 'eu-west-1' }, /replicaKeyAlias is required/],
+    [{ vaultAccount: VAULT, replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/x' }, /replicaRegion must differ from the stack's region/],
+  ])('refused: %j', (props, message) => {
+    expect(() => new BackupKeys(new Stack(new App(), 'Primary', { env: ENV }), 'BackupKeys', props)).toThrow(message);
+  });
+
+  test('refused in a stack without an explicit account and region, since the vault names the secret by ARN at synth', () => {
+    expect(() => new BackupKeys(new Stack(new App(), 'Primary'), 'BackupKeys', { vaultAccount: VAULT }))
+      .toThrow(/vaultAccount needs a stack with an explicit env \(account and region\)/);
+  });
+});
