@@ -10,7 +10,7 @@ import type { BackupBucketProps, TierTransition } from './backup-bucket';
 import { DEFAULT_KEEP_COUNTS, Tier, keepCountProblems } from '../contract/tiers';
 import { RestorableError, renamedPropProblems, wholeDays } from '../shared/errors';
 import {
-  RetentionInput, TierRetention, complianceLockProblem, lockBeyondRetentionWarning, planRetention, retentionProblems,
+  RetentionInput, TierRetention, complianceLockProblem, lockBeyondRetentionWarning, planRetention, retentionProblems, vaultRetention,
 } from './retention-policy';
 
 /** The Object Lock default retention when none is given. */
@@ -42,8 +42,11 @@ export interface BucketSettings {
   readonly retention: TierRetention[];
 }
 
-/** Checks a BackupBucket's props (throwing every problem at once) and reports a lock that outlasts tiers. */
-export function bucketSettings(scope: Construct, props: BackupBucketProps): BucketSettings {
+/**
+ * Checks a BackupBucket's props (throwing every problem at once) and reports a lock that outlasts tiers.
+ * @param vault the bucket is a vault: its tiers are planned as vaultRetention says
+ */
+export function bucketSettings(scope: Construct, props: BackupBucketProps, vault = false): BucketSettings {
   const keep = props.keep ?? DEFAULT_KEEP_COUNTS;
   const problems = [...renamedPropProblems(props, RENAMED), ...keepCountProblems(keep)];
   const lock = objectLock(props, problems);
@@ -66,7 +69,7 @@ export function bucketSettings(scope: Construct, props: BackupBucketProps): Buck
 
   const retention = planRetention(input);
   if (lock) reportLockBeyondRetention(scope, lock, retention, props.acknowledgeComplianceLockBeyondRetention ?? false);
-  return { lock, noncurrentDays, accessLogDays, retention };
+  return { lock, noncurrentDays, accessLogDays, retention: vault ? vaultRetention(retention) : retention };
 }
 
 /** The default retention in whole days, or undefined when Object Lock is turned off. */

@@ -104,6 +104,11 @@ export interface BackupBucketInternals {
   readonly bucketName?: string;
   /** Give the key an alias derived from the construct path, so that another region can name it. */
   readonly withKeyAlias?: boolean;
+  /**
+   * The bucket is a vault in another account than its primary: tiers keep noncurrent versions for their effective
+   * retention (vaultRetention), and the write-once policy lets the retention keeper's path bypass governance locks.
+   */
+  readonly vault?: boolean;
 }
 
 /**
@@ -133,7 +138,7 @@ export abstract class BackupBucket extends Construct {
     super(scope, id);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     this.prefix = normalisePrefix(props.prefix);
-    const settings = bucketSettings(this, props);
+    const settings = bucketSettings(this, props, internals.vault);
     this.objectLockEnabled = settings.lock !== undefined;
     this.objectLockDefaultRetention = settings.lock;
     this.retention = settings.retention;
@@ -176,7 +181,9 @@ export abstract class BackupBucket extends Construct {
       versioned: true,
       objectLockEnabled: this.objectLockEnabled,
       objectLockDefaultRetention: settings.lock,
-      lifecycleRules: this.lifecycleRules(settings.noncurrentDays),
+      // When two rules expire the same noncurrent version S3 applies the sooner, and housekeeping matches every object:
+      // in a vault it must keep them as long as the longest-kept tier, or it would cut the tiers' longer noncurrent days short.
+      lifecycleRules: this.lifecycleRules(internals.vault ? Math.max(...this.retention.map((r) => r.noncurrentDays)) : settings.noncurrentDays),
       removalPolicy,
     });
     // Retagging could move a backup into a shorter-lived tier: once an object carries its tier, nobody may change it.
@@ -189,7 +196,7 @@ export abstract class BackupBucket extends Construct {
       conditions: { Null: { [`s3:ExistingObjectTag/${TIER_TAG}`]: 'false' } },
     }));
     // Objects are added, never replaced; pointers move only by their ETag; nobody but break-glass destroys.
-    addWriteOncePolicy(this, bucket, this.prefix, props.breakGlassRole);
+    addWriteOncePolicy(this, bucket, this.prefix, props.breakGlassRole, { retentionKeeper: internals.vault });
     this.deliverAccessLogs(bucket, accessLogsBucket);
     this.bucket = bucket;
   }

@@ -204,3 +204,32 @@ export function complianceLockProblem(plans: readonly TierRetention[], acknowled
     `${plans.map((p) => `${keptByLock(p)} ${p.tier}`).join(', ')} backups per source at once. Shorten the lock to ` +
     `${unlockedDays(longest)} days or less, choose s3.ObjectLockRetention.governance(...), or set ${acknowledgement}: true to keep them`;
 }
+
+/**
+ * A vault's tiers. Its retention keeper locks each tiered version in COMPLIANCE for the tier's expiry (at least the
+ * default lock), and, since the primary account can replicate a new version over an existing key at any time, which
+ * makes the old one noncurrent at once, each tier keeps noncurrent versions for the tier's effective retention: an
+ * overwritten backup still lives as long as one that expired. Its effective retention grows by as much.
+ */
+export function vaultRetention(plans: readonly TierRetention[]): TierRetention[] {
+  return plans.map((p) => {
+    const lockDays = Math.max(p.lockDays, p.expirationDays);
+    const noncurrentDays = effectiveRetentionDays(p.expirationDays, p.noncurrentDays, lockDays);
+    return { ...p, lockDays, noncurrentDays, effectiveDays: effectiveRetentionDays(p.expirationDays, noncurrentDays, lockDays) };
+  });
+}
+
+/**
+ * The vault's COMPLIANCE locks in words, per tier: how long the retention keeper locks each backup, and that nobody can
+ * delete it sooner.
+ * @param defaultDays the vault's default lock, which untagged objects (pointers, manifests, reports) get
+ */
+export function complianceRetentionWarning(plans: readonly TierRetention[], defaultDays: number): string {
+  const tiers = plans.map((p) => `${p.tier} backups ${p.lockDays} days`).join(', ');
+  return `This ReplicaStore is a vault: its retention keeper locks every new version in COMPLIANCE mode from the day it was ` +
+    `written: ${tiers}; pointers, manifests, runbooks and reports ${defaultDays} days; longer where the primary's lock already ` +
+    `runs longer. Until then nobody, not even the vault account's root, can delete a locked version or shorten its lock, and each ` +
+    `is billed until then. Noncurrent versions are kept for each tier's effective retention (${plans.map((p) => `${p.tier} ` +
+    `${p.noncurrentDays} days`).join(', ')}), since the primary can replicate a new version over a key. To lock for less, keep fewer ` +
+    'backups in the vault (its keep) or shorten its objectLockDefaultRetention; acknowledge this warning once the numbers are right.';
+}

@@ -27,10 +27,13 @@ export const TAGGING_ACTIONS = ['s3:PutObjectTagging', 's3:PutObjectVersionTaggi
  * 6. NoTaggingPointers: the pointers, runbooks and reports are never tagged (a tier tag would expire them), not even
  *    at creation: PutObject with a Tagging header is authorised as s3:PutObjectTagging too.
  * 7. OnlyBreakGlassDestroys: no object version is deleted and no governance lock bypassed. Lifecycle expiry is
- *    S3's own and is not subject to bucket policies.
+ *    S3's own and is not subject to bucket policies. In a vault the governance bypass is a statement of its own,
+ *    OnlyRetentionKeeperBypasses, which exempts the retention keeper's path too: it must bypass a replica's GOVERNANCE
+ *    lock to make it COMPLIANCE. It is never exempt from deletes.
  * Break-glass is exempt from every one.
  */
-export function writeOnceStatements(scope: Construct, bucket: s3.IBucket, prefix: string, breakGlassRole?: iam.IRole): iam.PolicyStatement[] {
+export function writeOnceStatements(scope: Construct, bucket: s3.IBucket, prefix: string, breakGlassRole?: iam.IRole,
+  options: WriteOnceOptions = {}): iam.PolicyStatement[] {
   const breakGlass = breakGlassRoleArn(scope, breakGlassRole);
   const objects = (pattern: string) => bucket.arnForObjects(`${prefix}${pattern}`);
   const pointers = objects(`*/${LATEST_FILE}`);
@@ -81,14 +84,30 @@ export function writeOnceStatements(scope: Construct, bucket: s3.IBucket, prefix
       actions: TAGGING_ACTIONS,
       resources: [pointers, runbooks, reports],
     }),
-    deny('OnlyBreakGlassDestroys', {
-      actions: ['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:BypassGovernanceRetention'],
-      resources: [allObjects],
-    }),
+    ...(options.retentionKeeper
+      ? [
+        deny('OnlyBreakGlassDestroys', { actions: ['s3:DeleteObject', 's3:DeleteObjectVersion'], resources: [allObjects] }),
+        deny('OnlyRetentionKeeperBypasses', {
+          actions: ['s3:BypassGovernanceRetention'],
+          resources: [allObjects],
+          exempt: [rolesUnderPath(scope, ROLE_PATHS.retentionKeeper)],
+        }),
+      ]
+      : [deny('OnlyBreakGlassDestroys', {
+        actions: ['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:BypassGovernanceRetention'],
+        resources: [allObjects],
+      })]),
   ];
 }
 
+/** What differs in a vault's write-once policy. */
+export interface WriteOnceOptions {
+  /** Let the retention keeper's path (ROLE_PATHS.retentionKeeper) bypass governance locks, and nothing else. */
+  readonly retentionKeeper?: boolean;
+}
+
 /** Adds the write-once statements to a bucket's policy. */
-export function addWriteOncePolicy(scope: Construct, bucket: s3.IBucket, prefix: string, breakGlassRole?: iam.IRole): void {
-  for (const statement of writeOnceStatements(scope, bucket, prefix, breakGlassRole)) bucket.addToResourcePolicy(statement);
+export function addWriteOncePolicy(scope: Construct, bucket: s3.IBucket, prefix: string, breakGlassRole?: iam.IRole,
+  options: WriteOnceOptions = {}): void {
+  for (const statement of writeOnceStatements(scope, bucket, prefix, breakGlassRole, options)) bucket.addToResourcePolicy(statement);
 }
