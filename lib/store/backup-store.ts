@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { BackupBucket, BackupBucketProps } from './backup-bucket';
 import { RestorableError } from '../shared/errors';
+import { ROLE_PATHS } from '../shared/trust-boundaries';
 import { ReplicaStore } from './replica-store';
 
 export interface BackupStoreProps extends BackupBucketProps {
@@ -96,6 +97,7 @@ export class BackupStore extends BackupBucket {
   }
 
   private checkReplica(replica: ReplicaStore): void {
+    this.checkReplicaAccount(replica);
     const region = Stack.of(this).region;
     if (!Token.isUnresolved(region) && replica.region === region) {
       throw new RestorableError(this, `replica is in ${region}, the same region as this store; an offsite copy in the same region ` +
@@ -109,6 +111,36 @@ export class BackupStore extends BackupBucket {
     if (replica.prefix !== this.prefix) {
       throw new RestorableError(this, `replica: the replica's prefix is '${replica.prefix}' but this store's is '${this.prefix}'; replication ` +
         `keeps object keys as they are, so give the ReplicaStore the same prefix ('${this.prefix}')`);
+    }
+  }
+
+  /** A replica in another account must be a vault of this store's account; a vault locks no more than its keeper allows. */
+  private checkReplicaAccount(replica: ReplicaStore): void {
+    const account = Stack.of(this).account;
+    if (Token.isUnresolved(account)) {
+      if (replica.isVault) {
+        throw new RestorableError(this, `replica is a vault for account ${replica.primaryAccount}, but this store's stack has no explicit account; ` +
+          `set env: { account: '${replica.primaryAccount}', region } on this stack`);
+      }
+      return;
+    }
+    if (!replica.isVault && replica.account !== account) {
+      throw new RestorableError(this, `replica is in account ${replica.account}, another account than this store's (${account}), but it does not ` +
+        `name this account as its primary: S3 would be refused there. Set primaryAccount: '${account}' on the ReplicaStore, which makes it a vault ` +
+        'that admits this account only to replicate');
+    }
+    if (replica.isVault && replica.primaryAccount !== account) {
+      throw new RestorableError(this, `replica is a vault whose primaryAccount is ${replica.primaryAccount}, but this store is in account ${account}: ` +
+        `the vault would refuse this store's replication. Set primaryAccount: '${account}' on the ReplicaStore`);
+    }
+    if (replica.isVault && this.objectLockDefaultRetention && replica.objectLockDefaultRetention) {
+      const ceiling = Math.max(replica.objectLockDefaultRetention.duration.toDays(), ...replica.retention.map((r) => r.expirationDays));
+      const lockDays = this.objectLockDefaultRetention.duration.toDays();
+      if (lockDays > ceiling) {
+        throw new RestorableError(this, `objectLockDefaultRetention is ${lockDays} days, longer than the vault ${replica.node.path} locks anything ` +
+          `(${ceiling} days): replicas keep this store's lock, and the vault's retention keeper refuses to make a lock beyond its longest ` +
+          'COMPLIANCE, so every replica would alarm. Shorten this lock, or give the vault keep counts or a default lock at least as long');
+      }
     }
   }
 
@@ -126,6 +158,8 @@ export class BackupStore extends BackupBucket {
   private createReplicationRole(replica: ReplicaStore): iam.Role {
     const role = new iam.Role(this, 'ReplicationRole', {
       assumedBy: new iam.ServicePrincipal('s3.amazonaws.com'),
+      // A vault in another account admits this role by its path.
+      path: ROLE_PATHS.replication,
       description: `Replicates ${this.node.path} to ${replica.node.path}`,
     });
     role.addToPolicy(new iam.PolicyStatement({
