@@ -17,6 +17,11 @@ export interface RestoreTestAlarmsProps {
    * @default false
    */
   readonly perSourceAlarms?: boolean;
+  /**
+   * A source whose newest restore test is older than this is overdue: the schedule's longest gap plus a day.
+   * @default RESTORE_TEST_OVERDUE (8 days, for weekly tests)
+   */
+  readonly overdueAfter?: Duration;
 }
 
 /** The fleet alarms of a RestoreTesting (addFleetAlarms). */
@@ -36,12 +41,14 @@ export class RestoreTestAlarms {
   private readonly scope: Construct;
   private readonly monitoring: BackupMonitoring;
   private readonly perSourceAlarms: boolean;
+  private readonly overdueAfter: Duration;
   private readonly alarms: cloudwatch.Alarm[] = [];
 
   constructor(scope: Construct, props: RestoreTestAlarmsProps) {
     this.scope = scope;
     this.monitoring = props.monitoring;
     this.perSourceAlarms = props.perSourceAlarms ?? false;
+    this.overdueAfter = props.overdueAfter ?? RESTORE_TEST_OVERDUE;
   }
 
   /** The fleet alarms, watching the state machine that runs the tests, and their status on the dashboard. */
@@ -54,12 +61,13 @@ export class RestoreTestAlarms {
       alarmDescription: 'A restore test failed: a backup did not restore, or did not match its manifest or its checks. Its report ' +
         '({prefix}{source}/restore-tests/latest.json) names the source, and the table or check that failed and by how much.',
     });
+    const days = this.overdueAfter.toDays();
     const testOverdue = this.alarm('TestOverdueAlarm', this.monitoring.metricFleetRestoreTestAge(), {
-      threshold: RESTORE_TEST_OVERDUE.toSeconds(),
+      threshold: this.overdueAfter.toSeconds(),
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      alarmDescription: `No restore test has finished for some source in ${RESTORE_TEST_OVERDUE.toDays()} days, or a tested source has had a backup ` +
-        `for ${RESTORE_TEST_OVERDUE.toDays()} days and no restore-test report yet (or the freshness check publishes nothing): the backups are no longer ` +
+      alarmDescription: `No restore test has finished for some source in ${days} days, or a tested source has had a backup ` +
+        `for ${days} days and no restore-test report yet (or the freshness check publishes nothing): the backups are no longer ` +
         'proven to restore. The freshness check\'s log names the source (restoreTestAgeSeconds, neverRestoreTested); check the restore-test ' +
         'state machine\'s executions, or run it now.',
     });
@@ -172,7 +180,7 @@ export class RestoreTestAlarms {
     }));
     this.monitoring.dashboard.addSourceWidget(source, new cloudwatch.SingleValueWidget({
       title: `${source}: last restore test (1 = passed)`,
-      metrics: [this.metricRestoreTestSuccess(source, { period: RESTORE_TEST_OVERDUE })],
+      metrics: [this.metricRestoreTestSuccess(source, { period: this.overdueAfter })],
       width: 3,
     }));
   }

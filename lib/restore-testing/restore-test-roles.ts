@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { Aws, Names, NestedStack, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { BackupKeys } from '../keys/backup-keys';
-import { BackupStore } from '../store/backup-store';
+import { IdentityReadOptions } from '../keys/backup-keys';
+import { BackupBucket } from '../store/backup-bucket';
+import { ReplicaStore } from '../store/replica-store';
 import { METRIC_NAMESPACE } from '../contract/metrics';
 import { restoreTestsPrefix, sourcePrefix } from '../contract/names';
 import { acknowledgeNag } from '../shared/nag';
@@ -18,11 +19,24 @@ export const SOURCES_PER_STACK = 25;
 /** What every role name ends with: its region, since IAM names are unique across an account's regions. */
 export const ROLE_NAME_SUFFIX = `-${Aws.REGION}`;
 
+/**
+ * What holds the age identity the restore tests read: BackupKeys in the primary's account, or a vault's own copy
+ * (VaultIdentity) in the vault's.
+ */
+export interface IIdentityReader {
+  /** Lets the role read the identity; with `rolePath`, the secret's policy names the path instead of the role. */
+  grantIdentityRead(role: iam.IRole, options?: IdentityReadOptions): iam.Grant;
+}
+
 export interface RestoreTestRolesProps {
-  readonly store: BackupStore;
-  readonly keys: BackupKeys;
-  /** Also grant reads of the DR replica and the identity secret's replica. */
-  readonly dr: boolean;
+  /** The bucket the tests read: the primary store, or a vault tested from its own account. */
+  readonly store: BackupBucket;
+  readonly identity: IIdentityReader;
+  /**
+   * Also grant reads of this DR replica (in another region of the same account) and the identity secret's replica.
+   * @default - the roles read `store` alone
+   */
+  readonly drReplica?: ReplicaStore;
 }
 
 /**
@@ -110,8 +124,8 @@ export class RestoreTestRole extends Construct {
     // suppress nothing here. acknowledgeStoreWildcards spells them as this nested stack's template does.
     props.store.grantRestoreRead(new PolicyOf(this.role), props.source);
     this.acknowledgeStoreWildcards(props.store, props.source);
-    props.keys.grantIdentityRead(this.role, { rolePath: props.path });
-    if (props.dr) this.grantReplicaRestoreRead(props.store, props.source);
+    props.identity.grantIdentityRead(this.role, { rolePath: props.path });
+    if (props.drReplica) this.grantReplicaRestoreRead(props.drReplica, props.source);
     this.role.addToPolicy(new iam.PolicyStatement({
       actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
     }));
@@ -122,7 +136,7 @@ export class RestoreTestRole extends Construct {
    * grantRestoreRead's object wildcards, as cdk-nag reads them in this nested stack: the bucket's ARN arrives as a
    * parameter, `referenceto{the bucket's unique id}Arn`, so the findings name it instead of the parent's bucket.
    */
-  private acknowledgeStoreWildcards(store: BackupStore, source: string): void {
+  private acknowledgeStoreWildcards(store: BackupBucket, source: string): void {
     const bucketArn = `<referenceto${Names.nodeUniqueId((store.bucket.node.defaultChild ?? store.bucket).node)}Arn>`;
     acknowledgeNag(this.role, `IAM5[Resource::${bucketArn}/${sourcePrefix(store.prefix, source)}*]`,
       `A restore test of '${source}' reads any object of that source (its age-encrypted backups, their pointers and manifests, its reports and ` +
@@ -136,8 +150,7 @@ export class RestoreTestRole extends Construct {
    * What grantRestoreRead gives on the store, on its DR replica, by names known at synth: the replica lives in
    * another region's stack, and a reference to its key would make a cross-region export.
    */
-  private grantReplicaRestoreRead(store: BackupStore, source: string): void {
-    const replica = store.replica!;
+  private grantReplicaRestoreRead(replica: ReplicaStore, source: string): void {
     const stack = Stack.of(this);
     const bucketArn = `arn:${Aws.PARTITION}:s3:::${replica.bucket.bucketName}`;
     const sourceKeys = sourcePrefix(replica.prefix, source);

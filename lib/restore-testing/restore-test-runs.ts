@@ -5,8 +5,8 @@
  * orchestrator fills from its environment.
  */
 import { Arn, ArnFormat } from 'aws-cdk-lib';
-import { BackupKeys } from '../keys/backup-keys';
-import { BackupStore } from '../store/backup-store';
+import { BackupBucket } from '../store/backup-bucket';
+import { ReplicaStore } from '../store/replica-store';
 import { RestoreTestCopy, RestoreTestRun } from './restore-test-orchestration';
 import { RestoreTestRole } from './restore-test-roles';
 import { RestoreTestSourceProps, restoreTestCommand } from './restore-test-source';
@@ -21,10 +21,14 @@ export interface TestedSource extends RestoreTestSourceProps {
 /** The commands' values known only at deployment, as `{{NAME}}` arguments (RestoreTestOrchestrationProps.values). */
 const PLACEHOLDERS = { bucket: '{{BUCKET}}', identity: '{{IDENTITY}}', drBucket: '{{DR_BUCKET}}', drIdentity: '{{DR_IDENTITY}}' } as const;
 
-/** The restore tests of one run, in the order the sources were added. */
-export function restoreTestRuns(tested: readonly TestedSource[], store: BackupStore, copy: RestoreTestCopy): RestoreTestRun[] {
+/**
+ * The restore tests of one run, in the order the sources were added: of `store` (the primary store, or a vault
+ * tested from its own account), or of its DR replica in another region of the same account.
+ */
+export function restoreTestRuns(tested: readonly TestedSource[], store: BackupBucket, copy: RestoreTestCopy, drReplica?: ReplicaStore): RestoreTestRun[] {
   const dr = copy === RestoreTestCopy.DR;
-  const bucket = dr ? store.replica! : store;
+  if (dr && !drReplica) throw new Error('a DR run needs the DR replica');
+  const bucket = dr ? drReplica! : store;
   return tested.map((t) => ({
     source: t.source.name,
     taskDefinition: t.task.taskDefinition,
@@ -32,18 +36,20 @@ export function restoreTestRuns(tested: readonly TestedSource[], store: BackupSt
     command: restoreTestCommand(t, {
       bucket: dr ? PLACEHOLDERS.drBucket : PLACEHOLDERS.bucket, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
       identitySecretArn: dr ? PLACEHOLDERS.drIdentity : PLACEHOLDERS.identity,
-      bucketRegion: dr ? store.replica!.region : undefined,
+      bucketRegion: dr ? drReplica!.region : undefined,
     }),
   }));
 }
 
-/** The values of the placeholders, as the orchestrator's environment gives them (`VALUE_{NAME}`). */
-export function commandValues(store: BackupStore, keys: BackupKeys, dr: boolean): Record<string, string> {
-  const secretArn = keys.identitySecret!.secretArn;
+/**
+ * The values of the placeholders, as the orchestrator's environment gives them (`VALUE_{NAME}`): the bucket and
+ * identity secret tested, and with a DR replica, its bucket and the secret's replica in its region.
+ */
+export function commandValues(store: BackupBucket, identitySecretArn: string, drReplica?: ReplicaStore): Record<string, string> {
   return {
     BUCKET: store.bucket.bucketName,
-    IDENTITY: secretArn,
-    ...(dr ? { DR_BUCKET: store.replica!.bucket.bucketName, DR_IDENTITY: inRegion(secretArn, store.replica!.region) } : {}),
+    IDENTITY: identitySecretArn,
+    ...(drReplica ? { DR_BUCKET: drReplica.bucket.bucketName, DR_IDENTITY: inRegion(identitySecretArn, drReplica.region) } : {}),
   };
 }
 
