@@ -114,7 +114,8 @@ export class BackupMonitoring extends Construct {
   /** Fires while the dead-letter queue holds an event: a size check that failed would otherwise go unnoticed. */
   public readonly deadLetterAlarm: cloudwatch.Alarm;
 
-  private readonly store: BackupBucket;
+  /** The store whose backups are watched. */
+  public readonly store: BackupBucket;
   private readonly interval: Duration;
   private readonly defaultRatioFloor: number;
   private readonly perSourceAlarms: boolean;
