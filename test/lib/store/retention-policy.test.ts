@@ -1,5 +1,7 @@
 import { DEFAULT_KEEP_COUNTS, Tier } from '../../../lib/contract/tiers';
-import { MINIMUM_STORAGE_DAYS, planRetention, retentionProblems, retentionTable } from '../../../lib/store/retention-policy';
+import {
+  MINIMUM_STORAGE_DAYS, complianceRetentionWarning, planRetention, retentionProblems, retentionTable, vaultRetention,
+} from '../../../lib/store/retention-policy';
 
 const defaults = { keep: DEFAULT_KEEP_COUNTS, noncurrentDays: 7, lockDays: 7, transitions: [{ tier: Tier.MONTHLY, storageClass: 'GLACIER', afterDays: 30 }] };
 
@@ -34,5 +36,31 @@ describe('retention policy', () => {
 
   test('the minimum storage durations are those S3 charges: IA 30, Glacier 90, Deep Archive 180', () => {
     expect(MINIMUM_STORAGE_DAYS).toMatchObject({ STANDARD_IA: 30, GLACIER: 90, DEEP_ARCHIVE: 180 });
+  });
+});
+
+describe('a vault\'s retention', () => {
+  test('given the defaults, when planned for a vault, then each tier is locked for its expiry and keeps noncurrent versions for its effective retention', () => {
+    expect(retentionTable(vaultRetention(planRetention(defaults)))).toBe([
+      '| Tier | Keep | Expiry (days) | Noncurrent (days) | Lock (days) | Effective retention (days) | Storage class |',
+      '|---|---|---|---|---|---|---|',
+      '| hourly | 24 | 1 | 8 | 7 | 9 | STANDARD |',
+      '| daily | 7 | 7 | 14 | 7 | 21 | STANDARD |',
+      '| weekly | 4 | 28 | 35 | 28 | 63 | STANDARD |',
+      '| monthly | 12 | 372 | 379 | 372 | 751 | STANDARD, then GLACIER from day 30 |',
+    ].join('\n'));
+  });
+
+  test('given a lock longer than every tier, when planned for a vault, then an overwritten backup still lives the whole lock', () => {
+    const plan = vaultRetention(planRetention({ ...defaults, lockDays: 400 }));
+    expect(plan.map((p) => [p.lockDays, p.noncurrentDays, p.effectiveDays])).toEqual([[400, 400, 401], [400, 400, 407], [400, 400, 428], [400, 400, 772]]);
+  });
+
+  test('given a vault\'s plan, when warned about, then the warning says each tier\'s COMPLIANCE days and that nobody can delete sooner', () => {
+    const warning = complianceRetentionWarning(vaultRetention(planRetention(defaults)), 7);
+    expect(warning).toContain('hourly backups 7 days, daily backups 7 days, weekly backups 28 days, monthly backups 372 days; ' +
+      'pointers, manifests, runbooks and reports 7 days');
+    expect(warning).toContain('nobody, not even the vault account\'s root, can delete a locked version or shorten its lock');
+    expect(warning).toContain('hourly 8 days, daily 14 days, weekly 35 days, monthly 379 days');
   });
 });
