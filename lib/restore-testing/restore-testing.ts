@@ -1,4 +1,3 @@
-import { Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import { Construct } from 'constructs';
@@ -9,7 +8,6 @@ import { BackupStore } from '../store/backup-store';
 import { DatabaseBackups } from '../backups/database-backups';
 import { RestoreTestSourceProps } from './restore-test-source';
 import { RestoreTestFleet, RestoreTestFleetOptions } from './restore-test-fleet';
-import { isVault } from './vault';
 
 export interface RestoreTestingProps extends RestoreTestFleetOptions {
   /** The backups to test: their cluster, security group, logs and sources. */
@@ -99,7 +97,7 @@ export class RestoreTesting extends RestoreTestFleet {
         'let BackupKeys generate the key pair, or pass identitySecret with your recipient');
     }
     const replica = props.store.replica;
-    if (props.drSchedule && replica && isVault(replica, Stack.of(props.store).account)) {
+    if (props.drSchedule && replica?.isVault) {
       throw new RestorableError(self, `drSchedule tests the DR copy from this account, but the store's replica is a vault in account ` +
         `${replica.account}, which this account may not read (that is what the vault is for): remove drSchedule, and test the ` +
         'vault from its own account with VaultRestoreTesting in the vault\'s stack');

@@ -154,6 +154,10 @@ export class VaultRestoreTesting extends RestoreTestFleet {
       throw new RestorableError(self, 'store and monitoring must be in the stack of VaultRestoreTesting: the vault\'s account tests the vault, ' +
         'and no other account reads it');
     }
+    if (!props.store.isVault) {
+      throw new RestorableError(self, 'store is a replica in the primary\'s own account, which RestoreTesting tests (drSchedule): VaultRestoreTesting ' +
+        'tests a vault, a ReplicaStore whose primaryAccount is another account');
+    }
     if (props.monitoring.store !== props.store) {
       throw new RestorableError(self, 'monitoring watches another store: give the vault\'s own BackupMonitoring, whose store is the vault');
     }

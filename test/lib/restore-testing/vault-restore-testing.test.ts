@@ -51,7 +51,7 @@ function vaultFixture(options: Options = {}) {
   const app = new App();
   if (options.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const vaultStack = new Stack(app, 'Vault', { env: { account: VAULT_ACCOUNT, region: VAULT_REGION } });
-  const vault = new ReplicaStore(vaultStack, 'Vault', { prefix: 'backups', ...({ primaryAccount: PRIMARY_ACCOUNT } as object) });
+  const vault = new ReplicaStore(vaultStack, 'Vault', { prefix: 'backups', primaryAccount: PRIMARY_ACCOUNT });
   const primary = new Stack(app, 'Primary', { env: ENV });
   const store = new BackupStore(primary, 'Store', { prefix: 'backups', replica: vault });
   const keys = new BackupKeys(primary, 'Keys', { replicaRegion: VAULT_REGION, replicaKeyAlias: 'alias/dr-secrets', ...({ vaultAccount: VAULT_ACCOUNT } as object) });
@@ -226,6 +226,14 @@ describe('bad input is refused in words that say how to fix it', () => {
     const other = new BackupMonitoring(f.vaultStack, 'Other', { store: new ReplicaStore(f.vaultStack, 'OtherVault') });
     expect(() => new VaultRestoreTesting(f.vaultStack, 'V2', { store: f.vault, identity: f.identity, monitoring: other, vpc: f.testing.cluster.vpc, sources: [] }))
       .toThrow('Vault/V2: monitoring watches another store: give the vault\'s own BackupMonitoring, whose store is the vault');
+  });
+
+  test('a replica in the primary\'s own account', () => {
+    const f = vaultFixture();
+    const sameAccount = new ReplicaStore(f.vaultStack, 'SameAccount');
+    const monitoring = new BackupMonitoring(f.vaultStack, 'SameAccountMonitoring', { store: sameAccount });
+    expect(() => new VaultRestoreTesting(f.vaultStack, 'V3', { store: sameAccount, identity: f.identity, monitoring, vpc: f.testing.cluster.vpc, sources: [] }))
+      .toThrow('Vault/V3: store is a replica in the primary\'s own account, which RestoreTesting tests (drSchedule)');
   });
 
   test('a store in another stack than VaultRestoreTesting', () => {
