@@ -170,7 +170,7 @@ export class ReplicaStore extends BackupBucket {
 
 /** What cannot make a vault, or a replica, in words. */
 function checkVaultProps(path: string, props: ReplicaStoreProps, primaryAccount: string, isVault: boolean): void {
-  if (Token.isUnresolved(primaryAccount) || !ACCOUNT_ID.test(primaryAccount)) {
+  if (props.primaryAccount !== undefined && (Token.isUnresolved(primaryAccount) || !ACCOUNT_ID.test(primaryAccount))) {
     throw new RestorableError(path, `primaryAccount must be a 12-digit AWS account id known at synth (got ${JSON.stringify(primaryAccount)}): ` +
       'the key and bucket policies name it');
   }
