@@ -128,6 +128,13 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
     });
   });
 
+  test('given a vault, when synthesized, then the primary\'s own write-once policy is as it was: nobody but break-glass bypasses governance there', () => {
+    const primaryPolicy = statementsOf(primaryTemplate, 'AWS::S3::BucketPolicy', 'StoreBucketPolicy', 'PolicyDocument');
+    expect(primaryPolicy.get('OnlyBreakGlassDestroys')?.Action).toEqual(['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:BypassGovernanceRetention']);
+    expect(primaryPolicy.has('OnlyRetentionKeeperBypasses')).toBe(false);
+    expect(primaryTemplate.findResources('AWS::Lambda::Function')).toEqual({});
+  });
+
   test('given a vault, when synthesized, then the bucket owns every replica, and the primary neither overrides the owner nor replicates delete markers', () => {
     vaultTemplate.hasResourceProperties('AWS::S3::Bucket', {
       BucketName: Match.stringLikeRegexp('^vault'),
