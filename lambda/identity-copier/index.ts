@@ -89,7 +89,7 @@ export async function handler(): Promise<CopyResult> {
 export async function copyIdentity(aws: CopierClients, settings: CopierSettings): Promise<CopyResult> {
   try {
     const vault = await readVault(aws.target, settings.targetSecretId);
-    const heldKeys = identityBlocks(vault.text).length;
+    const heldKeys = new Set(identityBlocks(vault.text).map((block) => block.identity)).size;
     const primaryText = await readPrimary(aws.source, settings.sourceSecretArn);
     let primaryBlocks;
     try {
