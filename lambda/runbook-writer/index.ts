@@ -1,7 +1,8 @@
 /**
  * Custom resource behind DisasterRecoveryRunbook: renders each source's runbook with the deployed names and
  * writes it into the primary bucket and into the replica bucket, in the replica's own region, so that it can
- * still be read when the primary region is gone. Deleting the resource leaves the runbooks where they are:
+ * still be read when the primary region is gone. A vault in another account (VaultAccount) is not written: it
+ * admits the primary only to replicate, and replication carries the runbooks there. Deleting the resource leaves the runbooks where they are:
  * they describe backups that outlive the stack.
  *
  * The store's bucket policy refuses a blind write of RUNBOOK.md, so each write is conditional: If-None-Match: *
@@ -118,13 +119,21 @@ function readProperties(properties: Record<string, unknown>): { locations: Runbo
   const prefix = typeof properties.Prefix === 'string' ? properties.Prefix : '';
   const identitySecretArn = typeof properties.IdentitySecretArn === 'string' && properties.IdentitySecretArn
     ? properties.IdentitySecretArn : undefined;
+  const vault = properties.VaultAccount
+    ? {
+      account: required(properties, 'VaultAccount'),
+      restoreRoleArn: required(properties, 'VaultRestoreRoleArn'),
+      identitySecretArn: required(properties, 'VaultIdentitySecretArn'),
+    }
+    : undefined;
+  if (vault && !replica) throw new Error('property VaultAccount is given without ReplicaBucket: the DisasterRecoveryRunbook construct sets both');
   const sources = JSON.parse(required(properties, 'Sources')) as SourceProperty[];
   const engines = Object.values(Engine) as string[];
   const runbooks = sources.map(({ name, engine }) => {
     const problem = sourceNameProblem(name) ?? (engines.includes(engine) ? undefined : `source '${name}' has unknown engine '${engine}'`);
     if (problem) throw new Error(problem);
-    const facts: RunbookFacts = { source: name, engine, prefix, primary, replica, identitySecretArn };
+    const facts: RunbookFacts = { source: name, engine, prefix, primary, replica, identitySecretArn, vault };
     return { key: runbookKey(prefix, name), text: renderRunbook(facts) };
   });
-  return { locations: replica ? [primary, replica] : [primary], runbooks };
+  return { locations: replica && !vault ? [primary, replica] : [primary], runbooks };
 }

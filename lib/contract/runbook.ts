@@ -34,6 +34,21 @@ export interface RunbookFacts {
   readonly replica?: RunbookLocation;
   /** ARN of the identity secret in the primary region; its replica has the same ARN in the DR region. */
   readonly identitySecretArn?: string;
+  /**
+   * The replica is a vault, in another account: the DR path acts as the vault's restore role there, and reads the
+   * vault's own copy of the identity.
+   */
+  readonly vault?: RunbookVault;
+}
+
+/** A vault's facts, for its DR path. */
+export interface RunbookVault {
+  /** The vault's account. */
+  readonly account: string;
+  /** The role people assume in the vault's account to restore (path included). */
+  readonly restoreRoleArn: string;
+  /** The vault's copy of the identity: its ARN, or its partial ARN (without the random suffix). */
+  readonly identitySecretArn: string;
 }
 
 export enum RunbookPath {
@@ -203,18 +218,41 @@ if [ -f grants.sql ]; then ${load} < grants.sql; fi`,
   };
 }
 
+/**
+ * The DR scene's lines that act as the vault's restore role: with AWS_PROFILE set (a profile for that role), as it
+ * says; otherwise the credentials of `aws sts assume-role`, with MFA_SERIAL and MFA_CODE when the caller is an IAM
+ * user (the role's trust policy asks for MFA).
+ */
+function assumeVaultRole(vault: RunbookVault): string {
+  return `
+# The vault is in account ${vault.account}: act as its restore role. With a profile for that role, set AWS_PROFILE
+# instead; from an IAM user of that account, set MFA_SERIAL (your MFA device's ARN) and MFA_CODE (its current code).
+RESTORE_ROLE=${quote(vault.restoreRoleArn)}
+if [ -z "\${AWS_PROFILE:-}" ]; then
+  CREDENTIALS=$(aws sts assume-role --role-arn "$RESTORE_ROLE" --role-session-name "restore-$SOURCE" \\
+    \${MFA_SERIAL:+--serial-number "$MFA_SERIAL" --token-code "\${MFA_CODE:?set MFA_CODE}"} --query Credentials --output json)
+  AWS_ACCESS_KEY_ID=$(jq -r .AccessKeyId <<< "$CREDENTIALS")
+  AWS_SECRET_ACCESS_KEY=$(jq -r .SecretAccessKey <<< "$CREDENTIALS")
+  AWS_SESSION_TOKEN=$(jq -r .SessionToken <<< "$CREDENTIALS")
+  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+  unset CREDENTIALS
+fi
+aws sts get-caller-identity --query Arn --output text`;
+}
+
 /** Renders the runbook of one source. Deterministic: the same facts give the same text. */
 export function renderRunbook(facts: RunbookFacts): string {
   const prefix = normalisePrefix(facts.prefix);
   const words = engineWords(facts.engine);
   const secret = facts.identitySecretArn;
-  const drSecret = secret && facts.replica ? secretArnInRegion(secret, facts.replica.region) : undefined;
-  const scene = (location: RunbookLocation, identity: string | undefined) => `
+  const vault = facts.replica ? facts.vault : undefined;
+  const drSecret = vault ? vault.identitySecretArn : secret && facts.replica ? secretArnInRegion(secret, facts.replica.region) : undefined;
+  const scene = (location: RunbookLocation, identity: string | undefined, asRole?: RunbookVault) => `
 mkdir -p restore-work && cd restore-work && umask 077
 SOURCE=${quote(facts.source)}
 BUCKET=${quote(location.bucket)}
 PREFIX=${quote(prefix)}
-export AWS_REGION=${quote(location.region)}
+export AWS_REGION=${quote(location.region)}${asRole ? assumeVaultRole(asRole) : ''}
 IDENTITY_SECRET=${quote(identity ?? 'SET-ME: the secret or file that holds your age identity')}
 # Set these for the database you restore into (it must not exist yet), and the password in ${words.passwordVariable}:${words.variables}
 : "\${TARGET_HOST:?set TARGET_HOST}" "\${TARGET_PORT:=${words.defaultPort}}" "\${TARGET_USER:?set TARGET_USER}" "\${TARGET_DATABASE:?set TARGET_DATABASE}"${words.required}`;
@@ -225,15 +263,17 @@ IDENTITY_SECRET=${quote(identity ?? 'SET-ME: the secret or file that holds your 
     `# Disaster recovery runbook: ${facts.source}
 
 Rendered at deploy time for the ${words.name} source **${facts.source}**. Stored at
-\`s3://${facts.primary.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\`${facts.replica
-    ? ` and, for when ${facts.primary.region} is gone, \`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in ${facts.replica.region}` : ''}.
+\`s3://${facts.primary.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\`${facts.replica ? vault
+    ? ` and, carried there by replication, for when the primary account or ${facts.primary.region} is lost, in the vault: ` +
+      `\`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in account ${vault.account}, ${facts.replica.region}`
+    : ` and, for when ${facts.primary.region} is gone, \`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in ${facts.replica.region}` : ''}.
 Print it with \`restorable runbook --source ${facts.source} --bucket ${facts.primary.bucket} --region ${facts.primary.region}\`${facts.replica
-    ? `\n(from the replica: \`--bucket ${facts.replica.bucket} --region ${facts.replica.region}\`)` : ''}. \`restorable\` is the agent: the container's
+    ? `\n(from the ${vault ? 'vault, as its restore role' : 'replica'}: \`--bucket ${facts.replica.bucket} --region ${facts.replica.region}\`)` : ''}. \`restorable\` is the agent: the container's
 entrypoint, or \`node restorable.cjs\` on a workstation.
 
 | | Primary | Disaster recovery |
 |---|---|---|
-| Region | ${facts.primary.region} | ${facts.replica?.region ?? '- (no replica: this store has no offsite copy)'} |
+${vault ? `| Account | the primary's | ${vault.account} (the vault), as the role \`${vault.restoreRoleArn}\` |\n` : ''}| Region | ${facts.primary.region} | ${facts.replica?.region ?? '- (no replica: this store has no offsite copy)'} |
 | Bucket | \`${facts.primary.bucket}\` | ${facts.replica ? `\`${facts.replica.bucket}\`` : '-'} |
 | Identity secret | ${secret ? `\`${secret}\`` : 'your own identity file (not kept in AWS)'} | ${drSecret ? `\`${drSecret}\`` : '-'} |
 | Latest pointer | \`${latestKey(prefix, facts.source)}\` | same key |
@@ -249,9 +289,12 @@ Primary region up: read the primary bucket and the identity secret there.
 
 ${block('0', RunbookVia.STANDARD, scene(facts.primary, secret), RunbookPath.PRIMARY)}
 ${facts.replica ? `
-Primary region down: read the replica bucket and the identity's replica in ${facts.replica.region}.
+${vault
+    ? `Primary account lost (or not to be trusted) or primary region down: read the vault, in account ${vault.account} and ` +
+      `${facts.replica.region}, as its restore role \`${vault.restoreRoleArn}\`, and the vault's own copy of the identity there.`
+    : `Primary region down: read the replica bucket and the identity's replica in ${facts.replica.region}.`}
 
-${block('0', RunbookVia.STANDARD, scene(facts.replica, drSecret), RunbookPath.DR)}
+${block('0', RunbookVia.STANDARD, scene(facts.replica, drSecret, vault), RunbookPath.DR)}
 ` : ''}
 The \`restorable\` commands below use the same variables, the region included (\`--region "$AWS_REGION"\`).`,
 
@@ -372,7 +415,9 @@ Then go on with step 1.`,
 Without the identity, no backup can be decrypted: nobody, including AWS, can recover it.
 
 1. Primary secret deleted by mistake: it can be restored within its recovery window.
-2. Primary region gone: the secret's replica in ${facts.replica?.region ?? 'the DR region'} holds the same identity file (path \`dr\` above).
+2. ${vault
+    ? `Primary account or region lost: the vault's own copy in account ${vault.account}, ${facts.replica!.region}, holds every identity the primary's held when it was last copied (path \`dr\` above, as the vault's restore role).`
+    : `Primary region gone: the secret's replica in ${facts.replica?.region ?? 'the DR region'} holds the same identity file (path \`dr\` above).`}
 3. Secret overwritten: an earlier version still holds the identities.
 4. Your offline copy (a break-glass vault) if you keep one; compare fingerprints as in step 2.
 

@@ -14,6 +14,7 @@ import { RUNBOOK_FILE } from '../contract/names';
 import { DatabaseBackups } from '../backups/database-backups';
 import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
+import { vaultRestoreRoleArn } from '../restore-testing/vault-restore-testing';
 
 
 export interface DisasterRecoveryRunbookProps {
@@ -27,16 +28,37 @@ export interface DisasterRecoveryRunbookProps {
    */
   readonly keys?: BackupKeys;
   /**
+   * When the store's replica is a vault (a ReplicaStore in another account): what its DR path names, known at synth.
+   * @default - none; required when the replica is a vault
+   */
+  readonly vault?: RunbookVaultProps;
+  /**
    * How long the writer's logs are kept.
    * @default logs.RetentionDays.ONE_YEAR
    */
   readonly logRetention?: logs.RetentionDays;
 }
 
+/** What the runbook's DR path names for a vault in another account. */
+export interface RunbookVaultProps {
+  /**
+   * The vault's copy of the identity (VaultIdentity, in the vault's stack): the DR path reads it, by the partial ARN
+   * its deterministic name gives, known at synth.
+   */
+  readonly identity: { readonly secretPartialArn: string };
+  /**
+   * The role people assume in the vault's account to restore: the one VaultRestoreTesting makes.
+   * @default - the default name VaultRestoreTesting gives it, `restorable-restore-{vault region}`, under `/restorable/restore/`
+   */
+  readonly restoreRoleName?: string;
+}
+
 /**
  * A disaster-recovery runbook per source, rendered at deploy time with the real bucket names, regions and
  * identity secret, and written to `{prefix}{source}/RUNBOOK.md` in the store and in its replica (in the replica's
  * own region), so that it can be read when the primary region is gone: `restorable runbook --source NAME --bucket B`.
+ * A vault in another account admits the primary only to replicate: the runbook is written to the store alone, and
+ * replication carries it to the vault; its DR path names the vault's account, region, restore role and identity.
  * Every step is given with the `restorable` agent and with standard tools alone. Runbooks are rewritten on
  * every deployment that changes a source, a name or the renderer, and left in place when the stack is deleted.
  */
@@ -51,16 +73,29 @@ export class DisasterRecoveryRunbook extends Construct {
     }
     const { store, backups } = props;
     const replica = store.replica;
+    if (replica?.isVault && !props.vault) {
+      throw new RestorableError(this, `vault is required: the store's replica is a vault in account ${replica.account}, and the runbook's DR path must ` +
+        'name the vault\'s copy of the identity and the role to assume there: pass vault: { identity } (the VaultIdentity of the vault\'s stack)');
+    }
+    if (props.vault && !replica?.isVault) {
+      throw new RestorableError(this, 'vault is given, but the store\'s replica is not a vault in another account (ReplicaStore primaryAccount): remove vault');
+    }
+    const vault = replica?.isVault && props.vault ? {
+      account: replica.account,
+      restoreRoleArn: vaultRestoreRoleArn(replica, props.vault.restoreRoleName),
+      identitySecretArn: props.vault.identity.secretPartialArn,
+    } : undefined;
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
     const role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       // The store's bucket policy lets only roles under this path write RUNBOOK.md.
       path: ROLE_PATHS.runbookWriter,
-      description: 'Writes the Restorable disaster-recovery runbooks into the backup store and its replica',
+      description: 'Writes the Restorable disaster-recovery runbooks into the backup store and its replica (not a vault: replication carries them there)',
     });
     logGroup.grantWrite(role);
     this.grantRunbookWrite(role, store.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`), store.encryptionKey.keyArn, Stack.of(store).region);
-    if (replica) {
+    // A vault admits the primary only to replicate: replication carries the runbooks there.
+    if (replica && !vault) {
       this.grantRunbookWrite(role, replica.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`),
         `arn:${Stack.of(this).partition}:kms:${replica.region}:${replica.account}:key/*`, replica.region, replica.keyAliasName);
     }
@@ -90,6 +125,7 @@ export class DisasterRecoveryRunbook extends Construct {
         Prefix: store.prefix,
         ...(replica ? { ReplicaBucket: replica.bucket.bucketName, ReplicaRegion: replica.region } : {}),
         ...(props.keys?.identitySecret ? { IdentitySecretArn: props.keys.identitySecret.secretArn } : {}),
+        ...(vault ? { VaultAccount: vault.account, VaultRestoreRoleArn: vault.restoreRoleArn, VaultIdentitySecretArn: vault.identitySecretArn } : {}),
         // Read at synth, so that sources added after this construct get a runbook too.
         Sources: Lazy.string({ produce: () => JSON.stringify(backups.sources.map((s) => ({ name: s.name, engine: s.engine.agentEngine }))) }),
         // A new renderer rewrites the runbooks even when no name changed.

@@ -115,6 +115,33 @@ test('Create writes every source\'s rendered runbook into the primary and the re
   ]);
 });
 
+test('with a vault in another account, Create writes the primary bucket alone, and the DR path names the vault\'s account, role and identity', async () => {
+  const vault = {
+    VaultAccount: '222222222222', VaultRestoreRoleArn: 'arn:aws:iam::222222222222:role/restorable/restore/restorable-restore-eu-west-1',
+    VaultIdentitySecretArn: 'arn:aws:secretsmanager:eu-west-1:222222222222:secret:VaultIdentity-identity',
+  };
+  const response = await respondTo(event('Create', properties({ Prefix: 'vaulted/', ...vault })));
+
+  // Replication carries the runbooks to the vault, which admits the primary only to replicate.
+  expect(response).toMatchObject({ Status: 'SUCCESS', Data: { Runbooks: '2' } });
+  expect(seen.filter((line) => line.includes(REPLICA_BUCKET))).toEqual([]);
+  expect(seen.filter((line) => line.startsWith('PUT '))).toEqual([
+    `PUT /${s3.bucket}/vaulted/orders-db/RUNBOOK.md eu-central-1 If-None-Match:* 200`, `PUT /${s3.bucket}/vaulted/shop-db/RUNBOOK.md eu-central-1 If-None-Match:* 200`,
+  ]);
+  const text = (await s3.getText(runbookKey('vaulted/', 'orders-db')))!;
+  const scene = runbookBlocks(text).find((b) => b.step === '0' && b.path === 'dr')!.code;
+  expect(scene).toContain(`RESTORE_ROLE='${vault.VaultRestoreRoleArn}'`);
+  expect(scene).toContain(`IDENTITY_SECRET='${vault.VaultIdentitySecretArn}'`);
+  expect(scene).toContain(`BUCKET='${REPLICA_BUCKET}'`);
+  expect(text).toContain('| Account | the primary\'s | 222222222222 (the vault)');
+});
+
+test('a vault account without its role is refused before anything is written', async () => {
+  const response = await respondTo(event('Create', properties({ Prefix: 'half-vault/', VaultAccount: '222222222222' })));
+  expect(response).toMatchObject({ Status: 'FAILED', Reason: 'Error: property VaultRestoreRoleArn is missing: the DisasterRecoveryRunbook construct sets it' });
+  expect(seen).toEqual([]);
+});
+
 test('Update replaces an existing runbook with If-Match, naming the ETag it read', async () => {
   await putDirectly(runbookKey('prod/', 'orders-db'), 'an older runbook');
   await putDirectly(runbookKey('prod/', 'orders-db'), 'an older runbook', REPLICA_BUCKET);

@@ -109,3 +109,61 @@ test('a missing store or backups is a clear error', () => {
   expect(() => new DisasterRecoveryRunbook(stack, 'Runbook', { store } as never))
     .toThrow('S/Runbook: backups and store are required');
 });
+
+describe('with a vault in another account', () => {
+  const VAULT_ACCOUNT = '222222222222';
+  const IDENTITY = { secretPartialArn: `arn:aws:secretsmanager:${REPLICA_REGION}:${VAULT_ACCOUNT}:secret:VaultIdentity-identity` };
+
+  function vaultApp(options: { vault?: boolean; nag?: boolean } = {}) {
+    const cdkApp = new App();
+    if (options.nag) Validations.of(cdkApp).addPlugins(new AwsSolutionsChecks(cdkApp));
+    const vaultStack = new Stack(cdkApp, 'Vault', { env: { account: VAULT_ACCOUNT, region: REPLICA_REGION } });
+    const replica = new ReplicaStore(vaultStack, 'Vault', { prefix: 'backups', primaryAccount: ENV.account });
+    const stack = new Stack(cdkApp, 'Primary', { env: ENV });
+    const store = new BackupStore(stack, 'Store', { prefix: 'backups', replica });
+    const keys = new BackupKeys(stack, 'Keys', { replicaRegion: REPLICA_REGION, replicaKeyAlias: 'alias/dr-secrets' });
+    const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack) });
+    backups.addSource(postgresSource(stack, 'orders-db'));
+    const create = () => new DisasterRecoveryRunbook(stack, 'Runbook', { backups, store, keys, ...(options.vault === false ? {} : { vault: { identity: IDENTITY } }) });
+    return { app: cdkApp, stack, replica, store, backups, keys, create };
+  }
+
+  test('the custom resource names the vault\'s account, restore role and identity, known at synth, and the writer writes the primary alone', () => {
+    const { stack, create } = vaultApp();
+    create();
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('Custom::RestorableRunbook', {
+      ReplicaBucket: Match.stringLikeRegexp('^vault'),
+      ReplicaRegion: REPLICA_REGION,
+      VaultAccount: VAULT_ACCOUNT,
+      VaultRestoreRoleArn: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:iam::${VAULT_ACCOUNT}:role/restorable/restore/restorable-restore-${REPLICA_REGION}`]] },
+      VaultIdentitySecretArn: IDENTITY.secretPartialArn,
+    });
+    const writes = statementsAllowing(template, 's3:PutObject').filter((s) => JSON.stringify(s.Resource).includes('RUNBOOK.md'));
+    expect(writes).toHaveLength(1);
+    expect(JSON.stringify(writes)).toContain('StoreBucket');
+    const writer = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([id]) => id.startsWith('RunbookRole'));
+    expect(JSON.stringify(writer)).not.toContain(VAULT_ACCOUNT);
+  });
+
+  test('cdk-nag AwsSolutions has no unacknowledged findings', () => {
+    const { app: cdkApp, create } = vaultApp({ nag: true });
+    create();
+    expect(() => cdkApp.synth()).not.toThrow();
+  });
+
+  test('without vault, synth says what the DR path needs', () => {
+    const { create } = vaultApp({ vault: false });
+    expect(create).toThrow(`Primary/Runbook: vault is required: the store's replica is a vault in account ${VAULT_ACCOUNT}, and the runbook's DR path must ` +
+      'name the vault\'s copy of the identity and the role to assume there: pass vault: { identity } (the VaultIdentity of the vault\'s stack)');
+  });
+
+  test('vault with a replica in the same account is refused', () => {
+    const { stack, replica } = app({ replica: true });
+    expect(replica!.isVault).toBe(false);
+    const backups = stack.node.findChild('DatabaseBackups') as DatabaseBackups;
+    const store = stack.node.findChild('Store') as BackupStore;
+    expect(() => new DisasterRecoveryRunbook(stack, 'Runbook2', { backups, store, vault: { identity: IDENTITY } }))
+      .toThrow('Primary/Runbook2: vault is given, but the store\'s replica is not a vault in another account (ReplicaStore primaryAccount): remove vault');
+  });
+});
