@@ -210,7 +210,7 @@ export class BackupKeys extends Construct {
       this.replicaRegion = this.validateReplicaRegion(props.replicaRegion);
       if (!props.replicaKeyAlias) {
         throw new RestorableError(this, `replicaKeyAlias is required: the alias of the KMS key in ${this.replicaRegion} that encrypts the identity's DR ` +
-          'copy, for example replicaStore.keyAliasName (the ReplicaStore in that region)');
+          'copy, for example replicaStore.identityKeyAliasName (the ReplicaStore in that region)');
       }
       validateAlias(this, this.replicaKeyAlias);
     } else if (props.replicaKeyAlias !== undefined) {
