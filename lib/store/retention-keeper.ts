@@ -73,8 +73,14 @@ export class RetentionKeeper extends Construct {
     role.addToPrincipalPolicy(new iam.PolicyStatement({
       // HeadObject of a version is s3:GetObjectVersion; its lock headers need s3:GetObjectRetention.
       actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:GetObjectVersionTagging', 's3:GetObjectRetention',
-        's3:PutObjectRetention', 's3:BypassGovernanceRetention'],
+        's3:BypassGovernanceRetention'],
       resources: [objects],
+    }));
+    // Only COMPLIANCE locks: the bypass it needs to turn a GOVERNANCE lock into one can then shorten nothing.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['s3:PutObjectRetention'],
+      resources: [objects],
+      conditions: { StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' } },
     }));
     acknowledgeWildcard(role, objects, 'The retention keeper locks every new version of the vault, under any source\'s prefix, in COMPLIANCE mode: ' +
       'it reads each version\'s tags and lock and sets its retention, never shorter; it cannot create, overwrite, tag or delete objects, and the ' +

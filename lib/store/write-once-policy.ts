@@ -29,7 +29,8 @@ export const TAGGING_ACTIONS = ['s3:PutObjectTagging', 's3:PutObjectVersionTaggi
  * 7. OnlyBreakGlassDestroys: no object version is deleted and no governance lock bypassed. Lifecycle expiry is
  *    S3's own and is not subject to bucket policies. In a vault the governance bypass is a statement of its own,
  *    OnlyRetentionKeeperBypasses, which exempts the retention keeper's path too: it must bypass a replica's GOVERNANCE
- *    lock to make it COMPLIANCE. It is never exempt from deletes.
+ *    lock to make it COMPLIANCE. It is never exempt from deletes. A vault also has OnlyComplianceLocks: no lock set
+ *    there is anything but COMPLIANCE.
  * Break-glass is exempt from every one.
  */
 export function writeOnceStatements(scope: Construct, bucket: s3.IBucket, prefix: string, breakGlassRole?: iam.IRole,
@@ -91,6 +92,12 @@ export function writeOnceStatements(scope: Construct, bucket: s3.IBucket, prefix
           actions: ['s3:BypassGovernanceRetention'],
           resources: [allObjects],
           exempt: [rolesUnderPath(scope, ROLE_PATHS.retentionKeeper)],
+        }),
+        // A GOVERNANCE lock set in the vault could be bypassed or shortened later: every lock set there is COMPLIANCE.
+        deny('OnlyComplianceLocks', {
+          actions: ['s3:PutObjectRetention'],
+          resources: [allObjects],
+          conditions: { StringNotEquals: { 's3:object-lock-mode': 'COMPLIANCE' } },
         }),
       ]
       : [deny('OnlyBreakGlassDestroys', {

@@ -126,6 +126,11 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
       Action: 's3:BypassGovernanceRetention',
       Condition: { ArnNotLike: { 'aws:PrincipalArn': [`arn:<AWS::Partition>:iam::${VAULT_ACCOUNT}:role/restorable/retention-keeper/*`, breakGlass] } },
     });
+    expect(bucketPolicy.get('OnlyComplianceLocks')).toMatchObject({
+      Effect: 'Deny',
+      Action: 's3:PutObjectRetention',
+      Condition: { StringNotEquals: { 's3:object-lock-mode': 'COMPLIANCE' }, ArnNotLike: { 'aws:PrincipalArn': [breakGlass] } },
+    });
   });
 
   test('given a vault, when synthesized, then the primary\'s own write-once policy is as it was: nobody but break-glass bypasses governance there', () => {
@@ -187,9 +192,13 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
     const role = onlyResource(vaultTemplate, 'AWS::IAM::Role', 'VaultRetentionKeeperRole');
     expect(role.Properties.Path).toBe('/restorable/retention-keeper/');
     const statements = role.Properties.Policies[0].PolicyDocument.Statement as Statement[];
-    const s3Statement = statements.find((s) => ([] as unknown[]).concat(s.Action).includes('s3:PutObjectRetention'))!;
+    const s3Statement = statements.find((s) => ([] as unknown[]).concat(s.Action).includes('s3:BypassGovernanceRetention'))!;
     expect(s3Statement.Action).toEqual(['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:GetObjectVersionTagging',
-      's3:GetObjectRetention', 's3:PutObjectRetention', 's3:BypassGovernanceRetention']);
+      's3:GetObjectRetention', 's3:BypassGovernanceRetention']);
+    // It sets COMPLIANCE locks only, so the bypass shortens nothing.
+    expect(statements.find((s) => s.Action === 's3:PutObjectRetention')).toMatchObject({
+      Condition: { StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' } },
+    });
     expect(JSON.stringify(statements)).not.toMatch(/s3:Delete|s3:PutObject"|s3:PutObjectTagging|kms:/);
     vaultTemplate.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: { 'source': ['aws.s3'], 'detail-type': ['Object Created'], 'detail': { bucket: { name: [Match.anyValue()] } } },
