@@ -151,6 +151,8 @@ export interface IdentityReadOptions {
  * key) is generated at deploy time by a custom resource, never synthesized, and kept in a Secrets Manager
  * secret that is encrypted with its own KMS key, replicated to the DR region, retained when the stack is
  * deleted, and readable only by roles registered with `grantIdentityRead` (plus an optional break-glass role).
+ * With `vaultAccount`, the vault account's identity copier (VaultIdentity) may read it too, and keeps a copy of
+ * its own there; the DR region's replica is then optional.
  */
 export class BackupKeys extends Construct {
   /** The age recipient (public key) that dump tasks encrypt to. A token when the key is generated. */
@@ -308,7 +310,7 @@ export class BackupKeys extends Construct {
 
   /**
    * Lets a restore role read the identity: exempts it from the secret's deny, and grants GetSecretValue and
-   * decryption through Secrets Manager, in the primary region and on the replica in the DR region.
+   * decryption through Secrets Manager, in the primary region and on the replica in the DR region, if any.
    * Never grant this to a dump role: dump tasks need only `recipient`.
    */
   public grantIdentityRead(role: iam.IRole, options: IdentityReadOptions = {}): iam.Grant {
