@@ -26,6 +26,8 @@ const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
 const IDENTITY_DESTRUCTIVE_ACTIONS = [
   'secretsmanager:PutSecretValue', 'secretsmanager:DeleteSecret',
   'secretsmanager:RemoveRegionsFromReplication', 'secretsmanager:StopReplicationToReplica',
+  // UpdateSecret sets a new value too when given one, and moving the version stages makes an older value current.
+  'secretsmanager:UpdateSecret', 'secretsmanager:UpdateSecretVersionStage',
 ];
 
 

@@ -114,7 +114,8 @@ describe('generated keys', () => {
           Effect: 'Deny',
           Principal: { AWS: '*' },
           Action: ['secretsmanager:PutSecretValue', 'secretsmanager:DeleteSecret',
-            'secretsmanager:RemoveRegionsFromReplication', 'secretsmanager:StopReplicationToReplica'],
+            'secretsmanager:RemoveRegionsFromReplication', 'secretsmanager:StopReplicationToReplica',
+            'secretsmanager:UpdateSecret', 'secretsmanager:UpdateSecretVersionStage'],
           Resource: '*',
           Condition: {
             ArnNotLike: {
