@@ -287,8 +287,7 @@ export class VaultIdentity extends Construct {
       actions: ['secretsmanager:GetSecretValue'],
       resources: [source],
     }));
-    acknowledgeWildcard(role, source, 'Secrets Manager appends six random characters to a secret\'s name in its ARN, unknown until the primary ' +
-      'account creates it; the statement names the primary\'s identity secret otherwise in full.');
+    // `?` matches one character each: Secrets Manager's six random ones, unknown until the primary account creates it.
     const primaryKeys = `arn:${Aws.PARTITION}:kms:${primaryRegion}:${primaryAccount}:key/*`;
     role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['kms:Decrypt'],

@@ -92,8 +92,6 @@ export class RetentionKeeper extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
-    acknowledgeNag(deadLetterQueue, 'SQS3', 'This queue is itself the dead-letter queue of the retention keeper (its asynchronous invocations and ' +
-      'the EventBridge target), which cdk-nag cannot see; it is watched by the retention keeper\'s failed alarm');
     this.deadLetterQueue = deadLetterQueue;
 
     const fn = new lambda.Function(this, 'Function', {
