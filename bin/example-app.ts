@@ -2,12 +2,29 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import {
-  BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore, RestoreTesting, SourceEngine,
+  AlarmTopic, BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore, RestoreTesting,
+  RestoreTestSourceProps, SourceEngine, VaultIdentity, VaultRestoreTesting,
 } from '../lib';
 import { EnvironmentConfig } from './environments';
 
-/** The stacks of one environment: the replica in the DR region, the primary store that replicates to it. */
+type Environment = EnvironmentConfig & { readonly name: string };
+
+/**
+ * What a vault in another account holds besides its ReplicaStore: its own copy of the identity, its own monitoring
+ * (freshness of the copy, the restore tests' alarms) and the monthly restore tests that run there.
+ */
+export interface ExampleVault {
+  readonly identity: VaultIdentity;
+  readonly monitoring: BackupMonitoring;
+  readonly restoreTesting: VaultRestoreTesting;
+}
+
+/**
+ * The stacks of one environment: the replica in the DR region, the primary store that replicates to it. With a
+ * `replicaAccount` of its own, the replica is a vault in that account, which the primary account may only replicate to.
+ */
 export interface ExampleStacks {
   readonly primary: Stack;
   readonly replica: Stack;
@@ -19,14 +36,21 @@ export interface ExampleStacks {
   readonly restoreTesting: RestoreTesting;
   /** Each source's disaster-recovery runbook, in the store and its replica. */
   readonly runbook: DisasterRecoveryRunbook;
+  /** The vault's own parts, when the replica is in another account. */
+  readonly vault?: ExampleVault;
 }
 
-export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly name: string }): ExampleStacks {
+export function addExampleStacks(app: App, env: Environment): ExampleStacks {
+  const isVault = env.replicaAccount !== env.account;
   const replica = new Stack(app, `Restorable-${env.name}-Replica`, {
-    env: { account: env.account, region: env.replicaRegion },
-    description: `Restorable (${env.name}): offsite copy of the backups`,
+    env: { account: env.replicaAccount, region: env.replicaRegion },
+    description: isVault
+      ? `Restorable (${env.name}): the vault, an offsite copy of the backups in an account of its own`
+      : `Restorable (${env.name}): offsite copy of the backups`,
   });
-  const replicaStore = new ReplicaStore(replica, 'ReplicaStore');
+  // A vault tells its own account's people when a replica could not be locked or a vault restore test failed.
+  const vaultTopic = isVault ? new AlarmTopic(replica, 'VaultAlarmTopic').topic : undefined;
+  const replicaStore = new ReplicaStore(replica, 'ReplicaStore', isVault ? { primaryAccount: env.account, alarmTopic: vaultTopic } : {});
 
   const primary = new Stack(app, `Restorable-${env.name}`, {
     env: { account: env.account, region: env.region },
@@ -35,10 +59,12 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
   const store = new BackupStore(primary, 'BackupStore', { replica: replicaStore });
   const monitoring = new BackupMonitoring(primary, 'BackupMonitoring', { store });
   withoutStoreReplicationAlarm(store);
-  // The identity secret is replicated with the replica stack's identity key, so that stack must exist first.
+  // The identity secret is replicated with the replica stack's identity key, or, to a vault, copied by the vault
+  // itself: either way that stack must exist first.
   const keys = new BackupKeys(primary, 'BackupKeys', {
-    replicaRegion: env.replicaRegion,
-    replicaKeyAlias: replicaStore.identityKeyAliasName,
+    ...(isVault
+      ? { vaultAccount: env.replicaAccount }
+      : { replicaRegion: env.replicaRegion, replicaKeyAlias: replicaStore.identityKeyAliasName }),
     // Changes to the keys' or the identity secret's policies, and their deletion, are reported with the alarms.
     alarmTopic: monitoring.topic,
     watchedKeys: [store.encryptionKey],
@@ -49,9 +75,40 @@ export function addExampleStacks(app: App, env: EnvironmentConfig & { readonly n
     store, keys, monitoring, vpc: sampleVpc(primary, env), vpcEndpoints: true,
   });
   addSampleSources(primary, env, backups);
-  const restoreTesting = addRestoreTesting(primary, { store, keys, backups, monitoring });
-  const runbook = new DisasterRecoveryRunbook(primary, 'DisasterRecoveryRunbook', { backups, store, keys });
-  return { primary, replica, store, replicaStore, keys, backups, monitoring, restoreTesting, runbook };
+  const tested = restoreTestSources(backups);
+  const restoreTesting = new RestoreTesting(primary, 'RestoreTesting', {
+    store, keys, backups, monitoring, sources: tested,
+    // The DR copy is tested monthly where it lives: here for a replica of this account, in the vault's own account otherwise.
+    drSchedule: isVault ? undefined : MONTHLY,
+  });
+  const vault = isVault ? addVault(replica, env, { replicaStore, keys, topic: vaultTopic!, backups, tested }) : undefined;
+  const runbook = new DisasterRecoveryRunbook(primary, 'DisasterRecoveryRunbook', {
+    backups, store, keys, vault: vault && { identity: vault.identity },
+  });
+  return { primary, replica, store, replicaStore, keys, backups, monitoring, restoreTesting, runbook, vault };
+}
+
+/** The 1st of every month, 05:00 UTC: the DR copy's restore tests. */
+const MONTHLY = events.Schedule.cron({ day: '1', hour: '5', minute: '0' });
+
+/**
+ * The vault's own parts, in its account: the identity copied from the primary, a freshness check of the copy (the
+ * newest backup there may be the RPO, the run and a quarter of an hour of replication old), and monthly restore tests
+ * of the same sources with the same checks, alarming on the vault's topic.
+ */
+function addVault(stack: Stack, env: Environment, parts: {
+  replicaStore: ReplicaStore; keys: BackupKeys; topic: sns.ITopic; backups: DatabaseBackups; tested: RestoreTestSourceProps[];
+}): ExampleVault {
+  const identity = new VaultIdentity(stack, 'VaultIdentity', { keys: parts.keys, store: parts.replicaStore, alarmTopic: parts.topic });
+  const monitoring = new BackupMonitoring(stack, 'VaultMonitoring', { store: parts.replicaStore, alarmTopic: parts.topic });
+  for (const source of parts.backups.sources) {
+    monitoring.addSource(source.name, { maxAge: source.rpo.plus(Duration.hours(1)).plus(Duration.minutes(15)) });
+  }
+  const restoreTesting = new VaultRestoreTesting(stack, 'VaultRestoreTesting', {
+    store: parts.replicaStore, identity, monitoring, sources: parts.tested,
+    vpc: sampleVaultVpc(stack, env),
+  });
+  return { identity, monitoring, restoreTesting };
 }
 
 /**
@@ -71,7 +128,7 @@ function withoutStoreReplicationAlarm(store: BackupStore): void {
  */
 
 /** The VPC the databases live in: isolated subnets, reached through the VPC endpoints DatabaseBackups creates. */
-function sampleVpc(stack: Stack, env: EnvironmentConfig & { readonly name: string }): ec2.IVpc {
+function sampleVpc(stack: Stack, env: Environment): ec2.IVpc {
   const hex = env.name === 'prod' ? 'b' : 'a';
   return ec2.Vpc.fromVpcAttributes(stack, 'DatabaseVpc', {
     vpcId: `vpc-0${hex}1b2c3d4e5f60000`,
@@ -82,8 +139,22 @@ function sampleVpc(stack: Stack, env: EnvironmentConfig & { readonly name: strin
   });
 }
 
+/**
+ * The vault account's VPC for its restore tests: private subnets with a NAT route, since the tests reach S3, Secrets
+ * Manager, CloudWatch and ECR Public there without endpoints.
+ */
+function sampleVaultVpc(stack: Stack, env: Environment): ec2.IVpc {
+  return ec2.Vpc.fromVpcAttributes(stack, 'VaultVpc', {
+    vpcId: 'vpc-0c1b2c3d4e5f60000',
+    vpcCidrBlock: '10.30.0.0/16',
+    availabilityZones: [`${env.replicaRegion}a`, `${env.replicaRegion}b`],
+    privateSubnetIds: ['subnet-0c1b2c3d4e5f60001', 'subnet-0c1b2c3d4e5f60002'],
+    privateSubnetRouteTableIds: ['rtb-0c1b2c3d4e5f60001', 'rtb-0c1b2c3d4e5f60002'],
+  });
+}
+
 /** A PostgreSQL source (dumped from its read replica) and a MariaDB source. */
-function addSampleSources(stack: Stack, env: EnvironmentConfig & { readonly name: string }, backups: DatabaseBackups): void {
+function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBackups): void {
   const secret = (id: string, name: string) => secretsmanager.Secret.fromSecretCompleteArn(stack, id,
     `arn:aws:secretsmanager:${env.region}:${env.account}:secret:${name}-Ab12Cd`);
   const peer = (id: string, securityGroupId: string, port: number) => new ec2.Connections({
@@ -111,18 +182,14 @@ function addSampleSources(stack: Stack, env: EnvironmentConfig & { readonly name
 }
 
 /**
- * Weekly restore tests of both sources (Sundays 03:00 UTC), and a monthly one from the DR copy. The orders
- * database also proves its newest order is at most an hour older than the backup, and has an RTO of 2 hours.
+ * What the restore tests check, of both sources: the orders database also proves its newest order is at most an
+ * hour older than the backup, and has an RTO of 2 hours. Weekly (Sundays 03:00 UTC) from the store.
  */
-function addRestoreTesting(stack: Stack, parts: Pick<ExampleStacks, 'store' | 'keys' | 'backups' | 'monitoring'>): RestoreTesting {
-  const [orders, shop] = parts.backups.sources;
-  return new RestoreTesting(stack, 'RestoreTesting', {
-    ...parts,
-    drSchedule: events.Schedule.cron({ day: '1', hour: '5', minute: '0' }),
-    sources: [
-      { source: orders, rtoTarget: Duration.hours(2),
-        checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAge: Duration.hours(1) }] },
-      { source: shop },
-    ],
-  });
+function restoreTestSources(backups: DatabaseBackups): RestoreTestSourceProps[] {
+  const [orders, shop] = backups.sources;
+  return [
+    { source: orders, rtoTarget: Duration.hours(2),
+      checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAge: Duration.hours(1) }] },
+    { source: shop },
+  ];
 }

@@ -8,7 +8,8 @@ export type { TierRetention } from './store/retention-policy';
 export { BackupBucket, type BackupBucketProps, type BackupWriteOptions, type TierTransition } from './store/backup-bucket';
 export { BackupStore, type BackupStoreProps } from './store/backup-store';
 export { ReplicaStore, type ReplicaStoreProps } from './store/replica-store';
-export { BackupKeys, type BackupKeysProps } from './keys/backup-keys';
+export { BackupKeys, type BackupKeysProps, type IdentityReadOptions } from './keys/backup-keys';
+export { VaultIdentity, type VaultIdentityProps } from './keys/vault-identity';
 export { type BackupSource, type BackupSourceProps, DatabaseFlavour, type SourceEndpoint, SourceEngine } from './backups/backup-source';
 export { DatabaseBackups, type DatabaseBackupsProps } from './backups/database-backups';
 export { BackupJobAlerts, type BackupJobAlertsProps } from './backups/backup-job-alerts';
@@ -18,4 +19,5 @@ export { BackupDashboard, type BackupDashboardProps, type SourceRowMetrics } fro
 export { BackupMonitoring, type BackupMonitoringProps, type MonitoredSourceOptions } from './monitoring/backup-monitoring';
 export { type RestoreTestCheck, type RestoreTestSourceProps, RowCountTolerance } from './restore-testing/restore-test-source';
 export { RestoreTesting, type RestoreTestingProps } from './restore-testing/restore-testing';
-export { DisasterRecoveryRunbook, type DisasterRecoveryRunbookProps } from './runbook/disaster-recovery-runbook';
+export { type IVaultIdentity, VaultRestoreTesting, type VaultRestoreTestingProps } from './restore-testing/vault-restore-testing';
+export { DisasterRecoveryRunbook, type DisasterRecoveryRunbookProps, type RunbookVaultProps } from './runbook/disaster-recovery-runbook';

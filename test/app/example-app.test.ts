@@ -20,7 +20,7 @@ import { addExampleStacks } from '../../bin/example-app';
 const run = promisify(execFile);
 const root = join(__dirname, '..', '..');
 const cdkJson = JSON.parse(readFileSync(join(root, 'cdk.json'), 'utf8'));
-const environments = cdkJson.context.environments as Record<string, { account: string; region: string; replicaRegion: string }>;
+const environments = cdkJson.context.environments as Record<string, { account: string; region: string; replicaRegion: string; replicaAccount?: string }>;
 const envNames = Object.keys(environments);
 
 /** The example app for one environment, with cdk-nag as the CLI runs it. */
@@ -56,8 +56,27 @@ test('cdk.json lists at least dev and prod, each with a replica region of its ow
   for (const name of envNames) expect(() => resolveEnvironment(environments, name)).not.toThrow();
   // Offline synth needs availability-zone context for every account and region pair.
   for (const env of Object.values(environments)) {
-    for (const region of [env.region, env.replicaRegion]) expect(cdkJson.context[`availability-zones:account=${env.account}:region=${region}`]).toHaveLength(3);
+    for (const [account, region] of [[env.account, env.region], [env.replicaAccount ?? env.account, env.replicaRegion]]) {
+      expect(cdkJson.context[`availability-zones:account=${account}:region=${region}`]).toHaveLength(3);
+    }
   }
+});
+
+test('prod keeps its offsite copy in a vault of another account, with its own identity, monitoring and monthly restore tests; dev beside its store', () => {
+  const prod = exampleApp('prod');
+  expect(prod.replica.account).not.toBe(prod.primary.account);
+  expect(prod.replicaStore.isVault).toBe(true);
+  expect(prod.keys.vaultAccount).toBe(prod.replica.account);
+  expect(prod.vault).toBeDefined();
+  for (const part of [prod.vault!.identity, prod.vault!.monitoring, prod.vault!.restoreTesting]) expect(Stack.of(part)).toBe(prod.replica);
+  Template.fromStack(prod.replica).hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 5 1 * ? *)' });
+  // The primary account never reads the vault: its restore tests have no DR schedule, and its state machine runs the primary copy alone.
+  const primaryRules = Template.fromStack(prod.primary).findResources('AWS::Events::Rule');
+  expect(JSON.stringify(primaryRules)).not.toContain('"copy":"dr"');
+  expect(JSON.stringify(Template.fromStack(prod.primary).toJSON())).not.toContain(prod.replicaStore.keyAliasName.replace('alias/', 'key/'));
+
+  const dev = exampleApp('dev');
+  expect([dev.replica.account, dev.replicaStore.isVault, dev.vault]).toEqual([dev.primary.account, false, undefined]);
 });
 
 describe.each(envNames)('environment %s', (name) => {
@@ -66,11 +85,12 @@ describe.each(envNames)('environment %s', (name) => {
   test('given -c env, when synthesized, then a primary stack and a replica stack in the DR region replicate into each other', () => {
     const { primary, replica, store, replicaStore } = exampleApp(name);
     expect([primary.region, primary.account]).toEqual([env.region, env.account]);
-    expect([replica.region, replica.account]).toEqual([env.replicaRegion, env.account]);
+    expect([replica.region, replica.account]).toEqual([env.replicaRegion, env.replicaAccount ?? env.account]);
     expect(primary.dependencies).toEqual([replica]);
     const bucket = Object.values(Template.fromStack(primary).findResources('AWS::S3::Bucket', { Properties: { ReplicationConfiguration: {} } }));
     expect(bucket).toHaveLength(1);
-    expect(JSON.stringify(bucket[0].Properties.ReplicationConfiguration)).toContain(`:kms:${env.replicaRegion}:${env.account}:${replicaStore.keyAliasName}`);
+    expect(JSON.stringify(bucket[0].Properties.ReplicationConfiguration))
+      .toContain(`:kms:${env.replicaRegion}:${env.replicaAccount ?? env.account}:${replicaStore.keyAliasName}`);
     expect(store.replica).toBe(replicaStore);
   });
 
@@ -130,21 +150,25 @@ describe.each(envNames)('environment %s', (name) => {
   });
 });
 
-/** What an alarm watches: its metric (or metric math) with its dimensions, and its threshold. */
-function watched(alarm: Record<string, unknown>): string {
+/**
+ * What an alarm watches: its metric (or metric math) with its dimensions, and its threshold, in the account and
+ * region of its stack (a vault's alarms watch the vault account's metrics of the same name).
+ */
+function watched(stack: Stack, alarm: Record<string, unknown>): string {
   const dimensions = ((alarm.Dimensions ?? []) as { Name: string }[]).slice().sort((a, b) => a.Name.localeCompare(b.Name));
-  return JSON.stringify({ namespace: alarm.Namespace, metric: alarm.MetricName, dimensions, metrics: alarm.Metrics, threshold: alarm.Threshold });
+  return JSON.stringify({ where: [stack.account, stack.region], namespace: alarm.Namespace, metric: alarm.MetricName, dimensions,
+    metrics: alarm.Metrics, threshold: alarm.Threshold });
 }
 
 /** Every alarm of the stacks, by stack and logical id: those without an action, and those that watch what another watches. */
 function alarmProblems(stacks: Stack[]): { silent: string[]; duplicates: string[] } {
   const alarms = stacks.flatMap((stack) => Object.entries(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'))
-    .map(([id, alarm]) => ({ where: `${stack.stackName}/${id}`, properties: alarm.Properties as Record<string, unknown> })));
+    .map(([id, alarm]) => ({ stack, where: `${stack.stackName}/${id}`, properties: alarm.Properties as Record<string, unknown> })));
   expect(alarms.length).toBeGreaterThan(5);
   const seen = new Map<string, string>();
   const duplicates: string[] = [];
   for (const alarm of alarms) {
-    const key = watched(alarm.properties);
+    const key = watched(alarm.stack, alarm.properties);
     if (seen.has(key)) duplicates.push(`${alarm.where} duplicates ${seen.get(key)}`);
     else seen.set(key, alarm.where);
   }
