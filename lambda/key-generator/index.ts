@@ -4,6 +4,10 @@
  *
  * The identity never leaves this function except into the secret: not in the response, not in a log line,
  * not in an error (every failure is reported through `describeFailure`, which redacts identities).
+ *
+ * When CloudFormation replaces the secret (naming it for a vault replaces one deployed unnamed), the update names
+ * the new secret and the old one: the old secret's identity file, which opens every earlier backup, is carried
+ * over into the new one before the generation is applied, and the update fails rather than start without it.
  */
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
@@ -18,7 +22,13 @@ interface KeyProperties {
   readonly generation: number;
 }
 
-type Outcome = 'created' | 'unchanged' | 'recovered' | 'retained';
+type Outcome = 'created' | 'unchanged' | 'recovered' | 'retained' | 'carried-over' | 'carried-over-and-created';
+
+/** An identity file as read from a secret; `recovered` when it is the previous version, the current one holding no identity. */
+interface IdentityFile {
+  readonly text: string;
+  readonly recovered: boolean;
+}
 
 export async function handler(event: CustomResourceEvent): Promise<void> {
   const response = await respondTo(event);
@@ -35,8 +45,11 @@ export async function respondTo(event: CustomResourceEvent): Promise<CustomResou
       return { ...common, Status: 'SUCCESS', PhysicalResourceId: event.PhysicalResourceId ?? event.RequestId };
     }
     const properties = readProperties(event.ResourceProperties);
-    const { recipient, outcome } = await ensureGeneration(properties);
-    log(event, outcome, { generation: properties.generation, recipient });
+    const replaced = replacedSecretId(event, properties);
+    const { recipient, outcome } = await ensureGeneration(properties, replaced);
+    const details: Record<string, string | number> = { generation: properties.generation, recipient };
+    if (replaced && outcome.startsWith('carried-over')) details.carriedOverFrom = replaced;
+    log(event, outcome, details);
     return { ...common, Status: 'SUCCESS', PhysicalResourceId: properties.secretId, Data: { Recipient: recipient } };
   } catch (error) {
     const reason = describeFailure(error);
@@ -57,21 +70,58 @@ function readProperties(properties: Record<string, unknown>): KeyProperties {
   return { secretId, generation };
 }
 
+/** The secret an Update replaces, when CloudFormation replaced the identity secret: the old SecretId, if another. */
+function replacedSecretId(event: CustomResourceEvent, { secretId }: KeyProperties): string | undefined {
+  if (event.RequestType !== 'Update') return undefined;
+  const old = event.OldResourceProperties?.SecretId;
+  return typeof old === 'string' && old !== '' && old !== secretId ? old : undefined;
+}
+
 /**
  * Keeps the identity of the newest generation if it is the one asked for (an update of other properties,
- * or a retried request), and otherwise puts a new identity in front of all the old ones.
+ * or a retried request), and otherwise puts a new identity in front of all the old ones. A new secret that
+ * replaces `replaced` and holds no identity yet first gets the replaced secret's identity file, whole.
  */
-async function ensureGeneration({ secretId, generation }: KeyProperties): Promise<{ recipient: string; outcome: Outcome }> {
-  const { text: existing, recovered } = await readIdentityFile(secretId);
-  const newest = newestIdentity(existing);
+async function ensureGeneration(
+  { secretId, generation }: KeyProperties, replaced?: string,
+): Promise<{ recipient: string; outcome: Outcome }> {
+  let file = await readIdentityFile(secretId);
+  // A new secret that already holds identities was carried over to by an earlier attempt (a retry): not twice.
+  const carryOver = replaced !== undefined && !newestIdentity(file.text);
+  if (carryOver) {
+    file = { text: await readReplacedIdentityFile(replaced, secretId), recovered: false };
+    await putIdentityFile(secretId, file.text);
+  }
+  const newest = newestIdentity(file.text);
   if (newest && newest.generation === generation) {
-    if (recovered) await putIdentityFile(secretId, existing);
-    return { recipient: await identityToRecipient(newest.identity), outcome: recovered ? 'recovered' : 'unchanged' };
+    if (file.recovered) await putIdentityFile(secretId, file.text);
+    const outcome = carryOver ? 'carried-over' : file.recovered ? 'recovered' : 'unchanged';
+    return { recipient: await identityToRecipient(newest.identity), outcome };
   }
   const identity = await generateX25519Identity();
   const recipient = await identityToRecipient(identity);
-  await putIdentityFile(secretId, prependIdentity(existing, identityBlock(identity, recipient, generation, new Date())));
-  return { recipient, outcome: 'created' };
+  await putIdentityFile(secretId, prependIdentity(file.text, identityBlock(identity, recipient, generation, new Date())));
+  return { recipient, outcome: carryOver ? 'carried-over-and-created' : 'created' };
+}
+
+/**
+ * The identity file of the secret CloudFormation replaced. It opens every backup made before, so when it cannot
+ * be read the update fails, and says what to do: a new identity alone would leave those backups behind unnoticed.
+ */
+async function readReplacedIdentityFile(replaced: string, secretId: string): Promise<string> {
+  // The service's message comes last, where the 500 characters of a reason may cut it: its name comes with the problem.
+  const refuse = (problem: string, cause?: unknown) => new Error(`the replaced identity secret ${replaced} ${problem} and opens every ` +
+    'earlier backup, so no new identity was generated: restore it (restore-secret, if scheduled for deletion) and make it readable, ' +
+    `or put its identity file into ${secretId} with the break-glass role, then deploy again` +
+    (cause instanceof Error ? `. ${cause.message}` : ''));
+  let file: IdentityFile;
+  try {
+    file = await readIdentityFile(replaced);
+  } catch (error) {
+    throw refuse(`cannot be read (${error instanceof Error ? error.name : 'Error'})`, error);
+  }
+  if (!newestIdentity(file.text)) throw refuse('holds no age identity');
+  return file.text;
 }
 
 /**
@@ -79,7 +129,7 @@ async function ensureGeneration({ secretId, generation }: KeyProperties): Promis
  * the first deployment, or an overwrite by mistake: then the previous version, if it holds identities, is
  * the file to keep, so that a mistaken write cannot make us drop the keys of every existing backup.
  */
-async function readIdentityFile(secretId: string): Promise<{ text: string; recovered: boolean }> {
+async function readIdentityFile(secretId: string): Promise<IdentityFile> {
   const current = (await secrets.send(new GetSecretValueCommand({ SecretId: secretId }))).SecretString ?? '';
   if (newestIdentity(current)) return { text: current, recovered: false };
   try {

@@ -13,7 +13,7 @@ import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  CreateSecretCommand, DescribeSecretCommand, GetSecretValueCommand, ListSecretVersionIdsCommand, PutSecretValueCommand, SecretsManagerClient,
+  CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, ListSecretVersionIdsCommand, PutSecretValueCommand, SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { secretArnInRegion } from '../../lib/contract';
@@ -358,6 +358,124 @@ describe('rotation', () => {
     expect(await stored()).toBe(identityFile);
     expect(await storedInReplica()).toBe(identityFile);
     expect(logged.join('\n')).toContain('"outcome":"recovered"');
+  });
+});
+
+describe('a replaced identity secret', () => {
+  /** The secret CloudFormation retained when it replaced this test's: created and given an identity file before. */
+  let oldArn: string;
+
+  beforeEach(async () => {
+    oldArn = (await primary.send(new CreateSecretCommand({ Name: motoName('restorable/identity-old'), SecretString: CFN_PLACEHOLDER }))).ARN!;
+  });
+
+  /** The Update CloudFormation sends once it has created the new secret (this test's) in place of `oldArn`. */
+  function replacement(generation: number, oldGeneration = 1): CustomResourceEvent {
+    return {
+      ...event('Update', generation),
+      PhysicalResourceId: oldArn,
+      OldResourceProperties: { ServiceToken: 'arn:aws:lambda:eu-central-1:123456789012:function:gen', SecretId: oldArn, Generation: String(oldGeneration) },
+    };
+  }
+
+  /** Gives the old secret an identity file as the generator did when it was the only one, and a backup made with it. */
+  async function oldSecretWithABackup(): Promise<{ identityFile: string; recipient: string; backup: string }> {
+    const created = await keys.respondTo({ ...event('Create', 1), ResourceProperties: { SecretId: oldArn, Generation: '1' } });
+    const recipient = created.Data?.Recipient ?? '';
+    const identityFile = (await primary.send(new GetSecretValueCommand({ SecretId: oldArn }))).SecretString ?? '';
+    return { identityFile, recipient, backup: encryptWithCli(recipient, 'made before the secret was replaced') };
+  }
+
+  test('the old identity file is carried over whole, and the same generation keeps the recipient', async () => {
+    const old = await oldSecretWithABackup();
+
+    const response = await keys.respondTo(replacement(1));
+
+    expect(response).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: secretArn, Data: { Recipient: old.recipient } });
+    expect(await stored()).toBe(old.identityFile);
+    expect(decryptWith(await stored(), old.backup)).toBe('made before the secret was replaced');
+    // The replica region serves it too, and the old secret is left as it was.
+    expect(await storedInReplica()).toBe(old.identityFile);
+    expect((await primary.send(new GetSecretValueCommand({ SecretId: oldArn }))).SecretString).toBe(old.identityFile);
+    expect(await versionCount()).toBe(2);
+    const outcome = logged.map((line) => line.trim()).filter((line) => line.includes('"requestType":"Update"'));
+    expect(outcome).toHaveLength(1);
+    expect(JSON.parse(outcome[0])).toMatchObject({ outcome: 'carried-over', carriedOverFrom: oldArn, generation: 1, recipient: old.recipient });
+  });
+
+  test('with the next generation, the new identity goes in front of the carried-over ones', async () => {
+    const old = await oldSecretWithABackup();
+
+    const response = await keys.respondTo(replacement(2));
+
+    expect(response.Status).toBe('SUCCESS');
+    const newRecipient = response.Data?.Recipient ?? '';
+    expect(newRecipient).toMatch(/^age1/);
+    expect(newRecipient).not.toBe(old.recipient);
+    const value = await stored();
+    expect(value.endsWith(old.identityFile)).toBe(true);
+    expect(identityLines(value)).toHaveLength(2);
+    expect(value.indexOf('# generation: 2')).toBeLessThan(value.indexOf('# generation: 1'));
+    expect(decryptWith(value, old.backup)).toBe('made before the secret was replaced');
+    expect(decryptWith(value, encryptWithCli(newRecipient, 'made after'))).toBe('made after');
+    // The old file alone first, then the new generation in front of it.
+    expect(await versionCount()).toBe(3);
+    expect(await stored('AWSPREVIOUS')).toBe(old.identityFile);
+    expect(logged.join('\n')).toContain('"outcome":"carried-over-and-created"');
+  });
+
+  test.each([
+    ['deleted for good', true],
+    ['scheduled for deletion', false],
+  ])('an old secret %s fails the update with a reason naming it, and the new secret gets no identity', async (_case, forceDelete) => {
+    await oldSecretWithABackup();
+    await primary.send(new DeleteSecretCommand({ SecretId: oldArn, ...(forceDelete ? { ForceDeleteWithoutRecovery: true } : { RecoveryWindowInDays: 7 }) }));
+
+    const response = await keys.respondTo(replacement(1));
+
+    expect(response.Status).toBe('FAILED');
+    expect(response.Data).toBeUndefined();
+    expect(response.Reason).toMatch(new RegExp(`^Error: the replaced identity secret ${oldArn} cannot be read \\((ResourceNotFoundException|InvalidRequestException)\\) and opens every earlier backup, so no new identity was generated: `));
+    expect(response.Reason).toContain(`put its identity file into ${secretArn}`);
+    expect(response.Reason!.length).toBeLessThanOrEqual(500);
+    expect(await stored()).toBe(CFN_PLACEHOLDER);
+    expect(await versionCount()).toBe(1);
+    expect(logged.join('\n')).toContain(oldArn);
+    expect(logged.join('\n')).not.toMatch(/AGE-SECRET-KEY/i);
+  });
+
+  test('an old secret that holds no identity fails the update too, rather than start without the old keys', async () => {
+    const response = await keys.respondTo(replacement(1));
+
+    expect(response.Status).toBe('FAILED');
+    expect(response.Reason).toMatch(new RegExp(`^Error: the replaced identity secret ${oldArn} holds no age identity and opens every earlier backup`));
+    expect(await stored()).toBe(CFN_PLACEHOLDER);
+  });
+
+  test('a retried update, after the carry-over, does not carry the old file over twice', async () => {
+    const old = await oldSecretWithABackup();
+    const first = await keys.respondTo(replacement(2));
+    const afterFirst = await stored();
+
+    const retried = await keys.respondTo(replacement(2));
+
+    expect(retried.Data?.Recipient).toBe(first.Data?.Recipient);
+    expect(await stored()).toBe(afterFirst);
+    expect(identityLines(afterFirst)).toHaveLength(2);
+    expect(afterFirst.split(old.identityFile)).toHaveLength(2);
+    expect(await versionCount()).toBe(3);
+    expect(logged.join('\n')).toContain('"outcome":"unchanged"');
+  });
+
+  test('an update that keeps the secret carries nothing over', async () => {
+    await oldSecretWithABackup();
+    const created = await keys.respondTo(event('Create', 1));
+
+    const response = await keys.respondTo({ ...event('Update', 1), OldResourceProperties: { SecretId: secretArn, Generation: '1' } });
+
+    expect(response.Data?.Recipient).toBe(created.Data?.Recipient);
+    expect(identityLines(await stored())).toHaveLength(1);
+    expect(logged.join('\n')).not.toContain('carried-over');
   });
 });
 
