@@ -1,5 +1,5 @@
 import {
-  Annotations, Arn, ArnFormat, Aws, CustomResource, Duration, Lazy, Names, RemovalPolicy, Stack, Token,
+  Annotations, Arn, ArnFormat, Aws, CfnElement, CustomResource, Duration, Lazy, Names, RemovalPolicy, Stack, Token,
 } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -11,7 +11,7 @@ import { Construct } from 'constructs';
 import { RestorableError } from '../shared/errors';
 import { ROLE_PATHS, alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn, rolesUnderPath } from '../shared/trust-boundaries';
 import { lambdaAsset } from '../shared/package-root';
-import { NODE22_RUNTIME_REASON, acknowledgeNag } from '../shared/nag';
+import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
 
 /** What a replica key alias looks like, for error messages. */
 const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
@@ -61,10 +61,11 @@ export interface BackupKeysProps {
    * whose role lives under `/restorable/identity-copier/`) read and decrypt the identity, and nothing else.
    *
    * The secret then gets a name derived from the construct path (`identitySecretName`), so that the vault's stack
-   * can name it at synth. Adding this to BackupKeys already deployed without it replaces the secret: the old one
-   * is retained with the identities of every earlier backup, the new one starts with a new identity only, so append
-   * the old secret's identity file to the new one's. Needs a stack with an explicit account and region, and a
-   * generated key pair.
+   * can name it at synth. Adding this to BackupKeys already deployed without it replaces the secret: the key
+   * generator copies the old secret's identity file, with the identities of every earlier backup, whole into the
+   * new one (same generation, same recipient; a higher one puts its new identity in front), and the old secret is
+   * retained as it was. If the old secret cannot be read, the deployment fails, naming it, rather than start the
+   * new one without it. Needs a stack with an explicit account and region, and a generated key pair.
    *
    * @default - no vault: only this account reads the identity
    */
@@ -448,6 +449,7 @@ export class BackupKeys extends Construct {
       actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
       resources: [secret.secretArn],
     }));
+    this.grantReadOfReplacedSecret(role, secret);
     key.grant(role, 'kms:Decrypt', 'kms:GenerateDataKey');
     if (this.replicaRegion !== undefined) {
       // Secrets Manager replicates each new value as the caller, so the caller must encrypt with the replica key.
@@ -472,6 +474,31 @@ export class BackupKeys extends Construct {
     });
     acknowledgeNag(generator, 'L1', NODE22_RUNTIME_REASON);
     return generator;
+  }
+
+  /**
+   * Lets the key generator read the identity secret that CloudFormation replaced (naming the secret for a vault
+   * replaces one deployed unnamed), to carry its identity file over: the old secret's ARN is unknown at synth, so
+   * the statement names any secret of this account and region, but only those CloudFormation created for this
+   * stack under the identity secret's logical id, which are the old and the new identity secret and no other.
+   * The old secret keeps its policy, which exempts this role from its read deny, and is encrypted with the same key.
+   */
+  private grantReadOfReplacedSecret(role: iam.Role, secret: secretsmanager.Secret): void {
+    const stack = Stack.of(this);
+    const anySecret = stack.formatArn({ service: 'secretsmanager', resource: 'secret', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['secretsmanager:GetSecretValue'],
+      resources: [anySecret],
+      conditions: {
+        StringEquals: {
+          'secretsmanager:ResourceTag/aws:cloudformation:stack-id': Aws.STACK_ID,
+          'secretsmanager:ResourceTag/aws:cloudformation:logical-id': stack.getLogicalId(secret.node.defaultChild as CfnElement),
+        },
+      },
+    }));
+    acknowledgeWildcard(role, anySecret, 'The identity secret this one replaced is read once, to carry its identity file over; its ARN is ' +
+        'unknown at synth, so the statement is limited by the tags CloudFormation puts on the secrets it creates to this stack ' +
+        'and the identity secret\'s logical id: the old and the new identity secret, no other secret.');
   }
 
   /** The vault account, checked: twelve digits, not this stack's account, for a key pair BackupKeys generates. */

@@ -519,6 +519,38 @@ describe('a vault in another account', () => {
       .toEqual([logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/), logicalId(template, 'AWS::IAM::Role', /^RestoreRole/)].sort());
   });
 
+  test('the key generator may read the secret it replaces, found by the tags CloudFormation gives this stack\'s identity secret, and no other', () => {
+    // Given BackupKeys with a vault, whose named secret replaces the one deployed before without it
+    const { stack, keys } = vaultKeys();
+    const restoreRole = new iam.Role(stack, 'RestoreRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
+    keys.grantIdentityRead(restoreRole);
+    const template = Template.fromStack(stack);
+    const secretId = logicalId(template, 'AWS::SecretsManager::Secret', /^BackupKeysIdentity/);
+    const generatorRole = logicalId(template, 'AWS::IAM::Role', /^BackupKeysKeyGeneratorRole/);
+
+    // Then the generator's policy reads any secret of the account and region, but only this stack's identity secrets
+    const replaced = {
+      Effect: 'Allow',
+      Action: 'secretsmanager:GetSecretValue',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':secretsmanager:eu-central-1:123456789012:secret:*']] },
+      Condition: {
+        StringEquals: {
+          'secretsmanager:ResourceTag/aws:cloudformation:stack-id': { Ref: 'AWS::StackId' },
+          'secretsmanager:ResourceTag/aws:cloudformation:logical-id': secretId,
+        },
+      },
+    };
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: generatorRole }],
+      PolicyDocument: { Statement: Match.arrayWith([replaced]) },
+    });
+    // And no other role gets it, nor any statement on every secret without both conditions
+    const onEverySecret = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((policy) =>
+      policy.Properties.PolicyDocument.Statement.filter((statement: { Resource?: unknown }) => JSON.stringify(statement.Resource).endsWith(':secret:*"]]}'))
+        .map((statement: unknown) => [policy.Properties.Roles, statement]));
+    expect(onEverySecret).toEqual([[[{ Ref: generatorRole }], replaced]]);
+  });
+
   test('a replica region may still be given beside the vault', () => {
     const { stack } = vaultKeys({ replicaRegion: 'eu-west-1', replicaKeyAlias: 'alias/restorable-secrets' });
     Template.fromStack(stack).hasResourceProperties('AWS::SecretsManager::Secret', {
