@@ -11,13 +11,20 @@
  * the region it is signed for. The DR path reads a second S3 emulator standing in for the replica bucket, with
  * the primary emulator killed, and the identity from the replica, with the relay refusing the primary region:
  * moto itself cannot lose a region (see region-outage.ts).
+ *
+ * The vault path: the vault is a bucket on moto's server in a second account, the identity the vault's own copy in
+ * a secret of that account, both made as the vault's restore role (moto gives an assumed role's credentials the
+ * role's account, and shows nothing of that account to any other). The runbook's DR scene assumes that role with
+ * `aws sts assume-role`, the primary emulator being dead and the primary region lost.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { CreateSecretCommand, DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateSecretCommand, DescribeSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import {
   Engine, Manifest, RunbookFacts, RunbookPath, RunbookVia, latestKey, parseLatest, parseManifest, renderRunbook, runbookBlocks, runbookKey,
   secretArnInRegion, standardToolScript,
@@ -26,11 +33,15 @@ import {
   AgeKey, MYSQL, PG, S3Emulator, agentEnv, createMysqlFixture, createPgFixture, dropMysqlDatabase, dropPgDatabase, makeAgeKey,
   mysqlExec, mysqlTableStats, mysqlUser, pgQuery, pgTableStats, readerRole, requireAgentBundle, runAgent, startS3rver, uniqueName,
 } from '../support';
-import { motoName, sharedMoto } from '../support/moto';
+import { Moto, motoName, sharedMoto } from '../support/moto';
 import { RegionOutage } from '../support/region-outage';
 
 const PRIMARY_REGION = 'us-east-1';
 const DR_REGION = 'eu-west-1';
+/** The vault: its account, region and restore role, which the runbook names. */
+const VAULT_ACCOUNT = '222222222222';
+const VAULT_REGION = 'eu-central-1';
+const VAULT_ROLE = `arn:aws:iam::${VAULT_ACCOUNT}:role/restorable/restore/restorable-restore-${VAULT_REGION}`;
 /** The identity secret's ARN in the primary region, as moto made it. */
 let identityArn: string;
 const PG_SOURCE = 'orders-pg';
@@ -49,10 +60,35 @@ const restoredDatabases: { engine: Engine; name: string }[] = [];
 
 let primary: S3Emulator;
 let replica: S3Emulator;
+let moto: Moto;
+/** The vault's bucket, on moto's server in the vault's account. */
+const vaultBucket = motoName('drill-vault');
+/** The vault's copy of the identity, by the partial ARN its deterministic name gives (as VaultIdentity's). */
+let vaultIdentityArn: string;
 let key: AgeKey;
 /** The relay to moto's Secrets Manager that the runbook's aws commands are pointed at. */
 let secretsRelay: RegionOutage;
 let secretsEndpoint: string;
+
+/** Credentials of the vault's restore role, as moto hands them out: they act in the vault's account. */
+async function vaultCredentials(): Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken: string }> {
+  const sts = new STSClient(moto.config(VAULT_REGION));
+  try {
+    const { Credentials } = await sts.send(new AssumeRoleCommand({ RoleArn: VAULT_ROLE, RoleSessionName: 'drill-setup' }));
+    return { accessKeyId: Credentials!.AccessKeyId!, secretAccessKey: Credentials!.SecretAccessKey!, sessionToken: Credentials!.SessionToken! };
+  } finally {
+    sts.destroy();
+  }
+}
+
+/** The facts of a runbook whose replica is the vault. */
+function vaultFacts(source: string, engine: Engine): RunbookFacts {
+  return {
+    ...facts(source, engine),
+    replica: { bucket: vaultBucket, region: VAULT_REGION },
+    vault: { account: VAULT_ACCOUNT, restoreRoleArn: VAULT_ROLE, identitySecretArn: vaultIdentityArn },
+  };
+}
 
 function facts(source: string, engine: Engine): RunbookFacts {
   return {
@@ -153,7 +189,7 @@ beforeAll(async () => {
   primary = await startS3rver('drill-primary');
   replica = await startS3rver('drill-replica');
   key = makeAgeKey();
-  const moto = await sharedMoto();
+  moto = await sharedMoto();
   const secrets = new SecretsManagerClient(moto.config(PRIMARY_REGION));
   const drSecrets = new SecretsManagerClient(moto.config(DR_REGION));
   try {
@@ -183,6 +219,30 @@ beforeAll(async () => {
     await primary.client.send(new PutObjectCommand({ Bucket: primary.bucket, Key: runbookKey('prod/', source), Body: renderRunbook(facts(source, engine)) }));
   }
   await replicate();
+
+  // The vault: its bucket and its copy of the identity, made in its account; replication's copies, runbooks rendered
+  // for the vault as the writer renders them in the primary, from where replication carries them.
+  const credentials = await vaultCredentials();
+  const vaultS3 = new S3Client({ ...moto.config(VAULT_REGION), credentials });
+  const vaultSecrets = new SecretsManagerClient({ ...moto.config(VAULT_REGION), credentials });
+  const defaultAccountSecrets = new SecretsManagerClient(moto.config(VAULT_REGION));
+  try {
+    await vaultS3.send(new CreateBucketCommand({ Bucket: vaultBucket, CreateBucketConfiguration: { LocationConstraint: VAULT_REGION } }));
+    for (const k of await primary.keys()) await vaultS3.send(new PutObjectCommand({ Bucket: vaultBucket, Key: k, Body: await primary.getBytes(k) }));
+    const name = motoName('restorable/vault-identity');
+    vaultIdentityArn = `arn:aws:secretsmanager:${VAULT_REGION}:${VAULT_ACCOUNT}:secret:${name}`;
+    const created = await vaultSecrets.send(new CreateSecretCommand({ Name: name, SecretString: readFileSync(key.identityFile, 'utf8') }));
+    expect(created.ARN).toMatch(new RegExp(`^${vaultIdentityArn}-[A-Za-z0-9]{6}$`));
+    // Nobody outside the vault's account sees it: the runbook's assume-role is what reaches it.
+    await expect(defaultAccountSecrets.send(new GetSecretValueCommand({ SecretId: vaultIdentityArn }))).rejects.toThrow(/can't find the specified secret/);
+    for (const [source, engine] of [[PG_SOURCE, Engine.POSTGRES], [MARIA_SOURCE, Engine.MYSQL]] as const) {
+      await vaultS3.send(new PutObjectCommand({ Bucket: vaultBucket, Key: runbookKey('prod/', source), Body: renderRunbook(vaultFacts(source, engine)) }));
+    }
+  } finally {
+    vaultS3.destroy();
+    vaultSecrets.destroy();
+    defaultAccountSecrets.destroy();
+  }
 });
 
 afterAll(async () => {
@@ -372,5 +432,65 @@ describe('DR path: primary region gone', () => {
     // Then the drill stops at step 7 and names the table.
     await expect(runDrill(script, Engine.POSTGRES, uniqueName('drill_postgres_mismatch')))
       .rejects.toThrow(`MISMATCH ${first.schema}.${first.table}: manifest ${first.rows + 1}, restored ${first.rows}`);
+  });
+});
+
+describe('vault path: the primary account gone, the vault in another account', () => {
+  // After the DR path: the primary emulator is dead, and the primary region lost.
+  beforeAll(() => {
+    primary.kill();
+    secretsRelay.lose(PRIMARY_REGION);
+  });
+
+  /** The runbook as stored in the vault, printed by `restorable runbook` as the vault's restore role. */
+  async function vaultRunbook(source: string): Promise<string> {
+    const credentials = await vaultCredentials();
+    const run = await runAgent(['runbook', '--source', source, '--bucket', vaultBucket, '--prefix', 'prod/'], agentEnv({
+      AWS_ENDPOINT_URL_S3: moto.endpoint, AWS_REGION: VAULT_REGION, AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey, AWS_SESSION_TOKEN: credentials.sessionToken,
+    }));
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    return run.stdout;
+  }
+
+  /** The DR path's standard-tool script, its aws commands pointed at moto (S3 and STS) and the relay (Secrets Manager). */
+  const vaultScript = (runbook: string) => drillScript(runbook, RunbookPath.DR, moto.endpoint, secretsEndpoint)
+    .replace(/\baws sts /g, `aws --endpoint-url ${moto.endpoint} sts `);
+
+  test.each([
+    { source: PG_SOURCE, engine: Engine.POSTGRES },
+    { source: MARIA_SOURCE, engine: Engine.MYSQL },
+  ])('$engine: the runbook\'s DR commands assume the vault\'s restore role, restore from the vault with its own identity, rows as in the manifest', async ({ source, engine }) => {
+    // Given the runbook replication carried to the vault: it names the vault's account, region, role and identity.
+    const runbook = await vaultRunbook(source);
+    expect(runbook).toContain(`| Account | the primary's | ${VAULT_ACCOUNT} (the vault), as the role \`${VAULT_ROLE}\` |`);
+    const script = vaultScript(runbook);
+    expect(script).toContain(`BUCKET='${vaultBucket}'`);
+    expect(script).toContain(`AWS_REGION='${VAULT_REGION}'`);
+    expect(script).toContain(`RESTORE_ROLE='${VAULT_ROLE}'`);
+    expect(script).toContain(`IDENTITY_SECRET='${vaultIdentityArn}'`);
+
+    // When its commands run, from credentials of no account of the vault's.
+    const target = uniqueName(`drill_${engine}_vault`);
+    const before = secretsRelay.requests.length;
+    const output = await runDrill(script, engine, target);
+
+    // Then they acted as the vault's restore role, read the vault's own identity in the vault's region, and the rows match.
+    expect(output).toContain(`arn:aws:sts::${VAULT_ACCOUNT}:assumed-role/restorable-restore-${VAULT_REGION}/restore-${source}`);
+    expect(secretsRelay.requests.slice(before)).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId: vaultIdentityArn, region: VAULT_REGION }]);
+    expect(output).toContain('row counts match the manifest');
+    expect(await restoredCounts(engine, target)).toEqual(manifestCounts(manifests[source]));
+  });
+
+  test('without the role\'s credentials the vault\'s identity is out of reach: the same script, its assume-role left out, stops at step 2', async () => {
+    const script = vaultScript(await vaultRunbook(PG_SOURCE));
+    const withoutRole = script.replace(/^if \[ -z "\$\{AWS_PROFILE:-\}" \]; then\n[\s\S]*?^fi\n/m, '');
+    expect(withoutRole).not.toContain('assume-role');
+    const before = secretsRelay.requests.length;
+
+    const failure = await runDrill(withoutRole, Engine.POSTGRES, uniqueName('drill_postgres_no_role')).then(() => 'it ran', (err: Error) => err.message);
+    // (moto's S3 lets any account read any bucket; its Secrets Manager keeps each account's secrets to that account.)
+    expect(failure).toMatch(/the runbook's standard-tool script failed[\s\S]*GetSecretValue operation: Secrets Manager can't find the specified secret/);
+    expect(secretsRelay.requests.slice(before)).toEqual([{ target: 'secretsmanager.GetSecretValue', secretId: vaultIdentityArn, region: VAULT_REGION }]);
   });
 });
