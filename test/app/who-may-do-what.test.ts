@@ -14,19 +14,17 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, CfnElement, NestedStack, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { IConstruct } from 'constructs';
-import { resolveEnvironment } from '../../bin/environments';
-import { addExampleStacks, ExampleStacks } from '../../bin/example-app';
+import { ExampleStacks } from '../../bin/example-app';
 import {
   backupKey, DumpFormat, latestKey, METRIC_NAMESPACE, restoreTestLatestKey, runbookKey, sourcePrefix,
 } from '../../lib/contract';
 import { DEFAULT_BREAK_GLASS_ROLE_NAME, ROLE_PATHS } from '../../lib/shared/trust-boundaries';
 import {
   AN_ETAG, ApiCall, authorise, BucketModel, CallVerdict, decide, Deployment, describeVerdict, KeyModel, loadDeployment,
-  ObjectTarget, Principal, principalOf, RoleModel, SecretModel, StackTemplate, standInPrincipal,
+  ObjectTarget, Principal, principalOf, RoleModel, SecretModel, standInPrincipal,
 } from '../support/iam-simulation';
+import { allPowerful, logicalIdOf, roleOf, synthesizeExample } from '../support/example-deployment';
 
 const ROOT = join(__dirname, '..', '..');
 const README = join(ROOT, 'README.md');
@@ -150,42 +148,6 @@ function expectedAllowed(row: RowId, s: Simulated): ColumnId[] {
   return EXPECTED[row].allowed;
 }
 
-/** The example app's stacks, synthesized as the CLI would for `-c env=dev`, with their nested stacks. */
-function synthesizeExample(): { stacks: ExampleStacks; templates: StackTemplate[] } {
-  const cdkJson = JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8'));
-  const app = new App({ context: { ...cdkJson.context, env: ENVIRONMENT } });
-  const stacks = addExampleStacks(app, resolveEnvironment(app.node.tryGetContext('environments'), ENVIRONMENT));
-  const assembly = app.synth();
-  const templates: StackTemplate[] = [stacks.primary, stacks.replica].map((stack) => ({
-    id: stack.node.path, stackName: stack.stackName, account: stack.account, region: stack.region,
-    template: assembly.getStackByName(stack.stackName).template,
-  }));
-  for (const nested of app.node.findAll().filter((c): c is NestedStack => NestedStack.isNestedStack(c))) {
-    const parent = nested.nestedStackParent!;
-    const logicalId = parent.resolve(nested.nestedStackResource!.logicalId) as string;
-    templates.push({
-      id: nested.node.path, stackName: `${parent.stackName}-${logicalId}`, account: parent.account, region: parent.region,
-      parent: { id: parent.node.path, logicalId },
-      template: JSON.parse(readFileSync(join(assembly.directory, nested.templateFile), 'utf8')),
-    });
-  }
-  return { stacks, templates };
-}
-
-/** The template resource of a construct: its stack's id (construct path) and its logical id. */
-function logicalIdOf(construct: IConstruct): { stack: string; logicalId: string } {
-  const element = construct.node.defaultChild as CfnElement | undefined;
-  if (!element) throw new Error(`${construct.node.path} has no CloudFormation resource of its own`);
-  const stack = Stack.of(construct);
-  return { stack: stack.node.path, logicalId: stack.resolve(element.logicalId) as string };
-}
-
-function roleOf(deployment: Deployment, role: iam.IRole | undefined, what: string): RoleModel {
-  if (!role) throw new Error(`${what} has no role`);
-  const { stack, logicalId } = logicalIdOf(role);
-  return deployment.role(stack, logicalId);
-}
-
 /**
  * The restore-test role that holds `source`'s grants: the role RestoreTesting made for that source (a construct named
  * after it), or, where roles hold several sources' grants (TestRole1, TestRole2, … of eight sources each, in the
@@ -225,11 +187,6 @@ function holdKeeper(deployment: Deployment, stacks: ExampleStacks, targets: Targ
   };
 }
 
-/** A role with `*` on `*` at `roleArn`: break-glass, or an administrator who is not break-glass. */
-function allPowerful(label: string, roleArn: string, why: string): Principal {
-  return standInPrincipal(label, roleArn, [{ Effect: 'Allow', Action: '*', Resource: '*' }], why);
-}
-
 interface Simulated {
   readonly stacks: ExampleStacks;
   readonly deployment: Deployment;
@@ -243,7 +200,7 @@ interface Simulated {
 }
 
 async function simulate(): Promise<Simulated> {
-  const { stacks, templates } = synthesizeExample();
+  const { stacks, templates } = synthesizeExample(ENVIRONMENT);
   const deployment = loadDeployment(templates);
   const [sourceA, sourceB] = stacks.backups.sources;
   const prefix = stacks.store.prefix;

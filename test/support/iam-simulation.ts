@@ -76,6 +76,8 @@ export interface KeyModel {
   readonly region: string;
   readonly account: string;
   readonly policy: PolicyDocument;
+  /** The aliases that point at it (`alias/…`), which KMS sends as kms:ResourceAliases. */
+  readonly aliases: string[];
 }
 
 export interface BucketModel {
@@ -411,11 +413,15 @@ export function loadDeployment(stacks: StackTemplate[]): Deployment {
     const ofType = (type: string) => resources.filter(([, res]) => res.Type === type);
     const props = (res: CfnResource) => res.Properties ?? {};
 
+    const aliasesOf = (keyId: string) => ofType('AWS::KMS::Alias')
+      .filter(([, alias]) => String(r.resolve(props(alias).TargetKeyId)).endsWith(keyId))
+      .map(([aliasId, alias]) => r.resolveString(props(alias).AliasName, `${aliasId}.AliasName`));
     for (const [logicalId, res] of ofType('AWS::KMS::Key')) {
       keys.push({
         stack, logicalId, region: r.stack.region, account: r.stack.account,
         arn: r.getAtt(logicalId, 'Arn') as string,
         policy: assertResolved(r.resolve(props(res).KeyPolicy), `${stack}/${logicalId} key policy`),
+        aliases: aliasesOf(r.ref(logicalId) as string),
       });
     }
     const keyByReference = (reference: unknown): KeyModel | undefined => {
@@ -602,7 +608,7 @@ function kmsVia(key: KeyModel | undefined, what: string, action: string, service
   return {
     service: 'kms', action, resource: key.arn, resourceAccount: key.account, resourcePolicy: key.policy, viaService: true,
     // kms:EncryptionContext:<key> is left out: the simulator does not accept the key (see UNSENDABLE_CONTEXT).
-    context: { 'kms:ViaService': `${service}.${region}.amazonaws.com` },
+    context: { 'kms:ViaService': `${service}.${region}.amazonaws.com`, ...(key.aliases.length ? { 'kms:ResourceAliases': key.aliases } : {}) },
   };
 }
 
@@ -640,6 +646,8 @@ function s3Object(target: ObjectTarget, action: string, context: Record<string, 
  * | ScheduleKeyDeletion | kms:ScheduleKeyDeletion | key | kms:ScheduleKeyDeletionPendingWindowInDays, kms:CallerAccount |
  * | (replication of one version, by the source's replication role) | s3:ReplicateObject | destination object | – |
  * |  | kms:GenerateDataKey, kms:Encrypt (the replica is encrypted with the destination's key) | the destination's key | kms:ViaService=s3.DESTINATION-REGION.amazonaws.com, kms:CallerAccount |
+ *
+ * Every KMS authorisation also carries kms:ResourceAliases, the aliases of the key, when it has any.
  * | PutObjectRetention | s3:PutObjectRetention | object | s3:object-lock-mode, s3:object-lock-retain-until-date, s3:object-lock-remaining-retention-days |
  * | … with x-amz-bypass-governance-retention | s3:BypassGovernanceRetention as well | object | – |
  * | PutBucketLifecycleConfiguration | s3:PutLifecycleConfiguration | bucket | – |
