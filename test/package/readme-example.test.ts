@@ -1,5 +1,5 @@
 /**
- * The README's "Add it to your CDK app" example compiles against the library as it is: it is taken from the
+ * The README's examples ("Add it to your CDK app", "A vault in another account") compile against the library as it is: each is taken from the
  * README itself, its `restorable` import pointed at lib/, and type-checked with the project's compiler settings.
  */
 import { execFile } from 'node:child_process';
@@ -20,11 +20,11 @@ function exampleAfter(heading: string): string {
   return block[1];
 }
 
-test('the example in "Add it to your CDK app" type-checks against lib/, with no deprecated call', async () => {
-  const example = exampleAfter('## Add it to your CDK app');
+test.each(['## Add it to your CDK app', '### A vault in another account'])('the example in "%s" type-checks against lib/, with no deprecated call', async (heading) => {
+  const example = exampleAfter(heading);
   expect(example).toMatch(/from 'restorable';/);
   expect(example).not.toMatch(/\.addDependency\(/); // deprecated, and BackupStore adds the dependency itself
-  const dir = join(REPO_ROOT, '.tmp', `readme-example-${process.pid}`);
+  const dir = join(REPO_ROOT, '.tmp', `readme-example-${process.pid}-${heading.replace(/\W+/g, '-')}`);
   mkdirSync(dir, { recursive: true });
   try {
     writeFileSync(join(dir, 'example.ts'), example.replace(/from 'restorable';/, `from '${join(REPO_ROOT, 'lib')}';`));
