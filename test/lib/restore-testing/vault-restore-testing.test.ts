@@ -9,38 +9,20 @@ import { join } from 'node:path';
 import { App, Duration, NestedStack, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
-import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { Construct } from 'constructs';
+import { VaultIdentity } from '../../../lib/keys/vault-identity';
 import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, ReplicaStore, RestoreTesting } from '../../../lib';
-import { IdentityReadOptions } from '../../../lib/keys/backup-keys';
-import { acknowledgeNag } from '../../../lib/shared/nag';
 import { OrchestratorConfig } from '../../../lib/restore-testing/orchestrator-config';
-import { IVaultIdentity, VaultRestoreTesting, VaultRestoreTestingProps } from '../../../lib/restore-testing/vault-restore-testing';
+import { VaultRestoreTesting, VaultRestoreTestingProps } from '../../../lib/restore-testing/vault-restore-testing';
 import { ENV, mariadbSource, postgresSource, sampleVpc } from '../database-backups-fixture';
 
 const PRIMARY_ACCOUNT = ENV.account;
 const VAULT_ACCOUNT = '222222222222';
 const VAULT_REGION = 'eu-central-1';
-
-/** The vault's copy of the identity, as VaultIdentity keeps it: a secret of the vault's, read by roles under a path. */
-class StandInVaultIdentity extends Construct implements IVaultIdentity {
-  public readonly secret: secretsmanager.Secret;
-  public readonly readers: { role: iam.IRole; rolePath?: string }[] = [];
-
-  constructor(scope: Construct, id: string, store: ReplicaStore) {
-    super(scope, id);
-    this.secret = new secretsmanager.Secret(this, 'Secret', { secretName: 'restorable/vault-identity', encryptionKey: store.identityKey });
-    acknowledgeNag(this.secret, 'SMG4', 'A stand-in for the vault\'s copy of the identity, which a copier keeps, never rotation');
-  }
-
-  public grantIdentityRead(role: iam.IRole, options: IdentityReadOptions = {}): iam.Grant {
-    this.readers.push({ role, rolePath: options.rolePath });
-    return iam.Grant.addToPrincipal({ grantee: role, actions: ['secretsmanager:GetSecretValue'], resourceArns: [this.secret.secretArn] });
-  }
-}
 
 interface Options {
   readonly nag?: boolean;
@@ -51,16 +33,17 @@ function vaultFixture(options: Options = {}) {
   const app = new App();
   if (options.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const vaultStack = new Stack(app, 'Vault', { env: { account: VAULT_ACCOUNT, region: VAULT_REGION } });
-  const vault = new ReplicaStore(vaultStack, 'Vault', { prefix: 'backups', primaryAccount: PRIMARY_ACCOUNT });
+  const vaultTopic = new sns.Topic(vaultStack, 'VaultTopic', { masterKey: new kms.Key(vaultStack, 'VaultTopicKey', { enableKeyRotation: true }) });
+  const vault = new ReplicaStore(vaultStack, 'Vault', { prefix: 'backups', primaryAccount: PRIMARY_ACCOUNT, alarmTopic: vaultTopic });
   const primary = new Stack(app, 'Primary', { env: ENV });
   const store = new BackupStore(primary, 'Store', { prefix: 'backups', replica: vault });
-  const keys = new BackupKeys(primary, 'Keys', { replicaRegion: VAULT_REGION, replicaKeyAlias: 'alias/dr-secrets', ...({ vaultAccount: VAULT_ACCOUNT } as object) });
+  const keys = new BackupKeys(primary, 'Keys', { vaultAccount: VAULT_ACCOUNT });
   const monitoring = new BackupMonitoring(primary, 'Monitoring', { store });
   const backups = new DatabaseBackups(primary, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(primary) });
   backups.addSource(postgresSource(primary, 'orders-db'));
   backups.addSource(mariadbSource(primary, 'shop-db'));
-  const identity = new StandInVaultIdentity(vaultStack, 'Identity', vault);
-  const vaultMonitoring = new BackupMonitoring(vaultStack, 'VaultMonitoring', { store: vault });
+  const identity = new VaultIdentity(vaultStack, 'Identity', { keys, store: vault, alarmTopic: vaultTopic });
+  const vaultMonitoring = new BackupMonitoring(vaultStack, 'VaultMonitoring', { store: vault, alarmTopic: vaultTopic });
   for (const s of backups.sources) vaultMonitoring.addSource(s.name, { maxAge: Duration.hours(26) });
   const testing = new VaultRestoreTesting(vaultStack, 'VaultRestoreTesting', {
     store: vault, identity, monitoring: vaultMonitoring, vpc: sampleVpc(vaultStack),
@@ -77,11 +60,12 @@ function nestedStacks(testing: Construct): NestedStack[] {
   return testing.node.findAll().filter((c): c is NestedStack => NestedStack.isNestedStack(c));
 }
 
-/** Every IAM statement of a template: policies and roles' inline policies. */
-function iamStatements(t: Template): Record<string, unknown>[] {
+/** Every IAM statement of a template (policies and roles), or of the resources whose logical ids start with `idPrefix`. */
+function iamStatements(t: Template, idPrefix = ''): Record<string, unknown>[] {
+  const of = (type: string) => Object.entries(t.findResources(type)).filter(([id]) => id.startsWith(idPrefix)).map(([, r]) => r);
   return [
-    ...Object.values(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement),
-    ...Object.values(t.findResources('AWS::IAM::Role')).flatMap((r) => [
+    ...of('AWS::IAM::Policy').flatMap((p) => p.Properties.PolicyDocument.Statement),
+    ...of('AWS::IAM::Role').flatMap((r) => [
       ...r.Properties.AssumeRolePolicyDocument.Statement,
       ...(r.Properties.Policies ?? []).flatMap((p: { PolicyDocument: { Statement: unknown[] } }) => p.PolicyDocument.Statement),
     ]),
@@ -109,7 +93,12 @@ describe('given the primary\'s two sources, tested in the vault', () => {
       expect(text).toMatch(/referencetoVaultBucket[0-9A-F]+Arn/);
       expect(text).toContain('secretsmanager:GetSecretValue');
     }
-    expect(fixture.identity.readers.filter((r) => r.rolePath?.startsWith('/restorable/restore-test/'))).toHaveLength(2);
+    // The identity's policy lets the roles read it by their path, and names no role.
+    const secretPolicy = Object.values(template.findResources('AWS::SecretsManager::ResourcePolicy'))[0].Properties.ResourcePolicy;
+    const readDeny = secretPolicy.Statement.find((st: { Sid?: string }) => st.Sid === 'OnlyRestoreRolesReadTheIdentity');
+    const paths = JSON.stringify(readDeny.Condition.ArnNotLike['aws:PrincipalArn']);
+    expect(paths).toContain(`:iam::${VAULT_ACCOUNT}:role${Object.values(roles)[0].Properties.Path}*`);
+    expect(paths).toContain(`:iam::${VAULT_ACCOUNT}:role/restorable/restore/*`);
   });
 
   test('then the tests run monthly, on the 1st at 05:00 UTC, and read the vault with the vault\'s identity, in the vault\'s region', () => {
@@ -117,7 +106,7 @@ describe('given the primary\'s two sources, tested in the vault', () => {
     expect(rules).toContain('cron(0 5 1 * ? *)');
     const fn = Object.values(template.findResources('AWS::Lambda::Function')).find((f) => f.Properties.Environment?.Variables?.VALUE_BUCKET)!;
     expect(fn.Properties.Environment.Variables.VALUE_BUCKET).toEqual({ Ref: expect.stringMatching(/^VaultBucket[0-9A-F]{8}$/) });
-    expect(fn.Properties.Environment.Variables.VALUE_IDENTITY).toEqual({ Ref: expect.stringMatching(/^IdentitySecret[0-9A-F]{8}$/) });
+    expect(fn.Properties.Environment.Variables.VALUE_IDENTITY).toEqual(fixture.vaultStack.resolve(fixture.identity.secret.secretArn));
     expect(fn.Properties.Environment.Variables.VALUE_DR_BUCKET).toBeUndefined();
     fixture.app.synth();
     const asset = fixture.testing.node.findChild('Orchestration').node.findChild('Code') as s3assets.Asset;
@@ -138,7 +127,8 @@ describe('given the primary\'s two sources, tested in the vault', () => {
   });
 
   test('then every alarm notifies the vault monitoring\'s topic, and a test is overdue after 33 days', () => {
-    const topicRef = { Ref: expect.stringMatching(/^VaultMonitoringAlarmTopic[0-9A-F]{8}$/) };
+    const topicRef = fixture.vaultStack.resolve(fixture.vaultMonitoring.topic.topicArn);
+    expect(topicRef).toEqual({ Ref: expect.stringMatching(/^VaultTopic[0-9A-F]{8}$/) });
     const alarms = Object.entries(template.findResources('AWS::CloudWatch::Alarm')).filter(([id]) => id.startsWith('VaultRestoreTesting'));
     expect(alarms.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort())
       .toEqual(['VaultRestoreTestingOrchestrationFailedAlarm', 'VaultRestoreTestingTestFailedAlarm', 'VaultRestoreTestingTestOverdueAlarm']);
@@ -169,7 +159,6 @@ describe('given the primary\'s two sources, tested in the vault', () => {
     expect(policy).toContain('/backups/orders-db/*');
     expect(policy).toContain('/backups/shop-db/*');
     expect(policy).toContain('secretsmanager:GetSecretValue');
-    expect(fixture.identity.readers).toContainEqual({ role: fixture.testing.restoreRole, rolePath: '/restorable/restore/' });
   });
 
   test('then a source added later is tested, and the restore role reads it too', () => {
@@ -183,8 +172,11 @@ describe('given the primary\'s two sources, tested in the vault', () => {
     expect(policy).toContain('/backups/billing-db/*');
   });
 
-  test('then no IAM statement of the vault\'s stack names the primary\'s account, and none of the primary\'s reads or decrypts in the vault', () => {
-    const vaultStatements = [fixture.vaultStack, ...nestedStacks(fixture.testing)].flatMap((s) => iamStatements(Template.fromStack(s)));
+  test('then no IAM statement of VaultRestoreTesting names the primary\'s account, and none of the primary\'s reads or decrypts in the vault', () => {
+    const vaultStatements = [
+      ...iamStatements(template, 'VaultRestoreTesting'),
+      ...nestedStacks(fixture.testing).flatMap((s) => iamStatements(Template.fromStack(s))),
+    ];
     expect(vaultStatements.length).toBeGreaterThan(10);
     expect(JSON.stringify(vaultStatements)).not.toContain(PRIMARY_ACCOUNT);
     const vaultBucket = fixture.vaultStack.resolve(fixture.vault.bucket.bucketName);
