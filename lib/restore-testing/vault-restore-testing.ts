@@ -1,4 +1,4 @@
-import { Aws, Duration, Stack } from 'aws-cdk-lib';
+import { Aws, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -60,6 +60,12 @@ export interface VaultRestoreTestingProps extends RestoreTestFleetOptions {
    * @default `restorable-restore-{region}`
    */
   readonly restoreRoleName?: string;
+  /**
+   * Who may assume the restore role: principals of this account only (an IAM Identity Center permission set's
+   * role, say, whose sessions carry no MFA flag of their own).
+   * @default - this account's principals that IAM lets assume it, with MFA (`aws:MultiFactorAuthPresent`)
+   */
+  readonly restoreRoleAssumedBy?: iam.IPrincipal;
 }
 
 const MONTHLY = events.Schedule.cron({ day: '1', hour: '5', minute: '0' });
@@ -125,7 +131,7 @@ export class VaultRestoreTesting extends RestoreTestFleet {
       roleName,
       path: ROLE_PATHS.restore,
       // This account's principals that IAM lets assume it, with MFA: never the primary account's.
-      assumedBy: new iam.AccountRootPrincipal().withConditions({ Bool: { 'aws:MultiFactorAuthPresent': 'true' } }),
+      assumedBy: props.restoreRoleAssumedBy ?? new iam.AccountRootPrincipal().withConditions({ Bool: { 'aws:MultiFactorAuthPresent': 'true' } }),
       maxSessionDuration: Duration.hours(12),
       description: 'Restorable: people restoring from the vault (reads the tested sources\' backups and the vault\'s identity)',
     });
@@ -160,6 +166,11 @@ export class VaultRestoreTesting extends RestoreTestFleet {
     }
     if (props.monitoring.store !== props.store) {
       throw new RestorableError(self, 'monitoring watches another store: give the vault\'s own BackupMonitoring, whose store is the vault');
+    }
+    const assumer = props.restoreRoleAssumedBy?.principalAccount;
+    if (assumer && !Token.isUnresolved(assumer) && assumer !== props.store.account) {
+      throw new RestorableError(self, `restoreRoleAssumedBy is a principal of account ${assumer}: only the vault's own account (${props.store.account}) may ` +
+        'restore from it, or a compromise of that account could read the vault');
     }
     if (!props.sources.length) throw new RestorableError(self, 'sources is empty: give the primary\'s sources to test in the vault (backups.sources)');
   }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { App, Duration, NestedStack, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
@@ -161,6 +162,15 @@ describe('given the primary\'s two sources, tested in the vault', () => {
     expect(policy).toContain('secretsmanager:GetSecretValue');
   });
 
+  test('then the restore role may be assumed by a principal of the vault\'s own choosing, of its account', () => {
+    const f = vaultFixture({ testing: { restoreRoleName: 'dr-restore', restoreRoleAssumedBy: new iam.ArnPrincipal(`arn:aws:iam::${VAULT_ACCOUNT}:role/sso-restore`) } });
+    expect(f.testing.restoreRoleArn).toMatch(new RegExp(`:iam::${VAULT_ACCOUNT}:role/restorable/restore/dr-restore$`));
+    const [role] = Object.values(Template.fromStack(f.vaultStack).findResources('AWS::IAM::Role', { Properties: { Path: '/restorable/restore/' } }));
+    expect(role.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${VAULT_ACCOUNT}:role/sso-restore` } },
+    ]);
+  });
+
   test('then a source added later is tested, and the restore role reads it too', () => {
     const f = vaultFixture();
     const later = f.backups.addSource(postgresSource(f.primary, 'billing-db'));
@@ -226,6 +236,14 @@ describe('bad input is refused in words that say how to fix it', () => {
     const monitoring = new BackupMonitoring(f.vaultStack, 'SameAccountMonitoring', { store: sameAccount });
     expect(() => new VaultRestoreTesting(f.vaultStack, 'V3', { store: sameAccount, identity: f.identity, monitoring, vpc: f.testing.cluster.vpc, sources: [] }))
       .toThrow('Vault/V3: store is a replica in the primary\'s own account, which RestoreTesting tests (drSchedule)');
+  });
+
+  test('a restore role the primary\'s account could assume', () => {
+    const f = vaultFixture();
+    expect(() => new VaultRestoreTesting(f.vaultStack, 'V4', {
+      store: f.vault, identity: f.identity, monitoring: f.vaultMonitoring, vpc: f.testing.cluster.vpc, sources: [{ source: f.backups.sources[0] }],
+      restoreRoleName: 'other', restoreRoleAssumedBy: new iam.AccountPrincipal(PRIMARY_ACCOUNT),
+    })).toThrow(`Vault/V4: restoreRoleAssumedBy is a principal of account ${PRIMARY_ACCOUNT}: only the vault's own account (${VAULT_ACCOUNT}) may restore from it`);
   });
 
   test('a store in another stack than VaultRestoreTesting', () => {
