@@ -38,7 +38,8 @@ export interface RestoreTestingProps extends RestoreTestFleetOptions {
    * in the DR region, which proves the offsite copy restores too. Needs a store with a replica and generated keys.
    * Those requests go to the DR region's public S3 and Secrets Manager endpoints, out through the subnets' NAT: VPC
    * endpoints serve only their own region (so the policies of the endpoints DatabaseBackups creates do not apply
-   * to them), and the restore tests' security group then allows HTTPS to any address.
+   * to them), and the restore tests' security group then allows HTTPS to any address. Not for a vault in another
+   * account, which this account may not read: test it from its own account with VaultRestoreTesting.
    * @default - the DR copy is not tested
    */
   readonly drSchedule?: events.Schedule;
