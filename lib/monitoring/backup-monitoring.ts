@@ -232,7 +232,10 @@ export class BackupMonitoring extends Construct {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         // S3 publishes replication metrics only while it replicates.
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription: 'Backups failed to replicate to the DR region: check the replication role and the replica key.',
+        alarmDescription: this.store.replica.isVault
+          ? `Backups failed to replicate to the vault in account ${this.store.replica.account}: check the replication role (under ` +
+            '/restorable/replication/), and that the vault\'s key and bucket policies still admit that path.'
+          : 'Backups failed to replicate to the DR region: check the replication role and the replica key.',
       });
     }
 

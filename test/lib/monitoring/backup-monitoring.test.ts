@@ -407,3 +407,16 @@ function onlyBucket(template: Template): Resource {
   if (buckets.length !== 1) throw new Error(`expected the replica's bucket, found ${buckets.length}`);
   return buckets[0][1];
 }
+
+test('given a store replicating to a vault in another account, then its replication alarm names the vault\'s account and what admits the replication', () => {
+  const app = new App();
+  const vaultStack = new Stack(app, 'Vault', { env: { account: '222222222222', region: 'eu-central-1' } });
+  const vault = new ReplicaStore(vaultStack, 'Vault', { primaryAccount: ACCOUNT });
+  const primary = new Stack(app, 'Primary', { env: { account: ACCOUNT, region: PRIMARY_REGION } });
+  const store = new BackupStore(primary, 'Store', { replica: vault });
+  const monitoring = new BackupMonitoring(primary, 'Monitoring', { store });
+  monitoring.addSource('orders-db', { maxAge: Duration.hours(25) });
+  expect(alarmNamed(Template.fromStack(primary), 'MonitoringReplicationFailedAlarm').Properties.AlarmDescription)
+    .toBe('Backups failed to replicate to the vault in account 222222222222: check the replication role (under /restorable/replication/), ' +
+      'and that the vault\'s key and bucket policies still admit that path.');
+});
