@@ -43,17 +43,38 @@ export function latestKey(prefix: string | undefined, source: string): string {
   return `${sourcePrefix(prefix, source)}${LATEST_FILE}`;
 }
 
-export function restoreTestsPrefix(prefix: string | undefined, source: string): string {
-  return `${sourcePrefix(prefix, source)}${RESTORE_TESTS_DIR}/`;
+/**
+ * Which restore tests' reports: the copy's own tests keep theirs apart from the reports replication brings.
+ * `vault`: a vault's restore tests, run in its own account, report under `restore-tests/vault/`, a subdirectory
+ * the vault's bucket policy lets no replication write (the primary replicates its own reports, every key).
+ */
+export enum ReportsCopy {
+  VAULT = 'vault',
+}
+
+/** Returns an error message for a bad ReportsCopy name (`--reports`, RESTORE_TESTS_SUBDIR), or undefined when it is valid. */
+export function reportsCopyProblem(name: string): string | undefined {
+  const known = Object.values(ReportsCopy) as string[];
+  if (known.includes(name)) return undefined;
+  return `'${name}' names no restore-test reports: use ${known.map((k) => `'${k}'`).join(' or ')}, or leave it out for the top-level reports`;
+}
+
+/**
+ * `{prefix}{source}/restore-tests/`, where a source's restore-test reports live; `{…}/restore-tests/vault/` for
+ * those of a vault's own tests (ReportsCopy.VAULT).
+ */
+export function restoreTestsPrefix(prefix: string | undefined, source: string, reports?: ReportsCopy): string {
+  return `${sourcePrefix(prefix, source)}${RESTORE_TESTS_DIR}/${reports ? `${reports}/` : ''}`;
 }
 
 /**
  * `{prefix}{source}/restore-tests/latest.json`: the newest restore-test report of a source, rewritten by each
  * restore test beside its own dated report, so that the freshness check reads it with one GET. It is a JSON
  * object with at least `finishedAt` (ISO 8601, UTC) and `success`: see RestoreTestPointer in manifest.ts.
+ * A vault's own tests move `restore-tests/vault/latest.json` instead (ReportsCopy.VAULT).
  */
-export function restoreTestLatestKey(prefix: string | undefined, source: string): string {
-  return `${restoreTestsPrefix(prefix, source)}${LATEST_FILE}`;
+export function restoreTestLatestKey(prefix: string | undefined, source: string, reports?: ReportsCopy): string {
+  return `${restoreTestsPrefix(prefix, source, reports)}${LATEST_FILE}`;
 }
 
 export function runbookKey(prefix: string | undefined, source: string): string {

@@ -20,7 +20,9 @@ import { AgentError, UsageError, redactor } from '../shared/errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
 import { log } from '../shared/log';
 import { publishRestoreTest, shouldPublish } from '../restore-test/metrics';
-import { ReportedRefusal, RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, storeReport } from '../restore-test/report';
+import {
+  REPORTS_OPTIONS, ReportedRefusal, RestoreTestReport, REPORT_FORMAT_VERSION, formatReport, reportKey, reportsCopy, storeReport,
+} from '../restore-test/report';
 import { RestoreResult, restoreBackup } from '../restore/restore';
 import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../restore-test/validate';
 
@@ -40,6 +42,7 @@ export const RESTORE_TEST_COMMAND: CommandSpec = {
     'expect-left-out': { kind: OptionKind.STRING, placeholder: 'PATTERN[;…]', description: 'entries this source\'s backups hold that a restore leaves out (such as \'EVENT TRIGGER *\'): notes, not failures' },
     'spool-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'where the verified, decrypted dump waits for the load (default: the temporary directory; it needs the dump\'s size free)' },
     ...ARCHIVE_OPTIONS,
+    ...REPORTS_OPTIONS,
     'publish-metrics': { kind: OptionKind.FLAG, description: 'publish CloudWatch metrics (automatic on ECS)' },
     'json': { kind: OptionKind.FLAG, description: 'print the report as JSON' },
   },
@@ -109,6 +112,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   const rtoSeconds = rtoText === undefined ? undefined : Number(rtoText);
   if (rtoSeconds !== undefined && !(Number.isInteger(rtoSeconds) && rtoSeconds > 0)) throw new UsageError(`--rto-seconds must be a whole number of seconds above 0 (got '${rtoText}')`);
   const retrieval = retrievalOptions(args);
+  const reports = reportsCopy(args);
   const patterns = leftOutPatterns(args.string('expect-left-out'));
   const s3 = s3ForRegion(deps.s3, args.string('bucket-region'));
   const secretId = args.string('identity-secret-id');
@@ -185,7 +189,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     failures,
     reason: success ? undefined : failures.join('; '),
     refused,
-    reportKey: reportKey(location.prefix, location.source, finished),
+    reportKey: reportKey(location.prefix, location.source, finished, reports),
   };
   // A record, not the failure: that is said once, by the run's failure line.
   log.info('restore test finished', { source: report.source, success, durationSeconds: report.durationSeconds,
@@ -200,7 +204,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     const recordingProblems = problems.filter((p): p is string => p !== undefined);
     return recordingProblems.length ? { ...report, recordingProblems } : report;
   };
-  const storeProblem = await storeReport(s3, location.bucket, location.prefix, withProblems([metricProblem]));
+  const storeProblem = await storeReport(s3, location.bucket, location.prefix, withProblems([metricProblem]), reports);
   return withProblems([metricProblem, storeProblem]);
 }
 

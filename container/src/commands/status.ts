@@ -1,7 +1,8 @@
 /**
  * `restorable status`: the answer that matters, per source. "If this database disappeared now, how long
  * until it is back, and with data from when?" The age of the newest good backup (latest.json) is the data
- * at risk, the actual RPO; the last restore test's measured duration (restore-tests/latest.json) is the RTO.
+ * at risk, the actual RPO; the last restore test's measured duration (restore-tests/latest.json) is the RTO. In a
+ * vault, `--reports vault` reads its own tests' restore-tests/vault/latest.json instead of the primary's replicated one.
  * The backup latest.json names is checked the cheap way: its manifest is there and describes it, and the object is
  * there with the manifest's size. Four small requests per source (and a listing when latest.json is missing), and one
  * delimited listing to find the sources. A source whose status cannot be read (a damaged or lost pointer, a damaged or
@@ -17,11 +18,12 @@
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
   ContractError, LatestPointer, SOURCE_NAME_PATTERN, forgedTime, latestKey, manifestKeyFor, normalisePrefix, parseLatest, parseManifest,
-  parseRestoreTestPointer, restoreTestLatestKey,
+  ReportsCopy, parseRestoreTestPointer, restoreTestLatestKey,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, REGION_OPTIONS } from '../shared/args';
 import { lostPointerProblem, someRecordedBackup } from '../restore/download';
 import { AgentError } from '../shared/errors';
+import { REPORTS_OPTIONS, reportsCopy } from '../restore-test/report';
 import { getText, headSizeAndLastModified, s3Problem } from '../shared/s3';
 
 export const STATUS_COMMAND: CommandSpec = {
@@ -31,6 +33,7 @@ export const STATUS_COMMAND: CommandSpec = {
     bucket: { kind: OptionKind.STRING, placeholder: 'BUCKET', description: 'the backup bucket, or its replica', required: true },
     prefix: { kind: OptionKind.STRING, placeholder: 'PREFIX', description: 'key prefix in the bucket (default: none)' },
     ...REGION_OPTIONS,
+    ...REPORTS_OPTIONS,
     json: { kind: OptionKind.FLAG, description: 'print the status as JSON' },
   },
 };
@@ -90,11 +93,12 @@ const CONCURRENCY = 8;
 export async function runStatus(args: ParsedArgs, s3: S3Client, now: () => Date = () => new Date()): Promise<StatusReport> {
   const bucket = args.requiredString('bucket');
   const prefix = normalisePrefix(args.string('prefix'));
+  const reports = reportsCopy(args);
   const names = await sourceNames(s3, bucket, prefix);
   const sources: SourceStatus[] = new Array(names.length);
   let next = 0;
   const worker = async () => {
-    for (let i = next++; i < names.length; i = next++) sources[i] = await sourceStatus(s3, bucket, prefix, names[i], now);
+    for (let i = next++; i < names.length; i = next++) sources[i] = await sourceStatus(s3, bucket, prefix, names[i], now, reports);
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, names.length) }, worker));
   return { bucket, prefix, checkedAt: now().toISOString(), sources };
@@ -172,11 +176,12 @@ async function newestBackup(s3: S3Client, bucket: string, prefix: string, source
   };
 }
 
-async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source: string, now: () => Date): Promise<SourceStatus> {
+async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source: string, now: () => Date,
+  reports: ReportsCopy | undefined): Promise<SourceStatus> {
   const checkedAt = now();
   const ageOf = (stored: Date) => Math.max(0, Math.round((checkedAt.getTime() - stored.getTime()) / 1000));
   try {
-    const testKey = restoreTestLatestKey(prefix, source);
+    const testKey = restoreTestLatestKey(prefix, source, reports);
     const [latest, testText] = await Promise.all([newestBackup(s3, bucket, prefix, source), getText(s3, bucket, testKey)]);
     const test = testText && parseRestoreTestPointer(testText.text, `s3://${bucket}/${testKey}`);
     const testStored = testText && storedAt(testText.lastModified, `s3://${bucket}/${testKey}`);

@@ -1,13 +1,15 @@
 /**
  * The restore-test report: written to `{prefix}{source}/restore-tests/{timestamp}.json` and copied to
  * `restore-tests/latest.json` (the RestoreTestPointer the freshness check and `status` read), printed with
- * --json, and summarised for a person otherwise.
+ * --json, and summarised for a person otherwise. With `--reports vault` (a vault's own tests), both live under
+ * `restore-tests/vault/` instead, apart from the reports replication brings from the primary.
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { RestoreTestPointer, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
+import { ReportsCopy, RestoreTestPointer, reportsCopyProblem, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
 import { CheckOutcome } from './checks';
 import { Refusal } from '../engines/engine';
-import { AgentError } from '../shared/errors';
+import { OptionKind, OptionSpecs, ParsedArgs } from '../shared/args';
+import { AgentError, UsageError } from '../shared/errors';
 import { log } from '../shared/log';
 import { getText, putJson } from '../shared/s3';
 import { TableOutcome } from './validate';
@@ -55,8 +57,25 @@ export interface RestoreTestReport extends RestoreTestPointer {
   readonly recordingProblems?: readonly string[];
 }
 
-export function reportKey(prefix: string | undefined, source: string, finishedAt: Date): string {
-  return `${restoreTestsPrefix(prefix, source)}${source}_${timestampLabel(finishedAt)}Z.json`;
+/** Which restore tests' reports a command writes or reads: every command that touches restore-tests/ takes it. */
+export const REPORTS_OPTIONS: OptionSpecs = {
+  'reports': {
+    kind: OptionKind.STRING, placeholder: 'vault',
+    description: 'the reports of a vault\'s own restore tests, under restore-tests/vault/, apart from those replicated from the primary (default: restore-tests/)',
+  },
+};
+
+/** The --reports option, checked: undefined for the top-level reports. */
+export function reportsCopy(args: ParsedArgs): ReportsCopy | undefined {
+  const text = args.string('reports');
+  if (text === undefined) return undefined;
+  const problem = reportsCopyProblem(text);
+  if (problem) throw new UsageError(`--reports: ${problem}`);
+  return text as ReportsCopy;
+}
+
+export function reportKey(prefix: string | undefined, source: string, finishedAt: Date, reports?: ReportsCopy): string {
+  return `${restoreTestsPrefix(prefix, source, reports)}${source}_${timestampLabel(finishedAt)}Z.json`;
 }
 
 /** How many times restore-tests/latest.json is read and written before concurrent writers fail the run. */
@@ -67,14 +86,16 @@ export const POINTER_ATTEMPTS = 5;
  * hidden. Both are written untagged (the bucket policy lets nothing tag restore-tests/, since a tier tag would expire
  * them), so dated reports stay until someone removes them. The dated report is created with If-None-Match: *, never
  * replacing one; restore-tests/latest.json with If-Match on the ETag just read, or If-None-Match: * when there is
- * none, read again when another test moved it in between, as the backup moves latest.json.
+ * none, read again when another test moved it in between, as the backup moves latest.json. With `reports`, the
+ * pointer moved is that subdirectory's (`restore-tests/vault/latest.json`); the top-level one is left alone.
  */
-export async function storeReport(s3: S3Client, bucket: string, prefix: string | undefined, report: RestoreTestReport): Promise<string | undefined> {
+export async function storeReport(s3: S3Client, bucket: string, prefix: string | undefined, report: RestoreTestReport,
+  reports?: ReportsCopy): Promise<string | undefined> {
   try {
     if (!await putJson(s3, bucket, report.reportKey, report, { ifMatch: '*' })) {
       throw new AgentError(`a report already exists at s3://${bucket}/${report.reportKey}: two restore tests of '${report.source}' finished in the same second?`);
     }
-    await movePointer(s3, bucket, restoreTestLatestKey(prefix, report.source), report);
+    await movePointer(s3, bucket, restoreTestLatestKey(prefix, report.source, reports), report);
     log.info('restore-test report stored', { key: report.reportKey });
     return undefined;
   } catch (err) {
