@@ -12,6 +12,7 @@ import { RestorableError } from '../shared/errors';
 import { ROLE_PATHS, alarmOnTampering, breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn, rolesUnderPath } from '../shared/trust-boundaries';
 import { lambdaAsset } from '../shared/package-root';
 import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
+import { denyAllButIdentityRoles } from './identity-secret-policy';
 
 /** What a replica key alias looks like, for error messages. */
 const EXAMPLE_REPLICA_KEY_ALIAS = 'alias/restorable-secrets';
@@ -251,31 +252,13 @@ export class BackupKeys extends Construct {
     });
     this.identitySecret = secret;
     if (props.breakGlassRole) this.identityReaders.push(props.breakGlassRole);
-    const readDeny = new iam.PolicyStatement({
-      sid: 'OnlyRestoreRolesReadTheIdentity',
-      effect: iam.Effect.DENY,
-      principals: [new iam.AnyPrincipal()],
-      actions: ['secretsmanager:GetSecretValue'],
-      resources: ['*'],
-      conditions: {
-        ArnNotEquals: { 'aws:PrincipalArn': Lazy.list({ produce: () => this.identityReaders.map((role) => role.roleArn) }) },
-      },
+    this.identityReadDeny = denyAllButIdentityRoles(secret, {
+      readers: () => this.identityReaders,
+      writeSid: 'OnlyTheGeneratorWritesTheIdentity',
+      writeActions: IDENTITY_DESTRUCTIVE_ACTIONS,
+      writers: () => [...this.identityWriters, deploymentRoleArn(this, props.deploymentRoleArn), breakGlass],
     });
-    this.identityReadDeny = readDeny;
-    const { policyDependable } = secret.addToResourcePolicy(readDeny);
-    secret.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'OnlyTheGeneratorWritesTheIdentity',
-      effect: iam.Effect.DENY,
-      principals: [new iam.AnyPrincipal()],
-      actions: IDENTITY_DESTRUCTIVE_ACTIONS,
-      resources: ['*'],
-      conditions: {
-        ArnNotLike: { 'aws:PrincipalArn': Lazy.list({ produce: () => [...this.identityWriters, deploymentRoleArn(this, props.deploymentRoleArn), breakGlass] }) },
-      },
-    }));
     if (this.vaultAccount !== undefined) this.admitVaultCopier(secret, key, this.vaultAccount);
-    // Kept with the secret: a retained secret without its deny would be readable by any broad IAM policy.
-    if (policyDependable instanceof secretsmanager.ResourcePolicy) policyDependable.applyRemovalPolicy(RemovalPolicy.RETAIN);
     acknowledgeNag(secret, 'SMG4', 'The identity is rotated by raising the generation prop, which appends a key; a Secrets Manager ' +
         'rotation would replace the value and make every older backup undecryptable.');
 

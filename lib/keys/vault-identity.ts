@@ -18,6 +18,7 @@ import { ROLE_PATHS, alarmOnTampering, breakGlassRoleArn, deploymentRoleArn, rol
 import { ReplicaStore } from '../store/replica-store';
 import { BackupKeys, IdentityReadOptions } from './backup-keys';
 import { VAULT_IDENTITY_DIMENSION, VAULT_IDENTITY_KEYS } from './vault-identity-metrics';
+import { denyAllButIdentityRoles } from './identity-secret-policy';
 
 /**
  * What the vault secret's policy denies to all but the copier, CloudFormation and break-glass: every call that
@@ -154,29 +155,12 @@ export class VaultIdentity extends Construct {
     if (props.breakGlassRole) this.readers.push(props.breakGlassRole);
     this.readers.push(role);
 
-    this.readDeny = new iam.PolicyStatement({
-      sid: 'OnlyRestoreRolesReadTheIdentity',
-      effect: iam.Effect.DENY,
-      principals: [new iam.AnyPrincipal()],
-      actions: ['secretsmanager:GetSecretValue'],
-      resources: ['*'],
-      conditions: {
-        ArnNotEquals: { 'aws:PrincipalArn': Lazy.list({ produce: () => this.readers.map((reader) => reader.roleArn) }) },
-      },
+    this.readDeny = denyAllButIdentityRoles(secret, {
+      readers: () => this.readers,
+      writeSid: 'OnlyTheCopierWritesTheIdentity',
+      writeActions: VAULT_IDENTITY_DESTRUCTIVE_ACTIONS,
+      writers: () => [role.roleArn, deploymentRoleArn(this, props.deploymentRoleArn), breakGlassRoleArn(this, props.breakGlassRole)],
     });
-    const { policyDependable } = secret.addToResourcePolicy(this.readDeny);
-    secret.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'OnlyTheCopierWritesTheIdentity',
-      effect: iam.Effect.DENY,
-      principals: [new iam.AnyPrincipal()],
-      actions: VAULT_IDENTITY_DESTRUCTIVE_ACTIONS,
-      resources: ['*'],
-      conditions: {
-        ArnNotLike: { 'aws:PrincipalArn': [role.roleArn, deploymentRoleArn(this, props.deploymentRoleArn), breakGlassRoleArn(this, props.breakGlassRole)] },
-      },
-    }));
-    // Kept with the secret: a retained secret without its deny would be readable by any broad IAM policy.
-    if (policyDependable instanceof secretsmanager.ResourcePolicy) policyDependable.applyRemovalPolicy(RemovalPolicy.RETAIN);
 
     this.grantCopier(role, secret, primaryAccount, primaryRegion);
     const logGroup = new logs.LogGroup(this, 'CopierLogs', { retention: logs.RetentionDays.ONE_YEAR });
