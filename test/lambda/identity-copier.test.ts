@@ -23,17 +23,8 @@ import { METRIC_NAMESPACE } from '../../lib/contract/metrics';
 import { VAULT_IDENTITY_DIMENSION, VAULT_IDENTITY_KEYS } from '../../lib/keys/vault-identity-metrics';
 import { Moto, motoName, sharedMoto } from '../support/moto';
 
-// age-encryption ships only as ESM and Jest runs CommonJS here: convert the real package with esbuild,
-// exactly as scripts/bundle.mjs does for the Lambda asset.
-jest.mock('age-encryption', () => {
-  const { buildSync } = jest.requireActual<typeof import('esbuild')>('esbuild');
-  const built = buildSync({
-    entryPoints: [require.resolve('age-encryption')], bundle: true, platform: 'node', format: 'cjs', write: false,
-  });
-  const module = { exports: {} };
-  new Function('module', 'exports', 'require', built.outputFiles[0].text)(module, module.exports, require);
-  return module.exports;
-});
+// age-encryption is ESM only: the real package, converted for Jest.
+jest.mock('age-encryption', () => jest.requireActual<typeof import('../support/age-commonjs')>('../support/age-commonjs').ageAsCommonJs());
 
 type Copier = typeof import('../../lambda/identity-copier/index');
 type Credentials = { accessKeyId: string; secretAccessKey: string; sessionToken: string };
