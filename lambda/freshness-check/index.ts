@@ -17,7 +17,7 @@ import { StandardUnit } from '@aws-sdk/client-cloudwatch';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { forgedTime, parseLatest, parseRestoreTestPointer } from '../../lib/contract/manifest';
 import { Metrics } from '../../lib/contract/metrics';
-import { latestKey, restoreTestLatestKey, sourcePrefix } from '../../lib/contract/names';
+import { ReportsCopy, latestKey, reportsCopyProblem, restoreTestLatestKey, sourcePrefix } from '../../lib/contract/names';
 import {
   MonitorClients, clientsFromEnv, datum, getStored, lastModified, mapBounded, messageOf, notify, publishMetrics, requiredEnv, secondsBetween,
 } from '../shared/aws';
@@ -87,6 +87,13 @@ export interface FreshnessOptions {
   readonly now: Date;
   /** How often the check runs: a source that crossed its threshold within one interval is news. */
   readonly intervalSeconds: number;
+  /**
+   * Whose restore-test reports count: a vault's own tests' (ReportsCopy.VAULT, `restore-tests/vault/latest.json`),
+   * never the primary's that replication brings to `restore-tests/latest.json`, or the vault's overdue alarm would
+   * be met by them while the vault's own tests stopped.
+   * @default - the top-level `restore-tests/latest.json`
+   */
+  readonly restoreTestReports?: ReportsCopy;
 }
 
 /** Requests in flight at once: enough to check a hundred sources in seconds, few enough to stay polite. */
@@ -95,7 +102,7 @@ const DAY_SECONDS = 86_400;
 
 export async function checkFreshness(event: FreshnessEvent, clients: MonitorClients, options: FreshnessOptions): Promise<FreshnessReport> {
   const sources = validateEvent(event);
-  const statuses = await mapBounded(sources, CONCURRENCY, (s) => checkSource(s, clients, options.now));
+  const statuses = await mapBounded(sources, CONCURRENCY, (s) => checkSource(s, clients, options.now, options.restoreTestReports));
   // A forged pointer's age is S3's, so it counts as any other: forged to look fresh, it is stale all the same.
   const withBackups = statuses.filter((s) => s.ageSeconds !== undefined &&
     (s.state === SourceState.FRESH || s.state === SourceState.STALE || s.state === SourceState.FORGED));
@@ -137,7 +144,7 @@ function validateEvent(event: FreshnessEvent): readonly FreshnessSource[] {
 }
 
 /** Four requests at most, whatever the number of backups; an error stays with its source. */
-async function checkSource(config: FreshnessSource, clients: MonitorClients, now: Date): Promise<SourceStatus> {
+async function checkSource(config: FreshnessSource, clients: MonitorClients, now: Date, reports: ReportsCopy | undefined): Promise<SourceStatus> {
   const { source, maxAgeSeconds } = config;
   const base = { source, maxAgeSeconds };
   const pointerKey = latestKey(clients.prefix, source);
@@ -160,7 +167,7 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
       ...forged.length ? { forged, forgedWrittenSecondsAgo: secondsBetween(stored.lastModified, now) } : {},
     };
     try {
-      const tested = await restoreTestAge(config, clients, now);
+      const tested = await restoreTestAge(config, clients, now, reports);
       if (!tested.forged) return { ...status, ...tested };
       return {
         ...status, ...tested, forged: [...status.forged ?? [], ...tested.forged],
@@ -177,6 +184,8 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
 /**
  * How long the source has gone without a restore test, from `restore-tests/latest.json` (one GET): since S3
  * stored the report (its LastModified), not since the finishedAt it states, which is only checked against it.
+ * In a vault, from `restore-tests/vault/latest.json`, its own tests' (`reports`): the primary's replicated reports
+ * do not count there.
  *
  * A restore-tested source with no report yet counts from the start of its oldest stored backup instead: that
  * backup could have been restore-tested all along, so once it is older than the overdue window (8 days) a
@@ -189,15 +198,15 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
  * restore tests once (RestoreTesting.stateMachine) to clear it. A source that is not restore-tested and has no
  * report publishes no restore-test age.
  */
-async function restoreTestAge(config: FreshnessSource, clients: MonitorClients, now: Date):
+async function restoreTestAge(config: FreshnessSource, clients: MonitorClients, now: Date, reports: ReportsCopy | undefined):
 Promise<Pick<SourceStatus, 'restoreTestAgeSeconds' | 'neverRestoreTested' | 'forged' | 'forgedWrittenSecondsAgo'>> {
-  const key = restoreTestLatestKey(clients.prefix, config.source);
+  const key = restoreTestLatestKey(clients.prefix, config.source, reports);
   const stored = await getStored(clients.s3, clients.bucket, key);
   if (stored !== undefined) {
     const report = parseRestoreTestPointer(stored.text, `s3://${clients.bucket}/${key}`);
     const restoreTestAgeSeconds = secondsBetween(stored.lastModified, now);
     // The report is written once the test finished.
-    const forged = forgedTime('restore-tests/latest.json', 'finishedAt', report.finishedAt, stored.lastModified, 'the report itself', now);
+    const forged = forgedTime(key.slice(sourcePrefix(clients.prefix, config.source).length), 'finishedAt', report.finishedAt, stored.lastModified, 'the report itself', now);
     if (!forged) return { restoreTestAgeSeconds };
     return { restoreTestAgeSeconds, forged: [forged], forgedWrittenSecondsAgo: secondsBetween(stored.lastModified, now) };
   }
@@ -279,7 +288,19 @@ function describeState(s: SourceStatus): string {
   }
 }
 
+/**
+ * RESTORE_TESTS_SUBDIR: the restore-test reports that count (`vault` in a vault, which BackupMonitoring sets), or
+ * none for the top-level ones. A name it does not know stops the check rather than read the wrong reports.
+ */
+export function restoreTestReportsFromEnv(env: NodeJS.ProcessEnv = process.env): ReportsCopy | undefined {
+  const name = env.RESTORE_TESTS_SUBDIR;
+  if (!name) return undefined;
+  const problem = reportsCopyProblem(name);
+  if (problem) throw new Error(`RESTORE_TESTS_SUBDIR: ${problem}`);
+  return name as ReportsCopy;
+}
+
 export async function handler(event: FreshnessEvent): Promise<FreshnessReport> {
   const intervalSeconds = Number(requiredEnv('CHECK_INTERVAL_SECONDS'));
-  return checkFreshness(event, clientsFromEnv(), { now: new Date(), intervalSeconds });
+  return checkFreshness(event, clientsFromEnv(), { now: new Date(), intervalSeconds, restoreTestReports: restoreTestReportsFromEnv() });
 }

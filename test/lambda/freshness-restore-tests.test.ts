@@ -2,14 +2,16 @@
  * The freshness check and restore-tested sources that never reported, on moto's server with backups made by the
  * real agent from a real PostgreSQL database, the metrics read back from moto's CloudWatch. A restore-tested source without
  * a restore-test report counts its restore-test age from its oldest stored backup, so the overdue alarm (the
- * fleet's RestoreTestAgeSeconds over 8 days) fires for it even while another source has a fresh report.
+ * fleet's RestoreTestAgeSeconds over 8 days) fires for it even while another source has a fresh report. In a vault
+ * (RESTORE_TESTS_SUBDIR=vault) only the vault's own tests' pointer, restore-tests/vault/latest.json, counts: a fresh
+ * report replicated from the primary does not.
  */
 import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { DumpFormat, LatestPointer, backupKey, manifestKeyFor, parseBackupKey } from '../../lib/contract';
-import { FreshnessSource, checkFreshness } from '../../lambda/freshness-check';
+import { DumpFormat, LatestPointer, ReportsCopy, backupKey, manifestKeyFor, parseBackupKey, restoreTestLatestKey } from '../../lib/contract';
+import { FreshnessSource, checkFreshness, handler } from '../../lambda/freshness-check';
 import { RESTORE_TEST_OVERDUE } from '../../lib/restore-testing/restore-testing';
 import { AgeKey, S3Emulator, createPgFixture, makeAgeKey, uniqueName } from '../support';
-import { backUp, monitorBucket, monitorClients, publishedMetrics, monitorTestHooks } from './monitor-fixtures';
+import { backUp, handlerEnv, monitorBucket, monitorClients, publishedMetrics, monitorTestHooks, topicArn, withEnv } from './monitor-fixtures';
 
 const PREFIX = 'backups/';
 const DAY = 86_400;
@@ -25,9 +27,10 @@ let neverOldest: number;
 const seconds = (iso: string) => Date.parse(iso) / 1000;
 const at = (epochSeconds: number) => new Date(epochSeconds * 1000);
 
-function run(sources: FreshnessSource[], now: number) {
+function run(sources: FreshnessSource[], now: number, restoreTestReports?: ReportsCopy) {
   const counting = monitorClients(s3, PREFIX);
-  return checkFreshness({ sources }, counting.clients, { now: at(now), intervalSeconds: INTERVAL }).then((report) => ({ report, requests: counting.requests }));
+  return checkFreshness({ sources }, counting.clients, { now: at(now), intervalSeconds: INTERVAL, restoreTestReports })
+    .then((report) => ({ report, requests: counting.requests }));
 }
 
 /** What the overdue alarm watches: the fleet-wide RestoreTestAgeSeconds (no dimensions), if published. */
@@ -59,10 +62,10 @@ monitorTestHooks(database, () => s3);
  * A restore-test report of the source that just finished, as the restore-test command writes it; returns when S3
  * stored it (its LastModified, in epoch seconds), where the check counts its restore-test age from.
  */
-async function reportRestoreTest(source: string): Promise<number> {
-  const reportKey = `${PREFIX}${source}/restore-tests/latest.json`;
+async function reportRestoreTest(source: string, reports?: ReportsCopy, finishedAt = new Date()): Promise<number> {
+  const reportKey = restoreTestLatestKey(PREFIX, source, reports);
   await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: reportKey,
-    Body: JSON.stringify({ source, finishedAt: new Date().toISOString(), success: true }) }));
+    Body: JSON.stringify({ source, finishedAt: finishedAt.toISOString(), success: true }) }));
   const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: reportKey }));
   return head.LastModified!.getTime() / 1000;
 }
@@ -123,5 +126,49 @@ describe('given a restore-tested source that never reported and one with a fresh
   test('a tested source without a report costs one more request, a LIST of one key: still constant per source', async () => {
     const { requests } = await run([sources[0]], seconds(latest['never-pg'].startedAt) + 60);
     expect(requests).toEqual(['GetObjectCommand', 'HeadObjectCommand', 'GetObjectCommand', 'ListObjectsV2Command']);
+  });
+});
+
+describe('given a vault, whose own restore tests report under restore-tests/vault/', () => {
+  const sources: FreshnessSource[] = [
+    { source: 'never-pg', maxAgeSeconds: 30 * DAY, restoreTested: true },
+    { source: 'reported-pg', maxAgeSeconds: 30 * DAY, restoreTested: true },
+  ];
+
+  test('a fresh report replicated from the primary does not count: the source without a vault report is overdue, and the alarm condition is true', async () => {
+    const now = seconds(latest['never-pg'].startedAt) + 6 * DAY;
+    // What replication brings: the primary's weekly reports, fresh, at restore-tests/latest.json.
+    await reportRestoreTest('never-pg');
+    await reportRestoreTest('reported-pg');
+    const vaultAge = Math.round(now - await reportRestoreTest('reported-pg', ReportsCopy.VAULT));
+
+    const { report, requests } = await run(sources, now, ReportsCopy.VAULT);
+
+    expect(report.statuses.find((s) => s.source === 'never-pg')).toMatchObject({ neverRestoreTested: true, restoreTestAgeSeconds: Math.round(now - neverOldest) });
+    expect(report.statuses.find((s) => s.source === 'reported-pg')).toMatchObject({ restoreTestAgeSeconds: vaultAge });
+    expect(report.statuses.find((s) => s.source === 'reported-pg')!.neverRestoreTested).toBeUndefined();
+    expect(await perSourceRestoreTestAges()).toEqual({ 'never-pg': Math.round(now - neverOldest), 'reported-pg': vaultAge });
+    expect((await fleetRestoreTestAge())!).toBeGreaterThan(OVERDUE);
+    // Still constant per source: the vault's pointer instead of the top-level one, and the LIST for the untested.
+    expect(requests.filter((r) => r === 'ListObjectsV2Command')).toHaveLength(1);
+  });
+
+  test('a vault pointer stating a time after S3 stored it is named by its own key', async () => {
+    await reportRestoreTest('reported-pg', ReportsCopy.VAULT, new Date('2099-01-01T00:00:00Z'));
+    const { report } = await run([sources[1]], Date.now() / 1000);
+    // Without the vault's setting, the top-level report counts, and it is not forged.
+    expect(report.statuses[0].forged).toBeUndefined();
+    const vault = await run([sources[1]], Date.now() / 1000, ReportsCopy.VAULT);
+    expect(vault.report.statuses[0].forged).toEqual([expect.stringContaining('restore-tests/vault/latest.json')]);
+  });
+
+  test('the Lambda entry point reads RESTORE_TESTS_SUBDIR, as BackupMonitoring sets it for a vault', async () => {
+    await reportRestoreTest('untested-pg');
+    const env = handlerEnv({ BUCKET_NAME: s3.bucket, KEY_PREFIX: PREFIX, TOPIC_ARN: topicArn(), CHECK_INTERVAL_SECONDS: '900', RESTORE_TESTS_SUBDIR: 'vault' });
+    const report = await withEnv(env, () => handler({ sources: [{ source: 'untested-pg', maxAgeSeconds: 30 * DAY, restoreTested: true }] }));
+    expect(report.statuses[0]).toMatchObject({ neverRestoreTested: true });
+
+    await expect(withEnv({ ...env, RESTORE_TESTS_SUBDIR: 'dr' }, () => handler({ sources: [] })))
+      .rejects.toThrow("RESTORE_TESTS_SUBDIR: 'dr' names no restore-test reports: use 'vault'");
   });
 });
