@@ -9,8 +9,9 @@ import { AlarmTopic, subscribeEmails } from './alarm-topic';
 import { BackupDashboard } from './backup-dashboard';
 import { BackupBucket } from '../store/backup-bucket';
 import { BackupStore } from '../store/backup-store';
+import { ReplicaStore } from '../store/replica-store';
 import { METRIC_NAMESPACE, Metrics, SOURCE_DIMENSION } from '../contract/metrics';
-import { sourceNameProblem } from '../contract/names';
+import { ReportsCopy, sourceNameProblem } from '../contract/names';
 import { RestorableError, wholeSeconds } from '../shared/errors';
 import { MonitorFunction } from './monitor-function';
 import { monitoringSettings, ratioFloorProblem } from './monitoring-settings';
@@ -20,7 +21,8 @@ export interface BackupMonitoringProps {
   /**
    * The store whose backups are watched: a BackupStore, or a ReplicaStore watched from its own stack (a vault in
    * another account, which the primary's monitoring cannot read): its freshness and restore-test age checks then
-   * run there, on the copies replication brought.
+   * run there, on the copies replication brought. In a vault the restore-test age counts from the vault's own tests'
+   * reports (`restore-tests/vault/latest.json`, VaultRestoreTesting's), never from the primary's replicated ones.
    */
   readonly store: BackupBucket;
   /**
@@ -156,7 +158,11 @@ export class BackupMonitoring extends Construct {
       topic: this.topic,
       timeout: Duration.minutes(2),
       deadLetterQueue: this.deadLetterQueue,
-      environment: { CHECK_INTERVAL_SECONDS: String(this.interval.toSeconds()) },
+      environment: {
+        CHECK_INTERVAL_SECONDS: String(this.interval.toSeconds()),
+        // A vault's own restore tests report apart from the primary's, which replication brings: only theirs count here.
+        ...(this.store instanceof ReplicaStore && this.store.isVault ? { RESTORE_TESTS_SUBDIR: ReportsCopy.VAULT } : {}),
+      },
     }).function;
     this.sizeAnomalyFunction = new MonitorFunction(this, 'SizeAnomaly', {
       handlerName: 'size-anomaly',

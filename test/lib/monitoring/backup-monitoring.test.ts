@@ -400,6 +400,26 @@ describe('BackupMonitoring of a replica store, watched from its own stack', () =
     // New manifests reach the size check: the replica's bucket notifies EventBridge.
     expect(onlyBucket(template).Properties.NotificationConfiguration).toEqual({ EventBridgeConfiguration: { EventBridgeEnabled: true } });
   });
+
+  /** Each function's RESTORE_TESTS_SUBDIR, by its construct id. */
+  const subdirs = (template: Template) => Object.fromEntries(resources(template, 'AWS::Lambda::Function')
+    .filter(([, f]) => f.Properties.Environment?.Variables?.BUCKET_NAME)
+    .map(([id, f]) => [id.replace(/[0-9A-F]{8}$/, ''), f.Properties.Environment.Variables.RESTORE_TESTS_SUBDIR]));
+
+  test('given a vault, then its freshness check counts its own restore tests\' reports, RESTORE_TESTS_SUBDIR=vault; the size check is not told', () => {
+    const app = new App();
+    const vaultStack = new Stack(app, 'Vault', { env: { account: '222222222222', region: 'eu-central-1' } });
+    const vault = new ReplicaStore(vaultStack, 'Vault', { primaryAccount: ACCOUNT });
+    new BackupMonitoring(vaultStack, 'VaultMonitoring', { store: vault }).addSource('orders-db', { maxAge: Duration.hours(25) });
+    expect(subdirs(Template.fromStack(vaultStack))).toEqual({ VaultMonitoringFreshnessCheckFunction: 'vault', VaultMonitoringSizeAnomalyFunction: undefined });
+  });
+
+  test('given a same-account replica or the primary store, then no RESTORE_TESTS_SUBDIR: the top-level reports count', () => {
+    const { replicaStack, replica } = primaryWithReplica();
+    new BackupMonitoring(replicaStack, 'ReplicaMonitoring', { store: replica }).addSource('orders-db', { maxAge: Duration.hours(25) });
+    expect(Object.values(subdirs(Template.fromStack(replicaStack)))).toEqual([undefined, undefined]);
+    expect(Object.values(subdirs(monitored().template))).toEqual([undefined, undefined]);
+  });
 });
 
 function onlyBucket(template: Template): Resource {
