@@ -55,6 +55,20 @@ function statementsOf(template: Template, type: string, idPrefix: string, docume
   return new Map(statements.map((s, i) => [String(s.Sid ?? `#${i}`), readable(s) as Statement]));
 }
 
+/** The vault's own tests' pointer and a dated report, as the agent writes them with --reports vault. */
+const VAULT_REPORT_KEYS = ['orders-db/restore-tests/vault/latest.json', 'orders-db/restore-tests/vault/orders-db_2026-12-01_05-10-00Z.json'];
+/** What the primary writes and replicates. */
+const PRIMARY_KEYS = ['orders-db/latest.json', 'orders-db/2026/12/01/orders-db_2026-12-01_03-00-00Z.pgdump.zst.age', 'orders-db/RUNBOOK.md',
+  'orders-db/restore-tests/latest.json', 'orders-db/restore-tests/orders-db_2026-12-01_04-00-00Z.json'];
+
+/** Whether an object key falls under a statement's resources (readable, `<Bucket.Arn>/pattern`), IAM's `*` matching `/` too. */
+function matchesAny(resources: unknown, key: string): boolean {
+  return ([] as unknown[]).concat(resources).some((resource) => {
+    const pattern = String(resource).replace(/^<[^>]+>\//, '');
+    return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\?]/g, '\\$&').replace(/\*/g, '.*')}$`).test(key);
+  });
+}
+
 describe('a vault: ReplicaStore with primaryAccount in another account', () => {
   const fixture = primaryWithVault();
   const vaultTemplate = Template.fromStack(fixture.vaultStack);
@@ -110,6 +124,38 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
       Action: ['s3:ReplicateObject', 's3:ReplicateTags'],
       Condition: { ArnNotLike: { 'aws:PrincipalArn': REPLICATION_PATTERN } },
     });
+  });
+
+  test('given a vault, when synthesized, then nobody replicates into restore-tests/vault/, where the vault\'s own tests report', () => {
+    expect(bucketPolicy.get('NoReplicatedVaultReports')).toEqual({
+      Sid: 'NoReplicatedVaultReports',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: ['s3:ReplicateObject', 's3:ReplicateTags'],
+      Resource: expect.stringMatching(/^<VaultBucket\w+\.Arn>\/\*\/restore-tests\/vault\/\*$/),
+    });
+    const denied = (key: string) => matchesAny(bucketPolicy.get('NoReplicatedVaultReports')!.Resource, key);
+    expect(VAULT_REPORT_KEYS.filter(denied)).toEqual(VAULT_REPORT_KEYS);
+    // What the primary replicates still arrives: its backups, pointers, runbooks and its own restore-test reports.
+    expect(PRIMARY_KEYS.filter(denied)).toEqual([]);
+  });
+
+  test('given a vault, when synthesized, then the write-once statements cover restore-tests/vault/ as they do restore-tests/', () => {
+    const covers = (sid: string, key: string) => matchesAny(bucketPolicy.get(sid)!.Resource, key);
+    for (const key of VAULT_REPORT_KEYS) {
+      expect([key, covers('ReportsByRestoreTestsOnly', key), covers('NoTaggingPointers', key)]).toEqual([key, true, true]);
+    }
+    // The pointer is written with If-Match or If-None-Match; a dated report is write-once (If-None-Match).
+    const [pointer, dated] = VAULT_REPORT_KEYS;
+    expect(covers('PointersNeedIfMatch', pointer)).toBe(true);
+    expect(matchesAny(bucketPolicy.get('WriteOnce')!.NotResource, pointer)).toBe(true);
+    expect(covers('PointersNeedIfMatch', dated)).toBe(false);
+    expect(matchesAny(bucketPolicy.get('WriteOnce')!.NotResource, dated)).toBe(false);
+  });
+
+  test('given a vault with a prefix, when synthesized, then the deny is under that prefix', () => {
+    const prefixed = statementsOf(Template.fromStack(primaryWithVault({ prefix: 'backups' }, { prefix: 'backups' }).vaultStack), 'AWS::S3::BucketPolicy', 'VaultBucketPolicy', 'PolicyDocument');
+    expect(prefixed.get('NoReplicatedVaultReports')!.Resource).toMatch(/^<VaultBucket\w+\.Arn>\/backups\/\*\/restore-tests\/vault\/\*$/);
   });
 
   test('given a vault, when synthesized, then the write-once policy stays, its governance bypass exempting the retention keeper and never its deletes', () => {
