@@ -9,6 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { RestorableError, wholeSeconds } from '../shared/errors';
+import { ReportsCopy } from '../contract/names';
 import { agentImage } from '../backups/agent-image';
 import { BackupMonitoring } from '../monitoring/backup-monitoring';
 import { BackupSource, taskSizeProblem } from '../backups/backup-source';
@@ -83,6 +84,12 @@ export interface RestoreTestFleetSetup extends RestoreTestFleetOptions {
   readonly identitySecretArn: string;
   /** Also test this DR replica (another region of the same account), on `drSchedule`. */
   readonly drReplica?: ReplicaStore;
+  /**
+   * Where the tests' reports go under each source's restore-tests/: a vault's own tests report under `vault/`,
+   * apart from the primary's that replication brings, and its freshness check reads them there.
+   * @default - restore-tests/ itself
+   */
+  readonly reports?: ReportsCopy;
   readonly cluster: ecs.ICluster;
   readonly subnets?: ec2.SubnetSelection;
   readonly schedule: events.Schedule;
@@ -198,7 +205,7 @@ export abstract class RestoreTestFleet extends Construct {
     for (const source of sources(this)) this.addSource(source);
     const orchestration = new RestoreTestOrchestration(this, 'Orchestration', {
       plan: {
-        runs: (copy) => restoreTestRuns(this.tested, props.store, copy, props.drReplica),
+        runs: (copy) => restoreTestRuns(this.tested, props.store, copy, props.drReplica, props.reports),
         taskDefinitions: () => [...this.taskDefinitions.values()].map((t) => t.taskDefinition),
       },
       cluster: props.cluster,

@@ -5,6 +5,7 @@
  * orchestrator fills from its environment.
  */
 import { Arn, ArnFormat } from 'aws-cdk-lib';
+import { ReportsCopy } from '../contract/names';
 import { BackupBucket } from '../store/backup-bucket';
 import { ReplicaStore } from '../store/replica-store';
 import { RestoreTestCopy, RestoreTestRun } from './restore-test-orchestration';
@@ -23,9 +24,11 @@ const PLACEHOLDERS = { bucket: '{{BUCKET}}', identity: '{{IDENTITY}}', drBucket:
 
 /**
  * The restore tests of one run, in the order the sources were added: of `store` (the primary store, or a vault
- * tested from its own account), or of its DR replica in another region of the same account.
+ * tested from its own account), or of its DR replica in another region of the same account. With `reports`, the
+ * tests report under that subdirectory of restore-tests/ (a vault's, `vault`).
  */
-export function restoreTestRuns(tested: readonly TestedSource[], store: BackupBucket, copy: RestoreTestCopy, drReplica?: ReplicaStore): RestoreTestRun[] {
+export function restoreTestRuns(tested: readonly TestedSource[], store: BackupBucket, copy: RestoreTestCopy, drReplica?: ReplicaStore,
+  reports?: ReportsCopy): RestoreTestRun[] {
   const dr = copy === RestoreTestCopy.DR;
   if (dr && !drReplica) throw new Error('a DR run needs the DR replica');
   const bucket = dr ? drReplica! : store;
@@ -36,7 +39,7 @@ export function restoreTestRuns(tested: readonly TestedSource[], store: BackupBu
     command: restoreTestCommand(t, {
       bucket: dr ? PLACEHOLDERS.drBucket : PLACEHOLDERS.bucket, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
       identitySecretArn: dr ? PLACEHOLDERS.drIdentity : PLACEHOLDERS.identity,
-      bucketRegion: dr ? drReplica!.region : undefined,
+      bucketRegion: dr ? drReplica!.region : undefined, reports,
     }),
   }));
 }

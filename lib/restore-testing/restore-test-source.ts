@@ -5,6 +5,7 @@
 import { Duration, Size, SizeRoundingBehavior } from 'aws-cdk-lib';
 import { BackupSource, DatabaseFlavour } from '../backups/backup-source';
 import { RestorableError, renamedPropProblems, wholeSeconds } from '../shared/errors';
+import { ReportsCopy } from '../contract/names';
 import { ScratchConnection } from './restore-test-task';
 
 /**
@@ -162,6 +163,8 @@ export interface RestoreTestTarget {
   readonly identitySecretArn: string;
   readonly scratch: ScratchConnection;
   readonly database: string;
+  /** Whose reports the test writes: a vault's own tests report under `restore-tests/vault/` (`--reports vault`). */
+  readonly reports?: ReportsCopy;
 }
 
 /** The agent's arguments for one source's restore test: no secret, only where to find it. */
@@ -178,6 +181,7 @@ export function restoreTestCommand(props: RestoreTestSourceProps, target: Restor
     ...(props.tolerance ? ['--tolerance', props.tolerance.argument] : []),
     ...(props.rtoTarget ? ['--rto-seconds', String(props.rtoTarget.toSeconds())] : []),
     ...(props.expectLeftOut?.length ? ['--expect-left-out', props.expectLeftOut.join(';')] : []),
+    ...(target.reports ? ['--reports', target.reports] : []),
     '--publish-metrics', '--json',
   ];
 }

@@ -6,6 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { RestorableError } from '../shared/errors';
+import { ReportsCopy } from '../contract/names';
 import { BackupMonitoring } from '../monitoring/backup-monitoring';
 import { ReplicaStore } from '../store/replica-store';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
@@ -93,8 +94,10 @@ export function vaultRestoreRoleArn(store: ReplicaStore, name?: string): string 
  * (`restoreRole`, at `/restorable/restore/`, assumed by this account's principals with MFA): it reads every tested
  * source's backups and the identity, and the runbook names it.
  *
- * Reports: the tests write their reports in the vault, under the same keys as the primary's tests, which
- * replication also brings; the vault's overdue alarm (33 days) is met by either.
+ * Reports: the tests write their reports in the vault under each source's `restore-tests/vault/` (`--reports vault`),
+ * apart from the primary's reports, which replication brings to `restore-tests/` and may not write below `vault/`
+ * (the vault's bucket policy). The vault's freshness check reads `restore-tests/vault/latest.json` alone, so its
+ * overdue alarm (33 days) fires when the vault's own tests stop, however fresh the primary's are.
  */
 export class VaultRestoreTesting extends RestoreTestFleet {
   /** The ECS cluster the vault's restore tests run in. */
@@ -120,6 +123,7 @@ export class VaultRestoreTesting extends RestoreTestFleet {
         schedule: props.schedule ?? MONTHLY,
         overdueAfter: props.overdueAfter ?? OVERDUE,
         allowEndpointsFrom: () => false,
+        reports: ReportsCopy.VAULT,
       };
     }, () => props.sources);
     this.cluster = cluster!;

@@ -54,6 +54,12 @@ function vaultFixture(options: Options = {}) {
   return { app, vaultStack, vault, primary, store, keys, monitoring, backups, identity, vaultMonitoring, testing };
 }
 
+/** The orchestrator's configuration, as synthesized into its code asset: the agent commands per source. */
+function orchestratorConfig(app: App, testing: Construct): OrchestratorConfig {
+  const asset = testing.node.findChild('Orchestration').node.findChild('Code') as s3assets.Asset;
+  return JSON.parse(readFileSync(join(app.outdir, asset.assetPath, 'config.json'), 'utf8'));
+}
+
 const fixture = vaultFixture();
 const template = Template.fromStack(fixture.vaultStack);
 
@@ -110,13 +116,37 @@ describe('given the primary\'s two sources, tested in the vault', () => {
     expect(fn.Properties.Environment.Variables.VALUE_IDENTITY).toEqual(fixture.vaultStack.resolve(fixture.identity.secret.secretArn));
     expect(fn.Properties.Environment.Variables.VALUE_DR_BUCKET).toBeUndefined();
     fixture.app.synth();
-    const asset = fixture.testing.node.findChild('Orchestration').node.findChild('Code') as s3assets.Asset;
-    const config: OrchestratorConfig = JSON.parse(readFileSync(join(fixture.app.outdir, asset.assetPath, 'config.json'), 'utf8'));
+    const config = orchestratorConfig(fixture.app, fixture.testing);
     expect(Object.keys(config.sources)).toEqual(['orders-db', 'shop-db']);
     const command = config.sources['orders-db'].commands.primary!;
     expect(command.slice(0, 7)).toEqual(['restore-test', '--source', 'orders-db', '--bucket', '{{BUCKET}}', '--prefix', 'backups/']);
     expect(command).not.toContain('--bucket-region');
     expect(config.sources['orders-db'].commands.dr).toBeUndefined();
+  });
+
+  test('then every source\'s test reports under restore-tests/vault/ (--reports vault), and the primary\'s tests, DR copy included, do not', () => {
+    fixture.app.synth();
+    const vaultCommands = Object.values(orchestratorConfig(fixture.app, fixture.testing).sources).map((s) => s.commands.primary!);
+    expect(vaultCommands).toHaveLength(2);
+    for (const command of vaultCommands) {
+      expect(command.filter((arg) => arg === '--reports')).toHaveLength(1);
+      expect(command[command.indexOf('--reports') + 1]).toBe('vault');
+    }
+
+    // The primary's RestoreTesting, weekly and its same-account DR copy monthly: the top-level reports, as before.
+    const app = new App();
+    const replica = new ReplicaStore(new Stack(app, 'Replica', { env: { ...ENV, region: VAULT_REGION } }), 'Replica');
+    const stack = new Stack(app, 'Primary', { env: ENV });
+    const store = new BackupStore(stack, 'Store', { replica });
+    const keys = new BackupKeys(stack, 'Keys', { replicaRegion: VAULT_REGION, replicaKeyAlias: replica.keyAliasName });
+    const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+    const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(stack) });
+    backups.addSource(postgresSource(stack, 'orders-db'));
+    const primaryTesting = new RestoreTesting(stack, 'RestoreTesting', { backups, store, keys, monitoring,
+      drSchedule: events.Schedule.cron({ day: '1', hour: '4', minute: '0' }) });
+    app.synth();
+    const { commands } = orchestratorConfig(app, primaryTesting).sources['orders-db'];
+    expect([commands.primary, commands.dr].map((c) => c!.includes('--reports'))).toEqual([false, false]);
   });
 
   test('then the tasks run in a cluster of the vault\'s own, with a security group that admits nothing and lets out HTTPS only', () => {
