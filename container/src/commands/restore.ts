@@ -15,7 +15,7 @@ import { RestoreMode, RestoreResult, restoreBackup } from '../restore/restore';
 
 export const RESTORE_COMMAND: CommandSpec = {
   name: 'restore',
-  summary: 'Restore a backup (latest, --key or --at) into a database: verified against its manifest, streamed or spooled.',
+  summary: 'Restore a backup (latest, --key or --at; as stored at a time with --as-of) into a database: verified against its manifest, streamed or spooled.',
   options: {
     ...SELECTION_OPTIONS,
     ...IDENTITY_OPTIONS,
@@ -57,7 +57,7 @@ export function formatRestoreResult(r: RestoreResult): string {
   const rows = r.tables.reduce((sum, t) => sum + t.rows, 0);
   const globals = r.globals ? `; roles created: ${r.globals.created.join(', ') || 'none'}, already there: ${r.globals.skipped.join(', ') || 'none'}` : '';
   const refused = [...r.refused, ...(r.globals?.refused ?? [])];
-  return `restored s3://${r.bucket}/${r.key} (backup of ${r.backupStartedAt}) into ${r.target}: ${r.tables.length} tables, ${rows} rows ` +
+  return `restored s3://${r.bucket}/${r.key}${r.versionId ? ` (version ${r.versionId})` : ''} (backup of ${r.backupStartedAt}) into ${r.target}: ${r.tables.length} tables, ${rows} rows ` +
     `per the manifest, SHA-256 verified, ${r.mode}${r.mode === RestoreMode.SPOOLED ? ` with ${r.jobs} jobs` : ''}, ${r.durationSeconds.toFixed(1)} s${globals}` +
     `; the backup's SQL ran as ${r.loadedAs}${r.installed.length ? `; extensions installed first: ${r.installed.join(', ')}` : ''}` +
     (refused.length ? `\nleft out (a backup is untrusted input: what needs more rights than the load has is not run):\n${refused.map((x) => `  - ${x.what}: ${x.why}`).join('\n')}` : '');

@@ -81,7 +81,7 @@ async function readToEnd(tap: VerifyingTap): Promise<void> {
 /** Hashes a companion (the roles) against the manifest. */
 async function checkCompanion(s3: S3Client, backup: SelectedBackup, key: string, expected: { size: number; sha256: string }): Promise<void> {
   const tap = new VerifyingTap(`s3://${backup.bucket}/${key}`, expected);
-  await downloadInto(s3, backup.bucket, key, undefined, tap);
+  await downloadInto(s3, backup.bucket, key, backup.companionVersionIds?.get(key), tap);
   try {
     await readToEnd(tap);
   } catch (err) {

@@ -20,6 +20,11 @@ export const SELECTION_OPTIONS: OptionSpecs = {
   'key': { kind: OptionKind.STRING, placeholder: 'KEY', description: 'the backup object (default: the one latest.json names)' },
   'at': { kind: OptionKind.STRING, placeholder: 'ISO-TIME', description: 'the newest backup started at or before this time' },
   'version-id': { kind: OptionKind.STRING, placeholder: 'ID', description: 'an older version of the backup object (versioned buckets)' },
+  'as-of': {
+    kind: OptionKind.STRING, placeholder: 'ISO-TIME',
+    description: 'read latest.json, the manifest, the dump and its companions each as the newest version S3 stored at or before this time ' +
+      '(versioned buckets; after a compromise: the last time known good)',
+  },
 };
 
 export interface BackupLocation {
@@ -29,6 +34,22 @@ export interface BackupLocation {
   readonly key?: string;
   readonly at?: Date;
   readonly versionId?: string;
+  /** Every object is read as the newest version S3 stored at or before this time (its LastModified, never a time written inside). */
+  readonly asOf?: Date;
+}
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
+
+/** --as-of: an ISO 8601 time with its zone, not in the future. */
+export function parseAsOf(text: string, now: Date = new Date()): Date {
+  const asOf = new Date(text);
+  if (!ISO_TIME.test(text) || Number.isNaN(asOf.getTime())) {
+    throw new UsageError(`--as-of must be an ISO 8601 time with its zone, such as 2026-11-26T03:00:00Z (got '${text}')`);
+  }
+  if (asOf.getTime() > now.getTime()) {
+    throw new UsageError(`--as-of ${text} is in the future (it is ${now.toISOString()}): give the last time the bucket is known to have been good`);
+  }
+  return asOf;
 }
 
 export function backupLocation(args: ParsedArgs): BackupLocation {
@@ -40,7 +61,15 @@ export function backupLocation(args: ParsedArgs): BackupLocation {
   if (key !== undefined && atText !== undefined) throw new UsageError('give --key or --at, not both');
   const at = atText === undefined ? undefined : new Date(atText);
   if (at && Number.isNaN(at.getTime())) throw new UsageError(`--at must be an ISO 8601 time such as 2026-11-26T03:00:00Z (got '${atText}')`);
-  return { bucket: args.requiredString('bucket'), prefix: args.string('prefix'), source, key, at, versionId: args.string('version-id') };
+  const versionId = args.string('version-id');
+  const asOfText = args.string('as-of');
+  if (asOfText !== undefined && atText !== undefined) {
+    throw new UsageError('give --at or --as-of, not both: --at trusts the times written in latest.json and in the keys, which --as-of does not. ' +
+      'To read an older backup as it was stored then, name it with --key and give --as-of');
+  }
+  if (asOfText !== undefined && versionId !== undefined) throw new UsageError('give --version-id or --as-of, not both: --as-of picks the version of every object read');
+  const asOf = asOfText === undefined ? undefined : parseAsOf(asOfText);
+  return { bucket: args.requiredString('bucket'), prefix: args.string('prefix'), source, key, at, versionId, asOf };
 }
 
 export interface SelectedBackup {
@@ -49,12 +78,54 @@ export interface SelectedBackup {
   readonly versionId?: string;
   readonly manifestKey: string;
   readonly manifest: Manifest;
+  /** With --as-of: the version of each companion (by key) to read, that of the time given. */
+  readonly companionVersionIds?: ReadonlyMap<string, string>;
+}
+
+export interface StoredVersion {
+  readonly versionId: string;
+  /** When S3 stored it: set by S3, not by its writer. */
+  readonly lastModified: Date;
+}
+
+/**
+ * The newest version of `key` that S3 stored at or before `asOf`, by its LastModified (set by S3; times written inside
+ * pointers, manifests or keys are never trusted), from ListObjectVersions on the key itself, page by page: S3 lists a
+ * key's versions newest first, before those of longer keys that start with it. Delete markers are passed over (what
+ * was deleted is read as it was before). Fails, naming the key and its oldest version's time, when there is none.
+ */
+export async function versionAsOf(s3: S3Client, bucket: string, key: string, asOf: Date, pageSize?: number): Promise<StoredVersion> {
+  let keyMarker: string | undefined;
+  let versionIdMarker: string | undefined;
+  let oldest: Date | undefined;
+  for (;;) {
+    let page;
+    try {
+      page = await s3.send(new ListObjectVersionsCommand({
+        Bucket: bucket, Prefix: key, KeyMarker: keyMarker, VersionIdMarker: versionIdMarker, MaxKeys: pageSize,
+      }));
+    } catch (err) {
+      throw s3Problem('ListObjectVersions', bucket, key, err);
+    }
+    for (const version of page.Versions ?? []) {
+      if (version.Key !== key || !version.VersionId || !version.LastModified) continue;
+      if (version.LastModified.getTime() <= asOf.getTime()) return { versionId: version.VersionId, lastModified: version.LastModified };
+      if (!oldest || version.LastModified.getTime() < oldest.getTime()) oldest = version.LastModified;
+    }
+    if (!page.IsTruncated || page.NextKeyMarker !== key) break;
+    keyMarker = page.NextKeyMarker;
+    versionIdMarker = page.NextVersionIdMarker;
+  }
+  throw new AgentError(`s3://${bucket}/${key} has no version stored at or before ${asOf.toISOString()}: ` + (oldest
+    ? `its oldest version was stored at ${oldest.toISOString()}. Give a later --as-of (\`aws s3api list-object-versions\` shows the versions)`
+    : 'it has no version at all (check --bucket, --prefix, --source and --key)'));
 }
 
 /** The newest backup's key named by latest.json, with its start, or undefined when there is none. */
 async function latestPointer(s3: S3Client, location: BackupLocation): Promise<{ key: string; startedAt: Date } | undefined> {
   const pointerKey = latestKey(location.prefix, location.source);
-  const pointer = await getText(s3, location.bucket, pointerKey);
+  const versionId = location.asOf ? (await versionAsOf(s3, location.bucket, pointerKey, location.asOf)).versionId : undefined;
+  const pointer = await getText(s3, location.bucket, pointerKey, versionId);
   if (!pointer) return undefined;
   const parsed = parseLatest(pointer.text, `s3://${location.bucket}/${pointerKey}`);
   return { key: parsed.key, startedAt: new Date(parsed.startedAt) };
@@ -151,7 +222,10 @@ export function lostPointerProblem(bucket: string, pointerKey: string, recorded:
     '(`restorable list` shows the backups); the next backup writes a new one';
 }
 
-/** Picks the backup (--key, --at, or latest.json) and reads its manifest, which must exist and describe it. */
+/**
+ * Picks the backup (--key, --at, or latest.json) and reads its manifest, which must exist and describe it. With --as-of,
+ * latest.json, the manifest, the dump and its companions are each read as the version S3 stored at or before that time.
+ */
 export async function selectBackup(s3: S3Client, location: BackupLocation): Promise<SelectedBackup> {
   const { bucket, source } = location;
   let key = location.key;
@@ -174,7 +248,11 @@ export async function selectBackup(s3: S3Client, location: BackupLocation): Prom
     key = latest.key;
   }
   const manifestKey = key.endsWith(MANIFEST_SUFFIX) ? key : manifestKeyFor(key);
-  const text = await getText(s3, bucket, manifestKey) ?? (location.versionId ? await newestManifestVersion(s3, bucket, manifestKey) : undefined);
+  const { asOf } = location;
+  const asOfVersion = async (k: string) => asOf ? (await versionAsOf(s3, bucket, k, asOf)).versionId : undefined;
+  const manifestVersionId = await asOfVersion(manifestKey);
+  const text = await getText(s3, bucket, manifestKey, manifestVersionId) ??
+    (location.versionId ? await newestManifestVersion(s3, bucket, manifestKey) : undefined);
   if (!text) {
     throw new AgentError(`no manifest at s3://${bucket}/${manifestKey}: without it the backup cannot be checked (no SHA-256, no row counts), ` +
       `so it is not used. A backup without a manifest failed before it was recorded, or its manifest was deleted. ` +
@@ -189,8 +267,14 @@ export async function selectBackup(s3: S3Client, location: BackupLocation): Prom
   if (manifest.key !== key || manifest.source !== source) {
     throw new AgentError(`manifest s3://${bucket}/${manifestKey} describes ${manifest.source}'s ${manifest.key}, not ${key}: refusing to use it`);
   }
-  log.info('backup selected', { key, startedAt: manifest.startedAt, size: manifest.size, versionId: location.versionId });
-  return { bucket, key, versionId: location.versionId, manifestKey, manifest };
+  const versionId = (await asOfVersion(key)) ?? location.versionId;
+  const companionVersionIds = asOf
+    ? new Map(await Promise.all(manifest.companions.map(async (c) => [c.key, (await asOfVersion(c.key))!] as const)))
+    : undefined;
+  log.info('backup selected', {
+    key, startedAt: manifest.startedAt, size: manifest.size, versionId, ...(asOf ? { asOf: asOf.toISOString(), manifestVersionId } : {}),
+  });
+  return { bucket, key, versionId, manifestKey, manifest, companionVersionIds };
 }
 
 /**

@@ -165,7 +165,7 @@ async function readCompanion(s3: S3Client, backup: SelectedBackup, key: string, 
   identityFile: string): Promise<string> {
   const where = `s3://${backup.bucket}/${key}`;
   const tap = new VerifyingTap(where, expected);
-  await downloadInto(s3, backup.bucket, key, undefined, tap);
+  await downloadInto(s3, backup.bucket, key, backup.companionVersionIds?.get(key), tap);
   const pipeline = new ProcessPipeline([decryptStage(identityFile), decompressStage()], { input: tap, captureOutput: true });
   const chunks: Buffer[] = [];
   pipeline.output!.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -326,7 +326,7 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
     const companion = manifest.companions.find((c) => c.kind === 'globals');
     try {
       await ensureReadable(deps.s3, backup.bucket, backup.key, backup.versionId, request.retrieval);
-      if (request.withGlobals && companion) await ensureReadable(deps.s3, backup.bucket, companion.key, undefined, request.retrieval);
+      if (request.withGlobals && companion) await ensureReadable(deps.s3, backup.bucket, companion.key, backup.companionVersionIds?.get(companion.key), request.retrieval);
     } catch (err) {
       throw nothingRestored(err, target);
     }

@@ -84,10 +84,10 @@ export interface TextObject {
   readonly lastModified?: Date;
 }
 
-/** Reads a small object as text, or undefined when it does not exist. */
-export async function getText(s3: S3Client, bucket: string, key: string): Promise<TextObject | undefined> {
+/** Reads a small object (optionally an older version) as text, or undefined when it does not exist. */
+export async function getText(s3: S3Client, bucket: string, key: string, versionId?: string): Promise<TextObject | undefined> {
   return unlessAbsent(s3, bucket, key, 'GetObject', async () => {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
     return { text: await out.Body!.transformToString('utf8'), etag: out.ETag, lastModified: out.LastModified };
   });
 }
