@@ -140,6 +140,19 @@ describe('a vault whose keys were overwritten with a forged, valid backup', () =
     expect(JSON.parse(current.stdout).sha256).toBe(genuineManifest.sha256);
   });
 
+  test('restore-test --as-of a time between: the genuine versions pass, every table\'s rows as the genuine manifest recorded', async () => {
+    const scratch = uniqueName(`asof_t${targets.length}`);
+    targets.push(scratch);
+    await createPgDatabase(scratch);
+    const run = await runAgent(['restore-test', '--source', source, '--bucket', vault.bucket, '--identity-file', key.identityFile, ...connection,
+      '--database', scratch, '--as-of', between, '--json'], env(vault));
+    expect(run.stderr).not.toContain('restorable restore-test:');
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout) as { success: boolean; key: string; tables: { table: string; expected: number; actual: number }[] };
+    expect(report).toMatchObject({ success: true, key: genuine.key });
+    expect(new Map(report.tables.map((t) => [t.table, t.actual]))).toEqual(statRows(genuine.stats));
+  });
+
   test('--as-of before the first backup: no version then, naming the key and its oldest version\'s time', async () => {
     const target = await freshTarget();
     const run = await restore(target, '--as-of', before);
