@@ -11,7 +11,7 @@ import { ROLE_PATHS, denyDestroyingKey } from '../shared/trust-boundaries';
 import { RestorableError } from '../shared/errors';
 import { complianceRetentionWarning } from './retention-policy';
 import { RetentionKeeper } from './retention-keeper';
-import { RESTORE_TESTS_DIR, ReportsCopy } from '../contract/names';
+import { ReportsCopy } from '../contract/names';
 
 /** Properties of the offsite copy; its region and account are those of the stack it lives in. */
 export interface ReplicaStoreProps extends BackupBucketProps {
@@ -129,8 +129,8 @@ export class ReplicaStore extends BackupBucket {
    * The primary account may encrypt with the vault's key and replicate into its bucket, through its replication role
    * alone; every other call from outside this account is denied, whatever another statement allows. The primary
    * account is the principal, narrowed by the role's path: a key or bucket policy naming a role that does not exist
-   * yet is refused, and this stack deploys before the primary's. Replication may write anything but the vault's own
-   * restore-test reports, `restore-tests/vault/`.
+   * yet is refused, and this stack deploys before the primary's. Replication may write anything but what the vault's
+   * account writes for itself, under a `vault/` directory: its restore-test reports and its runbooks.
    */
   private admitPrimaryToReplicate(): void {
     const primary = new iam.AccountPrincipal(this.primaryAccount);
@@ -159,15 +159,17 @@ export class ReplicaStore extends BackupBucket {
       resources: [objects],
       conditions: { ArnNotLike: { 'aws:PrincipalArn': this.primaryReplicationRolePattern() } },
     }));
-    // The vault's own restore tests report under restore-tests/vault/ (VaultRestoreTesting, its freshness check):
-    // replication never writes there, so the primary's account cannot plant a vault report to look tested. Such an
+    // What the vault's account writes for itself lives under a vault/ directory: its restore tests' reports under
+    // restore-tests/vault/ (VaultRestoreTesting, its freshness check), its own runbooks under {source}/vault/
+    // (VaultRunbook). Replication never writes there (IAM's * matches '/', so one pattern covers both), so the primary's
+    // account can neither plant a vault report to look tested nor a runbook for the vault's people to follow. Such an
     // object on the primary fails to replicate, and the primary's replication-failed alarm says so.
     this.bucket.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'NoReplicatedVaultReports',
+      sid: 'NothingReplicatedUnderVault',
       effect: iam.Effect.DENY,
       principals: [new iam.StarPrincipal()],
       actions: replicate,
-      resources: [this.bucket.arnForObjects(`${this.prefix}*/${RESTORE_TESTS_DIR}/${ReportsCopy.VAULT}/*`)],
+      resources: [this.bucket.arnForObjects(`${this.prefix}*/${ReportsCopy.VAULT}/*`)],
     }));
     this.bucket.addToResourcePolicy(new iam.PolicyStatement({
       sid: 'NothingElseFromOutsideTheVaultAccount',

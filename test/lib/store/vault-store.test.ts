@@ -57,6 +57,8 @@ function statementsOf(template: Template, type: string, idPrefix: string, docume
 
 /** The vault's own tests' pointer and a dated report, as the agent writes them with --reports vault. */
 const VAULT_REPORT_KEYS = ['orders-db/restore-tests/vault/latest.json', 'orders-db/restore-tests/vault/orders-db_2026-12-01_05-10-00Z.json'];
+/** The vault's own runbook, as VaultRunbook writes it. */
+const VAULT_RUNBOOK_KEY = 'orders-db/vault/RUNBOOK.md';
 /** What the primary writes and replicates. */
 const PRIMARY_KEYS = ['orders-db/latest.json', 'orders-db/2026/12/01/orders-db_2026-12-01_03-00-00Z.pgdump.zst.age', 'orders-db/RUNBOOK.md',
   'orders-db/restore-tests/latest.json', 'orders-db/restore-tests/orders-db_2026-12-01_04-00-00Z.json'];
@@ -126,16 +128,17 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
     });
   });
 
-  test('given a vault, when synthesized, then nobody replicates into restore-tests/vault/, where the vault\'s own tests report', () => {
-    expect(bucketPolicy.get('NoReplicatedVaultReports')).toEqual({
-      Sid: 'NoReplicatedVaultReports',
+  test('given a vault, when synthesized, then nobody replicates under vault/, where the vault\'s own tests report and its own runbooks live', () => {
+    expect(bucketPolicy.get('NothingReplicatedUnderVault')).toEqual({
+      Sid: 'NothingReplicatedUnderVault',
       Effect: 'Deny',
       Principal: '*',
       Action: ['s3:ReplicateObject', 's3:ReplicateTags'],
-      Resource: expect.stringMatching(/^<VaultBucket\w+\.Arn>\/\*\/restore-tests\/vault\/\*$/),
+      Resource: expect.stringMatching(/^<VaultBucket\w+\.Arn>\/\*\/vault\/\*$/),
     });
-    const denied = (key: string) => matchesAny(bucketPolicy.get('NoReplicatedVaultReports')!.Resource, key);
-    expect(VAULT_REPORT_KEYS.filter(denied)).toEqual(VAULT_REPORT_KEYS);
+    const denied = (key: string) => matchesAny(bucketPolicy.get('NothingReplicatedUnderVault')!.Resource, key);
+    // IAM's * matches '/': the one pattern covers restore-tests/vault/ and {source}/vault/.
+    expect([...VAULT_REPORT_KEYS, VAULT_RUNBOOK_KEY].filter(denied)).toEqual([...VAULT_REPORT_KEYS, VAULT_RUNBOOK_KEY]);
     // What the primary replicates still arrives: its backups, pointers, runbooks and its own restore-test reports.
     expect(PRIMARY_KEYS.filter(denied)).toEqual([]);
   });
@@ -153,9 +156,19 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
     expect(matchesAny(bucketPolicy.get('WriteOnce')!.NotResource, dated)).toBe(false);
   });
 
+  test('given a vault, when synthesized, then the write-once statements cover the vault\'s own runbook as they do RUNBOOK.md', () => {
+    const covers = (sid: string) => matchesAny(bucketPolicy.get(sid)!.Resource, VAULT_RUNBOOK_KEY);
+    // Written by the runbook writer's path alone, with If-Match or If-None-Match, never tagged.
+    expect(['RunbooksByWriterOnly', 'PointersNeedIfMatch', 'NoTaggingPointers'].filter(covers)).toEqual(['RunbooksByWriterOnly', 'PointersNeedIfMatch', 'NoTaggingPointers']);
+    expect(matchesAny(bucketPolicy.get('WriteOnce')!.NotResource, VAULT_RUNBOOK_KEY)).toBe(true);
+    expect(bucketPolicy.get('RunbooksByWriterOnly')!.Condition).toEqual({ ArnNotLike: { 'aws:PrincipalArn': [
+      `arn:<AWS::Partition>:iam::${VAULT_ACCOUNT}:role/restorable/runbook-writer/*`, `arn:<AWS::Partition>:iam::${VAULT_ACCOUNT}:role/restorable-break-glass`,
+    ] } });
+  });
+
   test('given a vault with a prefix, when synthesized, then the deny is under that prefix', () => {
     const prefixed = statementsOf(Template.fromStack(primaryWithVault({ prefix: 'backups' }, { prefix: 'backups' }).vaultStack), 'AWS::S3::BucketPolicy', 'VaultBucketPolicy', 'PolicyDocument');
-    expect(prefixed.get('NoReplicatedVaultReports')!.Resource).toMatch(/^<VaultBucket\w+\.Arn>\/backups\/\*\/restore-tests\/vault\/\*$/);
+    expect(prefixed.get('NothingReplicatedUnderVault')!.Resource).toMatch(/^<VaultBucket\w+\.Arn>\/backups\/\*\/vault\/\*$/);
   });
 
   test('given a vault, when synthesized, then the write-once policy stays, its governance bypass exempting the retention keeper and never its deletes', () => {
@@ -212,7 +225,7 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
   test('given a vault, when synthesized, then each tier keeps noncurrent versions for at least its effective retention, and housekeeping as long', () => {
     const bucket = onlyResource(vaultTemplate, 'AWS::S3::Bucket', 'VaultBucket');
     const rules = new Map((bucket.Properties.LifecycleConfiguration.Rules as Array<Record<string, unknown>>).map((r) => [r.Id, r]));
-    // Defaults: 24 hourly, 7 daily, 4 weekly, 12 monthly; 7 noncurrent days; keeper locks max(expiry, 7 days).
+    // Defaults: 24 hourly, 7 daily, 4 weekly, 12 monthly; 7 noncurrent days; the keeper locks each tier's effective retention.
     const expected = { hourly: 8, daily: 14, weekly: 35, monthly: 379 };
     for (const [tier, days] of Object.entries(expected)) {
       expect(rules.get(`tier-${tier}`)).toMatchObject({ NoncurrentVersionExpiration: { NoncurrentDays: days } });
@@ -222,7 +235,9 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
     }
     expect(rules.get('housekeeping')).toMatchObject({ NoncurrentVersionExpiration: { NoncurrentDays: 379 } });
     expect(fixture.vault.effectiveRetention(Tier.MONTHLY).toDays()).toBe(372 + 379);
-    expect(fixture.vault.retention.map((r) => r.lockDays)).toEqual([7, 7, 28, 372]);
+    expect(fixture.vault.retention.map((r) => r.lockDays)).toEqual([9, 21, 63, 751]);
+    // A tag replicated later that moves a backup to a shorter-lived tier cannot shorten its life: the lock covers it all.
+    expect(fixture.vault.retention.map((r) => r.lockDays)).toEqual(fixture.vault.retention.map((r) => r.effectiveDays));
   });
 
   test('given a vault, when synthesized, then its retention keeper runs on new objects under its own path with the vault\'s days', () => {
@@ -230,7 +245,7 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
     expect(fn.Properties.Runtime).toBe('nodejs22.x');
     expect(fn.Properties.Environment.Variables).toMatchObject({
       KEY_PREFIX: '',
-      TIER_DAYS: JSON.stringify({ hourly: 1, daily: 7, weekly: 28, monthly: 372 }),
+      TIER_DAYS: JSON.stringify({ hourly: 9, daily: 21, weekly: 63, monthly: 751 }),
       DEFAULT_DAYS: '7',
     });
     expect(fn.Properties.DeadLetterConfig).toBeDefined();
@@ -243,7 +258,7 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
       's3:GetObjectRetention', 's3:BypassGovernanceRetention']);
     // It sets COMPLIANCE locks only, so the bypass shortens nothing.
     expect(statements.find((s) => s.Action === 's3:PutObjectRetention')).toMatchObject({
-      Condition: { StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' } },
+      Condition: { 'StringEquals': { 's3:object-lock-mode': 'COMPLIANCE' }, 'NumericLessThanEquals': { 's3:object-lock-remaining-retention-days': '752' } },
     });
     expect(JSON.stringify(statements)).not.toMatch(/s3:Delete|s3:PutObject"|s3:PutObjectTagging|kms:/);
     vaultTemplate.hasResourceProperties('AWS::Events::Rule', {
@@ -253,7 +268,7 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
 
   test('given a vault, when synthesized, then synth warns how long each tier is locked in COMPLIANCE and that nobody can delete it sooner', () => {
     Annotations.fromStack(fixture.vaultStack).hasWarning('/Vault/Vault', Match.stringLikeRegexp(
-      'COMPLIANCE mode .*hourly backups 7 days, daily backups 7 days, weekly backups 28 days, monthly backups 372 days; ' +
+      'COMPLIANCE mode .*hourly backups 9 days, daily backups 21 days, weekly backups 63 days, monthly backups 751 days; ' +
       'pointers, manifests, runbooks and reports 7 days.*nobody, not even the vault account\'s root, can delete.*' +
       `\\[ack: ${COMPLIANCE_RETENTION_WARNING}\\]`));
   });
@@ -273,8 +288,8 @@ describe('a vault: ReplicaStore with primaryAccount in another account', () => {
     const template = Template.fromStack(vaultStack);
     template.hasResourceProperties('AWS::S3::Bucket', { ObjectLockConfiguration: { Rule: { DefaultRetention: { Mode: 'GOVERNANCE', Days: 10 } } } });
     const fn = onlyResource(template, 'AWS::Lambda::Function', 'VaultRetentionKeeper');
-    expect(fn.Properties.Environment.Variables).toMatchObject({ TIER_DAYS: JSON.stringify({ hourly: 2, daily: 14, weekly: 56, monthly: 744 }), DEFAULT_DAYS: '10' });
-    expect(vault.retention.map((r) => r.lockDays)).toEqual([10, 14, 56, 744]);
+    expect(fn.Properties.Environment.Variables).toMatchObject({ TIER_DAYS: JSON.stringify({ hourly: 12, daily: 35, weekly: 119, monthly: 1495 }), DEFAULT_DAYS: '10' });
+    expect(vault.retention.map((r) => r.lockDays)).toEqual([12, 35, 119, 1495]);
   });
 });
 
@@ -356,8 +371,8 @@ describe('vault synth errors, in words', () => {
 
   test('given a primary lock longer than the vault ever locks, when the store is built, then it says every replica would alarm', () => {
     expect(() => primaryWithVault({ keep: { hourly: 24, daily: 7, weekly: 4, monthly: 1 }, transitions: [] },
-      { objectLockDefaultRetention: s3.ObjectLockRetention.governance(Duration.days(40)) })).toThrow(
-      /objectLockDefaultRetention is 40 days, longer than the vault Vault\/Vault locks anything \(31 days\)/);
+      { objectLockDefaultRetention: s3.ObjectLockRetention.governance(Duration.days(70)) })).toThrow(
+      /objectLockDefaultRetention is 70 days, longer than the vault Vault\/Vault locks anything \(69 days\)/);
   });
 });
 
