@@ -134,7 +134,7 @@ export class BackupStore extends BackupBucket {
         `the vault would refuse this store's replication. Set primaryAccount: '${account}' on the ReplicaStore`);
     }
     if (replica.isVault && this.objectLockDefaultRetention && replica.objectLockDefaultRetention) {
-      const ceiling = Math.max(replica.objectLockDefaultRetention.duration.toDays(), ...replica.retention.map((r) => r.expirationDays));
+      const ceiling = Math.max(replica.objectLockDefaultRetention.duration.toDays(), ...replica.retention.map((r) => r.lockDays));
       const lockDays = this.objectLockDefaultRetention.duration.toDays();
       if (lockDays > ceiling) {
         throw new RestorableError(this, `objectLockDefaultRetention is ${lockDays} days, longer than the vault ${replica.node.path} locks anything ` +

@@ -31,8 +31,8 @@ export interface RetentionKeeperProps {
 /**
  * The vault's retention keeper: on every "Object Created" event of the vault's bucket (replicas fire it too), a
  * function under ROLE_PATHS.retentionKeeper makes the new version's lock COMPLIANCE until its LastModified plus its
- * tier's days (each tier's expiry in the vault, at least the vault's default lock; untagged objects the default
- * lock), never shorter than the lock it has. It is the one principal the vault's write-once policy lets bypass a
+ * tier's days (each tier's effective retention in the vault, which no tag replicated later can shorten; untagged
+ * objects the default lock), never shorter than the lock it has. It is the one principal the vault's write-once policy lets bypass a
  * governance lock, which S3 requires to turn GOVERNANCE into COMPLIANCE. Lambda retries twice; an event that still
  * fails (or that EventBridge could not deliver) lands in the dead-letter queue, whose alarm says a version stayed
  * unlocked in COMPLIANCE.
@@ -59,7 +59,7 @@ export class RetentionKeeper extends Construct {
       throw new RestorableError(this, `store ${store.node.path} has no Object Lock, so there is no lock to make COMPLIANCE: leave its objectLockEnabled unset`);
     }
     this.defaultDays = lock.duration.toDays();
-    this.tierDays = Object.fromEntries(store.retention.map((r) => [r.tier, r.expirationDays])) as Record<Tier, number>;
+    this.tierDays = Object.fromEntries(store.retention.map((r) => [r.tier, r.lockDays])) as Record<Tier, number>;
 
     const role = new InlinePolicyRole(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
@@ -80,7 +80,11 @@ export class RetentionKeeper extends Construct {
     role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['s3:PutObjectRetention'],
       resources: [objects],
-      conditions: { StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' } },
+      conditions: {
+        'StringEquals': { 's3:object-lock-mode': 'COMPLIANCE' },
+        // And never beyond the longest it sets (a day's slack for the clock): a compromised keeper cannot lock the vault for a century.
+        'NumericLessThanEquals': { 's3:object-lock-remaining-retention-days': String(Math.max(this.defaultDays, ...Object.values(this.tierDays)) + 1) },
+      },
     }));
     acknowledgeWildcard(role, objects, 'The retention keeper locks every new version of the vault, under any source\'s prefix, in COMPLIANCE mode: ' +
       'it reads each version\'s tags and lock and sets its retention, never shorter; it cannot create, overwrite, tag or delete objects, and the ' +

@@ -206,16 +206,19 @@ export function complianceLockProblem(plans: readonly TierRetention[], acknowled
 }
 
 /**
- * A vault's tiers. Its retention keeper locks each tiered version in COMPLIANCE for the tier's expiry (at least the
- * default lock), and, since the primary account can replicate a new version over an existing key at any time, which
- * makes the old one noncurrent at once, each tier keeps noncurrent versions for the tier's effective retention: an
- * overwritten backup still lives as long as one that expired. Its effective retention grows by as much.
+ * A vault's tiers. The primary account can replicate a new version over an existing key at any time, which makes the
+ * old one noncurrent at once, so each tier keeps noncurrent versions for the tier's effective retention: an
+ * overwritten backup still lives as long as one that expired, and the tier's effective retention grows by as much.
+ * The retention keeper locks each tiered version in COMPLIANCE for all of that: lifecycle keeps it that long anyway,
+ * and a lock no shorter means that no tag the primary replicates later (moving a backup to a shorter-lived tier) can
+ * shorten its life.
  */
 export function vaultRetention(plans: readonly TierRetention[]): TierRetention[] {
   return plans.map((p) => {
     const lockDays = Math.max(p.lockDays, p.expirationDays);
     const noncurrentDays = effectiveRetentionDays(p.expirationDays, p.noncurrentDays, lockDays);
-    return { ...p, lockDays, noncurrentDays, effectiveDays: effectiveRetentionDays(p.expirationDays, noncurrentDays, lockDays) };
+    const effectiveDays = effectiveRetentionDays(p.expirationDays, noncurrentDays, lockDays);
+    return { ...p, lockDays: effectiveDays, noncurrentDays, effectiveDays };
   });
 }
 

@@ -40,25 +40,25 @@ describe('retention policy', () => {
 });
 
 describe('a vault\'s retention', () => {
-  test('given the defaults, when planned for a vault, then each tier is locked for its expiry and keeps noncurrent versions for its effective retention', () => {
+  test('given the defaults, when planned for a vault, then each tier keeps noncurrent versions and is locked for its effective retention', () => {
     expect(retentionTable(vaultRetention(planRetention(defaults)))).toBe([
       '| Tier | Keep | Expiry (days) | Noncurrent (days) | Lock (days) | Effective retention (days) | Storage class |',
       '|---|---|---|---|---|---|---|',
-      '| hourly | 24 | 1 | 8 | 7 | 9 | STANDARD |',
-      '| daily | 7 | 7 | 14 | 7 | 21 | STANDARD |',
-      '| weekly | 4 | 28 | 35 | 28 | 63 | STANDARD |',
-      '| monthly | 12 | 372 | 379 | 372 | 751 | STANDARD, then GLACIER from day 30 |',
+      '| hourly | 24 | 1 | 8 | 9 | 9 | STANDARD |',
+      '| daily | 7 | 7 | 14 | 21 | 21 | STANDARD |',
+      '| weekly | 4 | 28 | 35 | 63 | 63 | STANDARD |',
+      '| monthly | 12 | 372 | 379 | 751 | 751 | STANDARD, then GLACIER from day 30 |',
     ].join('\n'));
   });
 
   test('given a lock longer than every tier, when planned for a vault, then an overwritten backup still lives the whole lock', () => {
     const plan = vaultRetention(planRetention({ ...defaults, lockDays: 400 }));
-    expect(plan.map((p) => [p.lockDays, p.noncurrentDays, p.effectiveDays])).toEqual([[400, 400, 401], [400, 400, 407], [400, 400, 428], [400, 400, 772]]);
+    expect(plan.map((p) => [p.lockDays, p.noncurrentDays, p.effectiveDays])).toEqual([[401, 400, 401], [407, 400, 407], [428, 400, 428], [772, 400, 772]]);
   });
 
   test('given a vault\'s plan, when warned about, then the warning says each tier\'s COMPLIANCE days and that nobody can delete sooner', () => {
     const warning = complianceRetentionWarning(vaultRetention(planRetention(defaults)), 7);
-    expect(warning).toContain('hourly backups 7 days, daily backups 7 days, weekly backups 28 days, monthly backups 372 days; ' +
+    expect(warning).toContain('hourly backups 9 days, daily backups 21 days, weekly backups 63 days, monthly backups 751 days; ' +
       'pointers, manifests, runbooks and reports 7 days');
     expect(warning).toContain('nobody, not even the vault account\'s root, can delete a locked version or shorten its lock');
     expect(warning).toContain('hourly 8 days, daily 14 days, weekly 35 days, monthly 379 days');
