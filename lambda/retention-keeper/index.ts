@@ -163,15 +163,19 @@ export async function keepRetention(event: ObjectCreatedEvent, s3: S3Client, con
   const existing = head.ObjectLockRetainUntilDate;
   const before = { mode, retainUntil: existing?.toISOString() };
   const target = new Date(head.LastModified.getTime() + owed.days * DAY_MS);
-  if (mode === ObjectLockRetentionMode.COMPLIANCE && existing && existing >= target) {
-    return { key, versionId, tierTag, days: owed.days, before, retainUntil: existing.toISOString(), action: RetentionAction.KEPT };
-  }
+  // First, whatever the mode: a COMPLIANCE lock the primary set beyond the ceiling arrives with the replica, and must
+  // alarm rather than pass as kept (the vault would pay for it, undeletable, for as long as the primary chose).
   const ceiling = new Date(head.LastModified.getTime() + ceilingDays(config) * DAY_MS);
   if (existing && existing > ceiling) {
+    const undo = mode === ObjectLockRetentionMode.COMPLIANCE
+      ? 'It came COMPLIANCE-locked from the primary, and nobody can shorten that: it is stored and billed until then.'
+      : 'Refused to make that COMPLIANCE, which nobody could undo; the version keeps its lock, which only the vault\'s break-glass can bypass.';
     throw new Error(`${where} is locked (${mode}) until ${existing.toISOString()}, beyond the longest this vault keeps anything ` +
-      `(${ceilingDays(config)} days, until ${ceiling.toISOString()}): refused to make that COMPLIANCE, which nobody could undo. ` +
-      'The version keeps its lock, which only the vault\'s break-glass can bypass. Find what set it in the primary account; if the ' +
+      `(${ceilingDays(config)} days, until ${ceiling.toISOString()}). ${undo} Find what set it in the primary account; if the ` +
       'primary\'s lock is meant to be that long, give the vault keep counts or a default lock at least as long');
+  }
+  if (mode === ObjectLockRetentionMode.COMPLIANCE && existing && existing >= target) {
+    return { key, versionId, tierTag, days: owed.days, before, retainUntil: existing.toISOString(), action: RetentionAction.KEPT };
   }
   const retainUntil = existing && existing > target ? existing : target;
   try {

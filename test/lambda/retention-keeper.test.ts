@@ -139,8 +139,14 @@ describe('retention keeper on moto', () => {
   test('given a lock beyond the longest the vault keeps anything, when the keeper runs, then it refuses and the version stays GOVERNANCE', async () => {
     const put = await replicate('orders-db/century.dump.age', { tier: 'monthly', mode: ObjectLockRetentionMode.GOVERNANCE, days: 36000 });
     await expect(keepRetention(created(put), s3, config)).rejects.toThrow(
-      /locked \(GOVERNANCE\) until .* beyond the longest this vault keeps anything \(372 days, .*\): refused to make that COMPLIANCE/);
+      /locked \(GOVERNANCE\) until .* beyond the longest this vault keeps anything \(372 days, .*\)\. Refused to make that COMPLIANCE/);
     expect((await lockOf(put)).mode).toBe('GOVERNANCE');
+  });
+
+  test('given a COMPLIANCE lock from the primary beyond the longest the vault keeps anything, when the keeper runs, then it fails so that the alarm says so', async () => {
+    const put = await replicate('orders-db/century-compliance.dump.age', { tier: 'monthly', mode: ObjectLockRetentionMode.COMPLIANCE, days: 36000 });
+    await expect(keepRetention(created(put), s3, config)).rejects.toThrow(
+      /locked \(COMPLIANCE\) until .* beyond the longest this vault keeps anything \(372 days, .*\)\. It came COMPLIANCE-locked from the primary/);
   });
 
   test('given a deleted version, when the keeper runs, then it fails saying the version is gone and where to look', async () => {
