@@ -9,9 +9,13 @@
  * when there is none yet, If-Match with the ETag just read when there is one. A 412 (or S3's 409 for a
  * concurrent conditional write, or a 404 for one deleted in between) means it changed between the read and the
  * write (in the replica, replication of the primary's copy does that): read it again and retry, a few times.
+ *
+ * Behind VaultRunbook (`Copy: vault`), in the vault's own account: `Bucket` and `Region` are the vault's, and each
+ * source's runbook is the vault's own (the DR path alone, with the vault's facts), written to
+ * `{prefix}{source}/vault/RUNBOOK.md`, where the vault's bucket policy lets no replication write.
  */
 import { HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { Engine, RunbookFacts, RunbookLocation, renderRunbook, runbookKey, sourceNameProblem } from '../../lib/contract';
+import { Engine, ReportsCopy, RunbookFacts, RunbookLocation, renderRunbook, runbookKey, sourceNameProblem } from '../../lib/contract';
 import { CustomResourceEvent, CustomResourceResponse, sendResponse } from '../shared/cfn-response';
 
 /** One source, as the construct passes it in the `Sources` property (a JSON string). */
@@ -107,11 +111,21 @@ function createS3Client(region: string): S3Client {
 
 function required(properties: Record<string, unknown>, name: string): string {
   const value = properties[name];
-  if (typeof value !== 'string' || value === '') throw new Error(`property ${name} is missing: the DisasterRecoveryRunbook construct sets it`);
+  if (typeof value !== 'string' || value === '') {
+    throw new Error(`property ${name} is missing: the ${properties.Copy ? 'VaultRunbook' : 'DisasterRecoveryRunbook'} construct sets it`);
+  }
   return value;
 }
 
 function readProperties(properties: Record<string, unknown>): { locations: RunbookLocation[]; runbooks: { key: string; text: string }[] } {
+  if (properties.Copy !== undefined && properties.Copy !== ReportsCopy.VAULT) {
+    throw new Error(`property Copy is '${String(properties.Copy)}': the only copy with runbooks of its own is '${ReportsCopy.VAULT}'`);
+  }
+  const own = properties.Copy === ReportsCopy.VAULT;
+  if (own && (properties.ReplicaBucket || properties.IdentitySecretArn)) {
+    throw new Error('properties ReplicaBucket and IdentitySecretArn are the primary\'s: a vault\'s own runbook (Copy vault) names the vault alone');
+  }
+  // The bucket written first: the primary's, or the vault's own with Copy vault.
   const primary = { bucket: required(properties, 'Bucket'), region: required(properties, 'Region') };
   const replica = properties.ReplicaBucket
     ? { bucket: required(properties, 'ReplicaBucket'), region: required(properties, 'ReplicaRegion') }
@@ -119,21 +133,24 @@ function readProperties(properties: Record<string, unknown>): { locations: Runbo
   const prefix = typeof properties.Prefix === 'string' ? properties.Prefix : '';
   const identitySecretArn = typeof properties.IdentitySecretArn === 'string' && properties.IdentitySecretArn
     ? properties.IdentitySecretArn : undefined;
-  const vault = properties.VaultAccount
+  const vault = properties.VaultAccount || own
     ? {
       account: required(properties, 'VaultAccount'),
       restoreRoleArn: required(properties, 'VaultRestoreRoleArn'),
       identitySecretArn: required(properties, 'VaultIdentitySecretArn'),
     }
     : undefined;
-  if (vault && !replica) throw new Error('property VaultAccount is given without ReplicaBucket: the DisasterRecoveryRunbook construct sets both');
+  if (vault && !replica && !own) throw new Error('property VaultAccount is given without ReplicaBucket: the DisasterRecoveryRunbook construct sets both');
   const sources = JSON.parse(required(properties, 'Sources')) as SourceProperty[];
   const engines = Object.values(Engine) as string[];
   const runbooks = sources.map(({ name, engine }) => {
     const problem = sourceNameProblem(name) ?? (engines.includes(engine) ? undefined : `source '${name}' has unknown engine '${engine}'`);
     if (problem) throw new Error(problem);
-    const facts: RunbookFacts = { source: name, engine, prefix, primary, replica, identitySecretArn, vault };
-    return { key: runbookKey(prefix, name), text: renderRunbook(facts) };
+    // The vault's own: the DR path alone, the vault's bucket in the replica's place.
+    const facts: RunbookFacts = own
+      ? { source: name, engine, prefix, replica: primary, vault }
+      : { source: name, engine, prefix, primary, replica, identitySecretArn, vault };
+    return { key: runbookKey(prefix, name, own ? ReportsCopy.VAULT : undefined), text: renderRunbook(facts) };
   });
   return { locations: replica && !vault ? [primary, replica] : [primary], runbooks };
 }

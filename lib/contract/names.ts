@@ -46,7 +46,8 @@ export function latestKey(prefix: string | undefined, source: string): string {
 /**
  * Which restore tests' reports: the copy's own tests keep theirs apart from the reports replication brings.
  * `vault`: a vault's restore tests, run in its own account, report under `restore-tests/vault/`, a subdirectory
- * the vault's bucket policy lets no replication write (the primary replicates its own reports, every key).
+ * the vault's bucket policy lets no replication write (the primary replicates its own reports, every key). A vault's
+ * own runbook lives under such a subdirectory too: `{source}/vault/RUNBOOK.md` (runbookKey).
  */
 export enum ReportsCopy {
   VAULT = 'vault',
@@ -77,8 +78,13 @@ export function restoreTestLatestKey(prefix: string | undefined, source: string,
   return `${restoreTestsPrefix(prefix, source, reports)}${LATEST_FILE}`;
 }
 
-export function runbookKey(prefix: string | undefined, source: string): string {
-  return `${sourcePrefix(prefix, source)}${RUNBOOK_FILE}`;
+/**
+ * `{prefix}{source}/RUNBOOK.md`: a source's disaster-recovery runbook, written by the primary's account (and carried to
+ * a vault by replication). `{…}/vault/RUNBOOK.md` (ReportsCopy.VAULT) for a vault's own, written by the vault's account
+ * under a subdirectory the vault's bucket policy lets no replication write.
+ */
+export function runbookKey(prefix: string | undefined, source: string, copy?: ReportsCopy): string {
+  return `${sourcePrefix(prefix, source)}${copy ? `${copy}/` : ''}${RUNBOOK_FILE}`;
 }
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');

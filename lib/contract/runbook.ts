@@ -16,7 +16,7 @@
  * empty working directory. What the reader must set is a `$TARGET_*` variable, named in step 0.
  */
 import { Engine } from './manifest';
-import { latestKey, normalisePrefix, sourcePrefix } from './names';
+import { ReportsCopy, latestKey, normalisePrefix, runbookKey, sourcePrefix } from './names';
 
 /** Where a copy of the backups lives. */
 export interface RunbookLocation {
@@ -29,7 +29,12 @@ export interface RunbookFacts {
   readonly engine: Engine;
   /** Key prefix in both buckets ('' or ending in '/'). */
   readonly prefix?: string;
-  readonly primary: RunbookLocation;
+  /**
+   * The primary bucket. Left out for a vault's own runbook, rendered by the vault's account (VaultRunbook), which
+   * knows nothing of the primary's: it has the DR path alone, from `replica` and `vault`, and lives at
+   * `{source}/vault/RUNBOOK.md`, where replication may not write.
+   */
+  readonly primary?: RunbookLocation;
   /** The replica bucket in the DR region; without it, the runbook says there is no offsite copy. */
   readonly replica?: RunbookLocation;
   /** ARN of the identity secret in the primary region; its replica has the same ARN in the DR region. */
@@ -240,12 +245,47 @@ fi
 aws sts get-caller-identity --query Arn --output text`;
 }
 
-/** Renders the runbook of one source. Deterministic: the same facts give the same text. */
+/** The title, where it is kept and the table of a vault's own runbook: the vault's facts alone. */
+function vaultOwnHeader(facts: RunbookFacts, words: EngineWords, vault: RunbookVault): string {
+  const replica = facts.replica!;
+  const prefix = normalisePrefix(facts.prefix);
+  return `# Disaster recovery runbook: ${facts.source} (the vault's own)
+
+Rendered at deploy time for the ${words.name} source **${facts.source}** by the vault's own account, ${vault.account}, from
+what that account knows alone. Stored at \`s3://${replica.bucket}/${runbookKey(prefix, facts.source, ReportsCopy.VAULT)}\` in
+${replica.region}, where replication may not write. The runbook beside it, \`${runbookKey(prefix, facts.source)}\`, is the
+primary account's, carried here by replication: when the primary account is lost or not to be trusted, follow this one.
+Print it, as the vault's restore role, with \`restorable runbook --vault --source ${facts.source} --bucket ${replica.bucket} --region ${replica.region}\`.
+\`restorable\` is the agent: the container's entrypoint, or \`node restorable.cjs\` on a workstation.
+
+| | Vault |
+|---|---|
+| Account | ${vault.account}, as the role \`${vault.restoreRoleArn}\` |
+| Region | ${replica.region} |
+| Bucket | \`${replica.bucket}\` |
+| Identity secret | \`${vault.identitySecretArn}\` (the vault's own copy) |
+| Latest pointer | \`${latestKey(prefix, facts.source)}\` |
+
+Every step is given twice: with the \`restorable\` agent, and with standard tools alone (aws CLI v2, jq,
+sha256sum, age, zstd, ${words.client}). Run the blocks in order, in one bash shell (the \`dr\` path: there is no
+other here). Nothing here puts a secret on a command line: the identity goes to a 0600 file, the database password
+stays in \`${words.passwordVariable}\`.`;
+}
+
+/**
+ * Renders the runbook of one source. Deterministic: the same facts give the same text. Without `primary`, the vault's
+ * own runbook: the DR path alone, with the vault's facts (`replica` and `vault`, both required then).
+ */
 export function renderRunbook(facts: RunbookFacts): string {
   const prefix = normalisePrefix(facts.prefix);
   const words = engineWords(facts.engine);
-  const secret = facts.identitySecretArn;
   const vault = facts.replica ? facts.vault : undefined;
+  const primary = facts.primary;
+  if (!primary) {
+    if (!facts.replica || !vault) throw new Error(`runbook of '${facts.source}': without the primary's bucket it is a vault's own, which needs replica and vault`);
+    if (facts.identitySecretArn) throw new Error(`runbook of '${facts.source}': a vault's own runbook names the vault's identity alone, not identitySecretArn`);
+  }
+  const secret = facts.identitySecretArn;
   const drSecret = vault ? vault.identitySecretArn : secret && facts.replica ? secretArnInRegion(secret, facts.replica.region) : undefined;
   const scene = (location: RunbookLocation, identity: string | undefined, asRole?: RunbookVault) => `
 mkdir -p restore-work && cd restore-work && umask 077
@@ -260,34 +300,36 @@ IDENTITY_SECRET=${quote(identity ?? 'SET-ME: the secret or file that holds your 
   const agentSelection = '--source "$SOURCE" --bucket "$BUCKET" ${PREFIX:+--prefix "$PREFIX"} --region "$AWS_REGION"';
 
   const sections = [
-    `# Disaster recovery runbook: ${facts.source}
+    primary ? `# Disaster recovery runbook: ${facts.source}
 
 Rendered at deploy time for the ${words.name} source **${facts.source}**. Stored at
-\`s3://${facts.primary.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\`${facts.replica ? vault
-    ? ` and, carried there by replication, for when the primary account or ${facts.primary.region} is lost, in the vault: ` +
+\`s3://${primary.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\`${facts.replica ? vault
+    ? ` and, carried there by replication, for when the primary account or ${primary.region} is lost, in the vault: ` +
       `\`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in account ${vault.account}, ${facts.replica.region}`
-    : ` and, for when ${facts.primary.region} is gone, \`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in ${facts.replica.region}` : ''}.
-Print it with \`restorable runbook --source ${facts.source} --bucket ${facts.primary.bucket} --region ${facts.primary.region}\`${facts.replica
-    ? `\n(from the ${vault ? 'vault, as its restore role' : 'replica'}: \`--bucket ${facts.replica.bucket} --region ${facts.replica.region}\`)` : ''}. \`restorable\` is the agent: the container's
+    : ` and, for when ${primary.region} is gone, \`s3://${facts.replica.bucket}/${sourcePrefix(prefix, facts.source)}RUNBOOK.md\` in ${facts.replica.region}` : ''}.
+Print it with \`restorable runbook --source ${facts.source} --bucket ${primary.bucket} --region ${primary.region}\`${facts.replica
+    ? `\n(from the ${vault ? 'vault, as its restore role' : 'replica'}: \`--bucket ${facts.replica.bucket} --region ${facts.replica.region}\`)` : ''}.${vault
+    ? `\nThe vault's account may write its own runbook beside it (VaultRunbook): after a compromise of the primary account, read that one,
+\`restorable runbook --vault\`, rather than this copy, which the primary's account wrote.` : ''} \`restorable\` is the agent: the container's
 entrypoint, or \`node restorable.cjs\` on a workstation.
 
 | | Primary | Disaster recovery |
 |---|---|---|
-${vault ? `| Account | the primary's | ${vault.account} (the vault), as the role \`${vault.restoreRoleArn}\` |\n` : ''}| Region | ${facts.primary.region} | ${facts.replica?.region ?? '- (no replica: this store has no offsite copy)'} |
-| Bucket | \`${facts.primary.bucket}\` | ${facts.replica ? `\`${facts.replica.bucket}\`` : '-'} |
+${vault ? `| Account | the primary's | ${vault.account} (the vault), as the role \`${vault.restoreRoleArn}\` |\n` : ''}| Region | ${primary.region} | ${facts.replica?.region ?? '- (no replica: this store has no offsite copy)'} |
+| Bucket | \`${primary.bucket}\` | ${facts.replica ? `\`${facts.replica.bucket}\`` : '-'} |
 | Identity secret | ${secret ? `\`${secret}\`` : 'your own identity file (not kept in AWS)'} | ${drSecret ? `\`${drSecret}\`` : '-'} |
 | Latest pointer | \`${latestKey(prefix, facts.source)}\` | same key |
 
 Every step is given twice: with the \`restorable\` agent, and with standard tools alone (aws CLI v2, jq,
 sha256sum, age, zstd, ${words.client}). Run the blocks of one path in order, in one bash shell. Nothing here
 puts a secret on a command line: the identity goes to a 0600 file, the database password stays in
-\`${words.passwordVariable}\`.`,
+\`${words.passwordVariable}\`.` : vaultOwnHeader(facts, words, vault!),
 
-    `## 0. Set the scene
+    primary ? `## 0. Set the scene
 
 Primary region up: read the primary bucket and the identity secret there.
 
-${block('0', RunbookVia.STANDARD, scene(facts.primary, secret), RunbookPath.PRIMARY)}
+${block('0', RunbookVia.STANDARD, scene(primary, secret), RunbookPath.PRIMARY)}
 ${facts.replica ? `
 ${vault
     ? `Primary account lost (or not to be trusted) or primary region down: read the vault, in account ${vault.account} and ` +
@@ -296,6 +338,13 @@ ${vault
 
 ${block('0', RunbookVia.STANDARD, scene(facts.replica, drSecret, vault), RunbookPath.DR)}
 ` : ''}
+The \`restorable\` commands below use the same variables, the region included (\`--region "$AWS_REGION"\`).` : `## 0. Set the scene
+
+Read the vault, in account ${vault!.account} and ${facts.replica!.region}, as its restore role \`${vault!.restoreRoleArn}\`, and the
+vault's own copy of the identity there.
+
+${block('0', RunbookVia.STANDARD, scene(facts.replica!, drSecret, vault), RunbookPath.DR)}
+
 The \`restorable\` commands below use the same variables, the region included (\`--region "$AWS_REGION"\`).`,
 
     `## 1. Identify the latest good backup
@@ -414,7 +463,7 @@ Then go on with step 1.`,
 
 Without the identity, no backup can be decrypted: nobody, including AWS, can recover it.
 
-1. Primary secret deleted by mistake: it can be restored within its recovery window.
+1. ${primary ? 'Primary secret' : 'The vault\'s copy'} deleted by mistake: it can be restored within its recovery window.
 2. ${vault
     ? `Primary account or region lost: the vault's own copy in account ${vault.account}, ${facts.replica!.region}, holds every identity the primary's held when it was last copied (path \`dr\` above, as the vault's restore role).`
     : `Primary region gone: the secret's replica in ${facts.replica?.region ?? 'the DR region'} holds the same identity file (path \`dr\` above).`}

@@ -9,7 +9,7 @@
 import { IncomingMessage, Server, createServer, request } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { Engine, renderRunbook, runbookBlocks, runbookKey } from '../../lib/contract';
+import { Engine, ReportsCopy, renderRunbook, runbookBlocks, runbookKey } from '../../lib/contract';
 import { CustomResourceEvent, CustomResourceResponse } from '../../lambda/shared/cfn-response';
 import { WRITE_ATTEMPTS, handler, respondTo } from '../../lambda/runbook-writer/index';
 import { MotoBucket, motoBucket, motoName } from '../support';
@@ -134,6 +134,45 @@ test('with a vault in another account, Create writes the primary bucket alone, a
   expect(scene).toContain(`IDENTITY_SECRET='${vault.VaultIdentitySecretArn}'`);
   expect(scene).toContain(`BUCKET='${REPLICA_BUCKET}'`);
   expect(text).toContain('| Account | the primary\'s | 222222222222 (the vault)');
+});
+
+test('the vault\'s own (Copy vault): Create writes {source}/vault/RUNBOOK.md in the vault bucket alone, with the vault\'s facts and the DR path only', async () => {
+  const vault = {
+    Copy: 'vault', Bucket: REPLICA_BUCKET, Region: 'eu-west-1', Prefix: 'own/', VaultAccount: '222222222222',
+    VaultRestoreRoleArn: 'arn:aws:iam::222222222222:role/restorable/restore/restorable-restore-eu-west-1',
+    VaultIdentitySecretArn: 'arn:aws:secretsmanager:eu-west-1:222222222222:secret:VaultIdentity-identity',
+  };
+  const response = await respondTo(event('Create', { ...properties(vault), ReplicaBucket: undefined, ReplicaRegion: undefined, IdentitySecretArn: undefined }));
+
+  expect(response).toMatchObject({ Status: 'SUCCESS', Data: { Runbooks: '2' } });
+  expect(seen).toEqual([
+    `HEAD /${REPLICA_BUCKET}/own/orders-db/vault/RUNBOOK.md eu-west-1 - 404`, `PUT /${REPLICA_BUCKET}/own/orders-db/vault/RUNBOOK.md eu-west-1 If-None-Match:* 200`,
+    `HEAD /${REPLICA_BUCKET}/own/shop-db/vault/RUNBOOK.md eu-west-1 - 404`, `PUT /${REPLICA_BUCKET}/own/shop-db/vault/RUNBOOK.md eu-west-1 If-None-Match:* 200`,
+  ]);
+  const read = await s3.client.send(new GetObjectCommand({ Bucket: REPLICA_BUCKET, Key: runbookKey('own/', 'orders-db', ReportsCopy.VAULT) }));
+  const text = await read.Body!.transformToString();
+  expect(text).toBe(renderRunbook({ source: 'orders-db', engine: Engine.POSTGRES, prefix: 'own/', replica: { bucket: REPLICA_BUCKET, region: 'eu-west-1' },
+    vault: { account: vault.VaultAccount, restoreRoleArn: vault.VaultRestoreRoleArn, identitySecretArn: vault.VaultIdentitySecretArn } }));
+  const blocks = runbookBlocks(text);
+  expect(blocks.filter((b) => b.step === '0').map((b) => b.path)).toEqual(['dr']);
+  expect(blocks[0].code).toContain(`RESTORE_ROLE='${vault.VaultRestoreRoleArn}'`);
+  expect(blocks[0].code).toContain(`IDENTITY_SECRET='${vault.VaultIdentitySecretArn}'`);
+  expect(text).toContain(`restorable runbook --vault --source orders-db --bucket ${REPLICA_BUCKET} --region eu-west-1`);
+  // Nothing of the primary's: it knows no primary bucket, and names no primary identity.
+  expect(text).not.toContain(s3.bucket);
+  expect(text).not.toMatch(/path=primary/);
+});
+
+test.each([
+  [{ ReplicaBucket: REPLICA_BUCKET }, /ReplicaBucket and IdentitySecretArn are the primary's/],
+  [{ ReplicaBucket: undefined, ReplicaRegion: undefined }, /ReplicaBucket and IdentitySecretArn are the primary's/],
+  [{ ReplicaBucket: undefined, ReplicaRegion: undefined, IdentitySecretArn: undefined }, /property VaultAccount is missing: the VaultRunbook construct sets it/],
+  [{ Copy: 'elsewhere' }, /property Copy is 'elsewhere'/],
+])('the vault\'s own with a property it may not have, or without one it needs (%o), is refused before anything is written', async (overrides, reason) => {
+  const response = await respondTo(event('Create', properties({ Copy: 'vault', Prefix: 'refused/', ...overrides })));
+  expect(response.Status).toBe('FAILED');
+  expect(response.Reason).toMatch(reason);
+  expect(seen).toEqual([]);
 });
 
 test('a vault account without its role is refused before anything is written', async () => {
