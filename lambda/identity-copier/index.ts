@@ -101,7 +101,7 @@ export async function copyIdentity(aws: CopierClients, settings: CopierSettings)
       }
       throw error;
     }
-    const merged = mergeIdentityFiles(primaryText, primaryBlocks, vault.text);
+    const merged = mergeIdentityFiles(primaryBlocks, vault.text);
     const changed = merged.text !== vault.current;
     if (changed) {
       try {

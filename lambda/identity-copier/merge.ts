@@ -28,12 +28,6 @@ function identityOn(line: string): string | undefined {
   return newestIdentity(line)?.identity;
 }
 
-/** A text with a final newline, and Windows line ends made Unix ones. */
-function normalised(text: string): string {
-  const unix = text.replace(/\r\n/g, '\n');
-  return unix.endsWith('\n') ? unix : `${unix}\n`;
-}
-
 /** The identities of a file and the comment lines above each; other lines (a placeholder) are skipped. */
 export function identityBlocks(text: string): IdentityBlock[] {
   const blocks: IdentityBlock[] = [];
@@ -108,11 +102,13 @@ export interface MergedIdentityFile {
 }
 
 /**
- * The primary's file (checked by `checkedIdentityFile`) as it is, followed by the blocks of the vault's file whose
- * identity the primary does not have, in the vault's order, each after a blank line. Merging the result again with
- * the same primary gives the same text, so an unchanged primary writes nothing.
+ * The primary's identities (checked by `checkedIdentityFile`), each with its comments, followed by the blocks of the
+ * vault's file whose identity the primary does not have, in the vault's order, as the key generator writes them. The file
+ * is rebuilt from the parsed blocks, never copied as the primary wrote it: `age -i` refuses a whole file for one line
+ * it cannot read (an indented identity, a line of spaces), and the runbook's standard-tool steps hand it the file as
+ * it is. Merging the result again with the same primary gives the same text, so an unchanged primary writes nothing.
  */
-export function mergeIdentityFiles(primaryText: string, primaryBlocks: readonly IdentityBlock[], vaultText: string): MergedIdentityFile {
+export function mergeIdentityFiles(primaryBlocks: readonly IdentityBlock[], vaultText: string): MergedIdentityFile {
   const primaryKeys = new Set(primaryBlocks.map((block) => block.identity));
   const kept: IdentityBlock[] = [];
   const seen = new Set(primaryKeys);
@@ -122,8 +118,8 @@ export function mergeIdentityFiles(primaryText: string, primaryBlocks: readonly 
     kept.push(block);
   }
   return {
-    // A blank line before each kept block ends the comments above it, so they are its own when the file is read again.
-    text: normalised(primaryText) + kept.map((block) => `\n${block.text}`).join(''),
+    // Each block ends with its identity line, which ends the comments above it: they stay its own when read again.
+    text: [...primaryBlocks, ...kept].map((block) => block.text).join(''),
     keys: seen.size,
     fromPrimary: primaryKeys.size,
     keptFromVault: kept.length,

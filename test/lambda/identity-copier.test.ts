@@ -219,21 +219,23 @@ describe('copying', () => {
     expect(await vaultVersions()).toBe(versions);
   });
 
-  test('a key the primary dropped stays in the vault, after the primary\'s keys, and opens the backups made with it', async () => {
+  test('keys the primary dropped stay in the vault, after the primary\'s keys, and open the backups made with them', async () => {
     // Given a vault that copied a primary holding two keys
     const second = await newBlock();
     await setPrimary(prependIdentity(firstBlock.block, second.block));
     await copy();
 
-    // When the primary's file loses the older key
-    await setPrimary(second.block);
+    // When the primary's file is replaced by one holding a third key alone
+    const third = await newBlock();
+    await setPrimary(third.block);
     const result = await copy();
 
-    // Then the vault keeps it, after the primary's file and a blank line, and still opens its backups
-    expect(result).toEqual({ outcome: 'copied', keys: 2, fromPrimary: 1, keptFromVault: 1 });
+    // Then the vault keeps both older keys, after the primary's, and still opens their backups
+    expect(result).toEqual({ outcome: 'copied', keys: 3, fromPrimary: 1, keptFromVault: 2 });
     const kept = await vaultValue();
-    expect(kept).toBe(`${second.block}\n${firstBlock.block}`);
-    expect(roundTrip(firstBlock.recipient, kept, 'made with the dropped key')).toBe('made with the dropped key');
+    expect(kept).toBe(`${third.block}${second.block}${firstBlock.block}`);
+    expect(roundTrip(firstBlock.recipient, kept, 'made with a dropped key')).toBe('made with a dropped key');
+    expect(roundTrip(third.recipient, kept, 'made with the new key')).toBe('made with the new key');
 
     // and copying again changes nothing
     const versions = await vaultVersions();
@@ -242,18 +244,43 @@ describe('copying', () => {
     expect(await vaultValue()).toBe(kept);
   });
 
-  test('a key the primary dropped and later holds again is not doubled', async () => {
+  test('a primary whose lines carry stray whitespace is copied as a file age reads: rebuilt from its keys, never as written', async () => {
+    // Given a primary age itself would refuse whole ("unknown identity type"): an indented key, an indented comment,
+    // a line of spaces and a trailing non-breaking space
+    const second = await newBlock();
+    const lines = (block: string) => block.trimEnd().split('\n');
+    const [secondComment, secondKey] = [lines(second.block).slice(0, -1), lines(second.block).at(-1)!];
+    const untidy = [...secondComment.map((line) => `  ${line}`), `   ${secondKey}\u00a0`, '   ', ...lines(firstBlock.block)].join('\n');
+    await setPrimary(untidy);
+    const refused = join(workDir, 'untidy.txt');
+    writeFileSync(refused, untidy, { mode: 0o600 });
+    expect(spawnSync(AGE, ['-d', '-i', refused], { input: 'x' }).status).not.toBe(0);
+
+    // When the vault copies it
+    expect(await copy()).toMatchObject({ outcome: 'copied', keys: 2 });
+
+    // Then the copy holds both keys, cleanly, and age opens backups of either with it
+    const copied = await vaultValue();
+    expect(copied).toBe(prependIdentity(firstBlock.block, second.block));
+    expect(roundTrip(second.recipient, copied, 'newer')).toBe('newer');
+    expect(roundTrip(firstBlock.recipient, copied, 'older')).toBe('older');
+  });
+
+  test('a key the primary dropped and later holds again is not doubled, and neither change writes a version', async () => {
     const second = await newBlock();
     await setPrimary(prependIdentity(firstBlock.block, second.block));
     await copy();
+    const versions = await vaultVersions();
+    // The older key dropped: the vault already holds the same keys in the same order.
     await setPrimary(second.block);
-    await copy();
+    expect(await copy()).toEqual({ outcome: 'unchanged', keys: 2, fromPrimary: 1, keptFromVault: 1 });
 
     await setPrimary(prependIdentity(firstBlock.block, second.block));
     const result = await copy();
 
-    expect(result).toEqual({ outcome: 'copied', keys: 2, fromPrimary: 2, keptFromVault: 0 });
+    expect(result).toEqual({ outcome: 'unchanged', keys: 2, fromPrimary: 2, keptFromVault: 0 });
     expect(await vaultValue()).toBe(prependIdentity(firstBlock.block, second.block));
+    expect(await vaultVersions()).toBe(versions);
   });
 });
 
