@@ -1,19 +1,13 @@
-import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { CustomResource, Duration, Lazy, Stack } from 'aws-cdk-lib';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { RestorableError } from '../shared/errors';
-import { lambdaAsset } from '../shared/package-root';
 import { BackupKeys } from '../keys/backup-keys';
 import { BackupStore } from '../store/backup-store';
 import { RUNBOOK_FILE } from '../contract/names';
 import { DatabaseBackups } from '../backups/database-backups';
-import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
-import { ROLE_PATHS } from '../shared/trust-boundaries';
+import { grantRunbookWrite, runbookWriter } from './runbook-writer';
 import { vaultRestoreRoleArn } from '../restore-testing/vault-restore-testing';
 
 
@@ -59,6 +53,7 @@ export interface RunbookVaultProps {
  * own region), so that it can be read when the primary region is gone: `restorable runbook --source NAME --bucket B`.
  * A vault in another account admits the primary only to replicate: the runbook is written to the store alone, and
  * replication carries it to the vault; its DR path names the vault's account, region, restore role and identity.
+ * That copy is the primary account's word: the vault's account writes its own beside it with VaultRunbook.
  * Every step is given with the `restorable` agent and with standard tools alone. Runbooks are rewritten on
  * every deployment that changes a source, a name or the renderer, and left in place when the stack is deleted.
  */
@@ -85,34 +80,14 @@ export class DisasterRecoveryRunbook extends Construct {
       restoreRoleArn: vaultRestoreRoleArn(replica, props.vault.restoreRoleName),
       identitySecretArn: props.vault.identity.secretPartialArn,
     } : undefined;
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
-    const role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      // The store's bucket policy lets only roles under this path write RUNBOOK.md.
-      path: ROLE_PATHS.runbookWriter,
-      description: 'Writes the Restorable disaster-recovery runbooks into the backup store and its replica (not a vault: replication carries them there)',
-    });
-    logGroup.grantWrite(role);
-    this.grantRunbookWrite(role, store.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`), store.encryptionKey.keyArn, Stack.of(store).region);
+    const { role, writer, renderer } = runbookWriter(this, 'Writes the Restorable disaster-recovery runbooks into the backup store and its replica ' +
+      '(not a vault: replication carries them there)', props.logRetention);
+    grantRunbookWrite(role, store.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`), store.encryptionKey.keyArn, Stack.of(store).region);
     // A vault admits the primary only to replicate: replication carries the runbooks there.
     if (replica && !vault) {
-      this.grantRunbookWrite(role, replica.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`),
+      grantRunbookWrite(role, replica.bucket.arnForObjects(`${store.prefix}*/${RUNBOOK_FILE}`),
         `arn:${Stack.of(this).partition}:kms:${replica.region}:${replica.account}:key/*`, replica.region, replica.keyAliasName);
     }
-
-    const asset = lambdaAsset(this, 'runbook-writer');
-    const code = fs.readFileSync(path.join(asset, 'index.js'));
-    const writer = new lambda.Function(this, 'Writer', {
-      description: 'Renders and writes the Restorable disaster-recovery runbooks (custom resource)',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      handler: 'index.handler',
-      code: lambda.Code.fromAsset(asset),
-      role,
-      logGroup,
-      timeout: Duration.minutes(5),
-      memorySize: 256,
-    });
-    acknowledgeNag(writer, 'L1', NODE22_RUNTIME_REASON);
     this.writer = writer;
 
     const runbooks = new CustomResource(this, 'Runbooks', {
@@ -129,33 +104,10 @@ export class DisasterRecoveryRunbook extends Construct {
         // Read at synth, so that sources added after this construct get a runbook too.
         Sources: Lazy.string({ produce: () => JSON.stringify(backups.sources.map((s) => ({ name: s.name, engine: s.engine.agentEngine }))) }),
         // A new renderer rewrites the runbooks even when no name changed.
-        Renderer: createHash('sha256').update(code).digest('hex').slice(0, 16),
+        Renderer: renderer,
       },
     });
     runbooks.node.addDependency(role);
-  }
-
-  /**
-   * PutObject and GetObject of runbooks only (no other key), with the bucket's key used through S3 in its region.
-   * GetObject authorises the HEAD that reads the current runbook's ETag, which the conditional write names.
-   */
-  private grantRunbookWrite(role: iam.Role, objects: string, keyArn: string, region: string, keyAlias?: string): void {
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject'], resources: [objects] }));
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['kms:GenerateDataKey'],
-      resources: [keyArn],
-      conditions: {
-        'StringEquals': { 'kms:ViaService': `s3.${region}.amazonaws.com` },
-        ...(keyAlias ? { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [keyAlias] } } : {}),
-      },
-    }));
-    acknowledgeWildcard(role, objects, 'Runbooks are written to {prefix}{source}/RUNBOOK.md for every source. IAM\'s * also matches \'/\', so ' +
-        'the grant covers every key under the prefix that ends in /RUNBOOK.md (a source\'s or a deeper one), and no key of another name; ' +
-        'the bucket policy lets only roles under the runbook-writer path (and break-glass) write such keys, and only with If-Match or If-None-Match');
-    if (keyAlias) {
-      acknowledgeWildcard(role, keyArn, 'The replica key lives in another stack and an IAM resource cannot be an alias ARN; kms:ResourceAliases ' +
-          'limits key/* to that one key, used only through S3 in the DR region');
-    }
   }
 }
 
