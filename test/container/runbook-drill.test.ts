@@ -14,7 +14,9 @@
  *
  * The vault path: the vault is a bucket on moto's server in a second account, the identity the vault's own copy in
  * a secret of that account, both made as the vault's restore role (moto gives an assumed role's credentials the
- * role's account, and shows nothing of that account to any other). The runbook's DR scene assumes that role with
+ * role's account, and shows nothing of that account to any other). The runbook drilled there is the vault's own
+ * (VaultRunbook's, rendered from the vault's facts alone, at `{source}/vault/RUNBOOK.md`), printed by
+ * `restorable runbook --vault` beside the primary's that replication carries: its DR scene assumes that role with
  * `aws sts assume-role`, the primary emulator being dead and the primary region lost.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -26,7 +28,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, DescribeSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import {
-  Engine, Manifest, RunbookFacts, RunbookPath, RunbookVia, latestKey, parseLatest, parseManifest, renderRunbook, runbookBlocks, runbookKey,
+  Engine, Manifest, ReportsCopy, RunbookFacts, RunbookPath, RunbookVia, latestKey, parseLatest, parseManifest, renderRunbook, runbookBlocks, runbookKey,
   secretArnInRegion, standardToolScript,
 } from '../../lib/contract';
 import {
@@ -81,10 +83,19 @@ async function vaultCredentials(): Promise<{ accessKeyId: string; secretAccessKe
   }
 }
 
-/** The facts of a runbook whose replica is the vault. */
+/** The facts of the primary's runbook whose replica is the vault: replication carries it to the vault. */
 function vaultFacts(source: string, engine: Engine): RunbookFacts {
   return {
     ...facts(source, engine),
+    replica: { bucket: vaultBucket, region: VAULT_REGION },
+    vault: { account: VAULT_ACCOUNT, restoreRoleArn: VAULT_ROLE, identitySecretArn: vaultIdentityArn },
+  };
+}
+
+/** The facts of the vault's own runbook, as VaultRunbook's writer has them in the vault's account: nothing of the primary's. */
+function vaultOwnFacts(source: string, engine: Engine): RunbookFacts {
+  return {
+    source, engine, prefix: 'prod/',
     replica: { bucket: vaultBucket, region: VAULT_REGION },
     vault: { account: VAULT_ACCOUNT, restoreRoleArn: VAULT_ROLE, identitySecretArn: vaultIdentityArn },
   };
@@ -237,6 +248,10 @@ beforeAll(async () => {
     await expect(defaultAccountSecrets.send(new GetSecretValueCommand({ SecretId: vaultIdentityArn }))).rejects.toThrow(/can't find the specified secret/);
     for (const [source, engine] of [[PG_SOURCE, Engine.POSTGRES], [MARIA_SOURCE, Engine.MYSQL]] as const) {
       await vaultS3.send(new PutObjectCommand({ Bucket: vaultBucket, Key: runbookKey('prod/', source), Body: renderRunbook(vaultFacts(source, engine)) }));
+      // The vault's own, written by the vault's account where replication may not write.
+      await vaultS3.send(new PutObjectCommand({
+        Bucket: vaultBucket, Key: runbookKey('prod/', source, ReportsCopy.VAULT), Body: renderRunbook(vaultOwnFacts(source, engine)),
+      }));
     }
   } finally {
     vaultS3.destroy();
@@ -442,10 +457,10 @@ describe('vault path: the primary account gone, the vault in another account', (
     secretsRelay.lose(PRIMARY_REGION);
   });
 
-  /** The runbook as stored in the vault, printed by `restorable runbook` as the vault's restore role. */
+  /** The vault's own runbook, as stored in the vault, printed by `restorable runbook --vault` as the vault's restore role. */
   async function vaultRunbook(source: string): Promise<string> {
     const credentials = await vaultCredentials();
-    const run = await runAgent(['runbook', '--source', source, '--bucket', vaultBucket, '--prefix', 'prod/'], agentEnv({
+    const run = await runAgent(['runbook', '--vault', '--source', source, '--bucket', vaultBucket, '--prefix', 'prod/'], agentEnv({
       AWS_ENDPOINT_URL_S3: moto.endpoint, AWS_REGION: VAULT_REGION, AWS_ACCESS_KEY_ID: credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey, AWS_SESSION_TOKEN: credentials.sessionToken,
     }));
@@ -460,10 +475,13 @@ describe('vault path: the primary account gone, the vault in another account', (
   test.each([
     { source: PG_SOURCE, engine: Engine.POSTGRES },
     { source: MARIA_SOURCE, engine: Engine.MYSQL },
-  ])('$engine: the runbook\'s DR commands assume the vault\'s restore role, restore from the vault with its own identity, rows as in the manifest', async ({ source, engine }) => {
-    // Given the runbook replication carried to the vault: it names the vault's account, region, role and identity.
+  ])('$engine: the vault\'s own runbook\'s DR commands assume the vault\'s restore role, restore from the vault with its own identity, rows as in the manifest', async ({ source, engine }) => {
+    // Given the vault's own runbook, written by the vault's account: it names the vault's account, region, role and
+    // identity, and nothing of the primary's.
     const runbook = await vaultRunbook(source);
-    expect(runbook).toContain(`| Account | the primary's | ${VAULT_ACCOUNT} (the vault), as the role \`${VAULT_ROLE}\` |`);
+    expect(runbook).toContain(`| Account | ${VAULT_ACCOUNT}, as the role \`${VAULT_ROLE}\` |`);
+    expect(runbook).not.toContain(primary.bucket);
+    expect(runbookBlocks(runbook).filter((b) => b.path === RunbookPath.PRIMARY)).toEqual([]);
     const script = vaultScript(runbook);
     expect(script).toContain(`BUCKET='${vaultBucket}'`);
     expect(script).toContain(`AWS_REGION='${VAULT_REGION}'`);
