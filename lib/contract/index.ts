@@ -4,3 +4,4 @@ export * from './tiers';
 export * from './manifest';
 export * from './metrics';
 export * from './runbook';
+export * from './wal';

@@ -26,6 +26,8 @@ export const GLOBALS_SUFFIX = `.globals.sql${STORED_SUFFIX}`;
 export const LATEST_FILE = 'latest.json';
 export const RESTORE_TESTS_DIR = 'restore-tests';
 export const RUNBOOK_FILE = 'RUNBOOK.md';
+/** Where a source's archived PostgreSQL WAL lives: `{prefix}{source}/wal/`. */
+export const WAL_DIR = 'wal';
 
 /** A prefix is empty or ends with '/': normalise what users type. */
 export function normalisePrefix(prefix: string | undefined): string {
@@ -85,6 +87,14 @@ export function restoreTestLatestKey(prefix: string | undefined, source: string,
  */
 export function runbookKey(prefix: string | undefined, source: string, copy?: ReportsCopy): string {
   return `${sourcePrefix(prefix, source)}${copy ? `${copy}/` : ''}${RUNBOOK_FILE}`;
+}
+
+/**
+ * `{prefix}{source}/wal/{file}.zst.age`: one archived WAL file (a segment, a `.partial` segment, a timeline history
+ * file or a backup label) under the name PostgreSQL gave it, written once. See wal.ts for the names it accepts.
+ */
+export function walKey(prefix: string | undefined, source: string, file: string): string {
+  return `${sourcePrefix(prefix, source)}${WAL_DIR}/${file}${STORED_SUFFIX}`;
 }
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');
