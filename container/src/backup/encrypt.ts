@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { OptionKind, OptionSpecs, ParsedArgs } from '../shared/args';
 import { AgentError, UsageError } from '../shared/errors';
 import { StageSpec } from '../shared/pipeline';
 
@@ -18,6 +19,25 @@ export interface Recipient {
   readonly ageArgs: readonly string[];
   /** SHA-256 of the recipient lines, so a restorer can tell which identity opens a backup. */
   readonly fingerprint: string;
+}
+
+/** Whom a command encrypts to: every command that writes stored objects takes these. */
+export const RECIPIENT_OPTIONS: OptionSpecs = {
+  'recipient': { kind: OptionKind.STRING, placeholder: 'AGE1…', description: 'age public key to encrypt to' },
+  'recipient-file': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'file of age public keys, one a line' },
+};
+
+/**
+ * The environment variable a command reads its recipient from when neither option is given, where the command line
+ * is written once for many runs (PostgreSQL's archive_command): a public key, so neither secret nor dangerous in argv.
+ */
+export const RECIPIENT_ENV = 'RESTORABLE_RECIPIENT';
+
+/** The recipient of RECIPIENT_OPTIONS; with `env`, RESTORABLE_RECIPIENT stands in when neither option is given. */
+export function recipientFromArgs(args: ParsedArgs, env?: NodeJS.ProcessEnv): Recipient {
+  const file = args.string('recipient-file');
+  const fromEnv = file === undefined && env?.[RECIPIENT_ENV] ? env[RECIPIENT_ENV] : undefined;
+  return resolveRecipient(args.string('recipient') ?? fromEnv, file);
 }
 
 const RECIPIENT = /^(age1[0-9a-z]{20,}|ssh-(ed25519|rsa) \S+)/;

@@ -11,7 +11,9 @@ import {
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
 import { CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
-import { DEFAULT_ZSTD_LEVEL, Recipient, compressStage, compressedInputBytes, encryptStage, resolveRecipient } from '../backup/encrypt';
+import {
+  DEFAULT_ZSTD_LEVEL, RECIPIENT_OPTIONS, Recipient, compressStage, compressedInputBytes, encryptStage, recipientFromArgs,
+} from '../backup/encrypt';
 import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
 import { AgentError, UsageError } from '../shared/errors';
 import { ProgressReporter, log } from '../shared/log';
@@ -27,8 +29,7 @@ export const BACKUP_COMMAND: CommandSpec = {
   options: {
     ...SOURCE_OPTIONS,
     'engine': { kind: OptionKind.STRING, placeholder: 'ENGINE', description: 'postgres or mysql (mariadb)', required: true },
-    'recipient': { kind: OptionKind.STRING, placeholder: 'AGE1…', description: 'age public key to encrypt to' },
-    'recipient-file': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'file of age public keys, one a line' },
+    ...RECIPIENT_OPTIONS,
     ...CONNECTION_OPTIONS,
     'expected-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'how large the database may grow (k/M/G suffixes); sizes the upload parts when it exceeds the server\'s own estimate' },
     'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the uncompressed dump is smaller (k/M/G suffixes; default 1)' },
@@ -143,7 +144,7 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
   const engine: Engine = parseEngine(args.requiredString('engine'));
   const bucket = args.requiredString('bucket');
   const prefix = args.string('prefix');
-  const recipient: Recipient = resolveRecipient(args.string('recipient'), args.string('recipient-file'));
+  const recipient: Recipient = recipientFromArgs(args);
   const minSize = args.size('min-size') ?? 1;
   const expectedSize = args.size('expected-size') ?? 0;
   const legalHold = args.flag('legal-hold');

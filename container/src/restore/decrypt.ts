@@ -10,9 +10,15 @@ export function decryptStage(identityFile: string): StageSpec {
   return { name: 'age', command: 'age', args: ['-d', '-i', identityFile] };
 }
 
-/** zstd -d to stdout, or into `file` (a spooled dump). */
-export function decompressStage(file?: string): StageSpec {
-  return { name: 'zstd', command: 'zstd', args: ['-d', '-q', '--no-progress', ...(file ? ['-f', '-o', file] : ['-c'])] };
+/**
+ * zstd -d to stdout, or into `file` (a spooled dump). `sparse: false` writes every block of the file, zeros included, for
+ * a file that is written into again in place (a WAL segment PostgreSQL keeps and recycles).
+ */
+export function decompressStage(file?: string, options: { readonly sparse?: boolean } = {}): StageSpec {
+  return {
+    name: 'zstd', command: 'zstd',
+    args: ['-d', '-q', '--no-progress', ...(options.sparse === false ? ['--no-sparse'] : []), ...(file ? ['-f', '-o', file] : ['-c'])],
+  };
 }
 
 /**

@@ -20,15 +20,32 @@ export interface OptionSpec {
 
 export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 
+/** An operand given by position, after or among the options (PostgreSQL's archive_command gives its %p so). */
+export interface PositionalSpec {
+  /** Shown in usage as `<name>`, and read back with ParsedArgs.positional(name). */
+  readonly name: string;
+  readonly description: string;
+}
+
 export interface CommandSpec {
   readonly name: string;
   readonly summary: string;
   readonly options: OptionSpecs;
+  /** Operands the command requires, each exactly once, in this order; a command without them takes none. */
+  readonly positionals?: readonly PositionalSpec[];
 }
 
 /** The parsed options of one command, read through typed accessors. */
 export class ParsedArgs {
-  constructor(private readonly command: CommandSpec, private readonly values: Record<string, string | boolean | undefined>) {}
+  constructor(private readonly command: CommandSpec, private readonly values: Record<string, string | boolean | undefined>,
+    private readonly operands: readonly string[] = []) {}
+
+  /** A required operand, by the name its PositionalSpec gives it. */
+  positional(name: string): string {
+    const index = (this.command.positionals ?? []).findIndex((p) => p.name === name);
+    if (index < 0 || this.operands[index] === undefined) throw new UsageError(`<${name}> is required\n\n${usage(this.command)}`);
+    return this.operands[index];
+  }
 
   string(name: string): string | undefined {
     const value = this.values[name];
@@ -64,20 +81,29 @@ export function usage(command: CommandSpec): string {
     const left = spec.kind === OptionKind.FLAG ? `--${name}` : `--${name} ${spec.placeholder ?? 'VALUE'}`;
     return `  ${left.padEnd(30)} ${spec.description}${spec.required ? ' (required)' : ''}`;
   });
-  return `usage: restorable ${command.name} [options]\n${command.summary}\n\n${lines.join('\n')}`;
+  const positionals = command.positionals ?? [];
+  const operands = positionals.map((p) => ` <${p.name}>`).join('');
+  const described = positionals.map((p) => `  ${`<${p.name}>`.padEnd(30)} ${p.description}`);
+  return `usage: restorable ${command.name}${operands} [options]\n${command.summary}\n\n${[...described, ...lines].join('\n')}`;
 }
 
 /** Parses argv for one command; unknown options and missing values become UsageErrors. */
 export function parseCommandArgs(command: CommandSpec, argv: readonly string[]): ParsedArgs {
   const options = Object.fromEntries(Object.entries(command.options)
     .map(([name, spec]) => [name, { type: spec.kind === OptionKind.FLAG ? 'boolean' as const : 'string' as const }]));
+  const expected = command.positionals ?? [];
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: expected.length > 0 }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\n\n${usage(command)}`);
   }
-  const parsed = new ParsedArgs(command, values);
+  if (positionals.length !== expected.length) {
+    const wanted = expected.map((p) => `<${p.name}>`).join(' ');
+    throw new UsageError(`expected ${wanted}, got ${positionals.length === 0 ? 'none' : positionals.map((p) => `'${p}'`).join(' ')}\n\n${usage(command)}`);
+  }
+  const parsed = new ParsedArgs(command, values, positionals);
   for (const [name, spec] of Object.entries(command.options)) {
     if (spec.required) parsed.requiredString(name);
   }

@@ -3,7 +3,7 @@
  * set, as emulators and some gateways need), and the few object operations the commands share.
  */
 import {
-  GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ObjectLockLegalHoldStatus, PutObjectCommand, PutObjectLegalHoldCommand,
+  GetObjectCommand, GetObjectCommandOutput, HeadObjectCommand, HeadObjectCommandOutput, ListObjectsV2Command, ObjectLockLegalHoldStatus, PutObjectCommand, PutObjectLegalHoldCommand,
   S3Client, S3ServiceException, _Object,
 } from '@aws-sdk/client-s3';
 import { AgentError } from './errors';
@@ -131,6 +131,16 @@ Promise<{ readonly size?: number; readonly lastModified?: Date } | undefined> {
     const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     return { size: out.ContentLength, lastModified: out.LastModified };
   });
+}
+
+/** An object's HEAD (its size, user metadata and, where S3 keeps one, its SHA-256 checksum), or undefined when it does not exist. */
+export async function headObject(s3: S3Client, bucket: string, key: string): Promise<HeadObjectCommandOutput | undefined> {
+  return unlessAbsent(s3, bucket, key, 'HeadObject', () => s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: 'ENABLED' })));
+}
+
+/** An object's GET (its body as a stream, its size and user metadata), or undefined when it does not exist. */
+export async function getObject(s3: S3Client, bucket: string, key: string): Promise<GetObjectCommandOutput | undefined> {
+  return unlessAbsent(s3, bucket, key, 'GetObject', () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })));
 }
 
 /** An object's LastModified, set by S3 and not by its writer, or undefined when it does not exist (one HEAD). */
