@@ -15,6 +15,8 @@ import { RUNBOOK_COMMAND, runRunbook } from './commands/runbook';
 import { STATUS_COMMAND, formatStatus, runStatus, statusFailure } from './commands/status';
 import { RESTORE_COMMAND, formatRestoreResult, runRestore } from './commands/restore';
 import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify';
+import { WAL_FETCH_COMMAND, formatWalFetchResult, runWalFetch, walFetchExitCode } from './commands/wal-fetch';
+import { WAL_PUSH_COMMAND, formatWalPushResult, runWalPush } from './commands/wal-push';
 import { ContractError } from '../../lib/contract';
 import { AgentError, UsageError, redactor } from './shared/errors';
 import { runAbortActions } from './shared/cleanup';
@@ -25,6 +27,11 @@ interface Command {
   readonly spec: CommandSpec;
   /** Returns what to print on stdout. */
   run(args: ParsedArgs, aws: AwsClients): Promise<string>;
+  /**
+   * The exit status of a failure, where the command's caller reads more into it than "failed" (PostgreSQL's
+   * restore_command); by default an AgentError's own code, and 1 for anything else.
+   */
+  exitCode?(err: unknown): number;
 }
 
 function print(json: boolean, value: unknown, text: string): string {
@@ -95,6 +102,18 @@ const COMMANDS: readonly Command[] = [
     spec: RUNBOOK_COMMAND,
     run: async (args, aws) => runRunbook(args, aws.s3),
   },
+  {
+    spec: WAL_PUSH_COMMAND,
+    run: async (args, aws) => {
+      const result = await runWalPush(args, { s3: aws.s3 });
+      return print(args.flag('json'), result, formatWalPushResult(result));
+    },
+  },
+  {
+    spec: WAL_FETCH_COMMAND,
+    run: async (args, aws) => formatWalFetchResult(await runWalFetch(args, { s3: aws.s3, secrets: (secretId) => aws.secrets(secretId) })),
+    exitCode: walFetchExitCode,
+  },
 ];
 
 function overview(): string {
@@ -134,11 +153,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (err instanceof AgentError || err instanceof ContractError) {
       const message = redactor.redact(err instanceof ContractError ? `${err.message}: ${err.fix}` : err.message);
       process.stderr.write(`${said}: ${message}\n`);
-      return err instanceof AgentError ? err.exitCode : 1;
+      return command?.exitCode?.(err) ?? (err instanceof AgentError ? err.exitCode : 1);
     }
     // Not an AgentError: a bug or an unexpected failure; keep the stack, but never a secret.
     process.stderr.write(`${said}: unexpected error: ${redactor.redact((err as Error)?.stack ?? String(err))}\n`);
-    return 1;
+    return command?.exitCode?.(err) ?? 1;
   }
 }
 
@@ -146,6 +165,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 const STOPPED: Record<string, string> = {
   restore: 'the restore did not complete, and the target database must not be trusted',
   verify: 'the backup was not verified',
+  'wal-push': 'the WAL file was not archived (PostgreSQL keeps it and tries again)',
+  'wal-fetch': 'the WAL file was not fetched, and nothing was put in its place',
 };
 
 if (require.main === module) {

@@ -1,5 +1,5 @@
 /**
- * Archived PostgreSQL WAL (issue 17): which files PostgreSQL hands an archive, and what each stored WAL object
+ * Archived PostgreSQL WAL, for point-in-time recovery: which files PostgreSQL hands an archive, and what each stored WAL object
  * records about itself. A WAL object is `{prefix}{source}/wal/{file}.zst.age` (walKey in names.ts): zstd, then age,
  * as a dump is, written once by a single PUT with If-None-Match. Its checksums are S3 user metadata on the object
  * itself (x-amz-meta-…), written in the same PUT: there is never an object without them, nor a second key to lose.
