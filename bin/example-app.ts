@@ -5,7 +5,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import {
   AlarmTopic, BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore, RestoreTesting,
-  RestoreTestSourceProps, SourceEngine, VaultIdentity, VaultRestoreTesting,
+  RestoreTestSourceProps, SourceEngine, VaultIdentity, VaultRestoreTesting, VaultRunbook,
 } from '../lib';
 import { EnvironmentConfig } from './environments';
 
@@ -19,6 +19,8 @@ export interface ExampleVault {
   readonly identity: VaultIdentity;
   readonly monitoring: BackupMonitoring;
   readonly restoreTesting: VaultRestoreTesting;
+  /** The vault's own runbooks, written by its account: after a compromise of the primary, the ones its people follow. */
+  readonly runbook: VaultRunbook;
 }
 
 /**
@@ -93,8 +95,8 @@ const MONTHLY = events.Schedule.cron({ day: '1', hour: '5', minute: '0' });
 
 /**
  * The vault's own parts, in its account: the identity copied from the primary, a freshness check of the copy (the
- * newest backup there may be the RPO, the run and a quarter of an hour of replication old), and monthly restore tests
- * of the same sources with the same checks, alarming on the vault's topic.
+ * newest backup there may be the RPO, the run and a quarter of an hour of replication old), monthly restore tests
+ * of the same sources with the same checks, alarming on the vault's topic, and the runbooks its own people follow.
  */
 function addVault(stack: Stack, env: Environment, parts: {
   replicaStore: ReplicaStore; keys: BackupKeys; topic: sns.ITopic; backups: DatabaseBackups; tested: RestoreTestSourceProps[];
@@ -108,7 +110,8 @@ function addVault(stack: Stack, env: Environment, parts: {
     store: parts.replicaStore, identity, monitoring, sources: parts.tested,
     vpc: sampleVaultVpc(stack, env),
   });
-  return { identity, monitoring, restoreTesting };
+  const runbook = new VaultRunbook(stack, 'VaultRunbook', { backups: parts.backups, store: parts.replicaStore, identity });
+  return { identity, monitoring, restoreTesting, runbook };
 }
 
 /**

@@ -21,3 +21,4 @@ export { type RestoreTestCheck, type RestoreTestSourceProps, RowCountTolerance }
 export { RestoreTesting, type RestoreTestingProps } from './restore-testing/restore-testing';
 export { type IVaultIdentity, VaultRestoreTesting, type VaultRestoreTestingProps } from './restore-testing/vault-restore-testing';
 export { DisasterRecoveryRunbook, type DisasterRecoveryRunbookProps, type RunbookVaultProps } from './runbook/disaster-recovery-runbook';
+export { VaultRunbook, type VaultRunbookProps } from './runbook/vault-runbook';

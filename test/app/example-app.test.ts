@@ -68,7 +68,7 @@ test('prod keeps its offsite copy in a vault of another account, with its own id
   expect(prod.replicaStore.isVault).toBe(true);
   expect(prod.keys.vaultAccount).toBe(prod.replica.account);
   expect(prod.vault).toBeDefined();
-  for (const part of [prod.vault!.identity, prod.vault!.monitoring, prod.vault!.restoreTesting]) expect(Stack.of(part)).toBe(prod.replica);
+  for (const part of [prod.vault!.identity, prod.vault!.monitoring, prod.vault!.restoreTesting, prod.vault!.runbook]) expect(Stack.of(part)).toBe(prod.replica);
   Template.fromStack(prod.replica).hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 5 1 * ? *)' });
   // The primary account never reads the vault: its restore tests have no DR schedule, and its state machine runs the primary copy alone.
   const primaryRules = Template.fromStack(prod.primary).findResources('AWS::Events::Rule');
