@@ -6,12 +6,15 @@
  * Then the edges PostgreSQL relies on: a retried file, a different file under a stored name, a file the archive does
  * not hold, and a damaged object.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WAL_DIR, WAL_METADATA, sourcePrefix, walKey } from '../../lib/contract';
-import { AgeKey, AGENT_BUNDLE, MotoBucket, agentEnv, clusterQuery, makeAgeKey, motoBucket, requireAgentBundle, runAgent } from '../support';
+import {
+  AgeKey, AGENT_BUNDLE, MotoBucket, agentEnv, clusterQuery, cuttingProxy, makeAgeKey, motoBucket, requireAgentBundle, runAgent,
+} from '../support';
 import { Pg15Cluster, clusterOwnedDir, copyForCluster, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
 
 jest.setTimeout(180_000);
@@ -244,6 +247,28 @@ describe('what PostgreSQL relies on', () => {
     expect(runs.filter((r) => r.stdout.startsWith(`archived ${stored}`))).toHaveLength(1);
     expect(runs.filter((r) => r.stdout.includes('already archived with the same SHA-256'))).toHaveLength(1);
     expect(await s3.versions(walKey(undefined, src, stored))).toHaveLength(1);
+  });
+
+  it('an upload cut off midway stores nothing and leaves no spool behind, and the retry stores the file', async () => {
+    const src = 'wal-pg-cut';
+    const file = '0000000100000000000000F0';
+    writeFileSync(join(scratch, file), randomBytes(16 * 1024 * 1024));
+    const proxy = await cuttingProxy(Number(new URL(s3.endpoint).port), 4 * 1024 * 1024, () => undefined);
+    const spoolDir = scratchDir('restorable-wal-spool-');
+    try {
+      const run = await runAgent(['wal-push', join(scratch, file), '--source', src, '--bucket', s3.bucket, '--recipient', key.recipient],
+        { ...env(), AWS_ENDPOINT_URL: proxy.endpoint, AWS_ENDPOINT_URL_S3: proxy.endpoint, TMPDIR: spoolDir });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`S3 PutObject s3://${s3.bucket}/${walKey(undefined, src, file)} failed`);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await proxy.close();
+    }
+    expect(await s3.keys(`${sourcePrefix(undefined, src)}`)).toEqual([]);
+    expect(readdirSync(spoolDir)).toEqual([]);
+    const retry = await push(join(scratch, file), [], src);
+    expect(retry.code).toBe(0);
+    expect(await s3.keys(`${sourcePrefix(undefined, src)}`)).toEqual([walKey(undefined, src, file)]);
   });
 
   it('refuses a file that is not WAL, naming what it accepts', async () => {
