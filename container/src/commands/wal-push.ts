@@ -8,7 +8,8 @@
  * then sent in one PutObject with If-None-Match and S3's own SHA-256 check of the bytes it received, then read back
  * with HEAD. A single PUT is all or nothing: there is never a partial object, nor a multipart upload to abort.
  *
- * PostgreSQL retries a file after a crash, possibly one that was stored: the same file again exits 0 without a write.
+ * PostgreSQL retries a file after a crash, possibly one that was stored: the same file again exits 0 without a write
+ * (the PUT's If-None-Match refuses it, and the stored object's recorded SHA-256 is compared).
  * A different file under a name already stored is two clusters or timelines archiving into one source, and fails.
  * WAL objects carry no tier tag: the store's housekeeping keeps untagged objects, and WAL retention (as long as the
  * oldest base backup that needs it) comes with base backups.
@@ -148,9 +149,8 @@ export async function runWalPush(args: ParsedArgs, deps: WalPushDeps): Promise<W
   } catch (err) {
     throw new AgentError(`cannot read the WAL file ${path}: ${(err as Error).message}`);
   }
-  const existing = await headObject(deps.s3, bucket, key);
-  if (existing) return alreadyStored(existing, file, bucket, key, plain);
-
+  // No read before the write: the conditional PUT itself says whether the name is taken (a retry after a crash, rarely),
+  // so that the common case is one PUT and one HEAD, and a role that may not list the bucket still tells absent from taken.
   const dir = mkdtempSync(join(tmpdir(), 'restorable-wal-push-'));
   const remove = () => rmSync(dir, { recursive: true, force: true });
   const forget = onAbort(remove);
@@ -184,7 +184,7 @@ export async function runWalPush(args: ParsedArgs, deps: WalPushDeps): Promise<W
       }));
     } catch (err) {
       const status = (err as S3ServiceException)?.$metadata?.httpStatusCode;
-      // 412: stored in between (a concurrent retry of the same file); 409: a concurrent conditional write still in flight.
+      // 412: the name is taken (a retry, or a concurrent push of the same file); 409: a concurrent conditional write in flight.
       if (status === 412 || status === 409) {
         const raced = await headObject(deps.s3, bucket, key);
         if (raced) return alreadyStored(raced, file, bucket, key, plain);
