@@ -345,6 +345,13 @@ vault's own copy of the identity there.
 
 ${block('0', RunbookVia.STANDARD, scene(facts.replica!, drSecret, vault), RunbookPath.DR)}
 
+After a compromise of the primary account, the newest versions in the vault may be forged (new versions replicated
+over every key: a valid backup of the attacker's, with a manifest to match); the genuine ones are still there, locked.
+Restore as the vault was at the last time you know was good: give \`restorable\` \`--as-of TIME\` (ISO 8601, such as
+2026-11-26T03:00:00Z), which reads every object of the backup as the newest version S3 stored at or before TIME; with
+standard tools, find each object's version with \`aws s3api list-object-versions --bucket "$BUCKET" --prefix KEY\` and
+fetch it with \`aws s3api get-object --bucket "$BUCKET" --key KEY --version-id ID FILE\`.
+
 The \`restorable\` commands below use the same variables, the region included (\`--region "$AWS_REGION"\`).`,
 
     `## 1. Identify the latest good backup
