@@ -12,6 +12,7 @@ export { BackupKeys, type BackupKeysProps, type IdentityReadOptions } from './ke
 export { VaultIdentity, type VaultIdentityProps } from './keys/vault-identity';
 export { type BackupSource, type BackupSourceProps, DatabaseFlavour, type SourceEndpoint, SourceEngine } from './backups/backup-source';
 export { DatabaseBackups, type DatabaseBackupsProps } from './backups/database-backups';
+export { DatabaseHosting } from './backups/wal-archive';
 export { BackupJobAlerts, type BackupJobAlertsProps } from './backups/backup-job-alerts';
 export { HoldKeeper, type HoldKeeperProps } from './backups/hold-keeper';
 export { AlarmTopic, type AlarmTopicProps } from './monitoring/alarm-topic';

@@ -11,6 +11,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Engine } from '../contract/manifest';
 import { RestorableError } from '../shared/errors';
+import type { DatabaseHosting } from './wal-archive';
 
 /** The database product a source runs. MongoDB and plain files will join this list. */
 export enum DatabaseFlavour {
@@ -188,6 +189,13 @@ export interface BackupSourceProps {
    * `public.ecr.aws/docker/library/postgres:16`
    */
   readonly scratchImage?: ecs.ContainerImage;
+  /**
+   * Where the database runs. Only a server of your own lets Restorable archive its WAL (`grantWalPush`); Amazon RDS
+   * and Aurora have their own point-in-time recovery instead.
+   * @default - RDS or Aurora when `peer` is an RDS instance or cluster, or the endpoint's host name is an RDS one;
+   * a server of your own otherwise
+   */
+  readonly hosting?: DatabaseHosting;
 }
 
 /** Below this, dumps are the wrong tool. */
@@ -301,4 +309,6 @@ export interface BackupSource {
   readonly expectedSize?: Size;
   /** The scratch server image restore tests use. */
   readonly scratchImage: ecs.ContainerImage;
+  /** Where the database runs (BackupSourceProps.hosting, or what its peer or endpoint shows). */
+  readonly hosting: DatabaseHosting;
 }

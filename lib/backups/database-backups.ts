@@ -21,6 +21,7 @@ import { Engine } from '../contract/manifest';
 import { sourceNameProblem } from '../contract/names';
 import { RestorableError } from '../shared/errors';
 import { HoldKeeper } from './hold-keeper';
+import { grantWalFetch, grantWalPush, hostingOf, walArchivingProblem } from './wal-archive';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
@@ -277,10 +278,38 @@ export class DatabaseBackups extends Construct {
     const source: BackupSource = {
       name, engine: props.engine, rpo, cron, taskRole, schedule, secret: props.secret, expectedSize: props.expectedSize,
       scratchImage: props.scratchImage ?? ecs.ContainerImage.fromRegistry(props.engine.defaultScratchImage),
+      hosting: hostingOf(props.hosting, props.peer, props.endpoint),
     };
     this.sourceList.push(source);
     this.props.monitoring?.addSource(name, { maxAge: rpo.plus(BACKUP_RUN_ALLOWANCE) });
     this.holdKeeper?.addSource(name);
+    return source;
+  }
+
+  /**
+   * Lets a self-managed PostgreSQL source's database host archive its WAL with `restorable wal-push` as its
+   * archive_command (the host's role, such as an EC2 instance role): write-once WAL objects under the source's
+   * `wal/` prefix, nothing else. Refused, in words, for a source on RDS or Aurora, which allow no outside archiving.
+   */
+  public grantWalPush(grantee: iam.IGrantable, source: string): iam.Grant {
+    return grantWalPush(this.props.store, grantee, this.walSource(source).name);
+  }
+
+  /**
+   * Lets a recovering server's role fetch a source's archived WAL with `restorable wal-fetch` as its restore_command
+   * (read and list the source's `wal/` prefix). Grant it the identity too (BackupKeys.grantIdentityRead).
+   */
+  public grantWalFetch(grantee: iam.IGrantable, source: string): iam.Grant {
+    return grantWalFetch(this.props.store, grantee, this.walSource(source).name);
+  }
+
+  private walSource(name: string): BackupSource {
+    const source = this.sourceList.find((s) => s.name === name);
+    if (!source) {
+      throw new RestorableError(this, `no source '${name}': add it with addSource first (known: ${this.sourceList.map((s) => s.name).join(', ') || 'none'})`);
+    }
+    const problem = walArchivingProblem(source);
+    if (problem) throw new RestorableError(this, problem);
     return source;
   }
 

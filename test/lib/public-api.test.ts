@@ -8,7 +8,7 @@ import * as api from '../../lib';
 /** Every runtime export of the entry (interfaces and type aliases have none). */
 const PUBLIC = [
   'AlarmTopic', 'BackupBucket', 'BackupDashboard', 'BackupJobAlerts', 'BackupKeys', 'BackupMonitoring', 'BackupStore',
-  'DatabaseBackups', 'DatabaseFlavour', 'HoldKeeper', 'DisasterRecoveryRunbook', 'ReplicaStore', 'RestoreTesting', 'RowCountTolerance',
+  'DatabaseBackups', 'DatabaseFlavour', 'DatabaseHosting', 'HoldKeeper', 'DisasterRecoveryRunbook', 'ReplicaStore', 'RestoreTesting', 'RowCountTolerance',
   'SourceEngine', 'Tier', 'VaultIdentity', 'VaultRestoreTesting', 'VaultRunbook',
 ];
 
