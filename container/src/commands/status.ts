@@ -96,12 +96,14 @@ export async function runStatus(args: ParsedArgs, s3: S3Client, now: () => Date 
   const reports = reportsCopy(args);
   const names = await sourceNames(s3, bucket, prefix);
   const sources: SourceStatus[] = new Array(names.length);
+  // One instant for the whole report: every age is counted from the checkedAt it states.
+  const checkedAt = now();
   let next = 0;
   const worker = async () => {
-    for (let i = next++; i < names.length; i = next++) sources[i] = await sourceStatus(s3, bucket, prefix, names[i], now, reports);
+    for (let i = next++; i < names.length; i = next++) sources[i] = await sourceStatus(s3, bucket, prefix, names[i], checkedAt, reports);
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, names.length) }, worker));
-  return { bucket, prefix, checkedAt: now().toISOString(), sources };
+  return { bucket, prefix, checkedAt: checkedAt.toISOString(), sources };
 }
 
 /** The sources are the bucket's first-level prefixes (under --prefix) that look like source names. */
@@ -176,9 +178,8 @@ async function newestBackup(s3: S3Client, bucket: string, prefix: string, source
   };
 }
 
-async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source: string, now: () => Date,
+async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source: string, checkedAt: Date,
   reports: ReportsCopy | undefined): Promise<SourceStatus> {
-  const checkedAt = now();
   const ageOf = (stored: Date) => Math.max(0, Math.round((checkedAt.getTime() - stored.getTime()) / 1000));
   try {
     const testKey = restoreTestLatestKey(prefix, source, reports);
