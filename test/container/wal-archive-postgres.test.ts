@@ -9,13 +9,13 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WAL_DIR, WAL_METADATA, sourcePrefix, walKey } from '../../lib/contract';
 import {
   AgeKey, AGENT_BUNDLE, MotoBucket, agentEnv, clusterQuery, cuttingProxy, makeAgeKey, motoBucket, requireAgentBundle, runAgent,
 } from '../support';
-import { Pg15Cluster, clusterOwnedDir, copyForCluster, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
+import { Pg15Cluster, agentForCluster, clusterOwnedDir, copyForCluster, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
 
 jest.setTimeout(180_000);
 
@@ -24,6 +24,8 @@ let s3: MotoBucket;
 let key: AgeKey;
 let primary: Pg15Cluster;
 let restored: Pg15Cluster | undefined;
+/** The bundled agent, copied where the server's user can run it. */
+let agent: string;
 /** Directories to remove at the end: base backups never started, fetched files. */
 const leftovers: string[] = [];
 const scratchDir = (prefix: string) => {
@@ -67,6 +69,8 @@ async function switchWal(): Promise<string> {
 
 beforeAll(async () => {
   requireAgentBundle();
+  agent = agentForCluster(AGENT_BUNDLE);
+  leftovers.push(dirname(agent));
   s3 = await motoBucket({ versioned: true });
   key = makeAgeKey();
   const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
@@ -74,7 +78,7 @@ beforeAll(async () => {
     settings: {
       archive_mode: 'on',
       // As a user writes it: the agent reads nothing but its arguments and the environment the server started with.
-      archive_command: quote(`${process.execPath} ${AGENT_BUNDLE} wal-push %p --source ${source} --bucket ${s3.bucket} --recipient ${key.recipient}`),
+      archive_command: quote(`${process.execPath} ${agent} wal-push %p --source ${source} --bucket ${s3.bucket} --recipient ${key.recipient}`),
       wal_keep_size: "'256MB'",
     },
     env: env() as Record<string, string>,
@@ -107,7 +111,7 @@ function recoverFrom(dir: string, src: string): Record<string, string> {
   writeFileSync(join(dir, 'data', 'recovery.signal'), '');
   return {
     archive_mode: 'off',
-    restore_command: `'${process.execPath} ${AGENT_BUNDLE} wal-fetch %f %p --source ${src} --bucket ${s3.bucket} --identity-file ${identity}'`,
+    restore_command: `'${process.execPath} ${agent} wal-fetch %f %p --source ${src} --bucket ${s3.bucket} --identity-file ${identity}'`,
     recovery_target_timeline: "'latest'",
   };
 }

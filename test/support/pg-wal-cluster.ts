@@ -13,6 +13,8 @@ import { freePort } from './net';
 
 export const PG15_BIN = process.env.RESTORABLE_PG15_BIN ?? '/usr/lib/postgresql/15/bin';
 const AS_ROOT = userInfo().uid === 0;
+/** The longest a PostgreSQL program may run in a test before it is killed and the test fails. */
+const PG15_COMMAND_TIMEOUT_MS = 120_000;
 
 function postgresIds(): { uid: number; gid: number } {
   const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres']).toString().trim());
@@ -24,9 +26,11 @@ export function runPg15(command: string, args: readonly string[], env: Record<st
   const vars = Object.entries({ PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }).map(([k, v]) => `${k}=${v}`);
   const argv = ['-i', ...vars, join(PG15_BIN, command), ...args];
   try {
+    // Bounded: pg_basebackup -X none, for one, waits for ever for WAL the archiver cannot store.
+    const options = { stdio: 'pipe' as const, timeout: PG15_COMMAND_TIMEOUT_MS, killSignal: 'SIGKILL' as const };
     return AS_ROOT
-      ? execFileSync('runuser', ['-u', 'postgres', '--', 'env', ...argv], { stdio: 'pipe' }).toString()
-      : execFileSync('env', argv, { stdio: 'pipe' }).toString();
+      ? execFileSync('runuser', ['-u', 'postgres', '--', 'env', ...argv], options).toString()
+      : execFileSync('env', argv, options).toString();
   } catch (err) {
     const e = err as { stderr?: Buffer; message: string };
     throw new Error(`${command} failed: ${e.stderr?.toString() ?? e.message}`);
@@ -42,6 +46,14 @@ export function clusterOwnedDir(prefix: string): string {
   }
   chmodSync(dir, 0o700);
   return dir;
+}
+
+/**
+ * The bundled agent where the cluster's owner can run it: a checkout may sit in a directory other users cannot enter
+ * (CI proves the suite runs from one), and archive_command and restore_command run as the server's user.
+ */
+export function agentForCluster(bundle: string): string {
+  return copyForCluster(clusterOwnedDir('restorable-agent-'), bundle, 'restorable.cjs');
 }
 
 /** Copies a file into a cluster's directory, readable by the cluster's owner alone (an age identity); returns the copy's path. */
