@@ -21,7 +21,7 @@ import { Engine } from '../contract/manifest';
 import { sourceNameProblem } from '../contract/names';
 import { RestorableError } from '../shared/errors';
 import { HoldKeeper } from './hold-keeper';
-import { grantWalFetch, grantWalPush, hostingOf, walArchivingProblem } from './wal-archive';
+import { hostingOf, walArchivingProblem } from './wal-archive';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
@@ -292,7 +292,7 @@ export class DatabaseBackups extends Construct {
    * `wal/` prefix, nothing else. Refused, in words, for a source on RDS or Aurora, which allow no outside archiving.
    */
   public grantWalPush(grantee: iam.IGrantable, source: string): iam.Grant {
-    return grantWalPush(this.props.store, grantee, this.walSource(source).name);
+    return this.props.store.grantWalPush(grantee, this.walSource(source).name);
   }
 
   /**
@@ -300,7 +300,7 @@ export class DatabaseBackups extends Construct {
    * (read and list the source's `wal/` prefix). Grant it the identity too (BackupKeys.grantIdentityRead).
    */
   public grantWalFetch(grantee: iam.IGrantable, source: string): iam.Grant {
-    return grantWalFetch(this.props.store, grantee, this.walSource(source).name);
+    return this.props.store.grantWalFetch(grantee, this.walSource(source).name);
   }
 
   private walSource(name: string): BackupSource {

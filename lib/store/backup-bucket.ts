@@ -3,7 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { normalisePrefix, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix } from '../contract/names';
+import { WAL_DIR, normalisePrefix, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix } from '../contract/names';
 import { bucketSettings } from './backup-bucket-settings';
 import { KeepCounts, TIER_TAG, Tier } from '../contract/tiers';
 import { RestorableError } from '../shared/errors';
@@ -292,6 +292,33 @@ export abstract class BackupBucket extends Construct {
   }
 
   /**
+   * What `restorable wal-push` needs, as a database host's archive_command: create `{prefix}{source}/wal/*` objects
+   * (the bucket policy requires If-None-Match, which it sends: a stored WAL file is never replaced), read their heads
+   * back to verify, and encrypt with the key through S3. No list, no delete, no tagging.
+   */
+  public grantWalPush(grantee: iam.IGrantable, source: string): iam.Grant {
+    const objects = this.walObjects(grantee, source, `The database host of '${source}' archives its WAL, one object per file, under ` +
+      'that source\'s wal/ prefix (the wildcard matches any file name there, and nothing outside it); the bucket policy refuses any write ' +
+      'without If-None-Match, so a stored file is never replaced');
+    return this.grantObjects(grantee, ['s3:PutObject', 's3:GetObject'], [objects]).combine(this.grantKey(grantee, 'kms:GenerateDataKey'));
+  }
+
+  /**
+   * What `restorable wal-fetch` needs, as a recovering server's restore_command: read `{prefix}{source}/wal/*` and list
+   * that prefix (so that a file the archive does not hold reads as absent, not as forbidden), and decrypt through S3.
+   */
+  public grantWalFetch(grantee: iam.IGrantable, source: string): iam.Grant {
+    const objects = this.walObjects(grantee, source, `A recovering server of '${source}' fetches any archived WAL file of that source ` +
+      '(the wildcard matches any file name under its wal/ prefix, and nothing outside it)');
+    return iam.Grant.addToPrincipal({
+      grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn],
+      conditions: { StringLike: { 's3:prefix': [`${sourcePrefix(this.prefix, source)}${WAL_DIR}/*`] } },
+    })
+      .combine(this.grantObjects(grantee, ['s3:GetObject'], [objects]))
+      .combine(this.grantKey(grantee, 'kms:Decrypt'));
+  }
+
+  /**
    * Object ARNs need a wildcard; record for cdk-nag (AwsSolutions-IAM5) why each one is as narrow as it can be.
    * Only principals that are constructs (roles, users) can carry the acknowledgement.
    */
@@ -307,6 +334,13 @@ export abstract class BackupBucket extends Construct {
     const problem = sourceNameProblem(source);
     if (problem) throw new RestorableError(this, problem);
     return this.bucket.arnForObjects(`${sourcePrefix(this.prefix, source)}*`);
+  }
+
+  /** `{prefix}{source}/wal/*`, acknowledged for cdk-nag with `reason`. */
+  private walObjects(grantee: iam.IGrantable, source: string, reason: string): string {
+    const objects = this.bucket.arnForObjects(`${sourcePrefix(this.prefix, source)}${WAL_DIR}/*`);
+    this.acknowledgeWildcards(grantee, [objects], reason);
+    return objects;
   }
 
   private grantObjects(grantee: iam.IGrantable, actions: string[], resourceArns: string[]): iam.Grant {
