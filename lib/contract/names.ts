@@ -28,6 +28,10 @@ export const RESTORE_TESTS_DIR = 'restore-tests';
 export const RUNBOOK_FILE = 'RUNBOOK.md';
 /** Where a source's archived PostgreSQL WAL lives: `{prefix}{source}/wal/`. */
 export const WAL_DIR = 'wal';
+/** Where a source's PostgreSQL base backups live: `{prefix}{source}/base/`, apart from its logical dumps. */
+export const BASE_DIR = 'base';
+/** A base backup's stored object: a tar of the data directory (pg_basebackup -Ft -X fetch), zstd, then age. */
+export const BASE_BACKUP_SUFFIX = `.tar${STORED_SUFFIX}`;
 
 /** A prefix is empty or ends with '/': normalise what users type. */
 export function normalisePrefix(prefix: string | undefined): string {
@@ -97,7 +101,34 @@ export function walKey(prefix: string | undefined, source: string, file: string)
   return `${sourcePrefix(prefix, source)}${WAL_DIR}/${file}${STORED_SUFFIX}`;
 }
 
+/** `{prefix}{source}/wal/`: every archived WAL object of a source, and nothing else. */
+export function walPrefix(prefix: string | undefined, source: string): string {
+  return `${sourcePrefix(prefix, source)}${WAL_DIR}/`;
+}
+
+/** `{prefix}{source}/base/`: a source's base backups, their manifests and their latest.json. */
+export function baseBackupPrefix(prefix: string | undefined, source: string): string {
+  return `${sourcePrefix(prefix, source)}${BASE_DIR}/`;
+}
+
+/**
+ * `{prefix}{source}/base/latest.json`: the newest base backup that passed post-upload verification, moved forward
+ * only, as latest.json is for dumps.
+ */
+export function baseLatestKey(prefix: string | undefined, source: string): string {
+  return `${baseBackupPrefix(prefix, source)}${LATEST_FILE}`;
+}
+
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+
+/**
+ * `{prefix}{source}/base/{YYYY}/{MM}/{DD}/{source}_{YYYY-MM-DD_HH-MM-SS}Z.tar.zst.age`: the base backup that
+ * started at `startedAt`. Its manifest is manifestKeyFor(key).
+ */
+export function baseBackupKey(prefix: string | undefined, source: string, startedAt: Date): string {
+  const dir = `${startedAt.getUTCFullYear()}/${pad(startedAt.getUTCMonth() + 1)}/${pad(startedAt.getUTCDate())}`;
+  return `${baseBackupPrefix(prefix, source)}${dir}/${source}_${timestampLabel(startedAt)}Z${BASE_BACKUP_SUFFIX}`;
+}
 
 /** `YYYY-MM-DD_HH-MM-SS`, in UTC. */
 export function timestampLabel(at: Date): string {

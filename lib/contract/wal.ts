@@ -4,6 +4,7 @@
  * as a dump is, written once by a single PUT with If-None-Match. Its checksums are S3 user metadata on the object
  * itself (x-amz-meta-…), written in the same PUT: there is never an object without them, nor a second key to lose.
  */
+import { Tier } from './tiers';
 
 /** The kinds of file PostgreSQL archives (archive_command's %f) and asks back (restore_command's %f). */
 export enum WalFileKind {
@@ -15,6 +16,13 @@ export enum WalFileKind {
   HISTORY = 'history',
   /** `000000010000000000000002.00000028.backup`: a base backup's label, with its start and stop positions. */
   BACKUP_LABEL = 'backup',
+  /**
+   * `000000010000000000000003.partial.00A1C000`: the unfinished segment a WAL receiver is writing, uploaded every few
+   * seconds as it grows; the suffix is how many bytes of it were written (8 hex digits), so that each upload is a
+   * new write-once key and the newest sorts last. Never asked for by PostgreSQL: a restore to the latest point
+   * uses the newest one of a segment that was never archived whole.
+   */
+  RECEIVED_PARTIAL = 'received-partial',
 }
 
 const WAL_FILE_PATTERNS: ReadonlyArray<readonly [WalFileKind, RegExp]> = [
@@ -22,7 +30,20 @@ const WAL_FILE_PATTERNS: ReadonlyArray<readonly [WalFileKind, RegExp]> = [
   [WalFileKind.PARTIAL, /^[0-9A-F]{24}\.partial$/],
   [WalFileKind.HISTORY, /^[0-9A-F]{8}\.history$/],
   [WalFileKind.BACKUP_LABEL, /^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/],
+  [WalFileKind.RECEIVED_PARTIAL, /^[0-9A-F]{24}\.partial\.[0-9A-F]{8}$/],
 ];
+
+/**
+ * The tier WAL objects are tagged with, so that the store's lifecycle expires them: point-in-time recovery reaches back
+ * as far as the daily tier keeps base backups. Older points are the weekly and monthly base backups themselves,
+ * which are self-contained (their WAL is inside the tar) and need no archived WAL.
+ */
+export const WAL_TIER = Tier.DAILY;
+
+/** The received-partial name of `segment` with `bytes` of it written: `{segment}.partial.{bytes, 8 hex digits}`. */
+export function receivedPartialName(segment: string, bytes: number): string {
+  return `${segment}.partial.${bytes.toString(16).toUpperCase().padStart(8, '0')}`;
+}
 
 /** The kind of a WAL file name (no directory), or undefined when PostgreSQL would not archive a file of that name. */
 export function walFileKind(file: string): WalFileKind | undefined {
