@@ -179,6 +179,38 @@ export interface RestoreTestPointer {
   readonly durationSeconds?: number;
   /** Why the test failed, in words for a person, when it did. */
   readonly reason?: string;
+  /** The point-in-time restore of a WAL-archived PostgreSQL source, when the test made one. */
+  readonly pitr?: RestoreTestPitr;
+}
+
+/**
+ * A restore test's point-in-time restore: a base backup and the archived WAL after it, replayed by a PostgreSQL
+ * server up to a recent time. `restoreSeconds` is the measured PITR restore time that `restorable status` reports.
+ */
+export interface RestoreTestPitr {
+  /** The time recovery was asked to stop at (ISO 8601, UTC). */
+  readonly targetTime: string;
+  /** The commit time of the last transaction recovery replayed (ISO 8601, UTC): at or before targetTime. */
+  readonly recoveredTo: string;
+  /** The base backup the restore started from. */
+  readonly baseBackupKey: string;
+  /** How many WAL files were fetched, verified and handed to the server. */
+  readonly walFilesReplayed: number;
+  /** From the start of the base backup's download until the server was out of recovery. */
+  readonly restoreSeconds: number;
+}
+
+/** What is wrong with a report's `pitr`, or undefined when it is well formed. */
+export function restoreTestPitrProblem(value: unknown): string | undefined {
+  if (!isObject(value)) return 'is not an object';
+  const p = value as Partial<Record<keyof RestoreTestPitr, unknown>>;
+  for (const name of ['targetTime', 'recoveredTo'] as const) {
+    if (typeof p[name] !== 'string' || Number.isNaN(Date.parse(p[name] as string))) return `lacks a valid ${name}`;
+  }
+  if (typeof p.baseBackupKey !== 'string' || p.baseBackupKey === '') return 'lacks baseBackupKey';
+  if (!(Number.isInteger(p.walFilesReplayed) && (p.walFilesReplayed as number) >= 0)) return 'lacks a whole walFilesReplayed';
+  if (!(typeof p.restoreSeconds === 'number' && Number.isFinite(p.restoreSeconds) && p.restoreSeconds >= 0)) return 'lacks a valid restoreSeconds';
+  return undefined;
 }
 
 const RESTORE_TEST_FIX = 'delete it (the next restore test writes a new one) or restore it from an older version (the bucket is versioned)';
@@ -195,5 +227,7 @@ export function parseRestoreTestPointer(text: string, where: string): RestoreTes
   if (typeof p.finishedAt !== 'string' || Number.isNaN(Date.parse(p.finishedAt))) {
     throw new ContractError(`restore-test report ${where} lacks a valid finishedAt time`, RESTORE_TEST_FIX);
   }
+  const pitrProblem = p.pitr === undefined ? undefined : restoreTestPitrProblem(p.pitr);
+  if (pitrProblem) throw new ContractError(`restore-test report ${where}: its pitr ${pitrProblem}`, RESTORE_TEST_FIX);
   return p as RestoreTestPointer;
 }
