@@ -78,6 +78,29 @@ export interface MonitoredSourceOptions {
    * @default - the construct's sizeRatioFloor
    */
   readonly sizeRatioFloor?: number;
+  /**
+   * The source archives its PostgreSQL WAL continuously (its base backups and WAL under `base/` and `wal/`): the
+   * freshness check then also watches the age of its newest archived WAL, gaps in the WAL chain since its newest
+   * base backup, and its base backup age.
+   * @default - no WAL archive is watched
+   */
+  readonly walArchive?: MonitoredWalArchive;
+}
+
+/** How a source's continuous WAL archive is watched. */
+export interface MonitoredWalArchive {
+  /**
+   * The newest archived WAL object (by the time S3 stored it) older than this alarms: the continuous RPO is broken.
+   * Give the partial-upload interval (or archive_timeout with wal-push) plus slack for a quiet server: a receiver
+   * uploads a partial only when it changed, so an idle server's newest WAL ages by its checkpoint interval.
+   */
+  readonly maxAge: Duration;
+  /**
+   * The newest base backup (by the time S3 stored its pointer) older than this alarms: every restore then replays
+   * more WAL, and the WAL it needs is kept only as long as the daily tier keeps objects.
+   * @default Duration.hours(25) - a daily base backup schedule plus an hour
+   */
+  readonly baseBackupMaxAge?: Duration;
 }
 
 type MonitoredSource = MonitoringRuleSource;
@@ -277,12 +300,14 @@ export class BackupMonitoring extends Construct {
     const ratioFloor = options?.sizeRatioFloor ?? this.defaultRatioFloor;
     const floor = ratioFloorProblem(`sizeRatioFloor of source '${name}'`, ratioFloor);
     if (floor) problems.push(floor);
+    const walArchive = walArchiveThresholds(name, options?.walArchive, problems);
     if (problems.length) throw new RestorableError(this, problems.join('\n'));
     const source: MonitoredSource = {
       name,
       maxAgeSeconds,
       minSizeBytes: options.minSize?.toBytes(),
       ratioFloor,
+      ...walArchive,
     };
     this.sources.set(name, source);
     this.rules.addSource(source);
@@ -430,4 +455,18 @@ export class BackupMonitoring extends Construct {
       }, scope);
     }
   }
+}
+
+const DEFAULT_BASE_BACKUP_MAX_AGE = Duration.hours(25);
+
+/** A watched WAL archive's thresholds in seconds, or none; problems are pushed, each naming its property. */
+function walArchiveThresholds(source: string, walArchive: MonitoredWalArchive | undefined, problems: string[]):
+  Pick<MonitoredSource, 'walMaxAgeSeconds' | 'baseBackupMaxAgeSeconds'> {
+  if (walArchive === undefined) return {};
+  return {
+    walMaxAgeSeconds: wholeSeconds(`walArchive.maxAge of source '${source}'`, walArchive?.maxAge,
+      { min: 1, example: 'Duration.minutes(5)' }, problems),
+    baseBackupMaxAgeSeconds: wholeSeconds(`walArchive.baseBackupMaxAge of source '${source}'`, walArchive?.baseBackupMaxAge ?? DEFAULT_BASE_BACKUP_MAX_AGE,
+      { min: 60, example: 'Duration.hours(25) for a daily base backup' }, problems),
+  };
 }

@@ -17,6 +17,10 @@ export interface MonitoringRuleSource {
   readonly maxAgeSeconds: number;
   readonly minSizeBytes?: number;
   readonly ratioFloor: number;
+  /** With a watched WAL archive: the newest WAL object's age limit. */
+  readonly walMaxAgeSeconds?: number;
+  /** With a watched WAL archive: the newest base backup's age limit. */
+  readonly baseBackupMaxAgeSeconds?: number;
 }
 
 export interface MonitoringRulesProps {
@@ -63,7 +67,12 @@ export class MonitoringRules {
       targets: [new targets.LambdaFunction(this.props.freshnessFunction, {
         event: events.RuleTargetInput.fromObject({
           sources: Lazy.any({
-            produce: () => chunk.map((s) => ({ source: s.name, maxAgeSeconds: s.maxAgeSeconds, ...(isRestoreTested(s.name) ? { restoreTested: true } : {}) })),
+            produce: () => chunk.map((s) => ({
+              source: s.name,
+              maxAgeSeconds: s.maxAgeSeconds,
+              ...(isRestoreTested(s.name) ? { restoreTested: true } : {}),
+              ...(s.walMaxAgeSeconds !== undefined ? { wal: { maxAgeSeconds: s.walMaxAgeSeconds, baseBackupMaxAgeSeconds: s.baseBackupMaxAgeSeconds } } : {}),
+            })),
           }),
         }),
         retryAttempts: 2,
