@@ -9,6 +9,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CommandSpec, ParsedArgs, parseCommandArgs, usage } from './shared/args';
 import { AwsClients, awsClients } from './shared/aws';
 import { BACKUP_COMMAND, formatBackupResult, runBackup } from './commands/backup';
+import { BASEBACKUP_COMMAND, formatBaseBackupResult, runBaseBackup } from './commands/basebackup';
 import { LIST_COMMAND, formatListing, runList } from './commands/list';
 import { RESTORE_TEST_COMMAND, formatRestoreTestReport, restoreTestFailure, restoreTestPassed, runRestoreTest } from './commands/restore-test';
 import { RUNBOOK_COMMAND, runRunbook } from './commands/runbook';
@@ -52,6 +53,13 @@ const COMMANDS: readonly Command[] = [
     run: async (args, aws) => {
       const result = await runBackup(args, { s3: aws.s3, secrets: aws.secrets(args.string('secret-id')) });
       return print(args.flag('json'), result, formatBackupResult(result));
+    },
+  },
+  {
+    spec: BASEBACKUP_COMMAND,
+    run: async (args, aws) => {
+      const result = await runBaseBackup(args, { s3: aws.s3, secrets: aws.secrets(args.string('secret-id')) });
+      return print(args.flag('json'), result, formatBaseBackupResult(result));
     },
   },
   {

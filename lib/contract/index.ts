@@ -5,3 +5,4 @@ export * from './manifest';
 export * from './metrics';
 export * from './runbook';
 export * from './wal';
+export * from './base-backup';

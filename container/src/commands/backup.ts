@@ -61,7 +61,7 @@ export interface BackupDeps {
 }
 
 /** Runs a pipeline into one object; kills the pipeline and aborts the upload on any failure. */
-async function store(deps: BackupDeps, bucket: string, key: string, tier: Tier, partSize: number,
+export async function store(deps: BackupDeps, bucket: string, key: string, tier: Tier, partSize: number,
   stages: readonly StageSpec[], options: {
     readonly input?: Readable;
     /** The last check, once every stage exited 0 and before the object completes; throw to refuse it. */
@@ -103,7 +103,7 @@ async function vouchedStart(s3: S3Client, bucket: string, latest: LatestPointer)
  * so a pointer forged into the future cannot wedge honest runs, and a backup that started before the current one
  * (an overlapping run that finished later) still does not replace it.
  */
-async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<boolean> {
+export async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer: LatestPointer): Promise<boolean> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await getText(s3, bucket, key);
     const latest = current ? parseLatest(current.text, `s3://${bucket}/${key}`) : undefined;
@@ -124,7 +124,7 @@ async function advanceLatest(s3: S3Client, bucket: string, key: string, pointer:
  * backup keeps its own until the hold keeper, which trusts restore-test proof rather than pointers, releases it
  * (the bucket policy lets no one else release one).
  */
-async function placeLegalHold(s3: S3Client, bucket: string, held: readonly string[]): Promise<void> {
+export async function placeLegalHold(s3: S3Client, bucket: string, held: readonly string[]): Promise<void> {
   for (const key of held) {
     try {
       await setLegalHold(s3, bucket, key, true);

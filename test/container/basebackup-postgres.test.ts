@@ -1,0 +1,127 @@
+/**
+ * `restorable basebackup` against a real PostgreSQL 15 server and moto's S3, with the bundled agent: the data
+ * directory's tar (pg_basebackup -Ft -X fetch) is stored encrypted under {source}/base/ with a manifest whose
+ * positions are the server's own, base/latest.json moves forward, the stored tar opens with the identity and holds a
+ * data directory. A tar cut short is refused and nothing is recorded; a server that cannot be reached says so.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectLegalHoldCommand, GetObjectTaggingCommand, ObjectLockRetentionMode } from '@aws-sdk/client-s3';
+import {
+  MANIFEST_SUFFIX, TIER_TAG, Tier, baseBackupPrefix, baseLatestKey, manifestKeyFor, parseBaseBackupManifest, parseBaseBackupPointer,
+} from '../../lib/contract';
+import { AgeKey, MotoBucket, agentEnv, clusterQuery, makeAgeKey, motoBucket, requireAgentBundle, runAgent } from '../support';
+import { Pg15Cluster, PG15_BIN, startPg15Cluster } from '../support/pg-wal-cluster';
+
+jest.setTimeout(120_000);
+
+const source = 'base-pg';
+let s3: MotoBucket;
+let key: AgeKey;
+let primary: Pg15Cluster;
+const leftovers: string[] = [];
+
+const basebackup = (extra: string[] = [], env: Record<string, string> = {}) => runAgent(['basebackup', '--source', source, '--bucket', s3.bucket,
+  '--recipient', key.recipient, '--host', primary.host, '--port', String(primary.port), '--user', primary.user, '--json', ...extra],
+{ ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}`, ...env });
+
+beforeAll(async () => {
+  requireAgentBundle();
+  s3 = await motoBucket({ objectLock: { mode: ObjectLockRetentionMode.GOVERNANCE, days: 1 } });
+  key = makeAgeKey();
+  primary = await startPg15Cluster();
+  await clusterQuery(primary, 'postgres', 'CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL)');
+  await clusterQuery(primary, 'postgres', 'INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g');
+});
+
+afterAll(async () => {
+  for (const dir of leftovers) rmSync(dir, { recursive: true, force: true });
+  primary?.destroy();
+  await s3?.stop();
+});
+
+describe('restorable basebackup', () => {
+  let first: { key: string; manifestKey: string; startWalFile: string; endWalFile: string; timeline: number; tier: string };
+
+  it('stores the data directory\'s tar encrypted under base/, with a manifest of the server\'s own WAL positions, and moves base/latest.json', async () => {
+    const [before] = await clusterQuery<{ file: string; id: string }>(primary, 'postgres',
+      'SELECT pg_walfile_name(pg_current_wal_lsn()) AS file, (SELECT system_identifier::text FROM pg_control_system()) AS id');
+    const run = await basebackup(['--legal-hold']);
+    expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
+    first = JSON.parse(run.stdout);
+    const [after] = await clusterQuery<{ file: string }>(primary, 'postgres', 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS file');
+    expect(first.key.startsWith(baseBackupPrefix(undefined, source))).toBe(true);
+    expect(first.key).toMatch(/_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}Z\.tar\.zst\.age$/);
+    expect(first.tier).toBe(Tier.MONTHLY);
+
+    const manifest = parseBaseBackupManifest((await s3.getText(first.manifestKey))!, first.manifestKey);
+    expect(manifest).toMatchObject({ kind: 'basebackup', source, engine: 'postgres', serverVersion: '15', systemIdentifier: before.id, timeline: 1, key: first.key });
+    // The backup's WAL lies between where the server was before and after it; a checkpoint starts it on a new segment.
+    expect(manifest.startWalFile >= before.file && manifest.startWalFile <= after.file).toBe(true);
+    expect(manifest.endWalFile >= manifest.startWalFile && manifest.endWalFile <= after.file).toBe(true);
+    expect(manifest.startLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(manifest.endLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(manifest.tarSize).toBeGreaterThan(20 * 1024 * 1024);
+    expect(manifest.toolVersions.pg_basebackup).toContain('15');
+
+    const pointer = parseBaseBackupPointer((await s3.getText(baseLatestKey(undefined, source)))!, 'latest');
+    expect(pointer).toMatchObject({ key: first.key, manifestKey: manifestKeyFor(first.key), startWalFile: manifest.startWalFile, timeline: 1, sha256: manifest.sha256 });
+    for (const k of [first.key, first.manifestKey]) {
+      const tags = await s3.client.send(new GetObjectTaggingCommand({ Bucket: s3.bucket, Key: k }));
+      expect(tags.TagSet).toEqual([{ Key: TIER_TAG, Value: Tier.MONTHLY }]);
+      const hold = await s3.client.send(new GetObjectLegalHoldCommand({ Bucket: s3.bucket, Key: k }));
+      expect(hold.LegalHold?.Status).toBe('ON');
+    }
+
+    // The stored bytes open with the identity and are a data directory with its WAL.
+    const dir = mkdtempSync(join(tmpdir(), 'restorable-basebackup-open-'));
+    leftovers.push(dir);
+    writeFileSync(join(dir, 'stored'), await s3.getBytes(first.key));
+    execFileSync('sh', ['-c', `age -d -i ${key.identityFile} stored | zstd -d -q | tar -x -C . -f -`], { cwd: dir });
+    const label = execFileSync('cat', [join(dir, 'backup_label')]).toString();
+    expect(label).toContain(`START WAL LOCATION: ${manifest.startLsn} (file ${manifest.startWalFile})`);
+    expect(execFileSync('cat', [join(dir, 'PG_VERSION')]).toString().trim()).toBe('15');
+    expect(execFileSync('ls', [join(dir, 'pg_wal')]).toString()).toContain(manifest.endWalFile);
+  });
+
+  it('a second base backup the same hour is hourly and moves base/latest.json forward', async () => {
+    await new Promise((r) => setTimeout(r, 1100)); // keys have whole seconds
+    const run = await basebackup();
+    expect(run.code).toBe(0);
+    const second = JSON.parse(run.stdout);
+    expect(second.tier).toBe(Tier.HOURLY);
+    expect(second.latestMoved).toBe(true);
+    expect(second.startWalFile > first.startWalFile).toBe(true);
+    expect(parseBaseBackupPointer((await s3.getText(baseLatestKey(undefined, source)))!, 'latest').key).toBe(second.key);
+  });
+
+  it('refuses a tar cut short even when pg_basebackup exits 0: nothing is recorded and base/latest.json stays', async () => {
+    const bin = mkdtempSync(join(tmpdir(), 'restorable-short-tar-'));
+    leftovers.push(bin);
+    // A pg_basebackup whose output ends early while it still reports success.
+    writeFileSync(join(bin, 'pg_basebackup'), `#!/bin/sh\n${PG15_BIN}/pg_basebackup "$@" | head -c 3000000\n`);
+    chmodSync(join(bin, 'pg_basebackup'), 0o755);
+    const latestBefore = await s3.getText(baseLatestKey(undefined, source));
+    const keysBefore = await s3.keys(baseBackupPrefix(undefined, source));
+    await new Promise((r) => setTimeout(r, 1100));
+    const run = await basebackup([], { PATH: `${bin}:${PG15_BIN}:${process.env.PATH}` });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/restorable basebackup: pg_basebackup's tar ended after \d+ bytes without its end-of-archive marker: it was cut short: refusing to store it/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+    expect(await s3.keys(baseBackupPrefix(undefined, source))).toEqual(keysBefore);
+    expect(await s3.getText(baseLatestKey(undefined, source))).toBe(latestBefore);
+  });
+
+  it('a server that cannot be reached fails in words, storing nothing', async () => {
+    const keysBefore = await s3.keys(baseBackupPrefix(undefined, source));
+    const run = await runAgent(['basebackup', '--source', source, '--bucket', s3.bucket, '--recipient', key.recipient,
+      '--host', '127.0.0.1', '--port', '1', '--user', primary.user], { ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}` });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/restorable basebackup: stage 'pg_basebackup' exited with code 1:\npg_basebackup: error: connection to server at "127.0.0.1", port 1 failed/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+    expect(await s3.keys(baseBackupPrefix(undefined, source))).toEqual(keysBefore);
+    expect((await s3.keys(baseBackupPrefix(undefined, source))).filter((k) => k.endsWith(MANIFEST_SUFFIX))).toHaveLength(2);
+  });
+});
