@@ -22,6 +22,8 @@ import { CustomResourceEvent, CustomResourceResponse, sendResponse } from '../sh
 interface SourceProperty {
   readonly name: string;
   readonly engine: Engine;
+  /** The source's WAL is archived: its runbook gains the point-in-time recovery section. */
+  readonly walArchived?: boolean;
 }
 
 export async function handler(event: CustomResourceEvent): Promise<void> {
@@ -143,13 +145,15 @@ function readProperties(properties: Record<string, unknown>): { locations: Runbo
   if (vault && !replica && !own) throw new Error('property VaultAccount is given without ReplicaBucket: the DisasterRecoveryRunbook construct sets both');
   const sources = JSON.parse(required(properties, 'Sources')) as SourceProperty[];
   const engines = Object.values(Engine) as string[];
-  const runbooks = sources.map(({ name, engine }) => {
-    const problem = sourceNameProblem(name) ?? (engines.includes(engine) ? undefined : `source '${name}' has unknown engine '${engine}'`);
+  const runbooks = sources.map(({ name, engine, walArchived }) => {
+    const problem = sourceNameProblem(name) ?? (engines.includes(engine) ? undefined : `source '${name}' has unknown engine '${engine}'`) ??
+      (walArchived === undefined || walArchived === true ? undefined : `source '${name}' has walArchived ${JSON.stringify(walArchived)}: true or absent`);
     if (problem) throw new Error(problem);
+    const pitr = walArchived ? { walArchived } : {};
     // The vault's own: the DR path alone, the vault's bucket in the replica's place.
     const facts: RunbookFacts = own
-      ? { source: name, engine, prefix, replica: primary, vault }
-      : { source: name, engine, prefix, primary, replica, identitySecretArn, vault };
+      ? { source: name, engine, prefix, replica: primary, vault, ...pitr }
+      : { source: name, engine, prefix, primary, replica, identitySecretArn, vault, ...pitr };
     return { key: runbookKey(prefix, name, own ? ReportsCopy.VAULT : undefined), text: renderRunbook(facts) };
   });
   return { locations: replica && !vault ? [primary, replica] : [primary], runbooks };

@@ -7,7 +7,7 @@ import { BackupKeys } from '../keys/backup-keys';
 import { BackupStore } from '../store/backup-store';
 import { RUNBOOK_FILE } from '../contract/names';
 import { DatabaseBackups } from '../backups/database-backups';
-import { grantRunbookWrite, runbookWriter } from './runbook-writer';
+import { grantRunbookWrite, runbookSource, runbookWriter } from './runbook-writer';
 import { vaultRestoreRoleArn } from '../restore-testing/vault-restore-testing';
 
 
@@ -102,7 +102,7 @@ export class DisasterRecoveryRunbook extends Construct {
         ...(props.keys?.identitySecret ? { IdentitySecretArn: props.keys.identitySecret.secretArn } : {}),
         ...(vault ? { VaultAccount: vault.account, VaultRestoreRoleArn: vault.restoreRoleArn, VaultIdentitySecretArn: vault.identitySecretArn } : {}),
         // Read at synth, so that sources added after this construct get a runbook too.
-        Sources: Lazy.string({ produce: () => JSON.stringify(backups.sources.map((s) => ({ name: s.name, engine: s.engine.agentEngine }))) }),
+        Sources: Lazy.string({ produce: () => JSON.stringify(backups.sources.map(runbookSource)) }),
         // A new renderer rewrites the runbooks even when no name changed.
         Renderer: renderer,
       },

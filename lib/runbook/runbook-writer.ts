@@ -9,6 +9,21 @@ import { Construct } from 'constructs';
 import { lambdaAsset } from '../shared/package-root';
 import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
+import { BackupSource } from '../backups/backup-source';
+
+/** One source as the writer's `Sources` property carries it: its name, engine and whether its WAL is archived. */
+export interface RunbookSourceProperty {
+  readonly name: string;
+  readonly engine: string;
+  /** Present (true) only for a source with WAL archiving: its runbook gains the point-in-time recovery section. */
+  readonly walArchived?: true;
+}
+
+/** A source's entry in the writer's `Sources` property, read at synth. */
+export function runbookSource(source: BackupSource): RunbookSourceProperty {
+  const archived = (source as { readonly walArchiving?: unknown }).walArchiving !== undefined;
+  return { name: source.name, engine: source.engine.agentEngine, ...(archived ? { walArchived: true as const } : {}) };
+}
 
 /** The runbook-writer function, its role and log group, as DisasterRecoveryRunbook and VaultRunbook make them. */
 export interface RunbookWriter {

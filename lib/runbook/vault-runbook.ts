@@ -7,7 +7,7 @@ import { ReportsCopy, RUNBOOK_FILE } from '../contract/names';
 import { DatabaseBackups } from '../backups/database-backups';
 import { ReplicaStore } from '../store/replica-store';
 import { vaultRestoreRoleArn } from '../restore-testing/vault-restore-testing';
-import { grantRunbookWrite, runbookWriter } from './runbook-writer';
+import { grantRunbookWrite, runbookSource, runbookWriter } from './runbook-writer';
 
 export interface VaultRunbookProps {
   /**
@@ -70,7 +70,7 @@ export class VaultRunbook extends Construct {
         VaultRestoreRoleArn: vaultRestoreRoleArn(store, props.restoreRoleName),
         VaultIdentitySecretArn: props.identity.secretPartialArn,
         // Plain names and engines, read at synth: the primary's stack is never referred to.
-        Sources: Lazy.string({ produce: () => JSON.stringify(backups.sources.map((s) => ({ name: s.name, engine: s.engine.agentEngine }))) }),
+        Sources: Lazy.string({ produce: () => JSON.stringify(backups.sources.map(runbookSource)) }),
         // A new renderer rewrites the runbooks even when no name changed.
         Renderer: renderer,
       },

@@ -260,6 +260,16 @@ test('the rendered runbook has both ways through steps 1 to 8, a DR scene, Glaci
   expect(blocks.find((b) => b.path === 'dr')!.code).toContain("IDENTITY_SECRET='arn:aws:secretsmanager:eu-west-1:123456789012:secret:BackupKeysIdentity-AbCdEf'");
 });
 
+test('a source whose WAL is archived gets the point-in-time recovery section; the others do not', async () => {
+  const sources = [{ name: 'orders-db', engine: Engine.POSTGRES, walArchived: true }, { name: 'shop-db', engine: Engine.MYSQL }];
+  const response = await respondTo(event('Create', properties({ Prefix: 'pitr/', Sources: JSON.stringify(sources) })));
+
+  expect(response).toMatchObject({ Status: 'SUCCESS', Data: { Runbooks: '4' } });
+  const steps = async (source: string) => runbookBlocks((await s3.getText(runbookKey('pitr/', source)))!).map((b) => b.step).filter((step) => step.startsWith('pitr'));
+  expect(await steps('orders-db')).toEqual(['pitr1', 'pitr1', 'pitr2', 'pitr3', 'pitr4', 'pitr5']);
+  expect(await steps('shop-db')).toEqual([]);
+});
+
 test('without a replica, only the primary bucket is written and the runbook says there is no offsite copy', async () => {
   const response = await respondTo(event('Update', properties({ ReplicaBucket: undefined, ReplicaRegion: undefined })));
 
@@ -278,6 +288,8 @@ test('Delete leaves the runbooks in place and succeeds', async () => {
 test.each([
   [{ Sources: JSON.stringify([{ name: 'Orders DB', engine: Engine.POSTGRES }]) }, /source name 'Orders DB' is invalid/],
   [{ Sources: JSON.stringify([{ name: 'orders-db', engine: 'oracle' }]) }, /unknown engine 'oracle'/],
+  [{ Sources: JSON.stringify([{ name: 'shop-db', engine: Engine.MYSQL, walArchived: true }]) }, /walArchived is for PostgreSQL sources, and this one is mysql/],
+  [{ Sources: JSON.stringify([{ name: 'orders-db', engine: Engine.POSTGRES, walArchived: 'yes' }]) }, /source 'orders-db' has walArchived "yes": true or absent/],
   [{ Bucket: 'no-such-bucket' }, /NoSuchBucket/],
   [{ Region: undefined }, /property Region is missing/],
 ])('a bad request (%o) fails with a reason CloudFormation shows', async (overrides, reason) => {

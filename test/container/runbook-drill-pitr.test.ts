@@ -1,0 +1,331 @@
+/**
+ * The runbook's point-in-time recovery, drilled with standard tools only: a real PostgreSQL 15 server archives its WAL
+ * through `restorable wal-push`, a base backup is stored beside it, and the runbook of a WAL-archived source is stored
+ * in the bucket and printed back by `restorable runbook`. Its scene and PITR blocks are taken FROM THAT TEXT, moto's
+ * endpoint put into the aws commands, and run in bash as the server's operating-system user with Debian's aws CLI v2,
+ * jq, sha256sum, age, zstd, tar and the server's own programs: the recovered server holds every transaction
+ * committed at or before the target and none after it (track_commit_timestamp tells each row's commit time), and
+ * neither the identity nor AWS credentials ever reach it.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  Engine, RunbookPath, RunbookVia, WAL_METADATA, baseBackupKey, baseLatestKey, manifestKeyFor, pitrScript, renderRunbook, runbookBlocks,
+  runbookKey, walKey, walPrefix,
+} from '../../lib/contract';
+import { AGENT_BUNDLE, AgeKey, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle } from '../support';
+import { Moto, motoName, sharedMoto } from '../support/moto';
+import { PG15_BIN, Pg15Cluster, agentForCluster, clusterOwnedDir, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
+
+jest.setTimeout(180_000);
+
+const SOURCE = 'ledger-pg';
+const PREFIX = 'prod/';
+const REGION = 'us-east-1';
+/** Debian's aws CLI v2 (the awscli package) and the base system's tools. */
+const TOOLS_PATH = '/usr/bin:/bin';
+const AS_ROOT = userInfo().uid === 0;
+
+let moto: Moto;
+let s3: MotoBucket;
+let key: AgeKey;
+let identityArn: string;
+let primary: Pg15Cluster;
+let agent: string;
+const leftovers: string[] = [];
+/** Each tick's id and commit time (ms since the epoch), in commit order. */
+let ticks: { id: number; committedAt: number }[] = [];
+
+const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+async function sql<T extends object = Record<string, unknown>>(text: string): Promise<T[]> {
+  return clusterQuery<T>(primary, 'postgres', text);
+}
+
+/** Waits until the archiver has archived `file` (or any file past it); fails at once on an archive failure. */
+async function archivedThrough(file: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const [stat] = await sql<{ last: string | null; failed: string }>('SELECT last_archived_wal AS last, failed_count AS failed FROM pg_stat_archiver');
+    if (Number(stat.failed) > 0) throw new Error(`archive_command failed; the server's log:\n${primary.log().slice(-3000)}`);
+    if (stat.last && stat.last >= file) return;
+    if (Date.now() > deadline) throw new Error(`${file} was not archived within a minute (last: ${stat.last})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function switchWal(): Promise<string> {
+  const [row] = await sql<{ file: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS file');
+  return row.file;
+}
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * A base backup as the store keeps one: pg_basebackup's single tar (-X fetch) through zstd and age under base/, its
+ * manifest beside it, and base/latest.json.
+ */
+async function storeBaseBackup(): Promise<{ key: string; startWalFile: string }> {
+  const dir = clusterOwnedDir('restorable-drill-base-');
+  leftovers.push(dir);
+  const startedAt = new Date();
+  const tar = join(dir, 'base.tar');
+  runPg15('pg_basebackup', ['-D', dir, '-Ft', '-X', 'fetch', '--checkpoint=fast', '--no-sync', '--no-manifest',
+    '-h', primary.host, '-p', String(primary.port), '-U', primary.user]);
+  const label = execFileSync('tar', ['-xOf', tar, 'backup_label']).toString();
+  const startWalFile = /START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)/.exec(label)![1];
+  const timeline = parseInt(startWalFile.slice(0, 8), 16);
+  const sealed = execFileSync('bash', ['-c', `zstd -q -c '${tar}' | age -r '${key.recipient}'`], { maxBuffer: 1 << 30 });
+  const finishedAt = new Date();
+  const objectKey = baseBackupKey(PREFIX, SOURCE, startedAt);
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey, Body: sealed }));
+  const manifest = {
+    formatVersion: 1, kind: 'basebackup', source: SOURCE, engine: 'postgres', timeline, startWalFile,
+    startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), tier: 'daily', key: objectKey, size: sealed.length, sha256: sha256(sealed),
+  };
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(objectKey), Body: JSON.stringify(manifest) }));
+  await s3.client.send(new PutObjectCommand({
+    Bucket: s3.bucket, Key: baseLatestKey(PREFIX, SOURCE),
+    Body: JSON.stringify({ formatVersion: 1, source: SOURCE, key: objectKey, manifestKey: manifestKeyFor(objectKey), startedAt: manifest.startedAt }),
+  }));
+  return { key: objectKey, startWalFile };
+}
+
+/** Commits `count` ticks, one transaction each, `gapMs` apart, then reads back every tick's commit time. */
+async function tick(count: number, gapMs: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await sql(`INSERT INTO ticks (note) VALUES ('tick')`);
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  const rows = await sql<{ id: number; at: string }>(
+    'SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint::text AS at FROM ticks WHERE note = \'tick\' ORDER BY id');
+  ticks = rows.map((r) => ({ id: r.id, committedAt: Number(r.at) }));
+}
+
+/**
+ * The runbook as a person gets it: stored in the bucket, printed by `restorable runbook` (the copy of the agent this
+ * file took once its bundle was checked, which the server's archive_command runs too).
+ */
+async function printedRunbook(): Promise<string> {
+  const run = spawnSync(process.execPath, [agent, 'runbook', '--source', SOURCE, '--bucket', s3.bucket, '--prefix', PREFIX],
+    { env: agentEnv(s3.env), encoding: 'utf8' });
+  expect({ code: run.status, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+  return run.stdout;
+}
+
+/** The PITR script of the primary path, moto's endpoint put into the aws commands. */
+function drillScript(runbook: string): string {
+  return pitrScript(runbook, RunbookPath.PRIMARY).replace(/\baws (s3|s3api|secretsmanager) /g, `aws --endpoint-url ${moto.endpoint} $1 `);
+}
+
+interface DrillRun { readonly status: number | null; readonly stdout: string; readonly stderr: string; readonly work: string }
+
+/** Runs a script in bash as the server's operating-system user, in a directory of its own, with exactly `vars` (and AWS's). */
+function runAsServerUser(script: string, vars: (work: string) => Record<string, string>): Promise<DrillRun> {
+  const work = clusterOwnedDir('restorable-pitr-drill-');
+  leftovers.push(work);
+  const env = {
+    PATH: TOOLS_PATH, HOME: work, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_PAGER: '', AWS_MAX_ATTEMPTS: '2',
+    AWS_CONFIG_FILE: join(work, 'no-config'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-credentials'),
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required', ...vars(work),
+  };
+  const bash = ['bash', '--noprofile', '--norc', '-euo', 'pipefail', '-c', script];
+  const argv = ['-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...bash];
+  const [command, args] = AS_ROOT ? ['runuser', ['-u', 'postgres', '--', 'env', ...argv]] : ['env', argv];
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr, work }));
+  });
+}
+
+beforeAll(async () => {
+  requireAgentBundle();
+  agent = agentForCluster(AGENT_BUNDLE);
+  leftovers.push(join(agent, '..'));
+  moto = await sharedMoto();
+  s3 = await motoBucket({ versioned: true });
+  key = makeAgeKey();
+  const secrets = new SecretsManagerClient(moto.config(REGION));
+  try {
+    identityArn = (await secrets.send(new CreateSecretCommand({ Name: motoName('restorable/pitr-identity'), SecretString: readFileSync(key.identityFile, 'utf8') }))).ARN!;
+  } finally {
+    secrets.destroy();
+  }
+  primary = await startPg15Cluster({
+    settings: {
+      archive_mode: 'on',
+      archive_command: quote(`${process.execPath} ${agent} wal-push %p --source ${SOURCE} --bucket ${s3.bucket} --prefix ${PREFIX} --recipient ${key.recipient}`),
+      track_commit_timestamp: 'on',
+      wal_keep_size: "'256MB'",
+    },
+    env: agentEnv(s3.env) as Record<string, string>,
+  });
+  await sql('CREATE TABLE ticks (id serial PRIMARY KEY, note text NOT NULL)');
+  await sql(`INSERT INTO ticks (note) SELECT 'before the base backup' FROM generate_series(1, 500)`);
+  await storeBaseBackup();
+  await tick(30, 60);
+  await archivedThrough(await switchWal());
+  await s3.client.send(new PutObjectCommand({
+    Bucket: s3.bucket, Key: runbookKey(PREFIX, SOURCE),
+    Body: renderRunbook({ source: SOURCE, engine: Engine.POSTGRES, prefix: PREFIX, primary: { bucket: s3.bucket, region: REGION }, identitySecretArn: identityArn, walArchived: true }),
+  }));
+});
+
+afterAll(async () => {
+  for (const dir of leftovers) {
+    try {
+      runPg15('pg_ctl', ['-D', join(dir, 'pitr-data'), '-m', 'immediate', '-w', 'stop']);
+    } catch {
+      // no recovered server there
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  primary?.destroy();
+  await s3?.stop();
+});
+
+test('the runbook of a WAL-archived source has a PITR section, the agent\'s restore --to and the standard tools\' blocks; others have none', async () => {
+  const runbook = await printedRunbook();
+  const blocks = runbookBlocks(runbook);
+  expect(blocks.filter((b) => b.step.startsWith('pitr')).map((b) => `${b.step}:${b.via}`))
+    .toEqual(['pitr1:restorable', 'pitr1:standard', 'pitr2:standard', 'pitr3:standard', 'pitr4:standard', 'pitr5:standard']);
+  expect(blocks.find((b) => b.step === 'pitr1' && b.via === RunbookVia.RESTORABLE)!.code).toMatch(/^restorable restore .*--to "\$PITR_TARGET_TIME" --data-dir "\$PITR_DATA_DIR"/m);
+  const plain = renderRunbook({ source: SOURCE, engine: Engine.POSTGRES, primary: { bucket: 'b', region: REGION } });
+  expect(runbookBlocks(plain).filter((b) => b.step.startsWith('pitr'))).toEqual([]);
+  expect(plain).not.toContain('PITR_DATA_DIR');
+  expect(() => renderRunbook({ source: 'shop', engine: Engine.MYSQL, primary: { bucket: 'b', region: REGION }, walArchived: true }))
+    .toThrow('walArchived is for PostgreSQL sources, and this one is mysql');
+});
+
+test('standard tools recover to a time between two commits: every tick committed by then is there, none after, and the server never held a credential', async () => {
+  // Given a target halfway between two ticks in the middle, 60 ms apart.
+  const last = ticks[Math.floor(ticks.length / 2)];
+  const next = ticks.find((t) => t.committedAt > last.committedAt)!;
+  const target = new Date(Math.floor((last.committedAt + next.committedAt) / 2));
+  const port = await freePort();
+
+  // When the printed runbook's scene and PITR blocks run, as the server's user.
+  const run = await runAsServerUser(drillScript(await printedRunbook()), (work) => ({
+    PITR_DATA_DIR: join(work, 'pitr-data'), PITR_TARGET_TIME: target.toISOString(), PG_BIN: PG15_BIN, PITR_PORT: String(port), PITR_USER: primary.user,
+  }));
+  expect({ status: run.status, stderr: run.status === 0 ? '' : run.stderr.slice(-4000) }).toEqual({ status: 0, stderr: '' });
+
+  // Then the recovered server answers on its socket with every tick committed at or before the target, and none after.
+  const recovered = { host: join(run.work, 'restore-work'), port, user: primary.user };
+  const rows = await clusterQuery<{ id: number }>(recovered, 'postgres', 'SELECT id FROM ticks WHERE note = \'tick\' ORDER BY id');
+  expect(rows.map((r) => r.id)).toEqual(ticks.filter((t) => t.committedAt <= target.getTime()).map((t) => t.id));
+  const [{ n }] = await clusterQuery<{ n: string }>(recovered, 'postgres', 'SELECT count(*) AS n FROM ticks WHERE note <> \'tick\'');
+  expect(Number(n)).toBe(500);
+  expect(run.stdout).toMatch(/[1-9][0-9]* WAL files fetched and verified/);
+  expect(run.stdout).toMatch(/recovery stopping before commit of transaction \d+, time /);
+  expect(run.stdout).toContain('ledger-pg');
+
+  // And the server's environment holds nothing of the shell's, the identity is gone, and its own settings are the runbook's.
+  const postmaster = readFileSync(join(run.work, 'pitr-data', 'postmaster.pid'), 'utf8').split('\n')[0];
+  const environ = readFileSync(`/proc/${postmaster}/environ`, 'utf8').split('\0').filter(Boolean).map((v) => v.split('=')[0]);
+  expect(environ.filter((v) => /^AWS_|^PITR_|^IDENTITY/.test(v))).toEqual([]);
+  expect(readdirSync(join(run.work, 'restore-work')).filter((f) => /identity|\.age$|\.tar$/.test(f))).toEqual([]);
+  const [{ command }] = await clusterQuery<{ command: string }>(recovered, 'postgres', 'SELECT current_setting(\'restore_command\') AS command');
+  expect(command).toMatch(/^test -f \S+\/wal-restore\/%f \|\| exit 1; /);
+  expect(command).not.toMatch(/aws|age|identity/);
+});
+
+test('the restore_command exits 1 for a file that is not there and 255, which stops recovery, for one whose SHA-256 does not match', async () => {
+  const code = runbookBlocks(await printedRunbook()).find((b) => b.step === 'pitr4')!.code;
+  const template = /^restore_command = '(.*)'$/m.exec(code)![1];
+  const dir = mkdtempSync(join(tmpdir(), 'restorable-pitr-command-'));
+  leftovers.push(dir);
+  const walDir = join(dir, 'wal-restore');
+  execFileSync('mkdir', [walDir]);
+  const file = '000000010000000000000007';
+  writeFileSync(join(walDir, file), 'the segment as archived');
+  writeFileSync(join(walDir, `${file}.sha256`), `${sha256(Buffer.from('the segment as archived'))}  ${file}\n`);
+  const restore = (f: string) => {
+    const command = template.replace(/\$WAL_DIR/g, walDir).replace(/%f/g, f).replace(/%p/g, join(dir, 'RECOVERYXLOG'));
+    try {
+      execFileSync('sh', ['-c', command], { cwd: dir, stdio: 'pipe' });
+      return 0;
+    } catch (err) {
+      return (err as { status: number }).status;
+    }
+  };
+  expect(restore(file)).toBe(0);
+  expect(readFileSync(join(dir, 'RECOVERYXLOG'), 'utf8')).toBe('the segment as archived');
+  expect(restore('000000010000000000000008')).toBe(1);
+  expect(restore('00000002.history')).toBe(1);
+  writeFileSync(join(walDir, file), 'the segment, changed on disk');
+  expect(restore(file)).toBe(255);
+});
+
+test('a WAL object whose bytes are not the ones its metadata records stops the standard tools before any server starts, naming it', async () => {
+  // Given a second source whose archive is the first's, one segment's recorded SHA-256 changed.
+  const other = 'ledger-pg-damaged';
+  for (const k of await s3.keys(`${PREFIX}${SOURCE}/`)) {
+    if (k.endsWith('RUNBOOK.md')) continue;
+    const to = `${PREFIX}${other}/${k.slice(`${PREFIX}${SOURCE}/`.length)}`.replace(`/${SOURCE}_`, `/${other}_`);
+    await s3.client.send(new CopyObjectCommand({ Bucket: s3.bucket, CopySource: `${s3.bucket}/${k}`, Key: to }));
+  }
+  const manifestKey = (await s3.keys(`${PREFIX}${other}/base/`)).find((k) => k.endsWith('.manifest.json'))!;
+  const manifest = JSON.parse((await s3.getText(manifestKey))!);
+  manifest.source = other;
+  manifest.key = manifestKey.replace(/\.manifest\.json$/, '');
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKey, Body: JSON.stringify(manifest) }));
+  const damaged = walKey(PREFIX, other, manifest.startWalFile);
+  const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: damaged }));
+  await s3.client.send(new CopyObjectCommand({
+    Bucket: s3.bucket, CopySource: `${s3.bucket}/${damaged}`, Key: damaged, MetadataDirective: 'REPLACE',
+    Metadata: { ...head.Metadata, [WAL_METADATA.plaintextSha256]: '0'.repeat(64) },
+  }));
+  expect((await s3.keys(walPrefix(PREFIX, other))).length).toBeGreaterThan(1);
+  const runbook = renderRunbook({ source: other, engine: Engine.POSTGRES, prefix: PREFIX, primary: { bucket: s3.bucket, region: REGION }, identitySecretArn: identityArn, walArchived: true });
+
+  // When its PITR blocks run, to now.
+  const run = await runAsServerUser(drillScript(runbook), (work) => ({
+    PITR_DATA_DIR: join(work, 'pitr-data'), PITR_TARGET_TIME: new Date().toISOString(), PG_BIN: PG15_BIN, PITR_PORT: '1', PITR_USER: primary.user,
+  }));
+
+  // Then sha256sum stops it at that file, and no server ever started.
+  expect(run.status).not.toBe(0);
+  expect(run.stderr).toContain(`${manifest.startWalFile}: FAILED`);
+  expect(run.stderr).toContain(`${damaged}: its contents are not the ones its SHA-256 records (damaged, or not the file archived): stopped`);
+  expect(readdirSync(join(run.work, 'pitr-data'))).not.toContain('postmaster.pid');
+});
+
+test('a base backup holding a link is refused before it is unpacked', async () => {
+  // Given a base backup of a third source whose tar holds a symbolic link beside PG_VERSION and backup_label.
+  const other = 'ledger-pg-linked';
+  const dir = mkdtempSync(join(tmpdir(), 'restorable-pitr-linked-'));
+  leftovers.push(dir);
+  writeFileSync(join(dir, 'PG_VERSION'), '15\n');
+  writeFileSync(join(dir, 'backup_label'), 'START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n');
+  execFileSync('ln', ['-s', '/etc', join(dir, 'pg_tblspc')]);
+  const sealed = execFileSync('bash', ['-c', `tar -C '${dir}' -c PG_VERSION backup_label pg_tblspc | zstd -q | age -r '${key.recipient}'`]);
+  const startedAt = new Date(Date.now() - 60_000);
+  const objectKey = baseBackupKey(PREFIX, other, startedAt);
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey, Body: sealed }));
+  await s3.client.send(new PutObjectCommand({
+    Bucket: s3.bucket, Key: manifestKeyFor(objectKey), Body: JSON.stringify({
+      source: other, key: objectKey, sha256: sha256(sealed), size: sealed.length, startedAt: startedAt.toISOString(),
+      finishedAt: startedAt.toISOString(), timeline: 1, startWalFile: '000000010000000000000002',
+    }),
+  }));
+  const runbook = renderRunbook({ source: other, engine: Engine.POSTGRES, prefix: PREFIX, primary: { bucket: s3.bucket, region: REGION }, identitySecretArn: identityArn, walArchived: true });
+
+  const run = await runAsServerUser(drillScript(runbook), (work) => ({
+    PITR_DATA_DIR: join(work, 'pitr-data'), PITR_TARGET_TIME: new Date().toISOString(), PG_BIN: PG15_BIN, PITR_PORT: '1', PITR_USER: primary.user,
+  }));
+  expect(run.status).not.toBe(0);
+  expect(run.stderr).toContain('the base backup holds links, special files or names outside its directory; not unpacked');
+  expect(run.stderr).toMatch(/pg_tblspc -> \/etc/);
+  expect(existsSync(join(run.work, 'pitr-data'))).toBe(false);
+});
