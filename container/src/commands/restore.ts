@@ -12,10 +12,12 @@ import { SELECTION_OPTIONS, backupLocation } from '../restore/download';
 import { UsageError } from '../shared/errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
 import { RestoreMode, RestoreResult, restoreBackup } from '../restore/restore';
+import { PitrResult, formatPitrResult, runPitrRestore } from '../pitr/restore';
 
 export const RESTORE_COMMAND: CommandSpec = {
   name: 'restore',
-  summary: 'Restore a backup (latest, --key or --at; as stored at a time with --as-of) into a database: verified against its manifest, streamed or spooled.',
+  summary: 'Restore a backup (latest, --key or --at; as stored at a time with --as-of) into a database: verified against its manifest, streamed or spooled. ' +
+    'With --to TIME|latest, a PostgreSQL source\'s point-in-time restore into --data-dir from a base backup and the archived WAL.',
   options: {
     ...SELECTION_OPTIONS,
     ...IDENTITY_OPTIONS,
@@ -28,11 +30,38 @@ export const RESTORE_COMMAND: CommandSpec = {
     'owner': { kind: OptionKind.STRING, placeholder: 'ROLE', description: 'PostgreSQL, connected as a superuser: the role (without superuser rights) that owns what the restore creates; the backup\'s SQL runs with its rights' },
     'load-as-connected-user': { kind: OptionKind.FLAG, description: 'run the backup\'s SQL with the connecting user\'s rights even when they reach beyond its databases (a PostgreSQL superuser, a MariaDB login with FILE, SUPER or SET USER): only for a backup you trust' },
     ...ARCHIVE_OPTIONS,
+    'to': { kind: OptionKind.STRING, placeholder: 'TIME|latest', description: 'point-in-time restore (PostgreSQL, WAL-archived): recover to this ISO 8601 time, or to the newest archived WAL; needs --data-dir, and --port to start the server' },
+    'data-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'with --to: the new data directory (absent or empty)' },
+    'wal-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'with --to: where the agent puts verified WAL for the server to replay (default DIR.wal)' },
+    'pg-bin': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'with --to and --port: the bin directory of a server of the source\'s major version (default: postgres on PATH)' },
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
   },
 };
 
-export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client; readonly secrets?: () => SecretsManagerClient }): Promise<RestoreResult> {
+/** `restore --to`: the point-in-time branch; the dump options do not apply. */
+async function runPointInTime(args: ParsedArgs, deps: { readonly s3: S3Client; readonly secrets?: () => SecretsManagerClient }): Promise<PitrResult> {
+  const dumpOnly = ['key', 'at', 'version-id', 'as-of', 'database', 'jobs', 'spool-dir', 'with-globals', 'clean', 'owner', 'load-as-connected-user']
+    .filter((name) => args.string(name) !== undefined || args.flag(name));
+  if (dumpOnly.length) throw new UsageError(`--to restores a base backup and WAL, not a dump: leave out ${dumpOnly.map((n) => `--${n}`).join(', ')}`);
+  const dataDir = args.string('data-dir');
+  if (!dataDir) throw new UsageError('--to needs --data-dir DIR: the new data directory the server will run from');
+  const portText = args.string('port');
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && (!Number.isInteger(port) || port <= 0 || port > 65535)) throw new UsageError(`--port must be a TCP port number (got '${portText}')`);
+  const secrets = deps.secrets ?? (() => new SecretsManagerClient({}));
+  const identity = await resolveIdentity(args.string('identity-file'), args.string('identity-secret-id'), secrets);
+  try {
+    return await runPitrRestore({
+      bucket: args.requiredString('bucket'), prefix: args.string('prefix'), source: args.requiredString('source'), to: args.requiredString('to'),
+      dataDir, walDir: args.string('wal-dir'), identityFile: identity.file, dropIdentity: () => identity.release(), port, pgBin: args.string('pg-bin'),
+    }, deps);
+  } finally {
+    identity.release();
+  }
+}
+
+export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client; readonly secrets?: () => SecretsManagerClient }): Promise<RestoreResult | PitrResult> {
+  if (args.string('to') !== undefined) return runPointInTime(args, deps);
   const location = backupLocation(args);
   const jobsText = args.string('jobs') ?? '1';
   const jobs = Number(jobsText);
@@ -53,7 +82,9 @@ export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client
   }
 }
 
-export function formatRestoreResult(r: RestoreResult): string {
+export function formatRestoreResult(result: RestoreResult | PitrResult): string {
+  if ('baseBackupKey' in result) return formatPitrResult(result);
+  const r = result;
   const rows = r.tables.reduce((sum, t) => sum + t.rows, 0);
   const globals = r.globals ? `; roles created: ${r.globals.created.join(', ') || 'none'}, already there: ${r.globals.skipped.join(', ') || 'none'}` : '';
   const refused = [...r.refused, ...(r.globals?.refused ?? [])];

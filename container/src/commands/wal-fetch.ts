@@ -25,7 +25,7 @@ import { log } from '../shared/log';
 import { ProcessPipeline } from '../shared/pipeline';
 import { getObject } from '../shared/s3';
 import { requireTools } from '../shared/tools';
-import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
+import { IDENTITY_OPTIONS, Identity, resolveIdentity } from '../restore/identity';
 import { decompressStage, decryptStage, explainDecryptFailure } from '../restore/decrypt';
 import { VerifyingTap } from '../restore/download';
 import { digestFile, publishFile } from '../wal/files';
@@ -97,8 +97,19 @@ export async function runWalFetch(args: ParsedArgs, deps: WalFetchDeps): Promise
   requireTools(['age', 'zstd']);
 
   const key = walKey(args.string('prefix'), source, file);
+  return fetchWalFile(deps.s3, bucket, key, file, dest, () => resolveIdentity(identityFile, identitySecret, deps.secrets));
+}
+
+/**
+ * Fetches one stored WAL object to `dest`, verified: the stored bytes against the SHA-256 recorded with them, the
+ * decrypted file against its recorded plaintext SHA-256 and size, before it is renamed into place. `openIdentity` is
+ * asked for only once the object exists (a file not in the archive needs no key). Throws WalNotArchived when the
+ * object does not exist.
+ */
+export async function fetchWalFile(s3: S3Client, bucket: string, key: string, file: string, dest: string,
+  openIdentity: () => Promise<Identity>): Promise<WalFetchResult> {
   const where = `s3://${bucket}/${key}`;
-  const object = await getObject(deps.s3, bucket, key);
+  const object = await getObject(s3, bucket, key);
   if (!object) throw new WalNotArchived(`${file} is not in the archive (${where})`);
   const body = object.Body as Readable;
   const metadata = object.Metadata ?? {};
@@ -113,7 +124,7 @@ export async function runWalFetch(args: ParsedArgs, deps: WalFetchDeps): Promise
 
   let identity;
   try {
-    identity = await resolveIdentity(identityFile, identitySecret, deps.secrets);
+    identity = await openIdentity();
   } catch (err) {
     body.destroy();
     throw err;

@@ -1,0 +1,179 @@
+/**
+ * A point-in-time restore of a PostgreSQL source into a data directory: the newest base backup that finished before
+ * the target (verified against its manifest as it is unpacked), recovery settings that stop at the target (or replay
+ * everything, for the latest point) and promote, and the archived WAL fetched and verified by the agent into a local
+ * directory while the server replays it (wal-feed.ts). The server never holds the identity or any credential: its
+ * restore_command only copies from that directory. With a port, the server is started and watched until recovery
+ * ended; the result says the exact commit time it recovered to. `restore --to` and the restore test both run this.
+ */
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { sourceNameProblem } from '../../../lib/contract';
+import { AgentError, UsageError } from '../shared/errors';
+import { log } from '../shared/log';
+import { requireTools } from '../shared/tools';
+import { selectBaseBackup, unpackBaseBackup } from './select';
+import { Recovered, serverControl, startAndAwaitRecovery } from './server';
+import { WalFeed, planWal, restoreCommandFor, segmentBytes } from './wal-feed';
+
+export const LATEST = 'latest';
+
+export interface PitrOptions {
+  readonly bucket: string;
+  readonly prefix?: string;
+  readonly source: string;
+  /** `latest`, or an ISO 8601 time with its zone (up to microseconds), handed to PostgreSQL as written. */
+  readonly to: string;
+  /** Where the restored data directory goes: absent or empty. */
+  readonly dataDir: string;
+  /** Where fetched WAL waits for replay (absent or empty; default: the data directory's path + `.wal`). */
+  readonly walDir?: string;
+  /** An age identity file that opens the base backup and the WAL. */
+  readonly identityFile: string;
+  /** Called once nothing more needs decrypting (the WAL feed ended). */
+  readonly dropIdentity?: () => void;
+  /** Start the restored server on this port and wait until it recovered. */
+  readonly port?: number;
+  /** The bin directory of a server of the source's major version (default: pg_ctl on PATH). */
+  readonly pgBin?: string;
+  /** How far S3's clock may be behind the server's when WAL past the target is chosen (default 60 s). */
+  readonly clockMarginSeconds?: number;
+  /** WAL files fetched at once (default 4). */
+  readonly concurrency?: number;
+}
+
+export interface PitrDeps {
+  readonly s3: S3Client;
+}
+
+export interface PitrResult {
+  readonly source: string;
+  readonly bucket: string;
+  readonly baseBackupKey: string;
+  readonly baseBackupFinishedAt: string;
+  /** `latest` or the target time as given. */
+  readonly targetTime: string;
+  /** The commit time of the last transaction replayed (ISO 8601 UTC, microseconds as the server logged them); with a port only. */
+  readonly recoveredTo?: string;
+  /** WAL files the agent fetched and verified. */
+  readonly walFilesFetched: number;
+  /** WAL segments the server replayed from them (with a port). */
+  readonly walFilesReplayed?: number;
+  /** The received partial put in place as the last segment, when the archive ended with one. */
+  readonly receivedPartial?: string;
+  /** From the first S3 request until the server accepted connections (or the WAL was fetched, without a port). */
+  readonly restoreSeconds: number;
+  readonly dataDir: string;
+  readonly walDir: string;
+  /** The restored server's port and log, when it was started (it is left running). */
+  readonly port?: number;
+  readonly serverLog?: string;
+}
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/;
+/** Characters a path may not have: it is written into a shell script and into a PostgreSQL setting. */
+const UNSAFE_PATH = /['"\\$`\n\r]/;
+
+/** The target time, or undefined for the latest point; a UsageError for anything else. */
+export function parseTarget(to: string, now: Date = new Date()): Date | undefined {
+  if (to === LATEST) return undefined;
+  const at = new Date(to);
+  if (!ISO_TIME.test(to) || Number.isNaN(at.getTime())) {
+    throw new UsageError(`--to must be 'latest' or an ISO 8601 time with its zone, such as 2026-12-02T13:45:00Z or 2026-12-02T14:45:00.250+01:00 (got '${to}')`);
+  }
+  if (at.getTime() > now.getTime()) throw new UsageError(`--to ${to} is in the future (it is ${now.toISOString()}): give a past time, or 'latest'`);
+  return at;
+}
+
+function emptyDirectory(path: string, what: string): string {
+  const dir = resolve(path);
+  if (UNSAFE_PATH.test(dir)) throw new UsageError(`${what} ${dir} has a quote, backslash, '$', backquote or line break: choose a plainer path`);
+  if (existsSync(dir) && readdirSync(dir).length > 0) {
+    throw new UsageError(`${what} ${dir} is not empty: a restore goes into an empty or new directory, so that nothing of another cluster mixes in`);
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  return dir;
+}
+
+/** The settings that make the restored server recover to the target and promote; appended, so they win. */
+function writeRecoverySettings(dataDir: string, walDir: string, to: string, port: number | undefined): void {
+  const settings: Record<string, string> = {
+    restore_command: restoreCommandFor(walDir),
+    // PostgreSQL reads `2026-12-02 13:45:00.250+00`, not ISO 8601's T and Z.
+    ...(to === LATEST ? {} : { recovery_target_time: to.replace('T', ' ').replace(/Z$/, '+00') }),
+    recovery_target_action: 'promote',
+    recovery_target_timeline: 'latest',
+    // The copy must never archive into the source's archive, nor stream from its primary.
+    archive_mode: 'off',
+    primary_conninfo: '',
+    ...(port !== undefined ? { port: String(port), listen_addresses: 'localhost', unix_socket_directories: walDir } : {}),
+  };
+  const lines = Object.entries(settings).map(([name, value]) => `${name} = '${value.replace(/'/g, "''")}'`);
+  appendFileSync(resolve(dataDir, 'postgresql.auto.conf'), `\n# restorable restore: point-in-time recovery to ${to}\n${lines.join('\n')}\n`);
+  rmSync(resolve(dataDir, 'standby.signal'), { force: true });
+  writeFileSync(resolve(dataDir, 'recovery.signal'), '');
+}
+
+export async function runPitrRestore(options: PitrOptions, deps: PitrDeps): Promise<PitrResult> {
+  const nameProblem = sourceNameProblem(options.source);
+  if (nameProblem) throw new UsageError(nameProblem);
+  const target = parseTarget(options.to);
+  requireTools(['age', 'zstd', 'tar']);
+  const started = Date.now();
+  const choice = await selectBaseBackup(deps.s3, options.bucket, options.prefix, options.source, target);
+  const postgres = options.port !== undefined ? serverControl(options.pgBin, choice.manifest.serverVersion) : undefined;
+  const dataDir = emptyDirectory(options.dataDir, 'the data directory');
+  const walDir = emptyDirectory(options.walDir ?? `${dataDir}.wal`, 'the WAL directory');
+  await unpackBaseBackup(deps.s3, options.bucket, choice, options.identityFile, dataDir);
+  writeRecoverySettings(dataDir, walDir, options.to, options.port);
+
+  const margin = (options.clockMarginSeconds ?? 60) * 1000;
+  const plan = await planWal(deps.s3, options.bucket, options.prefix, options.source, choice.manifest.startWalFile,
+    target ? new Date(target.getTime() + margin) : undefined);
+  const feed = new WalFeed(deps.s3, options.bucket, plan, walDir, options.identityFile, segmentBytes(dataDir, choice.manifest.endWalFile),
+    options.concurrency ?? 4);
+  let feedError: Error | undefined;
+  feed.done.catch((err: Error) => { feedError = err; });
+  const receivedPartial = plan.find((p) => p.receivedPartial)?.key;
+  let recovered: Recovered | undefined;
+  let fetched: number;
+  try {
+    if (postgres) {
+      const serverLog = resolve(walDir, 'server.log');
+      recovered = await startAndAwaitRecovery(postgres, dataDir, serverLog, () => feedError);
+      // Out of recovery: the server asks for no more WAL.
+      feed.stop();
+    }
+    fetched = (await feed.done).fetched;
+  } catch (err) {
+    feed.stop();
+    throw feedError && err !== feedError
+      ? new AgentError(`fetching WAL failed, so recovery stopped short: ${feedError.message}\n${(err as Error).message}`)
+      : err;
+  } finally {
+    options.dropIdentity?.();
+  }
+  if (postgres) feed.removeFetched();
+  const restoreSeconds = (Date.now() - started) / 1000;
+  const result: PitrResult = {
+    source: options.source, bucket: options.bucket, baseBackupKey: choice.key, baseBackupFinishedAt: choice.manifest.finishedAt,
+    targetTime: options.to, recoveredTo: recovered?.recoveredTo, walFilesFetched: fetched, walFilesReplayed: recovered?.walFilesReplayed,
+    receivedPartial, restoreSeconds, dataDir, walDir,
+    ...(postgres ? { port: options.port, serverLog: resolve(walDir, 'server.log') } : {}),
+  };
+  log.info('point-in-time restore finished', { ...result });
+  return result;
+}
+
+export function formatPitrResult(r: PitrResult): string {
+  const from = `from the base backup s3://${r.bucket}/${r.baseBackupKey} (finished ${r.baseBackupFinishedAt}) and ${r.walFilesFetched} WAL files, each verified`;
+  const partial = r.receivedPartial ? `, the last a received partial (${r.receivedPartial})` : '';
+  if (r.port === undefined) {
+    return `restored ${r.source} into ${r.dataDir} ${from}${partial}, ${r.restoreSeconds.toFixed(1)} s. Start it with a PostgreSQL server of the ` +
+      `source's version: it recovers to ${r.targetTime} from ${r.walDir} and promotes.`;
+  }
+  return `restored ${r.source} to ${r.targetTime} into ${r.dataDir} ${from}${partial}: recovered to ${r.recoveredTo ?? 'the end of the base backup (no transaction replayed)'}, ` +
+    `${r.walFilesReplayed ?? 0} WAL segments replayed, ${r.restoreSeconds.toFixed(1)} s; the server runs on port ${r.port} (log: ${r.serverLog})`;
+}

@@ -1,0 +1,79 @@
+/**
+ * Which base backup a point-in-time restore starts from: the newest one, by its recorded manifest, that finished
+ * before the target time (or the newest of all, for the latest point). Its bytes are checked against the manifest's
+ * size and SHA-256 as they are unpacked (unpackBaseBackup).
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import {
+  BASE_BACKUP_SUFFIX, BaseBackupManifest, ContractError, MANIFEST_SUFFIX, baseBackupPrefix, parseBackupKey, parseBaseBackupManifest,
+} from '../../../lib/contract';
+import { AgentError } from '../shared/errors';
+import { log } from '../shared/log';
+import { ProcessPipeline } from '../shared/pipeline';
+import { getText, listAll } from '../shared/s3';
+import { decompressStage, decryptStage, explainDecryptFailure } from '../restore/decrypt';
+import { VerifyingTap, downloadInto } from '../restore/download';
+
+export interface BaseBackupChoice {
+  readonly key: string;
+  readonly manifest: BaseBackupManifest;
+}
+
+/**
+ * The newest base backup with a readable manifest that finished before `before` (every one, when undefined). Base
+ * backups whose key starts at or after `before` are passed over without reading their manifest.
+ */
+export async function selectBaseBackup(s3: S3Client, bucket: string, prefix: string | undefined, source: string,
+  before: Date | undefined): Promise<BaseBackupChoice> {
+  const base = baseBackupPrefix(prefix, source);
+  const keys = new Set((await listAll(s3, bucket, base)).map((o) => o.Key ?? ''));
+  const candidates = [...keys]
+    .filter((k) => k.endsWith(BASE_BACKUP_SUFFIX) && keys.has(`${k}${MANIFEST_SUFFIX}`) && parseBackupKey(k)?.source === source)
+    .map((key) => ({ key, startedAt: parseBackupKey(key)!.startedAt.getTime() }))
+    .filter((c) => before === undefined || c.startedAt < before.getTime())
+    .sort((a, b) => b.startedAt - a.startedAt);
+  for (const { key } of candidates) {
+    const manifestKey = `${key}${MANIFEST_SUFFIX}`;
+    const where = `s3://${bucket}/${manifestKey}`;
+    const text = await getText(s3, bucket, manifestKey);
+    if (!text) continue;
+    let manifest: BaseBackupManifest;
+    try {
+      manifest = parseBaseBackupManifest(text.text, where);
+    } catch (err) {
+      if (!(err instanceof ContractError)) throw err;
+      log.warn('skipping a base backup whose manifest cannot be read', { key, problem: err.message });
+      continue;
+    }
+    if (manifest.key !== key || manifest.source !== source) {
+      log.warn('skipping a base backup whose manifest describes another object', { key, describes: manifest.key });
+      continue;
+    }
+    if (before && Date.parse(manifest.finishedAt) >= before.getTime()) continue;
+    log.info('base backup selected', { key, startedAt: manifest.startedAt, finishedAt: manifest.finishedAt, startWalFile: manifest.startWalFile });
+    return { key, manifest };
+  }
+  throw new AgentError(`no recorded base backup of '${source}' ${before ? `finished before ${before.toISOString()} ` : ''}in s3://${bucket}/${base}: ` +
+    'a point-in-time restore starts from one. Take one with `restorable basebackup`' + (before ? ', or give a later --to' : ''));
+}
+
+/** Downloads a base backup into `dataDir` (which must exist and be empty): verify → age -d → zstd -d → tar -x. */
+export async function unpackBaseBackup(s3: S3Client, bucket: string, choice: BaseBackupChoice, identityFile: string, dataDir: string): Promise<void> {
+  const where = `s3://${bucket}/${choice.key}`;
+  const tap = new VerifyingTap(where, { size: choice.manifest.size, sha256: choice.manifest.sha256 }, () => pipeline.kill());
+  const pipeline = new ProcessPipeline([
+    decryptStage(identityFile), decompressStage(),
+    // The files belong to whoever restores (the server's user), not to the ids the source's server had.
+    { name: 'tar', command: 'tar', args: ['-x', '-f', '-', '-C', dataDir, '--no-same-owner'] },
+  ], { input: tap });
+  await downloadInto(s3, bucket, choice.key, undefined, tap);
+  try {
+    await pipeline.done;
+  } catch (err) {
+    if (tap.problem) throw new AgentError(`${tap.problem}: ${dataDir} holds part of it and must be emptied before another try`);
+    if (tap.downloadError) throw new AgentError(`downloading ${where} failed: ${tap.downloadError.message}; ${dataDir} must be emptied before another try`);
+    throw explainDecryptFailure(err, where, undefined);
+  }
+  if (tap.problem) throw new AgentError(`${tap.problem}: ${dataDir} holds it, unverified, and must be emptied before another try`);
+  log.info('base backup unpacked', { key: choice.key, dataDir, size: choice.manifest.size, tarSize: choice.manifest.tarSize });
+}

@@ -1,0 +1,208 @@
+/**
+ * The proof of point-in-time recovery against a real PostgreSQL 15 server (issue 17, item 7), with the bundled agent
+ * and moto's S3: a server with track_commit_timestamp = on archives its WAL through the agent while a ticker commits
+ * ten times a second and pgbench runs beside it; `restorable basebackup` takes the base backup. A restore to a time T in
+ * the middle (the commit time of one tick, to the microsecond) holds every transaction that committed at or before T
+ * and none after: recovery targets commit times. Then the primary is killed (SIGKILL) during writes, a restore
+ * `--to latest` recovers everything archived, and the seconds of acknowledged ticks lost are measured and printed.
+ *
+ * The restores run as the server's user (the agent starts the restored server with pg_ctl, which refuses root); the
+ * server's restore_command only copies WAL the agent fetched and verified, so it never sees the identity.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Client } from 'pg';
+import {
+  AgeKey, AGENT_BUNDLE, AgentRun, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle, runAgent,
+} from '../support';
+import { Pg15Cluster, PG15_BIN, agentForCluster, clusterOwnedDir, copyForCluster, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
+
+jest.setTimeout(240_000);
+
+const source = 'pitr-pg';
+let s3: MotoBucket;
+let key: AgeKey;
+let primary: Pg15Cluster;
+/** The bundled agent and the identity, where the server's user can read them. */
+let agent: string;
+let identity: string;
+let work: string;
+const restoredData: string[] = [];
+let pgbench: ChildProcess | undefined;
+let ticker: Ticker;
+
+/** Commits one tick every 100 ms and remembers when each was acknowledged. */
+class Ticker {
+  readonly acked = new Map<number, number>();
+  private stopped = false;
+  readonly done: Promise<void>;
+
+  constructor(private readonly client: Client) {
+    this.done = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const { rows } = await this.client.query<{ id: string }>('INSERT INTO ticks DEFAULT VALUES RETURNING id');
+        this.acked.set(Number(rows[0].id), Date.now());
+      } catch {
+        return; // the primary is gone
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    return this.done;
+  }
+
+  get lastAcked(): number {
+    return Math.max(...this.acked.keys());
+  }
+}
+
+const env = () => agentEnv(s3.env) as Record<string, string>;
+const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** Runs the agent as the server's user (as root: postgres), with the test's environment. */
+function runAgentAsServerUser(args: readonly string[]): Promise<AgentRun> {
+  const vars = Object.entries({ ...env(), HOME: work }).map(([k, v]) => `${k}=${v}`);
+  const argv = ['env', ...vars, process.execPath, agent, ...args];
+  const child = userInfo().uid === 0 ? spawn('runuser', ['-u', 'postgres', '--', ...argv]) : spawn(argv[0], argv.slice(1));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Restored {
+  readonly port: number;
+  readonly result: { recoveredTo?: string; baseBackupKey: string; walFilesFetched: number; walFilesReplayed: number; restoreSeconds: number };
+}
+
+async function restore(to: string, name: string): Promise<Restored> {
+  const port = await freePort();
+  const data = join(work, name);
+  restoredData.push(data);
+  const run = await runAgentAsServerUser(['restore', '--source', source, '--bucket', s3.bucket, '--to', to, '--data-dir', data,
+    '--identity-file', identity, '--port', String(port), '--pg-bin', PG15_BIN, '--json']);
+  expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
+  return { port, result: JSON.parse(run.stdout) };
+}
+
+const at = (port: number) => ({ host: '127.0.0.1', port, user: primary.user });
+const US = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
+const commitTime = (table: string) => `to_char(pg_xact_commit_timestamp(${table}.xmin) AT TIME ZONE 'UTC', ${US})`;
+
+beforeAll(async () => {
+  requireAgentBundle();
+  agent = agentForCluster(AGENT_BUNDLE);
+  s3 = await motoBucket();
+  key = makeAgeKey();
+  work = clusterOwnedDir('restorable-pitr-');
+  identity = copyForCluster(work, key.identityFile, 'identity.txt');
+  primary = await startPg15Cluster({
+    settings: {
+      archive_mode: 'on',
+      archive_command: quote(`${process.execPath} ${agent} wal-push %p --source ${source} --bucket ${s3.bucket} --recipient ${key.recipient}`),
+      archive_timeout: '1',
+      track_commit_timestamp: 'on',
+      wal_keep_size: "'512MB'",
+    },
+    env: env(),
+  });
+  await clusterQuery(primary, 'postgres', 'CREATE TABLE ticks (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())');
+  runPg15('pgbench', ['-i', '-s', '1', '-q', '-h', primary.host, '-p', String(primary.port), '-U', primary.user, 'postgres']);
+  const base = await runAgent(['basebackup', '--source', source, '--bucket', s3.bucket, '--recipient', key.recipient,
+    '--host', primary.host, '--port', String(primary.port), '--user', primary.user], { ...env(), PATH: `${PG15_BIN}:${process.env.PATH}` });
+  expect({ code: base.code, stderr: base.code === 0 ? '' : base.stderr }).toEqual({ code: 0, stderr: '' });
+
+  const client = new Client({ ...at(primary.port), database: 'postgres' });
+  await client.connect();
+  client.on('error', () => undefined); // the primary is killed under it
+  ticker = new Ticker(client);
+  pgbench = spawn(join(PG15_BIN, 'pgbench'), ['-n', '-c', '2', '-T', '120', '--rate', '40', '-h', primary.host, '-p', String(primary.port),
+    '-U', primary.user, 'postgres'], { stdio: 'ignore' });
+});
+
+afterAll(async () => {
+  await ticker?.stop();
+  pgbench?.kill('SIGKILL');
+  for (const data of restoredData) {
+    try { runPg15('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* not running */ }
+  }
+  primary?.destroy();
+  for (const dir of [work, agent && dirname(agent)]) if (dir) rmSync(dir, { recursive: true, force: true });
+  await s3?.stop();
+});
+
+describe('point-in-time restore of a PostgreSQL 15 server with continuous writes', () => {
+  it('to a time T in the middle: every transaction committed at or before T is there, none after', async () => {
+    await new Promise((r) => setTimeout(r, 4000));
+    // T: the commit time of a tick in the middle, to the microsecond.
+    const ticks = await clusterQuery<{ id: string; t: string }>(primary, 'postgres', `SELECT id, ${commitTime('ticks')} AS t FROM ticks ORDER BY id`);
+    expect(ticks.length).toBeGreaterThan(20);
+    const target = ticks[Math.floor(ticks.length / 2)].t;
+    // WAL past T must be archived (archive_timeout 1 s) before it can be replayed.
+    await new Promise((r) => setTimeout(r, 4000));
+
+    const { port, result } = await restore(target, 'to-time');
+    const committedBy = await clusterQuery<{ id: string }>(primary, 'postgres',
+      `SELECT id FROM ticks WHERE pg_xact_commit_timestamp(xmin) <= '${target}'::timestamptz ORDER BY id`);
+    const after = await clusterQuery<{ n: string }>(primary, 'postgres', `SELECT count(*) AS n FROM ticks WHERE pg_xact_commit_timestamp(xmin) > '${target}'::timestamptz`);
+    expect(Number(after[0].n)).toBeGreaterThan(10);
+    const restoredTicks = await clusterQuery<{ id: string }>(at(port), 'postgres', 'SELECT id FROM ticks ORDER BY id');
+    expect(restoredTicks.map((r) => Number(r.id))).toEqual(committedBy.map((r) => Number(r.id)));
+
+    // pgbench's transactions too: all that committed by T (its history rows), none after.
+    const [history] = await clusterQuery<{ n: string }>(primary, 'postgres',
+      `SELECT count(*) AS n FROM pgbench_history WHERE pg_xact_commit_timestamp(xmin) <= '${target}'::timestamptz`);
+    const [restoredHistory] = await clusterQuery<{ n: string; newest: string | null }>(at(port), 'postgres',
+      `SELECT count(*) AS n, max(${commitTime('pgbench_history')}) AS newest FROM pgbench_history`);
+    expect(Number(history.n)).toBeGreaterThan(0);
+    expect(restoredHistory.n).toBe(history.n);
+    expect(restoredHistory.newest! <= target).toBe(true);
+
+    // The server says what it recovered to: the last commit at or before T, which is T's own tick.
+    expect(result.recoveredTo).toBe(target);
+    expect(result.walFilesReplayed).toBeGreaterThan(0);
+    const [state] = await clusterQuery<{ recovering: boolean }>(at(port), 'postgres', 'SELECT pg_is_in_recovery() AS recovering');
+    expect(state.recovering).toBe(false);
+    process.stdout.write(`PITR to ${target}: ${restoredTicks.length} ticks (of ${restoredTicks.length + Number(after[0].n)}), ` +
+      `${result.walFilesReplayed} WAL segments replayed, ${result.restoreSeconds.toFixed(1)} s\n`);
+    runPg15('pg_ctl', ['-D', join(work, 'to-time'), '-m', 'fast', '-w', 'stop']);
+    // The fetched WAL is gone once replayed; the server's restore_command was a copy from that directory only.
+    const walDir = `${join(work, 'to-time')}.wal`;
+    expect(readdirSync(walDir).filter((f) => /^[0-9A-F]{24}$/.test(f))).toEqual([]);
+    expect(readFileSync(join(walDir, 'restore-command.sh'), 'utf8')).not.toMatch(/AGE-SECRET-KEY|AWS_|restorable\.cjs/);
+  });
+
+  it('after the primary is killed during writes, --to latest recovers everything archived; the seconds lost are measured', async () => {
+    await new Promise((r) => setTimeout(r, 3000));
+    const pid = Number(readFileSync(join(primary.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const killedAt = Date.now();
+    process.kill(pid, 'SIGKILL');
+    await ticker.stop();
+    const lastAcked = ticker.lastAcked;
+
+    const { port, result } = await restore('latest', 'latest');
+    const restoredTicks = (await clusterQuery<{ id: string }>(at(port), 'postgres', 'SELECT id FROM ticks ORDER BY id')).map((r) => Number(r.id));
+    const newest = restoredTicks[restoredTicks.length - 1];
+    // A prefix of what was acknowledged: nothing in between is missing.
+    expect(restoredTicks).toEqual(Array.from({ length: newest }, (_, i) => i + 1));
+    expect(newest).toBeLessThanOrEqual(lastAcked);
+    const lostSeconds = (ticker.acked.get(lastAcked)! - ticker.acked.get(newest)!) / 1000;
+    process.stdout.write(`SIGKILL of the primary, then restore --to latest (WAL archived by wal-push, archive_timeout 1 s): ` +
+      `${lastAcked - newest} of ${lastAcked} acknowledged ticks lost, ${lostSeconds.toFixed(1)} s of commits; recovered to ${result.recoveredTo}, ` +
+      `${result.walFilesReplayed} WAL segments replayed, restore ${result.restoreSeconds.toFixed(1)} s (killed ${((Date.now() - killedAt) / 1000).toFixed(0)} s ago)\n`);
+    expect(lostSeconds).toBeLessThan(10);
+  });
+});
