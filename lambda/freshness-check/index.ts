@@ -21,6 +21,7 @@ import { ReportsCopy, latestKey, reportsCopyProblem, restoreTestLatestKey, sourc
 import {
   MonitorClients, clientsFromEnv, datum, getStored, lastModified, mapBounded, messageOf, notify, publishMetrics, requiredEnv, secondsBetween,
 } from '../shared/aws';
+import { WalArchiveStatus, WalArchiveThresholds, checkWalArchive, describeWal, walMetrics, walNews, walThresholdsOf, walTroubled } from './wal-archive';
 
 export interface FreshnessSource {
   readonly source: string;
@@ -31,6 +32,8 @@ export interface FreshnessSource {
    * restore-test report is then a finding, not the normal state of an untested source. See restoreTestAge.
    */
   readonly restoreTested?: boolean;
+  /** The source archives its WAL continuously: watch its WAL archive and base backups too (see wal-archive.ts). */
+  readonly wal?: WalArchiveThresholds;
 }
 
 /** The schedule's input. */
@@ -74,6 +77,8 @@ export interface SourceStatus {
   readonly forged?: readonly string[];
   /** Seconds since S3 stored the newest object found forged: a forgery is news in the first interval after it. */
   readonly forgedWrittenSecondsAgo?: number;
+  /** For a source that archives its WAL: its newest WAL's and base backup's ages, and the gaps in its chain. */
+  readonly wal?: WalArchiveStatus;
 }
 
 export interface FreshnessReport {
@@ -102,7 +107,8 @@ const DAY_SECONDS = 86_400;
 
 export async function checkFreshness(event: FreshnessEvent, clients: MonitorClients, options: FreshnessOptions): Promise<FreshnessReport> {
   const sources = validateEvent(event);
-  const statuses = await mapBounded(sources, CONCURRENCY, (s) => checkSource(s, clients, options.now, options.restoreTestReports));
+  const statuses = await mapBounded(sources, CONCURRENCY, async (s) => withWalArchive(s, await checkSource(s, clients, options.now, options.restoreTestReports),
+    clients, options.now));
   // A forged pointer's age is S3's, so it counts as any other: forged to look fresh, it is stale all the same.
   const withBackups = statuses.filter((s) => s.ageSeconds !== undefined &&
     (s.state === SourceState.FRESH || s.state === SourceState.STALE || s.state === SourceState.FORGED));
@@ -121,6 +127,7 @@ export async function checkFreshness(event: FreshnessEvent, clients: MonitorClie
   const restoreTestAges = statuses.flatMap((s) => s.restoreTestAgeSeconds ?? []);
   // Fleet-wide, the oldest restore test: one alarm watches every source.
   if (restoreTestAges.length) data.push(datum(Metrics.RESTORE_TEST_AGE_SECONDS, Math.max(...restoreTestAges), StandardUnit.Seconds, undefined, options.now));
+  data.push(...walMetrics(statuses.flatMap((s) => s.wal ? [{ source: s.source, wal: s.wal }] : []), options.now));
   await publishMetrics(clients.cloudwatch, data);
 
   for (const s of statuses) console.log(JSON.stringify(s));
@@ -139,6 +146,7 @@ function validateEvent(event: FreshnessEvent): readonly FreshnessSource[] {
     if (s.restoreTested !== undefined && typeof s.restoreTested !== 'boolean') {
       throw new Error(`bad source entry ${JSON.stringify(s)}: restoreTested must be true or false`);
     }
+    walThresholdsOf(s);
   }
   return event.sources;
 }
@@ -179,6 +187,24 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
   } catch (err) {
     return { ...base, state: SourceState.NOT_CHECKED, problem: messageOf(err) };
   }
+}
+
+/**
+ * Adds the WAL archive's status to a source that archives its WAL: its problem (an unreadable base/latest.json, an
+ * S3 error) joins the source's, so the source counts as not checked; its forged times join the source's others.
+ */
+async function withWalArchive(config: FreshnessSource, status: SourceStatus, clients: MonitorClients, now: Date): Promise<SourceStatus> {
+  const thresholds = walThresholdsOf(config);
+  if (!thresholds) return status;
+  const wal = await checkWalArchive(config.source, thresholds, clients, now);
+  const problem = [status.problem, wal.problem && `WAL archive: ${wal.problem}`].filter(Boolean).join('; ') || undefined;
+  const forged = [...status.forged ?? [], ...wal.forged];
+  const forgedWrittenSecondsAgo = Math.min(status.forgedWrittenSecondsAgo ?? Infinity, wal.forgedWrittenSecondsAgo ?? Infinity);
+  return {
+    ...status, wal,
+    ...problem ? { problem } : {},
+    ...forged.length ? { forged, forgedWrittenSecondsAgo } : {},
+  };
 }
 
 /**
@@ -243,19 +269,20 @@ async function oldestBackupStart(source: string, clients: MonitorClients): Promi
  * every state change in between.
  */
 async function notifyIfNews(statuses: readonly SourceStatus[], clients: MonitorClients, options: FreshnessOptions): Promise<boolean> {
-  const troubled = statuses.filter((s) => s.state !== SourceState.FRESH || s.problem !== undefined || s.forged?.length);
+  const troubled = statuses.filter((s) => s.state !== SourceState.FRESH || s.problem !== undefined || s.forged?.length || (s.wal && walTroubled(s.wal)));
   if (!troubled.length) return false;
   const newlyStale = troubled.filter((s) => s.state === SourceState.STALE && s.ageSeconds! - options.intervalSeconds <= s.maxAgeSeconds);
   // Stored within the last interval by S3's clock: a forgery the previous run could not have seen.
   const newlyForged = troubled.filter((s) => s.forged?.length && s.forgedWrittenSecondsAgo! <= options.intervalSeconds);
+  const newlyWal = troubled.filter((s) => s.wal && walNews(s.wal, options.now, options.intervalSeconds));
   const dailyDigest = (options.now.getTime() / 1000) % DAY_SECONDS < options.intervalSeconds;
-  if (!newlyStale.length && !newlyForged.length && !dailyDigest) return false;
+  if (!newlyStale.length && !newlyForged.length && !newlyWal.length && !dailyDigest) return false;
   const names = troubled.map((s) => s.source);
   const subject = `Restorable: ${troubled.length} backup source(s) need attention: ${names.join(', ')}`;
   return notify(clients, subject, [
     `Freshness check of s3://${clients.bucket}/${clients.prefix} at ${options.now.toISOString()}:`,
     '',
-    ...troubled.map(describeStatus),
+    ...troubled.flatMap((s) => [describeStatus(s), ...s.wal ? describeWal(s.wal, clients, s.source) : []]),
   ]);
 }
 

@@ -83,15 +83,27 @@ export async function exists(s3: S3Client, bucket: string, key: string): Promise
   }
 }
 
-/** A small object as text with its LastModified (set by S3, not by the writer), or undefined when it does not exist. */
-export async function getStored(s3: S3Client, bucket: string, key: string): Promise<{ text: string; lastModified: Date } | undefined> {
+/**
+ * A small object as text with its LastModified (set by S3, not by the writer), or undefined when it does not exist.
+ * With `maxBytes`, a bigger object is refused unread: what a task wrote is untrusted, and a pointer is small.
+ */
+export async function getStored(s3: S3Client, bucket: string, key: string, maxBytes?: number): Promise<{ text: string; lastModified: Date } | undefined> {
+  let out;
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw s3Problem('GetObject', bucket, key, err);
+  }
+  if (maxBytes !== undefined && (out.ContentLength ?? 0) > maxBytes) {
+    (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
+    throw new Error(`s3://${bucket}/${key} is ${out.ContentLength} bytes, more than the ${maxBytes} it can be: not read`);
+  }
+  try {
     const text = await out.Body!.transformToString('utf8');
     if (!out.LastModified) throw new Error('the response has no Last-Modified');
     return { text, lastModified: out.LastModified };
   } catch (err) {
-    if (isNotFound(err)) return undefined;
     throw s3Problem('GetObject', bucket, key, err);
   }
 }

@@ -53,4 +53,21 @@ export const Metrics = {
    */
   RESTORE_RTO_RATIO: 'RestoreDurationOverRto',
   RESTORE_TEST_ORCHESTRATION_FAILURES: 'RestoreTestOrchestrationFailures',
+  /**
+   * Seconds since S3 stored (its LastModified, not a time the writer states) the newest WAL object of a source that
+   * archives its WAL continuously, among those since its newest base backup: the continuous RPO. Per source.
+   */
+  WAL_ARCHIVE_AGE_SECONDS: 'WalArchiveAgeSeconds',
+  /** The largest WAL archive age over its source's walArchive.maxAge; above 1 means some source's WAL is stale. */
+  FLEET_WAL_STALENESS_RATIO: 'FleetWalArchiveStalenessRatio',
+  /**
+   * 1 for a source whose WAL chain since its newest base backup has a gap (a missing segment, a timeline without its
+   * history file) or that has no usable base backup: point-in-time recovery cannot reach past it until a new base
+   * backup is taken. Per source (0 or 1), and fleet-wide (how many sources).
+   */
+  WAL_GAPS: 'WalArchiveGaps',
+  /** Seconds since S3 stored the base backup a source's base/latest.json names. Per source. */
+  BASE_BACKUP_AGE_SECONDS: 'BaseBackupAgeSeconds',
+  /** The largest base backup age over its source's walArchive.baseBackupMaxAge; above 1 means some base backup is stale. */
+  FLEET_BASE_BACKUP_STALENESS_RATIO: 'FleetBaseBackupStalenessRatio',
 } as const;

@@ -26,6 +26,16 @@ export interface SourceRowMetrics {
    * @default - no minimum line
    */
   readonly minSize?: Size;
+  /**
+   * The age of its newest archived WAL, drawn beside its backup age, for a source that archives its WAL.
+   * @default - no WAL line
+   */
+  readonly walAge?: cloudwatch.IMetric;
+  /**
+   * The WAL age's threshold.
+   * @default - no WAL threshold line
+   */
+  readonly walMaxAge?: Duration;
 }
 
 const GRID_WIDTH = 24;
@@ -66,9 +76,12 @@ export class BackupDashboard extends Construct {
   public addSourceRow(source: string, metrics: SourceRowMetrics): void {
     const row = new SourceRow([
       new cloudwatch.GraphWidget({
-        title: `${source}: backup age (s)`,
-        left: [metrics.age],
-        leftAnnotations: [{ value: metrics.maxAge.toSeconds(), label: 'maxAge', color: cloudwatch.Color.RED }],
+        title: `${source}: backup age (s)${metrics.walAge ? ', WAL age (s)' : ''}`,
+        left: [metrics.age, ...metrics.walAge ? [metrics.walAge] : []],
+        leftAnnotations: [
+          { value: metrics.maxAge.toSeconds(), label: 'maxAge', color: cloudwatch.Color.RED },
+          ...metrics.walMaxAge ? [{ value: metrics.walMaxAge.toSeconds(), label: 'WAL maxAge', color: cloudwatch.Color.ORANGE }] : [],
+        ],
         leftYAxis: { min: 0 },
         width: 8,
       }),

@@ -16,6 +16,9 @@ import { RestorableError, wholeSeconds } from '../shared/errors';
 import { MonitorFunction } from './monitor-function';
 import { monitoringSettings, ratioFloorProblem } from './monitoring-settings';
 import { MonitoringRuleSource, MonitoringRules, enableEventBridgeNotifications } from './monitoring-rules';
+import {
+  MonitoredWalArchive, WalAlarmContext, WalArchiveAlarms, addFleetWalAlarms, addSourceWalAlarms, walArchiveThresholds,
+} from './wal-archive-monitoring';
 
 export interface BackupMonitoringProps {
   /**
@@ -87,21 +90,7 @@ export interface MonitoredSourceOptions {
   readonly walArchive?: MonitoredWalArchive;
 }
 
-/** How a source's continuous WAL archive is watched. */
-export interface MonitoredWalArchive {
-  /**
-   * The newest archived WAL object (by the time S3 stored it) older than this alarms: the continuous RPO is broken.
-   * Give the partial-upload interval (or archive_timeout with wal-push) plus slack for a quiet server: a receiver
-   * uploads a partial only when it changed, so an idle server's newest WAL ages by its checkpoint interval.
-   */
-  readonly maxAge: Duration;
-  /**
-   * The newest base backup (by the time S3 stored its pointer) older than this alarms: every restore then replays
-   * more WAL, and the WAL it needs is kept only as long as the daily tier keeps objects.
-   * @default Duration.hours(25) - a daily base backup schedule plus an hour
-   */
-  readonly baseBackupMaxAge?: Duration;
-}
+export type { MonitoredWalArchive } from './wal-archive-monitoring';
 
 type MonitoredSource = MonitoringRuleSource;
 
@@ -152,6 +141,8 @@ export class BackupMonitoring extends Construct {
   /** Read when the dashboard renders, so alarms added later appear too. */
   private readonly dashboardAlarms: cloudwatch.IAlarm[] = [];
   private watchedJobFailures?: cloudwatch.Alarm;
+  /** Made with the first source that archives its WAL. */
+  private walAlarms?: WalArchiveAlarms;
 
   constructor(scope: Construct, id: string, props: BackupMonitoringProps) {
     super(scope, id);
@@ -311,10 +302,12 @@ export class BackupMonitoring extends Construct {
     };
     this.sources.set(name, source);
     this.rules.addSource(source);
+    if (source.walMaxAgeSeconds !== undefined) this.walAlarms ??= addFleetWalAlarms(this.walAlarmContext());
     if (this.perSourceAlarms) this.addSourceAlarms(source);
     this.dashboard.addSourceRow(name, {
       age: this.metricBackupAge(name),
       maxAge: options.maxAge,
+      ...options.walArchive ? { walAge: this.metricWalArchiveAge(name), walMaxAge: options.walArchive.maxAge } : {},
       size: this.metricBackupSize(name, { statistic: cloudwatch.Stats.MAXIMUM }),
       minSize: options.minSize,
     });
@@ -408,6 +401,52 @@ export class BackupMonitoring extends Construct {
     return this.metric(Metrics.FLEET_SIZE_RATIO, cloudwatch.Stats.MINIMUM, undefined, { period: Duration.minutes(5), ...props });
   }
 
+  /**
+   * Some WAL-archived source's newest archived WAL is older than its walArchive.maxAge (or the check stopped running),
+   * once a source with walArchive is added.
+   */
+  public get walArchiveStaleAlarm(): cloudwatch.Alarm | undefined {
+    return this.walAlarms?.stale;
+  }
+
+  /**
+   * Some WAL-archived source has a gap in its WAL since its newest base backup, or no base backup: point-in-time
+   * recovery cannot reach past it until a new base backup is taken. Once a source with walArchive is added.
+   */
+  public get walGapsAlarm(): cloudwatch.Alarm | undefined {
+    return this.walAlarms?.gaps;
+  }
+
+  /** Some WAL-archived source's newest base backup is older than its walArchive.baseBackupMaxAge, once a source with walArchive is added. */
+  public get baseBackupStaleAlarm(): cloudwatch.Alarm | undefined {
+    return this.walAlarms?.baseStale;
+  }
+
+  /** Seconds since S3 stored the source's newest archived WAL object: its continuous RPO (published by the freshness check). */
+  public metricWalArchiveAge(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.WAL_ARCHIVE_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, { [SOURCE_DIMENSION]: source }, props);
+  }
+
+  /** Seconds since S3 stored the source's newest base backup. */
+  public metricBaseBackupAge(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.BASE_BACKUP_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, { [SOURCE_DIMENSION]: source }, props);
+  }
+
+  /** 1 while the source's WAL chain since its newest base backup has a gap (or it has no base backup); without a source, how many sources. */
+  public metricWalGaps(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.WAL_GAPS, cloudwatch.Stats.MAXIMUM, source === undefined ? undefined : { [SOURCE_DIMENSION]: source }, props);
+  }
+
+  /** The worst WAL archive age over its source's walArchive.maxAge; above 1 means some source's WAL is stale. */
+  public metricFleetWalStaleness(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.FLEET_WAL_STALENESS_RATIO, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
+  /** The worst base backup age over its source's walArchive.baseBackupMaxAge; above 1 means some base backup is stale. */
+  public metricFleetBaseBackupStaleness(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.FLEET_BASE_BACKUP_STALENESS_RATIO, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
   /** Every alarm this construct made, fleet and per source. */
   public get alarms(): readonly cloudwatch.IAlarm[] {
     return [...this.dashboardAlarms];
@@ -432,8 +471,14 @@ export class BackupMonitoring extends Construct {
     return alarm;
   }
 
+  /** What the WAL archive alarms are made with: this construct's alarm maker, metrics and store. */
+  private walAlarmContext(): WalAlarmContext {
+    return { alarm: (id, metric, options, scope) => this.alarm(id, metric, options, scope), store: this.store, monitoring: this };
+  }
+
   private addSourceAlarms(source: MonitoredSource): void {
     const scope = new Construct(this, `Source-${source.name}`);
+    if (source.walMaxAgeSeconds !== undefined) addSourceWalAlarms(this.walAlarmContext(), source, scope);
     this.alarm('BackupAgeAlarm', this.metricBackupAge(source.name), {
       threshold: source.maxAgeSeconds,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -455,18 +500,4 @@ export class BackupMonitoring extends Construct {
       }, scope);
     }
   }
-}
-
-const DEFAULT_BASE_BACKUP_MAX_AGE = Duration.hours(25);
-
-/** A watched WAL archive's thresholds in seconds, or none; problems are pushed, each naming its property. */
-function walArchiveThresholds(source: string, walArchive: MonitoredWalArchive | undefined, problems: string[]):
-  Pick<MonitoredSource, 'walMaxAgeSeconds' | 'baseBackupMaxAgeSeconds'> {
-  if (walArchive === undefined) return {};
-  return {
-    walMaxAgeSeconds: wholeSeconds(`walArchive.maxAge of source '${source}'`, walArchive?.maxAge,
-      { min: 1, example: 'Duration.minutes(5)' }, problems),
-    baseBackupMaxAgeSeconds: wholeSeconds(`walArchive.baseBackupMaxAge of source '${source}'`, walArchive?.baseBackupMaxAge ?? DEFAULT_BASE_BACKUP_MAX_AGE,
-      { min: 60, example: 'Duration.hours(25) for a daily base backup' }, problems),
-  };
 }
