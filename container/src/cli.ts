@@ -18,6 +18,7 @@ import { RESTORE_COMMAND, formatRestoreResult, runRestore } from './commands/res
 import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify';
 import { WAL_FETCH_COMMAND, formatWalFetchResult, runWalFetch, walFetchExitCode } from './commands/wal-fetch';
 import { WAL_PUSH_COMMAND, formatWalPushResult, runWalPush } from './commands/wal-push';
+import { WAL_RECEIVE_COMMAND, formatWalReceiveSummary, runWalReceive, stopOnSignals } from './commands/wal-receive';
 import { ContractError } from '../../lib/contract';
 import { AgentError, UsageError, redactor } from './shared/errors';
 import { runAbortActions } from './shared/cleanup';
@@ -118,6 +119,13 @@ const COMMANDS: readonly Command[] = [
     },
   },
   {
+    spec: WAL_RECEIVE_COMMAND,
+    run: async (args, aws) => {
+      const summary = await runWalReceive(args, { s3: aws.s3, secrets: aws.secrets(args.string('secret-id')), onStart: stopOnSignals });
+      return print(args.flag('json'), summary, formatWalReceiveSummary(summary));
+    },
+  },
+  {
     spec: WAL_FETCH_COMMAND,
     run: async (args, aws) => formatWalFetchResult(await runWalFetch(args, { s3: aws.s3, secrets: (secretId) => aws.secrets(secretId) })),
     exitCode: walFetchExitCode,
@@ -177,8 +185,11 @@ const STOPPED: Record<string, string> = {
   'wal-fetch': 'the WAL file was not fetched, and nothing was put in its place',
 };
 
+/** Commands that stop cleanly on a signal by themselves (stopOnSignals). */
+const OWN_SIGNALS = new Set(['wal-receive']);
+
 if (require.main === module) {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  for (const signal of OWN_SIGNALS.has(process.argv[2]) ? [] : ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       const stopped = STOPPED[process.argv[2]] ?? 'nothing was recorded as a good backup';
       process.stderr.write(`restorable${process.argv[2] ? ` ${process.argv[2]}` : ''}: stopped by ${signal}: ${stopped}\n`);

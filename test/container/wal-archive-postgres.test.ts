@@ -141,7 +141,7 @@ describe('archive_command = restorable wal-push %p', () => {
       const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: k }));
       expect(head.Metadata?.[WAL_METADATA.plaintextSha256]).toMatch(/^[0-9a-f]{64}$/);
       expect(head.Metadata?.[WAL_METADATA.sha256]).toMatch(/^[0-9a-f]{64}$/);
-      expect(head.TagCount ?? 0).toBe(0); // untagged: kept until WAL retention lands
+      expect(head.TagCount).toBe(1); // backup-tier=daily, set in the PUT: expired with the daily tier's base backups
     }
   });
 
