@@ -1,6 +1,6 @@
 /**
  * The runbook's point-in-time recovery, drilled with standard tools only: a real PostgreSQL 15 server archives its WAL
- * through `restorable wal-push`, a base backup is stored beside it, and the runbook of a WAL-archived source is stored
+ * through `restorable wal-push`, `restorable basebackup` stores a base backup beside it, and the runbook of a WAL-archived source is stored
  * in the bucket and printed back by `restorable runbook`. Its scene and PITR blocks are taken FROM THAT TEXT, moto's
  * endpoint put into the aws commands, and run in bash as the server's operating-system user with Debian's aws CLI v2,
  * jq, sha256sum, age, zstd, tar and the server's own programs: the recovered server holds every transaction
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
-  Engine, RunbookPath, RunbookVia, WAL_METADATA, baseBackupKey, baseLatestKey, manifestKeyFor, pitrScript, renderRunbook, runbookBlocks,
+  Engine, RunbookPath, RunbookVia, WAL_METADATA, baseBackupKey, manifestKeyFor, pitrScript, renderRunbook, runbookBlocks,
   runbookKey, walKey, walPrefix,
 } from '../../lib/contract';
 import { AGENT_BUNDLE, AgeKey, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle } from '../support';
@@ -66,34 +66,12 @@ async function switchWal(): Promise<string> {
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-/**
- * A base backup as the store keeps one: pg_basebackup's single tar (-X fetch) through zstd and age under base/, its
- * manifest beside it, and base/latest.json.
- */
-async function storeBaseBackup(): Promise<{ key: string; startWalFile: string }> {
-  const dir = clusterOwnedDir('restorable-drill-base-');
-  leftovers.push(dir);
-  const startedAt = new Date();
-  const tar = join(dir, 'base.tar');
-  runPg15('pg_basebackup', ['-D', dir, '-Ft', '-X', 'fetch', '--checkpoint=fast', '--no-sync', '--no-manifest',
-    '-h', primary.host, '-p', String(primary.port), '-U', primary.user]);
-  const label = execFileSync('tar', ['-xOf', tar, 'backup_label']).toString();
-  const startWalFile = /START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)/.exec(label)![1];
-  const timeline = parseInt(startWalFile.slice(0, 8), 16);
-  const sealed = execFileSync('bash', ['-c', `zstd -q -c '${tar}' | age -r '${key.recipient}'`], { maxBuffer: 1 << 30 });
-  const finishedAt = new Date();
-  const objectKey = baseBackupKey(PREFIX, SOURCE, startedAt);
-  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey, Body: sealed }));
-  const manifest = {
-    formatVersion: 1, kind: 'basebackup', source: SOURCE, engine: 'postgres', timeline, startWalFile,
-    startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), tier: 'daily', key: objectKey, size: sealed.length, sha256: sha256(sealed),
-  };
-  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(objectKey), Body: JSON.stringify(manifest) }));
-  await s3.client.send(new PutObjectCommand({
-    Bucket: s3.bucket, Key: baseLatestKey(PREFIX, SOURCE),
-    Body: JSON.stringify({ formatVersion: 1, source: SOURCE, key: objectKey, manifestKey: manifestKeyFor(objectKey), startedAt: manifest.startedAt }),
-  }));
-  return { key: objectKey, startWalFile };
+/** A base backup by the agent's own `restorable basebackup` (the copy this file took), as the schedule runs it. */
+function storeBaseBackup(): void {
+  const run = spawnSync(process.execPath, [agent, 'basebackup', '--source', SOURCE, '--bucket', s3.bucket, '--prefix', PREFIX,
+    '--recipient', key.recipient, '--host', primary.host, '--port', String(primary.port), '--user', primary.user, '--json'],
+  { env: { ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}` }, encoding: 'utf8' });
+  expect({ code: run.status, stderr: run.status === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
 }
 
 /** Commits `count` ticks, one transaction each, `gapMs` apart, then reads back every tick's commit time. */
@@ -172,7 +150,7 @@ beforeAll(async () => {
   });
   await sql('CREATE TABLE ticks (id serial PRIMARY KEY, note text NOT NULL)');
   await sql(`INSERT INTO ticks (note) SELECT 'before the base backup' FROM generate_series(1, 500)`);
-  await storeBaseBackup();
+  storeBaseBackup();
   await tick(30, 60);
   await archivedThrough(await switchWal());
   await s3.client.send(new PutObjectCommand({
