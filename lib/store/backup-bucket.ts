@@ -3,14 +3,15 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { WAL_DIR, normalisePrefix, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix } from '../contract/names';
+import { normalisePrefix } from '../contract/names';
+import { BackupWriteOptions, StoreGrants, WalPushOptions, acknowledgeWildcards } from './backup-grants';
 import { bucketSettings } from './backup-bucket-settings';
 import { KeepCounts, TIER_TAG, Tier } from '../contract/tiers';
-import { RestorableError } from '../shared/errors';
 import { TierRetention } from './retention-policy';
 import { breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
-import { acknowledgeWildcard } from '../shared/nag';
 import { TAGGING_ACTIONS, addWriteOncePolicy } from './write-once-policy';
+
+export type { BackupWriteOptions, WalPushOptions } from './backup-grants';
 
 /** Move one tier's backups to a cheaper storage class once they reach an age. */
 export interface TierTransition {
@@ -89,16 +90,6 @@ export interface BackupBucketProps {
   readonly breakGlassRole?: iam.IRole;
 }
 
-/** Options for a dump task's write access. */
-export interface BackupWriteOptions {
-  /**
-   * Allow the writer to place (never release) Object Lock legal holds under its source's prefix, which keeps the
-   * last good backup alive however old it gets; releasing them is the hold keeper's.
-   * @default - true when the bucket has Object Lock, false otherwise
-   */
-  readonly legalHold?: boolean;
-}
-
 /** What differs between the primary and the replica; the rest of the bucket is common. */
 export interface BackupBucketInternals {
   readonly bucketName?: string;
@@ -133,6 +124,7 @@ export abstract class BackupBucket extends Construct {
   public readonly retention: readonly TierRetention[];
   /** The key's alias (`alias/...`), when one was asked for. */
   protected readonly keyAlias?: string;
+  private readonly grants = new StoreGrants(this);
 
   protected constructor(scope: Construct, id: string, props: BackupBucketProps, internals: BackupBucketInternals = {}) {
     super(scope, id);
@@ -218,35 +210,7 @@ export abstract class BackupBucket extends Construct {
    * role of the user's own that is granted this way (a host's role, say) from writing them even where it is exempt.
    */
   public grantBackupWrite(grantee: iam.IGrantable, source: string, options: BackupWriteOptions = {}): iam.Grant {
-    const objects = this.sourceObjects(source);
-    const legalHold = options.legalHold ?? this.objectLockEnabled;
-    this.acknowledgeWildcards(grantee, [objects], `The dump task of source '${source}' creates its backups under that source's prefix ` +
-      'and reads them back (the wildcard matches any key below it, \'/\' included, and no other source\'s key); the bucket policy refuses ' +
-      'to create or replace an object there without If-None-Match (latest.json only with If-Match or If-None-Match), and this ' +
-      'grant denies restore-tests/ and RUNBOOK.md in the role\'s own policy, so it adds backups and replaces nothing but the pointer');
-    const grant = iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['s3:ListBucket'],
-      resourceArns: [this.bucket.bucketArn],
-      conditions: { StringLike: { 's3:prefix': [`${sourcePrefix(this.prefix, source)}*`] } },
-    })
-      // PutObject with a Tagging header is also authorised as s3:PutObjectTagging.
-      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload',
-        ...(legalHold ? ['s3:GetObjectLegalHold'] : [])], [objects]))
-      .combine(this.grantKey(grantee, 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'));
-    grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
-      effect: iam.Effect.DENY,
-      actions: ['s3:PutObject*'],
-      resources: [this.bucket.arnForObjects(`${restoreTestsPrefix(this.prefix, source)}*`), this.bucket.arnForObjects(runbookKey(this.prefix, source))],
-    }));
-    if (!legalHold) return grant;
-    // Placing a hold keeps data; releasing one is the hold keeper's alone (and the bucket policy says so too).
-    return grant.combine(iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['s3:PutObjectLegalHold'],
-      resourceArns: [objects],
-      conditions: { StringEquals: { 's3:object-lock-legal-hold': 'ON' } },
-    }));
+    return this.grants.backupWrite(grantee, source, options);
   }
 
   /**
@@ -255,26 +219,7 @@ export abstract class BackupBucket extends Construct {
    * (the bucket policy lets nobody tag them, and lets only restore-test roles write there).
    */
   public grantRestoreRead(grantee: iam.IGrantable, source: string): iam.Grant {
-    const listPrefix = sourcePrefix(this.prefix, source);
-    const restoreTests = this.bucket.arnForObjects(`${restoreTestsPrefix(this.prefix, source)}*`);
-    this.acknowledgeWildcards(grantee, [this.sourceObjects(source)],
-      `A restore reads any object of source '${source}' (its age-encrypted backups, their pointers and manifests, its reports and ` +
-      'runbook): the wildcard matches any key under that source\'s prefix, \'/\' included, and no other source\'s key');
-    this.acknowledgeWildcards(grantee, [restoreTests],
-      `A restore test writes its reports under the restore-tests/ prefix of source '${source}' (the wildcard matches any key below it, ` +
-      '\'/\' included); the bucket policy makes each report write-once, and restore-tests/latest.json written only with If-Match or ' +
-      'If-None-Match');
-    const list = iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['s3:ListBucket', 's3:ListBucketVersions'],
-      resourceArns: [this.bucket.bucketArn],
-      conditions: { StringLike: { 's3:prefix': [`${listPrefix}*`] } },
-    });
-    return list
-      .combine(this.grantObjects(grantee, ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectTagging', 's3:RestoreObject'], [this.sourceObjects(source)]))
-      .combine(this.grantObjects(grantee, ['s3:PutObject', 's3:AbortMultipartUpload'], [restoreTests]))
-      // GenerateDataKey: restore-test results are written under the bucket's KMS default encryption.
-      .combine(this.grantKey(grantee, 'kms:Decrypt', 'kms:GenerateDataKey'));
+    return this.grants.restoreRead(grantee, source);
   }
 
   /**
@@ -282,25 +227,17 @@ export abstract class BackupBucket extends Construct {
    * manifests, and a HEAD of the backups they name) and list bounded prefixes (one day of one source). No writes.
    */
   public grantMonitorRead(grantee: iam.IGrantable): iam.Grant {
-    const objects = this.bucket.arnForObjects(`${this.prefix}*`);
-    this.acknowledgeWildcards(grantee, [objects], 'Freshness and size checks read the pointers, restore-test reports and manifests of every ' +
-      'source and HEAD the backups they name, so they read any object under the store\'s prefix (backups themselves are age-encrypted); ' +
-      'read-only, no writes');
-    return iam.Grant.addToPrincipal({ grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] })
-      .combine(this.grantObjects(grantee, ['s3:GetObject'], [objects]))
-      .combine(this.grantKey(grantee, 'kms:Decrypt'));
+    return this.grants.monitorRead(grantee);
   }
 
   /**
-   * What `restorable wal-push` needs, as a database host's archive_command: create `{prefix}{source}/wal/*` objects
-   * (the bucket policy requires If-None-Match, which it sends: a stored WAL file is never replaced), read their heads
-   * back to verify, and encrypt with the key through S3. No list, no delete, no tagging.
+   * What `restorable wal-push` (a database host's archive_command) and `restorable wal-receive` need: create
+   * `{prefix}{source}/wal/*` objects tagged with the daily tier and no other tag (the bucket policy requires
+   * If-None-Match, which they send: a stored WAL file is never replaced), read their heads back to verify, place (never
+   * release) legal holds on them, and encrypt with the key through S3. No list, no delete, no reading a file's bytes.
    */
-  public grantWalPush(grantee: iam.IGrantable, source: string): iam.Grant {
-    const objects = this.walObjects(grantee, source, `The database host of '${source}' archives its WAL, one object per file, under ` +
-      'that source\'s wal/ prefix (the wildcard matches any file name there, and nothing outside it); the bucket policy refuses any write ' +
-      'without If-None-Match, so a stored file is never replaced');
-    return this.grantObjects(grantee, ['s3:PutObject', 's3:GetObject'], [objects]).combine(this.grantKey(grantee, 'kms:GenerateDataKey'));
+  public grantWalPush(grantee: iam.IGrantable, source: string, options: WalPushOptions = {}): iam.Grant {
+    return this.grants.walPush(grantee, source, options);
   }
 
   /**
@@ -308,14 +245,7 @@ export abstract class BackupBucket extends Construct {
    * that prefix (so that a file the archive does not hold reads as absent, not as forbidden), and decrypt through S3.
    */
   public grantWalFetch(grantee: iam.IGrantable, source: string): iam.Grant {
-    const objects = this.walObjects(grantee, source, `A recovering server of '${source}' fetches any archived WAL file of that source ` +
-      '(the wildcard matches any file name under its wal/ prefix, and nothing outside it)');
-    return iam.Grant.addToPrincipal({
-      grantee, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn],
-      conditions: { StringLike: { 's3:prefix': [`${sourcePrefix(this.prefix, source)}${WAL_DIR}/*`] } },
-    })
-      .combine(this.grantObjects(grantee, ['s3:GetObject'], [objects]))
-      .combine(this.grantKey(grantee, 'kms:Decrypt'));
+    return this.grants.walFetch(grantee, source);
   }
 
   /**
@@ -323,38 +253,7 @@ export abstract class BackupBucket extends Construct {
    * Only principals that are constructs (roles, users) can carry the acknowledgement.
    */
   protected acknowledgeWildcards(principal: iam.IGrantable | IConstruct, resources: string[], reason: string): void {
-    const scope = 'grantPrincipal' in principal ? principal.grantPrincipal : principal;
-    if (!Construct.isConstruct(scope)) return;
-    for (const resource of resources) {
-      acknowledgeWildcard(scope, resource, reason);
-    }
-  }
-
-  private sourceObjects(source: string): string {
-    const problem = sourceNameProblem(source);
-    if (problem) throw new RestorableError(this, problem);
-    return this.bucket.arnForObjects(`${sourcePrefix(this.prefix, source)}*`);
-  }
-
-  /** `{prefix}{source}/wal/*`, acknowledged for cdk-nag with `reason`. */
-  private walObjects(grantee: iam.IGrantable, source: string, reason: string): string {
-    const objects = this.bucket.arnForObjects(`${sourcePrefix(this.prefix, source)}${WAL_DIR}/*`);
-    this.acknowledgeWildcards(grantee, [objects], reason);
-    return objects;
-  }
-
-  private grantObjects(grantee: iam.IGrantable, actions: string[], resourceArns: string[]): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions, resourceArns });
-  }
-
-  /** Key use only through S3, so a role's key access is no wider than its bucket access. */
-  private grantKey(grantee: iam.IGrantable, ...actions: string[]): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions,
-      resourceArns: [this.encryptionKey.keyArn],
-      conditions: { StringEquals: { 'kms:ViaService': `s3.${Stack.of(this).region}.amazonaws.com` } },
-    });
+    acknowledgeWildcards(principal, resources, reason);
   }
 
   /**

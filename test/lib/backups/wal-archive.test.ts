@@ -39,13 +39,15 @@ describe('grantWalPush and grantWalFetch, simulated', () => {
   const wal = at(walKey('backups', 'orders-db', SEGMENT));
 
   const cases: [string, typeof host, ApiCall, string][] = [
-    ['the host archives a new WAL file (If-None-Match)', host, { api: 'PutObject', target: wal, ifNoneMatch: true }, '✅'],
+    ['the host archives a new WAL file (If-None-Match), tagged with the daily tier', host,
+      { api: 'PutObject', target: wal, ifNoneMatch: true, tags: { 'backup-tier': 'daily' } }, '✅'],
+    ['the host cannot archive one untagged, which no tier\'s lifecycle would expire', host, { api: 'PutObject', target: wal, ifNoneMatch: true }, '· no grant'],
     // Its s3:GetObject is for the HEAD that verifies an upload, which needs no key: it cannot read WAL back.
     ['the host cannot download a WAL file\'s bytes', host, { api: 'GetObject', target: wal }, '· no KMS grant'],
-    ['the host cannot replace a stored WAL file', host, { api: 'PutObject', target: wal }, '⛔ WriteOnce'],
+    ['the host cannot replace a stored WAL file', host, { api: 'PutObject', target: wal, tags: { 'backup-tier': 'daily' } }, '⛔ WriteOnce'],
     ['the host cannot delete one', host, { api: 'DeleteObject', target: wal, versionId: 'v1' }, '⛔ OnlyBreakGlassDestroys'],
     ['the host cannot write another source\'s WAL', host,
-      { api: 'PutObject', target: at(walKey('backups', 'billing-db', SEGMENT)), ifNoneMatch: true }, '· no grant'],
+      { api: 'PutObject', target: at(walKey('backups', 'billing-db', SEGMENT)), ifNoneMatch: true, tags: { 'backup-tier': 'daily' } }, '· no grant'],
     ['the host cannot move its source\'s latest.json', host, { api: 'PutObject', target: at(latestKey('backups', 'orders-db')), ifNoneMatch: true }, '· no grant'],
     ['the recovering server fetches and decrypts a WAL file', recovering, { api: 'GetObject', target: wal }, '✅'],
     ['the recovering server lists the wal/ prefix, so a missing file is absent, not forbidden', recovering,
