@@ -7,7 +7,7 @@
  * Manifests and pointers are read back from the bucket, so they are untrusted input: the parsers check every field a
  * restore relies on and throw a ContractError naming the object and the field.
  */
-import { ContractError, Engine, isIsoTime } from './manifest';
+import { ContractError, Engine, LatestPointer, isIsoTime } from './manifest';
 import { Tier } from './tiers';
 
 export const BASE_BACKUP_FORMAT_VERSION = 1;
@@ -46,17 +46,8 @@ export interface BaseBackupManifest {
   readonly warnings: readonly string[];
 }
 
-/** `{prefix}{source}/base/latest.json`: the newest base backup that passed post-upload verification. */
-export interface BaseBackupPointer {
-  readonly formatVersion: number;
-  readonly source: string;
-  readonly key: string;
-  readonly manifestKey: string;
-  readonly startedAt: string;
-  readonly finishedAt: string;
-  readonly tier: Tier;
-  readonly size: number;
-  readonly sha256: string;
+/** `{prefix}{source}/base/latest.json`: the newest base backup that passed post-upload verification, a latest pointer with its WAL start. */
+export interface BaseBackupPointer extends LatestPointer {
   readonly timeline: number;
   readonly startWalFile: string;
 }

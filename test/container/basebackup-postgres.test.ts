@@ -2,15 +2,18 @@
  * `restorable basebackup` against a real PostgreSQL 15 server and moto's S3, with the bundled agent: the data
  * directory's tar (pg_basebackup -Ft -X fetch) is stored encrypted under {source}/base/ with a manifest whose
  * positions are the server's own, base/latest.json moves forward, the stored tar opens with the identity and holds a
- * data directory. A tar cut short is refused and nothing is recorded; a server that cannot be reached says so.
+ * data directory. A tar cut short is refused and nothing is recorded; a server that cannot be reached says so. And
+ * what `restore --to` refuses before any server runs: a base backup whose tar holds more than plain files and
+ * directories, a data directory that is not empty, a time without its zone.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectLegalHoldCommand, GetObjectTaggingCommand, ObjectLockRetentionMode } from '@aws-sdk/client-s3';
+import { GetObjectLegalHoldCommand, GetObjectTaggingCommand, ObjectLockRetentionMode, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
-  MANIFEST_SUFFIX, TIER_TAG, Tier, baseBackupPrefix, baseLatestKey, manifestKeyFor, parseBaseBackupManifest, parseBaseBackupPointer,
+  MANIFEST_SUFFIX, TIER_TAG, Tier, baseBackupKey, baseBackupPrefix, baseLatestKey, manifestKeyFor, parseBaseBackupManifest, parseBaseBackupPointer,
 } from '../../lib/contract';
 import { AgeKey, MotoBucket, agentEnv, clusterQuery, makeAgeKey, motoBucket, requireAgentBundle, runAgent } from '../support';
 import { Pg15Cluster, PG15_BIN, startPg15Cluster } from '../support/pg-wal-cluster';
@@ -123,5 +126,43 @@ describe('restorable basebackup', () => {
     expect(run.stderr).not.toMatch(/\n\s+at /);
     expect(await s3.keys(baseBackupPrefix(undefined, source))).toEqual(keysBefore);
     expect((await s3.keys(baseBackupPrefix(undefined, source))).filter((k) => k.endsWith(MANIFEST_SUFFIX))).toHaveLength(2);
+  });
+
+  it('restore --to refuses a base backup whose tar holds a link, before tar writes it', async () => {
+    const evil = 'base-pg-evil';
+    const dir = mkdtempSync(join(tmpdir(), 'restorable-evil-tar-'));
+    leftovers.push(dir);
+    execFileSync('sh', ['-c', 'mkdir tree && echo 15 > tree/PG_VERSION && ln -s /etc tree/escape && ' +
+      `tar -cf - -C tree PG_VERSION escape | zstd -q -c | age -r ${key.recipient} > stored`], { cwd: dir });
+    const bytes = readFileSync(join(dir, 'stored'));
+    const evilKey = baseBackupKey(undefined, evil, new Date(Date.now() - 60_000));
+    const manifest = { ...JSON.parse((await s3.getText(first.manifestKey))!), source: evil, key: evilKey, size: bytes.length,
+      sha256: createHash('sha256').update(bytes).digest('hex') };
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: evilKey, Body: bytes }));
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(evilKey), Body: JSON.stringify(manifest) }));
+    const data = join(dir, 'data');
+    const run = await runAgent(['restore', '--source', evil, '--bucket', s3.bucket, '--to', 'latest', '--data-dir', data,
+      '--identity-file', key.identityFile], agentEnv(s3.env));
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`restorable restore: s3://${s3.bucket}/${evilKey} holds 'escape' (tar type '2'), which is no part of a data directory: refusing to unpack it`);
+    expect(existsSync(join(data, 'escape'))).toBe(false);
+  });
+
+  it('restore --to refuses in words a non-empty data directory, a time without its zone and the dump options', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'restorable-pitr-usage-'));
+    leftovers.push(dir);
+    writeFileSync(join(dir, 'PG_VERSION'), '15\n');
+    const restore = (extra: string[]) => runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, ...extra],
+      agentEnv(s3.env));
+    const nonEmpty = await restore(['--to', 'latest', '--data-dir', dir]);
+    expect(nonEmpty.code).toBe(2);
+    expect(nonEmpty.stderr).toContain(`the data directory ${dir} is not empty`);
+    const noZone = await restore(['--to', '2026-12-02T13:00:00', '--data-dir', join(dir, 'new')]);
+    expect(noZone.code).toBe(2);
+    expect(noZone.stderr).toContain("--to must be 'latest' or an ISO 8601 time with its zone");
+    const withDumpOption = await restore(['--to', 'latest', '--data-dir', join(dir, 'new'), '--clean']);
+    expect(withDumpOption.code).toBe(2);
+    expect(withDumpOption.stderr).toContain('--to restores a base backup and WAL, not a dump: leave out --clean');
+    expect(existsSync(join(dir, 'new'))).toBe(false);
   });
 });

@@ -8,7 +8,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
-  BASE_BACKUP_FORMAT_VERSION, BaseBackupManifest, BaseBackupPointer, Engine, TIER_TAG, Tier, baseBackupKey, baseLatestKey,
+  BASE_BACKUP_FORMAT_VERSION, BaseBackupManifest, BaseBackupPointer, Engine, TIER_TAG, baseBackupKey, baseLatestKey,
   manifestKeyFor, parseBaseBackupPointer, sourceNameProblem, tierFor,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
@@ -22,7 +22,7 @@ import { getText, headSize, putJson } from '../shared/s3';
 import { requireTools, toolVersion } from '../shared/tools';
 import { AGENT_VERSION } from '../shared/version';
 import { TarScanner } from '../pitr/tar';
-import { advanceLatest, placeLegalHold, store } from './backup';
+import { BACKUP_COMMAND, BackupResult, advanceLatest, placeLegalHold, store } from './backup';
 
 export const BASEBACKUP_COMMAND: CommandSpec = {
   name: 'basebackup',
@@ -32,28 +32,20 @@ export const BASEBACKUP_COMMAND: CommandSpec = {
     ...SOURCE_OPTIONS,
     ...RECIPIENT_OPTIONS,
     ...CONNECTION_OPTIONS,
-    'expected-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'how large the data directory may grow (k/M/G suffixes); sizes the upload parts' },
+    'expected-size': BACKUP_COMMAND.options['expected-size'],
     'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the tar is smaller (k/M/G suffixes; default 1M)' },
-    'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
+    'compression-level': BACKUP_COMMAND.options['compression-level'],
     'legal-hold': { kind: OptionKind.FLAG, description: 'once base/latest.json names this base backup, place an Object Lock legal hold on it and its manifest' },
-    'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
+    'json': BACKUP_COMMAND.options.json,
   },
 };
 
-export interface BaseBackupResult {
-  readonly source: string;
-  readonly bucket: string;
-  readonly key: string;
-  readonly manifestKey: string;
-  readonly tier: Tier;
-  readonly size: number;
+export interface BaseBackupResult extends Pick<BackupResult, 'source' | 'bucket' | 'key' | 'manifestKey' | 'tier' | 'size' | 'sha256' |
+'durationSeconds' | 'latestMoved'> {
   readonly tarSize: number;
-  readonly sha256: string;
   readonly timeline: number;
   readonly startWalFile: string;
   readonly endWalFile: string;
-  readonly durationSeconds: number;
-  readonly latestMoved: boolean;
 }
 
 export interface BaseBackupDeps {

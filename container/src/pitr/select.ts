@@ -13,6 +13,7 @@ import { ProcessPipeline } from '../shared/pipeline';
 import { getText, listAll } from '../shared/s3';
 import { decompressStage, decryptStage, explainDecryptFailure } from '../restore/decrypt';
 import { VerifyingTap, downloadInto } from '../restore/download';
+import { TarScanner } from './tar';
 
 export interface BaseBackupChoice {
   readonly key: string;
@@ -61,8 +62,14 @@ export async function selectBaseBackup(s3: S3Client, bucket: string, prefix: str
 export async function unpackBaseBackup(s3: S3Client, bucket: string, choice: BaseBackupChoice, identityFile: string, dataDir: string): Promise<void> {
   const where = `s3://${bucket}/${choice.key}`;
   const tap = new VerifyingTap(where, { size: choice.manifest.size, sha256: choice.manifest.sha256 }, () => pipeline.kill());
+  // Its bytes are read before tar gets them: an entry a data directory never holds stops tar before it is written.
+  const entries = new TarScanner();
+  const inspect = (chunk: Buffer) => {
+    entries.feed(chunk);
+    if (entries.unsafe) pipeline.kill();
+  };
   const pipeline = new ProcessPipeline([
-    decryptStage(identityFile), decompressStage(),
+    decryptStage(identityFile), { ...decompressStage(), inspect },
     // The files belong to whoever restores (the server's user), not to the ids the source's server had.
     { name: 'tar', command: 'tar', args: ['-x', '-f', '-', '-C', dataDir, '--no-same-owner'] },
   ], { input: tap });
@@ -70,10 +77,15 @@ export async function unpackBaseBackup(s3: S3Client, bucket: string, choice: Bas
   try {
     await pipeline.done;
   } catch (err) {
+    if (entries.unsafe) {
+      throw new AgentError(`${where} holds ${entries.unsafe}, which is no part of a data directory: refusing to unpack it. ${dataDir} holds ` +
+        'what came before it and must be emptied; restore from another base backup');
+    }
     if (tap.problem) throw new AgentError(`${tap.problem}: ${dataDir} holds part of it and must be emptied before another try`);
     if (tap.downloadError) throw new AgentError(`downloading ${where} failed: ${tap.downloadError.message}; ${dataDir} must be emptied before another try`);
     throw explainDecryptFailure(err, where, undefined);
   }
   if (tap.problem) throw new AgentError(`${tap.problem}: ${dataDir} holds it, unverified, and must be emptied before another try`);
+  if (entries.unsafe) throw new AgentError(`${where} holds ${entries.unsafe}, which is no part of a data directory: ${dataDir} must be emptied`);
   log.info('base backup unpacked', { key: choice.key, dataDir, size: choice.manifest.size, tarSize: choice.manifest.tarSize });
 }

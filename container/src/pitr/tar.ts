@@ -8,6 +8,8 @@ const BLOCK = 512;
 /** Small files whose contents are kept: a base backup is read from these. */
 const KEPT = new Set(['PG_VERSION', 'backup_label', 'global/pg_control']);
 const KEPT_MAX = 64 * 1024;
+/** Entry types of plain files ('0', or NUL in old archives, read as '0') and directories. */
+const PLAIN_TYPES = new Set(['0', '5']);
 
 export interface TarEntry {
   readonly name: string;
@@ -43,6 +45,11 @@ export class TarScanner {
   ended = false;
   /** Set when a header does not read as tar: everything after it is ignored. */
   problem?: string;
+  /**
+   * Set at the first entry that is not a plain file or directory under a relative name inside the archive's root (an
+   * absolute name, a '..', a link, a device): what a data directory's tar never holds, and unpacking must not write.
+   */
+  unsafe?: string;
 
   private pending: Buffer = Buffer.alloc(0);
   /** Bytes of the current entry's data (padded to whole blocks) still to pass. */
@@ -103,7 +110,12 @@ export class TarScanner {
     const meta = type === 'x' || type === 'L';
     const entry = name.replace(/^\.\//, '');
     this.current = { name: entry, type, size, chunks: [], keep: meta || KEPT.has(entry), taken: 0 };
-    if (!meta && type !== 'g') this.entries.push({ name: entry, size });
+    if (!meta && type !== 'g') {
+      this.entries.push({ name: entry, size });
+      if (!this.unsafe && (!PLAIN_TYPES.has(type) || entry.startsWith('/') || entry.split('/').includes('..'))) {
+        this.unsafe = `'${entry}' (tar type '${type}')`;
+      }
+    }
     this.remaining = Math.ceil(size / BLOCK) * BLOCK;
     if (this.remaining === 0) this.finishEntry();
   }
