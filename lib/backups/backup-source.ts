@@ -11,7 +11,8 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Engine } from '../contract/manifest';
 import { RestorableError } from '../shared/errors';
-import type { DatabaseHosting } from './wal-archive';
+import type { DatabaseHosting, WalArchiving, WalArchivingSettings } from './wal-archive';
+import type { WalReceiver } from './wal-receiver';
 
 /** The database product a source runs. MongoDB and plain files will join this list. */
 export enum DatabaseFlavour {
@@ -196,6 +197,14 @@ export interface BackupSourceProps {
    * a server of your own otherwise
    */
   readonly hosting?: DatabaseHosting;
+  /**
+   * Continuous WAL archiving, for point-in-time recovery with an RPO of seconds (a self-managed PostgreSQL server
+   * only; refused in words for RDS, Aurora and other engines): a WAL receiver service (or the server's own
+   * archive_command with wal-push), scheduled base backups, and monitoring of the archive's age. Dumps go on as
+   * scheduled: they stay the portable, restore-tested copy.
+   * @default - no WAL archiving: the data at risk is everything since the last dump
+   */
+  readonly walArchiving?: WalArchiving;
 }
 
 /** Below this, dumps are the wrong tool. */
@@ -210,7 +219,7 @@ const HOUR_STEPS = [1, 2, 3, 4, 6, 8, 12];
 export function rpoProblem(rpo: Duration): string | undefined {
   if (rpo.toMinutes({ integral: false }) >= MINIMUM_RPO.toMinutes()) return undefined;
   return `rpo: an RPO of ${rpo.toHumanString()} is under the 15-minute minimum: full dumps are not continuous backup. ` +
-    'Use 15 minutes or more; a shorter RPO needs WAL/binlog archiving (point-in-time recovery), which is planned, ' +
+    'Use 15 minutes or more; a shorter RPO needs WAL archiving (walArchiving, for a PostgreSQL server of your own), ' +
     'or your database service\'s own point-in-time restore';
 }
 
@@ -311,4 +320,10 @@ export interface BackupSource {
   readonly scratchImage: ecs.ContainerImage;
   /** Where the database runs (BackupSourceProps.hosting, or what its peer or endpoint shows). */
   readonly hosting: DatabaseHosting;
+  /** The source's WAL archiving with every default decided; undefined when its WAL is not archived. */
+  readonly walArchiving?: WalArchivingSettings;
+  /** The base backups' schedule, when the WAL is archived. */
+  readonly baseBackupSchedule?: scheduler.ISchedule;
+  /** The WAL receiver, when the WAL is archived with WalArchiveMode.RECEIVE. */
+  readonly walReceiver?: WalReceiver;
 }

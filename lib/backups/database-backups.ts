@@ -1,17 +1,16 @@
-import { Annotations, Aws, Duration, Names, Stack, Token, Tokenization } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, Names, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
 import { BackupBucket } from '../store/backup-bucket';
-import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
+import { AGENT_CONTAINER_NAME, AgentRun, AgentSchedules, sourceArguments } from './agent-schedules';
+import { BackupJobAlerts } from './backup-job-alerts';
 import { BackupKeys } from '../keys/backup-keys';
 import { BackupMonitoring } from '../monitoring/backup-monitoring';
 import {
@@ -21,7 +20,11 @@ import { Engine } from '../contract/manifest';
 import { sourceNameProblem } from '../contract/names';
 import { RestorableError } from '../shared/errors';
 import { HoldKeeper } from './hold-keeper';
-import { hostingOf, walArchivingProblem } from './wal-archive';
+import { WalArchiveMode, WalArchivingSettings, hostingOf, resolveWalArchiving, walArchivingProblem } from './wal-archive';
+import { WalReceiver } from './wal-receiver';
+import { WalSpool } from './wal-spool';
+import { grantSecretRead } from './secret-read';
+import { s3PrefixList, vpcCidr } from './vpc-peers';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
@@ -34,7 +37,7 @@ export interface DatabaseBackupsProps {
   /** The VPC the backup tasks run in; it must reach the databases. */
   readonly vpc: ec2.IVpc;
   /**
-   * The ECS cluster to run the tasks in.
+   * The ECS cluster to run the tasks in. It needs Container Insights for the WAL receivers' down alarms.
    * @default - a cluster with Container Insights is created in `vpc`
    */
   readonly cluster?: ecs.ICluster;
@@ -106,8 +109,7 @@ export interface DatabaseBackupsProps {
   readonly sources?: BackupSourceProps[];
 }
 
-/** The container's name in every backup task definition; the schedules' overrides address it. */
-export const AGENT_CONTAINER_NAME = 'agent';
+export { AGENT_CONTAINER_NAME } from './agent-schedules';
 /** The warning id a user acknowledges once a MySQL source's backups and restores have been tried. */
 export const MYSQL_UNTESTED_WARNING = '@restorable/database-backups:mysql-untested';
 
@@ -149,7 +151,7 @@ export class DatabaseBackups extends Construct {
   private readonly image: ecs.ContainerImage;
   private readonly executionRole: iam.Role;
   private readonly defaultTaskRole: iam.Role;
-  private readonly schedulerRole: iam.Role;
+  private readonly schedules: AgentSchedules;
   /** Every task role lives under this IAM path, so that the scheduler may pass exactly these roles. */
   private readonly taskRolePath: string;
   private readonly taskDefinitions = new Map<Engine, ecs.FargateTaskDefinition>();
@@ -162,6 +164,8 @@ export class DatabaseBackups extends Construct {
     actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
   });
   private secretsEndpoint?: ec2.InterfaceVpcEndpoint;
+  /** The WAL receivers' spool, created with the first receiver. */
+  private walSpool?: WalSpool;
   /** S3 in this region, as an egress peer: its prefix list, or undefined when it cannot be looked up. */
   private s3Peer?: ec2.IPeer;
 
@@ -207,7 +211,10 @@ export class DatabaseBackups extends Construct {
     // folder per DatabaseBackups, so that its scheduler may pass exactly its own task roles.
     this.taskRolePath = `${ROLE_PATHS.dump}${Names.uniqueId(this)}/`;
     if (props.keys.identitySecret) this.allowSecretThroughEndpoint(props.keys.identitySecret);
-    this.schedulerRole = this.createSchedulerRole();
+    this.schedules = new AgentSchedules({
+      cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, role: this.createSchedulerRole(), alerts: this.alerts,
+      retryAttempts: props.retryAttempts, maxEventAge: props.maxEventAge,
+    });
     this.sourcesScope = new Construct(this, 'Sources');
     if (props.store.objectLockEnabled) {
       this.holdKeeper = new HoldKeeper(this, 'HoldKeeper', {
@@ -254,34 +261,22 @@ export class DatabaseBackups extends Construct {
     const taskRole = this.createTaskRole(scope, props);
     this.openNetwork(props);
     this.allowSecretThroughEndpoint(props.secret);
-    const schedule = new scheduler.Schedule(scope, 'Schedule', {
-      description: `Restorable: back up ${name} (${props.engine}); RPO ${rpo.toHumanString()}`,
-      schedule: scheduler.ScheduleExpression.expression(`cron(${cron})`),
-      target: new schedulerTargets.EcsRunFargateTask(this.cluster, {
-        taskDefinition: this.taskDefinitionFor(props.engine.agentEngine),
-        vpcSubnets: this.subnets,
-        securityGroups: [this.securityGroup],
-        group: `${TASK_GROUP_PREFIX}${name}`,
-        role: this.schedulerRole,
-        deadLetterQueue: this.alerts.deadLetterQueue,
-        retryAttempts: this.props.retryAttempts ?? 3,
-        maxEventAge: this.props.maxEventAge ?? Duration.hours(1),
-        input: scheduler.ScheduleTargetInput.fromObject({
-          taskRoleArn: taskRole.roleArn,
-          cpu: String(cpu),
-          memory: String(memory),
-          ...(props.ephemeralStorageGiB ? { ephemeralStorage: { sizeInGiB: props.ephemeralStorageGiB } } : {}),
-          containerOverrides: [{ name: AGENT_CONTAINER_NAME, command: this.agentCommand(props) }],
-        }),
-      }),
+    const hosting = hostingOf(props.hosting, props.peer, props.endpoint);
+    const walArchiving = props.walArchiving && resolveWalArchiving(this, { name, engine: props.engine, hosting }, props.walArchiving, props.secret);
+    const run = { source: name, taskDefinition: this.taskDefinitionFor(props.engine.agentEngine), taskRole, cpu, memoryMiB: memory, ephemeralStorageGiB: props.ephemeralStorageGiB };
+    const schedule = this.schedules.schedule(scope, 'Schedule', {
+      ...run, cron, description: `Restorable: back up ${name} (${props.engine}); RPO ${rpo.toHumanString()}`, command: this.agentCommand(props),
     });
     const source: BackupSource = {
       name, engine: props.engine, rpo, cron, taskRole, schedule, secret: props.secret, expectedSize: props.expectedSize,
-      scratchImage: props.scratchImage ?? ecs.ContainerImage.fromRegistry(props.engine.defaultScratchImage),
-      hosting: hostingOf(props.hosting, props.peer, props.endpoint),
+      scratchImage: props.scratchImage ?? ecs.ContainerImage.fromRegistry(props.engine.defaultScratchImage), hosting, walArchiving,
+      ...(walArchiving && this.archiveWal(scope, props, walArchiving, run)),
     };
     this.sourceList.push(source);
-    this.props.monitoring?.addSource(name, { maxAge: rpo.plus(BACKUP_RUN_ALLOWANCE) });
+    this.props.monitoring?.addSource(name, {
+      maxAge: rpo.plus(BACKUP_RUN_ALLOWANCE),
+      walArchive: walArchiving && { maxAge: walArchiving.maxArchiveAge, baseBackupMaxAge: walArchiving.maxBaseBackupAge },
+    });
     this.holdKeeper?.addSource(name);
     return source;
   }
@@ -333,19 +328,37 @@ export class DatabaseBackups extends Construct {
 
   /** The agent's arguments for one source: everything but the password, which it reads from the secret. */
   private agentCommand(props: BackupSourceProps): string[] {
-    const { store, keys } = this.props;
     return [
-      'backup', '--source', props.name, '--engine', props.engine.agentEngine,
-      '--bucket', store.bucket.bucketName, ...(store.prefix ? ['--prefix', store.prefix] : []),
-      '--recipient', keys.recipient,
-      '--secret-id', props.secret.secretArn,
-      ...(props.endpoint ? ['--host', props.endpoint.hostname, '--port', Tokenization.stringifyNumber(props.endpoint.port)] : []),
+      'backup', '--engine', props.engine.agentEngine, ...sourceArguments(this.props.store, this.props.keys, props),
       ...(props.database ? ['--database', props.database] : []),
       ...(props.expectedSize ? ['--expected-size', String(props.expectedSize.toBytes())] : []),
-      // The same condition under which grantBackupWrite allows s3:PutObjectLegalHold: the last good backup stays.
-      ...(store.objectLockEnabled ? ['--legal-hold'] : []),
       '--json',
     ];
+  }
+
+  /**
+   * A WAL-archived source's base backups, scheduled with its dump task's role and size (its prefix grant covers base/),
+   * and with RECEIVE its WAL receiver on the shared spool.
+   */
+  private archiveWal(scope: Construct, props: BackupSourceProps, settings: WalArchivingSettings, run: Omit<AgentRun, 'description' | 'cron' | 'command'>) {
+    const { store, keys } = this.props;
+    const connection = { name: props.name, secret: settings.replicationSecret, endpoint: props.endpoint };
+    if (settings.replicationSecret !== props.secret) {
+      grantSecretRead(settings.replicationSecret, run.taskRole);
+      this.allowSecretThroughEndpoint(settings.replicationSecret);
+    }
+    const baseBackupSchedule = this.schedules.schedule(scope, 'BaseBackupSchedule', {
+      ...run, cron: settings.baseBackupCron, description: `Restorable: base backup of ${props.name} for point-in-time recovery`,
+      command: ['basebackup', ...sourceArguments(store, keys, connection), '--json'],
+    });
+    if (settings.mode !== WalArchiveMode.RECEIVE) return { baseBackupSchedule };
+    this.walSpool ??= new WalSpool(this, 'WalSpool', { vpc: this.props.vpc, subnets: this.subnets });
+    const walReceiver = new WalReceiver(scope, 'WalReceiver', {
+      connection, settings, store, keys, cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, spool: this.walSpool,
+      image: this.image, executionRole: this.executionRole, logGroup: this.logGroup, rolePath: this.taskRolePath,
+      alarmTopic: this.props.alarmTopic ?? this.props.monitoring?.topic,
+    });
+    return { baseBackupSchedule, walReceiver };
   }
 
   /** The source's own role: its prefix in the store and its secret, nothing else; never the age identity. */
@@ -359,7 +372,7 @@ export class DatabaseBackups extends Construct {
       description: `Restorable backup task of source ${props.name}: writes its prefix, reads its own secret`,
     });
     this.props.store.grantBackupWrite(role, props.name);
-    props.secret.grantRead(role);
+    grantSecretRead(props.secret, role);
     return role;
   }
 
@@ -518,53 +531,6 @@ function warnMysqlUntested(scope: Construct, name: string, version: string): voi
     `MariaDB 10.11), and only MariaDB servers run in Restorable's tests, so neither a MySQL ${version} backup nor its ` +
     `restore test into a mysql:${version} scratch server has been proven. Run a backup and a restore test of this source ` +
     'before relying on it; once they pass, acknowledge this warning.');
-}
-
-/** The VPC's CIDR block, or undefined for a VPC imported without it. */
-function vpcCidr(vpc: ec2.IVpc): string | undefined {
-  try {
-    return vpc.vpcCidrBlock;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * S3's managed prefix list in the stack's region (`com.amazonaws.REGION.s3`), looked up from the account (the
- * CDK CLI caches the answer in cdk.context.json), as a peer whose rule is inline: CDK makes a resource of its own
- * of every rule naming a prefix list, while CloudFormation takes DestinationPrefixListId inline. Undefined for an
- * environment-agnostic stack, which cannot look anything up.
- */
-function s3PrefixList(scope: Construct): ec2.IPeer | undefined {
-  const stack = Stack.of(scope);
-  if (Token.isUnresolved(stack.account) || Token.isUnresolved(stack.region)) {
-    Annotations.of(scope).addWarningV2('@restorable/database-backups:https-anywhere',
-      'The stack has no account and region, so S3\'s prefix list cannot be looked up: the tasks may use HTTPS to any address, not only ' +
-      'to the VPC endpoints and S3 (in subnets without NAT, only the endpoints and S3 are routed anyway). Give the stack an env, or ' +
-      'acknowledge this warning.');
-    return undefined;
-  }
-  const list = ec2.PrefixList.fromLookup(scope, 'S3PrefixList', { prefixListName: `com.amazonaws.${stack.region}.s3` });
-  return new InlinePrefixListPeer(list.prefixListId);
-}
-
-/** A managed prefix list as a security-group peer whose rules go inline in the group. */
-class InlinePrefixListPeer implements ec2.IPeer {
-  public readonly canInlineRule = true;
-  public readonly connections: ec2.Connections = new ec2.Connections({ peer: this });
-  public readonly uniqueId: string;
-
-  constructor(private readonly prefixListId: string) {
-    this.uniqueId = prefixListId;
-  }
-
-  public toIngressRuleConfig(): ec2.IngressRuleConfig {
-    return { sourcePrefixListId: this.prefixListId };
-  }
-
-  public toEgressRuleConfig(): ec2.EgressRuleConfig {
-    return { destinationPrefixListId: this.prefixListId };
-  }
 }
 
 /** The account as cdk-nag prints it in a finding. */

@@ -32,7 +32,7 @@ describe('given a bad source', () => {
   test('an RPO under 15 minutes: dumps are not continuous backup, and WAL/binlog archiving is named', () => {
     expect(addTo({ rpo: Duration.minutes(5) })).toThrow(
       "Backups/DatabaseBackups: source 'orders-db': rpo: an RPO of 5 minutes is under the 15-minute minimum: full dumps are not continuous backup. " +
-      "Use 15 minutes or more; a shorter RPO needs WAL/binlog archiving (point-in-time recovery), which is planned, or your database service's own point-in-time restore");
+      "Use 15 minutes or more; a shorter RPO needs WAL archiving (walArchiving, for a PostgreSQL server of your own), or your database service's own point-in-time restore");
   });
 
   test.each([
