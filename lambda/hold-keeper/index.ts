@@ -25,7 +25,8 @@
  * backup is older comes from both the time in its key and the LastModified S3 set, so neither a key nor a clock of
  * the writer's choosing can make a newer backup look older.
  *
- * One listing of the source's prefix gives every object, its size and LastModified (the reports' too); a
+ * A listing of the source's dated folders and its reports gives every backup object, its size and LastModified (the reports'
+ * too; never the source's WAL or base backups under wal/ and base/, thousands of objects it does not keep); a
  * GetObjectLegalHold follows for each backup object older than the release boundary, the settled backup (a dump task
  * may place holds anywhere under its prefix, so old ones are checked too). A source that cannot be checked (an S3 error, an unreadable restore-test report) is
  * reported and the others go on; the invocation fails at the end, so the function's errors alarm fires.
@@ -34,7 +35,7 @@
  */
 import { CloudWatchClient, StandardUnit } from '@aws-sdk/client-cloudwatch';
 import {
-  GetObjectCommand, GetObjectLegalHoldCommand, ListObjectsV2Command, ObjectLockLegalHoldStatus, PutObjectLegalHoldCommand, S3Client,
+  GetObjectCommand, GetObjectLegalHoldCommand, ListObjectsV2Command, ListObjectsV2CommandOutput, ObjectLockLegalHoldStatus, PutObjectLegalHoldCommand, S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { ContractError, parseLatest, parseManifest } from '../../lib/contract/manifest';
@@ -203,27 +204,45 @@ async function readBounded(clients: HoldKeeperClients, key: string, maxBytes: nu
   return text;
 }
 
-/** Every object under the source's prefix (paginated), at most MAX_OBJECTS_PER_SOURCE. */
+/**
+ * What the keeper reads under a source's prefix, at most MAX_OBJECTS_PER_SOURCE objects: its dated backups (the
+ * `{YYYY}/` folders, found with one delimited listing) and its restore-test reports, never its archived WAL and base
+ * backups (`wal/`, `base/`), which hold thousands of objects and none it keeps here.
+ */
 async function listSource(clients: HoldKeeperClients, prefix: string): Promise<Listed[]> {
   const listed: Listed[] = [];
+  const folders: string[] = [];
+  await listPages(clients, prefix, '/', (out) => {
+    for (const p of out.CommonPrefixes ?? []) if (p.Prefix && /^\d{4}\/$/.test(p.Prefix.slice(prefix.length))) folders.push(p.Prefix);
+  });
+  for (const folder of [...folders, `${prefix}${RESTORE_TESTS_DIR}/`]) {
+    await listPages(clients, folder, undefined, (out) => {
+      for (const o of out.Contents ?? []) {
+        if (o.Key && o.LastModified) listed.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
+      }
+      if (listed.length > MAX_OBJECTS_PER_SOURCE) {
+        throw new Error(`s3://${clients.bucket}/${prefix} holds more than ${MAX_OBJECTS_PER_SOURCE} backup objects and reports, far more than a ` +
+          'backup history: not kept; see what wrote them');
+      }
+    });
+  }
+  return listed;
+}
+
+/** Every page of a listing, each handed to `onPage` as it arrives. */
+async function listPages(clients: HoldKeeperClients, prefix: string, delimiter: string | undefined,
+  onPage: (out: ListObjectsV2CommandOutput) => void): Promise<void> {
   let token: string | undefined;
   do {
     let out;
     try {
-      out = await clients.s3.send(new ListObjectsV2Command({ Bucket: clients.bucket, Prefix: prefix, ContinuationToken: token }));
+      out = await clients.s3.send(new ListObjectsV2Command({ Bucket: clients.bucket, Prefix: prefix, Delimiter: delimiter, ContinuationToken: token }));
     } catch (err) {
       throw s3Failure('ListObjectsV2', clients.bucket, prefix, err);
     }
-    for (const o of out.Contents ?? []) {
-      if (o.Key && o.LastModified) listed.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
-    }
-    if (listed.length > MAX_OBJECTS_PER_SOURCE) {
-      throw new Error(`s3://${clients.bucket}/${prefix} holds more than ${MAX_OBJECTS_PER_SOURCE} objects, far more than a backup history: ` +
-        'not kept; see what wrote them');
-    }
+    onPage(out);
     token = out.IsTruncated ? out.NextContinuationToken : undefined;
   } while (token);
-  return listed;
 }
 
 /**

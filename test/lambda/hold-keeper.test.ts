@@ -330,3 +330,31 @@ describe('given one broken source among healthy ones', () => {
     expect(report.sources[1]).toMatchObject({ source: healthy, rule: HoldRule.NEWEST_VALID, problems: [] });
   });
 });
+
+describe('given a source that also archives WAL and base backups', () => {
+  test('then the keeper lists its dated folders and reports only, never wal/ or base/, and keeps its holds as before', async () => {
+    const source = 'archived-pg';
+    const backup = await backUp(source);
+    await reportRestoreTest(source, backup, true);
+    // What a WAL archive adds beside the dumps: thousands of objects in AWS, a few here, none of them the keeper's.
+    for (const k of ['wal/000000010000000000000001.zst.age', 'wal/000000010000000000000002.zst.age', 'base/latest.json',
+      'base/2026/01/01/archived-pg_2026-01-01_00-00-00Z.tar.zst.age']) {
+      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}${source}/${k}`, Body: 'x' }));
+    }
+    const { clients } = monitorClients(s3, PREFIX);
+    const listed: string[] = [];
+    clients.s3.middlewareStack.add((next, context) => (args) => {
+      if (context.commandName === 'ListObjectsV2Command') {
+        const input = args.input as { Prefix?: string; Delimiter?: string };
+        listed.push(`${input.Prefix}${input.Delimiter ? ` (delimited)` : ''}`);
+      }
+      return next(args);
+    }, { step: 'initialize', name: 'recordListings' });
+
+    const [kept] = (await keepHolds({ sources: [source] }, clients, new Date(), { releaseAfterSeconds: 0 })).sources;
+    expect(kept).toMatchObject({ rule: HoldRule.PROVEN, newest: backup.key, proven: backup.key, problems: [] });
+    expect(kept.held).toEqual(await objectsOf(backup));
+    const year = backup.key.slice(`${PREFIX}${source}/`.length, `${PREFIX}${source}/`.length + 5);
+    expect(listed).toEqual([`${PREFIX}${source}/ (delimited)`, `${PREFIX}${source}/${year}`, `${PREFIX}${source}/restore-tests/`]);
+  });
+});

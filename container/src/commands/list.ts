@@ -1,9 +1,9 @@
 /** `restorable list`: a source's backups, newest first, from their manifests. */
-import { S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, S3Client, _Object } from '@aws-sdk/client-s3';
 import { MANIFEST_SUFFIX, Manifest, latestKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
 import { UsageError } from '../shared/errors';
-import { getText, listAll } from '../shared/s3';
+import { getText, listAll, s3Problem } from '../shared/s3';
 
 export const LIST_COMMAND: CommandSpec = {
   name: 'list',
@@ -32,7 +32,7 @@ export async function runList(args: ParsedArgs, s3: S3Client): Promise<BackupLis
   if (nameProblem) throw new UsageError(nameProblem);
   const bucket = args.requiredString('bucket');
   const prefix = args.string('prefix');
-  const objects = await listAll(s3, bucket, sourcePrefix(prefix, source));
+  const objects = await listDatedFolders(s3, bucket, sourcePrefix(prefix, source));
   const storageClass = new Map(objects.map((o) => [o.Key, o.StorageClass ?? 'STANDARD']));
   const latestText = await getText(s3, bucket, latestKey(prefix, source));
   const latest = latestText ? parseLatest(latestText.text, latestKey(prefix, source)).key : undefined;
@@ -49,6 +49,26 @@ export async function runList(args: ParsedArgs, s3: S3Client): Promise<BackupLis
       storageClass: storageClass.get(m.key) ?? 'MISSING',
       tables: m.tables.length, rows: m.tables.reduce((sum, t) => sum + t.rows, 0), latest: m.key === latest,
     }));
+}
+
+/**
+ * The objects of a source's dated folders (`{YYYY}/`, found with one delimited listing): its dumps and their
+ * manifests, never its archived WAL or base backups (`wal/`, `base/`), which hold thousands of objects.
+ */
+async function listDatedFolders(s3: S3Client, bucket: string, prefix: string): Promise<_Object[]> {
+  const folders: string[] = [];
+  let token: string | undefined;
+  do {
+    let page;
+    try {
+      page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
+    } catch (err) {
+      throw s3Problem('ListObjectsV2', bucket, prefix, err);
+    }
+    for (const p of page.CommonPrefixes ?? []) if (p.Prefix && /^\d{4}\/$/.test(p.Prefix.slice(prefix.length))) folders.push(p.Prefix);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return (await Promise.all(folders.map((folder) => listAll(s3, bucket, folder)))).flat();
 }
 
 export function formatListing(backups: readonly BackupListing[]): string {

@@ -14,6 +14,11 @@
  * report (the GET that reads it). A stated time in the future, or after the S3 time that bounds it by more than
  * POINTER_CLOCK_SKEW_SECONDS (forgedTime, the freshness check's own rule), makes the source 'forged-pointer': the
  * report names the pointer and the time, and statusFailure makes the run fail.
+ *
+ * A source that archives its WAL continuously (it has base/latest.json) is at risk only since S3 stored its newest WAL
+ * object: its RPO is that, in seconds, and its RTO the point-in-time restore its last restore test measured (the
+ * report's pitr.restoreSeconds). One more GET per source (base/latest.json), and for such a source a HEAD and a listing
+ * of its WAL from its newest base backup on (status-wal.ts).
  */
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
@@ -25,6 +30,7 @@ import { lostPointerProblem, someRecordedBackup } from '../restore/download';
 import { AgentError } from '../shared/errors';
 import { REPORTS_OPTIONS, reportsCopy } from '../restore-test/report';
 import { getText, headSizeAndLastModified, s3Problem } from '../shared/s3';
+import { ContinuousStatus, continuousStatus } from './status-wal';
 
 export const STATUS_COMMAND: CommandSpec = {
   name: 'status',
@@ -71,8 +77,15 @@ export interface SourceStatus {
     readonly storedAt: string;
     readonly ageSeconds: number;
     readonly durationSeconds?: number;
+    /** The measured time of the test's point-in-time restore (its report's pitr.restoreSeconds), for a WAL-archived source. */
+    readonly pitrRestoreSeconds?: number;
     readonly reason?: string;
   };
+  /**
+   * For a source that archives its WAL continuously (it has base/latest.json): its newest base backup, its newest WAL,
+   * and the continuous RPO, in seconds since S3 stored that WAL.
+   */
+  readonly continuous?: ContinuousStatus;
   readonly problem?: string;
   /** For 'forged-pointer': each stated time S3 contradicts, naming the pointer, the time, and S3's. */
   readonly forged?: readonly string[];
@@ -183,7 +196,9 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
   const ageOf = (stored: Date) => Math.max(0, Math.round((checkedAt.getTime() - stored.getTime()) / 1000));
   try {
     const testKey = restoreTestLatestKey(prefix, source, reports);
-    const [latest, testText] = await Promise.all([newestBackup(s3, bucket, prefix, source), getText(s3, bucket, testKey)]);
+    const [latest, testText, continuous] = await Promise.all([
+      newestBackup(s3, bucket, prefix, source), getText(s3, bucket, testKey), continuousStatus(s3, bucket, prefix, source, checkedAt),
+    ]);
     const test = testText && parseRestoreTestPointer(testText.text, `s3://${bucket}/${testKey}`);
     const testStored = testText && storedAt(testText.lastModified, `s3://${bucket}/${testKey}`);
     const pointerKey = latestKey(prefix, source);
@@ -195,7 +210,9 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
         'latest.json itself', checkedAt),
       test && testStored && forgedTime(`restore-test report s3://${bucket}/${testKey}`, 'finishedAt', test.finishedAt, testStored,
         'the report itself', checkedAt),
+      ...continuous?.forged ?? [],
     ].filter((f): f is string => typeof f === 'string');
+    const pitrSeconds = test?.pitr?.restoreSeconds;
     const status = {
       source,
       newestBackup: latest ? {
@@ -204,15 +221,19 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
       lastRestoreTest: test && testStored ? {
         success: test.success === true, finishedAt: test.finishedAt, storedAt: testStored.toISOString(), ageSeconds: ageOf(testStored),
         ...(typeof test.durationSeconds === 'number' ? { durationSeconds: test.durationSeconds } : {}),
+        // Read defensively: an older report has none, and only a real number of seconds is shown.
+        ...(typeof pitrSeconds === 'number' && Number.isFinite(pitrSeconds) && pitrSeconds >= 0 ? { pitrRestoreSeconds: pitrSeconds } : {}),
         ...(test.reason ? { reason: test.reason } : {}),
       } : undefined,
+      ...continuous ? { continuous } : {},
     };
     if (forged.length) {
       const problem = `forged or skewed pointer: ${forged.join('; ')}`;
       const readiness = Readiness.FORGED_POINTER;
       return { ...status, readiness, forged, problem, summary: summarise({ ...status, readiness, forged }) };
     }
-    const readiness = !status.newestBackup ? Readiness.NO_BACKUP
+    // A base backup with its WAL is something to restore, even before the first dump.
+    const readiness = !status.newestBackup && !status.continuous ? Readiness.NO_BACKUP
       : !status.lastRestoreTest ? Readiness.NEVER_TESTED
         : status.lastRestoreTest.success ? Readiness.READY : Readiness.TEST_FAILED;
     return { ...status, readiness, summary: summarise({ ...status, readiness }) };
@@ -256,29 +277,42 @@ function summarise(s: Omit<SourceStatus, 'summary'>): string {
       (test ? ` and the last restore test (${test.success ? 'passed' : 'FAILED'}) reported ${humanDuration(test.ageSeconds)} ago` : '') +
       '; find out who wrote it: a task that can write the store should not state times S3 contradicts.';
   }
-  if (!backup) return `${s.source}: NO GOOD BACKUP: there is nothing to restore; check its backup job.`;
-  const data = `with data from ${humanDuration(backup.ageSeconds)} ago`;
+  const continuous = s.continuous;
+  if (!backup && !continuous) return `${s.source}: NO GOOD BACKUP: there is nothing to restore; check its backup job.`;
+  const held = continuous ? dataAtRisk(continuous) : `data from ${humanDuration(backup!.ageSeconds)} ago`;
+  const data = `with ${held}`;
   if (!test) {
     return `${s.source}: NEVER RESTORE-TESTED: how long a restore takes, and whether it works, is unknown; ` +
-      `the newest backup holds data from ${humanDuration(backup.ageSeconds)} ago.`;
+      `the newest backup holds ${held}.`;
   }
   const tested = `${humanDuration(test.ageSeconds)} ago, ${test.finishedAt}`;
   if (!test.success) {
     // One line per source: a reason of several lines (a restore's own words) is joined.
     return `${s.source}: LAST RESTORE TEST FAILED (${tested})${test.reason ? `: ${test.reason.replace(/\s*\n\s*/g, ' ')}` : ''}; a restore may not work. ` +
-      `The newest backup holds data from ${humanDuration(backup.ageSeconds)} ago.`;
+      `The newest backup holds ${held}.`;
   }
-  const rto = test.durationSeconds === undefined ? 'an unmeasured time' : `about ${humanDuration(test.durationSeconds)}`;
+  const measured = test.pitrRestoreSeconds ?? test.durationSeconds;
+  const rto = measured === undefined ? 'an unmeasured time' : `about ${humanDuration(measured)}` +
+    (test.pitrRestoreSeconds === undefined ? '' : ` (a point-in-time restore, measured at ${test.pitrRestoreSeconds} s)`);
   return `${s.source}: back online in ${rto}, ${data} (restore test passed ${tested}).`;
+}
+
+/** What a WAL-archived source would lose: the seconds since its newest WAL, or, with none since its base backup, that backup's age. */
+function dataAtRisk(c: ContinuousStatus): string {
+  if (c.rpoSeconds === undefined) {
+    return `data from its base backup, ${humanDuration(c.baseBackupAgeSeconds)} ago (no WAL archived since: check its WAL archiving)`;
+  }
+  return `data from ${c.rpoSeconds} seconds ago (continuous WAL archive)`;
 }
 
 export function formatStatus(report: StatusReport): string {
   if (report.sources.length === 0) return `no sources under s3://${report.bucket}/${report.prefix}`;
   const rows = report.sources.map((s) => [
     s.source,
-    s.newestBackup ? `${humanDuration(s.newestBackup.ageSeconds)} ago` : '-',
+    s.continuous?.rpoSeconds !== undefined ? `${s.continuous.rpoSeconds} s ago (WAL)` : s.newestBackup ? `${humanDuration(s.newestBackup.ageSeconds)} ago` : '-',
     s.lastRestoreTest ? `${s.lastRestoreTest.success ? 'passed' : 'FAILED'} ${humanDuration(s.lastRestoreTest.ageSeconds)} ago` : 'never',
-    s.lastRestoreTest?.durationSeconds !== undefined ? humanDuration(s.lastRestoreTest.durationSeconds) : '-',
+    s.lastRestoreTest?.pitrRestoreSeconds !== undefined ? `${s.lastRestoreTest.pitrRestoreSeconds} s (PITR)`
+      : s.lastRestoreTest?.durationSeconds !== undefined ? humanDuration(s.lastRestoreTest.durationSeconds) : '-',
     s.readiness,
   ]);
   const header = ['SOURCE', 'NEWEST BACKUP (RPO)', 'LAST RESTORE TEST', 'RESTORE TOOK (RTO)', 'READINESS'];
