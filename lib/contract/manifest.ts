@@ -200,6 +200,21 @@ export interface RestoreTestPitr {
   readonly restoreSeconds: number;
 }
 
+/**
+ * What a restore test of a WAL-archived source leaves in its directory (`restore-test --pitr-dir DIR`, a volume it
+ * shares with the server that replays it): the restored data directory, the WAL the agent fetched and verified, the
+ * server's whole configuration (the base backup's own set aside), and the marker that tells the server to start. The
+ * server, a sidecar of the source's version in AWS, starts `postgres -D DIR/data -c config_file=DIR/server.conf` once
+ * the marker is there, its output to DIR/server.log, where the agent reads how far recovery went.
+ */
+export const PITR_TEST_FILES = {
+  dataDir: 'data',
+  walDir: 'wal',
+  config: 'server.conf',
+  ready: 'ready',
+  serverLog: 'server.log',
+} as const;
+
 /** What is wrong with a report's `pitr`, or undefined when it is well formed. */
 export function restoreTestPitrProblem(value: unknown): string | undefined {
   if (!isObject(value)) return 'is not an object';

@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Engine } from '../../../lib/contract';
+import { Engine, ReportsCopy } from '../../../lib/contract';
 import { ARCHIVE_OPTIONS, retrievalOptions } from '../restore/archive';
 import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
 import { UserCheck, parseChecks, readChecksFile } from '../restore-test/checks';
 import { CONNECTION_OPTIONS, Connection, describeConnection, resolveConnection } from '../shared/connection';
-import { SELECTION_OPTIONS, backupLocation, selectBackup } from '../restore/download';
+import { BackupLocation, SELECTION_OPTIONS, backupLocation, selectBackup } from '../restore/download';
 import { AgentError, UsageError, redactor } from '../shared/errors';
-import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
+import { IDENTITY_OPTIONS, Identity, resolveIdentity } from '../restore/identity';
 import { log } from '../shared/log';
 import { publishRestoreTest, shouldPublish } from '../restore-test/metrics';
 import {
@@ -25,6 +25,7 @@ import {
 } from '../restore-test/report';
 import { RestoreResult, restoreBackup } from '../restore/restore';
 import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../restore-test/validate';
+import { PITR_TEST_OPTIONS, PitrTestRun, PitrTestSettings, pitrTestSettings, runPitrTest } from '../restore-test/pitr';
 
 export const RESTORE_TEST_COMMAND: CommandSpec = {
   name: 'restore-test',
@@ -43,6 +44,7 @@ export const RESTORE_TEST_COMMAND: CommandSpec = {
     'spool-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'where the verified, decrypted dump waits for the load (default: the temporary directory; it needs the dump\'s size free)' },
     ...ARCHIVE_OPTIONS,
     ...REPORTS_OPTIONS,
+    ...PITR_TEST_OPTIONS,
     'publish-metrics': { kind: OptionKind.FLAG, description: 'publish CloudWatch metrics (automatic on ECS)' },
     'json': { kind: OptionKind.FLAG, description: 'print the report as JSON' },
   },
@@ -116,7 +118,12 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   const patterns = leftOutPatterns(args.string('expect-left-out'));
   const s3 = s3ForRegion(deps.s3, args.string('bucket-region'));
   const secretId = args.string('identity-secret-id');
+  const pitrSettings = pitrTestSettings(args, now());
+  if (pitrSettings && args.string('spool-dir') !== undefined) throw new UsageError('--spool-dir is for a test of the newest dump, not with --pitr-dir');
   const identity = await resolveIdentity(args.string('identity-file'), secretId, deps.secrets ?? secretsClientFor(secretId));
+  if (pitrSettings) {
+    return recordPitrTest(args, deps, { location, settings: pitrSettings, identity, checks, s3, publish, rtoSeconds, reports });
+  }
 
   const started = now();
   let manifest: RecordedBackup | undefined;
@@ -194,6 +201,22 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   // A record, not the failure: that is said once, by the run's failure line.
   log.info('restore test finished', { source: report.source, success, durationSeconds: report.durationSeconds,
     failures: failures.length, tolerance: tolerance === EXACT ? 'exact' : JSON.stringify(tolerance) });
+  return recordReport(report, { deps, s3, prefix: location.prefix, publish, rtoSeconds, reports, at: finished });
+}
+
+interface Recording {
+  readonly deps: RestoreTestDeps;
+  readonly s3: S3Client;
+  readonly prefix?: string;
+  readonly publish: boolean;
+  readonly rtoSeconds?: number;
+  readonly reports?: ReportsCopy;
+  readonly at: Date;
+}
+
+/** Publishes the metrics and stores the report; what could not be recorded is added to it, and fails the run. */
+async function recordReport(report: RestoreTestReport, { deps, s3, prefix, publish, rtoSeconds, reports, at: finished }: Recording): Promise<RestoreTestReport> {
+  const { success } = report;
   // The metrics carry the restore's own verdict; a result that cannot be recorded also fails the run.
   const metricProblem = publish
     ? await publishRestoreTest((deps.cloudwatch ?? (() => new CloudWatchClient({})))(), {
@@ -204,8 +227,62 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     const recordingProblems = problems.filter((p): p is string => p !== undefined);
     return recordingProblems.length ? { ...report, recordingProblems } : report;
   };
-  const storeProblem = await storeReport(s3, location.bucket, location.prefix, withProblems([metricProblem]), reports);
+  const storeProblem = await storeReport(s3, report.bucket, prefix, withProblems([metricProblem]), reports);
   return withProblems([metricProblem, storeProblem]);
+}
+
+interface PitrTestRequest {
+  readonly location: BackupLocation;
+  readonly settings: PitrTestSettings;
+  readonly identity: Identity;
+  readonly checks: readonly UserCheck[];
+  readonly s3: S3Client;
+  readonly publish: boolean;
+  readonly rtoSeconds?: number;
+  readonly reports?: ReportsCopy;
+}
+
+/**
+ * The restore test of a WAL-archived source (--pitr-dir): a point-in-time restore to a recent time, replayed by the
+ * server that shares the directory, checked, reported with its `pitr` and measured: the duration is the PITR restore's.
+ */
+async function recordPitrTest(args: ParsedArgs, deps: RestoreTestDeps, request: PitrTestRequest): Promise<RestoreTestReport> {
+  const now = deps.now ?? (() => new Date());
+  const { location, settings, identity } = request;
+  const started = now();
+  // The database checked is --database, or the newest dump's; the server is first reached in its own.
+  const connection = await resolveConnection(Engine.POSTGRES, args, { ...process.env, PGDATABASE: process.env.PGDATABASE ?? 'postgres' }, deps.secrets?.()).catch((err: Error) => {
+    identity.release();
+    throw err;
+  });
+  let run: PitrTestRun;
+  try {
+    run = await runPitrTest({
+      location, settings, identityFile: identity.file, dropIdentity: () => identity.release(), connection, database: args.string('database'), checks: request.checks,
+    }, request.s3);
+  } finally {
+    identity.release();
+  }
+  const finished = now();
+  const success = run.failures.length === 0;
+  const recoveredTo = run.pitr?.recoveredTo ? Date.parse(run.pitr.recoveredTo) : undefined;
+  const report: RestoreTestReport = {
+    formatVersion: REPORT_FORMAT_VERSION, source: location.source, success, bucket: location.bucket,
+    key: run.pitr?.baseBackupKey, backupStartedAt: run.baseBackupStartedAt,
+    target: run.target ? describeConnection(run.target) : undefined,
+    startedAt: started.toISOString(), finishedAt: finished.toISOString(),
+    durationSeconds: run.validation ? (finished.getTime() - started.getTime()) / 1000 : undefined,
+    // The data is as old as the last transaction recovered.
+    restoredBackupAgeSeconds: recoveredTo === undefined ? undefined : Math.round((finished.getTime() - recoveredTo) / 1000),
+    tablesChecked: run.validation?.tables.length ?? 0, rowsChecked: 0,
+    tables: run.validation?.tables ?? [], checks: run.validation?.checks ?? [],
+    failures: run.failures, reason: success ? undefined : run.failures.join('; '),
+    ...(run.pitr ? { pitr: run.pitr } : {}),
+    reportKey: reportKey(location.prefix, location.source, finished, request.reports),
+  };
+  log.info('point-in-time restore test finished', { source: report.source, success, durationSeconds: report.durationSeconds,
+    targetTime: run.pitr?.targetTime, recoveredTo: run.pitr?.recoveredTo, restoreSeconds: run.pitr?.restoreSeconds, failures: run.failures.length });
+  return recordReport(report, { deps, s3: request.s3, prefix: location.prefix, publish: request.publish, rtoSeconds: request.rtoSeconds, reports: request.reports, at: finished });
 }
 
 export { formatReport as formatRestoreTestReport };

@@ -120,6 +120,8 @@ export function formatReport(r: RestoreTestReport): string {
     `restore test of ${r.source}: ${r.success ? 'PASSED' : 'FAILED'}`,
     ...(r.key ? [`  backup      s3://${r.bucket}/${r.key} (started ${r.backupStartedAt})`] : []),
     ...(r.target ? [`  restored to ${r.target}`] : []),
+    ...(r.pitr ? [`  recovered   to ${r.pitr.recoveredTo || '-'} (target ${r.pitr.targetTime}), ${r.pitr.walFilesReplayed} WAL files replayed, ` +
+      `${seconds(r.pitr.restoreSeconds)} until the server was out of recovery`] : []),
     `  duration    ${seconds(r.durationSeconds)} (download to end of validation: the measured RTO)`,
     `  data age    ${seconds(r.restoredBackupAgeSeconds)}`,
     `  checked     ${r.tablesChecked} tables, ${r.rowsChecked} rows, ${r.checks.length} user checks`,

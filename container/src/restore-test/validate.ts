@@ -196,23 +196,26 @@ async function runCheck(db: ScratchDatabase, check: UserCheck, backupStartedAt: 
     detail: `expected at least ${expected} rows, got ${count}${passed ? '' : ` (${expected - count} short)`}` };
 }
 
-/** Compares tables and counts, then runs the user's checks (a query that fails is a failed check). */
-export async function validateRestore(db: ScratchDatabase, manifest: RecordedBackup, checks: readonly UserCheck[], tolerance: Tolerance): Promise<Validation> {
-  const restored = new Map<string, number>();
-  for (const table of await db.tables()) restored.set(table, await db.countRows(table));
-  const tables = compareTables(manifest, restored, tolerance);
+/** Runs the user's checks, maxAge counted back from `anchor` (a query that fails is a failed check). */
+export async function validateChecks(db: ScratchDatabase, checks: readonly UserCheck[], anchor: Date): Promise<{ checks: CheckOutcome[]; failures: string[] }> {
   const outcomes: CheckOutcome[] = [];
   for (const check of checks) {
     try {
-      outcomes.push(await runCheck(db, check, new Date(manifest.startedAt)));
+      outcomes.push(await runCheck(db, check, anchor));
     } catch (err) {
       outcomes.push({ name: check.name, kind: check.kind, expected: check.expected, passed: false,
         detail: `the query failed: ${redactor.redact((err as Error).message)}` });
     }
   }
-  const failures = [
-    ...tables.filter((t) => !t.passed).map((t) => t.detail),
-    ...outcomes.filter((c) => !c.passed).map((c) => `check '${c.name}': ${c.detail}`),
-  ];
-  return { tables, checks: outcomes, failures, rowsChecked: [...restored.values()].reduce((a, b) => a + b, 0) };
+  return { checks: outcomes, failures: outcomes.filter((c) => !c.passed).map((c) => `check '${c.name}': ${c.detail}`) };
+}
+
+/** Compares tables and counts, then runs the user's checks (a query that fails is a failed check). */
+export async function validateRestore(db: ScratchDatabase, manifest: RecordedBackup, checks: readonly UserCheck[], tolerance: Tolerance): Promise<Validation> {
+  const restored = new Map<string, number>();
+  for (const table of await db.tables()) restored.set(table, await db.countRows(table));
+  const tables = compareTables(manifest, restored, tolerance);
+  const checked = await validateChecks(db, checks, new Date(manifest.startedAt));
+  const failures = [...tables.filter((t) => !t.passed).map((t) => t.detail), ...checked.failures];
+  return { tables, checks: checked.checks, failures, rowsChecked: [...restored.values()].reduce((a, b) => a + b, 0) };
 }

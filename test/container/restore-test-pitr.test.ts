@@ -1,0 +1,194 @@
+/**
+ * The restore test of a WAL-archived source, `restorable restore-test --pitr-dir DIR`, against a real PostgreSQL 15
+ * server that archives through `restorable wal-push` and moto's S3: the agent restores the newest base backup
+ * (`restorable basebackup`'s) and the WAL after it to a chosen time into DIR, and a server of the source's version
+ * replays it, started as the restore-test task's sidecar starts it: once DIR/ready appears, as the server's user,
+ * with an empty environment, `postgres -D DIR/data -c config_file=DIR/server.conf`, its output in DIR/server.log. The
+ * report carries `pitr`: the commit time recovered to (the last tick at or before the target), the base backup, the
+ * WAL replayed and the seconds it took; every table the newest dump names is there. A target no archived commit
+ * reaches fails the test in words.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { Engine, PITR_TEST_FILES, parseRestoreTestPointer, restoreTestLatestKey } from '../../lib/contract';
+import { RestoreTestReport } from '../../container/src/restore-test/report';
+import { AGENT_BUNDLE, AgeKey, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle } from '../support';
+import { PG15_BIN, Pg15Cluster, agentForCluster, clusterOwnedDir, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
+
+jest.setTimeout(180_000);
+
+const SOURCE = 'ledger-pitr';
+const DATABASE = 'ledger';
+const AS_ROOT = userInfo().uid === 0;
+
+let s3: MotoBucket;
+let key: AgeKey;
+let primary: Pg15Cluster;
+/** The bundled agent, copied where the server's user can run it (archive_command) once its bundle was checked. */
+let agent: string;
+const leftovers: string[] = [];
+const servers: string[] = [];
+/** Each tick's id and commit time (ms since the epoch), in commit order. */
+let ticks: { id: number; committedAt: number }[] = [];
+
+const ledger = <T extends object = Record<string, unknown>>(text: string) => clusterQuery<T>(primary, DATABASE, text);
+
+function agentRun(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const run = spawnSync(process.execPath, [agent, ...args], { env: { ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}`, ...env }, encoding: 'utf8' });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+function postgresIds(): { uid: number; gid: number } {
+  const id = (flag: string) => Number(spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' }).stdout.trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+/**
+ * What the task's sidecar does, here: waits for DIR/ready, gives the server's user the data and the fetched WAL, and
+ * starts the server with nothing but PATH in its environment.
+ */
+async function sidecar(dir: string, until: Promise<unknown>): Promise<void> {
+  let done = false;
+  void until.finally(() => { done = true; });
+  while (!existsSync(join(dir, PITR_TEST_FILES.ready))) {
+    if (done) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const log = join(dir, PITR_TEST_FILES.serverLog);
+  writeFileSync(log, '');
+  if (AS_ROOT) {
+    const { uid, gid } = postgresIds();
+    spawnSync('chown', ['-R', `${uid}:${gid}`, join(dir, PITR_TEST_FILES.dataDir), join(dir, PITR_TEST_FILES.walDir)]);
+    chownSync(log, uid, gid);
+  }
+  const data = join(dir, PITR_TEST_FILES.dataDir);
+  servers.push(data);
+  runPg15('pg_ctl', ['-D', data, '-o', `-c config_file=${join(dir, PITR_TEST_FILES.config)}`, '-l', log, '-W', 'start']);
+}
+
+/** Runs the restore test with the sidecar beside it; returns the agent's exit, its report and the test's directory. */
+async function restoreTest(extra: string[]): Promise<{ code: number | null; stderr: string; report: RestoreTestReport; dir: string; port: number }> {
+  const parent = clusterOwnedDir('restorable-pitr-test-');
+  leftovers.push(parent);
+  const dir = join(parent, 'pitr');
+  const port = await freePort();
+  const run = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [agent, 'restore-test', '--source', SOURCE, '--bucket', s3.bucket,
+      '--identity-file', key.identityFile, '--pitr-dir', dir, '--host', '127.0.0.1', '--port', String(port), '--user', primary.user,
+      '--pitr-wait', '90', '--json', ...extra], { env: { ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}` } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    child.on('close', (code: number | null) => resolve({ code, stdout, stderr }));
+  });
+  await sidecar(dir, run);
+  const { code, stdout, stderr } = await run;
+  if (!stdout.includes('{')) throw new Error(`restore-test printed no report (exit ${code}):\n${stderr}`);
+  const json = stdout.slice(stdout.indexOf('{'));
+  return { code, stderr, report: JSON.parse(json) as RestoreTestReport, dir, port };
+}
+
+beforeAll(async () => {
+  requireAgentBundle();
+  agent = agentForCluster(AGENT_BUNDLE);
+  leftovers.push(join(agent, '..'));
+  s3 = await motoBucket({ versioned: true });
+  key = makeAgeKey();
+  const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
+  primary = await startPg15Cluster({
+    settings: {
+      archive_mode: 'on',
+      archive_command: quote(`${process.execPath} ${agent} wal-push %p --source ${SOURCE} --bucket ${s3.bucket} --recipient ${key.recipient}`),
+      track_commit_timestamp: 'on',
+      wal_keep_size: "'256MB'",
+    },
+    env: agentEnv(s3.env) as Record<string, string>,
+  });
+  await clusterQuery(primary, 'postgres', `CREATE DATABASE ${DATABASE}`);
+  await ledger('CREATE SCHEMA sales');
+  await ledger('CREATE TABLE sales.orders (id int PRIMARY KEY, note text NOT NULL)');
+  await ledger(`INSERT INTO sales.orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g`);
+  await ledger('CREATE TABLE ticks (id serial PRIMARY KEY, note text NOT NULL)');
+  // The newest dump names the tables the test looks for; the base backup follows it.
+  const dump = agentRun(['backup', '--source', SOURCE, '--engine', Engine.POSTGRES, '--bucket', s3.bucket, '--recipient', key.recipient,
+    '--host', primary.host, '--port', String(primary.port), '--user', primary.user, '--database', DATABASE, '--json']);
+  expect({ code: dump.code, stderr: dump.code === 0 ? '' : dump.stderr }).toEqual({ code: 0, stderr: '' });
+  const base = agentRun(['basebackup', '--source', SOURCE, '--bucket', s3.bucket, '--recipient', key.recipient,
+    '--host', primary.host, '--port', String(primary.port), '--user', primary.user, '--json']);
+  expect({ code: base.code, stderr: base.code === 0 ? '' : base.stderr }).toEqual({ code: 0, stderr: '' });
+  for (let i = 0; i < 30; i++) {
+    await ledger(`INSERT INTO ticks (note) VALUES ('tick')`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const rows = await ledger<{ id: number; at: string }>(
+    'SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint::text AS at FROM ticks ORDER BY id');
+  ticks = rows.map((r) => ({ id: r.id, committedAt: Number(r.at) }));
+  const [{ file }] = await clusterQuery<{ file: string }>(primary, 'postgres', 'SELECT pg_walfile_name(pg_switch_wal()) AS file');
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const [stat] = await clusterQuery<{ last: string | null }>(primary, 'postgres', 'SELECT last_archived_wal AS last FROM pg_stat_archiver');
+    if (stat.last && stat.last >= file) break;
+    if (Date.now() > deadline) throw new Error(`${file} was not archived within a minute; log:\n${primary.log().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+});
+
+afterAll(async () => {
+  for (const data of servers) {
+    try {
+      runPg15('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+    } catch {
+      // not running
+    }
+  }
+  for (const dir of leftovers) rmSync(dir, { recursive: true, force: true });
+  primary?.destroy();
+  await s3?.stop();
+});
+
+test('a point-in-time restore to a time between two ticks: recovered to the last commit by then, tables there, reported with pitr', async () => {
+  // Given a target halfway between two ticks in the middle.
+  const last = ticks[Math.floor(ticks.length / 2)];
+  const next = ticks.find((t) => t.committedAt > last.committedAt)!;
+  const target = new Date(Math.floor((last.committedAt + next.committedAt) / 2)).toISOString();
+
+  // When the restore test runs with the sidecar's part played beside it.
+  const { code, stderr, report, dir, port } = await restoreTest(['--pitr-to', target]);
+
+  // Then it passed, and its report says what it recovered to and from what.
+  expect({ code, failures: report.failures, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, failures: [], stderr: '' });
+  expect(report.pitr).toMatchObject({ targetTime: target, baseBackupKey: report.key });
+  expect(report.pitr!.baseBackupKey).toMatch(new RegExp(`^${SOURCE}/base/.*\\.tar\\.zst\\.age$`));
+  expect(Math.abs(Date.parse(report.pitr!.recoveredTo) - last.committedAt)).toBeLessThanOrEqual(1);
+  expect(report.pitr!.walFilesReplayed).toBeGreaterThanOrEqual(1);
+  expect(report.pitr!.restoreSeconds).toBeGreaterThan(0);
+  expect(report.durationSeconds).toBeGreaterThanOrEqual(report.pitr!.restoreSeconds);
+  expect(report.tables.map((t) => [t.table, t.passed])).toEqual([['public.ticks', true], ['sales.orders', true]]);
+  expect(report.target).toBe(`${primary.user}@127.0.0.1:${port}/${DATABASE}`);
+
+  // And the restored server holds every tick committed by the target and none after.
+  const restored = await clusterQuery<{ id: number }>({ host: '127.0.0.1', port, user: primary.user }, DATABASE, 'SELECT id FROM ticks ORDER BY id');
+  expect(restored.map((r) => r.id)).toEqual(ticks.filter((t) => t.committedAt <= Date.parse(target)).map((t) => t.id));
+  // The server read its settings from the test's own file; the base backup's are set aside.
+  expect(readFileSync(join(dir, PITR_TEST_FILES.config), 'utf8')).toContain("hot_standby = 'off'");
+  expect(existsSync(join(dir, PITR_TEST_FILES.dataDir, 'postgresql.auto.conf.from-backup'))).toBe(true);
+
+  // And restore-tests/latest.json carries the pitr that status reads.
+  const pointer = parseRestoreTestPointer((await s3.getText(restoreTestLatestKey(undefined, SOURCE)))!, 'latest.json');
+  expect(pointer.pitr).toEqual(report.pitr);
+});
+
+test('a target past every archived commit fails the test, saying the server stopped short of it', async () => {
+  const target = new Date(ticks[ticks.length - 1].committedAt + 5_000).toISOString();
+  await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(target) - Date.now() + 100)));
+
+  const { code, report } = await restoreTest(['--pitr-to', target]);
+
+  expect(code).toBe(1);
+  expect(report.success).toBe(false);
+  expect(report.pitr).toBeUndefined();
+  expect(report.failures.join('\n')).toMatch(/the restored server did not recover: the restored server stopped: .*FATAL: {2}recovery ended before configured recovery target was reached/);
+});
