@@ -88,9 +88,8 @@ export interface AgentConnection {
 }
 
 /**
- * The arguments every agent command that writes a source's backups takes: the source, the store, the recipient, the
- * connection (everything but the password, which the agent reads from the secret) and, with Object Lock, `--legal-hold`
- * (under the same condition as the grants allow s3:PutObjectLegalHold: the last good backup stays).
+ * The arguments every agent command that writes a source's backups takes: the source, the store, the recipient and
+ * the connection (everything but the password, which the agent reads from the secret).
  */
 export function sourceArguments(store: BackupBucket, keys: BackupKeys, source: AgentConnection): string[] {
   return [
@@ -99,6 +98,5 @@ export function sourceArguments(store: BackupBucket, keys: BackupKeys, source: A
     '--recipient', keys.recipient,
     '--secret-id', source.secret.secretArn,
     ...(source.endpoint ? ['--host', source.endpoint.hostname, '--port', Tokenization.stringifyNumber(source.endpoint.port)] : []),
-    ...(store.objectLockEnabled ? ['--legal-hold'] : []),
   ];
 }

@@ -332,13 +332,17 @@ export class DatabaseBackups extends Construct {
       'backup', '--engine', props.engine.agentEngine, ...sourceArguments(this.props.store, this.props.keys, props),
       ...(props.database ? ['--database', props.database] : []),
       ...(props.expectedSize ? ['--expected-size', String(props.expectedSize.toBytes())] : []),
+      // The same condition under which grantBackupWrite allows s3:PutObjectLegalHold: the last good backup stays.
+      ...(this.props.store.objectLockEnabled ? ['--legal-hold'] : []),
       '--json',
     ];
   }
 
   /**
    * A WAL-archived source's base backups, scheduled with its dump task's role and size (its prefix grant covers base/),
-   * and with RECEIVE its WAL receiver on the shared spool.
+   * and with RECEIVE its WAL receiver on the shared spool. Neither places legal holds: the hold keeper releases none
+   * under base/ or wal/, so a hold there would keep every base backup and WAL file for ever; the bucket's default
+   * Object Lock retention protects each of them as it does every object.
    */
   private archiveWal(scope: Construct, props: BackupSourceProps, settings: WalArchivingSettings, run: Omit<AgentRun, 'description' | 'cron' | 'command'>) {
     const { store, keys } = this.props;

@@ -49,7 +49,7 @@ describe('given a self-managed PostgreSQL source with walArchiving: {} (the defa
     });
   });
 
-  test('then it runs wal-receive for the source, with the slot, the spool, the partial interval, the recipient and --legal-hold', () => {
+  test('then it runs wal-receive for the source, with the slot, the spool, the partial interval and the recipient, and no legal holds', () => {
     const command = commandOf(template);
     expect(command[0]).toBe('wal-receive');
     expect(optionOf(command, '--source')).toBe('orders-db');
@@ -60,7 +60,8 @@ describe('given a self-managed PostgreSQL source with walArchiving: {} (the defa
     expect(optionOf(command, '--host')).toBe('orders-db.replica.example.internal');
     expect(optionOf(command, '--secret-id')).toBe(`arn:aws:secretsmanager:${ENV.region}:${ENV.account}:secret:orders-db/backup-user-AbCdEf`);
     expect(command).toContain('--recipient');
-    expect(command).toContain('--legal-hold');
+    // The hold keeper releases no hold under wal/: a hold there would keep every WAL file, each partial too, for ever.
+    expect(command).not.toContain('--legal-hold');
     expect(JSON.stringify(command)).not.toMatch(/password/i);
   });
 
@@ -113,7 +114,7 @@ describe('given a self-managed PostgreSQL source with walArchiving: {} (the defa
     expect(base.Properties.ScheduleExpression).toBe('cron(0 2 * * ? *)');
     const input = JSON.stringify(base.Properties.Target.Input);
     expect(input).toMatch(/basebackup[\\"]+,[\\"]+--source[\\"]+,[\\"]+orders-db/);
-    expect(input).toContain('--legal-hold');
+    expect(input).not.toContain('--legal-hold');
     const [dump] = resourcesMentioning(template, 'AWS::Scheduler::Schedule', 'Restorable: back up orders-db');
     const roleOf = (schedule: typeof dump) => JSON.stringify(schedule.Properties.Target.Input).match(/"Fn::GetAtt":\["([^"]+)","Arn"\]/)?.[1];
     expect(roleOf(base)).toMatch(/SourcesordersdbTaskRole/);
@@ -193,7 +194,7 @@ describe('the commands synthesized are the agent\'s own', () => {
     const args = parseCommandArgs(WAL_RECEIVE_COMMAND, argv);
     expect([args.string('source'), args.string('slot'), args.string('spool'), args.string('partial-interval')])
       .toEqual(['orders-db', 'restorable_orders_db', '/spool', '5']);
-    expect(args.flag('legal-hold')).toBe(true);
+    expect(args.flag('legal-hold')).toBe(false);
   });
 
   test('given the base backup schedule\'s command, then basebackup\'s own parser takes it', () => {
@@ -204,7 +205,7 @@ describe('the commands synthesized are the agent\'s own', () => {
     expect(verb).toBe(BASEBACKUP_COMMAND.name);
     const args = parseCommandArgs(BASEBACKUP_COMMAND, argv);
     expect([args.string('source'), args.string('host'), args.flag('legal-hold'), args.flag('json')])
-      .toEqual(['orders-db', 'orders-db.replica.example.internal', true, true]);
+      .toEqual(['orders-db', 'orders-db.replica.example.internal', false, true]);
   });
 });
 
