@@ -54,7 +54,7 @@ export interface PitrResult {
   readonly baseBackupFinishedAt: string;
   /** `latest` or the target time as given. */
   readonly targetTime: string;
-  /** The commit time of the last transaction replayed (ISO 8601 UTC, microseconds as the server logged them); with a port only. */
+  /** The commit time of the last transaction replayed (ISO 8601 UTC, to the microsecond: six digits); with a port only. */
   readonly recoveredTo?: string;
   /** WAL files the agent fetched and verified. */
   readonly walFilesFetched: number;
@@ -110,6 +110,13 @@ function writeRecoverySettings(dataDir: string, walDir: string, to: string, port
     primary_conninfo: '',
     ...(port !== undefined ? { port: String(port), listen_addresses: 'localhost', unix_socket_directories: walDir } : {}),
   };
+  // A source whose configuration lives outside its data directory (as Debian's clusters keep it in /etc) has none in
+  // its base backup: an empty postgresql.conf (the settings below are all a recovery needs), and a pg_hba.conf that lets
+  // the server's own operating-system user in over the local socket, and no one else, until a person sets it up.
+  const absent = (name: string) => !existsSync(resolve(dataDir, name));
+  if (absent('postgresql.conf')) writeFileSync(resolve(dataDir, 'postgresql.conf'), '# restorable restore: the base backup held no postgresql.conf\n', { mode: 0o600 });
+  if (absent('pg_hba.conf')) writeFileSync(resolve(dataDir, 'pg_hba.conf'), '# restorable restore: the base backup held no pg_hba.conf\nlocal all all peer\n', { mode: 0o600 });
+  if (absent('pg_ident.conf')) writeFileSync(resolve(dataDir, 'pg_ident.conf'), '', { mode: 0o600 });
   const lines = Object.entries(settings).map(([name, value]) => `${name} = '${value.replace(/'/g, "''")}'`);
   appendFileSync(resolve(dataDir, 'postgresql.auto.conf'), `\n# restorable restore: point-in-time recovery to ${to}\n${lines.join('\n')}\n`);
   rmSync(resolve(dataDir, 'standby.signal'), { force: true });

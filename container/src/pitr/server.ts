@@ -36,14 +36,15 @@ export interface Recovered {
   readonly walFilesReplayed: number;
 }
 
-/** `2026-12-02 13:00:00.123456+00` (timestamptz_to_str) → `2026-12-02T13:00:00.123456Z`. */
+/** `2026-12-02 13:00:00.12345+00` (timestamptz_to_str) → `2026-12-02T13:00:00.123450Z`, always with six digits of microseconds. */
 export function logTimeToIso(text: string): string | undefined {
   const m = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(\.\d+)?([+-])(\d{2})(?::?(\d{2}))?(?::\d{2})?$/.exec(text.trim());
   if (!m) return undefined;
   const [, day, time, fraction = '', sign, hours, minutes = '00'] = m;
   const offsetMs = (sign === '+' ? 1 : -1) * (Number(hours) * 60 + Number(minutes)) * 60_000;
   const utc = new Date(Date.parse(`${day}T${time}Z`) - offsetMs);
-  return `${utc.toISOString().slice(0, 19)}${fraction}Z`;
+  // The server drops trailing zeros of the microseconds; written out whole, times compare as strings.
+  return `${utc.toISOString().slice(0, 19)}.${fraction.slice(1).padEnd(6, '0')}Z`;
 }
 
 /** Reads what a finished recovery says in the server's log. */
