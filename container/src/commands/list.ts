@@ -1,9 +1,10 @@
 /** `restorable list`: a source's backups, newest first, from their manifests. */
-import { ListObjectsV2Command, S3Client, _Object } from '@aws-sdk/client-s3';
+import { S3Client, _Object } from '@aws-sdk/client-s3';
 import { MANIFEST_SUFFIX, Manifest, latestKey, parseLatest, parseManifest, sourceNameProblem, sourcePrefix } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
 import { UsageError } from '../shared/errors';
-import { getText, listAll, s3Problem } from '../shared/s3';
+import { getText, listAll } from '../shared/s3';
+import { folderNames } from './status';
 
 export const LIST_COMMAND: CommandSpec = {
   name: 'list',
@@ -56,19 +57,8 @@ export async function runList(args: ParsedArgs, s3: S3Client): Promise<BackupLis
  * manifests, never its archived WAL or base backups (`wal/`, `base/`), which hold thousands of objects.
  */
 async function listDatedFolders(s3: S3Client, bucket: string, prefix: string): Promise<_Object[]> {
-  const folders: string[] = [];
-  let token: string | undefined;
-  do {
-    let page;
-    try {
-      page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
-    } catch (err) {
-      throw s3Problem('ListObjectsV2', bucket, prefix, err);
-    }
-    for (const p of page.CommonPrefixes ?? []) if (p.Prefix && /^\d{4}\/$/.test(p.Prefix.slice(prefix.length))) folders.push(p.Prefix);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return (await Promise.all(folders.map((folder) => listAll(s3, bucket, folder)))).flat();
+  const years = (await folderNames(s3, bucket, prefix)).filter((name) => /^\d{4}$/.test(name));
+  return (await Promise.all(years.map((year) => listAll(s3, bucket, `${prefix}${year}/`)))).flat();
 }
 
 export function formatListing(backups: readonly BackupListing[]): string {

@@ -121,6 +121,11 @@ export async function runStatus(args: ParsedArgs, s3: S3Client, now: () => Date 
 
 /** The sources are the bucket's first-level prefixes (under --prefix) that look like source names. */
 async function sourceNames(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  return (await folderNames(s3, bucket, prefix)).filter((name) => SOURCE_NAME_PATTERN.test(name)).sort();
+}
+
+/** The names of the folders right under `prefix` (one delimited listing, paginated), without the slash. */
+export async function folderNames(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
   const names: string[] = [];
   let token: string | undefined;
   do {
@@ -130,13 +135,10 @@ async function sourceNames(s3: S3Client, bucket: string, prefix: string): Promis
     } catch (err) {
       throw s3Problem('ListObjectsV2', bucket, prefix, err);
     }
-    for (const p of page.CommonPrefixes ?? []) {
-      const name = p.Prefix!.slice(prefix.length, -1);
-      if (SOURCE_NAME_PATTERN.test(name)) names.push(name);
-    }
+    for (const p of page.CommonPrefixes ?? []) if (p.Prefix) names.push(p.Prefix.slice(prefix.length, -1));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
-  return names.sort();
+  return names;
 }
 
 interface Newest {

@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { App, Duration, Size, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -14,18 +12,9 @@ import { DatabaseBackups } from '../../../lib/backups/database-backups';
 import { ReplicaStore } from '../../../lib/store/replica-store';
 import { ENV, mariadbSource, postgresSource, sampleVpc } from '../database-backups-fixture';
 import { ACCOUNT, PRIMARY_REGION, primaryWithReplica, standaloneStore } from '../store-fixtures';
+import { Json, Resource, requireMonitorAssets } from './monitoring-fixtures';
 
-beforeAll(() => {
-  for (const name of ['freshness-check', 'size-anomaly']) {
-    if (!existsSync(join(__dirname, `../../../assets/lambda/${name}/index.js`))) {
-      throw new Error(`the ${name} asset is missing: run 'npm run bundle' before these tests`);
-    }
-  }
-});
-
-/** Template JSON is untyped. */
-type Json = ReturnType<Template['toJSON']>[string];
-type Resource = { Type: string; Properties: Json };
+requireMonitorAssets();
 
 /** A store replicating to a DR region, monitored, with two sources: the shape the example app builds. */
 function monitored(props: Partial<BackupMonitoringProps> = {}, configure?: (m: BackupMonitoring, store: BackupStore) => void) {

@@ -4,23 +4,13 @@
  * without any), perSourceAlarms adds three per source, the dashboard draws the WAL age beside the backup age, and
  * mistakes are refused in words.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { BackupMonitoring, BackupMonitoringProps, MonitoredSourceOptions } from '../../../lib/monitoring/backup-monitoring';
 import { primaryWithReplica, standaloneStore } from '../store-fixtures';
+import { Json, Resource, requireMonitorAssets } from './monitoring-fixtures';
 
-beforeAll(() => {
-  for (const name of ['freshness-check', 'size-anomaly']) {
-    if (!existsSync(join(__dirname, `../../../assets/lambda/${name}/index.js`))) {
-      throw new Error(`the ${name} asset is missing: run 'npm run bundle' before these tests`);
-    }
-  }
-});
-
-type Json = ReturnType<Template['toJSON']>[string];
-type Resource = { Type: string; Properties: Json };
+requireMonitorAssets();
 
 const WAL_ALARMS = ['MonitoringWalArchiveStaleAlarm', 'MonitoringWalGapsAlarm', 'MonitoringBaseBackupStaleAlarm'];
 
