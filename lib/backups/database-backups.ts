@@ -110,6 +110,8 @@ export interface DatabaseBackupsProps {
 }
 
 export { AGENT_CONTAINER_NAME } from './agent-schedules';
+/** The warning id a user acknowledges once the cluster they gave has Container Insights, which the receivers' alarms read. */
+export const RECEIVER_INSIGHTS_WARNING = '@restorable/database-backups:receiver-container-insights';
 /** The warning id a user acknowledges once a MySQL source's backups and restores have been tried. */
 export const MYSQL_UNTESTED_WARNING = '@restorable/database-backups:mysql-untested';
 
@@ -356,6 +358,11 @@ export class DatabaseBackups extends Construct {
       command: ['basebackup', ...sourceArguments(store, keys, connection), '--json'],
     });
     if (settings.mode !== WalArchiveMode.RECEIVE) return { baseBackupSchedule };
+    if (this.props.cluster) {
+      Annotations.of(scope).addWarningV2(RECEIVER_INSIGHTS_WARNING, `The WAL receiver of '${props.name}' runs in a cluster of your own: its down ` +
+        'alarm reads Container Insights\' RunningTaskCount, and treats no data as down. Turn Container Insights on for that cluster, or the ' +
+        'alarm stays in ALARM; then acknowledge this warning.');
+    }
     this.walSpool ??= new WalSpool(this, 'WalSpool', { vpc: this.props.vpc, subnets: this.subnets });
     const walReceiver = new WalReceiver(scope, 'WalReceiver', {
       connection, settings, store, keys, cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, spool: this.walSpool,

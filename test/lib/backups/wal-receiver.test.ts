@@ -4,7 +4,8 @@
  * receiver-down alarm, the base backup schedule, the settings published on the source, and the refusals in words.
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { BackupKeys, BackupStore, DatabaseBackups, DatabaseHosting } from '../../../lib';
 import { WalArchiveMode } from '../../../lib/backups/wal-archive';
@@ -140,6 +141,18 @@ test('given two receiving sources, then they share one file system and have an a
   template.resourceCountIs('AWS::EFS::AccessPoint', 2);
   template.resourceCountIs('AWS::ECS::Service', 2);
   expect(resourcesMentioning(template, 'AWS::IAM::Role', 'Restorable WAL receiver of source')).toHaveLength(2);
+});
+
+test('given a cluster of the user\'s own, then synth warns that the receiver-down alarm needs Container Insights there', () => {
+  const stack = new Stack(new App(), 'Backups', { env: ENV });
+  const vpc = sampleVpc(stack);
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
+    store: new BackupStore(stack, 'Store', {}), keys: new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT }), vpc,
+    cluster: new ecs.Cluster(stack, 'Cluster', { vpc }),
+  });
+  backups.addSource(postgresSource(stack, 'orders-db', { ...SELF_MANAGED, walArchiving: {} }));
+  Annotations.fromStack(stack).hasWarning('/Backups/DatabaseBackups/Sources/orders-db',
+    Match.stringLikeRegexp("The WAL receiver of 'orders-db' runs in a cluster of your own: its down alarm reads Container Insights"));
 });
 
 test('given PUSH with a replication secret and a cron, then there is no receiver, and the base backups connect with that secret', () => {
