@@ -18,7 +18,7 @@ import { ReplicaStore } from '../store/replica-store';
 import { RestoreTestAlarms } from './restore-test-alarms';
 import { RestoreTestOrchestration } from './restore-test-orchestration';
 import { RestoreTestTask } from './restore-test-task';
-import { RestoreTestSourceProps, checkProblem, diskShortfall, expectLeftOutProblem } from './restore-test-source';
+import { RestoreTestSourceProps, checkProblem, diskShortfall, expectLeftOutProblem, pointInTimeProblem, testsPointInTime } from './restore-test-source';
 import { acknowledgeNag } from '../shared/nag';
 import { RestoreTestLogs } from './restore-test-logs';
 import { TestedSource, commandValues, restoreTestRuns } from './restore-test-runs';
@@ -147,6 +147,8 @@ export abstract class RestoreTestFleet extends Construct {
   protected readonly roles: RestoreTestRoles;
   private readonly setup: RestoreTestFleetSetup;
   private readonly taskDefinitions = new Map<unknown, RestoreTestTask>();
+  /** The key of a scratch image's point-in-time task definition, apart from its dump-restoring one. */
+  private readonly pointInTimeKeys = new Map<unknown, { readonly image: unknown }>();
   /** The agent's and the scratch servers' log group. */
   private readonly logs: RestoreTestLogs;
   /** The alarms, metrics and dashboard widgets that watch the tests. */
@@ -248,10 +250,12 @@ export abstract class RestoreTestFleet extends Construct {
     if (problems.length) throw new RestorableError(this, problems[0]);
     const leftOutProblem = expectLeftOutProblem(props);
     if (leftOutProblem) throw new RestorableError(this, `source '${source.name}': ${leftOutProblem}`);
+    const pitrProblem = pointInTimeProblem(props);
+    if (pitrProblem) throw new RestorableError(this, `source '${source.name}': ${pitrProblem}`);
     this.setup.checkSource?.(props);
     const shortfall = diskShortfall(props, this.setup.ephemeralStorageGiB ?? FARGATE_EPHEMERAL_GIB);
     if (shortfall) Annotations.of(this).addWarningV2(DISK_TOO_SMALL_WARNING, shortfall);
-    const task = this.taskFor(source);
+    const task = this.taskFor(source, testsPointInTime(props));
     if (!pulledThroughEndpoints(source.scratchImage, Stack.of(this).region)) this.allowHttpsOut();
     const role = this.roles.add(source.name);
     this.setup.monitoring.expectRestoreTests(source.name);
@@ -289,11 +293,12 @@ export abstract class RestoreTestFleet extends Construct {
     return this.watch.metricRtoRatio(source, props);
   }
 
-  /** One task definition per scratch image: sources of one engine and version share it. */
-  private taskFor(source: BackupSource): RestoreTestTask {
+  /** One task definition per scratch image and kind of test: sources of one engine and version share it. */
+  private taskFor(source: BackupSource, pointInTime: boolean): RestoreTestTask {
     // A registry image is known by its name; an image of the user's own (an asset, ECR) by its identity.
     const name = (source.scratchImage as unknown as { imageName?: unknown }).imageName;
-    const key = typeof name === 'string' ? name : source.scratchImage;
+    const image = typeof name === 'string' ? name : source.scratchImage;
+    const key = pointInTime ? this.pointInTimeKeys.get(image) ?? this.pointInTimeKeys.set(image, { image }).get(image)! : image;
     const existing = this.taskDefinitions.get(key);
     if (existing) {
       if (existing.scratchFlavour !== source.engine.flavour) {
@@ -304,7 +309,7 @@ export abstract class RestoreTestFleet extends Construct {
     const task = new RestoreTestTask(this, `Task${this.taskDefinitions.size + 1}`, {
       source, agentImage: this.image, executionRole: this.executionRole, defaultTaskRole: this.defaultTaskRole,
       logGroup: this.logs.logGroup, cpu: this.cpu, memoryLimitMiB: this.memory,
-      ephemeralStorageGiB: this.setup.ephemeralStorageGiB, scratchStartTimeout: Duration.minutes(10),
+      ephemeralStorageGiB: this.setup.ephemeralStorageGiB, scratchStartTimeout: Duration.minutes(10), pointInTime,
     });
     this.taskDefinitions.set(key, task);
     return task;

@@ -11,7 +11,7 @@ import { ReplicaStore } from '../store/replica-store';
 import { RestoreTestCopy, RestoreTestRun } from './restore-test-orchestration';
 import { RestoreTestRole } from './restore-test-roles';
 import { RestoreTestSourceProps, restoreTestCommand } from './restore-test-source';
-import { RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
+import { PITR_TEST_DIR, RestoreTestTask, SCRATCH_DATABASE } from './restore-test-task';
 
 /** A source RestoreTesting tests, with the task definition and the role its tests run with. */
 export interface TestedSource extends RestoreTestSourceProps {
@@ -39,7 +39,7 @@ export function restoreTestRuns(tested: readonly TestedSource[], store: BackupBu
     command: restoreTestCommand(t, {
       bucket: dr ? PLACEHOLDERS.drBucket : PLACEHOLDERS.bucket, prefix: bucket.prefix, scratch: t.task.scratch, database: SCRATCH_DATABASE,
       identitySecretArn: dr ? PLACEHOLDERS.drIdentity : PLACEHOLDERS.identity,
-      bucketRegion: dr ? drReplica!.region : undefined, reports,
+      bucketRegion: dr ? drReplica!.region : undefined, reports, pitrDir: t.task.pointInTime ? PITR_TEST_DIR : undefined,
     }),
   }));
 }

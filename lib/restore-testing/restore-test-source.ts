@@ -90,6 +90,41 @@ export interface RestoreTestSourceProps {
    * @default - none: every left-out entry fails the test
    */
   readonly expectLeftOut?: string[];
+  /**
+   * Test a point-in-time restore rather than the newest dump: the newest base backup before a minute ago and the
+   * archived WAL after it, replayed by a scratch PostgreSQL server of the source's version booting from the restored
+   * data directory, which must promote having recovered to at or before that time (and not more than
+   * `pointInTimeMaxGap` before it), with every table the newest dump names. The report's `pitr` says the time recovered
+   * to and the measured restore time. For sources whose WAL is archived (walArchiving) only.
+   * @default true for a source with walArchiving, false otherwise
+   */
+  readonly pointInTime?: boolean;
+  /**
+   * How much older than the target the last transaction a point-in-time restore test recovered may be: a source that
+   * commits rarely needs more.
+   * @default Duration.hours(1)
+   */
+  readonly pointInTimeMaxGap?: Duration;
+}
+
+/** Whether a source's restore tests are point-in-time restores: its WAL is archived, unless pointInTime says otherwise. */
+export function testsPointInTime(props: RestoreTestSourceProps): boolean {
+  return props.pointInTime ?? props.source.walArchiving !== undefined;
+}
+
+/** What is wrong with a source's point-in-time settings, or undefined when they are valid. */
+export function pointInTimeProblem(props: RestoreTestSourceProps): string | undefined {
+  const name = props.source.name;
+  if (props.pointInTime && props.source.walArchiving === undefined) {
+    return `pointInTime needs the source's WAL archived: give '${name}' walArchiving in DatabaseBackups, or remove pointInTime`;
+  }
+  if (props.pointInTimeMaxGap !== undefined) {
+    if (!testsPointInTime(props)) return `pointInTimeMaxGap is for a point-in-time restore test, which '${name}' does not have: remove it`;
+    const problems: string[] = [];
+    wholeSeconds(`source '${name}': pointInTimeMaxGap`, props.pointInTimeMaxGap, { min: 1, example: 'Duration.hours(1)' }, problems);
+    return problems[0];
+  }
+  return undefined;
 }
 
 /** What is wrong with a check, or undefined when it is valid. */
@@ -165,6 +200,8 @@ export interface RestoreTestTarget {
   readonly database: string;
   /** Whose reports the test writes: a vault's own tests report under `restore-tests/vault/` (`--reports vault`). */
   readonly reports?: ReportsCopy;
+  /** A point-in-time restore test's directory on the volume the task shares with the scratch server (`--pitr-dir`). */
+  readonly pitrDir?: string;
 }
 
 /** The agent's arguments for one source's restore test: no secret, only where to find it. */
@@ -176,7 +213,11 @@ export function restoreTestCommand(props: RestoreTestSourceProps, target: Restor
     ...(target.prefix ? ['--prefix', target.prefix] : []),
     ...(target.bucketRegion ? ['--bucket-region', target.bucketRegion] : []),
     '--identity-secret-id', target.identitySecretArn,
-    '--host', '127.0.0.1', '--port', String(target.scratch.port), '--user', target.scratch.user, '--database', target.database,
+    '--host', '127.0.0.1', '--port', String(target.scratch.port), '--user', target.scratch.user,
+    // A point-in-time restore checks the database of the newest dump, in the cluster it recovered.
+    ...(target.pitrDir
+      ? ['--pitr-dir', target.pitrDir, ...(props.pointInTimeMaxGap ? ['--pitr-max-gap', String(props.pointInTimeMaxGap.toSeconds())] : [])]
+      : ['--database', target.database]),
     ...(checks.length ? ['--checks-json', JSON.stringify(checks)] : []),
     ...(props.tolerance ? ['--tolerance', props.tolerance.argument] : []),
     ...(props.rtoTarget ? ['--rto-seconds', String(props.rtoTarget.toSeconds())] : []),

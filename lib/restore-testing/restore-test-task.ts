@@ -6,6 +6,8 @@ import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM } from '../backups/agent-image';
 import { BackupSource, DatabaseFlavour } from '../backups/backup-source';
 import { acknowledgeNag } from '../shared/nag';
+import { RestorableError } from '../shared/errors';
+import { PITR_TEST_FILES } from '../contract/manifest';
 
 /** The container names in every restore-test task definition; the orchestrator's overrides address the agent. */
 export const RESTORE_TEST_AGENT_CONTAINER = 'agent';
@@ -117,6 +119,37 @@ export function scratchEntrypoint(flavour: DatabaseFlavour, version: string): { 
   return { entryPoint: ['/bin/sh', '-c', steps.join('; '), 'scratch-entrypoint'], command: settings.serverCommand(version) };
 }
 
+/** The task volume a point-in-time restore test shares between the agent and the scratch server, and where both mount it. */
+export const PITR_VOLUME = 'restore';
+export const PITR_MOUNT = '/restore';
+/** The agent's `--pitr-dir`: what it restores there, the server reads (see PITR_TEST_FILES). */
+export const PITR_TEST_DIR = `${PITR_MOUNT}/pitr`;
+
+/**
+ * The scratch container of a point-in-time restore test: a PostgreSQL server of the source's version that boots from
+ * the data directory the agent restores onto the shared volume. Its shell removes the credential variables first, as
+ * every scratch container's does; opens the volume to the agent, which runs as another user (sticky, as /tmp is: the
+ * health check waits for it, and the agent for the health check); waits for the agent's ready marker, written once the
+ * identity is gone; gives the server's user the data and the fetched WAL; and execs the image's entrypoint, which
+ * finds a data directory and starts the server with the test's whole configuration, its output in the test's log.
+ */
+export function pitrScratchEntrypoint(): { entryPoint: string[]; command: string[]; environment: Record<string, string> } {
+  const at = (file: string) => `${PITR_TEST_DIR}/${file}`;
+  const steps = [
+    `unset ${CREDENTIAL_VARIABLES.join(' ')}`,
+    `chmod 1777 ${PITR_MOUNT}`,
+    `until [ -f ${at(PITR_TEST_FILES.ready)} ]; do sleep 2; done`,
+    `chown -R postgres:postgres ${at(PITR_TEST_FILES.dataDir)} ${at(PITR_TEST_FILES.walDir)}`,
+    `exec ${IMAGE_ENTRYPOINT} "$@" >> ${at(PITR_TEST_FILES.serverLog)} 2>&1`,
+  ];
+  return {
+    entryPoint: ['/bin/sh', '-c', steps.join('; '), 'scratch-entrypoint'],
+    command: ['postgres', '-D', at(PITR_TEST_FILES.dataDir), '-c', `config_file=${at(PITR_TEST_FILES.config)}`],
+    // The image's entrypoint reads PGDATA: it sees the restored cluster there and starts it rather than making one.
+    environment: { PGDATA: at(PITR_TEST_FILES.dataDir) },
+  };
+}
+
 export interface RestoreTestTaskProps {
   /** A source that this task definition serves: its flavour picks the scratch server's settings. */
   readonly source: BackupSource;
@@ -130,6 +163,12 @@ export interface RestoreTestTaskProps {
   readonly ephemeralStorageGiB?: number;
   /** How long the scratch server may take to become healthy before the task gives up. */
   readonly scratchStartTimeout: Duration;
+  /**
+   * A point-in-time restore test (a WAL-archived PostgreSQL source): the scratch server boots from the data the agent
+   * restores onto a volume they share, instead of an empty database the agent loads a dump into.
+   * @default false
+   */
+  readonly pointInTime?: boolean;
 }
 
 /**
@@ -161,6 +200,8 @@ export class RestoreTestTask extends Construct {
   public readonly scratch: ScratchConnection;
   /** The engine family its scratch server runs. */
   public readonly scratchFlavour: DatabaseFlavour;
+  /** Whether its tests are point-in-time restores, the agent's restore in PITR_TEST_DIR booted by the scratch server. */
+  public readonly pointInTime: boolean;
 
   constructor(scope: Construct, id: string, props: RestoreTestTaskProps) {
     super(scope, id);
@@ -175,18 +216,25 @@ export class RestoreTestTask extends Construct {
       taskRole: props.defaultTaskRole,
       runtimePlatform: AGENT_RUNTIME_PLATFORM,
     });
+    this.pointInTime = props.pointInTime ?? false;
+    if (this.pointInTime && this.scratchFlavour !== DatabaseFlavour.POSTGRES) {
+      throw new RestorableError(this, `a point-in-time restore test is for PostgreSQL sources, and '${props.source.name}' is ${props.source.engine}`);
+    }
+    const pitr = this.pointInTime ? pitrScratchEntrypoint() : undefined;
+    if (pitr) this.taskDefinition.addVolume({ name: PITR_VOLUME });
     const scratch = this.taskDefinition.addContainer(SCRATCH_CONTAINER, {
       image: props.source.scratchImage,
-      ...scratchEntrypoint(props.source.engine.flavour, props.source.engine.version),
+      ...(pitr ? { entryPoint: pitr.entryPoint, command: pitr.command } : scratchEntrypoint(props.source.engine.flavour, props.source.engine.version)),
       essential: false,
-      environment: settings.environment,
+      environment: pitr?.environment ?? settings.environment,
       portMappings: [{ containerPort: settings.port }],
       healthCheck: {
-        command: settings.healthCommand,
-        interval: Duration.seconds(10),
+        // A point-in-time server starts only once the agent has restored its data: healthy is the volume open to the agent.
+        command: pitr ? ['CMD-SHELL', `test -k ${PITR_MOUNT}`] : settings.healthCommand,
+        interval: Duration.seconds(pitr ? 5 : 10),
         timeout: Duration.seconds(5),
         retries: 6,
-        startPeriod: Duration.seconds(60),
+        startPeriod: Duration.seconds(pitr ? 10 : 60),
       },
       logging: ecs.LogDrivers.awsLogs({ logGroup: props.logGroup, streamPrefix: `restore-test-scratch-${props.source.engine.flavour}` }),
     });
@@ -197,6 +245,9 @@ export class RestoreTestTask extends Construct {
       startTimeout: props.scratchStartTimeout,
       logging: ecs.LogDrivers.awsLogs({ logGroup: props.logGroup, streamPrefix: 'restore-test' }),
     });
+    if (pitr) {
+      for (const container of [scratch, agent]) container.addMountPoints({ sourceVolume: PITR_VOLUME, containerPath: PITR_MOUNT, readOnly: false });
+    }
     agent.addContainerDependencies({ container: scratch, condition: ecs.ContainerDependencyCondition.HEALTHY });
     acknowledgeNag(this.taskDefinition, 'ECS2', 'The environment holds only the scratch server\'s settings (an empty database name, passwordless access inside ' +
         'the task); no secret: the agent reads the age identity from Secrets Manager itself');
