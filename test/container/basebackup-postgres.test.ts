@@ -4,19 +4,20 @@
  * positions are the server's own, base/latest.json moves forward, the stored tar opens with the identity and holds a
  * data directory. A tar cut short is refused and nothing is recorded; a server that cannot be reached says so. And
  * what `restore --to` refuses before any server runs: a base backup whose tar holds more than plain files and
- * directories, a data directory that is not empty, a time without its zone.
+ * directories, a data directory that is not empty, a time without its zone. And a restore without a server: the data
+ * directory, given a configuration when the base backup held none, recovers once a server starts it.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectLegalHoldCommand, GetObjectTaggingCommand, ObjectLockRetentionMode, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   MANIFEST_SUFFIX, TIER_TAG, Tier, baseBackupKey, baseBackupPrefix, baseLatestKey, manifestKeyFor, parseBaseBackupManifest, parseBaseBackupPointer,
 } from '../../lib/contract';
 import { AgeKey, MotoBucket, agentEnv, clusterQuery, makeAgeKey, motoBucket, requireAgentBundle, runAgent } from '../support';
-import { Pg15Cluster, PG15_BIN, startPg15Cluster } from '../support/pg-wal-cluster';
+import { Pg15Cluster, PG15_BIN, clusterOwnedDir, startPg15Cluster } from '../support/pg-wal-cluster';
 
 jest.setTimeout(120_000);
 
@@ -24,6 +25,7 @@ const source = 'base-pg';
 let s3: MotoBucket;
 let key: AgeKey;
 let primary: Pg15Cluster;
+let restored: Pg15Cluster | undefined;
 const leftovers: string[] = [];
 
 const basebackup = (extra: string[] = [], env: Record<string, string> = {}) => runAgent(['basebackup', '--source', source, '--bucket', s3.bucket,
@@ -41,6 +43,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const dir of leftovers) rmSync(dir, { recursive: true, force: true });
+  restored?.destroy();
   primary?.destroy();
   await s3?.stop();
 });
@@ -164,5 +167,44 @@ describe('restorable basebackup', () => {
     expect(withDumpOption.code).toBe(2);
     expect(withDumpOption.stderr).toContain('--to restores a base backup and WAL, not a dump: leave out --clean');
     expect(existsSync(join(dir, 'new'))).toBe(false);
+  });
+
+  it('restore --to latest without --port: the data directory, with a configuration of its own when the base backup held none, recovers when a server starts it', async () => {
+    const bare = 'base-pg-bare';
+    const dir = mkdtempSync(join(tmpdir(), 'restorable-bare-'));
+    leftovers.push(dir);
+    // The first base backup without its configuration files, as a cluster that keeps them outside its data directory makes it.
+    writeFileSync(join(dir, 'stored'), await s3.getBytes(first.key));
+    execFileSync('sh', ['-c', `mkdir tree && age -d -i ${key.identityFile} stored | zstd -d -q | tar -x -C tree -f - && ` +
+      `rm tree/postgresql.conf tree/pg_hba.conf tree/pg_ident.conf && tar -c -C tree -f - . | zstd -q -c | age -r ${key.recipient} > bare`], { cwd: dir });
+    const bytes = readFileSync(join(dir, 'bare'));
+    const bareKey = baseBackupKey(undefined, bare, new Date(Date.now() - 60_000));
+    const manifest = { ...JSON.parse((await s3.getText(first.manifestKey))!), source: bare, key: bareKey, size: bytes.length,
+      sha256: createHash('sha256').update(bytes).digest('hex') };
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: bareKey, Body: bytes }));
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(bareKey), Body: JSON.stringify(manifest) }));
+
+    const home = clusterOwnedDir('restorable-bare-cluster-');
+    leftovers.push(home);
+    const data = join(home, 'data');
+    const run = await runAgent(['restore', '--source', bare, '--bucket', s3.bucket, '--to', 'latest', '--data-dir', data,
+      '--identity-file', key.identityFile, '--json'], agentEnv(s3.env));
+    expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
+    const result = JSON.parse(run.stdout);
+    expect(result).toMatchObject({ baseBackupKey: bareKey, targetTime: 'latest', walFilesFetched: 0, dataDir: data, walDir: `${data}.wal` });
+    expect(readFileSync(join(data, 'pg_hba.conf'), 'utf8')).toContain('local all all peer');
+    expect(readFileSync(join(data, 'postgresql.auto.conf'), 'utf8')).toContain(`restore_command = '/bin/sh "${data}.wal/restore-command.sh" "%f" "%p"'`);
+    // A person starts it with a server of the source's version, letting the test's user in over loopback.
+    writeFileSync(join(data, 'pg_hba.conf'), 'host all all 127.0.0.1/32 trust\n', { flag: 'a' });
+    if (userInfo().uid === 0) execFileSync('chown', ['-R', 'postgres:postgres', data, `${data}.wal`]);
+    restored = await startPg15Cluster({ from: { dir: home, data } }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${readFileSync(join(home, 'log'), 'utf8').slice(-3000)}`);
+    });
+    const deadline = Date.now() + 30_000;
+    while ((await clusterQuery<{ r: boolean }>(restored, 'postgres', 'SELECT pg_is_in_recovery() AS r'))[0].r) {
+      if (Date.now() > deadline) throw new Error(`recovery did not end; log:\n${restored.log().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(await clusterQuery(restored, 'postgres', 'SELECT count(*)::int AS n FROM t')).toEqual([{ n: 5000 }]);
   });
 });

@@ -3,6 +3,7 @@
  * before the target time (or the newest of all, for the latest point). Its bytes are checked against the manifest's
  * size and SHA-256 as they are unpacked (unpackBaseBackup).
  */
+import { chmodSync } from 'node:fs';
 import { S3Client } from '@aws-sdk/client-s3';
 import {
   BASE_BACKUP_SUFFIX, BaseBackupManifest, ContractError, MANIFEST_SUFFIX, baseBackupPrefix, parseBackupKey, parseBaseBackupManifest,
@@ -87,5 +88,7 @@ export async function unpackBaseBackup(s3: S3Client, bucket: string, choice: Bas
   }
   if (tap.problem) throw new AgentError(`${tap.problem}: ${dataDir} holds it, unverified, and must be emptied before another try`);
   if (entries.unsafe) throw new AgentError(`${where} holds ${entries.unsafe}, which is no part of a data directory: ${dataDir} must be emptied`);
+  // PostgreSQL starts only from a data directory its owner alone may enter; a tar's own entry for it may say otherwise.
+  chmodSync(dataDir, 0o700);
   log.info('base backup unpacked', { key: choice.key, dataDir, size: choice.manifest.size, tarSize: choice.manifest.tarSize });
 }
