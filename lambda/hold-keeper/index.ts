@@ -31,10 +31,6 @@
  * may place holds anywhere under its prefix, so old ones are checked too). A source that cannot be checked (an S3 error, an unreadable restore-test report) is
  * reported and the others go on; the invocation fails at the end, so the function's errors alarm fires.
  *
- * A source that archives its WAL also keeps the hold on its newest base backup and its manifest, once base/latest.json
- * agrees with them (base-backup.ts); a refused base pointer counts in PointerMismatch. No hold under base/ or wal/ is
- * released yet: that waits for restore-test proof of a newer base backup, as for dumps.
- *
  * The source list comes in the event (the schedule's input), as the freshness check's does.
  */
 import { CloudWatchClient, StandardUnit } from '@aws-sdk/client-cloudwatch';
@@ -47,7 +43,6 @@ import { Metrics } from '../../lib/contract/metrics';
 import {
   GLOBALS_SUFFIX, LATEST_FILE, MANIFEST_SUFFIX, RESTORE_TESTS_DIR, globalsKeyFor, manifestKeyFor, sourceNameProblem, sourcePrefix,
 } from '../../lib/contract/names';
-import { newestBaseBackup } from './base-backup';
 import { createS3Client, datum, isNotFound, mapBounded, messageOf, publishMetrics, s3Problem } from '../shared/aws';
 
 /** The schedule's input: the names of the sources whose holds this function keeps. */
@@ -97,10 +92,6 @@ export interface SourceHolds {
   readonly settled?: string;
   /** Why latest.json was refused, when it was: the source is counted in PointerMismatch. */
   readonly refused?: string;
-  /** The newest base backup (base/latest.json), for a source that archives its WAL: it keeps its hold. */
-  readonly baseBackup?: string;
-  /** Why base/latest.json was refused, when it was: the source is counted in PointerMismatch too. */
-  readonly baseRefused?: string;
   /** Every key that keeps its hold (the newest valid, the newest proven and the settled backup, with manifests and companions). */
   readonly held: readonly string[];
   /** Keys whose hold was OFF and is now ON. */
@@ -453,14 +444,7 @@ export async function keepSource(source: string, clients: HoldKeeperClients, now
     // newest pass is younger than the grace (and no older pass was read), releases nothing.
     const boundary = proof.tested ? proof.settled : undefined;
 
-    const base = await newestBaseBackup(clients.s3, clients.bucket, clients.prefix, source,
-      (key, maxBytes, what) => readBounded(clients, key, maxBytes, what).catch((err) => {
-        if (err instanceof Refused) throw new ContractError(err.message, 'not followed');
-        throw err;
-      }),
-      (key, err) => s3Failure('HeadObject', clients.bucket, key, err));
-    const baseKeys = 'keys' in base ? base.keys : [];
-    const held = [...new Set([...[newest, proof.proven, proof.settled].flatMap((b) => b ? family(b, objects) : []), ...baseKeys])];
+    const held = [...new Set([newest, proof.proven, proof.settled].flatMap((b) => b ? family(b, objects) : []))];
     const keep = new Set(held);
     await mapBounded(held, HOLD_CONCURRENCY, async (key) => {
       if (await holdStatus(clients, key)) return;
@@ -482,10 +466,7 @@ export async function keepSource(source: string, clients: HoldKeeperClients, now
     }
     placed.sort();
     released.sort();
-    return result({
-      rule, newest: newest?.key, proven: proof.proven?.key, settled: proof.settled?.key, refused, held: held.sort(),
-      ...baseKeys.length ? { baseBackup: baseKeys[0] } : {}, ...'refused' in base ? { baseRefused: base.refused } : {},
-    });
+    return result({ rule, newest: newest?.key, proven: proof.proven?.key, settled: proof.settled?.key, refused, held: held.sort() });
   } catch (err) {
     problems.push(messageOf(err));
     return result({});
@@ -504,7 +485,7 @@ export async function keepHolds(event: HoldKeeperEvent, clients: HoldKeeperClien
   const sources = validateEvent(event);
   const results = await mapBounded(sources, SOURCE_CONCURRENCY, (source) => keepSource(source, clients, now, options));
   for (const r of results) console.log(JSON.stringify(r));
-  const refused = results.filter((r) => r.refused !== undefined || r.baseRefused !== undefined);
+  const refused = results.filter((r) => r.refused !== undefined);
   await publishMetrics(clients.cloudwatch, [
     datum(Metrics.POINTER_MISMATCH, refused.length, StandardUnit.Count, undefined, now),
     ...refused.map((r) => datum(Metrics.POINTER_MISMATCH, 1, StandardUnit.Count, r.source, now)),

@@ -23,8 +23,8 @@ export const Metrics = {
   /**
    * Sources whose latest.json the hold keeper refused to follow: it names no backup of the source under the
    * source's prefix, is unreadable, or disagrees with the backup's manifest (size, SHA-256) or with the size S3
-   * stored; or whose base/latest.json disagrees with its base backup or that backup's manifest. Published fleet-wide
-   * (a count) and per source (1) for each source refused; the newest proven backup keeps its hold either way.
+   * stored. Published fleet-wide (a count) and per source (1) for each source refused; the newest proven backup
+   * keeps its hold either way.
    */
   POINTER_MISMATCH: 'PointerMismatch',
   BACKUP_SIZE_BYTES: 'BackupSizeBytes',

@@ -15,7 +15,7 @@
  */
 import { GetObjectLegalHoldCommand, HeadObjectCommand, ObjectLockRetentionMode, PutObjectCommand, PutObjectLegalHoldCommand } from '@aws-sdk/client-s3';
 import {
-  DumpFormat, LatestPointer, Manifest, Metrics, backupKey, baseBackupKey, baseLatestKey, globalsKeyFor, latestKey, manifestKeyFor, parseBackupKey, restoreTestLatestKey,
+  DumpFormat, LatestPointer, Manifest, Metrics, backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseBackupKey, restoreTestLatestKey,
   restoreTestsPrefix, timestampLabel,
 } from '../../lib/contract';
 import { HoldKeeperOptions, HoldKeeperReport, HoldRule, handler, keepHolds } from '../../lambda/hold-keeper';
@@ -356,53 +356,5 @@ describe('given a source that also archives WAL and base backups', () => {
     expect(kept.held).toEqual(await objectsOf(backup));
     const year = backup.key.slice(`${PREFIX}${source}/`.length, `${PREFIX}${source}/`.length + 5);
     expect(listed).toEqual([`${PREFIX}${source}/ (delimited)`, `${PREFIX}${source}/${year}`, `${PREFIX}${source}/restore-tests/`]);
-  });
-});
-
-describe('given a source with base backups', () => {
-  /** A base backup of `source` as `restorable basebackup` stores it: the object, its manifest, then base/latest.json; `pointer` overrides fields. */
-  async function baseBackup(source: string, pointer: Record<string, unknown> = {}): Promise<{ key: string; manifestKey: string }> {
-    const startedAt = new Date(Date.now() - 60_000);
-    const key = baseBackupKey(PREFIX, source, startedAt);
-    const manifestKey = manifestKeyFor(key);
-    const body = 'sealed tar of the data directory';
-    const fields = {
-      formatVersion: 1, source, key, manifestKey, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), tier: 'daily',
-      size: body.length, sha256: 'd'.repeat(64), timeline: 1, startWalFile: '000000010000000000000004',
-    };
-    const manifest = {
-      ...fields, kind: 'basebackup', engine: 'postgres', serverVersion: '15', systemIdentifier: '7300000000000000001', startLsn: '0/4000028',
-      endLsn: '0/4000100', endWalFile: '000000010000000000000004', tarSize: 1000, recipientFingerprint: 'f'.repeat(64), toolVersions: {}, warnings: [],
-    };
-    for (const [k, v] of [[key, body], [manifestKey, JSON.stringify(manifest)], [baseLatestKey(PREFIX, source), JSON.stringify({ ...fields, ...pointer })]]) {
-      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: k, Body: v }));
-    }
-    return { key, manifestKey };
-  }
-
-  test('then the newest base backup and its manifest keep their holds, once base/latest.json agrees with them', async () => {
-    const source = 'based-pg';
-    await backUp(source);
-    const base = await baseBackup(source);
-    expect(await holds([base.key, base.manifestKey])).toEqual(all([base.key, base.manifestKey], false));
-
-    const [kept] = (await keepAll(source)).sources;
-    expect(kept).toMatchObject({ baseBackup: base.key, problems: [] });
-    expect(kept.baseRefused).toBeUndefined();
-    expect(kept.placed).toEqual(expect.arrayContaining([base.key, base.manifestKey]));
-    expect(await holds([base.key, base.manifestKey])).toEqual(all([base.key, base.manifestKey], true));
-  });
-
-  test('when base/latest.json disagrees with the manifest, then it is refused, counted in PointerMismatch, and holds nothing', async () => {
-    const source = 'forged-base-pg';
-    await backUp(source);
-    const base = await baseBackup(source, { sha256: 'e'.repeat(64) });
-
-    const [kept] = (await keepAll(source)).sources;
-    expect(kept.baseRefused).toContain(`names ${JSON.stringify(base.key)}, but its manifest describes`);
-    expect(kept.baseBackup).toBeUndefined();
-    expect(await holds([base.key])).toEqual(all([base.key], false));
-    const mismatch = (await publishedMetrics()).filter((m) => m.MetricName === Metrics.POINTER_MISMATCH);
-    expect(mismatch.map((m) => [m.Dimensions?.[0]?.Value, m.Value])).toEqual(expect.arrayContaining([[undefined, 1], [source, 1]]));
   });
 });
