@@ -1,27 +1,28 @@
 /**
  * The restore test of a WAL-archived source, `restorable restore-test --pitr-dir DIR`, against a real PostgreSQL 15
  * server that archives through `restorable wal-push` and moto's S3: the agent restores the newest base backup
- * (`restorable basebackup`'s) and the WAL after it to a chosen time into DIR, and a server of the source's version
- * replays it, started as the restore-test task's sidecar starts it: once DIR/ready appears, as the server's user,
- * with an empty environment, `postgres -D DIR/data -c config_file=DIR/server.conf`, its output in DIR/server.log. The
- * report carries `pitr`: the commit time recovered to (the last tick at or before the target), the base backup, the
- * WAL replayed and the seconds it took; every table the newest dump names is there. A target no archived commit
- * reaches fails the test in words.
+ * (`restorable basebackup`'s) and the WAL after it to a chosen time into DIR, and the restore-test task's scratch
+ * container replays it: its very entryPoint, command and environment, run through /bin/sh with the task's credential
+ * variables set, in a mount namespace where the test's directory is the shared volume at /restore, the image's
+ * entrypoint a stand-in that starts the server as its own user. The report carries `pitr`: the commit time recovered
+ * to (the last tick at or before the target), the base backup, the WAL replayed and the seconds it took; every table
+ * the newest dump names is there; the server's environment holds no credential. A target no archived commit reaches
+ * fails the test in words.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, PITR_TEST_FILES, parseRestoreTestPointer, restoreTestLatestKey } from '../../lib/contract';
 import { RestoreTestReport } from '../../container/src/restore-test/report';
 import { AGENT_BUNDLE, AgeKey, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle } from '../support';
 import { PG15_BIN, Pg15Cluster, agentForCluster, clusterOwnedDir, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
+import { PITR_MOUNT, PITR_TEST_DIR, pitrScratchEntrypoint } from '../../lib/restore-testing/restore-test-task';
 
 jest.setTimeout(180_000);
 
 const SOURCE = 'ledger-pitr';
 const DATABASE = 'ledger';
-const AS_ROOT = userInfo().uid === 0;
 
 let s3: MotoBucket;
 let key: AgeKey;
@@ -30,6 +31,9 @@ let primary: Pg15Cluster;
 let agent: string;
 const leftovers: string[] = [];
 const servers: string[] = [];
+const sidecars: ChildProcess[] = [];
+/** The shared volume's mount point, made here when the machine has none (and removed after). */
+let madeMountPoint = false;
 /** Each tick's id and commit time (ms since the epoch), in commit order. */
 let ticks: { id: number; committedAt: number }[] = [];
 
@@ -40,32 +44,30 @@ function agentRun(args: string[], env: Record<string, string> = {}): { code: num
   return { code: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
-function postgresIds(): { uid: number; gid: number } {
-  const id = (flag: string) => Number(spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' }).stdout.trim());
-  return { uid: id('-u'), gid: id('-g') };
-}
+/** What ECS gives every container of a task: the task role's credentials, which the server must never see. */
+const ECS_GIVES = {
+  AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: '/v2/credentials/pitr-scratch-must-not-see-this',
+  AWS_CONTAINER_AUTHORIZATION_TOKEN: 'token-pitr-scratch-must-not-see-this',
+};
 
 /**
- * What the task's sidecar does, here: waits for DIR/ready, gives the server's user the data and the fetched WAL, and
- * starts the server with nothing but PATH in its environment.
+ * The task's scratch container, run for real: the restore-test task definition's entryPoint, command and environment
+ * for a point-in-time test (pitrScratchEntrypoint, which the construct test finds in the template), through /bin/sh,
+ * with the credential variables set, in a mount namespace of its own where the test's directory is the shared volume
+ * at /restore. The image's docker-entrypoint.sh is a stand-in that, as the image's does for a data directory that
+ * exists, gives it to the server's user and execs the server as that user.
  */
-async function sidecar(dir: string, until: Promise<unknown>): Promise<void> {
-  let done = false;
-  void until.finally(() => { done = true; });
-  while (!existsSync(join(dir, PITR_TEST_FILES.ready))) {
-    if (done) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const log = join(dir, PITR_TEST_FILES.serverLog);
-  writeFileSync(log, '');
-  if (AS_ROOT) {
-    const { uid, gid } = postgresIds();
-    spawnSync('chown', ['-R', `${uid}:${gid}`, join(dir, PITR_TEST_FILES.dataDir), join(dir, PITR_TEST_FILES.walDir)]);
-    chownSync(log, uid, gid);
-  }
-  const data = join(dir, PITR_TEST_FILES.dataDir);
-  servers.push(data);
-  runPg15('pg_ctl', ['-D', data, '-o', `-c config_file=${join(dir, PITR_TEST_FILES.config)}`, '-l', log, '-W', 'start']);
+function sidecar(parent: string): ChildProcess {
+  const bin = mkdtempSync(join(tmpdir(), 'restorable-pitr-image-'));
+  leftovers.push(bin);
+  writeFileSync(join(bin, 'docker-entrypoint.sh'), '#!/bin/sh\nset -e\nchown -R postgres "$PGDATA"\nchmod 700 "$PGDATA"\nexec runuser -u postgres -- "$@"\n');
+  chmodSync(join(bin, 'docker-entrypoint.sh'), 0o755);
+  const { entryPoint, command, environment } = pitrScratchEntrypoint();
+  const env = { PATH: `${bin}:${PG15_BIN}:/usr/sbin:/usr/bin:/sbin:/bin`, ...ECS_GIVES, ...environment };
+  const inside = `mount --bind '${parent}' ${PITR_MOUNT} && exec env -i ${Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ')} "$@"`;
+  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', inside, 'sidecar', ...entryPoint, ...command], { stdio: 'ignore' });
+  sidecars.push(child);
+  return child;
 }
 
 /** Runs the restore test with the sidecar beside it; returns the agent's exit, its report and the test's directory. */
@@ -74,25 +76,35 @@ async function restoreTest(extra: string[]): Promise<{ code: number | null; stde
   leftovers.push(parent);
   const dir = join(parent, 'pitr');
   const port = await freePort();
-  const run = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+  // The scratch container starts first; the agent once the volume is open to it (its health check).
+  sidecar(parent);
+  const deadline = Date.now() + 10_000;
+  while (!(statSync(parent).mode & 0o1000)) {
+    if (Date.now() > deadline) throw new Error('the sidecar did not open the volume (chmod 1777) within 10 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn(process.execPath, [agent, 'restore-test', '--source', SOURCE, '--bucket', s3.bucket,
       '--identity-file', key.identityFile, '--pitr-dir', dir, '--host', '127.0.0.1', '--port', String(port), '--user', primary.user,
       '--pitr-wait', '90', '--json', ...extra], { env: { ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}` } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
-    child.on('close', (code: number | null) => resolve({ code, stdout, stderr }));
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+    child.on('close', (exit: number | null) => resolve({ code: exit, stdout: out, stderr: err }));
   });
-  await sidecar(dir, run);
-  const { code, stdout, stderr } = await run;
+  if (existsSync(join(dir, PITR_TEST_FILES.dataDir, 'postmaster.pid'))) servers.push(join(dir, PITR_TEST_FILES.dataDir));
   if (!stdout.includes('{')) throw new Error(`restore-test printed no report (exit ${code}):\n${stderr}`);
-  const json = stdout.slice(stdout.indexOf('{'));
-  return { code, stderr, report: JSON.parse(json) as RestoreTestReport, dir, port };
+  return { code, stderr, report: JSON.parse(stdout.slice(stdout.indexOf('{'))) as RestoreTestReport, dir, port };
 }
 
 beforeAll(async () => {
   requireAgentBundle();
+  if (process.getuid?.() !== 0) throw new Error('the sidecar runs in a mount namespace of its own (unshare -m), which needs root, as the tests run');
+  if (!existsSync(PITR_MOUNT)) {
+    mkdirSync(PITR_MOUNT);
+    madeMountPoint = true;
+  }
   agent = agentForCluster(AGENT_BUNDLE);
   leftovers.push(join(agent, '..'));
   s3 = await motoBucket({ versioned: true });
@@ -137,6 +149,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const child of sidecars) if (child.exitCode === null) child.kill('SIGKILL');
   for (const data of servers) {
     try {
       runPg15('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
@@ -146,6 +159,7 @@ afterAll(async () => {
   }
   for (const dir of leftovers) rmSync(dir, { recursive: true, force: true });
   primary?.destroy();
+  if (madeMountPoint) rmdirSync(PITR_MOUNT);
   await s3?.stop();
 });
 
@@ -172,9 +186,16 @@ test('a point-in-time restore to a time between two ticks: recovered to the last
   // And the restored server holds every tick committed by the target and none after.
   const restored = await clusterQuery<{ id: number }>({ host: '127.0.0.1', port, user: primary.user }, DATABASE, 'SELECT id FROM ticks ORDER BY id');
   expect(restored.map((r) => r.id)).toEqual(ticks.filter((t) => t.committedAt <= Date.parse(target)).map((t) => t.id));
+  // The server, started by the sidecar's shell, holds none of the task's credentials.
+  const postmaster = readFileSync(join(dir, PITR_TEST_FILES.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0];
+  const environ = readFileSync(`/proc/${postmaster}/environ`, 'utf8').split('\0').filter(Boolean);
+  expect(environ.map((v) => v.split('=')[0]).filter((name) => /^AWS_/.test(name))).toEqual([]);
+  expect(environ).toContain(`PGDATA=${PITR_TEST_DIR}/${PITR_TEST_FILES.dataDir}`);
   // The server read its settings from the test's own file; the base backup's are set aside.
   expect(readFileSync(join(dir, PITR_TEST_FILES.config), 'utf8')).toContain("hot_standby = 'off'");
-  expect(existsSync(join(dir, PITR_TEST_FILES.dataDir, 'postgresql.auto.conf.from-backup'))).toBe(true);
+  const settingsFiles = readdirSync(join(dir, PITR_TEST_FILES.dataDir)).filter((f) => /^(postgresql(\.auto)?\.conf|pg_hba\.conf|pg_ident\.conf)/.test(f));
+  expect(settingsFiles.length).toBeGreaterThan(0);
+  expect(settingsFiles.filter((f) => !/\.from-(base-)?backup$/.test(f))).toEqual([]);
 
   // And restore-tests/latest.json carries the pitr that status reads.
   const pointer = parseRestoreTestPointer((await s3.getText(restoreTestLatestKey(undefined, SOURCE)))!, 'latest.json');
