@@ -21,8 +21,7 @@ export interface RunbookSourceProperty {
 
 /** A source's entry in the writer's `Sources` property, read at synth. */
 export function runbookSource(source: BackupSource): RunbookSourceProperty {
-  const archived = (source as { readonly walArchiving?: unknown }).walArchiving !== undefined;
-  return { name: source.name, engine: source.engine.agentEngine, ...(archived ? { walArchived: true as const } : {}) };
+  return { name: source.name, engine: source.engine.agentEngine, ...(source.walArchiving ? { walArchived: true as const } : {}) };
 }
 
 /** The runbook-writer function, its role and log group, as DisasterRecoveryRunbook and VaultRunbook make them. */

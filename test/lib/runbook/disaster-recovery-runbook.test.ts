@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupKeys, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore } from '../../../lib';
+import { BackupKeys, BackupStore, DatabaseBackups, DatabaseHosting, DisasterRecoveryRunbook, ReplicaStore } from '../../../lib';
 import { ENV, SAMPLE_RECIPIENT, mariadbSource, postgresSource, sampleVpc } from '../database-backups-fixture';
 import { statementsAllowing } from '../store-fixtures';
 
@@ -101,6 +101,19 @@ test.each([
   ['without a replica', false],
 ])('cdk-nag AwsSolutions has no unacknowledged findings: %s', (_name, replica) => {
   expect(() => app({ replica, nag: true }).app.synth()).not.toThrow();
+});
+
+test('a source whose WAL is archived is marked for the point-in-time recovery section; the others are not', () => {
+  const stack = new Stack(new App(), 'Primary', { env: ENV });
+  const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
+  const keys = new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack) });
+  backups.addSource(postgresSource(stack, 'ledger-db', { hosting: DatabaseHosting.SELF_MANAGED, walArchiving: {} }));
+  backups.addSource(postgresSource(stack, 'orders-db'));
+  new DisasterRecoveryRunbook(stack, 'Runbook', { backups, store, keys });
+  Template.fromStack(stack).hasResourceProperties('Custom::RestorableRunbook', {
+    Sources: JSON.stringify([{ name: 'ledger-db', engine: 'postgres', walArchived: true }, { name: 'orders-db', engine: 'postgres' }]),
+  });
 });
 
 test('a missing store or backups is a clear error', () => {
