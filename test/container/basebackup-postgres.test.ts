@@ -193,7 +193,8 @@ describe('restorable basebackup', () => {
     const result = JSON.parse(run.stdout);
     expect(result).toMatchObject({ baseBackupKey: bareKey, targetTime: 'latest', walFilesFetched: 0, dataDir: data, walDir: `${data}.wal` });
     expect(readFileSync(join(data, 'pg_hba.conf'), 'utf8')).toContain('local all all peer');
-    expect(readFileSync(join(data, 'postgresql.auto.conf'), 'utf8')).toContain(`restore_command = '/bin/sh "${data}.wal/restore-command.sh" "%f" "%p"'`);
+    expect(readFileSync(join(data, 'postgresql.conf'), 'utf8')).toContain(`restore_command = '/bin/sh "${data}.wal/restore-command.sh" "%f" "%p"'`);
+    expect(existsSync(join(data, 'postgresql.auto.conf.from-base-backup'))).toBe(true);
     // A person starts it with a server of the source's version, letting the test's user in over loopback.
     writeFileSync(join(data, 'pg_hba.conf'), 'host all all 127.0.0.1/32 trust\n', { flag: 'a' });
     if (userInfo().uid === 0) execFileSync('chown', ['-R', 'postgres:postgres', data, `${data}.wal`]);
@@ -201,7 +202,9 @@ describe('restorable basebackup', () => {
       throw new Error(`${err.message}\n${readFileSync(join(home, 'log'), 'utf8').slice(-3000)}`);
     });
     const deadline = Date.now() + 30_000;
-    while ((await clusterQuery<{ r: boolean }>(restored, 'postgres', 'SELECT pg_is_in_recovery() AS r'))[0].r) {
+    // No hot standby in the restored configuration: connections are refused until the server has promoted.
+    const recovering = () => clusterQuery<{ r: boolean }>(restored!, 'postgres', 'SELECT pg_is_in_recovery() AS r').then(([row]) => row.r, () => true);
+    while (await recovering()) {
       if (Date.now() > deadline) throw new Error(`recovery did not end; log:\n${restored.log().slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 200));
     }

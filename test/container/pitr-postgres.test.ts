@@ -178,11 +178,9 @@ describe('point-in-time restore of a PostgreSQL 15 server with continuous writes
     // pgbench's transactions too: all that committed by T (its history rows), none after.
     const [history] = await clusterQuery<{ n: string }>(primary, 'postgres',
       `SELECT count(*) AS n FROM pgbench_history WHERE pg_xact_commit_timestamp(xmin) <= '${target}'::timestamptz`);
-    const [restoredHistory] = await clusterQuery<{ n: string; newest: string | null }>(at(port), 'postgres',
-      `SELECT count(*) AS n, max(${commitTime('pgbench_history')}) AS newest FROM pgbench_history`);
+    const [restoredHistory] = await clusterQuery<{ n: string }>(at(port), 'postgres', 'SELECT count(*) AS n FROM pgbench_history');
     expect(Number(history.n)).toBeGreaterThan(0);
     expect(restoredHistory.n).toBe(history.n);
-    expect(restoredHistory.newest! <= target).toBe(true);
 
     // The server says what it recovered to: the last commit at or before T, which is T's own tick.
     expect(result.recoveredTo).toBe(target);
@@ -196,6 +194,8 @@ describe('point-in-time restore of a PostgreSQL 15 server with continuous writes
     const walDir = `${join(work, 'to-time')}.wal`;
     expect(readdirSync(walDir).filter((f) => /^[0-9A-F]{24}$/.test(f))).toEqual([]);
     expect(readFileSync(join(walDir, 'restore-command.sh'), 'utf8')).not.toMatch(/AGE-SECRET-KEY|AWS_|restorable\.cjs/);
+    // The source's settings were set aside unread: among them its track_commit_timestamp, so the copy keeps none.
+    expect(readFileSync(join(work, 'to-time', 'postgresql.conf.from-base-backup'), 'utf8')).toContain('track_commit_timestamp');
   });
 
   it('after the primary is killed during writes, --to latest recovers everything stored; the seconds lost are measured', async () => {

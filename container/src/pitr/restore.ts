@@ -6,7 +6,7 @@
  * restore_command only copies from that directory. With a port, the server is started and watched until recovery
  * ended; the result says the exact commit time it recovered to. `restore --to` and the restore test both run this.
  */
-import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { sourceNameProblem } from '../../../lib/contract';
@@ -97,28 +97,40 @@ function emptyDirectory(path: string, what: string): string {
   return dir;
 }
 
-/** The settings that make the restored server recover to the target and promote; appended, so they win. */
-function writeRecoverySettings(dataDir: string, walDir: string, to: string, port: number | undefined): void {
+/** The base backup's settings files that can run a program or load a library: set aside unread, under this suffix. */
+const SET_ASIDE = ['postgresql.conf', 'postgresql.auto.conf'];
+export const SET_ASIDE_SUFFIX = '.from-base-backup';
+
+/**
+ * The restored server's configuration. The base backup's postgresql.conf and postgresql.auto.conf are untrusted input
+ * (a setting such as recovery_end_command runs a program as the server's user, which could read the identity while
+ * WAL is still being fetched): they are set aside as `*.from-base-backup` for a person to merge back, and the server
+ * gets a configuration of its own with what recovery needs. Its authentication rules (pg_hba.conf, pg_ident.conf) run
+ * nothing and stay; a base backup without them (a configuration kept outside the data directory, as Debian's clusters
+ * keep it in /etc) gets a pg_hba.conf that lets the server's own operating-system user in over the local socket only.
+ */
+function writeServerConfig(dataDir: string, walDir: string, to: string, port: number | undefined): void {
+  for (const file of SET_ASIDE) {
+    if (existsSync(resolve(dataDir, file))) renameSync(resolve(dataDir, file), resolve(dataDir, `${file}${SET_ASIDE_SUFFIX}`));
+  }
   const settings: Record<string, string> = {
     restore_command: restoreCommandFor(walDir),
     // PostgreSQL reads `2026-12-02 13:45:00.250+00`, not ISO 8601's T and Z.
     ...(to === LATEST ? {} : { recovery_target_time: to.replace('T', ' ').replace(/Z$/, '+00') }),
     recovery_target_action: 'promote',
     recovery_target_timeline: 'latest',
-    // The copy must never archive into the source's archive, nor stream from its primary.
+    // The copy must never archive into the source's archive. No hot standby: the source's connection limits then need
+    // not be matched, and the server opens once it has promoted.
     archive_mode: 'off',
-    primary_conninfo: '',
+    hot_standby: 'off',
     ...(port !== undefined ? { port: String(port), listen_addresses: 'localhost', unix_socket_directories: walDir } : {}),
   };
-  // A source whose configuration lives outside its data directory (as Debian's clusters keep it in /etc) has none in
-  // its base backup: an empty postgresql.conf (the settings below are all a recovery needs), and a pg_hba.conf that lets
-  // the server's own operating-system user in over the local socket, and no one else, until a person sets it up.
+  const lines = Object.entries(settings).map(([name, value]) => `${name} = '${value.replace(/'/g, "''")}'`);
+  writeFileSync(resolve(dataDir, 'postgresql.conf'), `# Written by restorable restore: point-in-time recovery to ${to}. The base backup's own ` +
+    `settings are in ${SET_ASIDE.map((f) => `${f}${SET_ASIDE_SUFFIX}`).join(' and ')}, unread.\n${lines.join('\n')}\n`, { mode: 0o600 });
   const absent = (name: string) => !existsSync(resolve(dataDir, name));
-  if (absent('postgresql.conf')) writeFileSync(resolve(dataDir, 'postgresql.conf'), '# restorable restore: the base backup held no postgresql.conf\n', { mode: 0o600 });
   if (absent('pg_hba.conf')) writeFileSync(resolve(dataDir, 'pg_hba.conf'), '# restorable restore: the base backup held no pg_hba.conf\nlocal all all peer\n', { mode: 0o600 });
   if (absent('pg_ident.conf')) writeFileSync(resolve(dataDir, 'pg_ident.conf'), '', { mode: 0o600 });
-  const lines = Object.entries(settings).map(([name, value]) => `${name} = '${value.replace(/'/g, "''")}'`);
-  appendFileSync(resolve(dataDir, 'postgresql.auto.conf'), `\n# restorable restore: point-in-time recovery to ${to}\n${lines.join('\n')}\n`);
   rmSync(resolve(dataDir, 'standby.signal'), { force: true });
   writeFileSync(resolve(dataDir, 'recovery.signal'), '');
 }
@@ -134,7 +146,7 @@ export async function runPitrRestore(options: PitrOptions, deps: PitrDeps): Prom
   const dataDir = emptyDirectory(options.dataDir, 'the data directory');
   const walDir = emptyDirectory(options.walDir ?? `${dataDir}.wal`, 'the WAL directory');
   await unpackBaseBackup(deps.s3, options.bucket, choice, options.identityFile, dataDir);
-  writeRecoverySettings(dataDir, walDir, options.to, options.port);
+  writeServerConfig(dataDir, walDir, options.to, options.port);
 
   const margin = (options.clockMarginSeconds ?? 60) * 1000;
   const plan = await planWal(deps.s3, options.bucket, options.prefix, options.source, choice.manifest.startWalFile,
