@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { Engine, PITR_TEST_FILES, parseRestoreTestPointer, restoreTestLatestKey } from '../../lib/contract';
 import { RestoreTestReport } from '../../container/src/restore-test/report';
 import { AGENT_BUNDLE, AgeKey, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle } from '../support';
-import { PG15_BIN, Pg15Cluster, agentForCluster, clusterOwnedDir, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
+import { PG15_BIN, Pg15Cluster, agentForCluster, clusterOwnedDir, runPg15 } from '../support/pg-wal-cluster';
+import { Tick, archiveCurrentWal, commitTicks, startArchivingCluster, targetBetweenTicks } from './runbook-drill-pitr-source';
 import { PITR_MOUNT, PITR_TEST_DIR, pitrScratchEntrypoint } from '../../lib/restore-testing/restore-test-task';
 
 jest.setTimeout(180_000);
@@ -35,7 +36,7 @@ const sidecars: ChildProcess[] = [];
 /** The shared volume's mount point, made here when the machine has none (and removed after). */
 let madeMountPoint = false;
 /** Each tick's id and commit time (ms since the epoch), in commit order. */
-let ticks: { id: number; committedAt: number }[] = [];
+let ticks: Tick[] = [];
 
 const ledger = <T extends object = Record<string, unknown>>(text: string) => clusterQuery<T>(primary, DATABASE, text);
 
@@ -109,16 +110,7 @@ beforeAll(async () => {
   leftovers.push(join(agent, '..'));
   s3 = await motoBucket({ versioned: true });
   key = makeAgeKey();
-  const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
-  primary = await startPg15Cluster({
-    settings: {
-      archive_mode: 'on',
-      archive_command: quote(`${process.execPath} ${agent} wal-push %p --source ${SOURCE} --bucket ${s3.bucket} --recipient ${key.recipient}`),
-      track_commit_timestamp: 'on',
-      wal_keep_size: "'256MB'",
-    },
-    env: agentEnv(s3.env) as Record<string, string>,
-  });
+  primary = await startArchivingCluster(agent, s3, key, SOURCE);
   await clusterQuery(primary, 'postgres', `CREATE DATABASE ${DATABASE}`);
   await ledger('CREATE SCHEMA sales');
   await ledger('CREATE TABLE sales.orders (id int PRIMARY KEY, note text NOT NULL)');
@@ -131,21 +123,8 @@ beforeAll(async () => {
   const base = agentRun(['basebackup', '--source', SOURCE, '--bucket', s3.bucket, '--recipient', key.recipient,
     '--host', primary.host, '--port', String(primary.port), '--user', primary.user, '--json']);
   expect({ code: base.code, stderr: base.code === 0 ? '' : base.stderr }).toEqual({ code: 0, stderr: '' });
-  for (let i = 0; i < 30; i++) {
-    await ledger(`INSERT INTO ticks (note) VALUES ('tick')`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const rows = await ledger<{ id: number; at: string }>(
-    'SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint::text AS at FROM ticks ORDER BY id');
-  ticks = rows.map((r) => ({ id: r.id, committedAt: Number(r.at) }));
-  const [{ file }] = await clusterQuery<{ file: string }>(primary, 'postgres', 'SELECT pg_walfile_name(pg_switch_wal()) AS file');
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const [stat] = await clusterQuery<{ last: string | null }>(primary, 'postgres', 'SELECT last_archived_wal AS last FROM pg_stat_archiver');
-    if (stat.last && stat.last >= file) break;
-    if (Date.now() > deadline) throw new Error(`${file} was not archived within a minute; log:\n${primary.log().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  ticks = await commitTicks(primary, DATABASE, 'ticks', 30, 50);
+  await archiveCurrentWal(primary);
 });
 
 afterAll(async () => {
@@ -165,9 +144,9 @@ afterAll(async () => {
 
 test('a point-in-time restore to a time between two ticks: recovered to the last commit by then, tables there, reported with pitr', async () => {
   // Given a target halfway between two ticks in the middle.
-  const last = ticks[Math.floor(ticks.length / 2)];
-  const next = ticks.find((t) => t.committedAt > last.committedAt)!;
-  const target = new Date(Math.floor((last.committedAt + next.committedAt) / 2)).toISOString();
+  const between = targetBetweenTicks(ticks);
+  const { last } = between;
+  const target = between.target.toISOString();
 
   // When the restore test runs with the sidecar's part played beside it.
   const { code, stderr, report, dir, port } = await restoreTest(['--pitr-to', target]);
@@ -185,7 +164,7 @@ test('a point-in-time restore to a time between two ticks: recovered to the last
 
   // And the restored server holds every tick committed by the target and none after.
   const restored = await clusterQuery<{ id: number }>({ host: '127.0.0.1', port, user: primary.user }, DATABASE, 'SELECT id FROM ticks ORDER BY id');
-  expect(restored.map((r) => r.id)).toEqual(ticks.filter((t) => t.committedAt <= Date.parse(target)).map((t) => t.id));
+  expect(restored.map((r) => r.id)).toEqual(between.kept);
   // The server, started by the sidecar's shell, holds none of the task's credentials.
   const postmaster = readFileSync(join(dir, PITR_TEST_FILES.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0];
   const environ = readFileSync(`/proc/${postmaster}/environ`, 'utf8').split('\0').filter(Boolean);

@@ -20,7 +20,8 @@ import {
 } from '../../lib/contract';
 import { AGENT_BUNDLE, AgeKey, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle } from '../support';
 import { Moto, motoName, sharedMoto } from '../support/moto';
-import { PG15_BIN, Pg15Cluster, agentForCluster, clusterOwnedDir, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
+import { PG15_BIN, Pg15Cluster, agentForCluster, clusterOwnedDir, runPg15 } from '../support/pg-wal-cluster';
+import { Tick, archiveCurrentWal, commitTicks, startArchivingCluster, targetBetweenTicks } from './runbook-drill-pitr-source';
 
 jest.setTimeout(180_000);
 
@@ -39,30 +40,7 @@ let primary: Pg15Cluster;
 let agent: string;
 const leftovers: string[] = [];
 /** Each tick's id and commit time (ms since the epoch), in commit order. */
-let ticks: { id: number; committedAt: number }[] = [];
-
-const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
-
-async function sql<T extends object = Record<string, unknown>>(text: string): Promise<T[]> {
-  return clusterQuery<T>(primary, 'postgres', text);
-}
-
-/** Waits until the archiver has archived `file` (or any file past it); fails at once on an archive failure. */
-async function archivedThrough(file: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const [stat] = await sql<{ last: string | null; failed: string }>('SELECT last_archived_wal AS last, failed_count AS failed FROM pg_stat_archiver');
-    if (Number(stat.failed) > 0) throw new Error(`archive_command failed; the server's log:\n${primary.log().slice(-3000)}`);
-    if (stat.last && stat.last >= file) return;
-    if (Date.now() > deadline) throw new Error(`${file} was not archived within a minute (last: ${stat.last})`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function switchWal(): Promise<string> {
-  const [row] = await sql<{ file: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS file');
-  return row.file;
-}
+let ticks: Tick[] = [];
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
@@ -72,17 +50,6 @@ function storeBaseBackup(): void {
     '--recipient', key.recipient, '--host', primary.host, '--port', String(primary.port), '--user', primary.user, '--json'],
   { env: { ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}` }, encoding: 'utf8' });
   expect({ code: run.status, stderr: run.status === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
-}
-
-/** Commits `count` ticks, one transaction each, `gapMs` apart, then reads back every tick's commit time. */
-async function tick(count: number, gapMs: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    await sql(`INSERT INTO ticks (note) VALUES ('tick')`);
-    await new Promise((r) => setTimeout(r, gapMs));
-  }
-  const rows = await sql<{ id: number; at: string }>(
-    'SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint::text AS at FROM ticks WHERE note = \'tick\' ORDER BY id');
-  ticks = rows.map((r) => ({ id: r.id, committedAt: Number(r.at) }));
 }
 
 /**
@@ -139,20 +106,12 @@ beforeAll(async () => {
   } finally {
     secrets.destroy();
   }
-  primary = await startPg15Cluster({
-    settings: {
-      archive_mode: 'on',
-      archive_command: quote(`${process.execPath} ${agent} wal-push %p --source ${SOURCE} --bucket ${s3.bucket} --prefix ${PREFIX} --recipient ${key.recipient}`),
-      track_commit_timestamp: 'on',
-      wal_keep_size: "'256MB'",
-    },
-    env: agentEnv(s3.env) as Record<string, string>,
-  });
-  await sql('CREATE TABLE ticks (id serial PRIMARY KEY, note text NOT NULL)');
-  await sql(`INSERT INTO ticks (note) SELECT 'before the base backup' FROM generate_series(1, 500)`);
+  primary = await startArchivingCluster(agent, s3, key, SOURCE, PREFIX);
+  await clusterQuery(primary, 'postgres', 'CREATE TABLE ticks (id serial PRIMARY KEY, note text NOT NULL)');
+  await clusterQuery(primary, 'postgres', `INSERT INTO ticks (note) SELECT 'before the base backup' FROM generate_series(1, 500)`);
   storeBaseBackup();
-  await tick(30, 60);
-  await archivedThrough(await switchWal());
+  ticks = await commitTicks(primary, 'postgres', 'ticks', 30, 60);
+  await archiveCurrentWal(primary);
   await s3.client.send(new PutObjectCommand({
     Bucket: s3.bucket, Key: runbookKey(PREFIX, SOURCE),
     Body: renderRunbook({ source: SOURCE, engine: Engine.POSTGRES, prefix: PREFIX, primary: { bucket: s3.bucket, region: REGION }, identitySecretArn: identityArn, walArchived: true }),
@@ -187,9 +146,7 @@ test('the runbook of a WAL-archived source has a PITR section, the agent\'s rest
 
 test('standard tools recover to a time between two commits: every tick committed by then is there, none after, and the server never held a credential', async () => {
   // Given a target halfway between two ticks in the middle, 60 ms apart.
-  const last = ticks[Math.floor(ticks.length / 2)];
-  const next = ticks.find((t) => t.committedAt > last.committedAt)!;
-  const target = new Date(Math.floor((last.committedAt + next.committedAt) / 2));
+  const { target, kept } = targetBetweenTicks(ticks);
   const port = await freePort();
 
   // When the printed runbook's scene and PITR blocks run, as the server's user.
@@ -201,7 +158,7 @@ test('standard tools recover to a time between two commits: every tick committed
   // Then the recovered server answers on its socket with every tick committed at or before the target, and none after.
   const recovered = { host: join(run.work, 'restore-work'), port, user: primary.user };
   const rows = await clusterQuery<{ id: number }>(recovered, 'postgres', 'SELECT id FROM ticks WHERE note = \'tick\' ORDER BY id');
-  expect(rows.map((r) => r.id)).toEqual(ticks.filter((t) => t.committedAt <= target.getTime()).map((t) => t.id));
+  expect(rows.map((r) => r.id)).toEqual(kept);
   const [{ n }] = await clusterQuery<{ n: string }>(recovered, 'postgres', 'SELECT count(*) AS n FROM ticks WHERE note <> \'tick\'');
   expect(Number(n)).toBe(500);
   expect(run.stdout).toMatch(/[1-9][0-9]* WAL files fetched and verified/);
