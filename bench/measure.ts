@@ -44,7 +44,8 @@ function children(pid: number): number[] {
   return out;
 }
 
-function treeRss(pid: number): number {
+/** Resident memory of a process and all its descendants, in MB. */
+export function treeRss(pid: number): number {
   return status(pid, 'VmRSS') + children(pid).reduce((sum, child) => sum + treeRss(child), 0);
 }
 
