@@ -5,19 +5,21 @@
  */
 export { Tier, type KeepCounts } from './contract/tiers';
 export type { TierRetention } from './store/retention-policy';
-export { BackupBucket, type BackupBucketProps, type BackupWriteOptions, type TierTransition } from './store/backup-bucket';
+export { BackupBucket, type BackupBucketProps, type BackupWriteOptions, type TierTransition, type WalPushOptions } from './store/backup-bucket';
 export { BackupStore, type BackupStoreProps } from './store/backup-store';
 export { ReplicaStore, type ReplicaStoreProps } from './store/replica-store';
 export { BackupKeys, type BackupKeysProps, type IdentityReadOptions } from './keys/backup-keys';
 export { VaultIdentity, type VaultIdentityProps } from './keys/vault-identity';
 export { type BackupSource, type BackupSourceProps, DatabaseFlavour, type SourceEndpoint, SourceEngine } from './backups/backup-source';
 export { DatabaseBackups, type DatabaseBackupsProps } from './backups/database-backups';
-export { DatabaseHosting } from './backups/wal-archive';
+export { DatabaseHosting, WalArchiveMode, type WalArchiving, type WalArchivingSettings } from './backups/wal-archive';
+export { WalReceiver, type WalReceiverProps } from './backups/wal-receiver';
+export { WalSpool, type WalSpoolProps } from './backups/wal-spool';
 export { BackupJobAlerts, type BackupJobAlertsProps } from './backups/backup-job-alerts';
 export { HoldKeeper, type HoldKeeperProps } from './backups/hold-keeper';
 export { AlarmTopic, type AlarmTopicProps } from './monitoring/alarm-topic';
 export { BackupDashboard, type BackupDashboardProps, type SourceRowMetrics } from './monitoring/backup-dashboard';
-export { BackupMonitoring, type BackupMonitoringProps, type MonitoredSourceOptions } from './monitoring/backup-monitoring';
+export { BackupMonitoring, type BackupMonitoringProps, type MonitoredSourceOptions, type MonitoredWalArchive } from './monitoring/backup-monitoring';
 export { type RestoreTestCheck, type RestoreTestSourceProps, RowCountTolerance } from './restore-testing/restore-test-source';
 export { RestoreTesting, type RestoreTestingProps } from './restore-testing/restore-testing';
 export { type IVaultIdentity, VaultRestoreTesting, type VaultRestoreTestingProps } from './restore-testing/vault-restore-testing';

@@ -9,7 +9,7 @@ import * as api from '../../lib';
 const PUBLIC = [
   'AlarmTopic', 'BackupBucket', 'BackupDashboard', 'BackupJobAlerts', 'BackupKeys', 'BackupMonitoring', 'BackupStore',
   'DatabaseBackups', 'DatabaseFlavour', 'DatabaseHosting', 'HoldKeeper', 'DisasterRecoveryRunbook', 'ReplicaStore', 'RestoreTesting', 'RowCountTolerance',
-  'SourceEngine', 'Tier', 'VaultIdentity', 'VaultRestoreTesting', 'VaultRunbook',
+  'SourceEngine', 'Tier', 'VaultIdentity', 'VaultRestoreTesting', 'VaultRunbook', 'WalArchiveMode', 'WalReceiver', 'WalSpool',
 ];
 
 test('given the package entry, then it exports exactly the allowed constructs, classes and enums', () => {
