@@ -14,12 +14,12 @@
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Client } from 'pg';
 import {
-  AgeKey, AGENT_BUNDLE, AgentRun, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle, runAgent,
+  AgeKey, AGENT_BUNDLE, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle, runAgent,
 } from '../support';
+import { Ticker, runAgentAsServerUser } from '../support/wal-load';
 import { Pg15Cluster, PG15_BIN, agentForCluster, clusterOwnedDir, copyForCluster, runPg15, startPg15Cluster } from '../support/pg-wal-cluster';
 
 jest.setTimeout(240_000);
@@ -38,54 +38,7 @@ let ticker: Ticker;
 let receiver: ChildProcess | undefined;
 let receiverStderr = '';
 
-/** Commits one tick every 100 ms and remembers when each was acknowledged. */
-class Ticker {
-  readonly acked = new Map<number, number>();
-  private stopped = false;
-  readonly done: Promise<void>;
-
-  constructor(private readonly client: Client) {
-    this.done = this.run();
-  }
-
-  private async run(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        const { rows } = await this.client.query<{ id: string }>('INSERT INTO ticks DEFAULT VALUES RETURNING id');
-        this.acked.set(Number(rows[0].id), Date.now());
-      } catch {
-        return; // the primary is gone
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
-  stop(): Promise<void> {
-    this.stopped = true;
-    return this.done;
-  }
-
-  get lastAcked(): number {
-    return Math.max(...this.acked.keys());
-  }
-}
-
 const env = () => agentEnv(s3.env) as Record<string, string>;
-
-/** Runs the agent as the server's user (as root: postgres), with the test's environment. */
-function runAgentAsServerUser(args: readonly string[]): Promise<AgentRun> {
-  const vars = Object.entries({ ...env(), HOME: work }).map(([k, v]) => `${k}=${v}`);
-  const argv = ['env', ...vars, process.execPath, agent, ...args];
-  const child = userInfo().uid === 0 ? spawn('runuser', ['-u', 'postgres', '--', ...argv]) : spawn(argv[0], argv.slice(1));
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-  child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 interface Restored {
   readonly port: number;
@@ -96,8 +49,8 @@ async function restore(to: string, name: string): Promise<Restored> {
   const port = await freePort();
   const data = join(work, name);
   restoredData.push(data);
-  const run = await runAgentAsServerUser(['restore', '--source', source, '--bucket', s3.bucket, '--to', to, '--data-dir', data,
-    '--identity-file', identity, '--port', String(port), '--pg-bin', PG15_BIN, '--json']);
+  const run = await runAgentAsServerUser(agent, ['restore', '--source', source, '--bucket', s3.bucket, '--to', to, '--data-dir', data,
+    '--identity-file', identity, '--port', String(port), '--pg-bin', PG15_BIN, '--json'], env(), work);
   expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
   return { port, result: JSON.parse(run.stdout) };
 }
@@ -216,7 +169,7 @@ describe('point-in-time restore of a PostgreSQL 15 server with continuous writes
       expect(ids).toEqual(Array.from({ length: newest }, (_, i) => i + 1));
       expect(newest).toBeLessThanOrEqual(lastAcked);
       runPg15('pg_ctl', ['-D', join(work, name), '-m', 'fast', '-w', 'stop']);
-      return { lost: lastAcked - newest, seconds: (ticker.acked.get(lastAcked)! - ticker.acked.get(newest)!) / 1000, result };
+      return { lost: lastAcked - newest, seconds: ticker.secondsLost(newest), result };
     };
     // What the store held when the server and the receiver died: at most a partial interval behind.
     const atKill = await measure('latest-at-kill');

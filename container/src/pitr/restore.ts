@@ -18,6 +18,7 @@ import { Recovered, serverControl, startAndAwaitRecovery } from './server';
 import { WalFeed, planWal, restoreCommandFor, segmentBytes } from './wal-feed';
 
 export const LATEST = 'latest';
+const DEFAULT_LOOKAHEAD = 32;
 
 export interface PitrOptions {
   readonly bucket: string;
@@ -41,6 +42,8 @@ export interface PitrOptions {
   readonly clockMarginSeconds?: number;
   /** WAL files fetched at once (default 4). */
   readonly concurrency?: number;
+  /** With a port: how many WAL files past the one the server asked for last may wait on disk (default 32, 512 MiB of 16 MiB segments). */
+  readonly lookahead?: number;
 }
 
 export interface PitrDeps {
@@ -151,8 +154,9 @@ export async function runPitrRestore(options: PitrOptions, deps: PitrDeps): Prom
   const margin = (options.clockMarginSeconds ?? 60) * 1000;
   const plan = await planWal(deps.s3, options.bucket, options.prefix, options.source, choice.manifest.startWalFile,
     target ? new Date(target.getTime() + margin) : undefined);
+  // With a server replaying as it goes, a bounded window of WAL waits on disk; without one, all of it must be there.
   const feed = new WalFeed(deps.s3, options.bucket, plan, walDir, options.identityFile, segmentBytes(dataDir, choice.manifest.endWalFile),
-    options.concurrency ?? 4);
+    options.concurrency ?? 4, postgres ? options.lookahead ?? DEFAULT_LOOKAHEAD : Infinity);
   let feedError: Error | undefined;
   feed.done.catch((err: Error) => { feedError = err; });
   const receivedPartial = plan.find((p) => p.receivedPartial)?.key;

@@ -8,7 +8,7 @@
  * that do not exist to learn where the archive ends); a planned file not fetched yet is waited for; once the feed
  * has failed, every request exits above 125, so that recovery stops instead of ending early and promoting.
  */
-import { rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { STORED_SUFFIX, WalFileKind, walFileKind, walKey, walPrefix } from '../../../lib/contract';
@@ -32,6 +32,8 @@ export interface PlannedWal {
 const EXPECTED = '.expected';
 const DONE = '.done';
 const FAILED = '.failed';
+/** The name PostgreSQL asked for last: the feed stays a bounded number of files ahead of it. */
+const ASKED = '.asked';
 export const RESTORE_COMMAND_SCRIPT = 'restore-command.sh';
 /** The restore_command's exit status once the feed failed: above 125, so that PostgreSQL stops recovery. */
 export const FEED_FAILED_EXIT = 200;
@@ -97,6 +99,7 @@ export function restoreCommandScript(dir: string): string {
 # It reads no archive and holds no key. 1: not in the archive (PostgreSQL asks for such files); ${FEED_FAILED_EXIT}: the fetch failed.
 dir='${dir}'
 grep -qxF -- "$1" "$dir/${EXPECTED}" || exit 1
+printf '%s\n' "$1" > "$dir/${ASKED}"
 while :; do
   if [ -f "$dir/$1" ]; then cp -- "$dir/$1" "$2" || exit ${FEED_FAILED_EXIT}; exit 0; fi
   [ -f "$dir/${FAILED}" ] && exit ${FEED_FAILED_EXIT}
@@ -125,16 +128,24 @@ export interface FeedResult {
   readonly bytes: number;
 }
 
-/** Fetches the planned WAL into `dir`, in order, `concurrency` at a time; writes the markers the script reads. */
+/**
+ * Fetches the planned WAL into `dir`, in order, `concurrency` at a time, and at most `lookahead` files past the one the
+ * server asked for last (so that the directory holds a bounded window, not the whole archive); writes the markers the
+ * script reads.
+ */
 export class WalFeed {
   readonly done: Promise<FeedResult>;
   private stopped = false;
   private next = 0;
   private fetched = 0;
   private bytes = 0;
+  private asked = -1;
+  private readonly index: ReadonlyMap<string, number>;
 
   constructor(private readonly s3: S3Client, private readonly bucket: string, private readonly plan: readonly PlannedWal[],
-    private readonly dir: string, private readonly identityFile: string, private readonly segmentSize: number, concurrency = 4) {
+    private readonly dir: string, private readonly identityFile: string, private readonly segmentSize: number, concurrency = 4,
+    private readonly lookahead = Infinity) {
+    this.index = new Map(plan.map((p, i) => [p.name, i]));
     writeFileSync(join(dir, EXPECTED), plan.map((p) => `${p.name}\n`).join(''));
     writeFileSync(join(dir, RESTORE_COMMAND_SCRIPT), restoreCommandScript(dir), { mode: 0o755 });
     this.done = Promise.all(Array.from({ length: concurrency }, () => this.work())).then(() => {
@@ -159,9 +170,24 @@ export class WalFeed {
     for (const p of this.plan) rmSync(join(this.dir, p.name), { force: true });
   }
 
+  /** Waits until the server has asked for a file no more than `lookahead` before file `i`. */
+  private async within(i: number): Promise<void> {
+    while (!this.stopped && i > this.asked + this.lookahead) {
+      try {
+        this.asked = Math.max(this.asked, this.index.get(readFileSync(join(this.dir, ASKED), 'utf8').trim()) ?? -1);
+      } catch {
+        // not asked yet
+      }
+      if (i > this.asked + this.lookahead) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
   private async work(): Promise<void> {
     while (!this.stopped && this.next < this.plan.length) {
-      const planned = this.plan[this.next++];
+      const i = this.next++;
+      await this.within(i);
+      if (this.stopped) break;
+      const planned = this.plan[i];
       const dest = join(this.dir, planned.name);
       const identity = async () => ({ file: this.identityFile, release: () => undefined });
       if (!planned.receivedPartial) {
