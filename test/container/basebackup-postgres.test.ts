@@ -32,6 +32,15 @@ const basebackup = (extra: string[] = [], env: Record<string, string> = {}) => r
   '--recipient', key.recipient, '--host', primary.host, '--port', String(primary.port), '--user', primary.user, '--json', ...extra],
 { ...agentEnv(s3.env), PATH: `${PG15_BIN}:${process.env.PATH}`, ...env });
 
+/** Stores `bytes` as a base backup of `src` a minute old, with a manifest that is `like`'s but for its source, key, size and SHA-256. */
+async function storeAsBaseBackup(src: string, bytes: Buffer, like: string): Promise<string> {
+  const stored = baseBackupKey(undefined, src, new Date(Date.now() - 60_000));
+  const manifest = { ...JSON.parse((await s3.getText(like))!), source: src, key: stored, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: stored, Body: bytes }));
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(stored), Body: JSON.stringify(manifest) }));
+  return stored;
+}
+
 beforeAll(async () => {
   requireAgentBundle();
   s3 = await motoBucket({ objectLock: { mode: ObjectLockRetentionMode.GOVERNANCE, days: 1 } });
@@ -137,12 +146,7 @@ describe('restorable basebackup', () => {
     leftovers.push(dir);
     execFileSync('sh', ['-c', 'mkdir tree && echo 15 > tree/PG_VERSION && ln -s /etc tree/escape && ' +
       `tar -cf - -C tree PG_VERSION escape | zstd -q -c | age -r ${key.recipient} > stored`], { cwd: dir });
-    const bytes = readFileSync(join(dir, 'stored'));
-    const evilKey = baseBackupKey(undefined, evil, new Date(Date.now() - 60_000));
-    const manifest = { ...JSON.parse((await s3.getText(first.manifestKey))!), source: evil, key: evilKey, size: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex') };
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: evilKey, Body: bytes }));
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(evilKey), Body: JSON.stringify(manifest) }));
+    const evilKey = await storeAsBaseBackup(evil, readFileSync(join(dir, 'stored')), first.manifestKey);
     const data = join(dir, 'data');
     const run = await runAgent(['restore', '--source', evil, '--bucket', s3.bucket, '--to', 'latest', '--data-dir', data,
       '--identity-file', key.identityFile], agentEnv(s3.env));
@@ -177,12 +181,7 @@ describe('restorable basebackup', () => {
     writeFileSync(join(dir, 'stored'), await s3.getBytes(first.key));
     execFileSync('sh', ['-c', `mkdir tree && age -d -i ${key.identityFile} stored | zstd -d -q | tar -x -C tree -f - && ` +
       `rm tree/postgresql.conf tree/pg_hba.conf tree/pg_ident.conf && tar -c -C tree -f - . | zstd -q -c | age -r ${key.recipient} > bare`], { cwd: dir });
-    const bytes = readFileSync(join(dir, 'bare'));
-    const bareKey = baseBackupKey(undefined, bare, new Date(Date.now() - 60_000));
-    const manifest = { ...JSON.parse((await s3.getText(first.manifestKey))!), source: bare, key: bareKey, size: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex') };
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: bareKey, Body: bytes }));
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(bareKey), Body: JSON.stringify(manifest) }));
+    const bareKey = await storeAsBaseBackup(bare, readFileSync(join(dir, 'bare')), first.manifestKey);
 
     const home = clusterOwnedDir('restorable-bare-cluster-');
     leftovers.push(home);
