@@ -105,6 +105,13 @@ export interface RestoreTestSourceProps {
    * @default Duration.hours(1)
    */
   readonly pointInTimeMaxGap?: Duration;
+  /**
+   * Where a point-in-time restore test recovers to: `'recent'`, a minute before the test (recovery must find a
+   * transaction committed after it in the archive, or the test fails saying so), or `'latest'`, everything archived,
+   * for a source that may commit nothing for longer than that.
+   * @default 'recent'
+   */
+  readonly pointInTimeTarget?: 'recent' | 'latest';
 }
 
 /** Whether a source's restore tests are point-in-time restores: its WAL is archived, unless pointInTime says otherwise. */
@@ -117,6 +124,12 @@ export function pointInTimeProblem(props: RestoreTestSourceProps): string | unde
   const name = props.source.name;
   if (props.pointInTime && props.source.walArchiving === undefined) {
     return `pointInTime needs the source's WAL archived: give '${name}' walArchiving in DatabaseBackups, or remove pointInTime`;
+  }
+  if (props.pointInTimeTarget !== undefined) {
+    if (!testsPointInTime(props)) return `pointInTimeTarget is for a point-in-time restore test, which '${name}' does not have: remove it`;
+    if (props.pointInTimeTarget !== 'recent' && props.pointInTimeTarget !== 'latest') {
+      return `pointInTimeTarget must be 'recent' or 'latest' (got ${JSON.stringify(props.pointInTimeTarget)})`;
+    }
   }
   if (props.pointInTimeMaxGap !== undefined) {
     if (!testsPointInTime(props)) return `pointInTimeMaxGap is for a point-in-time restore test, which '${name}' does not have: remove it`;
@@ -216,7 +229,8 @@ export function restoreTestCommand(props: RestoreTestSourceProps, target: Restor
     '--host', '127.0.0.1', '--port', String(target.scratch.port), '--user', target.scratch.user,
     // A point-in-time restore checks the database of the newest dump, in the cluster it recovered.
     ...(target.pitrDir
-      ? ['--pitr-dir', target.pitrDir, ...(props.pointInTimeMaxGap ? ['--pitr-max-gap', String(props.pointInTimeMaxGap.toSeconds())] : [])]
+      ? ['--pitr-dir', target.pitrDir, ...(props.pointInTimeTarget ? ['--pitr-to', props.pointInTimeTarget] : []),
+        ...(props.pointInTimeMaxGap ? ['--pitr-max-gap', String(props.pointInTimeMaxGap.toSeconds())] : [])]
       : ['--database', target.database]),
     ...(checks.length ? ['--checks-json', JSON.stringify(checks)] : []),
     ...(props.tolerance ? ['--tolerance', props.tolerance.argument] : []),

@@ -238,7 +238,12 @@ export async function runPitrTest(input: PitrTestInput, s3: S3Client): Promise<P
     return { pitr, baseBackupStartedAt: restored.baseBackupFinishedAt, target, validation, failures };
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    failures.push(`${step}: ${redactor.redact(err instanceof Error ? err.message : String(err))}`);
+    const message = redactor.redact(err instanceof Error ? err.message : String(err));
+    // PostgreSQL ends recovery in error when no archived transaction committed after the target.
+    const quiet = settings.to !== LATEST && /recovery ended before configured recovery target was reached/.test(message)
+      ? ` (no transaction in the archive committed after ${settings.to}: for a source that may commit nothing for longer than ` +
+        `${RECENT_SECONDS} s, test with --pitr-to latest, pointInTimeTarget 'latest' in RestoreTesting)` : '';
+    failures.push(`${step}${quiet}: ${message}`);
     return { failures };
   } finally {
     input.dropIdentity();

@@ -34,6 +34,7 @@ function restoreTestingStack(sources: (backups: DatabaseBackups, stack: Stack) =
 
 const fixture = restoreTestingStack((backups, stack) => [
   { source: backups.addSource(postgresSource(stack, 'ledger-db', { hosting: DatabaseHosting.SELF_MANAGED, walArchiving: {} })), pointInTimeMaxGap: Duration.minutes(30) },
+  { source: backups.addSource(postgresSource(stack, 'quiet-db', { hosting: DatabaseHosting.SELF_MANAGED, walArchiving: {} })), pointInTimeTarget: 'latest' },
   { source: backups.addSource(postgresSource(stack, 'orders-db')) },
   { source: backups.addSource(mariadbSource(stack, 'shop-db')) },
 ]);
@@ -99,6 +100,9 @@ describe('given a WAL-archived PostgreSQL 16 source beside a PostgreSQL and a Ma
       expect(command).not.toContain('--pitr-dir');
     }
     expect(config.sources['ledger-db'].taskDefinition).not.toBe(config.sources['orders-db'].taskDefinition);
+    // A quiet source recovers everything archived; it shares the point-in-time task definition of its image.
+    expect(config.sources['quiet-db'].commands.primary).toEqual(expect.arrayContaining(['--pitr-dir', PITR_TEST_DIR, '--pitr-to', 'latest']));
+    expect(config.sources['quiet-db'].taskDefinition).toBe(config.sources['ledger-db'].taskDefinition);
   });
 });
 
@@ -117,6 +121,7 @@ test('pointInTime: false tests a WAL-archived source\'s newest dump instead, in 
 test.each([
   ['pointInTime: true', { pointInTime: true }, "source 'orders-db': pointInTime needs the source's WAL archived: give 'orders-db' walArchiving in DatabaseBackups, or remove pointInTime"],
   ['pointInTimeMaxGap', { pointInTimeMaxGap: Duration.minutes(5) }, "source 'orders-db': pointInTimeMaxGap is for a point-in-time restore test, which 'orders-db' does not have: remove it"],
+  ['pointInTimeTarget', { pointInTimeTarget: 'latest' as const }, "source 'orders-db': pointInTimeTarget is for a point-in-time restore test, which 'orders-db' does not have: remove it"],
 ])('a source without WAL archiving refuses %s in words', (_label, extra, message) => {
   expect(() => restoreTestingStack((backups, stack) => [{ source: backups.addSource(postgresSource(stack, 'orders-db')), ...extra }])).toThrow(message);
 });
