@@ -140,6 +140,10 @@ describe('point-in-time restore of a PostgreSQL 15 server with continuous writes
     expect(result.walFilesReplayed).toBeGreaterThan(0);
     const [state] = await clusterQuery<{ recovering: boolean }>(at(port), 'postgres', 'SELECT pg_is_in_recovery() AS recovering');
     expect(state.recovering).toBe(false);
+    // The server (and its restore_command) started with none of the agent's environment: no credentials, no endpoint.
+    const serverPid = readFileSync(join(work, 'to-time', 'postmaster.pid'), 'utf8').split('\n')[0];
+    const serverEnv = readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0').filter(Boolean);
+    expect(serverEnv).toEqual(['PATH=/usr/local/bin:/usr/bin:/bin']);
     process.stdout.write(`PITR to ${target}: ${restoredTicks.length} ticks (of ${restoredTicks.length + Number(after[0].n)}), ` +
       `${result.walFilesReplayed} WAL segments replayed, ${result.restoreSeconds.toFixed(1)} s\n`);
     runPg15('pg_ctl', ['-D', join(work, 'to-time'), '-m', 'fast', '-w', 'stop']);

@@ -56,10 +56,19 @@ export function readRecovery(logText: string): Recovered {
 
 const tail = (text: string) => text.split('\n').slice(-25).join('\n');
 
+/**
+ * The restored server's whole environment: a search path and nothing else. The agent's own holds AWS credentials
+ * (variables, or the container's credential endpoint) and the identity's secret id; the server replays backup
+ * content and runs restore_command, and must reach none of them.
+ */
+export function serverEnvironment(): NodeJS.ProcessEnv {
+  return { PATH: '/usr/local/bin:/usr/bin:/bin' };
+}
+
 export async function startAndAwaitRecovery(postgres: string, dataDir: string, logFile: string, failed: () => Error | undefined): Promise<Recovered> {
   // As pg_ctl starts it: in a session of its own, its output to the log, outliving the agent.
   const logFd = openSync(logFile, 'a', 0o600);
-  const server = spawn(postgres, ['-D', dataDir], { detached: true, stdio: ['ignore', logFd, logFd] });
+  const server = spawn(postgres, ['-D', dataDir], { detached: true, stdio: ['ignore', logFd, logFd], env: serverEnvironment() });
   closeSync(logFd);
   let exited: string | undefined;
   server.on('exit', (code, signal) => { exited = signal ? `was stopped by ${signal}` : `exited with code ${code}`; });
