@@ -4,8 +4,8 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import {
-  AlarmTopic, BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, DisasterRecoveryRunbook, ReplicaStore, RestoreTesting,
-  RestoreTestSourceProps, SourceEngine, VaultIdentity, VaultRestoreTesting, VaultRunbook,
+  AlarmTopic, BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, DatabaseHosting, DisasterRecoveryRunbook, ReplicaStore,
+  RestoreTesting, RestoreTestSourceProps, SourceEngine, VaultIdentity, VaultRestoreTesting, VaultRunbook, WalArchiveMode,
 } from '../lib';
 import { EnvironmentConfig } from './environments';
 
@@ -103,8 +103,14 @@ function addVault(stack: Stack, env: Environment, parts: {
 }): ExampleVault {
   const identity = new VaultIdentity(stack, 'VaultIdentity', { keys: parts.keys, store: parts.replicaStore, alarmTopic: parts.topic });
   const monitoring = new BackupMonitoring(stack, 'VaultMonitoring', { store: parts.replicaStore, alarmTopic: parts.topic });
+  // Replication adds up to a quarter of an hour to every age the vault sees.
+  const replicationLag = Duration.minutes(15);
   for (const source of parts.backups.sources) {
-    monitoring.addSource(source.name, { maxAge: source.rpo.plus(Duration.hours(1)).plus(Duration.minutes(15)) });
+    const wal = source.walArchiving;
+    monitoring.addSource(source.name, {
+      maxAge: source.rpo.plus(Duration.hours(1)).plus(replicationLag),
+      walArchive: wal && { maxAge: wal.maxArchiveAge.plus(replicationLag), baseBackupMaxAge: wal.maxBaseBackupAge.plus(replicationLag) },
+    });
   }
   const restoreTesting = new VaultRestoreTesting(stack, 'VaultRestoreTesting', {
     store: parts.replicaStore, identity, monitoring, sources: parts.tested,
@@ -156,7 +162,10 @@ function sampleVaultVpc(stack: Stack, env: Environment): ec2.IVpc {
   });
 }
 
-/** A PostgreSQL source (dumped from its read replica) and a MariaDB source. */
+/**
+ * A PostgreSQL source on RDS (dumped from its read replica), a MariaDB source, and a PostgreSQL server of the team's
+ * own whose WAL a receiver streams for point-in-time recovery, with daily base backups.
+ */
 function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBackups): void {
   const secret = (id: string, name: string) => secretsmanager.Secret.fromSecretCompleteArn(stack, id,
     `arn:aws:secretsmanager:${env.region}:${env.account}:secret:${name}-Ab12Cd`);
@@ -182,17 +191,32 @@ function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBacku
     rpo: Duration.hours(6),
     peer: peer('ShopDbSecurityGroup', `sg-0${hex}1b2c3d4e5f60012`, 3306),
   });
+  backups.addSource({
+    name: 'ledger-db',
+    engine: SourceEngine.postgres('16'),
+    secret: secret('LedgerDbSecret', `${env.name}/ledger-db/backup-user`),
+    endpoint: { hostname: 'ledger-db.internal.example.com', port: 5432 },
+    hosting: DatabaseHosting.SELF_MANAGED,
+    rpo: Duration.days(1),
+    peer: peer('LedgerDbSecurityGroup', `sg-0${hex}1b2c3d4e5f60013`, 5432),
+    walArchiving: {
+      mode: WalArchiveMode.RECEIVE,
+      replicationSecret: secret('LedgerDbReplicationSecret', `${env.name}/ledger-db/replication-user`),
+    },
+  });
 }
 
 /**
- * What the restore tests check, of both sources: the orders database also proves its newest order is at most an
- * hour older than the backup, and has an RTO of 2 hours. Weekly (Sundays 03:00 UTC) from the store.
+ * What the restore tests check, of every source: the orders database also proves its newest order is at most an
+ * hour older than the backup, and has an RTO of 2 hours; the ledger's test is a point-in-time restore to a minute
+ * before it runs. Weekly (Sundays 03:00 UTC) from the store.
  */
 function restoreTestSources(backups: DatabaseBackups): RestoreTestSourceProps[] {
-  const [orders, shop] = backups.sources;
+  const [orders, shop, ledger] = backups.sources;
   return [
     { source: orders, rtoTarget: Duration.hours(2),
       checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAge: Duration.hours(1) }] },
     { source: shop },
+    { source: ledger, rtoTarget: Duration.hours(1) },
   ];
 }

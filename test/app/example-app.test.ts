@@ -94,20 +94,26 @@ describe.each(envNames)('environment %s', (name) => {
     expect(store.replica).toBe(replicaStore);
   });
 
-  test('given the sample sources, when synthesized, then a PostgreSQL and a MariaDB source are scheduled, restore-tested and monitored', () => {
+  test('given the sample sources, when synthesized, then two PostgreSQL sources and a MariaDB source are scheduled, restore-tested and monitored, and one archives its WAL', () => {
     const { primary, backups, restoreTesting } = exampleApp(name);
-    expect(backups.sources.map((s) => [s.name, s.engine.agentEngine])).toEqual([['orders-db', 'postgres'], ['shop-db', 'mysql']]);
+    expect(backups.sources.map((s) => [s.name, s.engine.agentEngine])).toEqual([['orders-db', 'postgres'], ['shop-db', 'mysql'], ['ledger-db', 'postgres']]);
     const template = Template.fromStack(primary);
     const commands = Object.values(template.findResources('AWS::Scheduler::Schedule'))
       .map((schedule) => JSON.stringify(schedule.Properties.Target.Input));
-    expect(commands).toHaveLength(2);
+    // A dump schedule per source, and the base backups of the WAL-archived one.
+    expect(commands).toHaveLength(4);
     expect(commands.find((c) => c.includes('orders-db'))).toContain('\\"--engine\\",\\"postgres\\"');
     expect(commands.find((c) => c.includes('shop-db'))).toContain('\\"--engine\\",\\"mysql\\"');
+    const ledger = commands.filter((c) => c.includes('ledger-db'));
+    expect(ledger.map((c) => /\\"command\\":\[\\"([a-z-]+)\\"/.exec(c)?.[1]).sort()).toEqual(['backup', 'basebackup']);
+    const receivers = Object.values(template.findResources('AWS::ECS::Service'));
+    expect(receivers).toHaveLength(1);
+    expect(receivers[0].Properties).toMatchObject({ DesiredCount: 1, DeploymentConfiguration: { MinimumHealthyPercent: 0, MaximumPercent: 100 } });
     expect(restoreTesting).toBeDefined();
     const freshnessInput = Object.values(template.findResources('AWS::Events::Rule'))
       .flatMap((rule) => (rule.Properties.Targets ?? []) as { Input?: string }[])
       .map((target) => target.Input ?? '').find((input) => input.includes('maxAgeSeconds'));
-    expect(JSON.parse(freshnessInput!).sources.map((s: { source: string }) => s.source)).toEqual(['orders-db', 'shop-db']);
+    expect(JSON.parse(freshnessInput!).sources.map((s: { source: string }) => s.source)).toEqual(['orders-db', 'shop-db', 'ledger-db']);
   });
 
   test('given the VPC endpoints, then the tasks reach S3 by its prefix list, which cdk.json holds so that synth needs no lookup', () => {

@@ -218,6 +218,8 @@ class StackResolver {
       case 'AWS::StepFunctions::StateMachine': return this.getAtt(logicalId, 'Arn');
       case 'AWS::ECS::TaskDefinition': return this.getAtt(logicalId, 'Arn');
       case 'AWS::EC2::SecurityGroup': return `sg-${hash(`${this.stack.stackName}/${logicalId}`, 17)}`;
+      case 'AWS::EFS::FileSystem': return `fs-${hash(`${this.stack.stackName}/${logicalId}`, 17)}`;
+      case 'AWS::EFS::AccessPoint': return `fsap-${hash(`${this.stack.stackName}/${logicalId}`, 17)}`;
       default: return this.physicalName(logicalId);
     }
   }
@@ -257,6 +259,10 @@ class StackResolver {
       case 'AWS::EC2::SecurityGroup.GroupId': return this.ref(logicalId);
       case 'AWS::Scheduler::Schedule.Arn': return this.arn('scheduler', this.region, `schedule/default/${name()}`);
       case 'AWS::CloudWatch::Alarm.Arn': return this.arn('cloudwatch', this.region, `alarm:${name()}`);
+      case 'AWS::EFS::FileSystem.Arn': return this.arn('elasticfilesystem', this.region, `file-system/${this.ref(logicalId)}`);
+      case 'AWS::EFS::FileSystem.FileSystemId': return this.ref(logicalId);
+      case 'AWS::EFS::AccessPoint.Arn': return this.arn('elasticfilesystem', this.region, `access-point/${this.ref(logicalId)}`);
+      case 'AWS::EFS::AccessPoint.AccessPointId': return this.ref(logicalId);
       default:
         // Custom resources' outputs and anything else no policy should depend on: a marked value, which the
         // policy extraction refuses (see assertResolved), so an unknown attribute can never pass as an ARN.
