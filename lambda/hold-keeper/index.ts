@@ -25,13 +25,11 @@
  * backup is older comes from both the time in its key and the LastModified S3 set, so neither a key nor a clock of
  * the writer's choosing can make a newer backup look older.
  *
- * A listing of the source's dated folders and its reports gives every backup object, its size and LastModified (the reports'
- * too; never the source's WAL or base backups under wal/ and base/, thousands of objects it does not keep); a
- * GetObjectLegalHold follows for each backup object older than the release boundary, the settled backup (a dump task
- * may place holds anywhere under its prefix, so old ones are checked too). A source that cannot be checked (an S3 error, an unreadable restore-test report) is
- * reported and the others go on; the invocation fails at the end, so the function's errors alarm fires.
- *
- * The source list comes in the event (the schedule's input), as the freshness check's does.
+ * A listing of the source's dated folders and its reports (never wal/ or base/) gives every backup object, its size and
+ * LastModified; a GetObjectLegalHold follows for each one older than the settled backup (a dump task may place holds
+ * anywhere under its prefix). A source that cannot be checked (an S3 error, an unreadable report) is reported and the
+ * others go on; the invocation fails at the end, so the errors alarm fires. The event lists the sources, and those
+ * that archive WAL, whose base backup and WAL holds base-backups.ts keeps on a point-in-time restore test's proof.
  */
 import { CloudWatchClient, StandardUnit } from '@aws-sdk/client-cloudwatch';
 import {
@@ -44,10 +42,13 @@ import {
   GLOBALS_SUFFIX, LATEST_FILE, MANIFEST_SUFFIX, RESTORE_TESTS_DIR, globalsKeyFor, manifestKeyFor, sourceNameProblem, sourcePrefix,
 } from '../../lib/contract/names';
 import { createS3Client, datum, isNotFound, mapBounded, messageOf, publishMetrics, s3Problem } from '../shared/aws';
+import { BaseBackupHolds, keepBaseBackups } from './base-backups';
 
 /** The schedule's input: the names of the sources whose holds this function keeps. */
 export interface HoldKeeperEvent {
   readonly sources: readonly string[];
+  /** Those of them that archive WAL: their base backup and WAL holds are kept too (base-backups.ts). */
+  readonly walArchived?: readonly string[];
 }
 
 /** Where the hold keeper reads, holds and reports. */
@@ -62,6 +63,8 @@ export interface HoldKeeperClients {
 export interface HoldKeeperOptions {
   /** The release grace, in seconds: 0 releases as soon as a newer backup passes. @default DEFAULT_RELEASE_AFTER_SECONDS (7 days) */
   readonly releaseAfterSeconds?: number;
+  /** keepSource: keep the base backup and WAL holds too (keepHolds reads it from the event). */
+  readonly walArchived?: boolean;
 }
 
 /** A week: the size, freshness and restore-test alarms, and a person, have that long to notice a fake backup. */
@@ -100,6 +103,8 @@ export interface SourceHolds {
   readonly released: readonly string[];
   /** Why the source could not be (fully) kept: S3 errors, unreadable reports. Any of these fails the invocation. */
   readonly problems: readonly string[];
+  /** A WAL-archived source's base backup and WAL holds; its refusal and problems are also the source's. */
+  readonly base?: BaseBackupHolds;
 }
 
 export interface HoldKeeperReport {
@@ -110,7 +115,7 @@ export interface HoldKeeperReport {
 
 /** Sources kept at once, and hold requests in flight per source. */
 const SOURCE_CONCURRENCY = 4;
-const HOLD_CONCURRENCY = 8;
+export const HOLD_CONCURRENCY = 8;
 /** Bounded reads: more than this is not a pointer, a manifest or a report the agent writes, and is not read. */
 export const MAX_POINTER_BYTES = 64 * 1024;
 export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
@@ -127,7 +132,7 @@ const MAX_OBJECT_BYTES = 50e12;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** One listed object under the source's prefix. */
-interface Listed {
+export interface Listed {
   readonly key: string;
   readonly size: number;
   readonly lastModified: Date;
@@ -150,7 +155,7 @@ interface Backup {
 }
 
 /** latest.json or a manifest that must not be followed; the message says why. */
-class Refused extends Error {}
+export class Refused extends Error {}
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -181,12 +186,12 @@ function isSaneSize(value: unknown): value is number {
 const KEEPER_ACCESS = 'the hold keeper\'s role needs s3:ListBucket on the source\'s prefix and s3:GetObject, s3:GetObjectLegalHold and ' +
   's3:PutObjectLegalHold on its objects (the HoldKeeper construct grants them to sources added with addSource)';
 
-function s3Failure(action: string, bucket: string, key: string, err: unknown): Error {
+export function s3Failure(action: string, bucket: string, key: string, err: unknown): Error {
   return s3Problem(action, bucket, key, err, KEEPER_ACCESS);
 }
 
 /** A small object as text, or undefined when absent; bigger than `maxBytes` is refused unread. */
-async function readBounded(clients: HoldKeeperClients, key: string, maxBytes: number, what: string): Promise<string | undefined> {
+export async function readBounded(clients: HoldKeeperClients, key: string, maxBytes: number, what: string): Promise<string | undefined> {
   let out;
   try {
     out = await clients.s3.send(new GetObjectCommand({ Bucket: clients.bucket, Key: key }));
@@ -230,7 +235,7 @@ async function listSource(clients: HoldKeeperClients, prefix: string): Promise<L
 }
 
 /** Every page of a listing, each handed to `onPage` as it arrives. */
-async function listPages(clients: HoldKeeperClients, prefix: string, delimiter: string | undefined,
+export async function listPages(clients: HoldKeeperClients, prefix: string, delimiter: string | undefined,
   onPage: (out: ListObjectsV2CommandOutput) => void): Promise<void> {
   let token: string | undefined;
   do {
@@ -351,8 +356,8 @@ async function newestProven(clients: HoldKeeperClients, source: string, listed: 
       }
       throw err;
     }
-    const r = (typeof report === 'object' && report !== null ? report : {}) as { success?: unknown; key?: unknown; bucket?: unknown; source?: unknown };
-    if (r.success !== true) return undefined;
+    const r = (typeof report === 'object' && report !== null ? report : {}) as { success?: unknown; key?: unknown; bucket?: unknown; source?: unknown; pitr?: unknown };
+    if (r.success !== true || r.pitr !== undefined) return undefined; // a point-in-time test proves a base backup: base-backups.ts
     if (r.source !== undefined && r.source !== source) {
       problems.push(`${where} is a report of source ${JSON.stringify(r.source)}: skipped`);
       return undefined;
@@ -384,7 +389,7 @@ function family(backup: Backup, objects: ReadonlyMap<string, BackupObject>): str
   return [backup.key, manifestKeyFor(backup.key), globalsKeyFor(backup.key)].filter((k) => objects.has(k));
 }
 
-async function holdStatus(clients: HoldKeeperClients, key: string): Promise<boolean> {
+export async function holdStatus(clients: HoldKeeperClients, key: string): Promise<boolean> {
   try {
     const out = await clients.s3.send(new GetObjectLegalHoldCommand({ Bucket: clients.bucket, Key: key }));
     return out.LegalHold?.Status === ObjectLockLegalHoldStatus.ON;
@@ -395,7 +400,7 @@ async function holdStatus(clients: HoldKeeperClients, key: string): Promise<bool
   }
 }
 
-async function setHold(clients: HoldKeeperClients, key: string, on: boolean): Promise<void> {
+export async function setHold(clients: HoldKeeperClients, key: string, on: boolean): Promise<void> {
   try {
     await clients.s3.send(new PutObjectLegalHoldCommand({
       Bucket: clients.bucket,
@@ -437,7 +442,8 @@ export async function keepSource(source: string, clients: HoldKeeperClients, now
       if (!(err instanceof Refused)) throw err;
       refused = err.message;
     }
-    const proof = await newestProven(clients, source, listed, objects, now.getTime() - releaseAfterSeconds * 1000);
+    const settledBy = now.getTime() - releaseAfterSeconds * 1000;
+    const proof = await newestProven(clients, source, listed, objects, settledBy);
     problems.push(...proof.problems);
     const rule = proof.tested ? HoldRule.PROVEN : HoldRule.NEWEST_VALID;
     // Nothing is released without settled proof: a source never restore-tested, whose tests never passed, or whose
@@ -466,7 +472,9 @@ export async function keepSource(source: string, clients: HoldKeeperClients, now
     }
     placed.sort();
     released.sort();
-    return result({ rule, newest: newest?.key, proven: proof.proven?.key, settled: proof.settled?.key, refused, held: held.sort() });
+    const base = options.walArchived ? await keepBaseBackups(clients, source, listed, settledBy) : undefined;
+    problems.push(...base?.problems ?? []);
+    return result({ rule, newest: newest?.key, proven: proof.proven?.key, settled: proof.settled?.key, refused: refused ?? base?.refused, held: held.sort(), base });
   } catch (err) {
     problems.push(messageOf(err));
     return result({});
@@ -474,8 +482,9 @@ export async function keepSource(source: string, clients: HoldKeeperClients, now
 }
 
 function validateEvent(event: HoldKeeperEvent): readonly string[] {
-  if (!event || !Array.isArray(event.sources) || event.sources.some((s) => typeof s !== 'string')) {
-    throw new Error('the event has no sources list: the schedule passes {"sources":["…"]}');
+  const names = (list: unknown) => Array.isArray(list) && list.every((s) => typeof s === 'string');
+  if (!event || !names(event.sources) || (event.walArchived !== undefined && !names(event.walArchived))) {
+    throw new Error('the event has no sources list: the schedule passes {"sources":["…"],"walArchived":["…"]}');
   }
   return [...new Set(event.sources)];
 }
@@ -483,7 +492,7 @@ function validateEvent(event: HoldKeeperEvent): readonly string[] {
 export async function keepHolds(event: HoldKeeperEvent, clients: HoldKeeperClients, now = new Date(),
   options: HoldKeeperOptions = {}): Promise<HoldKeeperReport> {
   const sources = validateEvent(event);
-  const results = await mapBounded(sources, SOURCE_CONCURRENCY, (source) => keepSource(source, clients, now, options));
+  const results = await mapBounded(sources, SOURCE_CONCURRENCY, (source) => keepSource(source, clients, now, { ...options, walArchived: event.walArchived?.includes(source) }));
   for (const r of results) console.log(JSON.stringify(r));
   const refused = results.filter((r) => r.refused !== undefined);
   await publishMetrics(clients.cloudwatch, [

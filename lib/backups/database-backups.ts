@@ -279,7 +279,7 @@ export class DatabaseBackups extends Construct {
       maxAge: rpo.plus(BACKUP_RUN_ALLOWANCE),
       walArchive: walArchiving && { maxAge: walArchiving.maxArchiveAge, baseBackupMaxAge: walArchiving.maxBaseBackupAge },
     });
-    this.holdKeeper?.addSource(name);
+    this.holdKeeper?.addSource(name, { walArchived: walArchiving !== undefined });
     return source;
   }
 
@@ -342,9 +342,9 @@ export class DatabaseBackups extends Construct {
 
   /**
    * A WAL-archived source's base backups, scheduled with its dump task's role and size (its prefix grant covers base/),
-   * and with RECEIVE its WAL receiver on the shared spool. Neither places legal holds: the hold keeper releases none
-   * under base/ or wal/, so a hold there would keep every base backup and WAL file for ever; the bucket's default
-   * Object Lock retention protects each of them as it does every object.
+   * and with RECEIVE its WAL receiver on the shared spool. With Object Lock both place legal holds (the receiver on
+   * whole segments and history files only), which the hold keeper, told the source is WAL-archived, releases below
+   * the base backup a restore test settled.
    */
   private archiveWal(scope: Construct, props: BackupSourceProps, settings: WalArchivingSettings, run: Omit<AgentRun, 'description' | 'cron' | 'command'>) {
     const { store, keys } = this.props;
@@ -355,7 +355,7 @@ export class DatabaseBackups extends Construct {
     }
     const baseBackupSchedule = this.schedules.schedule(scope, 'BaseBackupSchedule', {
       ...run, cron: settings.baseBackupCron, description: `Restorable: base backup of ${props.name} for point-in-time recovery`,
-      command: ['basebackup', ...sourceArguments(store, keys, connection), '--json'],
+      command: ['basebackup', ...sourceArguments(store, keys, connection), ...(store.objectLockEnabled ? ['--legal-hold'] : []), '--json'],
     });
     if (settings.mode !== WalArchiveMode.RECEIVE) return { baseBackupSchedule };
     if (this.props.cluster) {

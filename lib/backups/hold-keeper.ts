@@ -53,6 +53,16 @@ export interface HoldKeeperProps {
   readonly sources?: string[];
 }
 
+/** How a source is kept. */
+export interface HoldKeeperSourceOptions {
+  /**
+   * The source archives WAL (walArchiving): the holds of its base backups (base/) and archived WAL (wal/) are kept
+   * and released as well, on the proof of a passing point-in-time restore test.
+   * @default false
+   */
+  readonly walArchived?: boolean;
+}
+
 /** EventBridge caps a target's input at 8,192 characters: the source list travels in it. */
 const MAX_INPUT_CHARS = 8192;
 /** Long enough for a hundred sources with a long backup history each; Lambda's limit is 15 minutes. */
@@ -91,6 +101,7 @@ export class HoldKeeper extends Construct {
 
   private readonly store: BackupBucket;
   private readonly sources: string[] = [];
+  private readonly walArchived: string[] = [];
   private readonly inlineRole: InlinePolicyRole;
 
   constructor(scope: Construct, id: string, props: HoldKeeperProps) {
@@ -158,12 +169,15 @@ export class HoldKeeper extends Construct {
     acknowledgeNag(fn, 'L1', NODE22_RUNTIME_REASON);
     this.function = fn;
 
-    const sources = this.sources;
+    const { sources, walArchived } = this;
     new events.Rule(this, 'Schedule', {
       description: `Keeps the legal holds of ${this.store.node.path}'s backups`,
       schedule: events.Schedule.rate(this.interval),
       targets: [new targets.LambdaFunction(fn, {
-        event: events.RuleTargetInput.fromObject({ sources: Lazy.list({ produce: () => sources }) }),
+        event: events.RuleTargetInput.fromObject({
+          sources: Lazy.list({ produce: () => sources }),
+          walArchived: Lazy.list({ produce: () => walArchived }, { omitEmpty: true }),
+        }),
         retryAttempts: 2,
       })],
     });
@@ -195,8 +209,12 @@ export class HoldKeeper extends Construct {
     for (const source of props.sources ?? []) this.addSource(source);
   }
 
-  /** Keeps one more source's holds: listing its prefix is granted, and the schedule's input names it. */
-  public addSource(source: string): void {
+  /**
+   * Keeps one more source's holds: listing its prefix is granted, and the schedule's input names it. With
+   * `walArchived`, the holds of its base backups and archived WAL are kept too: the newest valid base backup and the
+   * one a restore test settled keep theirs, and older base backups and the WAL before the settled one's start lose theirs.
+   */
+  public addSource(source: string, options: HoldKeeperSourceOptions = {}): void {
     const problem = sourceNameProblem(source);
     if (problem) throw new RestorableError(this, problem);
     if (this.sources.includes(source)) throw new RestorableError(this, `source '${source}' is already kept; add each source once`);
@@ -210,6 +228,7 @@ export class HoldKeeper extends Construct {
       }));
     }
     this.sources.push(source);
+    if (options.walArchived) this.walArchived.push(source);
   }
 
   /**
@@ -237,7 +256,7 @@ export class HoldKeeper extends Construct {
   }
 
   private inputProblems(): string[] {
-    const chars = JSON.stringify({ sources: this.sources }).length;
+    const chars = JSON.stringify({ sources: this.sources, walArchived: this.walArchived }).length;
     if (chars <= MAX_INPUT_CHARS) return [];
     return [`the hold keeper's ${this.sources.length} sources make a schedule input of ${chars} characters, over EventBridge's ${MAX_INPUT_CHARS}: ` +
       'split the sources over more than one DatabaseBackups'];

@@ -103,6 +103,8 @@ export class WalReceiver extends Construct {
         '--spool', SPOOL_PATH,
         '--slot', settings.slotName!,
         '--partial-interval', String(settings.partialUploadInterval!.toSeconds()),
+        // Whole segments and history files only; the hold keeper releases them below the settled base backup.
+        ...(props.store.objectLockEnabled ? ['--legal-hold'] : []),
         '--json',
       ],
       stopTimeout: STOP_TIMEOUT,

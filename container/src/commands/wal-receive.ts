@@ -50,7 +50,7 @@ export const WAL_RECEIVE_COMMAND: CommandSpec = {
       kind: OptionKind.STRING, placeholder: 'SECONDS',
       description: `how long pg_receivewal or storing may keep failing before the command gives up and exits 1 (default ${DEFAULT_RETRY_FOR_SECONDS})`,
     },
-    'legal-hold': { kind: OptionKind.FLAG, description: 'place an Object Lock legal hold on every object stored (the bucket needs Object Lock)' },
+    'legal-hold': { kind: OptionKind.FLAG, description: 'place an Object Lock legal hold on each whole segment and history file stored, never on a received partial (the bucket needs Object Lock)' },
     'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
     'json': { kind: OptionKind.FLAG, description: 'print the summary as JSON' },
   },

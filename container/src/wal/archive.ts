@@ -11,7 +11,7 @@ import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { ChecksumAlgorithm, HeadObjectCommandOutput, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { TIER_TAG, WAL_METADATA, WAL_TIER } from '../../../lib/contract';
+import { TIER_TAG, WAL_METADATA, WAL_TIER, WalFileKind, walFileKind } from '../../../lib/contract';
 import { Recipient, compressStage, compressedInputBytes, encryptStage } from '../backup/encrypt';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
@@ -39,7 +39,12 @@ export interface WalObject {
   readonly level: number;
   /** Where the sealed file is written for the length of the PUT, then removed. */
   readonly workDir: string;
-  /** Place an Object Lock legal hold on the stored object (also on one already stored by an earlier try). */
+  /**
+   * Place an Object Lock legal hold on the stored object (also on one already stored by an earlier try), when it is a
+   * whole segment or a timeline history file: those the hold keeper releases once a newer base backup's restore test
+   * is settled. Received partials (thousands a day, each superseded by its whole segment) and backup labels are never
+   * held; the bucket's default lock protects them.
+   */
   readonly legalHold?: boolean;
 }
 
@@ -176,6 +181,9 @@ async function putSealed(o: WalObject, sealed: string, stored: FileDigest, plain
   }
 }
 
+/** The WAL files a legal hold is placed on: the hold keeper releases these below the settled base backup. */
+const HELD_KINDS: ReadonlySet<WalFileKind> = new Set([WalFileKind.SEGMENT, WalFileKind.HISTORY]);
+
 /** Seals, stores, verifies (and holds) one WAL file; see the file's comment. */
 export async function archiveWal(o: WalObject): Promise<ArchivedWal> {
   const sealed = join(o.workDir, `${o.file}.zst.age`);
@@ -191,7 +199,7 @@ export async function archiveWal(o: WalObject): Promise<ArchivedWal> {
       log.info('wal file archived', { file: o.file, key: o.key, size: written.size, plaintextSize: read.size });
       return { file: o.file, bucket: o.bucket, key: o.key, stored: true, size: written.size, sha256: written.sha256, plaintextSize: read.size, plaintextSha256: read.sha256 };
     })();
-    if (o.legalHold) await setLegalHold(o.s3, o.bucket, o.key, true);
+    if (o.legalHold && HELD_KINDS.has(walFileKind(o.file)!)) await setLegalHold(o.s3, o.bucket, o.key, true);
     return result;
   } finally {
     rmSync(sealed, { force: true });

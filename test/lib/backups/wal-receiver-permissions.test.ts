@@ -2,7 +2,8 @@
  * What a WAL receiver's role may do, by policy simulation over the synthesized template with the store's bucket and
  * key policies: add WAL under its own source's wal/ prefix, tagged with the daily tier and nothing else, write-once,
  * and place (never release) legal holds; never read a file's bytes, delete, list, or touch the source's dumps, its base
- * backups or another source. The source's own task role runs the base backups under base/. And cdk-nag passes.
+ * backups or another source. The source's own task role runs the base backups under base/ and may hold them, never
+ * release; only the hold keeper releases holds under wal/ and base/. And cdk-nag passes.
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -59,6 +60,7 @@ describe('a WAL receiver\'s role and the base backups, simulated', () => {
   const receiver = role(orders.walReceiver!.taskRole, 'orders receiver');
   const otherReceiver = role(billing.walReceiver!.taskRole, 'billing receiver');
   const dumpTask = role(orders.taskRole, 'orders task');
+  const holdKeeper = role(backups.holdKeeper!.role, 'hold keeper');
   const bucket = deployment.bucket(stack.node.path, stack.resolve((fixture.store.bucket.node.defaultChild as iam.CfnRole).logicalId) as string);
   const key: KeyModel = {
     stack: 'Database', logicalId: 'ReplicationKey', arn: keyArn, region: ENV.region, account: ENV.account, aliases: [],
@@ -100,6 +102,15 @@ describe('a WAL receiver\'s role and the base backups, simulated', () => {
     ['the source\'s task cannot tag base/latest.json', dumpTask,
       { api: 'PutObject', target: at(baseLatestKey('backups', 'orders-db')), ifNoneMatch: true, tags: DAILY }, '⛔ NoTaggingPointers'],
     ['the source\'s task reads the replication secret its base backups connect with', dumpTask, { api: 'GetSecretValue', secret }, '✅'],
+    ['the source\'s task places a legal hold on its base backup', dumpTask, { api: 'PutObjectLegalHold', target: base, status: 'ON' }, '✅'],
+    ['the source\'s task cannot release one', dumpTask, { api: 'PutObjectLegalHold', target: base, status: 'OFF' }, '⛔ OnlyHoldKeeperReleases'],
+    ['the source\'s task cannot release a WAL file\'s', dumpTask, { api: 'PutObjectLegalHold', target: wal, status: 'OFF' }, '⛔ OnlyHoldKeeperReleases'],
+    ['the hold keeper lists the WAL archive', holdKeeper, { api: 'ListObjectsV2', bucket, prefix: 'backups/orders-db/wal/' }, '✅'],
+    ['the hold keeper lists the base backups', holdKeeper, { api: 'ListObjectsV2', bucket, prefix: 'backups/orders-db/base/' }, '✅'],
+    ['the hold keeper releases a WAL file\'s hold', holdKeeper, { api: 'PutObjectLegalHold', target: wal, status: 'OFF' }, '✅'],
+    ['the hold keeper releases a base backup\'s hold', holdKeeper, { api: 'PutObjectLegalHold', target: base, status: 'OFF' }, '✅'],
+    ['the hold keeper reads a base backup manifest', holdKeeper, { api: 'GetObject', target: at(`${base.key}.manifest.json`) }, '✅'],
+    ['the hold keeper cannot delete WAL', holdKeeper, { api: 'DeleteObject', target: wal, versionId: 'v1' }, '⛔ OnlyBreakGlassDestroys'],
   ];
   test.each(cases)('%s', async (_title, principal, call, verdict) => {
     expect(describeVerdict(await decide(principal, call))).toBe(verdict);

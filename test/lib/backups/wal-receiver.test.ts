@@ -50,7 +50,7 @@ describe('given a self-managed PostgreSQL source with walArchiving: {} (the defa
     });
   });
 
-  test('then it runs wal-receive for the source, with the slot, the spool, the partial interval and the recipient, and no legal holds', () => {
+  test('then it runs wal-receive for the source, with the slot, the spool, the partial interval, the recipient and --legal-hold (the store has Object Lock)', () => {
     const command = commandOf(template);
     expect(command[0]).toBe('wal-receive');
     expect(optionOf(command, '--source')).toBe('orders-db');
@@ -61,8 +61,8 @@ describe('given a self-managed PostgreSQL source with walArchiving: {} (the defa
     expect(optionOf(command, '--host')).toBe('orders-db.replica.example.internal');
     expect(optionOf(command, '--secret-id')).toBe(`arn:aws:secretsmanager:${ENV.region}:${ENV.account}:secret:orders-db/backup-user-AbCdEf`);
     expect(command).toContain('--recipient');
-    // The hold keeper releases no hold under wal/: a hold there would keep every WAL file, each partial too, for ever.
-    expect(command).not.toContain('--legal-hold');
+    // Whole segments and history files are held; the hold keeper releases them below the settled base backup.
+    expect(command).toContain('--legal-hold');
     expect(JSON.stringify(command)).not.toMatch(/password/i);
   });
 
@@ -115,11 +115,17 @@ describe('given a self-managed PostgreSQL source with walArchiving: {} (the defa
     expect(base.Properties.ScheduleExpression).toBe('cron(0 2 * * ? *)');
     const input = JSON.stringify(base.Properties.Target.Input);
     expect(input).toMatch(/basebackup[\\"]+,[\\"]+--source[\\"]+,[\\"]+orders-db/);
-    expect(input).not.toContain('--legal-hold');
+    expect(input).toContain('--legal-hold');
     const [dump] = resourcesMentioning(template, 'AWS::Scheduler::Schedule', 'Restorable: back up orders-db');
     const roleOf = (schedule: typeof dump) => JSON.stringify(schedule.Properties.Target.Input).match(/"Fn::GetAtt":\["([^"]+)","Arn"\]/)?.[1];
     expect(roleOf(base)).toMatch(/SourcesordersdbTaskRole/);
     expect(roleOf(base)).toBe(roleOf(dump));
+  });
+
+  test('then the hold keeper is told the source is WAL-archived, so that it keeps and releases the holds of its base backups and WAL', () => {
+    const rules = resourcesMentioning(template, 'AWS::Events::Rule', 'walArchived');
+    expect(rules).toHaveLength(1);
+    expect(JSON.parse(rules[0].Properties.Targets[0].Input)).toEqual({ sources: ['orders-db'], walArchived: ['orders-db'] });
   });
 
   test('then the source publishes its resolved settings', () => {
@@ -194,6 +200,18 @@ test('given a monitored WAL-archived source, then monitoring is told the archive
   expect(monitoring.walArchiveStaleAlarm).toBeDefined();
 });
 
+test('given a store without Object Lock, then neither the receiver nor the base backups place legal holds', () => {
+  const stack = new Stack(new App(), 'Unlocked', { env: ENV });
+  const store = new BackupStore(stack, 'Store', { objectLockEnabled: false });
+  const keys = new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT });
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack) });
+  backups.addSource(postgresSource(stack, 'orders-db', { ...SELF_MANAGED, walArchiving: {} }));
+  const template = Template.fromStack(stack);
+  expect(commandOf(template)).not.toContain('--legal-hold');
+  const [base] = resourcesMentioning(template, 'AWS::Scheduler::Schedule', 'basebackup');
+  expect(JSON.stringify(base.Properties.Target.Input)).not.toContain('--legal-hold');
+});
+
 describe('the commands synthesized are the agent\'s own', () => {
   const { stack, backups } = backupsStack();
   backups.addSource(postgresSource(stack, 'orders-db', { ...SELF_MANAGED, walArchiving: {} }));
@@ -207,7 +225,7 @@ describe('the commands synthesized are the agent\'s own', () => {
     const args = parseCommandArgs(WAL_RECEIVE_COMMAND, argv);
     expect([args.string('source'), args.string('slot'), args.string('spool'), args.string('partial-interval')])
       .toEqual(['orders-db', 'restorable_orders_db', '/spool', '5']);
-    expect(args.flag('legal-hold')).toBe(false);
+    expect(args.flag('legal-hold')).toBe(true);
   });
 
   test('given the base backup schedule\'s command, then basebackup\'s own parser takes it', () => {
@@ -218,7 +236,7 @@ describe('the commands synthesized are the agent\'s own', () => {
     expect(verb).toBe(BASEBACKUP_COMMAND.name);
     const args = parseCommandArgs(BASEBACKUP_COMMAND, argv);
     expect([args.string('source'), args.string('host'), args.flag('legal-hold'), args.flag('json')])
-      .toEqual(['orders-db', 'orders-db.replica.example.internal', false, true]);
+      .toEqual(['orders-db', 'orders-db.replica.example.internal', true, true]);
   });
 });
 
