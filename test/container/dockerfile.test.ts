@@ -3,7 +3,7 @@
  * rule set of our own, every program the agent spawns against the packages the image installs (which Debian
  * package owns each one is asked of this machine's dpkg), and the build context that synth stages.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Stack } from 'aws-cdk-lib';
@@ -119,7 +119,16 @@ function owningPackage(program: string): string {
     if (!versioned) throw new Error(`${program} is only PostgreSQL's wrapper here; install postgresql-client-NN`);
     path = versioned;
   }
-  return execFileSync('dpkg', ['-S', path], { encoding: 'utf8' }).split(':')[0].trim().replace(/^postgresql-client-\d+$/, 'postgresql-client-NN');
+  // Merged /usr: dpkg knows programs such as tar by the /bin path their package ships, which /usr/bin now holds.
+  const candidates = [path, path.replace(/^\/usr\/bin\//, '/bin/')];
+  const owner = candidates.map((p) => spawnSync('dpkg', ['-S', p], { encoding: 'utf8' })).find((r) => r.status === 0);
+  if (!owner) throw new Error(`dpkg knows no package that owns ${candidates.join(' or ')}`);
+  return owner.stdout.split(':')[0].trim().replace(/^postgresql-client-\d+$/, 'postgresql-client-NN');
+}
+
+/** Whether Debian marks a package essential: every Debian image, the agent's base among them, has it. */
+function essential(pkg: string): boolean {
+  return spawnSync('dpkg-query', ['-W', '-f=${Essential}', pkg], { encoding: 'utf8' }).stdout.trim() === 'yes';
 }
 
 /** The packages one package pulls in directly (Depends), from apt's cache. */
@@ -138,7 +147,7 @@ describe('the tools the agent calls', () => {
   test('are each installed by the Dockerfile, directly or as a dependency of what it installs', () => {
     const installed = packageNames.map((name) => name.replace(/^postgresql-client-\d+$/, 'postgresql-client-NN'));
     const missing = programs.map((program) => ({ program, pkg: owningPackage(program) }))
-      .filter(({ pkg }) => !installed.includes(pkg) && !installed.some((i) => i !== 'postgresql-client-NN' && dependencies(i).includes(pkg)))
+      .filter(({ pkg }) => !essential(pkg) && !installed.includes(pkg) && !installed.some((i) => i !== 'postgresql-client-NN' && dependencies(i).includes(pkg)))
       .map(({ program, pkg }) => `${program} (Debian package ${pkg})`);
     expect(missing).toEqual([]);
   });

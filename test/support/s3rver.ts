@@ -2,7 +2,7 @@
  * The S3 emulator, one per test file: a free port, a fresh data directory, the real AWS SDK.
  * s3rver 3.7.1 needs --openssl-legacy-provider, and --configure-bucket (without it paginated
  * listing answers 500). It accepts only the credentials S3RVER/S3RVER, ignores the Tagging
- * header on PutObject, and has no versioning or Object Lock.
+ * header on PutObject, and has no versioning or Object Lock. Its delimited listings are fixed in s3rver-main.cjs.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -42,7 +42,7 @@ export async function startS3rver(bucket = 'backups'): Promise<S3Emulator> {
 
   const launch = async () => {
     output = '';
-    child = spawn(process.execPath, ['--openssl-legacy-provider', join(REPO_ROOT, 'node_modules/s3rver/bin/s3rver.js'),
+    child = spawn(process.execPath, ['--openssl-legacy-provider', join(REPO_ROOT, 'test/support/s3rver-main.cjs'),
       '-d', dataDir, '-a', '127.0.0.1', '-p', String(port), '-s', '--configure-bucket', bucket], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.on('data', (b: Buffer) => { output = (output + b.toString()).slice(-2000); });
     child.stderr?.on('data', (b: Buffer) => { output = (output + b.toString()).slice(-2000); });
