@@ -293,6 +293,9 @@ stays in \`${words.passwordVariable}\`.`;
 /** How long after the target a WAL object may have been stored and still be needed: a margin for the clocks of server and S3. */
 export const PITR_CLOCK_MARGIN_SECONDS = 300;
 
+/** The most a WAL file's recorded plaintext size may be before the standard tools refuse it unread (1 GiB, PostgreSQL's largest segment). */
+export const PITR_WAL_MAX_BYTES = 1024 * 1024 * 1024;
+
 /**
  * The point-in-time recovery section of a WAL-archived PostgreSQL source: the newest base backup that finished before
  * the target, the WAL after it fetched and verified by the reader, and a server of the source's version replaying it.
@@ -309,7 +312,11 @@ PostgreSQL server programs of the source's major version (\`$PG_BIN\`), disk for
 steps as the operating-system user the recovered server will run as (not root, and holding no AWS credentials of its
 own in ~/.aws): first step 0's block above, with \`PITR_DATA_DIR\` set (then the \`TARGET_*\` variables are not needed).
 The base backup and the WAL are untrusted input, as a dump is: you fetch and verify them; the server gets neither the
-identity nor your credentials.
+identity nor your credentials. A recovered cluster is the backup's content, and so is everything it runs: its catalog
+holds settings that take effect when someone connects (a role's \`session_preload_libraries\`, say), and a superuser's
+SQL can run programs as the server's user. Run these steps, and so the server, as a user that holds nothing of yours
+(no AWS credentials in its home, not your own login), ideally on a machine without network; the server listens on no
+TCP port, only on a socket in this 0700 directory, and admits only this operating-system user, as \`$PITR_USER\`.
 
 ${block('pitr1', RunbookVia.RESTORABLE, `# Picks the newest base backup that finished before the target, fetches and verifies it and the WAL after it (each
 # file's SHA-256 before PostgreSQL sees it), starts the server with --port and reports the time it recovered to:
@@ -350,7 +357,12 @@ ${block('pitr2', RunbookVia.STANDARD, `
 aws secretsmanager get-secret-value --secret-id "$IDENTITY_SECRET" --output json | jq -r .SecretString > identity.txt
 aws s3 cp "s3://$BUCKET/$BASE_KEY" base.tar.zst.age
 echo "$(jq -r .sha256 base-manifest.json)  base.tar.zst.age" | sha256sum -c -
-age -d -i identity.txt base.tar.zst.age | zstd -d -q > base.tar
+TAR_SIZE=$(jq -r .tarSize base-manifest.json)
+if [[ ! "$TAR_SIZE" =~ ^[0-9]{1,15}$ ]]; then echo "$BASE_KEY: its manifest records no tar size" >&2; exit 1; fi
+# At most one byte more than the manifest records: a backup that decompresses to more stops here, before it fills the disk.
+if ! age -d -i identity.txt base.tar.zst.age | zstd -d -q | head -c "$((TAR_SIZE + 1))" > base.tar || [ "$(stat -c %s base.tar)" != "$TAR_SIZE" ]; then
+  rm -f base.tar; echo "$BASE_KEY does not decrypt and decompress to the $TAR_SIZE bytes its manifest records: stopped" >&2; exit 1
+fi
 rm base.tar.zst.age
 # Only plain files and directories under relative names are unpacked: a link or a name outside the directory is refused.
 ODD=$(tar -tvf base.tar | grep -v -E '^[-d]' || true)
@@ -367,7 +379,8 @@ fi`)}
 
 Every WAL file from the base backup's start onward, up to the first one stored more than ${PITR_CLOCK_MARGIN_SECONDS / 60} minutes after
 the target (for \`latest\`, all of them), each checked against the SHA-256 its object records
-(\`x-amz-meta-${WAL_METADATA.plaintextSha256}\`). A receiver's uploads of a segment still being written
+(\`x-amz-meta-${WAL_METADATA.plaintextSha256}\`) and decompressed to no more than the size it records
+(\`x-amz-meta-${WAL_METADATA.plaintextSize}\`, at most 1 GiB). A receiver's uploads of a segment still being written
 (\`….partial.…\`) are left out: the newest seconds they hold are the agent's (\`restore --to latest\`).
 
 ${block('pitr3', RunbookVia.STANDARD, `
@@ -388,7 +401,14 @@ while IFS=$'\\t' read -r key modified; do
   aws s3api get-object --bucket "$BUCKET" --key "$key" wal-object.age > wal-object.json
   expected=$(jq -r '.Metadata["${WAL_METADATA.plaintextSha256}"] // empty' wal-object.json)
   if [[ ! "$expected" =~ ^[0-9a-f]{64}$ ]]; then echo "$key records no plaintext SHA-256: not archived by Restorable" >&2; exit 1; fi
-  age -d -i identity.txt wal-object.age | zstd -d -q > "wal-restore/$name"
+  size=$(jq -r '.Metadata["${WAL_METADATA.plaintextSize}"] // empty' wal-object.json)
+  if [[ ! "$size" =~ ^[0-9]{1,10}$ ]] || [ "$size" -gt ${PITR_WAL_MAX_BYTES} ]; then
+    echo "$key records no plaintext size of at most 1 GiB ('$size'): not a WAL file, stopped" >&2; exit 1
+  fi
+  if ! age -d -i identity.txt wal-object.age | zstd -d -q | head -c "$((size + 1))" > "wal-restore/$name" ||
+    [ "$(stat -c %s "wal-restore/$name")" != "$size" ]; then
+    echo "$key does not decrypt and decompress to the $size bytes its metadata records: stopped" >&2; exit 1
+  fi
   echo "$expected  $name" > "wal-restore/$name.sha256"
   if ! (cd wal-restore && sha256sum -c --quiet "$name.sha256" >&2); then
     echo "$key: its contents are not the ones its SHA-256 records (damaged, or not the file archived): stopped" >&2; exit 1
@@ -402,8 +422,9 @@ echo "$WAL_FILES WAL files fetched and verified"`)}
 ### 4. Recover
 
 The base backup's own settings files are set aside as \`*.from-backup\` (read them before you take anything from
-them: a setting can run a program or load a library), and the server starts with these alone, reachable only through
-a socket in this directory. Its restore_command only copies from \`wal-restore\`, checking each file's SHA-256 again:
+them: a setting can run a program or load a library), and the server starts with these alone: no TCP port, no logical
+replication workers (a recovered subscriber must not connect to its publisher), reachable only through a 0700 socket
+in this 0700 directory, by this operating-system user alone (peer authentication), as \`$PITR_USER\`. Its restore_command only copies from \`wal-restore\`, checking each file's SHA-256 again:
 it exits 1 for a file that is not there (PostgreSQL asks for some that never existed) and 255 for one that does not
 match, which stops recovery rather than ending it early.
 
@@ -412,11 +433,16 @@ for f in postgresql.conf postgresql.auto.conf pg_hba.conf pg_ident.conf; do
   if [ -f "$PITR_DATA_DIR/$f" ]; then mv "$PITR_DATA_DIR/$f" "$PITR_DATA_DIR/$f.from-backup"; fi
 done
 case "$PWD" in *[!A-Za-z0-9/._-]*) echo "run from a directory whose path has no spaces or quotes (it goes into the settings)" >&2; exit 1;; esac
+case "$PITR_USER$(id -un)" in *[!A-Za-z0-9_.-]*) echo "PITR_USER and your user name must be plain names (they go into pg_ident.conf)" >&2; exit 1;; esac
+# The server's socket is here: only this user may enter the directory.
+chmod 700 "$PWD"
 WAL_DIR="$PWD/wal-restore"
 cat > "$PITR_DATA_DIR/postgresql.conf" <<SETTINGS
 port = $PITR_PORT
 listen_addresses = ''
 unix_socket_directories = '$PWD'
+unix_socket_permissions = 0700
+max_logical_replication_workers = 0
 archive_mode = off
 hot_standby = off
 restore_command = 'test -f $WAL_DIR/%f || exit 1; (cd $WAL_DIR && sha256sum -c --status %f.sha256) || exit 255; cp $WAL_DIR/%f "%p" || exit 255'
@@ -427,8 +453,9 @@ if [ "$PITR_TARGET_TIME" != latest ]; then
   # PostgreSQL takes no zone abbreviation (such as Z) here: the same instant, with its offset.
   echo "recovery_target_time = '$(date -u -d "$PITR_TARGET_TIME" '+%Y-%m-%d %H:%M:%S.%6N+00')'" >> "$PITR_DATA_DIR/postgresql.conf"
 fi
-printf 'local all all trust\\n' > "$PITR_DATA_DIR/pg_hba.conf"
-: > "$PITR_DATA_DIR/pg_ident.conf"
+# Over the socket alone, and only this operating-system user, as PITR_USER.
+printf 'local all all peer map=pitr\\n' > "$PITR_DATA_DIR/pg_hba.conf"
+printf 'pitr %s %s\\n' "$(id -un)" "$PITR_USER" > "$PITR_DATA_DIR/pg_ident.conf"
 touch "$PITR_DATA_DIR/recovery.signal"
 # An empty environment: nothing of this shell's (AWS credentials among it) reaches the server.
 if ! env -i PATH=/usr/bin:/bin "$PG_BIN/pg_ctl" -D "$PITR_DATA_DIR" -l "$PWD/pitr-server.log" -w -t 86400 start; then
@@ -472,7 +499,7 @@ export function renderRunbook(facts: RunbookFacts): string {
   const targetVariables = `: "\${TARGET_HOST:?set TARGET_HOST}" "\${TARGET_PORT:=${words.defaultPort}}" "\${TARGET_USER:?set TARGET_USER}" ` +
     `"\${TARGET_DATABASE:?set TARGET_DATABASE}"${words.required}`;
   const scene = (location: RunbookLocation, identity: string | undefined, asRole?: RunbookVault) => `
-mkdir -p restore-work && cd restore-work && umask 077
+umask 077 && mkdir -p restore-work && chmod 700 restore-work && cd restore-work
 SOURCE=${quote(facts.source)}
 BUCKET=${quote(location.bucket)}
 PREFIX=${quote(prefix)}

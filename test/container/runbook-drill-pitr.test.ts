@@ -9,13 +9,13 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { CopyObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
-  Engine, RunbookPath, RunbookVia, WAL_METADATA, baseBackupKey, manifestKeyFor, pitrScript, renderRunbook, runbookBlocks,
+  Engine, PITR_WAL_MAX_BYTES, RunbookPath, RunbookVia, WAL_METADATA, baseBackupKey, manifestKeyFor, pitrScript, renderRunbook, runbookBlocks,
   runbookKey, walKey, walPrefix,
 } from '../../lib/contract';
 import { AGENT_BUNDLE, AgeKey, MotoBucket, agentEnv, clusterQuery, freePort, makeAgeKey, motoBucket, requireAgentBundle } from '../support';
@@ -66,6 +66,15 @@ async function printedRunbook(): Promise<string> {
 /** The PITR script of the primary path, moto's endpoint put into the aws commands. */
 function drillScript(runbook: string): string {
   return pitrScript(runbook, RunbookPath.PRIMARY).replace(/\baws (s3|s3api|secretsmanager) /g, `aws --endpoint-url ${moto.endpoint} $1 `);
+}
+
+/**
+ * Rows of a query to the recovered server, by psql as the server's operating-system user: the only one its pg_hba.conf
+ * admits (peer), over the socket in the drill's work directory.
+ */
+function recoveredQuery(run: DrillRun, port: number, sql: string): string[] {
+  const out = runPg15('psql', ['-h', join(run.work, 'restore-work'), '-p', String(port), '-U', primary.user, '-d', 'postgres', '-XAtc', sql]);
+  return out.split('\n').filter((line) => line !== '');
 }
 
 interface DrillRun { readonly status: number | null; readonly stdout: string; readonly stderr: string; readonly work: string }
@@ -156,11 +165,8 @@ test('standard tools recover to a time between two commits: every tick committed
   expect({ status: run.status, stderr: run.status === 0 ? '' : run.stderr.slice(-4000) }).toEqual({ status: 0, stderr: '' });
 
   // Then the recovered server answers on its socket with every tick committed at or before the target, and none after.
-  const recovered = { host: join(run.work, 'restore-work'), port, user: primary.user };
-  const rows = await clusterQuery<{ id: number }>(recovered, 'postgres', 'SELECT id FROM ticks WHERE note = \'tick\' ORDER BY id');
-  expect(rows.map((r) => r.id)).toEqual(kept);
-  const [{ n }] = await clusterQuery<{ n: string }>(recovered, 'postgres', 'SELECT count(*) AS n FROM ticks WHERE note <> \'tick\'');
-  expect(Number(n)).toBe(500);
+  expect(recoveredQuery(run, port, 'SELECT id FROM ticks WHERE note = \'tick\' ORDER BY id').map(Number)).toEqual(kept);
+  expect(recoveredQuery(run, port, 'SELECT count(*) FROM ticks WHERE note <> \'tick\'')).toEqual(['500']);
   expect(run.stdout).toMatch(/[1-9][0-9]* WAL files fetched and verified/);
   expect(run.stdout).toMatch(/recovery stopping before commit of transaction \d+, time /);
   expect(run.stdout).toContain('ledger-pg');
@@ -170,9 +176,22 @@ test('standard tools recover to a time between two commits: every tick committed
   const environ = readFileSync(`/proc/${postmaster}/environ`, 'utf8').split('\0').filter(Boolean).map((v) => v.split('=')[0]);
   expect(environ.filter((v) => /^AWS_|^PITR_|^IDENTITY/.test(v))).toEqual([]);
   expect(readdirSync(join(run.work, 'restore-work')).filter((f) => /identity|\.age$|\.tar$/.test(f))).toEqual([]);
-  const [{ command }] = await clusterQuery<{ command: string }>(recovered, 'postgres', 'SELECT current_setting(\'restore_command\') AS command');
+  const [command] = recoveredQuery(run, port, 'SELECT current_setting(\'restore_command\')');
   expect(command).toMatch(/^test -f \S+\/wal-restore\/%f \|\| exit 1; /);
   expect(command).not.toMatch(/aws|age|identity/);
+
+  // And it is reachable by the server's own operating-system user alone: no TCP port, a 0700 socket in a 0700
+  // directory, peer authentication mapped to PITR_USER; and no logical replication worker connects to a publisher.
+  const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
+  expect([mode(join(run.work, 'restore-work')), mode(join(run.work, 'restore-work', `.s.PGSQL.${port}`))]).toEqual(['700', '700']);
+  const settings = readFileSync(join(run.work, 'pitr-data', 'postgresql.conf'), 'utf8');
+  expect(settings).toMatch(/^max_logical_replication_workers = 0$/m);
+  expect(settings).toMatch(/^listen_addresses = ''$/m);
+  expect(recoveredQuery(run, port, 'SELECT current_setting(\'listen_addresses\') || \'|\' || current_setting(\'unix_socket_permissions\') || \'|\' || ' +
+    'current_setting(\'max_logical_replication_workers\')')).toEqual(['|0700|0']);
+  expect(recoveredQuery(run, port, 'SELECT type || \' \' || auth_method || \' \' || array_to_string(options, \',\') FROM pg_hba_file_rules'))
+    .toEqual(['local peer map=pitr']);
+  expect(readFileSync(join(run.work, 'pitr-data', 'pg_ident.conf'), 'utf8')).toBe(`pitr ${AS_ROOT ? 'postgres' : userInfo().username} ${primary.user}\n`);
 });
 
 test('the restore_command exits 1 for a file that is not there and 255, which stops recovery, for one whose SHA-256 does not match', async () => {
@@ -202,9 +221,11 @@ test('the restore_command exits 1 for a file that is not there and 255, which st
   expect(restore(file)).toBe(255);
 });
 
-test('a WAL object whose bytes are not the ones its metadata records stops the standard tools before any server starts, naming it', async () => {
-  // Given a second source whose archive is the first's, one segment's recorded SHA-256 changed.
-  const other = 'ledger-pg-damaged';
+/**
+ * A source whose archive is the first's, copied, its first WAL segment's metadata given `metadata`: returns its
+ * runbook, the manifest and the changed segment's key.
+ */
+async function copiedSource(other: string, metadata: Record<string, string>): Promise<{ runbook: string; startWalFile: string; changed: string }> {
   for (const k of await s3.keys(`${PREFIX}${SOURCE}/`)) {
     if (k.endsWith('RUNBOOK.md')) continue;
     const to = `${PREFIX}${other}/${k.slice(`${PREFIX}${SOURCE}/`.length)}`.replace(`/${SOURCE}_`, `/${other}_`);
@@ -215,52 +236,99 @@ test('a WAL object whose bytes are not the ones its metadata records stops the s
   manifest.source = other;
   manifest.key = manifestKey.replace(/\.manifest\.json$/, '');
   await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKey, Body: JSON.stringify(manifest) }));
-  const damaged = walKey(PREFIX, other, manifest.startWalFile);
-  const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: damaged }));
+  const changed = walKey(PREFIX, other, manifest.startWalFile);
+  const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: changed }));
   await s3.client.send(new CopyObjectCommand({
-    Bucket: s3.bucket, CopySource: `${s3.bucket}/${damaged}`, Key: damaged, MetadataDirective: 'REPLACE',
-    Metadata: { ...head.Metadata, [WAL_METADATA.plaintextSha256]: '0'.repeat(64) },
+    Bucket: s3.bucket, CopySource: `${s3.bucket}/${changed}`, Key: changed, MetadataDirective: 'REPLACE', Metadata: { ...head.Metadata, ...metadata },
   }));
   expect((await s3.keys(walPrefix(PREFIX, other))).length).toBeGreaterThan(1);
   const runbook = renderRunbook({ source: other, engine: Engine.POSTGRES, prefix: PREFIX, primary: { bucket: s3.bucket, region: REGION }, identitySecretArn: identityArn, walArchived: true });
+  return { runbook, startWalFile: manifest.startWalFile, changed };
+}
 
-  // When its PITR blocks run, to now.
-  const run = await runAsServerUser(drillScript(runbook), (work) => ({
+/** The PITR blocks of `runbook`, run to now, as the server's user, on a port no server gets. */
+function drillToNow(runbook: string): Promise<DrillRun> {
+  return runAsServerUser(drillScript(runbook), (work) => ({
     PITR_DATA_DIR: join(work, 'pitr-data'), PITR_TARGET_TIME: new Date().toISOString(), PG_BIN: PG15_BIN, PITR_PORT: '1', PITR_USER: primary.user,
   }));
+}
+
+test('a WAL object whose bytes are not the ones its metadata records stops the standard tools before any server starts, naming it', async () => {
+  // Given a second source whose archive is the first's, one segment's recorded SHA-256 changed.
+  const { runbook, startWalFile, changed } = await copiedSource('ledger-pg-damaged', { [WAL_METADATA.plaintextSha256]: '0'.repeat(64) });
+
+  // When its PITR blocks run, to now.
+  const run = await drillToNow(runbook);
 
   // Then sha256sum stops it at that file, and no server ever started.
   expect(run.status).not.toBe(0);
-  expect(run.stderr).toContain(`${manifest.startWalFile}: FAILED`);
-  expect(run.stderr).toContain(`${damaged}: its contents are not the ones its SHA-256 records (damaged, or not the file archived): stopped`);
+  expect(run.stderr).toContain(`${startWalFile}: FAILED`);
+  expect(run.stderr).toContain(`${changed}: its contents are not the ones its SHA-256 records (damaged, or not the file archived): stopped`);
   expect(readdirSync(join(run.work, 'pitr-data'))).not.toContain('postmaster.pid');
 });
 
-test('a base backup holding a link is refused before it is unpacked', async () => {
-  // Given a base backup of a third source whose tar holds a symbolic link beside PG_VERSION and backup_label.
-  const other = 'ledger-pg-linked';
-  const dir = mkdtempSync(join(tmpdir(), 'restorable-pitr-linked-'));
-  leftovers.push(dir);
-  writeFileSync(join(dir, 'PG_VERSION'), '15\n');
-  writeFileSync(join(dir, 'backup_label'), 'START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n');
-  execFileSync('ln', ['-s', '/etc', join(dir, 'pg_tblspc')]);
-  const sealed = execFileSync('bash', ['-c', `tar -C '${dir}' -c PG_VERSION backup_label pg_tblspc | zstd -q | age -r '${key.recipient}'`]);
+test('a WAL object recording a plaintext size over 1 GiB is refused unread, and one that decompresses to more than it records is cut off', async () => {
+  // Given two more copies of the archive: one segment records 1 GiB and a byte, another 1000 bytes (it holds 16 MiB).
+  const oversized = await copiedSource('ledger-pg-oversized', { [WAL_METADATA.plaintextSize]: String(PITR_WAL_MAX_BYTES + 1) });
+  const understated = await copiedSource('ledger-pg-understated', { [WAL_METADATA.plaintextSize]: '1000' });
+
+  // When their PITR blocks run, to now.
+  const [big, small] = await Promise.all([drillToNow(oversized.runbook), drillToNow(understated.runbook)]);
+
+  // Then the first is refused before it is decrypted, the second after 1001 bytes, and no server ever started.
+  expect(big.status).not.toBe(0);
+  expect(big.stderr).toContain(`${oversized.changed} records no plaintext size of at most 1 GiB ('${PITR_WAL_MAX_BYTES + 1}'): not a WAL file, stopped`);
+  expect(readdirSync(join(big.work, 'restore-work', 'wal-restore'))).toEqual([]);
+  expect(small.status).not.toBe(0);
+  expect(small.stderr).toContain(`${understated.changed} does not decrypt and decompress to the 1000 bytes its metadata records: stopped`);
+  expect(statSync(join(small.work, 'restore-work', 'wal-restore', understated.startWalFile)).size).toBe(1001);
+  for (const run of [big, small]) expect(readdirSync(join(run.work, 'pitr-data'))).not.toContain('postmaster.pid');
+});
+
+/** A base backup of `other` holding `entries` of `dir`, its manifest recording `tarSize` (the tar's own size unless given). */
+async function fakeBaseBackup(other: string, dir: string, entries: string[], tarSize?: number): Promise<string> {
+  const tar = execFileSync('tar', ['-C', dir, '-c', ...entries], { maxBuffer: 16 * 1024 * 1024 });
+  const sealed = execFileSync('bash', ['-c', `zstd -q | age -r '${key.recipient}'`], { input: tar, maxBuffer: 16 * 1024 * 1024 });
   const startedAt = new Date(Date.now() - 60_000);
   const objectKey = baseBackupKey(PREFIX, other, startedAt);
   await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey, Body: sealed }));
   await s3.client.send(new PutObjectCommand({
     Bucket: s3.bucket, Key: manifestKeyFor(objectKey), Body: JSON.stringify({
-      source: other, key: objectKey, sha256: sha256(sealed), size: sealed.length, startedAt: startedAt.toISOString(),
-      finishedAt: startedAt.toISOString(), timeline: 1, startWalFile: '000000010000000000000002',
+      source: other, key: objectKey, sha256: sha256(sealed), size: sealed.length, tarSize: tarSize ?? tar.length,
+      startedAt: startedAt.toISOString(), finishedAt: startedAt.toISOString(), timeline: 1, startWalFile: '000000010000000000000002',
     }),
   }));
-  const runbook = renderRunbook({ source: other, engine: Engine.POSTGRES, prefix: PREFIX, primary: { bucket: s3.bucket, region: REGION }, identitySecretArn: identityArn, walArchived: true });
+  return renderRunbook({ source: other, engine: Engine.POSTGRES, prefix: PREFIX, primary: { bucket: s3.bucket, region: REGION }, identitySecretArn: identityArn, walArchived: true });
+}
 
-  const run = await runAsServerUser(drillScript(runbook), (work) => ({
-    PITR_DATA_DIR: join(work, 'pitr-data'), PITR_TARGET_TIME: new Date().toISOString(), PG_BIN: PG15_BIN, PITR_PORT: '1', PITR_USER: primary.user,
-  }));
+test('a base backup holding a link is refused before it is unpacked', async () => {
+  // Given a base backup of a third source whose tar holds a symbolic link beside PG_VERSION and backup_label.
+  const dir = mkdtempSync(join(tmpdir(), 'restorable-pitr-linked-'));
+  leftovers.push(dir);
+  writeFileSync(join(dir, 'PG_VERSION'), '15\n');
+  writeFileSync(join(dir, 'backup_label'), 'START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n');
+  execFileSync('ln', ['-s', '/etc', join(dir, 'pg_tblspc')]);
+  const runbook = await fakeBaseBackup('ledger-pg-linked', dir, ['PG_VERSION', 'backup_label', 'pg_tblspc']);
+
+  const run = await drillToNow(runbook);
   expect(run.status).not.toBe(0);
   expect(run.stderr).toContain('the base backup holds links, special files or names outside its directory; not unpacked');
   expect(run.stderr).toMatch(/pg_tblspc -> \/etc/);
+  expect(existsSync(join(run.work, 'pitr-data'))).toBe(false);
+});
+
+test('a base backup that decompresses to more than its manifest\'s tar size is cut off at a byte more and refused', async () => {
+  // Given a base backup whose tar is 1 MiB of zeros and more, its manifest recording 4096 bytes.
+  const dir = mkdtempSync(join(tmpdir(), 'restorable-pitr-bomb-'));
+  leftovers.push(dir);
+  writeFileSync(join(dir, 'PG_VERSION'), '15\n');
+  writeFileSync(join(dir, 'zeros'), Buffer.alloc(1024 * 1024));
+  const other = 'ledger-pg-bomb';
+  const runbook = await fakeBaseBackup(other, dir, ['PG_VERSION', 'zeros'], 4096);
+
+  const run = await drillToNow(runbook);
+  expect(run.status).not.toBe(0);
+  expect(run.stderr).toMatch(new RegExp(`${other}_\\S+ does not decrypt and decompress to the 4096 bytes its manifest records: stopped`));
+  expect(readdirSync(join(run.work, 'restore-work')).filter((f) => /\.tar$/.test(f))).toEqual([]);
   expect(existsSync(join(run.work, 'pitr-data'))).toBe(false);
 });
