@@ -208,6 +208,8 @@ export abstract class BackupBucket extends Construct {
    * The grantee's own policy also denies it every s3:PutObject* call on the source's restore-tests/ and RUNBOOK.md:
    * the bucket policy refuses those to all but the restore tests and the runbook writer already, and this keeps a
    * role of the user's own that is granted this way (a host's role, say) from writing them even where it is exempt.
+   * It denies the source's wal/ too, which is the WAL archiver's (grantWalPush): a name written there first would
+   * make the archiver's write-once store of that file fail, and archiving stall.
    */
   public grantBackupWrite(grantee: iam.IGrantable, source: string, options: BackupWriteOptions = {}): iam.Grant {
     return this.grants.backupWrite(grantee, source, options);

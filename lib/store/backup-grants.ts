@@ -8,7 +8,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { WAL_DIR, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix } from '../contract/names';
+import { WAL_DIR, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix, walPrefix } from '../contract/names';
 import { TIER_TAG } from '../contract/tiers';
 import { WAL_TIER } from '../contract/wal';
 import { RestorableError } from '../shared/errors';
@@ -64,7 +64,7 @@ export class StoreGrants {
     acknowledgeWildcards(grantee, [objects], `The dump task of source '${source}' creates its backups under that source's prefix ` +
       'and reads them back (the wildcard matches any key below it, \'/\' included, and no other source\'s key); the bucket policy refuses ' +
       'to create or replace an object there without If-None-Match (latest.json only with If-Match or If-None-Match), and this ' +
-      'grant denies restore-tests/ and RUNBOOK.md in the role\'s own policy, so it adds backups and replaces nothing but the pointer');
+      'grant denies restore-tests/, RUNBOOK.md and wal/ in the role\'s own policy, so it adds backups and replaces nothing but the pointer');
     const grant = iam.Grant.addToPrincipal({
       grantee,
       actions: ['s3:ListBucket'],
@@ -75,10 +75,13 @@ export class StoreGrants {
       .combine(this.objects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload',
         ...(legalHold ? ['s3:GetObjectLegalHold'] : [])], [objects]))
       .combine(this.key(grantee, 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'));
+    // Not the reports, the runbook, nor the WAL archive: a dump task that wrote a segment's name first would make the
+    // archiver's own write of that segment fail (write-once), and archiving would stall.
     grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
       effect: iam.Effect.DENY,
       actions: ['s3:PutObject*'],
-      resources: [bucket.arnForObjects(`${restoreTestsPrefix(this.store.prefix, source)}*`), bucket.arnForObjects(runbookKey(this.store.prefix, source))],
+      resources: [bucket.arnForObjects(`${restoreTestsPrefix(this.store.prefix, source)}*`), bucket.arnForObjects(runbookKey(this.store.prefix, source)),
+        bucket.arnForObjects(`${walPrefix(this.store.prefix, source)}*`)],
     }));
     return legalHold ? grant.combine(this.placeHolds(grantee, objects)) : grant;
   }
@@ -133,7 +136,15 @@ export class StoreGrants {
       // The HEAD that verifies an upload; without kms:Decrypt it cannot read a file's bytes.
       .combine(this.objects(grantee, ['s3:GetObject', ...(legalHold ? ['s3:GetObjectLegalHold'] : [])], [objects]))
       .combine(this.key(grantee, 'kms:GenerateDataKey'));
-    return legalHold ? grant.combine(this.placeHolds(grantee, objects)) : grant;
+    if (!legalHold) return grant;
+    // Whole segments and history files only: the hold keeper releases no received partial (thousands a day, each
+    // superseded by its whole segment), so a hold on one would keep it for ever.
+    grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
+      effect: iam.Effect.DENY,
+      actions: ['s3:PutObjectLegalHold'],
+      resources: [this.store.bucket.arnForObjects(`${walPrefix(this.store.prefix, source)}*.partial.*`)],
+    }));
+    return grant.combine(this.placeHolds(grantee, objects));
   }
 
   /** See BackupBucket.grantWalFetch. */

@@ -239,13 +239,14 @@ describe('BackupStore grants', () => {
     expect(actionsOn(policyOf('DumpRole')).filter((a) => a.startsWith('s3:List'))).toHaveLength(1);
   });
 
-  test('given grantBackupWrite, when synthesized, then the dump role\'s own policy denies it restore-tests/ and RUNBOOK.md', () => {
+  test('given grantBackupWrite, when synthesized, then the dump role\'s own policy denies it restore-tests/, RUNBOOK.md and wal/', () => {
     const denies = policyOf('DumpRole').filter((s) => s.Effect === 'Deny');
     expect(denies).toHaveLength(1);
     expect(denies[0].Action).toBe('s3:PutObject*');
     expect(resourcesOf(denies[0])).toEqual([
       expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/restore-tests\/\*$/),
       expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/RUNBOOK\.md$/),
+      expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/wal\/\*$/),
     ]);
   });
 
