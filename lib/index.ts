@@ -16,7 +16,7 @@ export { DatabaseHosting, WalArchiveMode, type WalArchiving, type WalArchivingSe
 export { WalReceiver, type WalReceiverProps } from './backups/wal-receiver';
 export { WalSpool, type WalSpoolProps } from './backups/wal-spool';
 export { BackupJobAlerts, type BackupJobAlertsProps } from './backups/backup-job-alerts';
-export { HoldKeeper, type HoldKeeperProps } from './backups/hold-keeper';
+export { HoldKeeper, type HoldKeeperProps, type HoldKeeperSourceOptions } from './backups/hold-keeper';
 export { AlarmTopic, type AlarmTopicProps } from './monitoring/alarm-topic';
 export { BackupDashboard, type BackupDashboardProps, type SourceRowMetrics } from './monitoring/backup-dashboard';
 export { BackupMonitoring, type BackupMonitoringProps, type MonitoredSourceOptions, type MonitoredWalArchive } from './monitoring/backup-monitoring';
