@@ -145,7 +145,7 @@ describe('restorable basebackup', () => {
     const dir = mkdtempSync(join(tmpdir(), 'restorable-evil-tar-'));
     leftovers.push(dir);
     execFileSync('sh', ['-c', 'mkdir tree && echo 15 > tree/PG_VERSION && ln -s /etc tree/escape && ' +
-      `tar -cf - -C tree PG_VERSION escape | zstd -q -c | age -r ${key.recipient} > stored`], { cwd: dir });
+      `tar --format=ustar -cf - -C tree PG_VERSION escape | zstd -q -c | age -r ${key.recipient} > stored`], { cwd: dir });
     const evilKey = await storeAsBaseBackup(evil, readFileSync(join(dir, 'stored')), first.manifestKey);
     const data = join(dir, 'data');
     const run = await runAgent(['restore', '--source', evil, '--bucket', s3.bucket, '--to', 'latest', '--data-dir', data,
@@ -180,7 +180,7 @@ describe('restorable basebackup', () => {
     // The first base backup without its configuration files, as a cluster that keeps them outside its data directory makes it.
     writeFileSync(join(dir, 'stored'), await s3.getBytes(first.key));
     execFileSync('sh', ['-c', `mkdir tree && age -d -i ${key.identityFile} stored | zstd -d -q | tar -x -C tree -f - && ` +
-      `rm tree/postgresql.conf tree/pg_hba.conf tree/pg_ident.conf && tar -c -C tree -f - . | zstd -q -c | age -r ${key.recipient} > bare`], { cwd: dir });
+      `rm tree/postgresql.conf tree/pg_hba.conf tree/pg_ident.conf && tar --format=ustar -c -C tree -f - . | zstd -q -c | age -r ${key.recipient} > bare`], { cwd: dir });
     const bareKey = await storeAsBaseBackup(bare, readFileSync(join(dir, 'bare')), first.manifestKey);
 
     const home = clusterOwnedDir('restorable-bare-cluster-');

@@ -12,7 +12,7 @@
  * point short of what the archive holds.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -79,6 +79,8 @@ export interface WalFetchDeps {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** The largest WAL file fetched: segments are at most 1 GiB (PostgreSQL's --wal-segsize limit). */
+export const MAX_WAL_BYTES = 1024 * 1024 * 1024;
 
 export async function runWalFetch(args: ParsedArgs, deps: WalFetchDeps): Promise<WalFetchResult> {
   const file = args.positional('file');
@@ -107,7 +109,7 @@ export async function runWalFetch(args: ParsedArgs, deps: WalFetchDeps): Promise
  * object does not exist.
  */
 export async function fetchWalFile(s3: S3Client, bucket: string, key: string, file: string, dest: string,
-  openIdentity: () => Promise<Identity>): Promise<WalFetchResult> {
+  openIdentity: () => Promise<Identity>, maxSize = MAX_WAL_BYTES): Promise<WalFetchResult> {
   const where = `s3://${bucket}/${key}`;
   const object = await getObject(s3, bucket, key);
   if (!object) throw new WalNotArchived(`${file} is not in the archive (${where})`);
@@ -120,6 +122,11 @@ export async function fetchWalFile(s3: S3Client, bucket: string, key: string, fi
     body.destroy();
     throw new AgentError(`${where} does not record the SHA-256s and size wal-push writes (x-amz-meta-${WAL_METADATA.plaintextSha256}, ` +
       `-${WAL_METADATA.sha256}, -${WAL_METADATA.plaintextSize}): refusing to hand PostgreSQL a WAL file that cannot be verified`);
+  }
+  if (plaintextSize < 0 || plaintextSize > Math.min(maxSize, MAX_WAL_BYTES)) {
+    body.destroy();
+    throw new AgentError(`${where} records a size of ${plaintextSize} bytes (x-amz-meta-${WAL_METADATA.plaintextSize}), more than the ` +
+      `${Math.min(maxSize, MAX_WAL_BYTES)} bytes a WAL file may hold here: refusing to fetch it`);
   }
 
   let identity;
@@ -141,15 +148,46 @@ export async function fetchWalFile(s3: S3Client, bucket: string, key: string, fi
       tap.destroy(err);
     }).pipe(tap);
     tap.on('close', () => body.destroy());
-    const pipeline = new ProcessPipeline([decryptStage(identity.file), decompressStage(tmp, { sparse: false })], { input: tap });
+    const pipeline = new ProcessPipeline([decryptStage(identity.file), decompressStage()], { input: tap, captureOutput: true });
+    // Written by the agent, counted as it goes: an object that decompresses past its recorded size is stopped there,
+    // not once the disk has filled.
+    const output = pipeline.output!;
+    const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+    const written = new Promise<void>((done, failed) => {
+      out.on('error', (err) => {
+        pipeline.kill();
+        failed(err);
+      });
+      out.on('close', done);
+    });
+    let bytes = 0;
+    let overflow = false;
+    output.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > plaintextSize && !overflow) {
+        overflow = true;
+        pipeline.kill();
+        output.unpipe(out);
+        output.destroy();
+        out.destroy();
+      }
+    });
+    output.pipe(out);
+    const tooLong = () => new AgentError(`${file} from ${where} decompresses to more than the ${plaintextSize} bytes recorded when it was ` +
+      `archived: stopped there; nothing was written to ${dest}`);
     try {
       await pipeline.done;
     } catch (err) {
+      if (overflow) throw tooLong();
       // What went wrong with the bytes themselves says more than age's or zstd's reaction to it.
       if (tap.problem) throw new AgentError(`${tap.problem}: the stored object is damaged; nothing was written to ${dest}`);
       if (tap.downloadError) throw new AgentError(`downloading ${where} failed: ${tap.downloadError.message}; nothing was written to ${dest}`);
       throw explainDecryptFailure(err, where, undefined);
+    } finally {
+      await written.catch(() => undefined);
     }
+    if (overflow) throw tooLong();
+    await written;
     if (tap.problem) throw new AgentError(`${tap.problem}: the stored object is damaged; nothing was written to ${dest}`);
     const restored = await digestFile(tmp);
     if (restored.sha256 !== plaintextSha256 || restored.size !== plaintextSize) {

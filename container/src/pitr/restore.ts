@@ -100,6 +100,15 @@ function emptyDirectory(path: string, what: string): string {
   return dir;
 }
 
+/**
+ * Writes a file of the restore's own into the data directory: whatever is at the path (a link a base backup brought)
+ * is removed first, and the file is created new ('wx'), so that no link is ever followed.
+ */
+function writeNew(path: string, text: string, options: { mode?: number } = {}): void {
+  rmSync(path, { force: true });
+  writeFileSync(path, text, { flag: 'wx', mode: options.mode ?? 0o600 });
+}
+
 /** The base backup's settings files that can run a program or load a library: set aside unread, under this suffix. */
 const SET_ASIDE = ['postgresql.conf', 'postgresql.auto.conf'];
 export const SET_ASIDE_SUFFIX = '.from-base-backup';
@@ -112,7 +121,7 @@ export const SET_ASIDE_SUFFIX = '.from-base-backup';
  * nothing and stay; a base backup without them (a configuration kept outside the data directory, as Debian's clusters
  * keep it in /etc) gets a pg_hba.conf that lets the server's own operating-system user in over the local socket only.
  */
-function writeServerConfig(dataDir: string, walDir: string, to: string, port: number | undefined): void {
+export function writeServerConfig(dataDir: string, walDir: string, to: string, port: number | undefined): void {
   for (const file of SET_ASIDE) {
     if (existsSync(resolve(dataDir, file))) renameSync(resolve(dataDir, file), resolve(dataDir, `${file}${SET_ASIDE_SUFFIX}`));
   }
@@ -126,16 +135,18 @@ function writeServerConfig(dataDir: string, walDir: string, to: string, port: nu
     // not be matched, and the server opens once it has promoted.
     archive_mode: 'off',
     hot_standby: 'off',
+    // A restored subscriber must not connect to its publisher and take changes meant for the source.
+    max_logical_replication_workers: '0',
     ...(port !== undefined ? { port: String(port), listen_addresses: 'localhost', unix_socket_directories: walDir } : {}),
   };
   const lines = Object.entries(settings).map(([name, value]) => `${name} = '${value.replace(/'/g, "''")}'`);
-  writeFileSync(resolve(dataDir, 'postgresql.conf'), `# Written by restorable restore: point-in-time recovery to ${to}. The base backup's own ` +
+  writeNew(resolve(dataDir, 'postgresql.conf'), `# Written by restorable restore: point-in-time recovery to ${to}. The base backup's own ` +
     `settings are in ${SET_ASIDE.map((f) => `${f}${SET_ASIDE_SUFFIX}`).join(' and ')}, unread.\n${lines.join('\n')}\n`, { mode: 0o600 });
   const absent = (name: string) => !existsSync(resolve(dataDir, name));
-  if (absent('pg_hba.conf')) writeFileSync(resolve(dataDir, 'pg_hba.conf'), '# restorable restore: the base backup held no pg_hba.conf\nlocal all all peer\n', { mode: 0o600 });
-  if (absent('pg_ident.conf')) writeFileSync(resolve(dataDir, 'pg_ident.conf'), '', { mode: 0o600 });
+  if (absent('pg_hba.conf')) writeNew(resolve(dataDir, 'pg_hba.conf'), '# restorable restore: the base backup held no pg_hba.conf\nlocal all all peer\n', { mode: 0o600 });
+  if (absent('pg_ident.conf')) writeNew(resolve(dataDir, 'pg_ident.conf'), '', { mode: 0o600 });
   rmSync(resolve(dataDir, 'standby.signal'), { force: true });
-  writeFileSync(resolve(dataDir, 'recovery.signal'), '');
+  writeNew(resolve(dataDir, 'recovery.signal'), '');
 }
 
 export async function runPitrRestore(options: PitrOptions, deps: PitrDeps): Promise<PitrResult> {

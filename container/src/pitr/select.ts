@@ -3,7 +3,8 @@
  * before the target time (or the newest of all, for the latest point). Its bytes are checked against the manifest's
  * size and SHA-256 as they are unpacked (unpackBaseBackup).
  */
-import { chmodSync } from 'node:fs';
+import { chmodSync, lstatSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import {
   BASE_BACKUP_SUFFIX, BaseBackupManifest, ContractError, MANIFEST_SUFFIX, baseBackupPrefix, parseBackupKey, parseBaseBackupManifest,
@@ -65,9 +66,28 @@ export async function unpackBaseBackup(s3: S3Client, bucket: string, choice: Bas
   const tap = new VerifyingTap(where, { size: choice.manifest.size, sha256: choice.manifest.sha256 }, () => pipeline.kill());
   // Its bytes are read before tar gets them: an entry a data directory never holds stops tar before it is written.
   const entries = new TarScanner();
+  // The manifest says how long the tar is: a stream that goes on past it (a small object that decompresses without
+  // end) is stopped there.
+  let tooLong = false;
   const inspect = (chunk: Buffer) => {
     entries.feed(chunk);
-    if (entries.unsafe) pipeline.kill();
+    if (entries.bytes > choice.manifest.tarSize) tooLong = true;
+    if (entries.unsafe || entries.problem || tooLong) pipeline.kill();
+  };
+  const refused = () => {
+    if (entries.unsafe) {
+      return new AgentError(`${where} holds ${entries.unsafe}, which is no part of a data directory: refusing to unpack it. ${dataDir} holds ` +
+        'what came before it and must be emptied; restore from another base backup');
+    }
+    if (entries.problem) {
+      return new AgentError(`${where} holds what this restore does not read as plain ustar (${entries.problem}): refusing to unpack it. ` +
+        `${dataDir} holds what came before it and must be emptied; restore from another base backup`);
+    }
+    if (tooLong) {
+      return new AgentError(`${where} unpacks to more than the ${choice.manifest.tarSize} bytes of tar its manifest records: refusing the rest. ` +
+        `${dataDir} holds what came before it and must be emptied; restore from another base backup`);
+    }
+    return undefined;
   };
   const pipeline = new ProcessPipeline([
     decryptStage(identityFile), { ...decompressStage(), inspect },
@@ -78,17 +98,33 @@ export async function unpackBaseBackup(s3: S3Client, bucket: string, choice: Bas
   try {
     await pipeline.done;
   } catch (err) {
-    if (entries.unsafe) {
-      throw new AgentError(`${where} holds ${entries.unsafe}, which is no part of a data directory: refusing to unpack it. ${dataDir} holds ` +
-        'what came before it and must be emptied; restore from another base backup');
-    }
+    const refusal = refused();
+    if (refusal) throw refusal;
     if (tap.problem) throw new AgentError(`${tap.problem}: ${dataDir} holds part of it and must be emptied before another try`);
     if (tap.downloadError) throw new AgentError(`downloading ${where} failed: ${tap.downloadError.message}; ${dataDir} must be emptied before another try`);
     throw explainDecryptFailure(err, where, undefined);
   }
   if (tap.problem) throw new AgentError(`${tap.problem}: ${dataDir} holds it, unverified, and must be emptied before another try`);
-  if (entries.unsafe) throw new AgentError(`${where} holds ${entries.unsafe}, which is no part of a data directory: ${dataDir} must be emptied`);
+  const refusal = refused();
+  if (refusal) throw refusal;
+  const odd = notPlain(dataDir);
+  if (odd) throw new AgentError(`${where} unpacked ${odd}, which is no part of a data directory: refusing to restore it; ${dataDir} must be emptied`);
   // PostgreSQL starts only from a data directory its owner alone may enter; a tar's own entry for it may say otherwise.
   chmodSync(dataDir, 0o700);
   log.info('base backup unpacked', { key: choice.key, dataDir, size: choice.manifest.size, tarSize: choice.manifest.tarSize });
+}
+
+/** The first thing under `dir` that is neither a regular file nor a directory (read without following links), if any. */
+export function notPlain(dir: string): string | undefined {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    const stat = lstatSync(path);
+    if (stat.isDirectory()) {
+      const inner = notPlain(path);
+      if (inner) return inner;
+    } else if (!stat.isFile()) {
+      return `${path} (${stat.isSymbolicLink() ? 'a symbolic link' : 'neither a file nor a directory'})`;
+    }
+  }
+  return undefined;
 }

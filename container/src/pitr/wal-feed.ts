@@ -38,6 +38,8 @@ export const RESTORE_COMMAND_SCRIPT = 'restore-command.sh';
 /** The restore_command's exit status once the feed failed: above 125, so that PostgreSQL stops recovery. */
 export const FEED_FAILED_EXIT = 200;
 const DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
+/** The most objects the plan lists: past it, the archive is not one a restore can replay in reasonable time. */
+export const MAX_PLANNED_OBJECTS = 200_000;
 
 /**
  * The WAL to replay from `startWalFile` on, in the order PostgreSQL asks for it: whole segments and timeline history
@@ -53,6 +55,7 @@ export async function planWal(s3: S3Client, bucket: string, prefix: string | und
   const partials: PlannedWal[] = [];
   let token: string | undefined;
   let covered = false;
+  let listed = 0;
   do {
     let page;
     try {
@@ -63,6 +66,11 @@ export async function planWal(s3: S3Client, bucket: string, prefix: string | und
       throw s3Problem('ListObjectsV2', bucket, base, err);
     }
     for (const object of page.Contents ?? []) {
+      if (++listed > MAX_PLANNED_OBJECTS) {
+        throw new AgentError(`s3://${bucket}/${base} holds more than ${MAX_PLANNED_OBJECTS} objects from ${startWalFile} on` +
+          `${stopAfter ? ` before WAL stored after ${stopAfter.toISOString()}` : ''}: more than a restore lists. Take a newer base backup, ` +
+          'or restore to an earlier time');
+      }
       const key = object.Key ?? '';
       if (!key.endsWith(STORED_SUFFIX)) continue;
       const name = key.slice(base.length, -STORED_SUFFIX.length);
@@ -195,7 +203,8 @@ export class WalFeed {
       } else {
         // Verified as uploaded (only the bytes written), then padded with zeros to the segment size PostgreSQL reads.
         const tmp = join(this.dir, `.received-${planned.name}`);
-        const fetched = await fetchWalFile(this.s3, this.bucket, planned.key, planned.name, tmp, identity);
+        // Never decompressed past a segment: a received partial holds at most one.
+        const fetched = await fetchWalFile(this.s3, this.bucket, planned.key, planned.name, tmp, identity, this.segmentSize);
         if (fetched.size > this.segmentSize) {
           throw new AgentError(`s3://${this.bucket}/${planned.key} holds ${fetched.size} bytes, more than a ${this.segmentSize}-byte WAL segment`);
         }

@@ -106,6 +106,8 @@ export function writeServerConfig(settings: PitrTestSettings, port: number): voi
     setting('archive_mode', 'off'), setting('ssl', 'off'), setting('shared_preload_libraries', ''),
     // Off: the agent waits for the promoted server, and a standby's checks of the source's settings do not apply.
     setting('hot_standby', 'off'),
+    // A restored subscriber must not connect to its publisher and take changes meant for the source.
+    setting('max_logical_replication_workers', '0'),
     setting('restore_command', restoreCommandFor(join(settings.dir, PITR_TEST_FILES.walDir))),
     ...(settings.to === LATEST ? [] : [setting('recovery_target_time', new Date(settings.to).toISOString().replace('T', ' ').replace('Z', '+00'))]),
     setting('recovery_target_action', 'promote'), setting('recovery_target_timeline', 'latest'),
