@@ -13,7 +13,7 @@
  * server's restore_command only copies WAL the agent fetched and verified, so it never sees the identity.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Client } from 'pg';
 import {
@@ -67,6 +67,8 @@ function startReceiver(): ChildProcess {
 const exited = (child: ChildProcess) => new Promise((r) => child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('exit', r));
 
 const at = (port: number) => ({ host: '127.0.0.1', port, user: primary.user });
+/** A restored server: no TCP, only its socket in the WAL directory beside its data directory (0700, the test runs as its owner or root). */
+const restoredAt = (port: number, name: string) => ({ host: `${join(work, name)}.wal`, port, user: primary.user });
 const US = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 const commitTime = (table: string) => `to_char(pg_xact_commit_timestamp(${table}.xmin) AT TIME ZONE 'UTC', ${US})`;
 
@@ -125,21 +127,25 @@ describe('point-in-time restore of a PostgreSQL 15 server with continuous writes
       `SELECT id FROM ticks WHERE pg_xact_commit_timestamp(xmin) <= '${target}'::timestamptz ORDER BY id`);
     const after = await clusterQuery<{ n: string }>(primary, 'postgres', `SELECT count(*) AS n FROM ticks WHERE pg_xact_commit_timestamp(xmin) > '${target}'::timestamptz`);
     expect(Number(after[0].n)).toBeGreaterThan(10);
-    const restoredTicks = await clusterQuery<{ id: string }>(at(port), 'postgres', 'SELECT id FROM ticks ORDER BY id');
+    const restoredTicks = await clusterQuery<{ id: string }>(restoredAt(port, 'to-time'), 'postgres', 'SELECT id FROM ticks ORDER BY id');
     expect(restoredTicks.map((r) => Number(r.id))).toEqual(committedBy.map((r) => Number(r.id)));
 
     // pgbench's transactions too: all that committed by T (its history rows), none after.
     const [history] = await clusterQuery<{ n: string }>(primary, 'postgres',
       `SELECT count(*) AS n FROM pgbench_history WHERE pg_xact_commit_timestamp(xmin) <= '${target}'::timestamptz`);
-    const [restoredHistory] = await clusterQuery<{ n: string }>(at(port), 'postgres', 'SELECT count(*) AS n FROM pgbench_history');
+    const [restoredHistory] = await clusterQuery<{ n: string }>(restoredAt(port, 'to-time'), 'postgres', 'SELECT count(*) AS n FROM pgbench_history');
     expect(Number(history.n)).toBeGreaterThan(0);
     expect(restoredHistory.n).toBe(history.n);
 
     // The server says what it recovered to: the last commit at or before T, which is T's own tick.
     expect(result.recoveredTo).toBe(target);
     expect(result.walFilesReplayed).toBeGreaterThan(0);
-    const [state] = await clusterQuery<{ recovering: boolean }>(at(port), 'postgres', 'SELECT pg_is_in_recovery() AS recovering');
+    const [state] = await clusterQuery<{ recovering: boolean }>(restoredAt(port, 'to-time'), 'postgres', 'SELECT pg_is_in_recovery() AS recovering');
     expect(state.recovering).toBe(false);
+    // The backup's own pg_hba.conf was set aside, and the server listens on no TCP address: only its 0700 socket directory.
+    await expect(clusterQuery(at(port), 'postgres', 'SELECT 1')).rejects.toThrow(/ECONNREFUSED/);
+    expect(readFileSync(join(work, 'to-time', 'pg_hba.conf'), 'utf8')).toMatch(/^local all all trust$/m);
+    expect(statSync(`${join(work, 'to-time')}.wal`).mode & 0o777).toBe(0o700);
     // The server (and its restore_command) started with none of the agent's environment: no credentials, no endpoint.
     const serverPid = readFileSync(join(work, 'to-time', 'postmaster.pid'), 'utf8').split('\n')[0];
     const serverEnv = readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0').filter(Boolean);
@@ -167,7 +173,7 @@ describe('point-in-time restore of a PostgreSQL 15 server with continuous writes
     /** Restores --to latest and says how much of what was acknowledged it lost. */
     const measure = async (name: string) => {
       const { port, result } = await restore('latest', name);
-      const ids = (await clusterQuery<{ id: string }>(at(port), 'postgres', 'SELECT id FROM ticks ORDER BY id')).map((r) => Number(r.id));
+      const ids = (await clusterQuery<{ id: string }>(restoredAt(port, name), 'postgres', 'SELECT id FROM ticks ORDER BY id')).map((r) => Number(r.id));
       const newest = ids[ids.length - 1];
       // A prefix of what was acknowledged: nothing in between is missing.
       expect(ids).toEqual(Array.from({ length: newest }, (_, i) => i + 1));

@@ -110,16 +110,18 @@ function writeNew(path: string, text: string, options: { mode?: number } = {}): 
 }
 
 /** The base backup's settings files that can run a program or load a library: set aside unread, under this suffix. */
-const SET_ASIDE = ['postgresql.conf', 'postgresql.auto.conf'];
+const SET_ASIDE = ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf', 'pg_ident.conf'];
 export const SET_ASIDE_SUFFIX = '.from-base-backup';
 
 /**
  * The restored server's configuration. The base backup's postgresql.conf and postgresql.auto.conf are untrusted input
  * (a setting such as recovery_end_command runs a program as the server's user, which could read the identity while
  * WAL is still being fetched): they are set aside as `*.from-base-backup` for a person to merge back, and the server
- * gets a configuration of its own with what recovery needs. Its authentication rules (pg_hba.conf, pg_ident.conf) run
- * nothing and stay; a base backup without them (a configuration kept outside the data directory, as Debian's clusters
- * keep it in /etc) gets a pg_hba.conf that lets the server's own operating-system user in over the local socket only.
+ * gets a configuration of its own with what recovery needs. Its authentication rules (pg_hba.conf, pg_ident.conf) are
+ * set aside too: a forged `host all all 127.0.0.1/32 trust` would let every local user in as a superuser. Without a
+ * port the server gets `local all all peer` (the operating-system user of the same name only); with a port, started
+ * here, it listens on no TCP address, only on a socket in the WAL directory, which is its owner's alone (0700), and
+ * admits whoever reaches that socket: the restoring user (and root).
  */
 export function writeServerConfig(dataDir: string, walDir: string, to: string, port: number | undefined): void {
   for (const file of SET_ASIDE) {
@@ -137,14 +139,14 @@ export function writeServerConfig(dataDir: string, walDir: string, to: string, p
     hot_standby: 'off',
     // A restored subscriber must not connect to its publisher and take changes meant for the source.
     max_logical_replication_workers: '0',
-    ...(port !== undefined ? { port: String(port), listen_addresses: 'localhost', unix_socket_directories: walDir } : {}),
+    ...(port !== undefined ? { port: String(port), listen_addresses: '', unix_socket_directories: walDir, unix_socket_permissions: '0700' } : {}),
   };
   const lines = Object.entries(settings).map(([name, value]) => `${name} = '${value.replace(/'/g, "''")}'`);
   writeNew(resolve(dataDir, 'postgresql.conf'), `# Written by restorable restore: point-in-time recovery to ${to}. The base backup's own ` +
     `settings are in ${SET_ASIDE.map((f) => `${f}${SET_ASIDE_SUFFIX}`).join(' and ')}, unread.\n${lines.join('\n')}\n`, { mode: 0o600 });
-  const absent = (name: string) => !existsSync(resolve(dataDir, name));
-  if (absent('pg_hba.conf')) writeNew(resolve(dataDir, 'pg_hba.conf'), '# restorable restore: the base backup held no pg_hba.conf\nlocal all all peer\n', { mode: 0o600 });
-  if (absent('pg_ident.conf')) writeNew(resolve(dataDir, 'pg_ident.conf'), '', { mode: 0o600 });
+  const hba = port !== undefined ? 'local all all trust' : 'local all all peer';
+  writeNew(resolve(dataDir, 'pg_hba.conf'), `# Written by restorable restore: the base backup's own rules are in pg_hba.conf${SET_ASIDE_SUFFIX}, unread.\n${hba}\n`, { mode: 0o600 });
+  writeNew(resolve(dataDir, 'pg_ident.conf'), '', { mode: 0o600 });
   rmSync(resolve(dataDir, 'standby.signal'), { force: true });
   writeNew(resolve(dataDir, 'recovery.signal'), '');
 }
