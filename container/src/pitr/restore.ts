@@ -211,5 +211,5 @@ export function formatPitrResult(r: PitrResult): string {
       `source's version: it recovers to ${r.targetTime} from ${r.walDir} and promotes.`;
   }
   return `restored ${r.source} to ${r.targetTime} into ${r.dataDir} ${from}${partial}: recovered to ${r.recoveredTo ?? 'the end of the base backup (no transaction replayed)'}, ` +
-    `${r.walFilesReplayed ?? 0} WAL segments replayed, ${r.restoreSeconds.toFixed(1)} s; the server runs on port ${r.port} (log: ${r.serverLog})`;
+    `${r.walFilesReplayed ?? 0} WAL segments replayed, ${r.restoreSeconds.toFixed(1)} s; the server runs on port ${r.port}, on its socket only: psql -h ${r.walDir} -p ${r.port} (log: ${r.serverLog})`;
 }
