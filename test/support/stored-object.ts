@@ -15,7 +15,7 @@ function emulatorDataDir(s3: S3Emulator): string {
     } catch {
       continue;
     }
-    if (args.some((a) => a.endsWith('s3rver.js')) && args[args.indexOf('-p') + 1] === String(s3.port)) return args[args.indexOf('-d') + 1];
+    if (args.some((a) => a.endsWith('s3rver.js') || a.endsWith('s3rver-main.cjs')) && args[args.indexOf('-p') + 1] === String(s3.port)) return args[args.indexOf('-d') + 1];
   }
   throw new Error(`no s3rver process listening on port ${s3.port} was found in /proc`);
 }
