@@ -6,3 +6,4 @@ export * from './metrics';
 export * from './runbook';
 export * from './wal';
 export * from './base-backup';
+export * from './binlog';

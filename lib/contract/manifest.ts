@@ -2,6 +2,7 @@
  * The manifest written beside every backup, and the latest pointer.
  * Unencrypted and free of secrets: freshness checks, size checks, restore tests and people read them.
  */
+import { BinlogCoordinates, binlogCoordinatesProblem } from './binlog';
 import { Tier } from './tiers';
 
 export const MANIFEST_FORMAT_VERSION = 1;
@@ -52,6 +53,11 @@ export interface Manifest {
   /** Whether roles and grants were captured, and if not, why. */
   readonly globals: { readonly captured: boolean; readonly reason?: string };
   readonly warnings: readonly string[];
+  /**
+   * Where the dump's consistent snapshot sits in the server's binlog, for a MariaDB source whose binlogs are streamed:
+   * a point-in-time restore replays the binlogs from here.
+   */
+  readonly binlog?: BinlogCoordinates;
 }
 
 /** `{prefix}{source}/latest.json`: the newest backup that passed post-upload verification. */
@@ -145,6 +151,8 @@ export function parseManifest(text: string, where: string): Manifest {
   }
   const times = timeProblem(m);
   if (times) throw bad(times);
+  const coordinates = m.binlog === undefined ? undefined : binlogCoordinatesProblem(m.binlog);
+  if (coordinates) throw bad(`binlog coordinates ${coordinates}`);
   return m as Manifest;
 }
 
@@ -181,6 +189,27 @@ export interface RestoreTestPointer {
   readonly reason?: string;
   /** The point-in-time restore of a WAL-archived PostgreSQL source, when the test made one. */
   readonly pitr?: RestoreTestPitr;
+  /** The point-in-time restore of a MariaDB source whose binlogs are streamed, when the test made one. */
+  readonly binlogPitr?: RestoreTestBinlogPitr;
+}
+
+/**
+ * A restore test's point-in-time restore of a binlog-streamed MariaDB source: a dump, then its binlogs replayed from the
+ * dump's coordinates up to a recent time. `restoreSeconds` is the measured PITR restore time that `restorable status` reports.
+ */
+export interface RestoreTestBinlogPitr {
+  /** The time replay was asked to stop at (ISO 8601, UTC). */
+  readonly targetTime: string;
+  /** The time of the last event group replayed (ISO 8601, UTC, whole seconds as the binlog records them). */
+  readonly recoveredTo: string;
+  /** The dump the restore started from. */
+  readonly dumpKey: string;
+  /** How many binlog objects were fetched, verified and replayed. */
+  readonly binlogFilesReplayed: number;
+  /** The last event group applied: its file, end position and GTID. */
+  readonly lastEvent: { readonly file: string; readonly position: number; readonly gtid?: string };
+  /** From the start of the dump's download until the last binlog event was applied. */
+  readonly restoreSeconds: number;
 }
 
 /**

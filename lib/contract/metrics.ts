@@ -70,4 +70,17 @@ export const Metrics = {
   BASE_BACKUP_AGE_SECONDS: 'BaseBackupAgeSeconds',
   /** The largest base backup age over its source's walArchive.baseBackupMaxAge; above 1 means some base backup is stale. */
   FLEET_BASE_BACKUP_STALENESS_RATIO: 'FleetBaseBackupStalenessRatio',
+  /**
+   * Seconds since S3 stored (its LastModified) the newest binlog object of a source whose binlogs are streamed, in its
+   * newest stream: the continuous RPO of a MariaDB source. Per source.
+   */
+  BINLOG_ARCHIVE_AGE_SECONDS: 'BinlogArchiveAgeSeconds',
+  /** The largest binlog archive age over its source's maxArchiveAge; above 1 means some source's binlogs are stale. */
+  FLEET_BINLOG_STALENESS_RATIO: 'FleetBinlogArchiveStalenessRatio',
+  /**
+   * 1 for a source whose binlogs cannot be replayed from its newest dump to the newest streamed event: the stream
+   * began anew after the dump (a purged file, RESET MASTER, another server), a file is missing, or the dump has no
+   * coordinates. Per source (0 or 1), and fleet-wide (how many sources). A new dump ends it.
+   */
+  BINLOG_GAPS: 'BinlogArchiveGaps',
 } as const;
