@@ -19,6 +19,7 @@ import { MonitoringRuleSource, MonitoringRules, enableEventBridgeNotifications }
 import {
   MonitoredWalArchive, WalAlarmContext, WalArchiveAlarms, addFleetWalAlarms, addSourceWalAlarms, walArchiveThresholds,
 } from './wal-archive-monitoring';
+import { MonitoredBinlog, binlogThresholds } from './binlog-monitoring';
 
 export interface BackupMonitoringProps {
   /**
@@ -88,9 +89,16 @@ export interface MonitoredSourceOptions {
    * @default - no WAL archive is watched
    */
   readonly walArchive?: MonitoredWalArchive;
+  /**
+   * The source's MariaDB binlogs are streamed (under `binlog/`): the freshness check then also watches the age of the
+   * newest binlog object of its newest stream, and whether its binlogs replay without a gap from its newest dump.
+   * @default - no binlog stream is watched
+   */
+  readonly binlog?: MonitoredBinlog;
 }
 
 export type { MonitoredWalArchive } from './wal-archive-monitoring';
+export type { MonitoredBinlog } from './binlog-monitoring';
 
 type MonitoredSource = MonitoringRuleSource;
 
@@ -292,6 +300,10 @@ export class BackupMonitoring extends Construct {
     const floor = ratioFloorProblem(`sizeRatioFloor of source '${name}'`, ratioFloor);
     if (floor) problems.push(floor);
     const walArchive = walArchiveThresholds(name, options?.walArchive, problems);
+    const binlog = binlogThresholds(name, options?.binlog, problems);
+    if (options?.walArchive && options?.binlog) {
+      problems.push(`source '${name}' has both walArchive and binlog: a PostgreSQL source archives WAL, a MariaDB source streams binlogs; give the one its engine has`);
+    }
     if (problems.length) throw new RestorableError(this, problems.join('\n'));
     const source: MonitoredSource = {
       name,
@@ -299,6 +311,7 @@ export class BackupMonitoring extends Construct {
       minSizeBytes: options.minSize?.toBytes(),
       ratioFloor,
       ...walArchive,
+      ...binlog,
     };
     this.sources.set(name, source);
     this.rules.addSource(source);

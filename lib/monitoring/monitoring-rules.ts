@@ -21,6 +21,8 @@ export interface MonitoringRuleSource {
   readonly walMaxAgeSeconds?: number;
   /** With a watched WAL archive: the newest base backup's age limit. */
   readonly baseBackupMaxAgeSeconds?: number;
+  /** With streamed binlogs: the newest binlog object's age limit. */
+  readonly binlogMaxAgeSeconds?: number;
 }
 
 export interface MonitoringRulesProps {
@@ -72,6 +74,7 @@ export class MonitoringRules {
               maxAgeSeconds: s.maxAgeSeconds,
               ...(isRestoreTested(s.name) ? { restoreTested: true } : {}),
               ...(s.walMaxAgeSeconds !== undefined ? { wal: { maxAgeSeconds: s.walMaxAgeSeconds, baseBackupMaxAgeSeconds: s.baseBackupMaxAgeSeconds } } : {}),
+              ...(s.binlogMaxAgeSeconds !== undefined ? { binlog: { maxAgeSeconds: s.binlogMaxAgeSeconds } } : {}),
             })),
           }),
         }),
