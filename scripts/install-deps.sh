@@ -2,7 +2,7 @@
 # Installs the system tools that the tests, the drill and the benchmark use (Debian, as root), then the
 # pinned Python tools (scripts/python-tools.sh).
 set -euo pipefail
-packages=(postgresql mariadb-server mariadb-client zstd age awscli jq pigz openssl procps curl)
+packages=(postgresql mariadb-server mariadb-client zstd age awscli jq pigz openssl procps curl sysbench)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

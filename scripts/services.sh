@@ -5,7 +5,11 @@
 # S3 stand-in, is started per test file.
 #
 #   PostgreSQL: 127.0.0.1:${PGPORT:-5432}, user restorable / restorable (superuser)
-#   MariaDB:    127.0.0.1:${MYSQL_TCP_PORT:-3306}, user restorable / restorable (all privileges)
+#   MariaDB:    127.0.0.1:${MYSQL_TCP_PORT:-3306}, user restorable / restorable (all privileges), binary log off
+#   MariaDB with binary logging (binlog streaming): 127.0.0.1:${RESTORABLE_BINLOG_PORT:-3307}, user restorable /
+#               restorable (all privileges); log_bin, ROW format, server_id 1, a data directory and socket of its own
+#               (${RESTORABLE_BINLOG_DIR:-/var/lib/restorable-mariadb-binlog}); tests that restart, purge or reset a
+#               server start throwaway ones instead (test/support/mariadb-binlog-server.ts)
 #   moto:       http://127.0.0.1:${RESTORABLE_MOTO_PORT:-5055}, any credentials; tests keep apart by unique names
 set -euo pipefail
 cmd=${1:-start}
@@ -43,6 +47,57 @@ CREATE USER IF NOT EXISTS 'restorable'@'localhost' IDENTIFIED BY 'restorable';
 GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'127.0.0.1' WITH GRANT OPTION;
 GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'localhost' WITH GRANT OPTION;
 SQL
+# MariaDB with binary logging: a second mariadbd of the same binaries, detached, with its own configuration (no
+# /etc/mysql options reach it), data directory, socket and error log. Binlog files of 16 MiB, so that a test's writes
+# rotate through several; kept a week.
+binlog_port=${RESTORABLE_BINLOG_PORT:-3307}
+binlog_dir=${RESTORABLE_BINLOG_DIR:-/var/lib/restorable-mariadb-binlog}
+binlog_socket=$binlog_dir/run/mysqld.sock
+# As root over the socket: over TCP a server without the test login yet refuses the host before any ping.
+binlog_ping() { as_root mariadb-admin --no-defaults -u root --socket="$binlog_socket" --connect-timeout=2 ping >/dev/null 2>&1; }
+if ! binlog_ping; then
+  as_root mkdir -p "$binlog_dir/data" "$binlog_dir/run"
+  as_root chown mysql:mysql "$binlog_dir/data" "$binlog_dir/run"
+  as_root chmod 0750 "$binlog_dir/data"
+  as_root tee "$binlog_dir/my.cnf" >/dev/null <<CNF
+[mariadbd]
+user = mysql
+datadir = $binlog_dir/data
+socket = $binlog_socket
+pid-file = $binlog_dir/run/mysqld.pid
+log-error = $binlog_dir/error.log
+port = $binlog_port
+bind-address = 127.0.0.1
+skip-name-resolve
+log_bin = binlog
+binlog_format = ROW
+binlog_row_image = FULL
+server_id = 1
+max_binlog_size = 16M
+binlog_expire_logs_seconds = 604800
+innodb_buffer_pool_size = 256M
+innodb_log_file_size = 64M
+character-set-server = utf8mb4
+collation-server = utf8mb4_general_ci
+CNF
+  if [[ ! -d $binlog_dir/data/mysql ]]; then
+    as_root mariadb-install-db --no-defaults --user=mysql --datadir="$binlog_dir/data" --auth-root-authentication-method=socket \
+      --skip-test-db --innodb-log-file-size=64M >"${TMPDIR:-/tmp}/restorable-binlog-install.log" 2>&1 \
+      || { echo "services: mariadb-install-db failed for the binlog server: $(tail -5 "${TMPDIR:-/tmp}/restorable-binlog-install.log")" >&2; exit 1; }
+  fi
+  as_root touch "$binlog_dir/error.log"
+  as_root chown mysql:mysql "$binlog_dir/error.log"
+  as_root setsid nohup /usr/sbin/mariadbd --defaults-file="$binlog_dir/my.cnf" >/dev/null 2>&1 </dev/null &
+  for _ in $(seq 1 60); do binlog_ping && break; sleep 0.5; done
+  binlog_ping || { echo "services: the binlog MariaDB did not start on port $binlog_port; its log: $(as_root tail -5 "$binlog_dir/error.log")" >&2; exit 1; }
+fi
+as_root mariadb --no-defaults -u root --socket="$binlog_socket" <<'SQL'
+CREATE USER IF NOT EXISTS 'restorable'@'127.0.0.1' IDENTIFIED BY 'restorable';
+CREATE USER IF NOT EXISTS 'restorable'@'localhost' IDENTIFIED BY 'restorable';
+GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'restorable'@'localhost' WITH GRANT OPTION;
+SQL
+
 # moto: one server for every test, detached so that it outlives this script.
 moto_port=${RESTORABLE_MOTO_PORT:-5055}
 # The state manager answers cheaply and changes nothing (data.json reads every object, and moves restores on).
@@ -54,4 +109,4 @@ if ! moto_up; then
   moto_up || { echo "services: moto's server did not start on port $moto_port; its log: $(tail -5 "$log")" >&2; exit 1; }
 fi
 
-echo "services: PostgreSQL $(psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c 'show server_version'), MariaDB $(MYSQL_PWD=restorable mariadb -h 127.0.0.1 -u restorable -N -e 'select version()') and moto $("${MOTO%/*}/python" -c 'import moto; print(moto.__version__)') ready"
+echo "services: PostgreSQL $(psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c 'show server_version'), MariaDB $(MYSQL_PWD=restorable mariadb -h 127.0.0.1 -u restorable -N -e 'select version()') (binlog on port $binlog_port: $(MYSQL_PWD=restorable mariadb --no-defaults -h 127.0.0.1 -P "$binlog_port" -u restorable -N -e 'select @@log_bin_basename')) and moto $("${MOTO%/*}/python" -c 'import moto; print(moto.__version__)') ready"
