@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
-  Companion, Engine, LatestPointer, MANIFEST_FORMAT_VERSION, Manifest, TIER_TAG, TableCount, Tier,
+  BinlogCoordinates, Companion, Engine, LatestPointer, MANIFEST_FORMAT_VERSION, Manifest, TIER_TAG, TableCount, Tier,
   backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, sourceNameProblem, tierFor,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
@@ -35,6 +35,7 @@ export const BACKUP_COMMAND: CommandSpec = {
     'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the uncompressed dump is smaller (k/M/G suffixes; default 1)' },
     'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
     'legal-hold': { kind: OptionKind.FLAG, description: 'once latest.json names this backup, place an Object Lock legal hold on its objects (the bucket needs Object Lock); older backups keep theirs until the hold keeper releases them' },
+    'binlog-coordinates': { kind: OptionKind.FLAG, description: 'MariaDB whose binlogs are streamed: record in the manifest where the dump\'s consistent snapshot sits in the binlog (mariadb-dump --master-data=2 --gtid, no global read lock), where a point-in-time restore starts replaying' },
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
   },
 };
@@ -53,6 +54,8 @@ export interface BackupResult {
   readonly durationSeconds: number;
   readonly latestMoved: boolean;
   readonly warnings: readonly string[];
+  /** With --binlog-coordinates: where the dump sits in the server's binlog. */
+  readonly binlog?: BinlogCoordinates;
 }
 
 export interface BackupDeps {
@@ -150,6 +153,10 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
   const legalHold = args.flag('legal-hold');
   const level = Number(args.string('compression-level') ?? DEFAULT_ZSTD_LEVEL);
   if (!Number.isInteger(level) || level < 1 || level > 19) throw new UsageError(`--compression-level must be 1 to 19 (got '${args.string('compression-level')}')`);
+  const binlogCoordinates = args.flag('binlog-coordinates');
+  if (binlogCoordinates && engine !== Engine.MYSQL) {
+    throw new UsageError('--binlog-coordinates is for MariaDB sources whose binlogs are streamed; a PostgreSQL source\'s point in time comes from base backups and WAL');
+  }
 
   requireTools([...DUMP_TOOLS[engine], 'zstd', 'age']);
   const connection = await resolveConnection(engine, args, process.env, deps.secrets);
@@ -171,11 +178,12 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
     const partSize = partSizeFor(estimatedBytes);
     log.info('backup started', { source, engine, key, tier, database: connection.database, estimatedBytes, partSize });
 
-    const job = await session.startDump();
+    const job = await session.startDump({ binlogCoordinates });
     let dumpBytes = 0;
     let progress: ProgressReporter | undefined;
     let stored: StoredObject;
     let tables: TableCount[];
+    let binlog: BinlogCoordinates | undefined;
     try {
       stored = await store(deps, bucket, key, tier, partSize, [job.stage, compressStage(level), encryptStage(recipient)], {
         beforeComplete: (pipeline) => {
@@ -188,6 +196,8 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
         },
       });
       tables = await job.rowCounts();
+      binlog = job.binlogCoordinates?.();
+      if (binlog) log.info('the dump\'s binlog coordinates', { ...binlog });
     } finally {
       progress?.stop();
       await job.release();
@@ -215,6 +225,7 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
       tier, startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(), key, format: session.format,
       size: stored.size, sha256: stored.sha256, dumpSize: dumpBytes, recipientFingerprint: recipient.fingerprint,
       tables, companions, globals: 'sql' in globals ? { captured: true } : { captured: false, reason: globals.notCapturedReason }, warnings,
+      ...(binlog ? { binlog } : {}),
     };
     const manifestKey = manifestKeyFor(key);
     if (!await putJson(deps.s3, bucket, manifestKey, manifest, { tags: { [TIER_TAG]: tier }, ifMatch: '*' })) {
@@ -230,7 +241,7 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
     log.info('backup finished', { key, size: stored.size, dumpSize: dumpBytes, durationSeconds, latestMoved });
     return {
       source, bucket, key, manifestKey, tier, size: stored.size, dumpSize: dumpBytes, sha256: stored.sha256, tables: tables.length,
-      rows: tables.reduce((sum, t) => sum + t.rows, 0), durationSeconds, latestMoved, warnings,
+      rows: tables.reduce((sum, t) => sum + t.rows, 0), durationSeconds, latestMoved, warnings, ...(binlog ? { binlog } : {}),
     };
   } finally {
     await session.close();
@@ -239,5 +250,6 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
 
 export function formatBackupResult(r: BackupResult): string {
   return `backed up ${r.source}: s3://${r.bucket}/${r.key} (${r.tier}, ${r.size} bytes stored from a ${r.dumpSize}-byte dump, ` +
-    `${r.tables} tables, ${r.rows} rows, ${r.durationSeconds.toFixed(1)} s)${r.latestMoved ? '' : '; latest.json left at a newer backup'}`;
+    `${r.tables} tables, ${r.rows} rows, ${r.durationSeconds.toFixed(1)} s)${r.latestMoved ? '' : '; latest.json left at a newer backup'}` +
+    (r.binlog ? `; binlog coordinates ${r.binlog.file}:${r.binlog.position}${r.binlog.gtid ? ` (GTID ${r.binlog.gtid})` : ''}, server id ${r.binlog.serverId}` : '');
 }

@@ -2,7 +2,7 @@
  * What the agent needs from a database engine. One module per engine implements it, with the dump
  * side (used by `backup`) and the restore side (used by `restore` and `restore-test`).
  */
-import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
+import { BinlogCoordinates, DumpFormat, Engine, TableCount } from '../../../lib/contract';
 import { Readable } from 'node:stream';
 import { Connection } from '../shared/connection';
 import { StageSpec } from '../shared/pipeline';
@@ -24,6 +24,16 @@ export interface DumpJob {
   rowCounts(): Promise<TableCount[]>;
   /** Releases what the dump held (a snapshot transaction, a defaults file); safe to call twice. */
   release(): Promise<void>;
+  /** With DumpOptions.binlogCoordinates, once the dump process exited 0: where the dump sits in the server's binlog. */
+  binlogCoordinates?(): BinlogCoordinates;
+}
+
+export interface DumpOptions {
+  /**
+   * MariaDB sources whose binlogs are streamed: record where the dump's consistent snapshot sits in the binlog, so that
+   * a point-in-time restore knows where replay starts. Engines without binlogs refuse it.
+   */
+  readonly binlogCoordinates?: boolean;
 }
 
 export interface RestoreStageOptions {
@@ -105,7 +115,7 @@ export interface EngineSession {
   inspect(): Promise<SourceFacts>;
   /** Roles/users and their grants, as SQL; or why they could not be read. */
   captureGlobals(): Promise<GlobalsResult>;
-  startDump(): Promise<DumpJob>;
+  startDump(options?: DumpOptions): Promise<DumpJob>;
   /** A process that loads a decompressed dump into the connected database: from stdin, or from a spooled file. */
   restoreStage(options: RestoreStageOptions): StageSpec;
   /** What the target database already holds (tables, views, functions…): empty means safe to restore into. Also proves it is reachable. */

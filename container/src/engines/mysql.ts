@@ -16,14 +16,15 @@ import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
+import { BinlogCoordinates, DumpFormat, Engine, TableCount, binlogCoordinatesProblem } from '../../../lib/contract';
 import { Connection, describeConnection } from '../shared/connection';
 import { onAbort } from '../shared/cleanup';
 import { AgentError, UsageError, redactor } from '../shared/errors';
 import { ProcessPipeline, StageSpec } from '../shared/pipeline';
 import { capture, toolVersion } from '../shared/tools';
-import { DumpJob, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
+import { DumpJob, DumpOptions, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
 import { DefinerRewriter } from './mysql-definers';
+import { DumpCoordinatesReader } from './mysql-coordinates';
 import { planRoles } from './mysql-roles';
 import { SqlRowCounter } from './sql-row-counter';
 import { log } from '../shared/log';
@@ -155,15 +156,22 @@ export class MysqlSession implements EngineSession {
     return { sql: `-- Users and grants, from SHOW CREATE USER and SHOW GRANTS.\n${statements.join('\n')}\n` };
   }
 
-  async startDump(): Promise<DumpJob> {
+  async startDump(options: DumpOptions = {}): Promise<DumpJob> {
     const counter = new SqlRowCounter();
+    const serverId = options.binlogCoordinates ? await this.binlogServerId() : undefined;
+    const coordinates = serverId !== undefined ? new DumpCoordinatesReader() : undefined;
     const stage: StageSpec = {
       name: 'mysqldump',
       command: 'mysqldump',
       args: [`--defaults-extra-file=${this.defaultsFile}`, '--single-transaction', '--routines', '--triggers', '--events',
-        '--hex-blob', '--no-tablespaces', '--default-character-set=utf8mb4', '--skip-dump-date', this.connection.database],
+        '--hex-blob', '--no-tablespaces', '--default-character-set=utf8mb4', '--skip-dump-date',
+        // The snapshot's own binlog position and GTID, as comment lines (mysql-coordinates.ts): no global read lock.
+        ...(coordinates ? ['--master-data=2', '--gtid'] : []), this.connection.database],
       env: this.env(),
-      inspect: (chunk) => counter.write(chunk),
+      inspect: (chunk) => {
+        counter.write(chunk);
+        coordinates?.write(chunk);
+      },
     };
     return {
       stage,
@@ -174,7 +182,37 @@ export class MysqlSession implements EngineSession {
         return [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([table, rows]) => ({ schema: this.connection.database, table, rows }));
       },
       release: async () => undefined,
+      ...(coordinates ? {
+        binlogCoordinates: (): BinlogCoordinates => {
+          const read = coordinates.result();
+          if ('problem' in read) {
+            throw new AgentError(`the dump records no usable binlog coordinates (${read.problem}): a point-in-time restore could not tell where ` +
+              'its binlog replay starts, so it is not stored as a backup with coordinates. Check that mysqldump on PATH is MariaDB\'s mariadb-dump');
+          }
+          const found: BinlogCoordinates = { ...read, serverId: serverId! };
+          const problem = binlogCoordinatesProblem(found);
+          if (problem) throw new AgentError(`the dump's binlog coordinates ${problem}`);
+          return found;
+        },
+      } : {}),
     };
+  }
+
+  /**
+   * Before a dump with binlog coordinates: the server must be MariaDB (MySQL 8's coordinates and GTIDs are not the ones
+   * the agent's MariaDB tools read) and write a binary log; its server_id names whose binlog the coordinates are in.
+   */
+  private async binlogServerId(): Promise<number> {
+    const [[version, logBin, serverId]] = await this.query('SELECT VERSION(), @@log_bin, @@server_id');
+    if (!/MariaDB/i.test(version)) {
+      throw new UsageError(`--binlog-coordinates: the server is not MariaDB (version ${version}). The agent carries MariaDB's client tools, whose ` +
+        'binlog coordinates and GTIDs differ from MySQL 8\'s: MySQL 8 sources stay dump-only; back up without --binlog-coordinates');
+    }
+    if (logBin !== '1') {
+      throw new UsageError('--binlog-coordinates: the server writes no binary log (log_bin is OFF), so a dump has no place in one. Start the server ' +
+        'with log_bin (and binlog_format=ROW) and stream its binlogs, or back up without --binlog-coordinates');
+    }
+    return Number(serverId);
   }
 
   restoreStage(_options?: RestoreStageOptions, defaultsFile = this.defaultsFile): StageSpec {
