@@ -22,6 +22,9 @@ import {
   MonitorClients, clientsFromEnv, datum, getStored, lastModified, mapBounded, messageOf, notify, publishMetrics, requiredEnv, secondsBetween,
 } from '../shared/aws';
 import { WalArchiveStatus, WalArchiveThresholds, checkWalArchive, describeWal, walMetrics, walNews, walThresholdsOf, walTroubled } from './wal-archive';
+import {
+  BinlogArchiveStatus, BinlogThresholds, NewestDump, binlogMetrics, binlogNews, binlogThresholdsOf, binlogTroubled, checkBinlogArchive, describeBinlog,
+} from './binlog';
 
 export interface FreshnessSource {
   readonly source: string;
@@ -34,6 +37,8 @@ export interface FreshnessSource {
   readonly restoreTested?: boolean;
   /** The source archives its WAL continuously: watch its WAL archive and base backups too (see wal-archive.ts). */
   readonly wal?: WalArchiveThresholds;
+  /** The source's MariaDB binlogs are streamed: watch its newest stream and its gaps from the newest dump (see binlog.ts). */
+  readonly binlog?: BinlogThresholds;
 }
 
 /** The schedule's input. */
@@ -79,6 +84,8 @@ export interface SourceStatus {
   readonly forgedWrittenSecondsAgo?: number;
   /** For a source that archives its WAL: its newest WAL's and base backup's ages, and the gaps in its chain. */
   readonly wal?: WalArchiveStatus;
+  /** For a source whose binlogs are streamed: its newest stream, the newest object's age, and the gaps from the newest dump. */
+  readonly binlog?: BinlogArchiveStatus;
 }
 
 export interface FreshnessReport {
@@ -107,7 +114,7 @@ const DAY_SECONDS = 86_400;
 
 export async function checkFreshness(event: FreshnessEvent, clients: MonitorClients, options: FreshnessOptions): Promise<FreshnessReport> {
   const sources = validateEvent(event);
-  const statuses = await mapBounded(sources, CONCURRENCY, async (s) => withWalArchive(s, await checkSource(s, clients, options.now, options.restoreTestReports),
+  const statuses = await mapBounded(sources, CONCURRENCY, async (s) => withContinuous(s, await checkSource(s, clients, options.now, options.restoreTestReports),
     clients, options.now));
   // A forged pointer's age is S3's, so it counts as any other: forged to look fresh, it is stale all the same.
   const withBackups = statuses.filter((s) => s.ageSeconds !== undefined &&
@@ -128,6 +135,7 @@ export async function checkFreshness(event: FreshnessEvent, clients: MonitorClie
   // Fleet-wide, the oldest restore test: one alarm watches every source.
   if (restoreTestAges.length) data.push(datum(Metrics.RESTORE_TEST_AGE_SECONDS, Math.max(...restoreTestAges), StandardUnit.Seconds, undefined, options.now));
   data.push(...walMetrics(statuses.flatMap((s) => s.wal ? [{ source: s.source, wal: s.wal }] : []), options.now));
+  data.push(...binlogMetrics(statuses.flatMap((s) => s.binlog ? [{ source: s.source, binlog: s.binlog }] : []), options.now));
   await publishMetrics(clients.cloudwatch, data);
 
   for (const s of statuses) console.log(JSON.stringify(s));
@@ -147,6 +155,7 @@ function validateEvent(event: FreshnessEvent): readonly FreshnessSource[] {
       throw new Error(`bad source entry ${JSON.stringify(s)}: restoreTested must be true or false`);
     }
     walThresholdsOf(s);
+    binlogThresholdsOf(s);
   }
   return event.sources;
 }
@@ -190,21 +199,31 @@ async function checkSource(config: FreshnessSource, clients: MonitorClients, now
 }
 
 /**
- * Adds the WAL archive's status to a source that archives its WAL: its problem (an unreadable base/latest.json, an
- * S3 error) joins the source's, so the source counts as not checked; its forged times join the source's others.
+ * Adds the continuous side of a source that archives its WAL or streams its binlogs: its problem (an unreadable
+ * pointer or stream.json, an S3 error) joins the source's, so the source counts as not checked; its forged times join
+ * the source's others.
  */
-async function withWalArchive(config: FreshnessSource, status: SourceStatus, clients: MonitorClients, now: Date): Promise<SourceStatus> {
-  const thresholds = walThresholdsOf(config);
-  if (!thresholds) return status;
-  const wal = await checkWalArchive(config.source, thresholds, clients, now);
-  const problem = [status.problem, wal.problem && `WAL archive: ${wal.problem}`].filter(Boolean).join('; ') || undefined;
-  const forged = [...status.forged ?? [], ...wal.forged];
-  const forgedWrittenSecondsAgo = Math.min(status.forgedWrittenSecondsAgo ?? Infinity, wal.forgedWrittenSecondsAgo ?? Infinity);
+async function withContinuous(config: FreshnessSource, status: SourceStatus, clients: MonitorClients, now: Date): Promise<SourceStatus> {
+  const walThresholds = walThresholdsOf(config);
+  const binlogThresholds = binlogThresholdsOf(config);
+  const wal = walThresholds && await checkWalArchive(config.source, walThresholds, clients, now);
+  const binlog = binlogThresholds && await checkBinlogArchive(config.source, binlogThresholds, newestDump(status), clients, now);
+  if (!wal && !binlog) return status;
+  const problem = [status.problem, wal?.problem && `WAL archive: ${wal.problem}`, binlog?.problem && `binlogs: ${binlog.problem}`]
+    .filter(Boolean).join('; ') || undefined;
+  const forged = [...status.forged ?? [], ...wal?.forged ?? [], ...binlog?.forged ?? []];
+  const forgedWrittenSecondsAgo = Math.min(status.forgedWrittenSecondsAgo ?? Infinity, wal?.forgedWrittenSecondsAgo ?? Infinity);
   return {
-    ...status, wal,
+    ...status, ...wal ? { wal } : {}, ...binlog ? { binlog } : {},
     ...problem ? { problem } : {},
-    ...forged.length ? { forged, forgedWrittenSecondsAgo } : {},
+    ...forged.length ? { forged, ...Number.isFinite(forgedWrittenSecondsAgo) ? { forgedWrittenSecondsAgo } : {} } : {},
   };
+}
+
+/** The dump a binlog replay starts from, as the dump side found it. */
+function newestDump(status: SourceStatus): NewestDump {
+  if (status.state === SourceState.NO_BACKUPS) return 'none';
+  return status.key === undefined ? 'unknown' : { key: status.key, ageSeconds: status.ageSeconds };
 }
 
 /**
@@ -269,12 +288,14 @@ async function oldestBackupStart(source: string, clients: MonitorClients): Promi
  * every state change in between.
  */
 async function notifyIfNews(statuses: readonly SourceStatus[], clients: MonitorClients, options: FreshnessOptions): Promise<boolean> {
-  const troubled = statuses.filter((s) => s.state !== SourceState.FRESH || s.problem !== undefined || s.forged?.length || (s.wal && walTroubled(s.wal)));
+  const troubled = statuses.filter((s) => s.state !== SourceState.FRESH || s.problem !== undefined || s.forged?.length || (s.wal && walTroubled(s.wal)) ||
+    (s.binlog && binlogTroubled(s.binlog)));
   if (!troubled.length) return false;
   const newlyStale = troubled.filter((s) => s.state === SourceState.STALE && s.ageSeconds! - options.intervalSeconds <= s.maxAgeSeconds);
   // Stored within the last interval by S3's clock: a forgery the previous run could not have seen.
   const newlyForged = troubled.filter((s) => s.forged?.length && s.forgedWrittenSecondsAgo! <= options.intervalSeconds);
-  const newlyWal = troubled.filter((s) => s.wal && walNews(s.wal, options.now, options.intervalSeconds));
+  const newlyWal = troubled.filter((s) => (s.wal && walNews(s.wal, options.now, options.intervalSeconds)) ||
+    (s.binlog && binlogNews(s.binlog, options.now, options.intervalSeconds)));
   const dailyDigest = (options.now.getTime() / 1000) % DAY_SECONDS < options.intervalSeconds;
   if (!newlyStale.length && !newlyForged.length && !newlyWal.length && !dailyDigest) return false;
   const names = troubled.map((s) => s.source);
@@ -282,7 +303,8 @@ async function notifyIfNews(statuses: readonly SourceStatus[], clients: MonitorC
   return notify(clients, subject, [
     `Freshness check of s3://${clients.bucket}/${clients.prefix} at ${options.now.toISOString()}:`,
     '',
-    ...troubled.flatMap((s) => [describeStatus(s), ...s.wal ? describeWal(s.wal, clients, s.source) : []]),
+    ...troubled.flatMap((s) => [describeStatus(s), ...s.wal ? describeWal(s.wal, clients, s.source) : [],
+      ...s.binlog ? describeBinlog(s.binlog, clients, s.source) : []]),
   ]);
 }
 

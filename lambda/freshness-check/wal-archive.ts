@@ -17,13 +17,15 @@
  * that S3 contradicts is reported as forged, as for dumps.
  */
 import { MetricDatum, StandardUnit } from '@aws-sdk/client-cloudwatch';
-import { HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import type { ListedObject } from '../../lib/contract/binlog-coverage';
 import { parseBaseBackupPointer } from '../../lib/contract/base-backup';
 import { ContractError, forgedTime } from '../../lib/contract/manifest';
 import { Metrics } from '../../lib/contract/metrics';
 import { BASE_BACKUP_SUFFIX, STORED_SUFFIX, baseBackupPrefix, baseLatestKey, walKey, walPrefix } from '../../lib/contract/names';
 import { WAL_METADATA, WalFileKind, walFileKind } from '../../lib/contract/wal';
 import { MonitorClients, datum, getStored, isNotFound, lastModified, messageOf, s3Problem, secondsBetween } from '../shared/aws';
+import { listAfter } from './listing';
 
 /** A source's WAL archive thresholds, from the schedule's input (BackupMonitoring.addSource's walArchive). */
 export interface WalArchiveThresholds {
@@ -159,27 +161,11 @@ Promise<Pick<WalArchiveStatus, 'newestWalFile' | 'walAgeSeconds' | 'gaps' | 'str
 }
 
 /** Every object after `startWalFile`'s key begins, up to MAX_WAL_OBJECTS_LISTED. */
-async function listSince(clients: MonitorClients, prefix: string, startWalFile: string): Promise<{ key: string; lastModified: Date }[]> {
-  const listed: { key: string; lastModified: Date }[] = [];
-  let token: string | undefined;
-  do {
-    let out;
-    try {
-      // StartAfter the bare name: the start segment's own key (name + suffix) sorts after it, so it is listed.
-      out = await clients.s3.send(new ListObjectsV2Command({
-        Bucket: clients.bucket, Prefix: prefix, ContinuationToken: token, ...token ? {} : { StartAfter: `${prefix}${startWalFile}` },
-      }));
-    } catch (err) {
-      throw s3Problem('ListObjectsV2', clients.bucket, prefix, err);
-    }
-    for (const o of out.Contents ?? []) if (o.Key && o.LastModified) listed.push({ key: o.Key, lastModified: o.LastModified });
-    if (listed.length > MAX_WAL_OBJECTS_LISTED) {
-      throw new Error(`s3://${clients.bucket}/${prefix} holds more than ${MAX_WAL_OBJECTS_LISTED} WAL objects since the newest base backup's ` +
-        `${startWalFile}: the chain was not checked; the base backup is far too old, or something wrote objects there that are not WAL`);
-    }
-    token = out.IsTruncated ? out.NextContinuationToken : undefined;
-  } while (token);
-  return listed;
+function listSince(clients: MonitorClients, prefix: string, startWalFile: string): Promise<ListedObject[]> {
+  // StartAfter the bare name: the start segment's own key (name + suffix) sorts after it, so it is listed.
+  return listAfter(clients, prefix, `${prefix}${startWalFile}`, MAX_WAL_OBJECTS_LISTED, () =>
+    `s3://${clients.bucket}/${prefix} holds more than ${MAX_WAL_OBJECTS_LISTED} WAL objects since the newest base backup's ` +
+    `${startWalFile}: the chain was not checked; the base backup is far too old, or something wrote objects there that are not WAL`);
 }
 
 /** A whole segment's size from its metadata (written by the archiving agent): it fixes how segment numbers roll over. */
