@@ -36,6 +36,16 @@ export interface SourceRowMetrics {
    * @default - no WAL threshold line
    */
   readonly walMaxAge?: Duration;
+  /**
+   * The age of its newest streamed binlog object, drawn beside its backup age, for a MariaDB source whose binlogs are streamed.
+   * @default - no binlog line
+   */
+  readonly binlogAge?: cloudwatch.IMetric;
+  /**
+   * The binlog age's threshold.
+   * @default - no binlog threshold line
+   */
+  readonly binlogMaxAge?: Duration;
 }
 
 const GRID_WIDTH = 24;
@@ -74,13 +84,18 @@ export class BackupDashboard extends Construct {
   }
 
   public addSourceRow(source: string, metrics: SourceRowMetrics): void {
+    // The continuous archive's age beside the backup age: WAL for PostgreSQL, binlogs for MariaDB.
+    const continuous = [
+      { label: 'WAL', age: metrics.walAge, maxAge: metrics.walMaxAge },
+      { label: 'binlog', age: metrics.binlogAge, maxAge: metrics.binlogMaxAge },
+    ];
     const row = new SourceRow([
       new cloudwatch.GraphWidget({
-        title: `${source}: backup age (s)${metrics.walAge ? ', WAL age (s)' : ''}`,
-        left: [metrics.age, ...metrics.walAge ? [metrics.walAge] : []],
+        title: `${source}: backup age (s)${continuous.map((c) => c.age ? `, ${c.label} age (s)` : '').join('')}`,
+        left: [metrics.age, ...continuous.flatMap((c) => c.age ? [c.age] : [])],
         leftAnnotations: [
           { value: metrics.maxAge.toSeconds(), label: 'maxAge', color: cloudwatch.Color.RED },
-          ...metrics.walMaxAge ? [{ value: metrics.walMaxAge.toSeconds(), label: 'WAL maxAge', color: cloudwatch.Color.ORANGE }] : [],
+          ...continuous.flatMap((c) => c.maxAge ? [{ value: c.maxAge.toSeconds(), label: `${c.label} maxAge`, color: cloudwatch.Color.ORANGE }] : []),
         ],
         leftYAxis: { min: 0 },
         width: 8,

@@ -19,7 +19,7 @@ import { MonitoringRuleSource, MonitoringRules, enableEventBridgeNotifications }
 import {
   MonitoredWalArchive, WalAlarmContext, WalArchiveAlarms, addFleetWalAlarms, addSourceWalAlarms, walArchiveThresholds,
 } from './wal-archive-monitoring';
-import { MonitoredBinlog, binlogThresholds } from './binlog-monitoring';
+import { BinlogAlarmContext, BinlogAlarms, MonitoredBinlog, addFleetBinlogAlarms, addSourceBinlogAlarms, binlogThresholds } from './binlog-monitoring';
 
 export interface BackupMonitoringProps {
   /**
@@ -151,6 +151,8 @@ export class BackupMonitoring extends Construct {
   private watchedJobFailures?: cloudwatch.Alarm;
   /** Made with the first source that archives its WAL. */
   private walAlarms?: WalArchiveAlarms;
+  /** Made with the first source whose binlogs are streamed. */
+  private binlogAlarms?: BinlogAlarms;
 
   constructor(scope: Construct, id: string, props: BackupMonitoringProps) {
     super(scope, id);
@@ -315,12 +317,14 @@ export class BackupMonitoring extends Construct {
     };
     this.sources.set(name, source);
     this.rules.addSource(source);
-    if (source.walMaxAgeSeconds !== undefined) this.walAlarms ??= addFleetWalAlarms(this.walAlarmContext());
+    if (source.walMaxAgeSeconds !== undefined) this.walAlarms ??= addFleetWalAlarms(this.alarmContext());
+    if (source.binlogMaxAgeSeconds !== undefined) this.binlogAlarms ??= addFleetBinlogAlarms(this.alarmContext());
     if (this.perSourceAlarms) this.addSourceAlarms(source);
     this.dashboard.addSourceRow(name, {
       age: this.metricBackupAge(name),
       maxAge: options.maxAge,
       ...options.walArchive ? { walAge: this.metricWalArchiveAge(name), walMaxAge: options.walArchive.maxAge } : {},
+      ...options.binlog ? { binlogAge: this.metricBinlogArchiveAge(name), binlogMaxAge: options.binlog.maxAge } : {},
       size: this.metricBackupSize(name, { statistic: cloudwatch.Stats.MAXIMUM }),
       minSize: options.minSize,
     });
@@ -460,6 +464,37 @@ export class BackupMonitoring extends Construct {
     return this.metric(Metrics.FLEET_BASE_BACKUP_STALENESS_RATIO, cloudwatch.Stats.MAXIMUM, undefined, props);
   }
 
+  /**
+   * Some binlog-streamed source's newest binlog object is older than its binlog.maxAge (or the check stopped running),
+   * once a source with binlog is added.
+   */
+  public get binlogArchiveStaleAlarm(): cloudwatch.Alarm | undefined {
+    return this.binlogAlarms?.stale;
+  }
+
+  /**
+   * Some binlog-streamed source's binlogs cannot be replayed from its newest dump to its newest streamed event (a new
+   * stream after the dump, a missing file, a dump without coordinates). Once a source with binlog is added.
+   */
+  public get binlogGapsAlarm(): cloudwatch.Alarm | undefined {
+    return this.binlogAlarms?.gaps;
+  }
+
+  /** Seconds since S3 stored the newest binlog object of the source's newest stream: its continuous RPO (published by the freshness check). */
+  public metricBinlogArchiveAge(source: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.BINLOG_ARCHIVE_AGE_SECONDS, cloudwatch.Stats.MAXIMUM, { [SOURCE_DIMENSION]: source }, props);
+  }
+
+  /** 1 while the source's binlogs cannot be replayed from its newest dump to its newest event; without a source, how many sources. */
+  public metricBinlogGaps(source?: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.BINLOG_GAPS, cloudwatch.Stats.MAXIMUM, source === undefined ? undefined : { [SOURCE_DIMENSION]: source }, props);
+  }
+
+  /** The worst binlog archive age over its source's binlog.maxAge; above 1 means some source's binlogs are stale. */
+  public metricFleetBinlogStaleness(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(Metrics.FLEET_BINLOG_STALENESS_RATIO, cloudwatch.Stats.MAXIMUM, undefined, props);
+  }
+
   /** Every alarm this construct made, fleet and per source. */
   public get alarms(): readonly cloudwatch.IAlarm[] {
     return [...this.dashboardAlarms];
@@ -484,14 +519,15 @@ export class BackupMonitoring extends Construct {
     return alarm;
   }
 
-  /** What the WAL archive alarms are made with: this construct's alarm maker, metrics and store. */
-  private walAlarmContext(): WalAlarmContext {
+  /** What the WAL archive and binlog alarms are made with: this construct's alarm maker, metrics and store. */
+  private alarmContext(): WalAlarmContext & BinlogAlarmContext {
     return { alarm: (id, metric, options, scope) => this.alarm(id, metric, options, scope), store: this.store, monitoring: this };
   }
 
   private addSourceAlarms(source: MonitoredSource): void {
     const scope = new Construct(this, `Source-${source.name}`);
-    if (source.walMaxAgeSeconds !== undefined) addSourceWalAlarms(this.walAlarmContext(), source, scope);
+    if (source.walMaxAgeSeconds !== undefined) addSourceWalAlarms(this.alarmContext(), source, scope);
+    if (source.binlogMaxAgeSeconds !== undefined) addSourceBinlogAlarms(this.alarmContext(), source, scope);
     this.alarm('BackupAgeAlarm', this.metricBackupAge(source.name), {
       threshold: source.maxAgeSeconds,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

@@ -1,11 +1,16 @@
 /**
  * How BackupMonitoring watches a MariaDB source whose binlogs are streamed (BackupSourceProps.binlogStreaming): the
  * threshold addSource takes, and the alarms over what the freshness check publishes (BinlogArchiveAgeSeconds,
- * BinlogArchiveGaps).
+ * BinlogArchiveGaps). Two fleet alarms for all such sources, made with the first (a store without any pays nothing), and
+ * with perSourceAlarms two more per source.
  */
 import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { Construct } from 'constructs';
+import { BackupBucket } from '../store/backup-bucket';
 import { wholeSeconds } from '../shared/errors';
 import type { MonitoringRuleSource } from './monitoring-rules';
+import type { WalAlarmContext } from './wal-archive-monitoring';
 
 /** How a source's streamed binlogs are watched. */
 export interface MonitoredBinlog {
@@ -25,4 +30,71 @@ export function binlogThresholds(source: string, binlog: MonitoredBinlog | undef
     binlogMaxAgeSeconds: wholeSeconds(`binlog.maxAge of source '${source}'`, binlog?.maxAge,
       { min: 1, example: 'Duration.minutes(5)' }, problems),
   };
+}
+
+/** The fleet alarms of binlog-streamed sources. */
+export interface BinlogAlarms {
+  readonly stale: cloudwatch.Alarm;
+  readonly gaps: cloudwatch.Alarm;
+}
+
+/** The metrics the alarms watch, as BackupMonitoring reads them (its period: twice the check interval). */
+export interface BinlogMetrics {
+  metricBinlogArchiveAge(source: string): cloudwatch.IMetric;
+  metricBinlogGaps(source?: string): cloudwatch.IMetric;
+  metricFleetBinlogStaleness(): cloudwatch.IMetric;
+}
+
+/** What the alarms are made with: BackupMonitoring's alarm maker, its metrics and store. */
+export type BinlogAlarmContext = Omit<WalAlarmContext, 'monitoring'> & { readonly monitoring: BinlogMetrics };
+
+const STREAM_STOPPED = 'Check the source\'s binlog streamer service (its log says why it stopped or restarts), and whether the server wrote anything at all.';
+
+/** What to do about a gap, in the alarms' words: a dump with binlog coordinates makes every later time restorable again. */
+function newDumpAdvice(store: BackupBucket, source: string): string {
+  const prefix = store.prefix ? ` --prefix ${store.prefix}` : '';
+  return `Run a dump now: start the source's scheduled dump task, or \`restorable backup --source ${source} --bucket ${store.bucket.bucketName}${prefix} ` +
+    '--binlog-coordinates --recipient …` with its connection options; every time after it is restorable again.';
+}
+
+/** The two fleet alarms, over the worst source. */
+export function addFleetBinlogAlarms({ alarm, monitoring, store }: BinlogAlarmContext): BinlogAlarms {
+  return {
+    stale: alarm('BinlogArchiveStaleAlarm', monitoring.metricFleetBinlogStaleness(), {
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // Silence means the check stopped, as for the backups' staleness alarm.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: 'A source\'s newest streamed binlog object is older than its binlog maxAge (the value is the worst age over its threshold): ' +
+        `its continuous RPO is broken. ${STREAM_STOPPED} The freshness check's message names the source, its stream and newest binlog object.`,
+    }),
+    gaps: alarm('BinlogGapsAlarm', monitoring.metricBinlogGaps(), {
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      // A check that stopped already breaches the binlog staleness alarm.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: 'A source\'s binlogs cannot be replayed from its newest dump to its newest streamed event (the value is how many sources): ' +
+        'its binlog stream began anew after the dump (the server purged a file before it was streamed, RESET MASTER, another server), a file is ' +
+        'missing, or the dump has no binlog coordinates. Point-in-time recovery cannot reach past it. ' +
+        `${newDumpAdvice(store, 'SOURCE')} The freshness check's message names the source, why the stream began (its stream.json) and the command.`,
+    }),
+  };
+}
+
+/** With perSourceAlarms: a source's own two, in its scope. */
+export function addSourceBinlogAlarms({ alarm, monitoring, store }: BinlogAlarmContext, source: MonitoringRuleSource, scope: Construct): void {
+  alarm('BinlogArchiveAgeAlarm', monitoring.metricBinlogArchiveAge(source.name), {
+    threshold: source.binlogMaxAgeSeconds!,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    alarmDescription: `The newest streamed binlog object of ${source.name} is older than ${source.binlogMaxAgeSeconds} s, or none was found: its ` +
+      `continuous RPO is broken. ${STREAM_STOPPED}`,
+  }, scope);
+  alarm('BinlogGapsAlarm', monitoring.metricBinlogGaps(source.name), {
+    threshold: 0,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    alarmDescription: `The binlogs of ${source.name} cannot be replayed from its newest dump to its newest streamed event (a new stream after the dump, ` +
+      `a missing file, or a dump without coordinates): point-in-time recovery cannot reach past it. ${newDumpAdvice(store, source.name)}`,
+  }, scope);
 }
