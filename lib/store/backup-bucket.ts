@@ -4,14 +4,14 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
 import { normalisePrefix } from '../contract/names';
-import { BackupWriteOptions, StoreGrants, WalPushOptions, acknowledgeWildcards } from './backup-grants';
+import { BackupWriteOptions, BinlogPushOptions, StoreGrants, WalPushOptions, acknowledgeWildcards } from './backup-grants';
 import { bucketSettings } from './backup-bucket-settings';
 import { KeepCounts, TIER_TAG, Tier } from '../contract/tiers';
 import { TierRetention } from './retention-policy';
 import { breakGlassRoleArn, denyDestroyingKey, deploymentRoleArn } from '../shared/trust-boundaries';
 import { TAGGING_ACTIONS, addWriteOncePolicy } from './write-once-policy';
 
-export type { BackupWriteOptions, WalPushOptions } from './backup-grants';
+export type { BackupWriteOptions, BinlogPushOptions, WalPushOptions } from './backup-grants';
 
 /** Move one tier's backups to a cheaper storage class once they reach an age. */
 export interface TierTransition {
@@ -208,8 +208,9 @@ export abstract class BackupBucket extends Construct {
    * The grantee's own policy also denies it every s3:PutObject* call on the source's restore-tests/ and RUNBOOK.md:
    * the bucket policy refuses those to all but the restore tests and the runbook writer already, and this keeps a
    * role of the user's own that is granted this way (a host's role, say) from writing them even where it is exempt.
-   * It denies the source's wal/ too, which is the WAL archiver's (grantWalPush): a name written there first would
-   * make the archiver's write-once store of that file fail, and archiving stall.
+   * It denies the source's wal/ and binlog/ too, which are the WAL archiver's (grantWalPush) and the binlog
+   * streamer's (grantBinlogPush): a name written there first would make the archiver's write-once store of that file
+   * fail, and archiving stall.
    */
   public grantBackupWrite(grantee: iam.IGrantable, source: string, options: BackupWriteOptions = {}): iam.Grant {
     return this.grants.backupWrite(grantee, source, options);
@@ -240,6 +241,17 @@ export abstract class BackupBucket extends Construct {
    */
   public grantWalPush(grantee: iam.IGrantable, source: string, options: WalPushOptions = {}): iam.Grant {
     return this.grants.walPush(grantee, source, options);
+  }
+
+  /**
+   * What `restorable binlog-stream` needs: create `{prefix}{source}/binlog/*` objects (each stream's stream.json, its
+   * binlog files and partials, and their indexes) tagged with the daily tier and no other tag, in single PUTs (the
+   * bucket policy requires If-None-Match: a stored object is never replaced), read their heads back to verify, and
+   * encrypt with the key through S3. No list, no delete, no reading an object's bytes, nothing outside binlog/; legal
+   * holds only with `legalHold`, on closed files only.
+   */
+  public grantBinlogPush(grantee: iam.IGrantable, source: string, options: BinlogPushOptions = {}): iam.Grant {
+    return this.grants.binlogPush(grantee, source, options);
   }
 
   /**

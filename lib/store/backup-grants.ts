@@ -1,6 +1,6 @@
 /**
  * What each kind of principal may do in a backup bucket, as identity-policy grants: a source's dump task, a restore,
- * monitoring, a WAL archiver and a recovering server. The bucket policy (write-once-policy.ts) bounds every one of
+ * monitoring, a WAL archiver, a binlog streamer and a recovering server. The bucket policy (write-once-policy.ts) bounds every one of
  * them; these grants only ever allow. BackupBucket's grant methods are the public face of these.
  */
 import { Stack } from 'aws-cdk-lib';
@@ -8,8 +8,9 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, IConstruct } from 'constructs';
-import { WAL_DIR, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix, walPrefix } from '../contract/names';
-import { TIER_TAG } from '../contract/tiers';
+import { BINLOG_DIR, BINLOG_TIER } from '../contract/binlog';
+import { WAL_DIR, restoreTestsPrefix, runbookKey, sourceNameProblem, sourcePrefix } from '../contract/names';
+import { TIER_TAG, Tier } from '../contract/tiers';
 import { WAL_TIER } from '../contract/wal';
 import { RestorableError } from '../shared/errors';
 import { acknowledgeWildcard } from '../shared/nag';
@@ -41,6 +42,28 @@ export interface WalPushOptions {
    */
   readonly legalHold?: boolean;
 }
+
+/** Options for a binlog streamer's write access. */
+export interface BinlogPushOptions {
+  /**
+   * Allow the streamer to place (never release) Object Lock legal holds on its source's closed binlog files (never on
+   * partials, stream.json or the indexes). Nothing releases a binlog file's hold yet (the hold keeper releases those of
+   * dumps, base backups and WAL), so a held file would be kept for ever: grant it only with a release of your own.
+   * @default false
+   */
+  readonly legalHold?: boolean;
+}
+
+/** A continuous archive under a source's prefix: WAL, or binlogs. */
+interface ArchiveDir {
+  readonly dir: string;
+  readonly tier: Tier;
+  /** Under the archive's prefix, the keys that may never be held, as an IAM pattern. */
+  readonly neverHeld: string[];
+}
+
+const WAL_ARCHIVE: ArchiveDir = { dir: WAL_DIR, tier: WAL_TIER, neverHeld: ['*.partial.*'] };
+const BINLOG_ARCHIVE: ArchiveDir = { dir: BINLOG_DIR, tier: BINLOG_TIER, neverHeld: ['*.partial.*', '*.json'] };
 
 /**
  * Object ARNs need a wildcard; record for cdk-nag (AwsSolutions-IAM5) why each one is as narrow as it can be.
@@ -75,13 +98,13 @@ export class StoreGrants {
       .combine(this.objects(grantee, ['s3:PutObject', 's3:PutObjectTagging', 's3:GetObject', 's3:AbortMultipartUpload',
         ...(legalHold ? ['s3:GetObjectLegalHold'] : [])], [objects]))
       .combine(this.key(grantee, 'kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'));
-    // Not the reports, the runbook, nor the WAL archive: a dump task that wrote a segment's name first would make the
-    // archiver's own write of that segment fail (write-once), and archiving would stall.
+    // Not the reports, the runbook, nor the WAL or binlog archive: a dump task that wrote a file's name first would
+    // make the archiver's own write of that file fail (write-once), and archiving would stall.
     grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
       effect: iam.Effect.DENY,
       actions: ['s3:PutObject*'],
       resources: [bucket.arnForObjects(`${restoreTestsPrefix(this.store.prefix, source)}*`), bucket.arnForObjects(runbookKey(this.store.prefix, source)),
-        bucket.arnForObjects(`${walPrefix(this.store.prefix, source)}*`)],
+        this.archiveArn(source, WAL_ARCHIVE), this.archiveArn(source, BINLOG_ARCHIVE)],
     }));
     return legalHold ? grant.combine(this.placeHolds(grantee, objects)) : grant;
   }
@@ -122,34 +145,52 @@ export class StoreGrants {
 
   /** See BackupBucket.grantWalPush. */
   public walPush(grantee: iam.IGrantable, source: string, options: WalPushOptions = {}): iam.Grant {
-    const objects = this.walObjects(grantee, source, `The WAL archiver of '${source}' (its database host or its WAL receiver) stores ` +
-      'its WAL, one object per file, under that source\'s wal/ prefix (the wildcard matches any file name there, and nothing outside it); ' +
-      'the bucket policy refuses any write without If-None-Match, so a stored file is never replaced');
-    const legalHold = options.legalHold ?? this.store.objectLockEnabled;
-    // PutObject with a Tagging header is authorised as s3:PutObjectTagging too: both only with the daily tier's tag and
-    // no other, so that the tier's lifecycle rule expires WAL as it expires the base backups that need it.
+    return this.archivePush(grantee, source, WAL_ARCHIVE, options.legalHold ?? this.store.objectLockEnabled,
+      `The WAL archiver of '${source}' (its database host or its WAL receiver) stores its WAL, one object per file, under that ` +
+      'source\'s wal/ prefix (the wildcard matches any file name there, and nothing outside it); the bucket policy refuses any write ' +
+      'without If-None-Match, so a stored file is never replaced');
+  }
+
+  /** See BackupBucket.grantBinlogPush. */
+  public binlogPush(grantee: iam.IGrantable, source: string, options: BinlogPushOptions = {}): iam.Grant {
+    return this.archivePush(grantee, source, BINLOG_ARCHIVE, options.legalHold ?? false,
+      `The binlog streamer of '${source}' stores its binlog streams under that source's binlog/ prefix: stream.json, each file and ` +
+      'partial, and their indexes, in streams named by when they began (the wildcard matches any name there, and nothing outside ' +
+      'it); the bucket policy refuses any write without If-None-Match, so a stored object is never replaced');
+  }
+
+  /**
+   * Adds objects under the source's archive prefix, tagged with the archive's tier and no other tag, and HEADs them;
+   * with legalHold, places holds but never on the keys the archive never holds. No list, no bytes read, no delete.
+   */
+  private archivePush(grantee: iam.IGrantable, source: string, archive: ArchiveDir, legalHold: boolean, reason: string): iam.Grant {
+    const objects = this.archiveArn(source, archive);
+    acknowledgeWildcards(grantee, [objects], reason);
+    // PutObject with a Tagging header is authorised as s3:PutObjectTagging too: both only with the tier's tag and no
+    // other, so that the tier's lifecycle rule expires the archive as it expires the backups it replays onto.
     const tagged = {
-      'StringEquals': { [`s3:RequestObjectTag/${TIER_TAG}`]: WAL_TIER },
+      'StringEquals': { [`s3:RequestObjectTag/${TIER_TAG}`]: archive.tier },
       'ForAllValues:StringEquals': { 's3:RequestObjectTagKeys': [TIER_TAG] },
     };
     const grant = iam.Grant.addToPrincipal({ grantee, actions: ['s3:PutObject', 's3:PutObjectTagging'], resourceArns: [objects], conditions: tagged })
-      // The HEAD that verifies an upload; without kms:Decrypt it cannot read a file's bytes.
+      // The HEAD that verifies an upload; without kms:Decrypt it cannot read an object's bytes.
       .combine(this.objects(grantee, ['s3:GetObject', ...(legalHold ? ['s3:GetObjectLegalHold'] : [])], [objects]))
       .combine(this.key(grantee, 'kms:GenerateDataKey'));
     if (!legalHold) return grant;
-    // Whole segments and history files only: the hold keeper releases no received partial (thousands a day, each
-    // superseded by its whole segment), so a hold on one would keep it for ever.
+    // Never on what the hold keeper does not release (received WAL partials, thousands a day, each superseded by its
+    // whole file): a hold on one would keep it for ever.
     grantee.grantPrincipal.addToPrincipalPolicy(new iam.PolicyStatement({
       effect: iam.Effect.DENY,
       actions: ['s3:PutObjectLegalHold'],
-      resources: [this.store.bucket.arnForObjects(`${walPrefix(this.store.prefix, source)}*.partial.*`)],
+      resources: archive.neverHeld.map((pattern) => this.archiveArn(source, archive, pattern)),
     }));
     return grant.combine(this.placeHolds(grantee, objects));
   }
 
   /** See BackupBucket.grantWalFetch. */
   public walFetch(grantee: iam.IGrantable, source: string): iam.Grant {
-    const objects = this.walObjects(grantee, source, `A recovering server of '${source}' fetches any archived WAL file of that source ` +
+    const objects = this.archiveArn(source, WAL_ARCHIVE);
+    acknowledgeWildcards(grantee, [objects], `A recovering server of '${source}' fetches any archived WAL file of that source ` +
       '(the wildcard matches any file name under its wal/ prefix, and nothing outside it)');
     return iam.Grant.addToPrincipal({
       grantee, actions: ['s3:ListBucket'], resourceArns: [this.store.bucket.bucketArn],
@@ -175,13 +216,11 @@ export class StoreGrants {
     return this.store.bucket.arnForObjects(`${sourcePrefix(this.store.prefix, source)}*`);
   }
 
-  /** `{prefix}{source}/wal/*`, acknowledged for cdk-nag with `reason`. */
-  private walObjects(grantee: iam.IGrantable, source: string, reason: string): string {
+  /** `{prefix}{source}/{dir}/{pattern}`, `*` unless given. */
+  private archiveArn(source: string, archive: ArchiveDir, pattern = '*'): string {
     const problem = sourceNameProblem(source);
     if (problem) throw new RestorableError(this.store, problem);
-    const objects = this.store.bucket.arnForObjects(`${sourcePrefix(this.store.prefix, source)}${WAL_DIR}/*`);
-    acknowledgeWildcards(grantee, [objects], reason);
-    return objects;
+    return this.store.bucket.arnForObjects(`${sourcePrefix(this.store.prefix, source)}${archive.dir}/${pattern}`);
   }
 
   private objects(grantee: iam.IGrantable, actions: string[], resourceArns: string[]): iam.Grant {
