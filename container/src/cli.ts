@@ -19,6 +19,7 @@ import { VERIFY_COMMAND, formatVerifyResult, runVerify } from './commands/verify
 import { WAL_FETCH_COMMAND, formatWalFetchResult, runWalFetch, walFetchExitCode } from './commands/wal-fetch';
 import { WAL_PUSH_COMMAND, formatWalPushResult, runWalPush } from './commands/wal-push';
 import { WAL_RECEIVE_COMMAND, formatWalReceiveSummary, runWalReceive, stopOnSignals } from './commands/wal-receive';
+import { BINLOG_STREAM_COMMAND, formatBinlogStreamSummary, runBinlogStream } from './commands/binlog-stream';
 import { ContractError } from '../../lib/contract';
 import { AgentError, UsageError, redactor } from './shared/errors';
 import { runAbortActions } from './shared/cleanup';
@@ -126,6 +127,15 @@ const COMMANDS: readonly Command[] = [
     },
   },
   {
+    spec: BINLOG_STREAM_COMMAND,
+    run: async (args, aws) => {
+      const summary = await runBinlogStream(args, {
+        s3: aws.s3, secrets: aws.secrets(args.string('secret-id')), onStart: (stop) => stopOnSignals(stop, 'binlog-stream'),
+      });
+      return print(args.flag('json'), summary, formatBinlogStreamSummary(summary));
+    },
+  },
+  {
     spec: WAL_FETCH_COMMAND,
     run: async (args, aws) => formatWalFetchResult(await runWalFetch(args, { s3: aws.s3, secrets: (secretId) => aws.secrets(secretId) })),
     exitCode: walFetchExitCode,
@@ -186,7 +196,7 @@ const STOPPED: Record<string, string> = {
 };
 
 /** Commands that stop cleanly on a signal by themselves (stopOnSignals). */
-const OWN_SIGNALS = new Set(['wal-receive']);
+const OWN_SIGNALS = new Set(['wal-receive', 'binlog-stream']);
 
 if (require.main === module) {
   for (const signal of OWN_SIGNALS.has(process.argv[2]) ? [] : ['SIGTERM', 'SIGINT'] as const) {

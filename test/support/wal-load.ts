@@ -8,6 +8,16 @@ import { userInfo } from 'node:os';
 import { Client } from 'pg';
 import { AgentRun } from './agent';
 
+/**
+ * Seconds of acknowledged ticks (id → when acknowledged, ms) a restore that holds ticks up to `newest` lost: from the
+ * acknowledgement of the first tick it does not hold to that of the last one acknowledged (0 when it holds them all).
+ */
+export function secondsLost(acked: ReadonlyMap<number, number>, newest: number): number {
+  const lost = [...acked.keys()].filter((id) => id > newest);
+  if (lost.length === 0) return 0;
+  return (acked.get(Math.max(...acked.keys()))! - acked.get(Math.min(...lost))!) / 1000;
+}
+
 /** Commits one row into `ticks` (an identity column `id`) every `everyMs`, and remembers when each was acknowledged. */
 export class Ticker {
   /** Tick id → when its commit was acknowledged (ms since the epoch). */
@@ -45,9 +55,7 @@ export class Ticker {
    * tick it does not hold to that of the last one acknowledged (0 when it holds them all).
    */
   secondsLost(newest: number): number {
-    const lost = [...this.acked.keys()].filter((id) => id > newest);
-    if (lost.length === 0) return 0;
-    return (this.acked.get(this.lastAcked)! - this.acked.get(Math.min(...lost))!) / 1000;
+    return secondsLost(this.acked, newest);
   }
 }
 

@@ -71,7 +71,7 @@ export function defaultSlotName(source: string): string {
   return `restorable_${source.replace(/-/g, '_')}`.slice(0, 63);
 }
 
-function seconds(args: ParsedArgs, name: string, fallback: number, min: number, max: number): number {
+export function seconds(args: ParsedArgs, name: string, fallback: number, min: number, max: number): number {
   const text = args.string(name);
   const value = text === undefined ? fallback : Number(text);
   if (!Number.isFinite(value) || value < min || value > max) throw new UsageError(`--${name} must be a number of seconds from ${min} to ${max} (got '${text}')`);
@@ -79,7 +79,7 @@ function seconds(args: ParsedArgs, name: string, fallback: number, min: number, 
 }
 
 /** The spool, created if missing; refused when it is not a directory the agent may write. */
-function spoolDir(path: string): string {
+export function spoolDir(path: string): string {
   const dir = resolve(path);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -137,15 +137,15 @@ export function formatWalReceiveSummary(s: ReceiveSummary): string {
 }
 
 /**
- * The receiver's own signal handling, instead of the agent's usual "stopped by": the first SIGTERM or SIGINT stops it
- * cleanly (pg_receivewal flushes, the spool is stored a last time, exit 0); a second one stops it at once.
+ * A long-lived command's own signal handling (wal-receive, binlog-stream), instead of the agent's usual "stopped by": the first SIGTERM or SIGINT stops it
+ * cleanly (its child program flushes and exits, the spool is stored a last time, exit 0); a second one stops it at once.
  */
-export function stopOnSignals(stop: (reason: string) => void): void {
+export function stopOnSignals(stop: (reason: string) => void, command = 'wal-receive'): void {
   let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       if (stopping) {
-        process.stderr.write(`restorable wal-receive: stopped by a second ${signal} before the spool was stored; the spool keeps it for the next run\n`);
+        process.stderr.write(`restorable ${command}: stopped by a second ${signal} before the spool was stored; the spool keeps it for the next run\n`);
         runAbortActions();
         process.exit(signal === 'SIGTERM' ? 143 : 130);
       }

@@ -1,24 +1,18 @@
 /**
- * Storing one WAL file, as wal-push and wal-receive both do: zstd → age → a sealed file in a work directory (so that
- * its own SHA-256 is known before it is sent), one PutObject with If-None-Match, S3's own SHA-256 check of the bytes
- * it received, the tier tag set at creation and the checksums as user metadata (WAL_METADATA), then a HEAD that reads
- * back what S3 holds. A single PUT is all or nothing: there is never a partial object, nor a multipart upload to abort.
+ * Storing one WAL file, as wal-push and wal-receive both do: sealed, stored write-once, verified (storeSealedObject in
+ * shared/sealed-object.ts, which the binlog streamer shares), tagged with the daily tier, and for whole segments and
+ * history files optionally held.
  *
  * A name already taken decides by what it holds: the same file (by its recorded plaintext SHA-256) is a success
  * without a write (a retry after a crash); anything else is a WalConflict, and the stored object stays as it is.
  */
-import { createReadStream, createWriteStream, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { pipeline as streamPipeline } from 'node:stream/promises';
-import { ChecksumAlgorithm, HeadObjectCommandOutput, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { TIER_TAG, WAL_METADATA, WAL_TIER, WalFileKind, walFileKind } from '../../../lib/contract';
-import { Recipient, compressStage, compressedInputBytes, encryptStage } from '../backup/encrypt';
+import { S3Client } from '@aws-sdk/client-s3';
+import { WAL_METADATA, WAL_TIER, WalFileKind, walFileKind } from '../../../lib/contract';
+import { Recipient } from '../backup/encrypt';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
-import { ProcessPipeline } from '../shared/pipeline';
-import { headObject, s3Problem, setLegalHold, taggingHeader } from '../shared/s3';
-import { AGENT_VERSION } from '../shared/version';
-import { DigestTap, FileDigest } from './files';
+import { SealReadError, StoredObject, storeSealedObject } from '../shared/sealed-object';
+import { FileDigest } from './files';
 
 export interface WalObject {
   readonly s3: S3Client;
@@ -48,17 +42,7 @@ export interface WalObject {
   readonly legalHold?: boolean;
 }
 
-export interface ArchivedWal {
-  readonly file: string;
-  readonly bucket: string;
-  readonly key: string;
-  /** False when the archive already held this very file (a retry after a crash): nothing was written. */
-  readonly stored: boolean;
-  readonly size: number;
-  readonly sha256: string;
-  readonly plaintextSize: number;
-  readonly plaintextSha256: string;
-}
+export type ArchivedWal = StoredObject;
 
 /** The archive holds a different file under this name: another cluster or timeline archives into the same source. */
 export class WalConflict extends AgentError {
@@ -68,140 +52,30 @@ export class WalConflict extends AgentError {
   }
 }
 
-function base64OfHex(hex: string): string {
-  return Buffer.from(hex, 'hex').toString('base64');
-}
-
-function alreadyStored(head: HeadObjectCommandOutput, o: WalObject, plain: FileDigest): ArchivedWal {
-  const metadata = head.Metadata ?? {};
-  const recorded = metadata[WAL_METADATA.plaintextSha256];
-  const where = `s3://${o.bucket}/${o.key}`;
-  if (recorded === undefined) {
-    throw new WalConflict(`${where} already exists but records no plaintext SHA-256 (x-amz-meta-${WAL_METADATA.plaintextSha256}): it was not ` +
-      `written by the agent, so this ${o.file} cannot be told apart from it. Find out what wrote it; it is kept (keys are write-once)`);
-  }
-  if (recorded !== plain.sha256) {
-    throw new WalConflict(`the archive holds a different ${o.file} at ${where} (SHA-256 ${recorded}, ${metadata[WAL_METADATA.plaintextSize] ?? '?'} ` +
-      `bytes) than this server's (SHA-256 ${plain.sha256}, ${plain.size} bytes): another cluster or timeline archives into the same ` +
-      'source. Check that --source and --prefix name this cluster alone (a restored copy or a promoted standby must archive ' +
-      'under a source of its own), and compare `pg_controldata`\'s "Database system identifier" with the cluster that wrote ' +
-      'the archive. The stored object is kept (keys are write-once)');
-  }
-  log.info('wal file already archived with the same SHA-256; nothing written', { file: o.file, key: o.key });
-  return {
-    file: o.file, bucket: o.bucket, key: o.key, stored: false, size: head.ContentLength ?? 0, sha256: metadata[WAL_METADATA.sha256] ?? '',
-    plaintextSize: plain.size, plaintextSha256: plain.sha256,
-  };
-}
-
 /** The file could not be read (ENOENT: a received partial finished and renamed in between). */
-export class WalReadError extends AgentError {
-  constructor(path: string, readonly cause: NodeJS.ErrnoException) {
-    super(`could not read ${path}: ${cause.message}; nothing stored`);
-    this.name = 'WalReadError';
-  }
-}
+export const WalReadError = SealReadError;
 
-/** Compresses and encrypts the file (or its first `length` bytes) into `sealed`; the digests of what was read and written. */
-async function seal(o: WalObject, sealed: string): Promise<{ read: FileDigest; written: FileDigest; zstdRead: number }> {
-  const input = new DigestTap();
-  const source = createReadStream(o.path, o.length === undefined ? {} : { start: 0, end: o.length - 1 });
-  let readError: NodeJS.ErrnoException | undefined;
-  source.on('error', (err) => {
-    readError = err;
-    input.destroy(err);
-  });
-  source.pipe(input);
-  const pipeline = new ProcessPipeline([compressStage(o.level), encryptStage(o.recipient)], { input, captureOutput: true });
-  const output = new DigestTap();
-  try {
-    await Promise.all([pipeline.done, streamPipeline(pipeline.output!, output, createWriteStream(sealed, { mode: 0o600 }))]);
-  } catch (err) {
-    pipeline.kill();
-    await pipeline.done.catch(() => undefined);
-    if (readError) throw new WalReadError(o.path, readError);
-    throw err instanceof AgentError ? err : new AgentError(`could not read ${o.path} or seal it: ${(err as Error).message}`);
+function conflictMessage(o: WalObject, where: string, recorded: { sha256?: string; size?: string }, plain: FileDigest): string {
+  if (recorded.sha256 === undefined) {
+    return `${where} already exists but records no plaintext SHA-256 (x-amz-meta-${WAL_METADATA.plaintextSha256}): it was not ` +
+      `written by the agent, so this ${o.file} cannot be told apart from it. Find out what wrote it; it is kept (keys are write-once)`;
   }
-  // A read that failed ends zstd's input early, which zstd takes for the end: the error decides.
-  if (readError) throw new WalReadError(o.path, readError);
-  return { read: input.digest(), written: output.digest(), zstdRead: compressedInputBytes(pipeline.stderrOf('zstd')) };
-}
-
-/** Reads the stored object back (HEAD) and compares what S3 holds with what was sent. */
-async function verifyStored(o: WalObject, sent: FileDigest, plain: FileDigest): Promise<void> {
-  const where = `s3://${o.bucket}/${o.key}`;
-  const head = await headObject(o.s3, o.bucket, o.key);
-  if (!head) throw new AgentError(`${where} was stored but a HEAD right after does not find it: not reporting it archived`);
-  const metadata = head.Metadata ?? {};
-  const problems = [
-    head.ContentLength !== sent.size ? `holds ${head.ContentLength ?? 'no'} bytes, ${sent.size} were sent` : undefined,
-    metadata[WAL_METADATA.sha256] !== sent.sha256 ? `records SHA-256 ${metadata[WAL_METADATA.sha256] ?? 'none'}, ${sent.sha256} was sent` : undefined,
-    metadata[WAL_METADATA.plaintextSha256] !== plain.sha256
-      ? `records plaintext SHA-256 ${metadata[WAL_METADATA.plaintextSha256] ?? 'none'}, the file's is ${plain.sha256}` : undefined,
-    // S3 checked the bytes against this on receipt; it answers it back where it keeps one (single-part objects).
-    head.ChecksumSHA256 !== undefined && head.ChecksumSHA256 !== base64OfHex(sent.sha256)
-      ? `has S3 checksum ${head.ChecksumSHA256}, ${base64OfHex(sent.sha256)} was sent` : undefined,
-  ].filter((p): p is string => p !== undefined);
-  if (problems.length) throw new AgentError(`${where} does not match what was sent: it ${problems.join('; ')}. Not reporting it archived`);
-}
-
-async function putSealed(o: WalObject, sealed: string, stored: FileDigest, plain: FileDigest): Promise<ArchivedWal | undefined> {
-  try {
-    await o.s3.send(new PutObjectCommand({
-      Bucket: o.bucket,
-      Key: o.key,
-      Body: createReadStream(sealed),
-      ContentLength: stored.size,
-      ContentType: 'application/octet-stream',
-      // S3 refuses the object unless the bytes it received have this SHA-256.
-      ChecksumSHA256: base64OfHex(stored.sha256),
-      // Named too, as S3 wants for a bucket with a default Object Lock retention (the SDK sends the value above).
-      ChecksumAlgorithm: ChecksumAlgorithm.SHA256,
-      Metadata: {
-        [WAL_METADATA.plaintextSha256]: plain.sha256,
-        [WAL_METADATA.plaintextSize]: String(plain.size),
-        [WAL_METADATA.sha256]: stored.sha256,
-        [WAL_METADATA.recipientFingerprint]: o.recipient.fingerprint,
-        [WAL_METADATA.agentVersion]: AGENT_VERSION,
-      },
-      // The daily tier's lifecycle rule expires WAL with the base backups that need it.
-      Tagging: taggingHeader({ [TIER_TAG]: WAL_TIER }),
-      // Write-once: the store's bucket policy refuses any other creation.
-      IfNoneMatch: '*',
-    }));
-    return undefined;
-  } catch (err) {
-    const status = (err as S3ServiceException)?.$metadata?.httpStatusCode;
-    // 412: the name is taken (a retry, or a concurrent store of the same file); 409: a concurrent conditional write in flight.
-    if (status === 412 || status === 409) {
-      const raced = await headObject(o.s3, o.bucket, o.key);
-      if (raced) return alreadyStored(raced, o, plain);
-    }
-    throw s3Problem('PutObject', o.bucket, o.key, err);
-  }
+  return `the archive holds a different ${o.file} at ${where} (SHA-256 ${recorded.sha256}, ${recorded.size ?? '?'} ` +
+    `bytes) than this server's (SHA-256 ${plain.sha256}, ${plain.size} bytes): another cluster or timeline archives into the same ` +
+    'source. Check that --source and --prefix name this cluster alone (a restored copy or a promoted standby must archive ' +
+    'under a source of its own), and compare `pg_controldata`\'s "Database system identifier" with the cluster that wrote ' +
+    'the archive. The stored object is kept (keys are write-once)';
 }
 
 /** The WAL files a legal hold is placed on: the hold keeper releases these below the settled base backup. */
 const HELD_KINDS: ReadonlySet<WalFileKind> = new Set([WalFileKind.SEGMENT, WalFileKind.HISTORY]);
 
 /** Seals, stores, verifies (and holds) one WAL file; see the file's comment. */
-export async function archiveWal(o: WalObject): Promise<ArchivedWal> {
-  const sealed = join(o.workDir, `${o.file}.zst.age`);
-  try {
-    const { read, written, zstdRead } = await seal(o, sealed);
-    const expected = o.expected ?? { size: o.length ?? read.size, sha256: read.sha256 };
-    if (read.sha256 !== expected.sha256 || read.size !== expected.size || zstdRead !== read.size) {
-      throw new AgentError(`${o.path} changed while it was being archived (read ${expected.size} bytes with SHA-256 ${expected.sha256}, then ` +
-        `${read.size} bytes with SHA-256 ${read.sha256}): nothing stored`);
-    }
-    const result = await putSealed(o, sealed, written, read) ?? await (async () => {
-      await verifyStored(o, written, read);
-      log.info('wal file archived', { file: o.file, key: o.key, size: written.size, plaintextSize: read.size });
-      return { file: o.file, bucket: o.bucket, key: o.key, stored: true, size: written.size, sha256: written.sha256, plaintextSize: read.size, plaintextSha256: read.sha256 };
-    })();
-    if (o.legalHold && HELD_KINDS.has(walFileKind(o.file)!)) await setLegalHold(o.s3, o.bucket, o.key, true);
-    return result;
-  } finally {
-    rmSync(sealed, { force: true });
-  }
+export function archiveWal(o: WalObject): Promise<ArchivedWal> {
+  return storeSealedObject({
+    ...o, tier: WAL_TIER, legalHold: o.legalHold === true && HELD_KINDS.has(walFileKind(o.file)!),
+    conflict: (where, recorded, plain) => new WalConflict(conflictMessage(o, where, recorded, plain)),
+    logStored: (fields) => log.info('wal file archived', fields),
+    logAlreadyStored: (fields) => log.info('wal file already archived with the same SHA-256; nothing written', fields),
+  });
 }
