@@ -11,7 +11,10 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Engine } from '../contract/manifest';
 import { RestorableError } from '../shared/errors';
-import type { DatabaseHosting, WalArchiving, WalArchivingSettings } from './wal-archive';
+import type { BinlogStreamer } from './binlog-streamer';
+import type { BinlogStreaming, BinlogStreamingSettings } from './binlog-streaming';
+import type { DatabaseHosting } from './continuous';
+import type { WalArchiving, WalArchivingSettings } from './wal-archive';
 import type { WalReceiver } from './wal-receiver';
 
 /** The database product a source runs. MongoDB and plain files will join this list. */
@@ -205,6 +208,16 @@ export interface BackupSourceProps {
    * @default - no WAL archiving: the data at risk is everything since the last dump
    */
   readonly walArchiving?: WalArchiving;
+  /**
+   * Continuous streaming of a MariaDB source's binary logs, for point-in-time recovery with an RPO of seconds (MariaDB
+   * of your own or on Amazon RDS for MariaDB; refused in words for MySQL 8, Aurora and PostgreSQL): a binlog streamer
+   * service, dumps that record where they sit in the binlog (`backup --binlog-coordinates`), and monitoring of the
+   * stream's age and gaps. The server needs log_bin ON and binlog_format ROW (on RDS: automated backups on, a parameter
+   * group with binlog_format ROW, and `binlog retention hours` set). Dumps go on as scheduled: a restore to a time
+   * starts from the newest dump before it.
+   * @default - no binlog streaming: the data at risk is everything since the last dump
+   */
+  readonly binlogStreaming?: BinlogStreaming;
 }
 
 /** Below this, dumps are the wrong tool. */
@@ -326,4 +339,8 @@ export interface BackupSource {
   readonly baseBackupSchedule?: scheduler.ISchedule;
   /** The WAL receiver, when the WAL is archived with WalArchiveMode.RECEIVE. */
   readonly walReceiver?: WalReceiver;
+  /** The source's binlog streaming with every default decided; undefined when its binlogs are not streamed. */
+  readonly binlogStreaming?: BinlogStreamingSettings;
+  /** The binlog streamer, when the binlogs are streamed. */
+  readonly binlogStreamer?: BinlogStreamer;
 }

@@ -9,7 +9,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
 import { BackupBucket } from '../store/backup-bucket';
-import { AGENT_CONTAINER_NAME, AgentRun, AgentSchedules, sourceArguments } from './agent-schedules';
+import { AGENT_CONTAINER_NAME, AgentSchedules, sourceArguments } from './agent-schedules';
 import { BackupJobAlerts } from './backup-job-alerts';
 import { BackupKeys } from '../keys/backup-keys';
 import { BackupMonitoring } from '../monitoring/backup-monitoring';
@@ -20,9 +20,10 @@ import { Engine } from '../contract/manifest';
 import { sourceNameProblem } from '../contract/names';
 import { RestorableError } from '../shared/errors';
 import { HoldKeeper } from './hold-keeper';
-import { WalArchiveMode, WalArchivingSettings, hostingOf, resolveWalArchiving, walArchivingProblem } from './wal-archive';
-import { WalReceiver } from './wal-receiver';
-import { WalSpool } from './wal-spool';
+import { resolveBinlogStreaming } from './binlog-streaming';
+import { hostingOf } from './continuous';
+import { ContinuousArchiving } from './continuous-archiving';
+import { resolveWalArchiving, walArchivingProblem } from './wal-archive';
 import { grantSecretRead } from './secret-read';
 import { s3PrefixList, vpcCidr } from './vpc-peers';
 import { InlinePolicyRole } from './inline-policy-role';
@@ -110,8 +111,8 @@ export interface DatabaseBackupsProps {
 }
 
 export { AGENT_CONTAINER_NAME } from './agent-schedules';
-/** The warning id a user acknowledges once the cluster they gave has Container Insights, which the receivers' alarms read. */
-export const RECEIVER_INSIGHTS_WARNING = '@restorable/database-backups:receiver-container-insights';
+export { RECEIVER_INSIGHTS_WARNING } from './continuous-archiving';
+export { BINLOG_RETENTION_WARNING } from './binlog-streaming';
 /** The warning id a user acknowledges once a MySQL source's backups and restores have been tried. */
 export const MYSQL_UNTESTED_WARNING = '@restorable/database-backups:mysql-untested';
 
@@ -166,8 +167,8 @@ export class DatabaseBackups extends Construct {
     actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
   });
   private secretsEndpoint?: ec2.InterfaceVpcEndpoint;
-  /** The WAL receivers' spool, created with the first receiver. */
-  private walSpool?: WalSpool;
+  /** The sources' base backups, WAL receivers and binlog streamers. */
+  private readonly archiving: ContinuousArchiving;
   /** S3 in this region, as an egress peer: its prefix list, or undefined when it cannot be looked up. */
   private s3Peer?: ec2.IPeer;
 
@@ -217,6 +218,11 @@ export class DatabaseBackups extends Construct {
       cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, role: this.createSchedulerRole(), alerts: this.alerts,
       retryAttempts: props.retryAttempts, maxEventAge: props.maxEventAge,
     });
+    this.archiving = new ContinuousArchiving({
+      owner: this, store: props.store, keys: props.keys, vpc: props.vpc, subnets: this.subnets, cluster: this.cluster, userCluster: props.cluster !== undefined,
+      securityGroup: this.securityGroup, image: this.image, executionRole: this.executionRole, logGroup: this.logGroup, rolePath: this.taskRolePath,
+      alarmTopic: props.alarmTopic ?? props.monitoring?.topic, schedules: this.schedules, allowSecret: (secret) => this.allowSecretThroughEndpoint(secret),
+    });
     this.sourcesScope = new Construct(this, 'Sources');
     if (props.store.objectLockEnabled) {
       this.holdKeeper = new HoldKeeper(this, 'HoldKeeper', {
@@ -265,19 +271,24 @@ export class DatabaseBackups extends Construct {
     this.allowSecretThroughEndpoint(props.secret);
     const hosting = hostingOf(props.hosting, props.peer, props.endpoint);
     const walArchiving = props.walArchiving && resolveWalArchiving(this, { name, engine: props.engine, hosting }, props.walArchiving, props.secret);
+    const binlogStreaming = props.binlogStreaming && resolveBinlogStreaming(scope, { name, engine: props.engine, hosting, peer: props.peer },
+      props.binlogStreaming, props.secret);
     const run = { source: name, taskDefinition: this.taskDefinitionFor(props.engine.agentEngine), taskRole, cpu, memoryMiB: memory, ephemeralStorageGiB: props.ephemeralStorageGiB };
     const schedule = this.schedules.schedule(scope, 'Schedule', {
-      ...run, cron, description: `Restorable: back up ${name} (${props.engine}); RPO ${rpo.toHumanString()}`, command: this.agentCommand(props),
+      ...run, cron, description: `Restorable: back up ${name} (${props.engine}); RPO ${rpo.toHumanString()}`,
+      command: this.agentCommand(props, binlogStreaming !== undefined),
     });
     const source: BackupSource = {
       name, engine: props.engine, rpo, cron, taskRole, schedule, secret: props.secret, expectedSize: props.expectedSize,
-      scratchImage: props.scratchImage ?? ecs.ContainerImage.fromRegistry(props.engine.defaultScratchImage), hosting, walArchiving,
-      ...(walArchiving && this.archiveWal(scope, props, walArchiving, run)),
+      scratchImage: props.scratchImage ?? ecs.ContainerImage.fromRegistry(props.engine.defaultScratchImage), hosting, walArchiving, binlogStreaming,
+      ...(walArchiving && this.archiving.archiveWal(scope, props, walArchiving, run)),
+      binlogStreamer: binlogStreaming && this.archiving.streamBinlogs(scope, props, binlogStreaming),
     };
     this.sourceList.push(source);
     this.props.monitoring?.addSource(name, {
       maxAge: rpo.plus(BACKUP_RUN_ALLOWANCE),
       walArchive: walArchiving && { maxAge: walArchiving.maxArchiveAge, baseBackupMaxAge: walArchiving.maxBaseBackupAge },
+      binlog: binlogStreaming && { maxAge: binlogStreaming.maxArchiveAge },
     });
     this.holdKeeper?.addSource(name, { walArchived: walArchiving !== undefined });
     return source;
@@ -328,48 +339,20 @@ export class DatabaseBackups extends Construct {
     return this.alerts.metricJobFailures(props);
   }
 
-  /** The agent's arguments for one source: everything but the password, which it reads from the secret. */
-  private agentCommand(props: BackupSourceProps): string[] {
+  /**
+   * The agent's arguments for one source: everything but the password, which it reads from the secret. A dump of a
+   * binlog-streamed source records where it sits in the binlog, where a point-in-time restore starts replaying.
+   */
+  private agentCommand(props: BackupSourceProps, binlogCoordinates: boolean): string[] {
     return [
       'backup', '--engine', props.engine.agentEngine, ...sourceArguments(this.props.store, this.props.keys, props),
       ...(props.database ? ['--database', props.database] : []),
       ...(props.expectedSize ? ['--expected-size', String(props.expectedSize.toBytes())] : []),
+      ...(binlogCoordinates ? ['--binlog-coordinates'] : []),
       // The same condition under which grantBackupWrite allows s3:PutObjectLegalHold: the last good backup stays.
       ...(this.props.store.objectLockEnabled ? ['--legal-hold'] : []),
       '--json',
     ];
-  }
-
-  /**
-   * A WAL-archived source's base backups, scheduled with its dump task's role and size (its prefix grant covers base/),
-   * and with RECEIVE its WAL receiver on the shared spool. With Object Lock both place legal holds (the receiver on
-   * whole segments and history files only), which the hold keeper, told the source is WAL-archived, releases below
-   * the base backup a restore test settled.
-   */
-  private archiveWal(scope: Construct, props: BackupSourceProps, settings: WalArchivingSettings, run: Omit<AgentRun, 'description' | 'cron' | 'command'>) {
-    const { store, keys } = this.props;
-    const connection = { name: props.name, secret: settings.replicationSecret, endpoint: props.endpoint };
-    if (settings.replicationSecret !== props.secret) {
-      grantSecretRead(settings.replicationSecret, run.taskRole);
-      this.allowSecretThroughEndpoint(settings.replicationSecret);
-    }
-    const baseBackupSchedule = this.schedules.schedule(scope, 'BaseBackupSchedule', {
-      ...run, cron: settings.baseBackupCron, description: `Restorable: base backup of ${props.name} for point-in-time recovery`,
-      command: ['basebackup', ...sourceArguments(store, keys, connection), ...(store.objectLockEnabled ? ['--legal-hold'] : []), '--json'],
-    });
-    if (settings.mode !== WalArchiveMode.RECEIVE) return { baseBackupSchedule };
-    if (this.props.cluster) {
-      Annotations.of(scope).addWarningV2(RECEIVER_INSIGHTS_WARNING, `The WAL receiver of '${props.name}' runs in a cluster of your own: its down ` +
-        'alarm reads Container Insights\' RunningTaskCount, and treats no data as down. Turn Container Insights on for that cluster, or the ' +
-        'alarm stays in ALARM; then acknowledge this warning.');
-    }
-    this.walSpool ??= new WalSpool(this, 'WalSpool', { vpc: this.props.vpc, subnets: this.subnets });
-    const walReceiver = new WalReceiver(scope, 'WalReceiver', {
-      connection, settings, store, keys, cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, spool: this.walSpool,
-      image: this.image, executionRole: this.executionRole, logGroup: this.logGroup, rolePath: this.taskRolePath,
-      alarmTopic: this.props.alarmTopic ?? this.props.monitoring?.topic,
-    });
-    return { baseBackupSchedule, walReceiver };
   }
 
   /** The source's own role: its prefix in the store and its secret, nothing else; never the age identity. */

@@ -1,39 +1,17 @@
 /**
- * Continuous WAL archiving of a PostgreSQL source: where the source is hosted, since only a self-managed server lets
- * an outside archiver have its WAL, and how its WAL is archived (the settings a source gives, with their defaults and
- * checks). The grants themselves are the store's (BackupBucket.grantWalPush, grantWalFetch); the receiver is
+ * Continuous WAL archiving of a PostgreSQL source: which sources can have it, since only a self-managed server lets
+ * an outside archiver have its WAL (the hosting and the streaming timing are continuous.ts', shared with binlog
+ * streaming), and how its WAL is archived (the settings a source gives, with their defaults and checks). The grants themselves are the store's (BackupBucket.grantWalPush, grantWalFetch); the receiver is
  * WalReceiver, the base backups' schedule AgentSchedules'.
  */
 import { Duration } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { BackupSource, DatabaseFlavour, SourceEndpoint, cronProblem } from './backup-source';
+import { BackupSource, DatabaseFlavour, cronProblem } from './backup-source';
+import { DEFAULT_PARTIAL_UPLOAD_INTERVAL, DEFAULT_STREAMED_MAX_AGE, DatabaseHosting, maxArchiveAgeProblem, partialIntervalProblem } from './continuous';
 import { RestorableError } from '../shared/errors';
 
-/** Where a source's database runs, which decides whether its WAL can be archived from outside. */
-export enum DatabaseHosting {
-  /** A server of your own (EC2, ECS or EKS, on premises), which allows archive_command and physical replication. */
-  SELF_MANAGED = 'self-managed',
-  /** Amazon RDS, which allows neither, and has its own point-in-time recovery (automated backups). */
-  RDS = 'rds',
-  /** Amazon Aurora, which allows neither, and has its own point-in-time recovery (and, for MySQL, backtrack). */
-  AURORA = 'aurora',
-}
-
-/**
- * The hosting a source declares, or the one its `peer` (an RDS instance or an Aurora cluster) or its endpoint's host
- * name (`….rds.amazonaws.com`, with `.cluster-` for Aurora) shows; a server of your own otherwise.
- */
-export function hostingOf(given: DatabaseHosting | undefined, peer: ec2.IConnectable | undefined, endpoint: SourceEndpoint | undefined): DatabaseHosting {
-  if (given) return given;
-  if (peer instanceof rds.DatabaseClusterBase) return DatabaseHosting.AURORA;
-  if (peer instanceof rds.DatabaseInstanceBase) return DatabaseHosting.RDS;
-  const host = endpoint?.hostname ?? '';
-  if (/\.rds\.amazonaws\.com(\.cn)?$/.test(host)) return host.includes('.cluster-') ? DatabaseHosting.AURORA : DatabaseHosting.RDS;
-  return DatabaseHosting.SELF_MANAGED;
-}
+export { DatabaseHosting, hostingOf } from './continuous';
 
 /** What decides whether a source's WAL can be archived. */
 export type WalArchivedSource = Pick<BackupSource, 'name' | 'engine' | 'hosting'>;
@@ -150,21 +128,16 @@ export function resolveWalArchiving(scope: Construct, source: WalArchivedSource,
   if (!receive && (given.partialUploadInterval || given.slotName)) {
     fail('partialUploadInterval and slotName are for WalArchiveMode.RECEIVE: with PUSH, the server\'s archive_command archives whole files');
   }
-  const interval = given.partialUploadInterval ?? Duration.seconds(5);
-  const seconds = interval.toSeconds({ integral: false });
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 300) {
-    fail(`partialUploadInterval ${interval.toHumanString()} must be whole seconds from 1 to 300`);
-  }
+  const interval = given.partialUploadInterval ?? DEFAULT_PARTIAL_UPLOAD_INTERVAL;
+  const intervalError = partialIntervalProblem(interval);
+  if (intervalError) fail(intervalError);
   const slotName = given.slotName ?? defaultSlotName(source.name);
   if (!/^[a-z0-9_]{1,63}$/.test(slotName)) fail(`slotName '${slotName}' must be 1 to 63 characters of a-z, 0-9 and '_', as PostgreSQL requires`);
   const cronError = given.baseBackupCron === undefined ? undefined : cronProblem(given.baseBackupCron);
   if (cronError) fail(`baseBackupCron: ${cronError}`);
-  const maxArchiveAge = given.maxArchiveAge ?? Duration.minutes(receive ? 5 : 15);
-  const maxAgeSeconds = maxArchiveAge.toSeconds({ integral: false });
-  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 60) fail(`maxArchiveAge ${maxArchiveAge.toHumanString()} must be whole seconds, at least a minute`);
-  if (receive && maxAgeSeconds <= seconds) {
-    fail(`maxArchiveAge ${maxArchiveAge.toHumanString()} must be longer than partialUploadInterval ${interval.toHumanString()}`);
-  }
+  const maxArchiveAge = given.maxArchiveAge ?? (receive ? DEFAULT_STREAMED_MAX_AGE : Duration.minutes(15));
+  const maxAgeError = maxArchiveAgeProblem(maxArchiveAge, receive ? interval : undefined);
+  if (maxAgeError) fail(maxAgeError);
   return {
     mode,
     partialUploadInterval: receive ? interval : undefined,

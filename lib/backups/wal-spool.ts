@@ -4,7 +4,7 @@ import * as efs from 'aws-cdk-lib/aws-efs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 
-/** The agent image's user (`node`), which owns each receiver's spool directory. */
+/** The agent image's user (`node`), which owns each source's spool directory. */
 export const AGENT_UID = '1000';
 
 /** The client calls of NFS over IAM authorization. */
@@ -12,22 +12,25 @@ const CLIENT_ACTIONS = ['elasticfilesystem:ClientMount', 'elasticfilesystem:Clie
 
 export interface WalSpoolProps {
   readonly vpc: ec2.IVpc;
-  /** Where the mount targets go: the subnets the receivers run in. */
+  /** Where the mount targets go: the subnets the spooled services run in. */
   readonly subnets: ec2.SubnetSelection;
 }
 
 /**
- * The WAL receivers' durable spool: one encrypted EFS file system, retained, with a directory (an access point) per
- * source. pg_receivewal confirms WAL to the server's replication slot once it is in the spool, before the receiver
- * has uploaded it; a spool that outlived a killed task is what lets the next one upload it, so that the slot never
- * releases WAL that is in neither the spool nor the store.
+ * The durable spool of the spooled services (WAL receivers and binlog streamers): one encrypted EFS file system,
+ * retained, with a directory (an access point) per source. pg_receivewal confirms WAL to the server's replication
+ * slot once it is in the spool, before the receiver has uploaded it; a spool that outlived a killed task is what lets
+ * the next one upload it, so that the slot never releases WAL that is in neither the spool nor the store. A binlog
+ * streamer resumes from the newest file in its spool, so that a restarted task neither re-reads the server's whole
+ * binlog history nor loses what the killed one had not uploaded. (The construct ids and descriptions still say WAL:
+ * they name deployed resources, and a new description would replace the security groups.)
  *
- * Only the receivers' security group reaches it (NFS), and only over TLS, through an access point (which fixes the
+ * Only the spooled services' security group reaches it (NFS), and only over TLS, through an access point (which fixes the
  * POSIX user and the directory), and as a principal granted by IAM: the file system policy refuses every other mount.
  */
 export class WalSpool extends Construct {
   public readonly fileSystem: efs.FileSystem;
-  /** The receivers' own group: the only one the file system admits. */
+  /** The spooled services' own group (WAL receivers and binlog streamers): the only one the file system admits. */
   public readonly receiverSecurityGroup: ec2.SecurityGroup;
 
   constructor(scope: Construct, id: string, props: WalSpoolProps) {
@@ -52,7 +55,7 @@ export class WalSpool extends Construct {
       encrypted: true,
       removalPolicy: RemovalPolicy.RETAIN,
       // A file system policy of our own, which grants nobody: IAM-authorized principals of the account get what their
-      // own policies grant (a receiver's task role: its access point), and an anonymous mount nothing. CDK's default
+      // own policies grant (a spooled service's task role: its access point), and an anonymous mount nothing. CDK's default
       // for false would add an Allow for any principal that reaches a mount target.
       allowAnonymousAccess: true,
       fileSystemPolicy: new iam.PolicyDocument({
@@ -75,7 +78,7 @@ export class WalSpool extends Construct {
     });
   }
 
-  /** Lets a receiver's role mount its source's directory, read and write, through its access point only. */
+  /** Lets a spooled service's role mount its source's directory, read and write, through its access point only. */
   public grantMount(grantee: iam.IGrantable, accessPoint: efs.AccessPoint): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee,
