@@ -24,6 +24,8 @@ interface SourceProperty {
   readonly engine: Engine;
   /** The source's WAL is archived: its runbook gains the point-in-time recovery section. */
   readonly walArchived?: boolean;
+  /** The source's binlogs are streamed: its runbook gains the binlog point-in-time recovery section. */
+  readonly binlogStreamed?: boolean;
 }
 
 export async function handler(event: CustomResourceEvent): Promise<void> {
@@ -145,11 +147,13 @@ function readProperties(properties: Record<string, unknown>): { locations: Runbo
   if (vault && !replica && !own) throw new Error('property VaultAccount is given without ReplicaBucket: the DisasterRecoveryRunbook construct sets both');
   const sources = JSON.parse(required(properties, 'Sources')) as SourceProperty[];
   const engines = Object.values(Engine) as string[];
-  const runbooks = sources.map(({ name, engine, walArchived }) => {
+  const flag = (name: string, property: string, value: unknown) =>
+    (value === undefined || value === true ? undefined : `source '${name}' has ${property} ${JSON.stringify(value)}: true or absent`);
+  const runbooks = sources.map(({ name, engine, walArchived, binlogStreamed }) => {
     const problem = sourceNameProblem(name) ?? (engines.includes(engine) ? undefined : `source '${name}' has unknown engine '${engine}'`) ??
-      (walArchived === undefined || walArchived === true ? undefined : `source '${name}' has walArchived ${JSON.stringify(walArchived)}: true or absent`);
+      flag(name, 'walArchived', walArchived) ?? flag(name, 'binlogStreamed', binlogStreamed);
     if (problem) throw new Error(problem);
-    const pitr = walArchived ? { walArchived } : {};
+    const pitr = { ...(walArchived ? { walArchived } : {}), ...(binlogStreamed ? { binlogStreamed } : {}) };
     // The vault's own: the DR path alone, the vault's bucket in the replica's place.
     const facts: RunbookFacts = own
       ? { source: name, engine, prefix, replica: primary, vault, ...pitr }

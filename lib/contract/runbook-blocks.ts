@@ -22,6 +22,9 @@ export interface RunbookBlock {
   readonly code: string;
 }
 
+/** The standard tools' fetch of the age identity into a file of the scene's umask (0600): shared by every path that decrypts. */
+export const FETCH_IDENTITY = 'aws secretsmanager get-secret-value --secret-id "$IDENTITY_SECRET" --output json | jq -r .SecretString > identity.txt';
+
 /** A value as one single-quoted shell word. */
 export const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 

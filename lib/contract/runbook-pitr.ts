@@ -2,7 +2,7 @@
  * The point-in-time recovery section of a WAL-archived PostgreSQL source's runbook (see runbook.ts): steps pitr1 to
  * pitr5, drilled by test/container/runbook-drill-pitr.test.ts.
  */
-import { RunbookPath, RunbookVia, block, standardBlocks } from './runbook-blocks';
+import { FETCH_IDENTITY, RunbookPath, RunbookVia, block, standardBlocks } from './runbook-blocks';
 import { BASE_DIR, LATEST_FILE, MANIFEST_SUFFIX, STORED_SUFFIX, WAL_DIR } from './names';
 import { WAL_METADATA } from './wal';
 
@@ -75,7 +75,7 @@ jq '{key, startedAt, finishedAt, tier, size, sha256, timeline, startWalFile, ser
 ### 2. Download, verify and unpack it
 
 ${block('pitr2', RunbookVia.STANDARD, `
-aws secretsmanager get-secret-value --secret-id "$IDENTITY_SECRET" --output json | jq -r .SecretString > identity.txt
+${FETCH_IDENTITY}
 aws s3 cp "s3://$BUCKET/$BASE_KEY" base.tar.zst.age
 echo "$(jq -r .sha256 base-manifest.json)  base.tar.zst.age" | sha256sum -c -
 TAR_SIZE=$(jq -r .tarSize base-manifest.json)

@@ -17,7 +17,8 @@
  */
 import { Engine } from './manifest';
 import { ReportsCopy, latestKey, normalisePrefix, runbookKey, sourcePrefix } from './names';
-import { RunbookPath, RunbookVia, block, quote, standardBlocks } from './runbook-blocks';
+import { FETCH_IDENTITY, RunbookPath, RunbookVia, block, quote, standardBlocks } from './runbook-blocks';
+import { binlogSection } from './runbook-binlog';
 import { pitrSection } from './runbook-pitr';
 
 /** Where a copy of the backups lives. */
@@ -51,6 +52,11 @@ export interface RunbookFacts {
    * backup and the WAL after it replayed by a server of the source's version up to a chosen time.
    */
   readonly walArchived?: boolean;
+  /**
+   * The source's binlogs are streamed (MariaDB only): the runbook gains its binlog point-in-time recovery section, the
+   * newest dump with binlog coordinates before a chosen time restored, and the binlogs after it replayed up to that time.
+   */
+  readonly binlogStreamed?: boolean;
 }
 
 /** A vault's facts, for its DR path. */
@@ -66,6 +72,7 @@ export interface RunbookVault {
 export type { RunbookBlock } from './runbook-blocks';
 export { RunbookPath, RunbookVia, runbookBlocks } from './runbook-blocks';
 export { PITR_CLOCK_MARGIN_SECONDS, PITR_WAL_MAX_BYTES, pitrScript } from './runbook-pitr';
+export { BINLOG_MAX_BYTES, binlogScript } from './runbook-binlog';
 
 /** The same secret's ARN in another region: Secrets Manager replicas keep the name and suffix. */
 export function secretArnInRegion(arn: string, region: string): string {
@@ -79,6 +86,21 @@ export function secretArnInRegion(arn: string, region: string): string {
 export function standardToolScript(markdown: string, path: RunbookPath): string {
   return standardBlocks(markdown, path, /^\d$/);
 }
+
+/** Step 3's standard tools: the dump named by \`$KEY\` and \`manifest.json\`, and its roles companion, downloaded and checked. */
+const DOWNLOAD_DUMP = `
+aws s3 cp "s3://$BUCKET/$KEY" backup.age
+echo "$(jq -r .sha256 manifest.json)  backup.age" | sha256sum -c -
+GLOBALS_KEY=$(jq -r '[.companions[] | select(.kind == "globals")][0].key // empty' manifest.json)
+if [ -n "$GLOBALS_KEY" ]; then
+  aws s3 cp "s3://$BUCKET/$GLOBALS_KEY" globals.age
+  echo "$(jq -r '[.companions[] | select(.kind == "globals")][0].sha256' manifest.json)  globals.age" | sha256sum -c -
+fi`;
+
+/** Step 4's standard tools: the downloaded dump and companion decrypted and decompressed. */
+const decryptDump = (dumpFile: string) => `
+age -d -i identity.txt backup.age | zstd -d -q > ${dumpFile}
+if [ -f globals.age ]; then age -d -i identity.txt globals.age | zstd -d -q > globals.sql; fi`;
 
 interface EngineWords {
   readonly name: string;
@@ -97,6 +119,8 @@ interface EngineWords {
   readonly countRows: string;
   /** The files the standard-tool steps leave behind, removed in step 8. */
   readonly leftovers: string;
+  /** MariaDB's client as it runs a backup's SQL (in its sandbox), without the database. */
+  readonly load?: string;
 }
 
 /** Role attributes a restored PostgreSQL role may have (as the agent's allow-list): none reaches the server's files or programs. */
@@ -194,6 +218,7 @@ if [ -f grants.sql ]; then ${load} < grants.sql; fi`,
     countRows: `case "$table" in *\\\`*) echo "the manifest names a table with a backquote: $table" >&2; exit 1;; esac; ` +
       `${mysql} --sandbox -N -B "$TARGET_DATABASE" -e "SELECT COUNT(*) FROM \\\`$table\\\`" </dev/null`,
     leftovers: 'globals.sql users.sql grants.sql',
+    load,
   };
 }
 
@@ -261,6 +286,9 @@ export function renderRunbook(facts: RunbookFacts): string {
   }
   if (facts.walArchived && facts.engine !== Engine.POSTGRES) {
     throw new Error(`runbook of '${facts.source}': walArchived is for PostgreSQL sources, and this one is ${facts.engine}`);
+  }
+  if (facts.binlogStreamed && facts.engine !== Engine.MYSQL) {
+    throw new Error(`runbook of '${facts.source}': binlogStreamed is for MariaDB sources, and this one is ${facts.engine}`);
   }
   const secret = facts.identitySecretArn;
   const drSecret = vault ? vault.identitySecretArn : secret && facts.replica ? secretArnInRegion(secret, facts.replica.region) : undefined;
@@ -359,7 +387,7 @@ ${block('2', RunbookVia.RESTORABLE, `# restorable reads the secret itself: pass 
 # With an identity file of your own, pass --identity-file FILE instead.`)}
 
 ${block('2', RunbookVia.STANDARD, `
-aws secretsmanager get-secret-value --secret-id "$IDENTITY_SECRET" --output json | jq -r .SecretString > identity.txt
+${FETCH_IDENTITY}
 # Which identity opens this backup: the manifest holds the SHA-256 of the recipient it was encrypted to.
 jq -r .recipientFingerprint manifest.json
 age-keygen -y identity.txt | while read -r r; do printf '%s' "$r" | sha256sum; done`)}`,
@@ -368,14 +396,7 @@ age-keygen -y identity.txt | while read -r r; do printf '%s' "$r" | sha256sum; d
 
 ${block('3', RunbookVia.RESTORABLE, `restorable verify ${agentSelection}`)}
 
-${block('3', RunbookVia.STANDARD, `
-aws s3 cp "s3://$BUCKET/$KEY" backup.age
-echo "$(jq -r .sha256 manifest.json)  backup.age" | sha256sum -c -
-GLOBALS_KEY=$(jq -r '[.companions[] | select(.kind == "globals")][0].key // empty' manifest.json)
-if [ -n "$GLOBALS_KEY" ]; then
-  aws s3 cp "s3://$BUCKET/$GLOBALS_KEY" globals.age
-  echo "$(jq -r '[.companions[] | select(.kind == "globals")][0].sha256' manifest.json)  globals.age" | sha256sum -c -
-fi`)}
+${block('3', RunbookVia.STANDARD, DOWNLOAD_DUMP)}
 
 A mismatch means the object is not what was written: take the previous backup (\`restorable list\`) instead.`,
 
@@ -384,9 +405,7 @@ A mismatch means the object is not what was written: take the previous backup (\
 ${block('4', RunbookVia.RESTORABLE, `# Reads the whole dump through age and zstd without restoring it:
 restorable verify ${agentSelection} --identity-secret-id "$IDENTITY_SECRET"`)}
 
-${block('4', RunbookVia.STANDARD, `
-age -d -i identity.txt backup.age | zstd -d -q > ${words.dumpFile}
-if [ -f globals.age ]; then age -d -i identity.txt globals.age | zstd -d -q > globals.sql; fi`)}`,
+${block('4', RunbookVia.STANDARD, decryptDump(words.dumpFile))}`,
 
     `## 5. Stop the application
 
@@ -429,6 +448,10 @@ ${block('8', RunbookVia.STANDARD, `
 rm -f identity.txt ${words.dumpFile} ${words.leftovers} backup.age globals.age`)}`,
 
     ...(facts.walArchived ? [pitrSection(agentSelection)] : []),
+    ...(facts.binlogStreamed ? [binlogSection({
+      agentSelection, download: DOWNLOAD_DUMP, decrypt: decryptDump(words.dumpFile), restore: words.restore, load: words.load!,
+      leftovers: `${words.dumpFile} ${words.leftovers}`,
+    })] : []),
 
     `## A backup in Glacier
 
