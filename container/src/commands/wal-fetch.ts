@@ -103,7 +103,8 @@ export async function runWalFetch(args: ParsedArgs, deps: WalFetchDeps): Promise
 }
 
 /**
- * Fetches one stored WAL object to `dest`, verified: the stored bytes against the SHA-256 recorded with them, the
+ * Fetches one stored object of the WAL's kind (a WAL file, a streamed binlog: the same metadata) to `dest`, at most
+ * `maxSize` bytes, verified: the stored bytes against the SHA-256 recorded with them, the
  * decrypted file against its recorded plaintext SHA-256 and size, before it is renamed into place. `openIdentity` is
  * asked for only once the object exists (a file not in the archive needs no key). Throws WalNotArchived when the
  * object does not exist.
@@ -121,12 +122,12 @@ export async function fetchWalFile(s3: S3Client, bucket: string, key: string, fi
   if (!SHA256_HEX.test(plaintextSha256 ?? '') || !SHA256_HEX.test(storedSha256 ?? '') || !Number.isSafeInteger(plaintextSize)) {
     body.destroy();
     throw new AgentError(`${where} does not record the SHA-256s and size wal-push writes (x-amz-meta-${WAL_METADATA.plaintextSha256}, ` +
-      `-${WAL_METADATA.sha256}, -${WAL_METADATA.plaintextSize}): refusing to hand PostgreSQL a WAL file that cannot be verified`);
+      `-${WAL_METADATA.sha256}, -${WAL_METADATA.plaintextSize}): refusing to hand on a file that cannot be verified`);
   }
-  if (plaintextSize < 0 || plaintextSize > Math.min(maxSize, MAX_WAL_BYTES)) {
+  if (plaintextSize < 0 || plaintextSize > maxSize) {
     body.destroy();
     throw new AgentError(`${where} records a size of ${plaintextSize} bytes (x-amz-meta-${WAL_METADATA.plaintextSize}), more than the ` +
-      `${Math.min(maxSize, MAX_WAL_BYTES)} bytes a WAL file may hold here: refusing to fetch it`);
+      `${maxSize} bytes such a file may hold here: refusing to fetch it`);
   }
 
   let identity;

@@ -79,6 +79,14 @@ const RISKY_GLOBAL_RIGHTS = ['FILE', 'SUPER', 'SET USER', 'PROCESS', 'SHUTDOWN',
 /** Accounts the server itself owns: never worth restoring elsewhere. */
 const SYSTEM_ACCOUNTS = new Set(['mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema', 'PUBLIC']);
 
+/** Who replays a binlog, and how (MysqlSession.planBinlogReplay). */
+export interface BinlogReplayPlan {
+  readonly loadedAs: string;
+  /** The client that reads mariadb-binlog's output, into the connected database. */
+  stage(): StageSpec;
+  release(): Promise<void>;
+}
+
 export class MysqlSession implements EngineSession {
   readonly engine = Engine.MYSQL;
   readonly parallelRestore = false;
@@ -257,7 +265,38 @@ export class MysqlSession implements EngineSession {
     return rows.map(([p]) => p).filter((p) => RISKY_GLOBAL_RIGHTS.includes(p));
   }
 
-  private async loadingAccount(): Promise<LoadPlan> {
+  /**
+   * Who replays a binlog after the dump was loaded (binlog-pitr). Row events reach the server as BINLOG statements,
+   * which need BINLOG REPLAY (or SUPER) and apply rows without table privileges, so what is replayed is looked at first
+   * (binlog-pitr/guard.ts). Restore tests: an account made for it, with every privilege on the scratch database and
+   * BINLOG REPLAY, dropped by `release`. Operator restores: the connecting user, refused as planLoad refuses it (rights
+   * beyond its databases) and when it lacks BINLOG REPLAY, with the statement that grants it.
+   */
+  async planBinlogReplay(options: { readonly scratch: boolean; readonly asConnectedUser: boolean }): Promise<BinlogReplayPlan> {
+    requireSandboxClient();
+    const replayStage = (plan: LoadPlan): StageSpec => {
+      const stage = plan.stage({ clean: false });
+      // Binary mode: a statement's bytes reach the server as the binlog holds them (no \0 or \r\n rewriting).
+      return { name: 'mysql', command: stage.command, args: [...stage.args.slice(0, -1), '--binary-mode', ...stage.args.slice(-1)], env: stage.env };
+    };
+    if (options.scratch) {
+      const plan = await this.loadingAccount(['BINLOG REPLAY']);
+      return { loadedAs: plan.loadedAs, stage: () => replayStage(plan), release: () => plan.release() };
+    }
+    const rights = await this.query('SELECT privilege_type FROM information_schema.user_privileges ' +
+      "WHERE grantee = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')");
+    const held = rights.map(([p]) => p);
+    if (!held.includes('BINLOG REPLAY') && !held.includes('SUPER')) {
+      const [[current]] = await this.query('SELECT CURRENT_USER()');
+      const [user, host] = [current.slice(0, current.lastIndexOf('@')), current.slice(current.lastIndexOf('@') + 1)];
+      throw new UsageError(`${this.connection.user} may not replay a binlog: its row events run as BINLOG statements, which need the BINLOG REPLAY ` +
+        `privilege. Grant it (GRANT BINLOG REPLAY ON *.* TO ${quoteString(user)}@${quoteString(host)};) and restore again; nothing was restored`);
+    }
+    const plan = await this.planLoad({ file: '' }, { scratch: false, createdRoles: [], asConnectedUser: options.asConnectedUser });
+    return { loadedAs: plan.loadedAs, stage: () => replayStage(plan), release: () => plan.release() };
+  }
+
+  private async loadingAccount(globalGrants: readonly string[] = []): Promise<LoadPlan> {
     const [[host]] = await this.query("SELECT SUBSTRING_INDEX(USER(), '@', -1)");
     const user = `restorable_load_${randomBytes(6).toString('hex')}`;
     const password = randomBytes(24).toString('base64url');
@@ -265,7 +304,8 @@ export class MysqlSession implements EngineSession {
     const account = `${quoteString(user)}@${quoteString(host)}`;
     await this.execute([`CREATE USER ${account} IDENTIFIED BY ${quoteString(password)};`,
       // In a database-level GRANT, _ and % are wildcards: escaped, the grant names this database alone.
-      `GRANT ALL PRIVILEGES ON ${quoteName(this.connection.database.replace(/[_%\\]/g, (c) => `\\${c}`))}.* TO ${account};`], 'creating the restore test\'s loading account');
+      `GRANT ALL PRIVILEGES ON ${quoteName(this.connection.database.replace(/[_%\\]/g, (c) => `\\${c}`))}.* TO ${account};`,
+      ...globalGrants.map((grant) => `GRANT ${grant} ON *.* TO ${account};`)], 'creating the restore test\'s loading account');
     const file = join(this.dir, 'loader.cnf');
     optionFile(file, this.connection, user, password);
     log.info('the backup loads as an account with rights on the target database alone', { account: `${user}@${host}` });
