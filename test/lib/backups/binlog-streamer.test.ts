@@ -14,6 +14,7 @@ import { BackupKeys, BackupStore, DatabaseBackups, DatabaseHosting, SourceEngine
 import { BINLOG_RETENTION_WARNING, defaultServerId } from '../../../lib/backups/binlog-streaming';
 import { BackupMonitoring } from '../../../lib/monitoring/backup-monitoring';
 import { BACKUP_COMMAND } from '../../../container/src/commands/backup';
+import { BINLOG_STREAM_COMMAND } from '../../../container/src/commands/binlog-stream';
 import { parseCommandArgs } from '../../../container/src/shared/args';
 import { ENV, SAMPLE_RECIPIENT, backupsStack, mariadbSource, postgresSource, sampleVpc } from '../database-backups-fixture';
 
@@ -70,6 +71,15 @@ describe('given a self-managed MariaDB source with binlogStreaming: {} (the defa
     expect(command).not.toContain('--legal-hold');
     expect(command).not.toContain('--start-file');
     expect(JSON.stringify(command)).not.toMatch(/password/i);
+  });
+
+  test('then binlog-stream\'s own parser takes the command, with the settings as given', () => {
+    const concrete = (part: unknown) => (typeof part === 'string' ? part : 'TOKEN');
+    const [verb, ...argv] = streamerCommand(template).map(concrete);
+    expect(verb).toBe(BINLOG_STREAM_COMMAND.name);
+    const args = parseCommandArgs(BINLOG_STREAM_COMMAND, argv);
+    expect([args.string('source'), args.string('spool'), args.string('server-id'), args.string('partial-interval'), args.string('host'), args.flag('json')])
+      .toEqual(['shop-db', '/spool', String(defaultServerId('shop-db')), '5', 'shop-db.example.internal', true]);
   });
 
   test('then the spool is the source\'s own access point on the shared, retained EFS, mounted over TLS with IAM, with time to store the last partial', () => {
