@@ -9,12 +9,13 @@
  * contract's parser, it must name a base backup of this source, and only keys with a WAL file's name count. Ages are
  * S3's times; a time the pointer states that S3 contradicts is reported as forged, as for dumps.
  */
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import {
   BASE_BACKUP_SUFFIX, STORED_SUFFIX, baseBackupPrefix, baseLatestKey, forgedTime, parseBaseBackupPointer, walFileKind, walPrefix,
 } from '../../../lib/contract';
 import { AgentError } from '../shared/errors';
-import { getObject, headLastModified, s3Problem } from '../shared/s3';
+import { headLastModified } from '../shared/s3';
+import { getSmall, listAfter } from './status-reads';
 
 /** The continuous side of a source's status. */
 export interface ContinuousStatus {
@@ -40,13 +41,9 @@ const MAX_WAL_LISTED = 100_000;
 export async function continuousStatus(s3: S3Client, bucket: string, prefix: string, source: string, checkedAt: Date): Promise<ContinuousStatus | undefined> {
   const pointerKey = baseLatestKey(prefix, source);
   const where = `s3://${bucket}/${pointerKey}`;
-  const out = await getObject(s3, bucket, pointerKey);
+  const out = await getSmall(s3, bucket, pointerKey, MAX_POINTER_BYTES, 'base backup pointer');
   if (!out) return undefined;
-  if ((out.ContentLength ?? 0) > MAX_POINTER_BYTES) {
-    (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
-    throw new AgentError(`base backup pointer ${where} is ${out.ContentLength} bytes, more than the ${MAX_POINTER_BYTES} a real one takes: not read`);
-  }
-  const pointer = parseBaseBackupPointer(await out.Body!.transformToString('utf8'), where);
+  const pointer = parseBaseBackupPointer(out.text, where);
   const basePrefix = baseBackupPrefix(prefix, source);
   if (pointer.source !== source || !pointer.key.startsWith(basePrefix) || !pointer.key.endsWith(BASE_BACKUP_SUFFIX)) {
     throw new AgentError(`base backup pointer ${where} names ${JSON.stringify(pointer.key)}, not a base backup of ${source} under ${basePrefix}`);
@@ -56,10 +53,9 @@ export async function continuousStatus(s3: S3Client, bucket: string, prefix: str
     throw new AgentError(`base backup pointer ${where} names s3://${bucket}/${pointer.key}, which does not exist: point-in-time restore has ` +
       `nothing to start from; take a new base backup (\`restorable basebackup --source ${source} …\`)`);
   }
-  if (!out.LastModified) throw new AgentError(`S3 gave no LastModified for ${where}: the age cannot be taken from S3's time`);
   const forged = [
     forgedTime(`base backup pointer ${where}`, 'startedAt', pointer.startedAt, baseStored, `the base backup it names, ${pointer.key},`, checkedAt),
-    forgedTime(`base backup pointer ${where}`, 'finishedAt', pointer.finishedAt, out.LastModified, 'the pointer itself', checkedAt),
+    forgedTime(`base backup pointer ${where}`, 'finishedAt', pointer.finishedAt, out.lastModified, 'the pointer itself', checkedAt),
   ].filter((f): f is string => f !== undefined);
   const ageOf = (stored: Date) => Math.max(0, Math.round((checkedAt.getTime() - stored.getTime()) / 1000));
   const newest = await newestWal(s3, bucket, walPrefix(prefix, source), pointer.startWalFile);
@@ -74,30 +70,15 @@ export async function continuousStatus(s3: S3Client, bucket: string, prefix: str
 
 /** The WAL object S3 stored last, from `startWalFile` on; of those stored in the same second, the later name. */
 async function newestWal(s3: S3Client, bucket: string, prefix: string, startWalFile: string): Promise<{ file: string; stored: Date } | undefined> {
+  // StartAfter the bare name: the start segment's own key (name + suffix) sorts after it, so it is listed.
+  const listed = await listAfter(s3, bucket, prefix, `${prefix}${startWalFile}`, MAX_WAL_LISTED, () =>
+    `s3://${bucket}/${prefix} holds more than ${MAX_WAL_LISTED} objects since the newest base backup's ${startWalFile}: ` +
+    'the base backup is far too old, or something wrote objects there that are not WAL');
   let newest: { file: string; stored: Date } | undefined;
-  let listed = 0;
-  let token: string | undefined;
-  do {
-    let page;
-    try {
-      // StartAfter the bare name: the start segment's own key (name + suffix) sorts after it, so it is listed.
-      page = await s3.send(new ListObjectsV2Command({
-        Bucket: bucket, Prefix: prefix, ContinuationToken: token, ...token ? {} : { StartAfter: `${prefix}${startWalFile}` },
-      }));
-    } catch (err) {
-      throw s3Problem('ListObjectsV2', bucket, prefix, err);
-    }
-    for (const o of page.Contents ?? []) {
-      const file = o.Key?.endsWith(STORED_SUFFIX) ? o.Key.slice(prefix.length, -STORED_SUFFIX.length) : undefined;
-      if (!file || !walFileKind(file) || !o.LastModified) continue;
-      if (!newest || o.LastModified >= newest.stored) newest = { file, stored: o.LastModified };
-    }
-    listed += page.KeyCount ?? page.Contents?.length ?? 0;
-    if (listed > MAX_WAL_LISTED) {
-      throw new AgentError(`s3://${bucket}/${prefix} holds more than ${MAX_WAL_LISTED} objects since the newest base backup's ${startWalFile}: ` +
-        'the base backup is far too old, or something wrote objects there that are not WAL');
-    }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+  for (const o of listed) {
+    const file = o.key.endsWith(STORED_SUFFIX) ? o.key.slice(prefix.length, -STORED_SUFFIX.length) : undefined;
+    if (!file || !walFileKind(file)) continue;
+    if (!newest || o.lastModified >= newest.stored) newest = { file, stored: o.lastModified };
+  }
   return newest;
 }

@@ -19,18 +19,29 @@
  * object: its RPO is that, in seconds, and its RTO the point-in-time restore its last restore test measured (the
  * report's pitr.restoreSeconds). One more GET per source (base/latest.json), and for such a source a HEAD and a listing
  * of its WAL from its newest base backup on (status-wal.ts).
+ *
+ * A MariaDB source whose binlogs are streamed (it has streams under binlog/) is at risk only since S3 stored the newest
+ * binlog object of its newest stream, while that stream replays from its newest dump's coordinates; else since the dump,
+ * and the status says why. Its RTO is the point-in-time restore its last restore test measured (binlogPitr.restoreSeconds).
+ * One delimited listing of binlog/ per source, and for such a source a GET, a listing of its newest stream from the
+ * dump's file on and a HEAD (status-binlog.ts).
  */
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import {
   ContractError, LatestPointer, SOURCE_NAME_PATTERN, forgedTime, latestKey, manifestKeyFor, normalisePrefix, parseLatest, parseManifest,
   ReportsCopy, parseRestoreTestPointer, restoreTestLatestKey,
 } from '../../../lib/contract';
+import type { BinlogDump } from '../../../lib/contract/binlog-coverage';
 import { CommandSpec, OptionKind, ParsedArgs, REGION_OPTIONS } from '../shared/args';
 import { lostPointerProblem, someRecordedBackup } from '../restore/download';
 import { AgentError } from '../shared/errors';
 import { REPORTS_OPTIONS, reportsCopy } from '../restore-test/report';
-import { getText, headSizeAndLastModified, s3Problem } from '../shared/s3';
+import { getText, headSizeAndLastModified } from '../shared/s3';
 import { ContinuousStatus, continuousStatus } from './status-wal';
+import { StreamedStatus, streamedStatus } from './status-binlog';
+import { folderNames } from './status-reads';
+
+export { folderNames } from './status-reads';
 
 export const STATUS_COMMAND: CommandSpec = {
   name: 'status',
@@ -77,7 +88,10 @@ export interface SourceStatus {
     readonly storedAt: string;
     readonly ageSeconds: number;
     readonly durationSeconds?: number;
-    /** The measured time of the test's point-in-time restore (its report's pitr.restoreSeconds), for a WAL-archived source. */
+    /**
+     * The measured time of the test's point-in-time restore: its report's pitr.restoreSeconds for a WAL-archived source,
+     * binlogPitr.restoreSeconds for a binlog-streamed one.
+     */
     readonly pitrRestoreSeconds?: number;
     readonly reason?: string;
   };
@@ -86,6 +100,11 @@ export interface SourceStatus {
    * and the continuous RPO, in seconds since S3 stored that WAL.
    */
   readonly continuous?: ContinuousStatus;
+  /**
+   * For a MariaDB source whose binlogs are streamed: its newest stream and why it began, its newest binlog object, the
+   * continuous RPO in seconds since S3 stored it, and what keeps a replay from the newest dump from reaching it.
+   */
+  readonly binlog?: StreamedStatus;
   readonly problem?: string;
   /** For 'forged-pointer': each stated time S3 contradicts, naming the pointer, the time, and S3's. */
   readonly forged?: readonly string[];
@@ -124,25 +143,10 @@ async function sourceNames(s3: S3Client, bucket: string, prefix: string): Promis
   return (await folderNames(s3, bucket, prefix)).filter((name) => SOURCE_NAME_PATTERN.test(name)).sort();
 }
 
-/** The names of the folders right under `prefix` (one delimited listing, paginated), without the slash. */
-export async function folderNames(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  const names: string[] = [];
-  let token: string | undefined;
-  do {
-    let page;
-    try {
-      page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
-    } catch (err) {
-      throw s3Problem('ListObjectsV2', bucket, prefix, err);
-    }
-    for (const p of page.CommonPrefixes ?? []) if (p.Prefix) names.push(p.Prefix.slice(prefix.length, -1));
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return names;
-}
-
 interface Newest {
   readonly pointer: LatestPointer;
+  /** The dump as a binlog replay starts from it: its start and binlog coordinates, from its manifest. */
+  readonly dump: BinlogDump;
   /** When S3 stored the backup latest.json names, and latest.json itself. */
   readonly backupStored: Date;
   readonly pointerStored: Date;
@@ -188,6 +192,7 @@ async function newestBackup(s3: S3Client, bucket: string, prefix: string, source
   }
   return {
     pointer,
+    dump: { key: manifest.key, startedAt: manifest.startedAt, ...manifest.binlog ? { binlog: manifest.binlog } : {} },
     backupStored: storedAt(head.lastModified, where),
     pointerStored: storedAt(text.lastModified, `s3://${bucket}/${pointerKey}`),
   };
@@ -198,8 +203,10 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
   const ageOf = (stored: Date) => Math.max(0, Math.round((checkedAt.getTime() - stored.getTime()) / 1000));
   try {
     const testKey = restoreTestLatestKey(prefix, source, reports);
-    const [latest, testText, continuous] = await Promise.all([
-      newestBackup(s3, bucket, prefix, source), getText(s3, bucket, testKey), continuousStatus(s3, bucket, prefix, source, checkedAt),
+    const newest = newestBackup(s3, bucket, prefix, source);
+    const [latest, testText, continuous, binlog] = await Promise.all([
+      newest, getText(s3, bucket, testKey), continuousStatus(s3, bucket, prefix, source, checkedAt),
+      newest.then((n) => streamedStatus(s3, bucket, prefix, source, n?.dump, checkedAt)),
     ]);
     const test = testText && parseRestoreTestPointer(testText.text, `s3://${bucket}/${testKey}`);
     const testStored = testText && storedAt(testText.lastModified, `s3://${bucket}/${testKey}`);
@@ -213,8 +220,9 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
       test && testStored && forgedTime(`restore-test report s3://${bucket}/${testKey}`, 'finishedAt', test.finishedAt, testStored,
         'the report itself', checkedAt),
       ...continuous?.forged ?? [],
+      ...binlog?.forged ?? [],
     ].filter((f): f is string => typeof f === 'string');
-    const pitrSeconds = test?.pitr?.restoreSeconds;
+    const pitrSeconds = test?.pitr?.restoreSeconds ?? test?.binlogPitr?.restoreSeconds;
     const status = {
       source,
       newestBackup: latest ? {
@@ -228,6 +236,7 @@ async function sourceStatus(s3: S3Client, bucket: string, prefix: string, source
         ...(test.reason ? { reason: test.reason } : {}),
       } : undefined,
       ...continuous ? { continuous } : {},
+      ...binlog ? { binlog } : {},
     };
     if (forged.length) {
       const problem = `forged or skewed pointer: ${forged.join('; ')}`;
@@ -281,7 +290,8 @@ function summarise(s: Omit<SourceStatus, 'summary'>): string {
   }
   const continuous = s.continuous;
   if (!backup && !continuous) return `${s.source}: NO GOOD BACKUP: there is nothing to restore; check its backup job.`;
-  const held = continuous ? dataAtRisk(continuous) : `data from ${humanDuration(backup!.ageSeconds)} ago`;
+  const held = continuous ? dataAtRisk(continuous) : s.binlog ? streamedAtRisk(s.binlog, backup?.ageSeconds)
+    : `data from ${humanDuration(backup!.ageSeconds)} ago`;
   const data = `with ${held}`;
   if (!test) {
     return `${s.source}: NEVER RESTORE-TESTED: how long a restore takes, and whether it works, is unknown; ` +
@@ -307,11 +317,21 @@ function dataAtRisk(c: ContinuousStatus): string {
   return `data from ${c.rpoSeconds} seconds ago (continuous WAL archive)`;
 }
 
+/** What a binlog-streamed source would lose: the seconds since its newest binlog object, or, when its binlogs cannot be replayed, since its dump. */
+function streamedAtRisk(b: StreamedStatus, dumpAgeSeconds: number | undefined): string {
+  const since = `data from its newest dump, ${humanDuration(dumpAgeSeconds!)} ago`;
+  if (b.gaps.length) return `${since} (its binlogs cannot be replayed past it: ${b.gaps.join('; ')}; run a dump now)`;
+  if (b.rpoSeconds === undefined) return `${since} (no binlog streamed since: check its binlog streamer)`;
+  return `data from ${b.rpoSeconds} seconds ago (streamed binlogs, stream ${b.stream}${b.reason ? ` began: ${b.reason}` : ''})`;
+}
+
 export function formatStatus(report: StatusReport): string {
   if (report.sources.length === 0) return `no sources under s3://${report.bucket}/${report.prefix}`;
   const rows = report.sources.map((s) => [
     s.source,
-    s.continuous?.rpoSeconds !== undefined ? `${s.continuous.rpoSeconds} s ago (WAL)` : s.newestBackup ? `${humanDuration(s.newestBackup.ageSeconds)} ago` : '-',
+    s.continuous?.rpoSeconds !== undefined ? `${s.continuous.rpoSeconds} s ago (WAL)`
+      : s.binlog?.rpoSeconds !== undefined && !s.binlog.gaps.length ? `${s.binlog.rpoSeconds} s ago (binlog)`
+        : s.newestBackup ? `${humanDuration(s.newestBackup.ageSeconds)} ago` : '-',
     s.lastRestoreTest ? `${s.lastRestoreTest.success ? 'passed' : 'FAILED'} ${humanDuration(s.lastRestoreTest.ageSeconds)} ago` : 'never',
     s.lastRestoreTest?.pitrRestoreSeconds !== undefined ? `${s.lastRestoreTest.pitrRestoreSeconds} s (PITR)`
       : s.lastRestoreTest?.durationSeconds !== undefined ? humanDuration(s.lastRestoreTest.durationSeconds) : '-',
