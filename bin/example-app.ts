@@ -163,8 +163,9 @@ function sampleVaultVpc(stack: Stack, env: Environment): ec2.IVpc {
 }
 
 /**
- * A PostgreSQL source on RDS (dumped from its read replica), a MariaDB source, and a PostgreSQL server of the team's
- * own whose WAL a receiver streams for point-in-time recovery, with daily base backups.
+ * A PostgreSQL source on RDS (dumped from its read replica), a MariaDB source on RDS whose binlogs a streamer stores as
+ * they are written, and a PostgreSQL server of the team's own whose WAL a receiver streams, with daily base backups:
+ * the last two restore to any second.
  */
 function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBackups): void {
   const secret = (id: string, name: string) => secretsmanager.Secret.fromSecretCompleteArn(stack, id,
@@ -190,6 +191,9 @@ function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBacku
     endpoint: { hostname: `shop-db.c9akciq32xyz.${env.region}.rds.amazonaws.com`, port: 3306 },
     rpo: Duration.hours(6),
     peer: peer('ShopDbSecurityGroup', `sg-0${hex}1b2c3d4e5f60012`, 3306),
+    binlogStreaming: {
+      replicationSecret: secret('ShopDbReplicationSecret', `${env.name}/shop-db/binlog-user`),
+    },
   });
   backups.addSource({
     name: 'ledger-db',
