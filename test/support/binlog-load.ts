@@ -131,3 +131,37 @@ export function sysbenchRun(server: MariadbAddress, database: string, options: {
   });
   return { child: run.child, tps, finished: run.finished };
 }
+
+/**
+ * sysbench's load kept going across server restarts: sysbench ends (and may crash) when its server goes away, so a
+ * new run starts a second later, until stop().
+ */
+export class SysbenchLoad {
+  /** Runs started; more than one means the load rode out a restart. */
+  runs = 0;
+  readonly tps: number[] = [];
+  private current?: SysbenchRun;
+  private stopped = false;
+  private readonly done: Promise<void>;
+
+  constructor(private readonly server: MariadbAddress, private readonly database: string, private readonly options: { threads?: number; rate?: number } = {}) {
+    this.done = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      this.runs++;
+      this.current = sysbenchRun(this.server, this.database, { seconds: 0, ...this.options });
+      const tps = this.current.tps;
+      await this.current.finished.catch(() => undefined);
+      this.tps.push(...tps);
+      if (!this.stopped) await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.current?.child.kill('SIGTERM');
+    await this.done;
+  }
+}

@@ -220,6 +220,9 @@ export class BinlogStreamer {
         'reset (RESET MASTER), so the same names now hold other events');
     }
     this.pendingCheck = state.file === resume && state.bytes > 0 ? state : undefined;
+    // Stored already: removed, so that what live/ holds of it from now on is this run's alone (mariadb-binlog writes it
+    // again from its first byte, and a check of the old copy while that begins would read a mix of the two).
+    rmSync(join(liveDir(this.settings.spool), resume), { force: true });
     return resume;
   }
 
@@ -363,8 +366,9 @@ export class BinlogStreamer {
     this.divergence = walk.format && walk.format.created !== expected.created
       ? { reason: BinlogStreamReason.RESET, detail: `the server's ${file} was created at ${created(walk.format.created)}, the one streamed at ${created(expected.created)}: ` +
           'the server\'s binlogs were reset (RESET MASTER), so the same name now holds other events' }
-      : { reason: BinlogStreamReason.SERVER_CHANGED, detail: `the server's ${file} does not repeat the ${expected.bytes} bytes of it stored in stream ${expected.stream}` +
-          `${size < expected.bytes ? ` (it holds ${size})` : ''}: the server is another one, or rewrote its binlog` };
+      : { reason: BinlogStreamReason.SERVER_CHANGED, detail: `the server's ${file} does not repeat the ${expected.bytes} bytes of it stored in stream ${expected.stream} ` +
+          `(${size < expected.bytes ? `it holds ${size}` : walk.size !== expected.bytes ? `its events end at ${walk.size}, not at ${expected.bytes}` : 'other bytes'}): ` +
+          'the server is another one, or rewrote its binlog' };
     log.warn('the re-fetched binlog differs from what was stored; a new stream begins', { file, ...this.divergence });
     this.pendingCheck = undefined;
     this.stopChild();
