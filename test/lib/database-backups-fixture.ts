@@ -4,13 +4,16 @@
  */
 import { createHash } from 'node:crypto';
 import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { BackupKeys, BackupStore } from '../../lib';
 import { BackupSourceProps, SourceEngine } from '../../lib/backups/backup-source';
 import { DatabaseBackups, DatabaseBackupsProps } from '../../lib/backups/database-backups';
+import { BackupMonitoring } from '../../lib/monitoring/backup-monitoring';
 
 export const ENV = { account: '111111111111', region: 'eu-west-1' };
 /** A recipient made with age-keygen; public, so harmless in a test. */
@@ -89,4 +92,56 @@ export function mariadbSource(stack: Stack, name = 'shop-db', extra: Partial<Bac
     peer: samplePeer(stack, name, 3306),
     ...extra,
   };
+}
+
+/** A stack whose DatabaseBackups runs in a cluster of the user's own (created without Container Insights). */
+export function userClusterBackups() {
+  const stack = new Stack(new App(), 'Backups', { env: ENV });
+  const vpc = sampleVpc(stack);
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
+    store: new BackupStore(stack, 'Store', {}), keys: new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT }), vpc,
+    cluster: new ecs.Cluster(stack, 'Cluster', { vpc }),
+  });
+  return { stack, backups };
+}
+
+/** A stack whose DatabaseBackups is monitored, with a spy on the monitoring's addSource. */
+export function monitoredBackups() {
+  const stack = new Stack(new App(), 'Backups', { env: ENV });
+  const store = new BackupStore(stack, 'Store', {});
+  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
+  const addSource = jest.spyOn(monitoring, 'addSource');
+  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
+    store, monitoring, vpc: sampleVpc(stack), keys: new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT }),
+  });
+  return { stack, monitoring, addSource, backups };
+}
+
+/** The resources of one type whose JSON mentions `text`. */
+export function resourcesMentioning(template: Template, type: string, text: string) {
+  return Object.values(template.findResources(type)).filter((r) => JSON.stringify(r).includes(text));
+}
+
+/** The command of the spooled service (a WAL receiver, a binlog streamer) whose task runs the agent's `verb`. */
+export function serviceCommand(template: Template, verb: string): string[] {
+  const [definition] = resourcesMentioning(template, 'AWS::ECS::TaskDefinition', verb);
+  return definition.Properties.ContainerDefinitions[0].Command;
+}
+
+/** The value given to `name` in an agent command, or undefined when the command has no such option. */
+export function optionOf(command: string[], name: string): unknown {
+  return command.includes(name) ? command[command.indexOf(name) + 1] : undefined;
+}
+
+/** Asserts that the role with this description may mount the spool, read and write, through the access point named so only. */
+export function expectSpoolMountOnlyThrough(stack: Stack, roleDescription: string, accessPoint: RegExp): void {
+  const [role] = Object.values(Template.fromStack(stack).findResources('AWS::IAM::Role', { Properties: { Description: roleDescription } }));
+  const statements = (role.Properties.Policies as { PolicyDocument: { Statement: Record<string, unknown>[] } }[])
+    .flatMap((p) => p.PolicyDocument.Statement)
+    .filter((s) => JSON.stringify(s.Action).includes('elasticfilesystem'));
+  expect(statements).toHaveLength(1);
+  expect(statements[0]).toMatchObject({
+    Action: ['elasticfilesystem:ClientMount', 'elasticfilesystem:ClientWrite'],
+    Condition: { StringEquals: { 'elasticfilesystem:AccessPointArn': { 'Fn::Join': ['', expect.arrayContaining([{ Ref: expect.stringMatching(accessPoint) }])] } } },
+  });
 }

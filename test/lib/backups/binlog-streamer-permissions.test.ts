@@ -16,7 +16,7 @@ import {
 } from '../../../lib/contract';
 import { ROLE_PATHS } from '../../../lib/shared/trust-boundaries';
 import { ApiCall, CfnTemplate, KeyModel, SecretModel, decide, describeVerdict, loadDeployment, principalOf } from '../../support/iam-simulation';
-import { ENV, backupsStack, mariadbSource, postgresSource } from '../database-backups-fixture';
+import { ENV, backupsStack, mariadbSource, postgresSource, expectSpoolMountOnlyThrough } from '../database-backups-fixture';
 
 const DAILY = { 'backup-tier': 'daily' };
 const STREAM = '2026-12-02_15-40-00Z';
@@ -103,17 +103,8 @@ describe('a binlog streamer\'s role, simulated', () => {
   });
 
   test('the streamer mounts the spool only through its own access point', () => {
-    const [streamerRole] = Object.values(Template.fromStack(stack).findResources('AWS::IAM::Role', {
-      Properties: { Description: 'Restorable binlog streamer of source shop-db: adds binlogs under its binlog/ prefix, reads its replication secret' },
-    }));
-    const statements = (streamerRole.Properties.Policies as { PolicyDocument: { Statement: Record<string, unknown>[] } }[])
-      .flatMap((p) => p.PolicyDocument.Statement)
-      .filter((s) => JSON.stringify(s.Action).includes('elasticfilesystem'));
-    expect(statements).toHaveLength(1);
-    expect(statements[0]).toMatchObject({
-      Action: ['elasticfilesystem:ClientMount', 'elasticfilesystem:ClientWrite'],
-      Condition: { StringEquals: { 'elasticfilesystem:AccessPointArn': { 'Fn::Join': ['', expect.arrayContaining([{ Ref: expect.stringMatching(/shopdbBinlogStreamerSpoolAccessPoint/) }])] } } },
-    });
+    expectSpoolMountOnlyThrough(stack,
+      'Restorable binlog streamer of source shop-db: adds binlogs under its binlog/ prefix, reads its replication secret', /shopdbBinlogStreamerSpoolAccessPoint/);
   });
 });
 

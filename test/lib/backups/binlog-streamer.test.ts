@@ -4,33 +4,21 @@
  * binlog coordinates, the settings published on the source and given to monitoring, what synth tells about the
  * server (RDS's binlog retention, ROW format), and the refusals in words.
  */
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { BackupKeys, BackupStore, DatabaseBackups, DatabaseHosting, SourceEngine } from '../../../lib';
+import { DatabaseBackups, DatabaseHosting, SourceEngine } from '../../../lib';
 import { BINLOG_RETENTION_WARNING, defaultServerId } from '../../../lib/backups/binlog-streaming';
-import { BackupMonitoring } from '../../../lib/monitoring/backup-monitoring';
 import { BACKUP_COMMAND } from '../../../container/src/commands/backup';
 import { BINLOG_STREAM_COMMAND } from '../../../container/src/commands/binlog-stream';
 import { parseCommandArgs } from '../../../container/src/shared/args';
-import { ENV, SAMPLE_RECIPIENT, backupsStack, mariadbSource, postgresSource, sampleVpc } from '../database-backups-fixture';
+import {
+  ENV, backupsStack, mariadbSource, monitoredBackups, optionOf, postgresSource, resourcesMentioning, serviceCommand, userClusterBackups,
+} from '../database-backups-fixture';
 
-/** The resources of one type whose JSON mentions `text`. */
-function resourcesMentioning(template: Template, type: string, text: string) {
-  return Object.values(template.findResources(type)).filter((r) => JSON.stringify(r).includes(text));
-}
-
-function streamerCommand(template: Template): string[] {
-  const [definition] = resourcesMentioning(template, 'AWS::ECS::TaskDefinition', 'binlog-stream');
-  return definition.Properties.ContainerDefinitions[0].Command;
-}
-
-function optionOf(command: string[], name: string): unknown {
-  return command.includes(name) ? command[command.indexOf(name) + 1] : undefined;
-}
+const streamerCommand = (template: Template) => serviceCommand(template, 'binlog-stream');
 
 /** A schedule's agent command, tokens (a bucket name, a recipient, an ARN) as the strings the agent would get. */
 function scheduledCommand(schedule: Record<string, unknown>): string[] {
@@ -180,25 +168,14 @@ test('given a MariaDB and a PostgreSQL source streaming, then they share one spo
 });
 
 test('given a cluster of the user\'s own, then synth warns that the streamer-down alarm needs Container Insights there', () => {
-  const stack = new Stack(new App(), 'Backups', { env: ENV });
-  const vpc = sampleVpc(stack);
-  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
-    store: new BackupStore(stack, 'Store', {}), keys: new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT }), vpc,
-    cluster: new ecs.Cluster(stack, 'Cluster', { vpc }),
-  });
+  const { stack, backups } = userClusterBackups();
   backups.addSource(mariadbSource(stack, 'shop-db', { binlogStreaming: {} }));
   Annotations.fromStack(stack).hasWarning('/Backups/DatabaseBackups/Sources/shop-db',
     Match.stringLikeRegexp("The binlog streamer of 'shop-db' runs in a cluster of your own: its down alarm reads Container Insights"));
 });
 
 test('given a monitored binlog-streamed source, then monitoring is told the stream\'s maximum age beside the dumps\'', () => {
-  const stack = new Stack(new App(), 'Backups', { env: ENV });
-  const store = new BackupStore(stack, 'Store', {});
-  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
-  const addSource = jest.spyOn(monitoring, 'addSource');
-  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
-    store, monitoring, vpc: sampleVpc(stack), keys: new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT }),
-  });
+  const { stack, addSource, backups } = monitoredBackups();
   backups.addSource(mariadbSource(stack, 'shop-db', { rpo: Duration.hours(1), binlogStreaming: { maxArchiveAge: Duration.minutes(2) } }));
   backups.addSource(mariadbSource(stack, 'cart-db'));
   const [[, streamed], [, dumped]] = addSource.mock.calls;

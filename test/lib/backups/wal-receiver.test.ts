@@ -5,31 +5,20 @@
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
-import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { BackupKeys, BackupStore, DatabaseBackups, DatabaseHosting } from '../../../lib';
 import { WalArchiveMode } from '../../../lib/backups/wal-archive';
-import { BackupMonitoring } from '../../../lib/monitoring/backup-monitoring';
 import { BASEBACKUP_COMMAND } from '../../../container/src/commands/basebackup';
 import { WAL_RECEIVE_COMMAND } from '../../../container/src/commands/wal-receive';
 import { parseCommandArgs } from '../../../container/src/shared/args';
-import { ENV, SAMPLE_RECIPIENT, backupsStack, mariadbSource, postgresSource, sampleSecret, sampleVpc } from '../database-backups-fixture';
+import {
+  ENV, SAMPLE_RECIPIENT, backupsStack, mariadbSource, monitoredBackups, optionOf, postgresSource, resourcesMentioning, sampleSecret, sampleVpc,
+  serviceCommand, userClusterBackups,
+} from '../database-backups-fixture';
 
 const SELF_MANAGED = { hosting: DatabaseHosting.SELF_MANAGED };
 
-/** The resources of one type whose JSON mentions `text`. */
-function resourcesMentioning(template: Template, type: string, text: string) {
-  return Object.values(template.findResources(type)).filter((r) => JSON.stringify(r).includes(text));
-}
-
-function commandOf(template: Template): string[] {
-  const [definition] = resourcesMentioning(template, 'AWS::ECS::TaskDefinition', 'wal-receive');
-  return definition.Properties.ContainerDefinitions[0].Command;
-}
-
-function optionOf(command: string[], name: string): unknown {
-  return command[command.indexOf(name) + 1];
-}
+const commandOf = (template: Template) => serviceCommand(template, 'wal-receive');
 
 describe('given a self-managed PostgreSQL source with walArchiving: {} (the defaults)', () => {
   const { stack, backups } = backupsStack({ alarmTopic: true });
@@ -150,12 +139,7 @@ test('given two receiving sources, then they share one file system and have an a
 });
 
 test('given a cluster of the user\'s own, then synth warns that the receiver-down alarm needs Container Insights there', () => {
-  const stack = new Stack(new App(), 'Backups', { env: ENV });
-  const vpc = sampleVpc(stack);
-  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
-    store: new BackupStore(stack, 'Store', {}), keys: new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT }), vpc,
-    cluster: new ecs.Cluster(stack, 'Cluster', { vpc }),
-  });
+  const { stack, backups } = userClusterBackups();
   backups.addSource(postgresSource(stack, 'orders-db', { ...SELF_MANAGED, walArchiving: {} }));
   Annotations.fromStack(stack).hasWarning('/Backups/DatabaseBackups/Sources/orders-db',
     Match.stringLikeRegexp("The WAL receiver of 'orders-db' runs in a cluster of your own: its down alarm reads Container Insights"));
@@ -182,13 +166,7 @@ test('given PUSH with a replication secret and a cron, then there is no receiver
 });
 
 test('given a monitored WAL-archived source, then monitoring is told the archive\'s maximum age beside the dumps\'', () => {
-  const stack = new Stack(new App(), 'Backups', { env: ENV });
-  const store = new BackupStore(stack, 'Store', {});
-  const monitoring = new BackupMonitoring(stack, 'Monitoring', { store });
-  const addSource = jest.spyOn(monitoring, 'addSource');
-  const backups = new DatabaseBackups(stack, 'DatabaseBackups', {
-    store, monitoring, vpc: sampleVpc(stack), keys: new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT }),
-  });
+  const { stack, monitoring, addSource, backups } = monitoredBackups();
   backups.addSource(postgresSource(stack, 'orders-db', { ...SELF_MANAGED, walArchiving: { maxArchiveAge: Duration.minutes(2) } }));
   backups.addSource(postgresSource(stack, 'billing-db'));
   expect(addSource).toHaveBeenCalledTimes(2);
