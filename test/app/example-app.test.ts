@@ -31,6 +31,38 @@ function exampleApp(name: string, outdir?: string) {
   return { app, ...stacks };
 }
 
+/**
+ * The example app for one environment, synthesized once (with cdk-nag, into a folder of its own) and shared by the
+ * tests that only read it: each synth of it costs seconds, and Template.fromStack synthesizes the whole app again.
+ * A synth that fails (a cdk-nag finding) throws in every test that asks for it. Tests that change the app make their own.
+ */
+type SynthesizedExample = ReturnType<typeof exampleApp> & {
+  readonly outdir: string;
+  readonly assembly: ReturnType<App['synth']>;
+  /** The template of one of its stacks, as Template.fromStack reads it. */
+  readonly template: (stack: Stack) => Template;
+};
+const synthesizedExamples = new Map<string, SynthesizedExample>();
+function synthesizedExample(name: string): SynthesizedExample {
+  let example = synthesizedExamples.get(name);
+  if (!example) {
+    const outdir = mkdtempSync(join(tmpdir(), 'restorable-nag-'));
+    try {
+      const made = exampleApp(name, outdir);
+      const assembly = made.app.synth();
+      example = { ...made, outdir, assembly, template: (stack) => Template.fromJSON(assembly.getStackByName(stack.stackName).template) };
+    } catch (error) {
+      rmSync(outdir, { recursive: true, force: true });
+      throw error;
+    }
+    synthesizedExamples.set(name, example);
+  }
+  return example;
+}
+afterAll(() => {
+  for (const { outdir } of synthesizedExamples.values()) rmSync(outdir, { recursive: true, force: true });
+});
+
 /** The parts of CDK's validation-report.json this test reads. */
 interface ValidationReport {
   readonly pluginReports: {
@@ -63,19 +95,19 @@ test('cdk.json lists at least dev and prod, each with a replica region of its ow
 });
 
 test('prod keeps its offsite copy in a vault of another account, with its own identity, monitoring and monthly restore tests; dev beside its store', () => {
-  const prod = exampleApp('prod');
+  const prod = synthesizedExample('prod');
   expect(prod.replica.account).not.toBe(prod.primary.account);
   expect(prod.replicaStore.isVault).toBe(true);
   expect(prod.keys.vaultAccount).toBe(prod.replica.account);
   expect(prod.vault).toBeDefined();
   for (const part of [prod.vault!.identity, prod.vault!.monitoring, prod.vault!.restoreTesting, prod.vault!.runbook]) expect(Stack.of(part)).toBe(prod.replica);
-  Template.fromStack(prod.replica).hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 5 1 * ? *)' });
+  prod.template(prod.replica).hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 5 1 * ? *)' });
   // The primary account never reads the vault: its restore tests have no DR schedule, and its state machine runs the primary copy alone.
-  const primaryRules = Template.fromStack(prod.primary).findResources('AWS::Events::Rule');
+  const primaryRules = prod.template(prod.primary).findResources('AWS::Events::Rule');
   expect(JSON.stringify(primaryRules)).not.toContain('"copy":"dr"');
-  expect(JSON.stringify(Template.fromStack(prod.primary).toJSON())).not.toContain(prod.replicaStore.keyAliasName.replace('alias/', 'key/'));
+  expect(JSON.stringify(prod.template(prod.primary).toJSON())).not.toContain(prod.replicaStore.keyAliasName.replace('alias/', 'key/'));
 
-  const dev = exampleApp('dev');
+  const dev = synthesizedExample('dev');
   expect([dev.replica.account, dev.replicaStore.isVault, dev.vault]).toEqual([dev.primary.account, false, undefined]);
 });
 
@@ -83,11 +115,11 @@ describe.each(envNames)('environment %s', (name) => {
   const env = environments[name];
 
   test('given -c env, when synthesized, then a primary stack and a replica stack in the DR region replicate into each other', () => {
-    const { primary, replica, store, replicaStore } = exampleApp(name);
+    const { primary, replica, store, replicaStore, template } = synthesizedExample(name);
     expect([primary.region, primary.account]).toEqual([env.region, env.account]);
     expect([replica.region, replica.account]).toEqual([env.replicaRegion, env.replicaAccount ?? env.account]);
     expect(primary.dependencies).toEqual([replica]);
-    const bucket = Object.values(Template.fromStack(primary).findResources('AWS::S3::Bucket', { Properties: { ReplicationConfiguration: {} } }));
+    const bucket = Object.values(template(primary).findResources('AWS::S3::Bucket', { Properties: { ReplicationConfiguration: {} } }));
     expect(bucket).toHaveLength(1);
     expect(JSON.stringify(bucket[0].Properties.ReplicationConfiguration))
       .toContain(`:kms:${env.replicaRegion}:${env.replicaAccount ?? env.account}:${replicaStore.keyAliasName}`);
@@ -95,9 +127,10 @@ describe.each(envNames)('environment %s', (name) => {
   });
 
   test('given the sample sources, when synthesized, then two PostgreSQL sources and a MariaDB source are scheduled, restore-tested and monitored, and one archives its WAL', () => {
-    const { primary, backups, restoreTesting } = exampleApp(name);
+    const example = synthesizedExample(name);
+    const { primary, backups, restoreTesting } = example;
     expect(backups.sources.map((s) => [s.name, s.engine.agentEngine])).toEqual([['orders-db', 'postgres'], ['shop-db', 'mysql'], ['ledger-db', 'postgres']]);
-    const template = Template.fromStack(primary);
+    const template = example.template(primary);
     const commands = Object.values(template.findResources('AWS::Scheduler::Schedule'))
       .map((schedule) => JSON.stringify(schedule.Properties.Target.Input));
     // A dump schedule per source, and the base backups of the WAL-archived one.
@@ -117,42 +150,35 @@ describe.each(envNames)('environment %s', (name) => {
   });
 
   test('given the VPC endpoints, then the tasks reach S3 by its prefix list, which cdk.json holds so that synth needs no lookup', () => {
-    const { primary, app } = exampleApp(name);
-    const egress = Object.values(Template.fromStack(primary).findResources('AWS::EC2::SecurityGroup'))
+    const { primary, assembly, template } = synthesizedExample(name);
+    const egress = Object.values(template(primary).findResources('AWS::EC2::SecurityGroup'))
       .flatMap((group) => (group.Properties.SecurityGroupEgress ?? []) as { DestinationPrefixListId?: string }[]);
     const prefixLists = [...new Set(egress.map((rule) => rule.DestinationPrefixListId).filter(Boolean))];
     expect(prefixLists).toHaveLength(1);
     expect(prefixLists[0]).toMatch(/^pl-[0-9a-f]{8,17}$/);
-    expect(app.synth().manifest.missing ?? []).toEqual([]);
+    expect(assembly.manifest.missing ?? []).toEqual([]);
   });
 
   test('given cdk-nag AwsSolutions, when synthesized, then there are zero unacknowledged findings', () => {
-    const { app } = exampleApp(name);
-    expect(() => app.synth()).not.toThrow();
+    expect(() => synthesizedExample(name)).not.toThrow();
   });
 
   test('given the acknowledgements, then each has a specific reason, IAM5 ones name their exact finding, and each suppresses a finding in the validation report', () => {
-    const outdir = mkdtempSync(join(tmpdir(), 'restorable-nag-'));
-    try {
-      const { app } = exampleApp(name, outdir);
-      const acks = acknowledgements(app);
-      app.synth();
-      expect(acks.size).toBeGreaterThanOrEqual(4);
-      for (const [where, reason] of acks) {
-        expect(`${where}: ${reason}`).toMatch(/: .{60,}/);
-        // The plugin-qualified form: CDK suppresses the finding itself and lists it in the report.
-        expect(where).toMatch(/ AwsSolutions::AwsSolutions-/);
-        if (where.includes('IAM5')) expect(where).toMatch(/AwsSolutions-IAM5\[(Resource|Action)::.+\]$/);
-      }
-      const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as ValidationReport;
-      const nag = report.pluginReports.find((r) => r.pluginName === 'AwsSolutions')!;
-      expect(nag.violations).toEqual([]);
-      const suppressed = new Set(nag.suppressedViolations.map((v) => `${v.acknowledgedAt} ${v.acknowledgedId}`));
-      // An acknowledgement that suppresses nothing is stale, or names its finding wrongly.
-      expect([...acks.keys()].filter((ack) => !suppressed.has(ack))).toEqual([]);
-    } finally {
-      rmSync(outdir, { recursive: true, force: true });
+    const { app, outdir } = synthesizedExample(name);
+    const acks = acknowledgements(app);
+    expect(acks.size).toBeGreaterThanOrEqual(4);
+    for (const [where, reason] of acks) {
+      expect(`${where}: ${reason}`).toMatch(/: .{60,}/);
+      // The plugin-qualified form: CDK suppresses the finding itself and lists it in the report.
+      expect(where).toMatch(/ AwsSolutions::AwsSolutions-/);
+      if (where.includes('IAM5')) expect(where).toMatch(/AwsSolutions-IAM5\[(Resource|Action)::.+\]$/);
     }
+    const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as ValidationReport;
+    const nag = report.pluginReports.find((r) => r.pluginName === 'AwsSolutions')!;
+    expect(nag.violations).toEqual([]);
+    const suppressed = new Set(nag.suppressedViolations.map((v) => `${v.acknowledgedAt} ${v.acknowledgedId}`));
+    // An acknowledgement that suppresses nothing is stale, or names its finding wrongly.
+    expect([...acks.keys()].filter((ack) => !suppressed.has(ack))).toEqual([]);
   });
 });
 
@@ -166,9 +192,12 @@ function watched(stack: Stack, alarm: Record<string, unknown>): string {
     metrics: alarm.Metrics, threshold: alarm.Threshold });
 }
 
-/** Every alarm of the stacks, by stack and logical id: those without an action, and those that watch what another watches. */
-function alarmProblems(stacks: Stack[]): { silent: string[]; duplicates: string[] } {
-  const alarms = stacks.flatMap((stack) => Object.entries(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'))
+/**
+ * Every alarm of the stacks, by stack and logical id: those without an action, and those that watch what another watches.
+ * `template` reads a stack's template (Template.fromStack by default).
+ */
+function alarmProblems(stacks: Stack[], template: (stack: Stack) => Template = Template.fromStack): { silent: string[]; duplicates: string[] } {
+  const alarms = stacks.flatMap((stack) => Object.entries(template(stack).findResources('AWS::CloudWatch::Alarm'))
     .map(([id, alarm]) => ({ stack, where: `${stack.stackName}/${id}`, properties: alarm.Properties as Record<string, unknown> })));
   expect(alarms.length).toBeGreaterThan(5);
   const seen = new Map<string, string>();
@@ -183,15 +212,17 @@ function alarmProblems(stacks: Stack[]): { silent: string[]; duplicates: string[
 }
 
 describe.each(envNames)('the alarms of environment %s', (name) => {
-  const { primary, replica } = exampleApp(name);
-  const { silent, duplicates } = alarmProblems([primary, replica]);
+  const problems = () => {
+    const { primary, replica, template } = synthesizedExample(name);
+    return alarmProblems([primary, replica], template);
+  };
 
   test('given both stacks, then every alarm notifies someone: each has an alarm action', () => {
-    expect(silent).toEqual([]);
+    expect(problems().silent).toEqual([]);
   });
 
   test('given both stacks, then no two alarms watch the same metric with the same dimensions and threshold', () => {
-    expect(duplicates).toEqual([]);
+    expect(problems().duplicates).toEqual([]);
   });
 });
 
