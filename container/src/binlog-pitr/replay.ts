@@ -21,10 +21,10 @@ export interface ReplayRange {
   readonly targetDatabase: string;
 }
 
-/** mariadb-binlog's arguments for a range: --database names the target, since the rename comes first. */
+/** mariadb-binlog's arguments for a range: --database names the source's database (MariaDB 10.11 filters before it renames). */
 export function binlogArgs(range: ReplayRange): string[] {
   const rename = range.sourceDatabase === range.targetDatabase ? [] : [`--rewrite-db=${range.sourceDatabase}->${range.targetDatabase}`];
-  return ['--no-defaults', `--start-position=${range.from}`, `--stop-position=${range.to}`, ...rename, `--database=${range.targetDatabase}`, ...range.paths];
+  return ['--no-defaults', `--start-position=${range.from}`, `--stop-position=${range.to}`, `--database=${range.sourceDatabase}`, ...rename, ...range.paths];
 }
 
 export function binlogStage(range: ReplayRange): StageSpec {

@@ -120,33 +120,35 @@ export async function runBinlogPitrRestore(options: BinlogPitrOptions, deps: Bin
     const first = plan.objects[0];
     const last = plan.objects[plan.objects.length - 1];
     const connection = await options.connect();
+    // The session holds the replaying account's option file until the replay ended.
     const session = new MysqlSession(connection);
-    let replay;
-    try {
-      // Who replays is settled (and a user that may not, refused) before anything is restored.
-      replay = await session.planBinlogReplay({ scratch: options.scratch ?? false, asConnectedUser: options.asConnectedUser ?? false });
-    } finally {
-      await session.close();
-    }
     let dump: RestoreResult;
     let replaySeconds: number;
+    let replayedAs: string;
     try {
-      dump = await restoreBackup({
-        location: { bucket: options.bucket, prefix: options.prefix, source: options.source, key: backup.key }, identityFile: options.identityFile,
-        connect: async (engine) => {
-          if (engine !== Engine.MYSQL) throw new AgentError(`${backup.key} is a ${engine} dump: binlog replay is for MariaDB sources`);
-          return connection;
-        },
-        jobs: 1, clean: options.clean ?? false, withGlobals: false, spoolDir: work.dir, retrieval: options.retrieval ?? DEFAULT_RETRIEVAL,
-        scratch: options.scratch, dropIdentity: options.dropIdentity, asConnectedUser: options.asConnectedUser,
-      }, deps);
-      if (dump.sha256 !== backup.manifest.sha256) throw new AgentError(`the dump restored (${dump.key}) is not the one whose coordinates were read: restore again`);
-      options.dropIdentity?.();
-      replaySeconds = await replayBinlogs({
-        paths: fetched.paths, from: first.from, to: last.to, sourceDatabase: backup.manifest.database, targetDatabase: connection.database,
-      }, replay.stage());
+      // Who replays is settled (and a user that may not, refused) before anything is restored.
+      const replay = await session.planBinlogReplay({ scratch: options.scratch ?? false, asConnectedUser: options.asConnectedUser ?? false });
+      replayedAs = replay.loadedAs;
+      try {
+        dump = await restoreBackup({
+          location: { bucket: options.bucket, prefix: options.prefix, source: options.source, key: backup.key }, identityFile: options.identityFile,
+          connect: async (engine) => {
+            if (engine !== Engine.MYSQL) throw new AgentError(`${backup.key} is a ${engine} dump: binlog replay is for MariaDB sources`);
+            return connection;
+          },
+          jobs: 1, clean: options.clean ?? false, withGlobals: false, spoolDir: work.dir, retrieval: options.retrieval ?? DEFAULT_RETRIEVAL,
+          scratch: options.scratch, dropIdentity: options.dropIdentity, asConnectedUser: options.asConnectedUser,
+        }, deps);
+        if (dump.sha256 !== backup.manifest.sha256) throw new AgentError(`the dump restored (${dump.key}) is not the one whose coordinates were read: restore again`);
+        options.dropIdentity?.();
+        replaySeconds = await replayBinlogs({
+          paths: fetched.paths, from: first.from, to: last.to, sourceDatabase: backup.manifest.database, targetDatabase: connection.database,
+        }, replay.stage());
+      } finally {
+        await replay.release();
+      }
     } finally {
-      await replay.release();
+      await session.close();
     }
     const lastGroup: LastGroup | undefined = fetched.lastGroup;
     const restoreSeconds = (Date.now() - started) / 1000;
@@ -156,7 +158,7 @@ export async function runBinlogPitrRestore(options: BinlogPitrOptions, deps: Bin
       dumpKey: backup.key, dumpStartedAt: backup.manifest.startedAt,
       dumpCoordinates: { file: coordinates.file, position: coordinates.position, ...(coordinates.gtid ? { gtid: coordinates.gtid } : {}) },
       stream: plan.stream.stream, binlogFilesReplayed: plan.objects.length, binlogBytes: fetched.bytes, target: describeConnection(connection),
-      loadedAs: dump.loadedAs, replayedAs: replay.loadedAs, dump, replaySeconds, restoreSeconds,
+      loadedAs: dump.loadedAs, replayedAs, dump, replaySeconds, restoreSeconds,
     };
     log.info('point-in-time restore finished', {
       dumpKey: result.dumpKey, targetTime: result.targetTime, recoveredTo: result.recoveredTo, lastFile: result.lastEvent?.file,

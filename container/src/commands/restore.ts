@@ -13,11 +13,16 @@ import { UsageError } from '../shared/errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
 import { RestoreMode, RestoreResult, restoreBackup } from '../restore/restore';
 import { PitrResult, formatPitrResult, runPitrRestore } from '../pitr/restore';
+import { BinlogPitrResult, formatBinlogPitrResult, runBinlogPitrRestore } from '../binlog-pitr/restore';
+import { Engine, binlogPrefix } from '../../../lib/contract';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { s3Problem } from '../shared/s3';
 
 export const RESTORE_COMMAND: CommandSpec = {
   name: 'restore',
   summary: 'Restore a backup (latest, --key or --at; as stored at a time with --as-of) into a database: verified against its manifest, streamed or spooled. ' +
-    'With --to TIME|latest, a PostgreSQL source\'s point-in-time restore into --data-dir from a base backup and the archived WAL.',
+    'With --to TIME|latest, a point-in-time restore: a PostgreSQL source\'s into --data-dir from a base backup and the archived WAL; a MariaDB ' +
+    'source whose binlogs are streamed into --database, from the newest dump with binlog coordinates and the binlogs after it.',
   options: {
     ...SELECTION_OPTIONS,
     ...IDENTITY_OPTIONS,
@@ -30,13 +35,47 @@ export const RESTORE_COMMAND: CommandSpec = {
     'owner': { kind: OptionKind.STRING, placeholder: 'ROLE', description: 'PostgreSQL, connected as a superuser: the role (without superuser rights) that owns what the restore creates; the backup\'s SQL runs with its rights' },
     'load-as-connected-user': { kind: OptionKind.FLAG, description: 'run the backup\'s SQL with the connecting user\'s rights even when they reach beyond its databases (a PostgreSQL superuser, a MariaDB login with FILE, SUPER or SET USER): only for a backup you trust' },
     ...ARCHIVE_OPTIONS,
-    'to': { kind: OptionKind.STRING, placeholder: 'TIME|latest', description: 'point-in-time restore (PostgreSQL, WAL-archived): recover to this ISO 8601 time, or to the newest archived WAL; needs --data-dir, and --port to start the server' },
+    'to': { kind: OptionKind.STRING, placeholder: 'TIME|latest', description: 'point-in-time restore to this ISO 8601 time, or to the newest point stored. PostgreSQL (WAL-archived): needs --data-dir, and --port to start the server. ' +
+      'MariaDB (binlogs streamed): needs --database; binlog times are whole seconds, so every transaction whose time is at or before TIME\'s second is replayed, in binlog order, up to the first after it' },
     'data-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'with --to: the new data directory (absent or empty)' },
     'wal-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'with --to: where the agent puts verified WAL for the server to replay (default DIR.wal)' },
     'pg-bin': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'with --to and --port: the bin directory of a server of the source\'s major version (default: postgres on PATH)' },
     'json': { kind: OptionKind.FLAG, description: 'print the result as JSON' },
   },
 };
+
+type Deps = { readonly s3: S3Client; readonly secrets?: () => SecretsManagerClient };
+
+/** Whether the store holds streamed binlogs of the source: then `--to` is a MariaDB point-in-time restore. */
+async function hasBinlogs(s3: S3Client, bucket: string, prefix: string | undefined, source: string): Promise<boolean> {
+  const base = binlogPrefix(prefix, source);
+  try {
+    return ((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base, MaxKeys: 1 }))).KeyCount ?? 0) > 0;
+  } catch (err) {
+    throw s3Problem('ListObjectsV2', bucket, base, err);
+  }
+}
+
+/** `restore --to` of a MariaDB source whose binlogs are streamed: a dump, then the binlogs after it, into --database. */
+async function runBinlogPointInTime(args: ParsedArgs, deps: Deps): Promise<BinlogPitrResult> {
+  const other = ['key', 'at', 'version-id', 'as-of', 'jobs', 'with-globals', 'owner', 'data-dir', 'wal-dir', 'pg-bin', 'retrieval-tier', 'wait']
+    .filter((name) => args.string(name) !== undefined || args.flag(name));
+  if (other.length) {
+    throw new UsageError(`--to restores the newest dump before the time and replays the binlogs after it: leave out ${other.map((n) => `--${n}`).join(', ')}`);
+  }
+  if (args.string('database') === undefined) throw new UsageError('--to needs --database NAME: the (empty) database the dump and the binlogs go into');
+  const secrets = deps.secrets ?? (() => new SecretsManagerClient({}));
+  const identity = await resolveIdentity(args.string('identity-file'), args.string('identity-secret-id'), secrets);
+  try {
+    return await runBinlogPitrRestore({
+      bucket: args.requiredString('bucket'), prefix: args.string('prefix'), source: args.requiredString('source'), to: args.requiredString('to'),
+      identityFile: identity.file, dropIdentity: () => identity.release(), clean: args.flag('clean'), asConnectedUser: args.flag('load-as-connected-user'),
+      workDir: args.string('spool-dir'), connect: () => resolveConnection(Engine.MYSQL, args, process.env, deps.secrets?.()),
+    }, deps);
+  } finally {
+    identity.release();
+  }
+}
 
 /** `restore --to`: the point-in-time branch; the dump options do not apply. */
 async function runPointInTime(args: ParsedArgs, deps: { readonly s3: S3Client; readonly secrets?: () => SecretsManagerClient }): Promise<PitrResult> {
@@ -60,8 +99,12 @@ async function runPointInTime(args: ParsedArgs, deps: { readonly s3: S3Client; r
   }
 }
 
-export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client; readonly secrets?: () => SecretsManagerClient }): Promise<RestoreResult | PitrResult> {
-  if (args.string('to') !== undefined) return runPointInTime(args, deps);
+export async function runRestore(args: ParsedArgs, deps: Deps): Promise<RestoreResult | PitrResult | BinlogPitrResult> {
+  if (args.string('to') !== undefined) {
+    // What the store holds decides: a source with streamed binlogs is MariaDB's; otherwise base backups and WAL.
+    const binlogs = args.string('data-dir') === undefined && await hasBinlogs(deps.s3, args.requiredString('bucket'), args.string('prefix'), args.requiredString('source'));
+    return binlogs ? runBinlogPointInTime(args, deps) : runPointInTime(args, deps);
+  }
   const location = backupLocation(args);
   const jobsText = args.string('jobs') ?? '1';
   const jobs = Number(jobsText);
@@ -82,8 +125,9 @@ export async function runRestore(args: ParsedArgs, deps: { readonly s3: S3Client
   }
 }
 
-export function formatRestoreResult(result: RestoreResult | PitrResult): string {
+export function formatRestoreResult(result: RestoreResult | PitrResult | BinlogPitrResult): string {
   if ('baseBackupKey' in result) return formatPitrResult(result);
+  if ('dumpKey' in result) return formatBinlogPitrResult(result);
   const r = result;
   const rows = r.tables.reduce((sum, t) => sum + t.rows, 0);
   const globals = r.globals ? `; roles created: ${r.globals.created.join(', ') || 'none'}, already there: ${r.globals.skipped.join(', ') || 'none'}` : '';
