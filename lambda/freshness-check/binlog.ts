@@ -16,6 +16,7 @@ import { Metrics } from '../../lib/contract/metrics';
 import { manifestKeyFor } from '../../lib/contract/names';
 import { MonitorClients, datum, getStored, isNotFound, messageOf, s3Problem, secondsBetween } from '../shared/aws';
 import { folderNames, listAfter } from './listing';
+import { runNowAdvice } from './wal-archive';
 
 /** A source's binlog thresholds, from the schedule's input (BackupMonitoring.addSource's binlog). */
 export interface BinlogThresholds {
@@ -39,11 +40,8 @@ export const MAX_MANIFEST_BYTES = 8 << 20;
 export type NewestDump = { readonly key: string; readonly ageSeconds?: number } | 'none' | 'unknown';
 
 /** What to tell a person to do about a gap: a dump with coordinates makes every later time restorable again. */
-export function newDumpAdvice(clients: MonitorClients, source: string): string {
-  const prefix = clients.prefix ? ` --prefix ${clients.prefix}` : '';
-  return `run a dump now: start ${source}'s scheduled dump task, or \`restorable backup --source ${source} --bucket ${clients.bucket}${prefix} ` +
-    '--binlog-coordinates --recipient …` with its connection options; every time after it is restorable again';
-}
+export const newDumpAdvice = (clients: MonitorClients, source: string): string =>
+  runNowAdvice(clients, source, `run a dump now: start ${source}'s scheduled dump task`, 'backup', ' --binlog-coordinates');
 
 /** The source's binlog coverage from its newest dump, its age, and what went wrong; never throws. */
 export async function checkBinlogArchive(source: string, thresholds: BinlogThresholds, newestDump: NewestDump, clients: MonitorClients, now: Date):

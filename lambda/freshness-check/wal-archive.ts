@@ -86,12 +86,19 @@ interface WalObject {
   readonly lastModified: Date;
 }
 
-/** What to tell a person to do about a gap or a missing base backup: a new base backup makes every later time restorable. */
-export function newBaseBackupAdvice(clients: MonitorClients, source: string): string {
+/**
+ * What to tell a person to do about a gap: run the source's task now (`lead`), or the agent's `command` with the
+ * store's bucket and prefix; every time after it is restorable again.
+ */
+export function runNowAdvice(clients: MonitorClients, source: string, lead: string, command: string, flags = ''): string {
   const prefix = clients.prefix ? ` --prefix ${clients.prefix}` : '';
-  return `take a new base backup now: run ${source}'s base backup task, or \`restorable basebackup --source ${source} ` +
-    `--bucket ${clients.bucket}${prefix} --recipient …\` with its connection options; every time after it is restorable again`;
+  return `${lead}, or \`restorable ${command} --source ${source} --bucket ${clients.bucket}${prefix}${flags} --recipient …\` with its connection ` +
+    'options; every time after it is restorable again';
 }
+
+/** What to tell a person to do about a gap or a missing base backup: a new base backup makes every later time restorable. */
+export const newBaseBackupAdvice = (clients: MonitorClients, source: string): string =>
+  runNowAdvice(clients, source, `take a new base backup now: run ${source}'s base backup task`, 'basebackup');
 
 /** The source's WAL archive: ages, gaps, and what went wrong; never throws. */
 export async function checkWalArchive(source: string, thresholds: WalArchiveThresholds, clients: MonitorClients, now: Date): Promise<WalArchiveStatus> {

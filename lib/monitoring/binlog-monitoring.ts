@@ -10,7 +10,7 @@ import { Construct } from 'constructs';
 import { BackupBucket } from '../store/backup-bucket';
 import { wholeSeconds } from '../shared/errors';
 import type { MonitoringRuleSource } from './monitoring-rules';
-import type { WalAlarmContext } from './wal-archive-monitoring';
+import { WalAlarmContext, runNowAdvice } from './wal-archive-monitoring';
 
 /** How a source's streamed binlogs are watched. */
 export interface MonitoredBinlog {
@@ -50,12 +50,9 @@ export type BinlogAlarmContext = Omit<WalAlarmContext, 'monitoring'> & { readonl
 
 const STREAM_STOPPED = 'Check the source\'s binlog streamer service (its log says why it stopped or restarts), and whether the server wrote anything at all.';
 
-/** What to do about a gap, in the alarms' words: a dump with binlog coordinates makes every later time restorable again. */
-function newDumpAdvice(store: BackupBucket, source: string): string {
-  const prefix = store.prefix ? ` --prefix ${store.prefix}` : '';
-  return `Run a dump now: start the source's scheduled dump task, or \`restorable backup --source ${source} --bucket ${store.bucket.bucketName}${prefix} ` +
-    '--binlog-coordinates --recipient …` with its connection options; every time after it is restorable again.';
-}
+/** A dump with binlog coordinates makes every later time restorable again. */
+const newDumpAdvice = (store: BackupBucket, source: string) =>
+  runNowAdvice(store, source, 'Run a dump now: start the source\'s scheduled dump task', 'backup', ' --binlog-coordinates');
 
 /** The two fleet alarms, over the worst source. */
 export function addFleetBinlogAlarms({ alarm, monitoring, store }: BinlogAlarmContext): BinlogAlarms {

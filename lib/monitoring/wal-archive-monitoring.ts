@@ -65,12 +65,19 @@ export function walArchiveThresholds(source: string, walArchive: MonitoredWalArc
   };
 }
 
-/** What to do about a gap, in the alarms' words: a new base backup makes every later time restorable again. */
-function newBaseBackupAdvice(store: BackupBucket, source: string): string {
+/**
+ * What to do about a gap, in the alarms' words: run the source's task now (`lead`), or the agent's `command` with the
+ * store's bucket and prefix; every time after it is restorable again.
+ */
+export function runNowAdvice(store: BackupBucket, source: string, lead: string, command: string, flags = ''): string {
   const prefix = store.prefix ? ` --prefix ${store.prefix}` : '';
-  return `Take a new base backup now: run the source's base backup task, or \`restorable basebackup --source ${source} ` +
-    `--bucket ${store.bucket.bucketName}${prefix} --recipient …\` with its connection options; every time after it is restorable again.`;
+  return `${lead}, or \`restorable ${command} --source ${source} --bucket ${store.bucket.bucketName}${prefix}${flags} --recipient …\` with its ` +
+    'connection options; every time after it is restorable again.';
 }
+
+/** A new base backup makes every later time restorable again. */
+const newBaseBackupAdvice = (store: BackupBucket, source: string) =>
+  runNowAdvice(store, source, 'Take a new base backup now: run the source\'s base backup task', 'basebackup');
 
 /** The three fleet alarms, over the worst source. */
 export function addFleetWalAlarms({ alarm, monitoring, store }: WalAlarmContext): WalArchiveAlarms {

@@ -6,11 +6,12 @@
  * time; a stream that cannot replay from the newest dump says so and asks for a dump; it lists that stream only, from
  * the dump's file on (the S3 requests are recorded); what the streamer could write is read with limits and named.
  */
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BinlogStreamReason, binlogStreamId, binlogStreamKey, restoreTestLatestKey } from '../../lib/contract';
 import { Readiness, STATUS_COMMAND, StatusReport, formatStatus, runStatus, statusFailure } from '../../container/src/commands/status';
 import { parseCommandArgs } from '../../container/src/shared/args';
 import { Moto, MotoBucket, agentEnv, motoBucket, runAgent, sharedMoto } from '../support';
+import { recordingClient } from './status-fixtures';
 import { SERVER_ID, putBinlog, putDump, putStream } from '../lambda/binlog-store-fixtures';
 
 const PREFIX = 'maria/';
@@ -24,20 +25,6 @@ let purgedStream: string;
 const coordinates = (file: string) => ({ file, position: 4000, gtid: '0-1-9', serverId: SERVER_ID });
 const put = (key: string, body: string) => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
 const DETAIL = 'mariadb-bin.000003 is no longer on the server (its first is mariadb-bin.000005)';
-
-/** An S3 client that records the prefix (and delimiter, StartAfter) of every listing it sends. */
-function recordingClient(): { client: S3Client; listed: string[] } {
-  const client = new S3Client(moto.config());
-  const names: string[] = [];
-  client.middlewareStack.add((next, context) => (args) => {
-    if (context.commandName === 'ListObjectsV2Command') {
-      const input = args.input as { Prefix?: string; Delimiter?: string; StartAfter?: string };
-      names.push(`${input.Prefix}${input.Delimiter ? ' (delimited)' : ''}${input.StartAfter ? ` after ${input.StartAfter.slice(input.Prefix!.length)}` : ''}`);
-    }
-    return next(args);
-  }, { step: 'initialize', name: 'recordListings' });
-  return { client, listed: names };
-}
 
 beforeAll(async () => {
   moto = await sharedMoto();
@@ -66,7 +53,7 @@ beforeAll(async () => {
   // dump-db: dumps only.
   await putDump(s3, PREFIX, 'dump-db', undefined);
 
-  const recording = recordingClient();
+  const recording = recordingClient(moto);
   report = await runStatus(parseCommandArgs(STATUS_COMMAND, ['--bucket', s3.bucket, '--prefix', PREFIX]), recording.client);
   listed = recording.listed;
 });

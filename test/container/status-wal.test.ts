@@ -7,7 +7,7 @@
  * the dated folders only, never wal/ or base/ (the S3 requests are recorded). What a dumping role could write there
  * is read with limits and named.
  */
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Tier, baseBackupKey, baseLatestKey, manifestKeyFor, receivedPartialName, restoreTestLatestKey, walKey } from '../../lib/contract';
 import { LIST_COMMAND, runList } from '../../container/src/commands/list';
 import { Readiness, STATUS_COMMAND, StatusReport, formatStatus, runStatus, statusFailure } from '../../container/src/commands/status';
@@ -15,6 +15,7 @@ import { parseCommandArgs } from '../../container/src/shared/args';
 import {
   Moto, MotoBucket, agentEnv, backupInProcess, createPgFixture, dropPgDatabase, makeAgeKey, motoBucket, pgQuery, readerRole, runAgent, sharedMoto, uniqueName,
 } from '../support';
+import { recordingClient } from './status-fixtures';
 
 const PREFIX = 'prod/';
 const database = uniqueName('status_wal');
@@ -36,20 +37,6 @@ async function baseBackup(source: string, startWalFile: string): Promise<string>
 }
 
 const wal = (source: string, file: string) => put(walKey(PREFIX, source, file), `sealed ${file}`);
-
-/** An S3 client that records the prefix (and delimiter) of every listing it sends. */
-function recordingClient(): { client: S3Client; listed: string[] } {
-  const client = new S3Client(moto.config());
-  const listed: string[] = [];
-  client.middlewareStack.add((next, context) => (args) => {
-    if (context.commandName === 'ListObjectsV2Command') {
-      const input = args.input as { Prefix?: string; Delimiter?: string; StartAfter?: string };
-      listed.push(`${input.Prefix}${input.Delimiter ? ' (delimited)' : ''}${input.StartAfter ? ` after ${input.StartAfter.slice(input.Prefix!.length)}` : ''}`);
-    }
-    return next(args);
-  }, { step: 'initialize', name: 'recordListings' });
-  return { client, listed };
-}
 
 let report: StatusReport;
 let checked: { listed: string[] };
@@ -83,7 +70,7 @@ beforeAll(async () => {
   // huge-db: a base pointer no agent writes.
   await put(baseLatestKey(PREFIX, 'huge-db'), 'x'.repeat(64 * 1024 + 1));
 
-  const recording = recordingClient();
+  const recording = recordingClient(moto);
   report = await runStatus(parseCommandArgs(STATUS_COMMAND, ['--bucket', s3.bucket, '--prefix', PREFIX]), recording.client);
   checked = recording;
 });
@@ -133,7 +120,7 @@ test('status lists the sources once and each archive from its base backup\'s fir
 });
 
 test('list shows a source\'s dumps from its dated folders only, never listing wal/ or base/', async () => {
-  const { client, listed } = recordingClient();
+  const { client, listed } = recordingClient(moto);
   const rows = await runList(parseCommandArgs(LIST_COMMAND, ['--source', 'pitr-db', '--bucket', s3.bucket, '--prefix', PREFIX]), client);
   expect(rows).toHaveLength(1);
   expect(rows[0]).toMatchObject({ latest: true, storageClass: 'STANDARD' });

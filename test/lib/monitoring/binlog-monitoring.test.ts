@@ -8,23 +8,13 @@ import { Duration } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { BackupMonitoring, MonitoredSourceOptions } from '../../../lib/monitoring/backup-monitoring';
 import { standaloneStore } from '../store-fixtures';
-import { Json, Resource, requireMonitorAssets } from './monitoring-fixtures';
+import { alarmNamed, alarms, dashboardWidgets, description, requireMonitorAssets, scheduleSources } from './monitoring-fixtures';
 
 requireMonitorAssets();
 
 const STREAMED = { maxAge: Duration.hours(25), binlog: { maxAge: Duration.minutes(5) } };
 const DUMPS_ONLY = { maxAge: Duration.hours(25) };
 
-const alarms = (template: Template) => Object.entries(template.findResources('AWS::CloudWatch::Alarm')) as [string, Resource][];
-const alarmNamed = (template: Template, idPrefix: string): Resource => {
-  const found = alarms(template).filter(([id]) => id.startsWith(idPrefix));
-  if (found.length !== 1) throw new Error(`expected one alarm starting with ${idPrefix}, found ${found.length}`);
-  return found[0][1];
-};
-const description = (alarm: Resource): string => {
-  const d = alarm.Properties.AlarmDescription;
-  return typeof d === 'string' ? d : (d['Fn::Join'][1] as unknown[]).map((p) => (typeof p === 'string' ? p : 'BUCKET')).join('');
-};
 
 describe('BackupMonitoring of binlog-streamed sources', () => {
   test('given streamed sources with perSourceAlarms, then the threshold reaches the freshness check, two fleet alarms and two per source watch them, and the dashboard draws the binlog age', () => {
@@ -34,8 +24,7 @@ describe('BackupMonitoring of binlog-streamed sources', () => {
     for (const [name, options] of Object.entries(sources)) monitoring.addSource(name, options);
     const template = Template.fromStack(stack);
 
-    const [[, rule]] = Object.entries(template.findResources('AWS::Events::Rule')).filter(([id]) => id.startsWith('MonitoringFreshnessSchedule')) as [string, Resource][];
-    expect(JSON.parse(rule.Properties.Targets[0].Input).sources).toEqual([
+    expect(scheduleSources(template)).toEqual([
       { source: 'shop-db', maxAgeSeconds: 90000, binlog: { maxAgeSeconds: 300 } },
       { source: 'cms-db', maxAgeSeconds: 7200, binlog: { maxAgeSeconds: 60 } },
       { source: 'logs-db', maxAgeSeconds: 90000 },
@@ -60,9 +49,7 @@ describe('BackupMonitoring of binlog-streamed sources', () => {
     for (const alarm of [monitoring.binlogArchiveStaleAlarm, monitoring.binlogGapsAlarm]) expect(monitoring.alarms).toContain(alarm);
     expect(monitoring.walGapsAlarm).toBeUndefined();
 
-    const [[, dashboard]] = Object.entries(template.findResources('AWS::CloudWatch::Dashboard')) as [string, Resource][];
-    const joined = (dashboard.Properties.DashboardBody['Fn::Join'][1] as unknown[]).map((p) => (typeof p === 'string' ? p : 'TOKEN')).join('');
-    const age = (JSON.parse(joined).widgets as { properties: Json }[]).find((w) => w.properties.title === 'shop-db: backup age (s), binlog age (s)')!;
+    const age = dashboardWidgets(template).find((w) => w.properties.title === 'shop-db: backup age (s), binlog age (s)')!;
     expect(age.properties.metrics[1]).toEqual(['Restorable', 'BinlogArchiveAgeSeconds', 'Source', 'shop-db', { stat: 'Maximum', period: 1800 }]);
     expect(age.properties.annotations.horizontal[1]).toEqual(expect.objectContaining({ value: 300, label: 'binlog maxAge' }));
   });

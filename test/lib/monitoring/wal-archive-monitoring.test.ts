@@ -8,7 +8,7 @@ import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { BackupMonitoring, BackupMonitoringProps, MonitoredSourceOptions } from '../../../lib/monitoring/backup-monitoring';
 import { primaryWithReplica, standaloneStore } from '../store-fixtures';
-import { Json, Resource, requireMonitorAssets } from './monitoring-fixtures';
+import { alarmNamed, alarms, dashboardWidgets, description, requireMonitorAssets, scheduleSources } from './monitoring-fixtures';
 
 requireMonitorAssets();
 
@@ -21,17 +21,6 @@ function monitored(sources: Record<string, MonitoredSourceOptions>, props: Parti
   return { ...fixture, monitoring, template: Template.fromStack(fixture.primary) };
 }
 
-const alarms = (template: Template) => Object.entries(template.findResources('AWS::CloudWatch::Alarm')) as [string, Resource][];
-const alarmNamed = (template: Template, idPrefix: string): Resource => {
-  const found = alarms(template).filter(([id]) => id.startsWith(idPrefix));
-  if (found.length !== 1) throw new Error(`expected one alarm starting with ${idPrefix}, found ${found.length}`);
-  return found[0][1];
-};
-/** An alarm description with its tokens (the bucket name) stood in for. */
-const description = (alarm: Resource): string => {
-  const d = alarm.Properties.AlarmDescription;
-  return typeof d === 'string' ? d : (d['Fn::Join'][1] as unknown[]).map((p) => (typeof p === 'string' ? p : 'BUCKET')).join('');
-};
 
 const DUMPS_ONLY = { maxAge: Duration.hours(25) };
 const ARCHIVED = { maxAge: Duration.hours(25), walArchive: { maxAge: Duration.minutes(5) } };
@@ -49,8 +38,7 @@ describe('BackupMonitoring of WAL-archived sources', () => {
       'users-db': { maxAge: Duration.hours(2), walArchive: { maxAge: Duration.minutes(2), baseBackupMaxAge: Duration.hours(8) } },
       'logs-db': DUMPS_ONLY,
     });
-    const [[, rule]] = Object.entries(template.findResources('AWS::Events::Rule')).filter(([id]) => id.startsWith('MonitoringFreshnessSchedule')) as [string, Resource][];
-    expect(JSON.parse(rule.Properties.Targets[0].Input).sources).toEqual([
+    expect(scheduleSources(template)).toEqual([
       { source: 'orders-db', maxAgeSeconds: 90000, wal: { maxAgeSeconds: 300, baseBackupMaxAgeSeconds: 90000 } },
       { source: 'users-db', maxAgeSeconds: 7200, wal: { maxAgeSeconds: 120, baseBackupMaxAgeSeconds: 28800 } },
       { source: 'logs-db', maxAgeSeconds: 90000 },
@@ -90,9 +78,7 @@ describe('BackupMonitoring of WAL-archived sources', () => {
 
   test('the dashboard draws a source\'s WAL age and its threshold beside its backup age', () => {
     const { template } = monitored({ 'orders-db': ARCHIVED });
-    const [[, dashboard]] = Object.entries(template.findResources('AWS::CloudWatch::Dashboard')) as [string, Resource][];
-    const joined = (dashboard.Properties.DashboardBody['Fn::Join'][1] as unknown[]).map((p) => (typeof p === 'string' ? p : 'TOKEN')).join('');
-    const age = (JSON.parse(joined).widgets as { properties: Json }[]).find((w) => w.properties.title === 'orders-db: backup age (s), WAL age (s)')!;
+    const age = dashboardWidgets(template).find((w) => w.properties.title === 'orders-db: backup age (s), WAL age (s)')!;
     expect(age.properties.metrics).toEqual([
       ['Restorable', 'BackupAgeSeconds', 'Source', 'orders-db', { stat: 'Maximum', period: 1800 }],
       ['Restorable', 'WalArchiveAgeSeconds', 'Source', 'orders-db', { stat: 'Maximum', period: 1800 }],
