@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ExampleStacks } from '../../bin/example-app';
 import {
-  backupKey, DumpFormat, latestKey, METRIC_NAMESPACE, restoreTestLatestKey, runbookKey, sourcePrefix,
+  backupKey, binlogIndexKey, binlogObjectKey, binlogStreamId, DumpFormat, latestKey, METRIC_NAMESPACE, restoreTestLatestKey, runbookKey, sourcePrefix,
 } from '../../lib/contract';
 import { DEFAULT_BREAK_GLASS_ROLE_NAME, ROLE_PATHS } from '../../lib/shared/trust-boundaries';
 import {
@@ -361,5 +361,15 @@ describe('who may do what, by IAM policy simulation of the example app', () => {
       return;
     }
     expect(parts.section).toBe(rendered);
+  });
+
+  // Binlog streaming (issue 18): binlog/ is the binlog streamer's alone, as wal/ is the WAL archiver's: a name the
+  // dump role wrote there first would make the streamer's write-once store of that file fail, and streaming stall.
+  test('the dump role (A) cannot write under A\'s binlog/, which only its binlog streamer writes', async () => {
+    const key = binlogObjectKey(s.targets.prefix, s.stacks.backups.sources[0].name, binlogStreamId(new Date('2026-06-01T00:00:00Z')), 'mysql-bin.000001');
+    for (const target of [key, binlogIndexKey(key)]) {
+      const verdict = await decide(s.principals.dumpA, { api: 'PutObject', target: { bucket: s.targets.bucket, key: target }, ifNoneMatch: true, tags: TIER });
+      expect([target, describeVerdict(verdict)]).toEqual([target, '⛔ own policy']);
+    }
   });
 });
