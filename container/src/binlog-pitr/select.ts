@@ -7,13 +7,14 @@
  */
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
-  BINLOG_STREAM_FILE, BinlogCoordinates, BinlogIndex, BinlogStream, ContractError, Manifest, STORED_SUFFIX, binlogIndexKey,
+  BINLOG_STREAM_FILE, BINLOG_STREAM_PATTERN, BinlogCoordinates, BinlogIndex, BinlogStream, ContractError, Manifest, STORED_SUFFIX, binlogIndexKey,
   binlogPrefix, binlogSequence, binlogStreamKey, binlogStreamPrefix, parseBinlogIndex, parseBinlogObjectName, parseBinlogStream,
 } from '../../../lib/contract';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
 import { s3Problem } from '../shared/s3';
 import { BackupLocation, SelectedBackup, selectBackup } from '../restore/download';
+import { folderNames } from '../commands/status-reads';
 
 /** The most bytes of a stream.json or an index read: an index lists at most one mark per second of a file's life. */
 const MAX_JSON_BYTES = 16 * 1024 * 1024;
@@ -96,23 +97,8 @@ export async function selectDumpWithCoordinates(s3: S3Client, location: Omit<Bac
 
 /** The stream ids under the source's binlog/, newest first. */
 async function listStreams(s3: S3Client, bucket: string, prefix: string | undefined, source: string): Promise<string[]> {
-  const base = binlogPrefix(prefix, source);
-  const streams: string[] = [];
-  let token: string | undefined;
-  do {
-    let page;
-    try {
-      page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base, Delimiter: '/', ContinuationToken: token }));
-    } catch (err) {
-      throw s3Problem('ListObjectsV2', bucket, base, err);
-    }
-    for (const p of page.CommonPrefixes ?? []) {
-      const id = (p.Prefix ?? '').slice(base.length, -1);
-      if (/^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}Z$/.test(id)) streams.push(id);
-    }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return streams.sort().reverse();
+  const names = await folderNames(s3, bucket, binlogPrefix(prefix, source));
+  return names.filter((id) => BINLOG_STREAM_PATTERN.test(id)).sort().reverse();
 }
 
 interface StoredFile {
