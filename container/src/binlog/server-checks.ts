@@ -50,6 +50,9 @@ async function checkRdsRetention(query: ServerQuery): Promise<void> {
   } catch (err) {
     const message = (err as Error).message;
     if (/does not exist|ERROR 1305/i.test(message)) return; // not RDS
+    // Without EXECUTE on it the server answers "denied" whether or not the procedure exists: RDS installs under /rdsdbbin.
+    const [[basedir]] = await query('SELECT @@basedir');
+    if (!basedir.startsWith('/rdsdbbin')) return;
     log.warn('could not read RDS\'s binlog retention (mysql.rds_show_configuration); if this is RDS for MariaDB, make sure binlogs are kept ' +
       `long enough: ${RDS_RETENTION_CALL}`, { error: message });
     return;
