@@ -126,7 +126,7 @@ describe.each(envNames)('environment %s', (name) => {
     expect(store.replica).toBe(replicaStore);
   });
 
-  test('given the sample sources, when synthesized, then two PostgreSQL sources and a MariaDB source are scheduled, restore-tested and monitored, and one archives its WAL', () => {
+  test('given the sample sources, when synthesized, then two PostgreSQL sources and a MariaDB source are scheduled, restore-tested and monitored, one archives its WAL and one streams its binlogs', () => {
     const example = synthesizedExample(name);
     const { primary, backups, restoreTesting } = example;
     expect(backups.sources.map((s) => [s.name, s.engine.agentEngine])).toEqual([['orders-db', 'postgres'], ['shop-db', 'mysql'], ['ledger-db', 'postgres']]);
@@ -139,9 +139,13 @@ describe.each(envNames)('environment %s', (name) => {
     expect(commands.find((c) => c.includes('shop-db'))).toContain('\\"--engine\\",\\"mysql\\"');
     const ledger = commands.filter((c) => c.includes('ledger-db'));
     expect(ledger.map((c) => /\\"command\\":\[\\"([a-z-]+)\\"/.exec(c)?.[1]).sort()).toEqual(['backup', 'basebackup']);
-    const receivers = Object.values(template.findResources('AWS::ECS::Service'));
-    expect(receivers).toHaveLength(1);
-    expect(receivers[0].Properties).toMatchObject({ DesiredCount: 1, DeploymentConfiguration: { MinimumHealthyPercent: 0, MaximumPercent: 100 } });
+    // ledger-db's WAL receiver and shop-db's binlog streamer: one task each, never two at once.
+    const services = Object.values(template.findResources('AWS::ECS::Service'));
+    expect(services.map((service) => service.Properties.TaskDefinition.Ref).sort())
+      .toEqual([expect.stringMatching(/ledgerdbWalReceiverTask/), expect.stringMatching(/shopdbBinlogStreamerTask/)]);
+    for (const service of services) {
+      expect(service.Properties).toMatchObject({ DesiredCount: 1, DeploymentConfiguration: { MinimumHealthyPercent: 0, MaximumPercent: 100 } });
+    }
     expect(restoreTesting).toBeDefined();
     const freshnessInput = Object.values(template.findResources('AWS::Events::Rule'))
       .flatMap((rule) => (rule.Properties.Targets ?? []) as { Input?: string }[])
