@@ -1,10 +1,9 @@
-import { Annotations, Aws, Duration, Names, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Duration, Names, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
@@ -25,7 +24,8 @@ import { hostingOf } from './continuous';
 import { ContinuousArchiving } from './continuous-archiving';
 import { resolveWalArchiving, walArchivingProblem } from './wal-archive';
 import { grantSecretRead } from './secret-read';
-import { s3PrefixList, vpcCidr } from './vpc-peers';
+import { AwsApiAccess } from './aws-api-access';
+import { vpcCidr } from './vpc-peers';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
@@ -160,17 +160,10 @@ export class DatabaseBackups extends Construct {
   private readonly taskDefinitions = new Map<Engine, ecs.FargateTaskDefinition>();
   private readonly sourceList: BackupSource[] = [];
   private readonly sourcesScope: Construct;
-  /** What the Secrets Manager endpoint's policy allows: the identity and each source's secret, added as sources come. */
-  private readonly secretsAccess = new iam.PolicyStatement({
-    sid: 'OnlyRestorableSecrets',
-    principals: [new iam.AnyPrincipal()],
-    actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
-  });
-  private secretsEndpoint?: ec2.InterfaceVpcEndpoint;
+  /** The tasks' way to the AWS APIs: the VPC endpoints of `vpcEndpoints`, or NAT. */
+  private readonly apis: AwsApiAccess;
   /** The sources' base backups, WAL receivers and binlog streamers. */
   private readonly archiving: ContinuousArchiving;
-  /** S3 in this region, as an egress peer: its prefix list, or undefined when it cannot be looked up. */
-  private s3Peer?: ec2.IPeer;
 
   constructor(scope: Construct, id: string, props: DatabaseBackupsProps) {
     super(scope, id);
@@ -194,8 +187,9 @@ export class DatabaseBackups extends Construct {
       description: 'Restorable backup tasks: out to the databases and AWS APIs, nothing in',
       allowAllOutbound: false,
     });
-    if (props.vpcEndpoints) this.endpointSecurityGroup = this.createEndpoints(props.vpc);
-    this.allowHttpsToAwsApis(this.securityGroup, 'Restorable backup tasks');
+    this.apis = new AwsApiAccess(this, { vpc: props.vpc, subnets: this.subnets, store: props.store, tasks: this.securityGroup, endpoints: props.vpcEndpoints ?? false });
+    this.endpointSecurityGroup = this.apis.endpointSecurityGroup;
+    this.apis.allowHttps(this.securityGroup, 'Restorable backup tasks');
     this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR });
     this.alerts = new BackupJobAlerts(this, 'Alerts', {
       cluster: this.cluster,
@@ -213,7 +207,7 @@ export class DatabaseBackups extends Construct {
     // Under the dump path, which the store's bucket policy tells apart from every other kind of principal; one
     // folder per DatabaseBackups, so that its scheduler may pass exactly its own task roles.
     this.taskRolePath = `${ROLE_PATHS.dump}${Names.uniqueId(this)}/`;
-    if (props.keys.identitySecret) this.allowSecretThroughEndpoint(props.keys.identitySecret);
+    if (props.keys.identitySecret) this.apis.allowSecret(props.keys.identitySecret);
     this.schedules = new AgentSchedules({
       cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, role: this.createSchedulerRole(), alerts: this.alerts,
       retryAttempts: props.retryAttempts, maxEventAge: props.maxEventAge,
@@ -221,7 +215,7 @@ export class DatabaseBackups extends Construct {
     this.archiving = new ContinuousArchiving({
       owner: this, store: props.store, keys: props.keys, vpc: props.vpc, subnets: this.subnets, cluster: this.cluster, userCluster: props.cluster !== undefined,
       securityGroup: this.securityGroup, image: this.image, executionRole: this.executionRole, logGroup: this.logGroup, rolePath: this.taskRolePath,
-      alarmTopic: props.alarmTopic ?? props.monitoring?.topic, schedules: this.schedules, allowSecret: (secret) => this.allowSecretThroughEndpoint(secret),
+      alarmTopic: props.alarmTopic ?? props.monitoring?.topic, schedules: this.schedules, allowSecret: (secret) => this.apis.allowSecret(secret),
     });
     this.sourcesScope = new Construct(this, 'Sources');
     if (props.store.objectLockEnabled) {
@@ -268,7 +262,7 @@ export class DatabaseBackups extends Construct {
     if (props.engine.flavour === DatabaseFlavour.MYSQL) warnMysqlUntested(scope, name, props.engine.version);
     const taskRole = this.createTaskRole(scope, props);
     this.openNetwork(props);
-    this.allowSecretThroughEndpoint(props.secret);
+    this.apis.allowSecret(props.secret);
     const hosting = hostingOf(props.hosting, props.peer, props.endpoint);
     const walArchiving = props.walArchiving && resolveWalArchiving(this, { name, engine: props.engine, hosting }, props.walArchiving, props.secret);
     const binlogStreaming = props.binlogStreaming && resolveBinlogStreaming(scope, { name, engine: props.engine, hosting, peer: props.peer },
@@ -330,7 +324,7 @@ export class DatabaseBackups extends Construct {
     if (!this.endpointSecurityGroup) return;
     for (const group of peer.connections.securityGroups) {
       this.endpointSecurityGroup.addIngressRule(group, ec2.Port.tcp(443), description);
-      this.allowHttpsToAwsApis(group, description);
+      this.apis.allowHttps(group, description);
     }
   }
 
@@ -391,33 +385,6 @@ export class DatabaseBackups extends Construct {
     for (const group of props.peer?.connections.securityGroups ?? []) group.addIngressRule(this.securityGroup, port, 'Restorable backup tasks', false);
   }
 
-  /**
-   * HTTPS out to the AWS APIs: with endpoints, to their security group and to S3's prefix list (the gateway
-   * endpoint's routes), both inline rules; without, to any address, since the APIs are then reached through NAT.
-   */
-  private allowHttpsToAwsApis(group: ec2.ISecurityGroup, who: string): void {
-    const https = ec2.Port.tcp(443);
-    // remoteRule: a group that already allows all outbound ignores these without a warning.
-    if (!this.endpointSecurityGroup) {
-      group.addEgressRule(ec2.Peer.anyIpv4(), https, `${who} to AWS APIs over HTTPS, through NAT`, true);
-      return;
-    }
-    group.addEgressRule(ec2.Peer.securityGroupId(this.endpointSecurityGroup.securityGroupId), https, `${who} to the VPC endpoints`, true);
-    if (this.s3Peer) {
-      group.addEgressRule(this.s3Peer, https, `${who} to S3 through the gateway endpoint`, true);
-    } else {
-      group.addEgressRule(ec2.Peer.anyIpv4(), https, `${who} to S3 over HTTPS (its prefix list needs the stack's account and region)`, true);
-    }
-  }
-
-  /** Adds a secret to what the Secrets Manager endpoint created here lets through. */
-  private allowSecretThroughEndpoint(secret: secretsmanager.ISecret): void {
-    // A secret known by a partial ARN (no random suffix) is matched by any suffix, as its own grants do.
-    this.secretsAccess.addResources(secret.secretFullArn ?? `${secret.secretArn}-??????`);
-    // Added to the policy with its first resource: a statement without one would be refused.
-    if (this.secretsEndpoint && this.secretsAccess.resources.length === 1) this.secretsEndpoint.addToPolicy(this.secretsAccess);
-  }
-
   /** One task definition per agent engine; sizes are overridden per source. */
   private taskDefinitionFor(engine: Engine): ecs.FargateTaskDefinition {
     const existing = this.taskDefinitions.get(engine);
@@ -457,65 +424,7 @@ export class DatabaseBackups extends Construct {
     return role;
   }
 
-  /**
-   * The endpoints of `vpcEndpoints`, each with a policy (see the prop). The gateway endpoint serves only
-   * this region's S3: a request to another region's (a DR restore test reading the replica) does not match its
-   * routes and goes out through NAT to that region's public endpoint, so this policy neither limits nor breaks it.
-   */
-  private createEndpoints(vpc: ec2.IVpc): ec2.SecurityGroup {
-    const stack = Stack.of(this);
-    const s3Endpoint = new ec2.GatewayVpcEndpoint(this, 'S3Endpoint', { vpc, service: ec2.GatewayVpcEndpointAwsService.S3, subnets: [this.subnets] });
-    const { bucket } = this.props.store;
-    // What the agent does to the store: read, write and list objects (the identity and bucket policies say who may
-    // do which); no bucket configuration and no deletion.
-    s3Endpoint.addToPolicy(new iam.PolicyStatement({
-      sid: 'OnlyTheBackupStore',
-      principals: [new iam.AnyPrincipal()],
-      actions: ['s3:GetObject*', 's3:PutObject*', 's3:ListBucket*', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts', 's3:RestoreObject'],
-      resources: [bucket.bucketArn, bucket.arnForObjects('*')],
-    }));
-    // Fargate pulls image layers (the agent's, and scratch images mirrored in ECR) from ECR's bucket in this region.
-    s3Endpoint.addToPolicy(new iam.PolicyStatement({
-      sid: 'EcrImageLayers',
-      principals: [new iam.AnyPrincipal()],
-      actions: ['s3:GetObject'],
-      resources: [`arn:${Aws.PARTITION}:s3:::prod-${stack.region}-starport-layer-bucket/*`],
-    }));
-    this.s3Peer = s3PrefixList(this);
-    const endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
-      vpc,
-      allowAllOutbound: false,
-      description: 'Restorable VPC endpoints: HTTPS in from the backup tasks',
-    });
-    endpointSecurityGroup.addIngressRule(this.securityGroup, ec2.Port.tcp(443), 'Restorable backup tasks');
-    const services = {
-      SecretsManager: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-      EcrApi: ec2.InterfaceVpcEndpointAwsService.ECR,
-      EcrDocker: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-      Logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-      Monitoring: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
-    };
-    for (const [id, service] of Object.entries(services)) {
-      const endpoint = new ec2.InterfaceVpcEndpoint(this, `${id}Endpoint`, {
-        vpc, service, subnets: this.subnets, securityGroups: [endpointSecurityGroup], open: false, privateDnsEnabled: true,
-      });
-      if (service === ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER) {
-        this.secretsEndpoint = endpoint;
-        continue;
-      }
-      // No resource of ECR, Logs or Monitoring is Restorable's alone to name, but a task holding credentials of
-      // another account could ship data to that account's log group or repository through them: only this
-      // account's principals (the execution role pulling and logging, the agent publishing metrics) get through.
-      endpoint.addToPolicy(new iam.PolicyStatement({
-        sid: 'OnlyThisAccountsPrincipals',
-        principals: [new iam.AnyPrincipal()],
-        actions: ['*'],
-        resources: ['*'],
-        conditions: { StringEquals: { 'aws:PrincipalAccount': stack.account } },
-      }));
-    }
-    return endpointSecurityGroup;
-  }
+
 }
 
 /** MySQL is dumped by the MariaDB client, and neither its backups nor its restore tests have run against a MySQL server. */
