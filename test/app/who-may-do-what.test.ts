@@ -372,4 +372,33 @@ describe('who may do what, by IAM policy simulation of the example app', () => {
       expect([target, describeVerdict(verdict)]).toEqual([target, '⛔ own policy']);
     }
   });
+
+  // The example app's shop-db (B) streams its binlogs: its streamer adds B's binlogs and may do nothing the matrix
+  // lists, and B's own dump role may not write there either.
+  test('the binlog streamer (B) adds B\'s binlogs, write-once and tagged, and is refused every call of the matrix', async () => {
+    const sourceB = s.stacks.backups.sources.find((source) => source.name === s.targets.sourceB);
+    const streamer = principalOf(roleOf(s.deployment, sourceB?.binlogStreamer?.taskRole, `the binlog streamer of ${s.targets.sourceB}`), 'binlog streamer (B)');
+    expect(streamer.roleArn).toContain(`:role${ROLE_PATHS.dump}`);
+    const stream = binlogStreamId(new Date('2026-06-01T00:00:00Z'));
+    const binlogOf = (source: string): ObjectTarget => ({ bucket: s.targets.bucket, key: binlogObjectKey(s.targets.prefix, source, stream, 'mysql-bin.000001') });
+    const binlogB = binlogOf(s.targets.sourceB);
+    const calls: [string, Principal, ApiCall, string][] = [
+      ['store a binlog of B', streamer, { api: 'PutObject', target: binlogB, ifNoneMatch: true, tags: TIER }, '✅'],
+      ['replace one', streamer, { api: 'PutObject', target: binlogB, tags: TIER }, '⛔ WriteOnce'],
+      ['store a binlog of A', streamer, { api: 'PutObject', target: binlogOf(s.stacks.backups.sources[0].name), ifNoneMatch: true, tags: TIER }, '· no grant'],
+      ['B\'s dump role stores a binlog of B', roleOfSource(s, s.targets.sourceB), { api: 'PutObject', target: binlogB, ifNoneMatch: true, tags: TIER }, '⛔ own policy'],
+      ...COLUMNS.map((column): [string, Principal, ApiCall, string] => [column.title, streamer, column.call(s.targets), 'refused']),
+    ];
+    for (const [title, principal, call, expected] of calls) {
+      const verdict = await decide(principal, call);
+      const actual = expected === 'refused' ? allowedOrDenied(verdict.allowed) : describeVerdict(verdict);
+      expect([title, actual]).toEqual([title, expected === 'refused' ? 'denied' : expected]);
+    }
+  });
 });
+
+/** A source's dump role, as a principal. */
+function roleOfSource(s: Simulated, name: string): Principal {
+  const source = s.stacks.backups.sources.find((candidate) => candidate.name === name);
+  return principalOf(roleOf(s.deployment, source?.taskRole, `source ${name}`), `dump role (${name})`);
+}
