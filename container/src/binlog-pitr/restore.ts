@@ -22,7 +22,7 @@ import { RetrievalOptions, RetrievalTier } from '../restore/archive';
 import { RestoreResult, restoreBackup } from '../restore/restore';
 import { LATEST, parseTarget } from '../pitr/restore';
 import { LastGroup, fetchBinlogs } from './fetch';
-import { planBinlogReplay, selectDumpWithCoordinates } from './select';
+import { BinlogPlan, DumpAfterTarget, planBinlogReplay, selectDumpWithCoordinates } from './select';
 import { replayBinlogs } from './replay';
 
 export interface BinlogPitrOptions {
@@ -112,8 +112,20 @@ export async function runBinlogPitrRestore(options: BinlogPitrOptions, deps: Bin
   const target = parseTarget(options.to, now);
   requireTools(['age', 'zstd', 'mysql', 'mariadb-binlog']);
   const started = Date.now();
-  const { backup, coordinates } = await selectDumpWithCoordinates(deps.s3, { bucket: options.bucket, prefix: options.prefix, source: options.source }, target ?? now);
-  const plan = await planBinlogReplay(deps.s3, options.bucket, options.prefix, backup.manifest, target);
+  const location = { bucket: options.bucket, prefix: options.prefix, source: options.source };
+  let { backup, coordinates } = await selectDumpWithCoordinates(deps.s3, location, target ?? now);
+  let plan: BinlogPlan;
+  for (let tries = 1; ; tries++) {
+    try {
+      plan = await planBinlogReplay(deps.s3, options.bucket, options.prefix, backup.manifest, target);
+      break;
+    } catch (err) {
+      // A dump that started before the target but took its snapshot after it: the one before it, then.
+      if (!(err instanceof DumpAfterTarget) || tries >= 3) throw err;
+      log.info('the dump\'s snapshot came after the target; trying the dump before it', { key: backup.key });
+      ({ backup, coordinates } = await selectDumpWithCoordinates(deps.s3, location, new Date(Date.parse(backup.manifest.startedAt) - 1)));
+    }
+  }
   const work = workDirectory(options.workDir ?? tmpdir(), plan.objects.reduce((sum, o) => sum + o.index.size, 0));
   try {
     const fetched = await fetchBinlogs(deps.s3, options.bucket, plan.objects, work.dir, options.identityFile);

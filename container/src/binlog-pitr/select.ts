@@ -47,6 +47,9 @@ export interface BinlogPlan {
   readonly coveredTarget: boolean;
 }
 
+/** The dump's snapshot came after the target's second: an older dump must be taken (the restore tries the one before). */
+export class DumpAfterTarget extends AgentError {}
+
 /** Reads a small object as text, refusing one over `max` bytes unread; undefined when absent. */
 export async function getSmallText(s3: S3Client, bucket: string, key: string, max = MAX_JSON_BYTES): Promise<string | undefined> {
   let out;
@@ -220,7 +223,12 @@ export async function planBinlogReplay(s3: S3Client, bucket: string, prefix: str
           `groups${partial ? ', a partial' : ''}): the binlog streamer has not stored it yet, or the stream is another server's. Restore later, or without --to`);
       }
       const stop = stopIn(index, targetSeconds);
-      const to = stop !== undefined ? Math.max(stop, from) : index.groupsEnd;
+      if (stop !== undefined && stop < from) {
+        // A group after the target lies before the dump's position: the dump itself holds it.
+        throw new DumpAfterTarget(`the dump ${manifest.key} already holds a transaction committed after ${target!.toISOString()} (its snapshot came at ` +
+          `${coordinates.file}:${from}, after ${file}:${stop}), and so does every older dump tried: give a --to after the dump's snapshot`);
+      }
+      const to = stop ?? index.groupsEnd;
       objects.push({ file, key, index, from, to, partial });
       if (stop !== undefined) {
         coveredTarget = true;
