@@ -18,7 +18,7 @@ import { ReplicaStore } from '../store/replica-store';
 import { RestoreTestAlarms } from './restore-test-alarms';
 import { RestoreTestOrchestration } from './restore-test-orchestration';
 import { RestoreTestTask } from './restore-test-task';
-import { RestoreTestSourceProps, checkProblem, diskShortfall, expectLeftOutProblem, pointInTimeProblem, testsPointInTime } from './restore-test-source';
+import { RestoreTestSourceProps, checkProblem, diskShortfall, expectLeftOutProblem, pointInTimeProblem, testsWalPointInTime } from './restore-test-source';
 import { acknowledgeNag } from '../shared/nag';
 import { RestoreTestLogs } from './restore-test-logs';
 import { TestedSource, commandValues, restoreTestRuns } from './restore-test-runs';
@@ -255,7 +255,8 @@ export abstract class RestoreTestFleet extends Construct {
     this.setup.checkSource?.(props);
     const shortfall = diskShortfall(props, this.setup.ephemeralStorageGiB ?? FARGATE_EPHEMERAL_GIB);
     if (shortfall) Annotations.of(this).addWarningV2(DISK_TOO_SMALL_WARNING, shortfall);
-    const task = this.taskFor(source, testsPointInTime(props));
+    // A binlog point-in-time test restores into the ordinary scratch server: only WAL needs the PostgreSQL sidecar.
+    const task = this.taskFor(source, testsWalPointInTime(props));
     if (!pulledThroughEndpoints(source.scratchImage, Stack.of(this).region)) this.allowHttpsOut();
     const role = this.roles.add(source.name);
     this.setup.monitoring.expectRestoreTests(source.name);

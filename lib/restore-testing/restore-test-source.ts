@@ -91,18 +91,22 @@ export interface RestoreTestSourceProps {
    */
   readonly expectLeftOut?: string[];
   /**
-   * Test a point-in-time restore rather than the newest dump: the newest base backup before a minute ago and the
-   * archived WAL after it, replayed by a scratch PostgreSQL server of the source's version booting from the restored
-   * data directory, which must promote having recovered to at or before that time (and not more than
-   * `pointInTimeMaxGap` before it), with every table the newest dump names. The report's `pitr` says the time recovered
-   * to and the measured restore time. For sources whose WAL is archived (walArchiving) only.
-   * @default true for a source with walArchiving, false otherwise
+   * Test a point-in-time restore rather than the newest dump. For a PostgreSQL source whose WAL is archived
+   * (walArchiving): the newest base backup before a minute ago and the archived WAL after it, replayed by a scratch
+   * PostgreSQL server of the source's version booting from the restored data directory, which must promote having
+   * recovered to at or before that time (and not more than `pointInTimeMaxGap` before it), with every table the newest
+   * dump names; the report's `pitr` says the time recovered to and the measured restore time. For a MariaDB source
+   * whose binlogs are streamed (binlogStreaming): the newest dump with binlog coordinates before a minute ago restored
+   * into the scratch database and the streamed binlogs replayed up to that second, the last transaction applied at or
+   * before it and not more than `pointInTimeMaxGap` before it, with every table the dump names; the report's
+   * `binlogPitr` says the last transaction applied (file, position, GTID, time) and the measured restore time.
+   * @default true for a source with walArchiving or binlogStreaming, false otherwise
    */
   readonly pointInTime?: boolean;
   /**
    * How much older than the target the last transaction a point-in-time restore test recovered may be: a source that
    * commits rarely needs more.
-   * @default Duration.hours(1)
+   * @default Duration.hours(1) with walArchiving; the source's binlogStreaming maxArchiveAge (5 minutes unless set) with binlogStreaming
    */
   readonly pointInTimeMaxGap?: Duration;
   /**
@@ -114,16 +118,26 @@ export interface RestoreTestSourceProps {
   readonly pointInTimeTarget?: 'recent' | 'latest';
 }
 
-/** Whether a source's restore tests are point-in-time restores: its WAL is archived, unless pointInTime says otherwise. */
+/** Whether a source is archived continuously: its WAL (PostgreSQL) or its binlogs (MariaDB). */
+const continuous = (source: BackupSource) => source.walArchiving !== undefined || source.binlogStreaming !== undefined;
+
+/** Whether a source's restore tests are point-in-time restores: its WAL is archived or its binlogs streamed, unless pointInTime says otherwise. */
 export function testsPointInTime(props: RestoreTestSourceProps): boolean {
-  return props.pointInTime ?? props.source.walArchiving !== undefined;
+  return props.pointInTime ?? continuous(props.source);
+}
+
+/** Whether a source's restore tests are point-in-time restores from WAL, which a scratch PostgreSQL server replays (the task's sidecar). */
+export function testsWalPointInTime(props: RestoreTestSourceProps): boolean {
+  return testsPointInTime(props) && props.source.walArchiving !== undefined;
 }
 
 /** What is wrong with a source's point-in-time settings, or undefined when they are valid. */
 export function pointInTimeProblem(props: RestoreTestSourceProps): string | undefined {
   const name = props.source.name;
-  if (props.pointInTime && props.source.walArchiving === undefined) {
-    return `pointInTime needs the source's WAL archived: give '${name}' walArchiving in DatabaseBackups, or remove pointInTime`;
+  if (props.pointInTime && !continuous(props.source)) {
+    return props.source.engine.flavour === DatabaseFlavour.POSTGRES
+      ? `pointInTime needs the source's WAL archived: give '${name}' walArchiving in DatabaseBackups, or remove pointInTime`
+      : `pointInTime needs the source's binlogs streamed: give '${name}' binlogStreaming in DatabaseBackups, or remove pointInTime`;
   }
   if (props.pointInTimeTarget !== undefined) {
     if (!testsPointInTime(props)) return `pointInTimeTarget is for a point-in-time restore test, which '${name}' does not have: remove it`;
@@ -221,17 +235,20 @@ export interface RestoreTestTarget {
 export function restoreTestCommand(props: RestoreTestSourceProps, target: RestoreTestTarget): string[] {
   // The agent's checks file counts the age in seconds.
   const checks = (props.checks ?? []).map(({ name, sql, minRows, equals, maxAge }) => ({ name, sql, minRows, equals, maxAgeSeconds: maxAge?.toSeconds() }));
+  const binlog = testsPointInTime(props) && props.source.binlogStreaming !== undefined;
+  // Replay must reach as near the target as the stream is kept fresh: the source's maxArchiveAge, unless given.
+  const maxGap = props.pointInTimeMaxGap ?? (binlog ? props.source.binlogStreaming!.maxArchiveAge : undefined);
   return [
     'restore-test', '--source', props.source.name, '--bucket', target.bucket,
     ...(target.prefix ? ['--prefix', target.prefix] : []),
     ...(target.bucketRegion ? ['--bucket-region', target.bucketRegion] : []),
     '--identity-secret-id', target.identitySecretArn,
     '--host', '127.0.0.1', '--port', String(target.scratch.port), '--user', target.scratch.user,
-    // A point-in-time restore checks the database of the newest dump, in the cluster it recovered.
-    ...(target.pitrDir
-      ? ['--pitr-dir', target.pitrDir, ...(props.pointInTimeTarget ? ['--pitr-to', props.pointInTimeTarget] : []),
-        ...(props.pointInTimeMaxGap ? ['--pitr-max-gap', String(props.pointInTimeMaxGap.toSeconds())] : [])]
-      : ['--database', target.database]),
+    // A point-in-time restore from WAL checks the database of the newest dump, in the cluster it recovered; one from
+    // binlogs restores the dump into the scratch database and replays its binlogs there.
+    ...(target.pitrDir ? ['--pitr-dir', target.pitrDir] : ['--database', target.database]),
+    ...(binlog ? ['--binlog-pitr'] : []),
+    ...(target.pitrDir || binlog ? [...(props.pointInTimeTarget ? ['--pitr-to', props.pointInTimeTarget] : []), ...(maxGap ? ['--pitr-max-gap', String(maxGap.toSeconds())] : [])] : []),
     ...(checks.length ? ['--checks-json', JSON.stringify(checks)] : []),
     ...(props.tolerance ? ['--tolerance', props.tolerance.argument] : []),
     ...(props.rtoTarget ? ['--rto-seconds', String(props.rtoTarget.toSeconds())] : []),

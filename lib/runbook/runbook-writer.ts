@@ -11,17 +11,22 @@ import { NODE22_RUNTIME_REASON, acknowledgeNag, acknowledgeWildcard } from '../s
 import { ROLE_PATHS } from '../shared/trust-boundaries';
 import { BackupSource } from '../backups/backup-source';
 
-/** One source as the writer's `Sources` property carries it: its name, engine and whether its WAL is archived. */
+/** One source as the writer's `Sources` property carries it: its name, engine and whether its WAL is archived or its binlogs streamed. */
 export interface RunbookSourceProperty {
   readonly name: string;
   readonly engine: string;
   /** Present (true) only for a source with WAL archiving: its runbook gains the point-in-time recovery section. */
   readonly walArchived?: true;
+  /** Present (true) only for a source with binlog streaming: its runbook gains the binlog point-in-time recovery section. */
+  readonly binlogStreamed?: true;
 }
 
 /** A source's entry in the writer's `Sources` property, read at synth. */
 export function runbookSource(source: BackupSource): RunbookSourceProperty {
-  return { name: source.name, engine: source.engine.agentEngine, ...(source.walArchiving ? { walArchived: true as const } : {}) };
+  return {
+    name: source.name, engine: source.engine.agentEngine, ...(source.walArchiving ? { walArchived: true as const } : {}),
+    ...(source.binlogStreaming ? { binlogStreamed: true as const } : {}),
+  };
 }
 
 /** The runbook-writer function, its role and log group, as DisasterRecoveryRunbook and VaultRunbook make them. */

@@ -25,7 +25,8 @@ import {
 } from '../restore-test/report';
 import { RestoreResult, restoreBackup } from '../restore/restore';
 import { EXACT, RecordedBackup, Validation, openScratch, parseTolerance, validateRestore } from '../restore-test/validate';
-import { PITR_TEST_OPTIONS, PitrTestRun, PitrTestSettings, pitrTestSettings, runPitrTest } from '../restore-test/pitr';
+import { PITR_TEST_OPTIONS, PitrTarget, PitrTestRun, PitrTestSettings, pitrTestSettings, runPitrTest } from '../restore-test/pitr';
+import { BINLOG_PITR_TEST_OPTIONS, BinlogPitrTestRun, binlogPitrTestSettings, runBinlogPitrTest } from '../restore-test/binlog-pitr';
 
 export const RESTORE_TEST_COMMAND: CommandSpec = {
   name: 'restore-test',
@@ -45,6 +46,7 @@ export const RESTORE_TEST_COMMAND: CommandSpec = {
     ...ARCHIVE_OPTIONS,
     ...REPORTS_OPTIONS,
     ...PITR_TEST_OPTIONS,
+    ...BINLOG_PITR_TEST_OPTIONS,
     'publish-metrics': { kind: OptionKind.FLAG, description: 'publish CloudWatch metrics (automatic on ECS)' },
     'json': { kind: OptionKind.FLAG, description: 'print the report as JSON' },
   },
@@ -120,9 +122,13 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   const secretId = args.string('identity-secret-id');
   const pitrSettings = pitrTestSettings(args, now());
   if (pitrSettings && args.string('spool-dir') !== undefined) throw new UsageError('--spool-dir is for a test of the newest dump, not with --pitr-dir');
+  const binlogSettings = binlogPitrTestSettings(args, now());
   const identity = await resolveIdentity(args.string('identity-file'), secretId, deps.secrets ?? secretsClientFor(secretId));
   if (pitrSettings) {
     return recordPitrTest(args, deps, { location, settings: pitrSettings, identity, checks, s3, publish, rtoSeconds, reports });
+  }
+  if (binlogSettings) {
+    return recordBinlogPitrTest(args, deps, { location, settings: binlogSettings, identity, checks, s3, publish, rtoSeconds, reports }, patterns);
   }
 
   const started = now();
@@ -231,9 +237,9 @@ async function recordReport(report: RestoreTestReport, { deps, s3, prefix, publi
   return withProblems([metricProblem, storeProblem]);
 }
 
-interface PitrTestRequest {
+interface PitrTestRequest<S extends PitrTarget = PitrTestSettings> {
   readonly location: BackupLocation;
-  readonly settings: PitrTestSettings;
+  readonly settings: S;
   readonly identity: Identity;
   readonly checks: readonly UserCheck[];
   readonly s3: S3Client;
@@ -263,26 +269,70 @@ async function recordPitrTest(args: ParsedArgs, deps: RestoreTestDeps, request: 
   } finally {
     identity.release();
   }
-  const finished = now();
+  const report = pointInTimeReport(request, started, now(), {
+    ...run, key: run.pitr?.baseBackupKey, backupStartedAt: run.baseBackupStartedAt, recoveredTo: run.pitr?.recoveredTo, ...(run.pitr ? { pitr: run.pitr } : {}),
+  });
+  log.info('point-in-time restore test finished', { source: report.source, success: report.success, durationSeconds: report.durationSeconds,
+    targetTime: run.pitr?.targetTime, recoveredTo: run.pitr?.recoveredTo, restoreSeconds: run.pitr?.restoreSeconds, failures: run.failures.length });
+  return recordReport(report, { deps, s3: request.s3, prefix: request.location.prefix, publish: request.publish, rtoSeconds: request.rtoSeconds, reports: request.reports, at: new Date(report.finishedAt) });
+}
+
+/** What a point-in-time restore test found, for its report. */
+interface PointInTimeOutcome extends Pick<RestoreTestReport, 'key' | 'backupStartedAt' | 'pitr' | 'binlogPitr' | 'refused'> {
+  readonly target?: Connection;
+  readonly validation?: Validation;
+  readonly recoveredTo?: string;
+  readonly failures: readonly string[];
+}
+
+/** The report of a point-in-time restore test: the duration is the restore's and the checks', the data as old as the last transaction recovered. */
+function pointInTimeReport(request: Pick<PitrTestRequest<PitrTarget>, 'location' | 'reports'>, started: Date, finished: Date, run: PointInTimeOutcome): RestoreTestReport {
+  const { location } = request;
   const success = run.failures.length === 0;
-  const recoveredTo = run.pitr?.recoveredTo ? Date.parse(run.pitr.recoveredTo) : undefined;
-  const report: RestoreTestReport = {
+  const recoveredTo = run.recoveredTo ? Date.parse(run.recoveredTo) : undefined;
+  return {
     formatVersion: REPORT_FORMAT_VERSION, source: location.source, success, bucket: location.bucket,
-    key: run.pitr?.baseBackupKey, backupStartedAt: run.baseBackupStartedAt,
+    key: run.key, backupStartedAt: run.backupStartedAt,
     target: run.target ? describeConnection(run.target) : undefined,
     startedAt: started.toISOString(), finishedAt: finished.toISOString(),
     durationSeconds: run.validation ? (finished.getTime() - started.getTime()) / 1000 : undefined,
-    // The data is as old as the last transaction recovered.
     restoredBackupAgeSeconds: recoveredTo === undefined ? undefined : Math.round((finished.getTime() - recoveredTo) / 1000),
     tablesChecked: run.validation?.tables.length ?? 0, rowsChecked: 0,
     tables: run.validation?.tables ?? [], checks: run.validation?.checks ?? [],
     failures: run.failures, reason: success ? undefined : run.failures.join('; '),
+    ...(run.refused ? { refused: run.refused } : {}),
     ...(run.pitr ? { pitr: run.pitr } : {}),
+    ...(run.binlogPitr ? { binlogPitr: run.binlogPitr } : {}),
     reportKey: reportKey(location.prefix, location.source, finished, request.reports),
   };
-  log.info('point-in-time restore test finished', { source: report.source, success, durationSeconds: report.durationSeconds,
-    targetTime: run.pitr?.targetTime, recoveredTo: run.pitr?.recoveredTo, restoreSeconds: run.pitr?.restoreSeconds, failures: run.failures.length });
-  return recordReport(report, { deps, s3: request.s3, prefix: location.prefix, publish: request.publish, rtoSeconds: request.rtoSeconds, reports: request.reports, at: finished });
+}
+
+/**
+ * The restore test of a binlog-streamed MariaDB source (--binlog-pitr): the newest dump with coordinates restored into
+ * the scratch database and the binlogs replayed to a recent time, checked, reported with its `binlogPitr` and measured.
+ */
+async function recordBinlogPitrTest(args: ParsedArgs, deps: RestoreTestDeps, request: PitrTestRequest<PitrTarget>, patterns: readonly RegExp[]): Promise<RestoreTestReport> {
+  const started = (deps.now ?? (() => new Date()))();
+  const { identity } = request;
+  let run: BinlogPitrTestRun;
+  try {
+    run = await runBinlogPitrTest({
+      location: request.location, settings: request.settings, identityFile: identity.file, dropIdentity: () => identity.release(), checks: request.checks,
+      workDir: args.string('spool-dir'), connect: () => resolveConnection(Engine.MYSQL, args, process.env, deps.secrets?.()),
+    }, request.s3);
+  } finally {
+    identity.release();
+  }
+  const judged = run.dump ? reportRefusals(run.dump, patterns) : undefined;
+  const report = pointInTimeReport(request, started, (deps.now ?? (() => new Date()))(), {
+    ...run, failures: [...run.failures, ...(judged?.failures ?? [])], key: run.binlogPitr?.dumpKey, backupStartedAt: run.dumpStartedAt,
+    recoveredTo: run.binlogPitr?.recoveredTo, refused: judged?.refused, ...(run.binlogPitr ? { binlogPitr: run.binlogPitr } : {}),
+  });
+  log.info('binlog point-in-time restore test finished', { source: report.source, success: report.success, durationSeconds: report.durationSeconds,
+    targetTime: run.binlogPitr?.targetTime, recoveredTo: run.binlogPitr?.recoveredTo, lastFile: run.binlogPitr?.lastEvent.file,
+    lastPosition: run.binlogPitr?.lastEvent.position, lastGtid: run.binlogPitr?.lastEvent.gtid,
+    restoreSeconds: run.binlogPitr?.restoreSeconds, failures: report.failures.length });
+  return recordReport(report, { deps, s3: request.s3, prefix: request.location.prefix, publish: request.publish, rtoSeconds: request.rtoSeconds, reports: request.reports, at: new Date(report.finishedAt) });
 }
 
 export { formatReport as formatRestoreTestReport };

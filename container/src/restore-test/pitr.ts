@@ -31,11 +31,12 @@ export const PITR_TEST_OPTIONS: OptionSpecs = {
   },
   'pitr-to': {
     kind: OptionKind.STRING, placeholder: 'recent|latest|TIME',
-    description: 'where to recover to: recent (a minute ago, the default), latest (everything archived) or an ISO 8601 time',
+    description: 'where to recover to: recent (a minute ago, the default), latest (everything archived) or an ISO 8601 time; binlog times are ' +
+      'whole seconds, so with --binlog-pitr every transaction up to the first after the target\'s second is replayed',
   },
   'pitr-max-gap': {
     kind: OptionKind.STRING, placeholder: 'SECONDS',
-    description: 'how much older than the target the last transaction recovered may be (default 3600)',
+    description: 'how much older than the target the last transaction recovered may be (default 3600; 300 with --binlog-pitr)',
   },
   'pitr-wait': {
     kind: OptionKind.STRING, placeholder: 'SECONDS',
@@ -43,16 +44,16 @@ export const PITR_TEST_OPTIONS: OptionSpecs = {
   },
 };
 
+/** The flag of a restore test of a binlog-streamed source (binlog-pitr.ts), which shares --pitr-to and --pitr-max-gap. */
+export const BINLOG_PITR_FLAG = 'binlog-pitr';
+
 /** `recent`: this long before the test started. */
 export const RECENT_SECONDS = 60;
 const DEFAULT_MAX_GAP_SECONDS = 3600;
 const DEFAULT_WAIT_SECONDS = 6 * 3600;
 
-export interface PitrTestSettings {
+export interface PitrTestSettings extends PitrTarget {
   readonly dir: string;
-  /** `latest`, or the target time (ISO 8601, UTC). */
-  readonly to: string;
-  readonly maxGapSeconds: number;
   readonly waitSeconds: number;
 }
 
@@ -64,21 +65,34 @@ function wholeSeconds(args: ParsedArgs, name: string, fallback: number): number 
   return value;
 }
 
-/** The PITR options, checked; undefined without --pitr-dir (a test of the newest dump). */
-export function pitrTestSettings(args: ParsedArgs, now: Date): PitrTestSettings | undefined {
-  const dir = args.string('pitr-dir');
-  const others = ['pitr-to', 'pitr-max-gap', 'pitr-wait'].filter((name) => args.string(name) !== undefined);
-  if (dir === undefined) {
-    if (others.length) throw new UsageError(`--${others[0]} is for a point-in-time restore test: give --pitr-dir too`);
-    return undefined;
-  }
+/** Where a point-in-time restore test recovers to, and how far before it the last transaction recovered may be. */
+export interface PitrTarget {
+  /** `latest`, or the target time (ISO 8601, UTC). */
+  readonly to: string;
+  readonly maxGapSeconds: number;
+}
+
+/** --pitr-to and --pitr-max-gap, checked: shared by the tests of WAL-archived and of binlog-streamed sources. */
+export function pitrTarget(args: ParsedArgs, now: Date, defaultMaxGapSeconds = DEFAULT_MAX_GAP_SECONDS): PitrTarget {
   const text = args.string('pitr-to') ?? 'recent';
   let to: string;
   if (text === 'recent') to = new Date(now.getTime() - RECENT_SECONDS * 1000).toISOString();
   else if (text === LATEST) to = LATEST;
   else if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/.test(text) && !Number.isNaN(Date.parse(text))) to = text;
   else throw new UsageError(`--pitr-to must be recent, latest or an ISO 8601 time with its zone, such as 2026-12-02T13:45:00Z (got '${text}')`);
-  return { dir: resolve(dir), to, maxGapSeconds: wholeSeconds(args, 'pitr-max-gap', DEFAULT_MAX_GAP_SECONDS), waitSeconds: wholeSeconds(args, 'pitr-wait', DEFAULT_WAIT_SECONDS) };
+  return { to, maxGapSeconds: wholeSeconds(args, 'pitr-max-gap', defaultMaxGapSeconds) };
+}
+
+/** The PITR options, checked; undefined without --pitr-dir (a test of the newest dump, or of binlogs with --binlog-pitr). */
+export function pitrTestSettings(args: ParsedArgs, now: Date): PitrTestSettings | undefined {
+  const dir = args.string('pitr-dir');
+  if (dir === undefined) {
+    // --binlog-pitr takes the target and the gap too; the wait is for a server only a WAL restore test starts.
+    const others = (args.flag(BINLOG_PITR_FLAG) ? ['pitr-wait'] : ['pitr-to', 'pitr-max-gap', 'pitr-wait']).filter((name) => args.string(name) !== undefined);
+    if (others.length) throw new UsageError(`--${others[0]} is for a point-in-time restore test: give --pitr-dir too`);
+    return undefined;
+  }
+  return { dir: resolve(dir), ...pitrTarget(args, now), waitSeconds: wholeSeconds(args, 'pitr-wait', DEFAULT_WAIT_SECONDS) };
 }
 
 /** The base backup's own settings files: untrusted input (a setting can run a program or load a library), set aside unread. */
@@ -175,11 +189,11 @@ export interface PitrTestInput {
   readonly checks: readonly UserCheck[];
 }
 
-/** Every table the manifest of the newest dump names is in the restored database: counts differ, as the times do. */
-function tablesPresent(expected: readonly string[], restored: ReadonlySet<string>): TableOutcome[] {
+/** Every table the manifest of the dump names is in the restored database: counts differ, as the times do. */
+export function tablesPresent(expected: readonly string[], restored: ReadonlySet<string>): TableOutcome[] {
   return expected.map((table) => restored.has(table)
     ? { table, passed: true, detail: `table ${table} is there` }
-    : { table, passed: false, detail: `table ${table}, which the newest dump holds, is missing from the point-in-time restore` });
+    : { table, passed: false, detail: `table ${table}, which the dump holds, is missing from the point-in-time restore` });
 }
 
 /**
@@ -252,18 +266,29 @@ export async function runPitrTest(input: PitrTestInput, s3: S3Client): Promise<P
   }
 }
 
+/** What a recovery-time problem says of where the transactions come from: WAL by default. */
+export interface RecoveryWords {
+  /** Why no time recovered to is known. */
+  readonly unknown: string;
+  /** The question that ends a gap's failure: what to look at. */
+  readonly stale: string;
+}
+
+const WAL_WORDS: RecoveryWords = {
+  unknown: 'the server\'s log does not say which transaction recovery replayed last ("last completed transaction was at log time"): no transaction ' +
+    'was replayed after the base backup, or the log is not the server\'s',
+  stale: 'is WAL still being archived?',
+};
+
 /** Recovered to a known time, at or before the target and at most the allowed gap before it. */
-export function recoveryProblems(pitr: RestoreTestPitr, settings: Pick<PitrTestSettings, 'to' | 'maxGapSeconds'>): string[] {
-  if (!pitr.recoveredTo) {
-    return ['the server\'s log does not say which transaction recovery replayed last ("last completed transaction was at log time"): no transaction ' +
-      'was replayed after the base backup, or the log is not the server\'s'];
-  }
+export function recoveryProblems(pitr: Pick<RestoreTestPitr, 'targetTime' | 'recoveredTo'>, settings: PitrTarget, words: RecoveryWords = WAL_WORDS): string[] {
+  if (!pitr.recoveredTo) return [words.unknown];
   if (pitr.targetTime === LATEST) return [];
   const gap = (Date.parse(pitr.targetTime) - Date.parse(pitr.recoveredTo)) / 1000;
   if (gap < 0) return [`recovered to ${pitr.recoveredTo}, after the target ${pitr.targetTime}: recovery went past the time it was asked to stop at`];
   if (gap > settings.maxGapSeconds) {
     return [`recovered to ${pitr.recoveredTo}, ${Math.round(gap)} s before the target ${pitr.targetTime}, more than the ${settings.maxGapSeconds} s allowed ` +
-      '(--pitr-max-gap): the archive holds no transaction nearer the target; is WAL still being archived?'];
+      `(--pitr-max-gap): the archive holds no transaction nearer the target; ${words.stale}`];
   }
   return [];
 }

@@ -122,6 +122,9 @@ export function formatReport(r: RestoreTestReport): string {
     ...(r.target ? [`  restored to ${r.target}`] : []),
     ...(r.pitr ? [`  recovered   to ${r.pitr.recoveredTo || '-'} (target ${r.pitr.targetTime}), ${r.pitr.walFilesReplayed} WAL files replayed, ` +
       `${seconds(r.pitr.restoreSeconds)} until the server was out of recovery`] : []),
+    ...(r.binlogPitr ? [`  recovered   to ${r.binlogPitr.recoveredTo || '-'} (target ${r.binlogPitr.targetTime}), ${r.binlogPitr.binlogFilesReplayed} binlog files ` +
+      `replayed, the last transaction ending at ${r.binlogPitr.lastEvent.file}:${r.binlogPitr.lastEvent.position}` +
+      `${r.binlogPitr.lastEvent.gtid ? ` (GTID ${r.binlogPitr.lastEvent.gtid})` : ''}, ${seconds(r.binlogPitr.restoreSeconds)} from the dump's download to it`] : []),
     `  duration    ${seconds(r.durationSeconds)} (download to end of validation: the measured RTO)`,
     `  data age    ${seconds(r.restoredBackupAgeSeconds)}`,
     `  checked     ${r.tablesChecked} tables, ${r.rowsChecked} rows, ${r.checks.length} user checks`,

@@ -103,16 +103,18 @@ test.each([
   expect(() => app({ replica, nag: true }).app.synth()).not.toThrow();
 });
 
-test('a source whose WAL is archived is marked for the point-in-time recovery section; the others are not', () => {
+test('a source whose WAL is archived or whose binlogs are streamed is marked for its point-in-time recovery section; the others are not', () => {
   const stack = new Stack(new App(), 'Primary', { env: ENV });
   const store = new BackupStore(stack, 'Store', { prefix: 'backups' });
   const keys = new BackupKeys(stack, 'Keys', { recipient: SAMPLE_RECIPIENT });
   const backups = new DatabaseBackups(stack, 'DatabaseBackups', { store, keys, vpc: sampleVpc(stack) });
   backups.addSource(postgresSource(stack, 'ledger-db', { hosting: DatabaseHosting.SELF_MANAGED, walArchiving: {} }));
   backups.addSource(postgresSource(stack, 'orders-db'));
+  backups.addSource(mariadbSource(stack, 'shop-db', { hosting: DatabaseHosting.SELF_MANAGED, binlogStreaming: {} }));
   new DisasterRecoveryRunbook(stack, 'Runbook', { backups, store, keys });
   Template.fromStack(stack).hasResourceProperties('Custom::RestorableRunbook', {
-    Sources: JSON.stringify([{ name: 'ledger-db', engine: 'postgres', walArchived: true }, { name: 'orders-db', engine: 'postgres' }]),
+    Sources: JSON.stringify([{ name: 'ledger-db', engine: 'postgres', walArchived: true }, { name: 'orders-db', engine: 'postgres' },
+      { name: 'shop-db', engine: 'mysql', binlogStreamed: true }]),
   });
 });
 
