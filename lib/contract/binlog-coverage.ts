@@ -13,7 +13,7 @@
  * and passed over, so it cannot hide the streams after it. Ages are the LastModified S3 sets, never a time stated.
  */
 import {
-  BINLOG_INDEX_SUFFIX, BINLOG_METADATA, BINLOG_STREAM_FILE, BINLOG_STREAM_PATTERN, BinlogCoordinates, BinlogStream,
+  BINLOG_INDEX_SUFFIX, BINLOG_METADATA, BINLOG_STREAM_FILE, BINLOG_STREAM_PATTERN, BinlogCoordinates, BinlogStream, BinlogStreamReason,
   binlogPrefix, binlogSequence, binlogStreamPrefix, parseBinlogObjectName, parseBinlogStream,
 } from './binlog';
 import { ContractError, POINTER_CLOCK_SKEW_SECONDS, isIsoTime } from './manifest';
@@ -212,9 +212,10 @@ interface ReplayInput {
 }
 
 /**
- * What keeps the newest stream from replaying the dump's coordinates on: another server, the dump's file not in the
- * stream (it began after the dump, or has not reached it), the file recreated after the dump began (the binlogs were
- * reset), a file missing after it, or one stored only in part while later ones were stored whole.
+ * What keeps the newest stream from replaying the dump's coordinates on: another server, a stream begun by a reset (or
+ * another server) after the dump, the dump's file not in the stream (it began after the dump, or has not reached it),
+ * the file recreated after the dump began (the binlogs were reset), a file missing after it, or one stored only in part
+ * while later ones were stored whole.
  */
 async function replayGaps(input: ReplayInput): Promise<GapsRead> {
   const { coordinates: c, stream, streamId, objects, now } = input;
@@ -222,6 +223,12 @@ async function replayGaps(input: ReplayInput): Promise<GapsRead> {
   const began = input.streamStoredAt && { seenSince: input.streamStoredAt };
   if (stream && stream.serverId !== c.serverId) {
     return { gaps: [{ description: `the newest binlog stream, ${streamId}, is of server_id ${stream.serverId}, but the dump was taken on server_id ${c.serverId}: ${why}`, ...began }] };
+  }
+  // After a reset or on another server, the names start again: a dump from before the stream names a file of the binlogs before it.
+  const renamed = stream && (stream.reason === BinlogStreamReason.RESET || stream.reason === BinlogStreamReason.SERVER_CHANGED);
+  if (renamed && input.streamStoredAt && input.streamStoredAt.getTime() > Date.parse(input.dump.startedAt)) {
+    return { gaps: [{ description: `the newest binlog stream, ${streamId}, began after the dump (${input.dump.startedAt}): ${why}; the dump's ${c.file} ` +
+      'names a file of the binlogs before it', ...began }] };
   }
   const dumpSequence = binlogSequence(c.file);
   const files = new Map<number, StreamObject[]>();

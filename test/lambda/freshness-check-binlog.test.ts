@@ -105,21 +105,27 @@ describe('freshness check of streamed binlogs', () => {
       `--bucket ${s3.bucket} --prefix ${PREFIX} --binlog-coordinates --recipient …\``);
   });
 
-  test('given RESET MASTER after the dump, then the new stream\'s file of the dump\'s name, created after the dump began, is a gap', async () => {
-    const first = await putStream(s3, PREFIX, 'reset-db', { at: new Date(Date.now() - 7_200_000) });
+  test('given RESET MASTER after the dump, then a new stream begun by it is a gap; so is the dump\'s file name created anew in a stream begun after a lost spool', async () => {
     const dumpStart = new Date(Date.now() - 3_600_000);
-    await putDump(s3, PREFIX, 'reset-db', coordinates(FILE(2)), dumpStart);
-    await putBinlog(s3, PREFIX, 'reset-db', first, FILE(2), { created: new Date(dumpStart.getTime() - 600_000).toISOString() });
-    const second = await putStream(s3, PREFIX, 'reset-db', { reason: BinlogStreamReason.RESET, detail: 'the server\'s binlogs start again at mariadb-bin.000001' });
     const created = new Date(dumpStart.getTime() + 1_800_000).toISOString();
-    await putBinlog(s3, PREFIX, 'reset-db', second, FILE(1), { created });
-    await putBinlog(s3, PREFIX, 'reset-db', second, FILE(2), { created, partialBytes: 300 });
+    for (const [source, reason, detail] of [
+      ['reset-db', BinlogStreamReason.RESET, 'the server\'s binlogs went back to mariadb-bin.000001'],
+      ['respool-db', BinlogStreamReason.FIRST_START, 'the spool was empty: streaming from the server\'s oldest binlog'],
+    ] as const) {
+      const first = await putStream(s3, PREFIX, source, { at: new Date(Date.now() - 7_200_000) });
+      await putDump(s3, PREFIX, source, coordinates(FILE(2)), dumpStart);
+      await putBinlog(s3, PREFIX, source, first, FILE(2), { created: new Date(dumpStart.getTime() - 600_000).toISOString() });
+      const second = await putStream(s3, PREFIX, source, { reason, detail });
+      await putBinlog(s3, PREFIX, source, second, FILE(1), { created });
+      await putBinlog(s3, PREFIX, source, second, FILE(2), { created, partialBytes: 300 });
+    }
 
-    const { report } = await run([binlogSource('reset-db')], Date.now());
-    const [gap] = report.statuses[0].binlog!.gaps;
-    expect(gap.description).toContain(`the newest binlog stream's ${FILE(2)} was created ${created}, after the dump began (${dumpStart.toISOString()})`);
-    expect(gap.description).toContain('(reset: the server\'s binlogs start again at mariadb-bin.000001)');
-    expect(metric(await publishedMetrics(), Metrics.BINLOG_GAPS, 'reset-db')).toBe(1);
+    const { report } = await run([binlogSource('reset-db'), binlogSource('respool-db')], Date.now());
+    const [reset, respool] = report.statuses.map((s) => s.binlog!.gaps.map((g) => g.description));
+    expect(reset).toEqual([expect.stringContaining(`began after the dump (${dumpStart.toISOString()}): it began`)]);
+    expect(reset[0]).toContain(`(reset: the server's binlogs went back to mariadb-bin.000001); the dump's ${FILE(2)} names a file of the binlogs before it`);
+    expect(respool).toEqual([expect.stringContaining(`the newest binlog stream's ${FILE(2)} was created ${created}, after the dump began (${dumpStart.toISOString()})`)]);
+    expect(metric(await publishedMetrics(), Metrics.BINLOG_GAPS)).toBe(2);
   });
 
   test('given a missing file, or one stored only in part once later ones were, then each is a gap; a part stored a moment ago is not yet', async () => {
@@ -138,6 +144,17 @@ describe('freshness check of streamed binlogs', () => {
       `missing ${FILE(11)} (1 file) from the dump's ${FILE(10)} on`,
       `${FILE(12)} is stored only up to byte 256, never whole, though later files were stored`,
     ]);
+  });
+
+  test('given a stream that rolled over from 999999 to 1000000 (which sorts before it), then the stream is listed whole and nothing is missed', async () => {
+    const stream = await putStream(s3, PREFIX, 'rolled-db', { at: hourAgo(), firstFile: FILE(999_998) });
+    await putBinlog(s3, PREFIX, 'rolled-db', stream, FILE(999_998));
+    await putDump(s3, PREFIX, 'rolled-db', coordinates(FILE(999_999)));
+    await putBinlog(s3, PREFIX, 'rolled-db', stream, FILE(999_999));
+    const newest = await putBinlog(s3, PREFIX, 'rolled-db', stream, 'mariadb-bin.1000000', { partialBytes: 64 });
+    const { report, requests } = await run([binlogSource('rolled-db')], newest + 1000);
+    expect(report.statuses[0].binlog).toMatchObject({ gaps: [], newest: { name: 'mariadb-bin.1000000.partial.000000000040' } });
+    expect(requests.filter((r) => r === 'ListObjectsV2Command')).toHaveLength(3);
   });
 
   test('given a dump without coordinates, no dump at all, another server\'s stream, or a stream behind the dump, then each is a gap saying so', async () => {
