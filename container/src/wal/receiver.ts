@@ -15,13 +15,13 @@
  *   has exited (and flushed). Its stored content is its first `bytes` bytes: a restore pads it with zeros to the
  *   segment size, which gives the file as it was.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { WalFileKind, receivedPartialName, walFileKind } from '../../../lib/contract';
-import { onAbort } from '../shared/cleanup';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
+import { ChildExit, HEALTHY_RUN_MS, Sleeper, describeExit, runLoggedChild } from '../shared/supervise';
 import { ArchivedWal, WalConflict, WalReadError } from './archive';
 import { readSpool, segmentOfPartial, writtenLength } from './spool';
 
@@ -52,34 +52,17 @@ export interface ReceiveSummary {
   readonly stoppedBy?: string;
 }
 
-/** A run of pg_receivewal this long was a working connection: the failure clock starts again when it stops. */
-const HEALTHY_RUN_MS = 10_000;
 const MAX_BACKOFF_MS = 30_000;
 /** How often the spool is looked at for finished files. */
 const POLL_MS = 250;
 /** How long pg_receivewal may take to flush and exit after SIGINT before it is killed. */
 const EXIT_GRACE_MS = 15_000;
-const STDERR_TAIL = 2048;
-
-interface ChildExit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stderr: string;
-  readonly spawnError?: Error;
-}
-
-function describe(exit: ChildExit): string {
-  if (exit.spawnError) return `could not start: ${exit.spawnError.message}`;
-  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-  return `${how}${exit.stderr.trim() ? `: ${exit.stderr.trim().split('\n').slice(-3).join(' / ')}` : ''}`;
-}
 
 export class WalReceiver {
-  private stopping = false;
+  private readonly sleeper = new Sleeper();
   private stoppedBy?: string;
   private fatal?: AgentError;
   private child?: ChildProcess;
-  private readonly wakers = new Set<() => void>();
   /** `.partial` name → the bytes of it last stored. */
   private readonly partialsStored = new Map<string, number>();
   /** History files stored by this run (they stay in the spool). */
@@ -118,14 +101,17 @@ export class WalReceiver {
     this.halt();
   }
 
+  private get stopping(): boolean {
+    return this.sleeper.stopped;
+  }
+
   private halt(): void {
-    this.stopping = true;
+    this.sleeper.stop();
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGINT');
       setTimeout(() => child.kill('SIGKILL'), EXIT_GRACE_MS).unref();
     }
-    for (const wake of [...this.wakers]) wake();
   }
 
   private giveUp(err: AgentError): void {
@@ -134,16 +120,7 @@ export class WalReceiver {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakers.add(done);
-    });
+    return this.sleeper.sleep(ms);
   }
 
   private connectionArgs(): string[] {
@@ -151,31 +128,7 @@ export class WalReceiver {
   }
 
   private runReceivewal(args: readonly string[]): Promise<ChildExit> {
-    return new Promise((resolve) => {
-      let stderr = '';
-      let unfinishedLine = '';
-      const child = spawn('pg_receivewal', args, { env: this.settings.env, stdio: ['ignore', 'ignore', 'pipe'] });
-      this.child = child;
-      const forget = onAbort(() => child.kill('SIGKILL'));
-      const logLines = (text: string) => {
-        for (const line of text.split('\n').filter((l) => l.trim())) log.info('pg_receivewal', { line: line.trim() });
-      };
-      child.stderr!.on('data', (chunk: Buffer) => {
-        const text = chunk.toString();
-        stderr = (stderr + text).slice(-STDERR_TAIL);
-        const lines = (unfinishedLine + text).split('\n');
-        unfinishedLine = lines.pop()!;
-        logLines(lines.join('\n'));
-      });
-      child.stderr!.on('end', () => logLines(unfinishedLine));
-      let spawnError: Error | undefined;
-      child.on('error', (err) => { spawnError = err; });
-      child.on('close', (code, signal) => {
-        forget();
-        this.child = undefined;
-        resolve({ code, signal, stderr, spawnError });
-      });
-    });
+    return runLoggedChild('pg_receivewal', args, this.settings.env, (child) => { this.child = child; });
   }
 
   /** Creates the slot if it is missing, then keeps pg_receivewal running until stopped or out of retries. */
@@ -204,12 +157,12 @@ export class WalReceiver {
       const what = slotReady ? 'pg_receivewal' : `pg_receivewal --create-slot (slot ${this.settings.slot})`;
       if (Date.now() - failingSince > retryForMs) {
         this.giveUp(new AgentError(`${what} has kept failing for ${Math.round((Date.now() - failingSince) / 1000)} s, so the receiver gives up ` +
-          `(a new task starts over): it last ${describe(exit)}. Check that the server is reachable, that the user has the REPLICATION ` +
+          `(a new task starts over): it last ${describeExit(exit)}. Check that the server is reachable, that the user has the REPLICATION ` +
           'attribute and a "replication" line in pg_hba.conf, and that no other receiver uses the slot'));
         return;
       }
       this.restarts += slotReady ? 1 : 0;
-      log.warn(`${what} stopped; starting it again`, { detail: describe(exit), inSeconds: backoff / 1000 });
+      log.warn(`${what} stopped; starting it again`, { detail: describeExit(exit), inSeconds: backoff / 1000 });
       await this.sleep(backoff);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     }
