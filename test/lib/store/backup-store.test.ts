@@ -239,7 +239,7 @@ describe('BackupStore grants', () => {
     expect(actionsOn(policyOf('DumpRole')).filter((a) => a.startsWith('s3:List'))).toHaveLength(1);
   });
 
-  test('given grantBackupWrite, when synthesized, then the dump role\'s own policy denies it restore-tests/, RUNBOOK.md and wal/', () => {
+  test('given grantBackupWrite, when synthesized, then the dump role\'s own policy denies it restore-tests/, RUNBOOK.md, wal/ and binlog/', () => {
     const denies = policyOf('DumpRole').filter((s) => s.Effect === 'Deny');
     expect(denies).toHaveLength(1);
     expect(denies[0].Action).toBe('s3:PutObject*');
@@ -247,6 +247,7 @@ describe('BackupStore grants', () => {
       expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/restore-tests\/\*$/),
       expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/RUNBOOK\.md$/),
       expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/wal\/\*$/),
+      expect.stringMatching(/^<StoreBucket\w+\.Arn>\/orders-db\/binlog\/\*$/),
     ]);
   });
 
