@@ -11,7 +11,7 @@
  */
 import { BINLOG_DIR, BINLOG_INDEX_SUFFIX, BINLOG_METADATA, BINLOG_STREAM_FILE } from './binlog';
 import { MANIFEST_SUFFIX, STORED_SUFFIX } from './names';
-import { FETCH_IDENTITY, RunbookPath, RunbookVia, block, standardBlocks } from './runbook-blocks';
+import { FETCH_IDENTITY, RunbookPath, RunbookVia, block, decryptVerified, standardBlocks } from './runbook-blocks';
 import { WAL_METADATA } from './wal';
 
 /** The most a binlog object's recorded size may be before the standard tools refuse it unread (4 GiB, above MariaDB's largest max_binlog_size of 1 GiB and a last transaction past it). */
@@ -194,14 +194,7 @@ while IFS=$'\\t' read -r name start stop closed size groups_end; do
     echo "$key: its metadata and its index do not record the same SHA-256 and server: refused" >&2; exit 1
   fi
   if [[ ! "$size" =~ ^[0-9]{1,10}$ ]] || [ "$size" -gt ${BINLOG_MAX_BYTES} ]; then echo "$key: its index records no size of at most 4 GiB ('$size'): refused" >&2; exit 1; fi
-  if ! age -d -i identity.txt binlog-object.age | zstd -d -q | head -c "$((size + 1))" > "binlog-restore/$file" ||
-    [ "$(stat -c %s "binlog-restore/$file")" != "$size" ]; then
-    echo "$key does not decrypt and decompress to the $size bytes its index records: stopped" >&2; exit 1
-  fi
-  echo "$expected  $file" > "binlog-restore/$file.sha256"
-  if ! (cd binlog-restore && sha256sum -c --quiet "$file.sha256" >&2); then
-    echo "$key: its contents are not the ones its SHA-256 records (damaged, or not the file streamed): stopped" >&2; exit 1
-  fi
+${decryptVerified({ object: 'binlog-object.age', dir: 'binlog-restore', nameVariable: 'file', recorded: 'index', what: 'streamed' })}
   rm "binlog-restore/$file.sha256"
   # The file's own events: where the first transaction after the target starts (- for none), where the events end, whether
   # the index's end of its last whole transaction is where an event starts with at most one transaction (unfinished) from

@@ -25,6 +25,23 @@ export interface RunbookBlock {
 /** The standard tools' fetch of the age identity into a file of the scene's umask (0600): shared by every path that decrypts. */
 export const FETCH_IDENTITY = 'aws secretsmanager get-secret-value --secret-id "$IDENTITY_SECRET" --output json | jq -r .SecretString > identity.txt';
 
+/**
+ * The standard tools' decryption of one fetched object (`$key`, in the file `object`) into `dir/$NAME`, loop-body lines:
+ * decompressed to at most `$size` bytes (one more is cut off and refused), then checked against the SHA-256 in `$expected`.
+ * `recorded` says where the size is recorded, `what` how the file was stored; the `.sha256` file is left for the caller.
+ */
+export function decryptVerified(o: { object: string; dir: string; nameVariable: string; recorded: string; what: string }): string {
+  const name = `$${o.nameVariable}`;
+  return `  if ! age -d -i identity.txt ${o.object} | zstd -d -q | head -c "$((size + 1))" > "${o.dir}/${name}" ||
+    [ "$(stat -c %s "${o.dir}/${name}")" != "$size" ]; then
+    echo "$key does not decrypt and decompress to the $size bytes its ${o.recorded} records: stopped" >&2; exit 1
+  fi
+  echo "$expected  ${name}" > "${o.dir}/${name}.sha256"
+  if ! (cd ${o.dir} && sha256sum -c --quiet "${name}.sha256" >&2); then
+    echo "$key: its contents are not the ones its SHA-256 records (damaged, or not the file ${o.what}): stopped" >&2; exit 1
+  fi`;
+}
+
 /** A value as one single-quoted shell word. */
 export const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 

@@ -2,7 +2,7 @@
  * The point-in-time recovery section of a WAL-archived PostgreSQL source's runbook (see runbook.ts): steps pitr1 to
  * pitr5, drilled by test/container/runbook-drill-pitr.test.ts.
  */
-import { FETCH_IDENTITY, RunbookPath, RunbookVia, block, standardBlocks } from './runbook-blocks';
+import { FETCH_IDENTITY, RunbookPath, RunbookVia, block, decryptVerified, standardBlocks } from './runbook-blocks';
 import { BASE_DIR, LATEST_FILE, MANIFEST_SUFFIX, STORED_SUFFIX, WAL_DIR } from './names';
 import { WAL_METADATA } from './wal';
 
@@ -126,14 +126,7 @@ while IFS=$'\\t' read -r key modified; do
   if [[ ! "$size" =~ ^[0-9]{1,10}$ ]] || [ "$size" -gt ${PITR_WAL_MAX_BYTES} ]; then
     echo "$key records no plaintext size of at most 1 GiB ('$size'): not a WAL file, stopped" >&2; exit 1
   fi
-  if ! age -d -i identity.txt wal-object.age | zstd -d -q | head -c "$((size + 1))" > "wal-restore/$name" ||
-    [ "$(stat -c %s "wal-restore/$name")" != "$size" ]; then
-    echo "$key does not decrypt and decompress to the $size bytes its metadata records: stopped" >&2; exit 1
-  fi
-  echo "$expected  $name" > "wal-restore/$name.sha256"
-  if ! (cd wal-restore && sha256sum -c --quiet "$name.sha256" >&2); then
-    echo "$key: its contents are not the ones its SHA-256 records (damaged, or not the file archived): stopped" >&2; exit 1
-  fi
+${decryptVerified({ object: 'wal-object.age', dir: 'wal-restore', nameVariable: 'name', recorded: 'metadata', what: 'archived' })}
   WAL_FILES=$((WAL_FILES + 1))
   if [ "$PITR_TARGET_TIME" != latest ] && [ "$(date -u -d "$modified" +%s)" -gt $((TARGET_EPOCH + ${PITR_CLOCK_MARGIN_SECONDS})) ]; then break; fi
 done < wal-objects.tsv

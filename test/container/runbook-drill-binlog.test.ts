@@ -23,7 +23,8 @@ import {
   BinlogTick, StoredStream, commitTicks, createTickDatabase, dumpWithCoordinates, storeServerBinlogs, targetAmongTicks, ticksOf,
 } from './runbook-drill-binlog-source';
 
-jest.setTimeout(180_000);
+// Each run of the scripts starts the aws CLI some fifteen times: minutes on a loaded machine.
+jest.setTimeout(360_000);
 
 const SOURCE = 'shop-binlog';
 const PREFIX = 'prod/';
