@@ -10,7 +10,7 @@ import { Construct } from 'constructs';
 import { BackupBucket } from '../store/backup-bucket';
 import { wholeSeconds } from '../shared/errors';
 import type { MonitoringRuleSource } from './monitoring-rules';
-import { WalAlarmContext, runNowAdvice } from './wal-archive-monitoring';
+import { WalAlarmContext, archiveGap, runNowAdvice, staleArchive } from './wal-archive-monitoring';
 
 /** How a source's streamed binlogs are watched. */
 export interface MonitoredBinlog {
@@ -57,41 +57,23 @@ const newDumpAdvice = (store: BackupBucket, source: string) =>
 /** The two fleet alarms, over the worst source. */
 export function addFleetBinlogAlarms({ alarm, monitoring, store }: BinlogAlarmContext): BinlogAlarms {
   return {
-    stale: alarm('BinlogArchiveStaleAlarm', monitoring.metricFleetBinlogStaleness(), {
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      // Silence means the check stopped, as for the backups' staleness alarm.
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      alarmDescription: 'A source\'s newest streamed binlog object is older than its binlog maxAge (the value is the worst age over its threshold): ' +
-        `its continuous RPO is broken. ${STREAM_STOPPED} The freshness check's message names the source, its stream and newest binlog object.`,
-    }),
-    gaps: alarm('BinlogGapsAlarm', monitoring.metricBinlogGaps(), {
-      threshold: 0,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      // A check that stopped already breaches the binlog staleness alarm.
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription: 'A source\'s binlogs cannot be replayed from its newest dump to its newest streamed event (the value is how many sources): ' +
+    stale: alarm('BinlogArchiveStaleAlarm', monitoring.metricFleetBinlogStaleness(), staleArchive(1,
+      'A source\'s newest streamed binlog object is older than its binlog maxAge (the value is the worst age over its threshold): ' +
+        `its continuous RPO is broken. ${STREAM_STOPPED} The freshness check's message names the source, its stream and newest binlog object.`)),
+    gaps: alarm('BinlogGapsAlarm', monitoring.metricBinlogGaps(), archiveGap(
+      'A source\'s binlogs cannot be replayed from its newest dump to its newest streamed event (the value is how many sources): ' +
         'its binlog stream began anew after the dump (the server purged a file before it was streamed, RESET MASTER, another server), a file is ' +
         'missing, or the dump has no binlog coordinates. Point-in-time recovery cannot reach past it. ' +
-        `${newDumpAdvice(store, 'SOURCE')} The freshness check's message names the source, why the stream began (its stream.json) and the command.`,
-    }),
+        `${newDumpAdvice(store, 'SOURCE')} The freshness check's message names the source, why the stream began (its stream.json) and the command.`)),
   };
 }
 
 /** With perSourceAlarms: a source's own two, in its scope. */
 export function addSourceBinlogAlarms({ alarm, monitoring, store }: BinlogAlarmContext, source: MonitoringRuleSource, scope: Construct): void {
-  alarm('BinlogArchiveAgeAlarm', monitoring.metricBinlogArchiveAge(source.name), {
-    threshold: source.binlogMaxAgeSeconds!,
-    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-    treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    alarmDescription: `The newest streamed binlog object of ${source.name} is older than ${source.binlogMaxAgeSeconds} s, or none was found: its ` +
-      `continuous RPO is broken. ${STREAM_STOPPED}`,
-  }, scope);
-  alarm('BinlogGapsAlarm', monitoring.metricBinlogGaps(source.name), {
-    threshold: 0,
-    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    alarmDescription: `The binlogs of ${source.name} cannot be replayed from its newest dump to its newest streamed event (a new stream after the dump, ` +
-      `a missing file, or a dump without coordinates): point-in-time recovery cannot reach past it. ${newDumpAdvice(store, source.name)}`,
-  }, scope);
+  alarm('BinlogArchiveAgeAlarm', monitoring.metricBinlogArchiveAge(source.name), staleArchive(source.binlogMaxAgeSeconds!,
+    `The newest streamed binlog object of ${source.name} is older than ${source.binlogMaxAgeSeconds} s, or none was found: its ` +
+      `continuous RPO is broken. ${STREAM_STOPPED}`), scope);
+  alarm('BinlogGapsAlarm', monitoring.metricBinlogGaps(source.name), archiveGap(
+    `The binlogs of ${source.name} cannot be replayed from its newest dump to its newest streamed event (a new stream after the dump, ` +
+      `a missing file, or a dump without coordinates): point-in-time recovery cannot reach past it. ${newDumpAdvice(store, source.name)}`), scope);
 }

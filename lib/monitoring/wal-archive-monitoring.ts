@@ -79,26 +79,31 @@ export function runNowAdvice(store: BackupBucket, source: string, lead: string, 
 const newBaseBackupAdvice = (store: BackupBucket, source: string) =>
   runNowAdvice(store, source, 'Take a new base backup now: run the source\'s base backup task', 'basebackup');
 
+type AlarmOptions = Omit<cloudwatch.AlarmProps, 'metric' | 'evaluationPeriods'>;
+
+/**
+ * A continuous archive's staleness alarm: a fleet ratio above 1, or a source's age above its threshold. Silence means
+ * the check stopped, as for the backups' staleness alarm.
+ */
+export const staleArchive = (threshold: number, alarmDescription: string): AlarmOptions => ({
+  threshold, comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD, treatMissingData: cloudwatch.TreatMissingData.BREACHING, alarmDescription,
+});
+
+/** A continuous archive's gap alarm: any gap. A check that stopped already breaches the staleness alarm. */
+export const archiveGap = (alarmDescription: string): AlarmOptions => ({
+  threshold: 0, comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD, treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, alarmDescription,
+});
+
 /** The three fleet alarms, over the worst source. */
 export function addFleetWalAlarms({ alarm, monitoring, store }: WalAlarmContext): WalArchiveAlarms {
   return {
-    stale: alarm('WalArchiveStaleAlarm', monitoring.metricFleetWalStaleness(), {
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      // Silence means the check stopped, as for the backups' staleness alarm.
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      alarmDescription: 'A source\'s newest archived WAL is older than its walArchive.maxAge (the value is the worst age over its threshold): its ' +
-        `continuous RPO is broken. ${RPO_BROKEN} The freshness check's message names the source and its newest WAL file.`,
-    }),
-    gaps: alarm('WalGapsAlarm', monitoring.metricWalGaps(), {
-      threshold: 0,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      // A check that stopped already breaches the WAL staleness alarm.
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription: 'A source\'s archived WAL has a gap since its newest base backup (a missing segment, a timeline switch without its ' +
+    stale: alarm('WalArchiveStaleAlarm', monitoring.metricFleetWalStaleness(), staleArchive(1,
+      'A source\'s newest archived WAL is older than its walArchive.maxAge (the value is the worst age over its threshold): its ' +
+        `continuous RPO is broken. ${RPO_BROKEN} The freshness check's message names the source and its newest WAL file.`)),
+    gaps: alarm('WalGapsAlarm', monitoring.metricWalGaps(), archiveGap(
+      'A source\'s archived WAL has a gap since its newest base backup (a missing segment, a timeline switch without its ' +
         'history file), or it has no base backup (the value is how many sources): point-in-time recovery cannot reach past the gap. ' +
-        `${newBaseBackupAdvice(store, 'SOURCE')} The freshness check's message names the source, the missing WAL files and the command.`,
-    }),
+        `${newBaseBackupAdvice(store, 'SOURCE')} The freshness check's message names the source, the missing WAL files and the command.`)),
     baseStale: alarm('BaseBackupStaleAlarm', monitoring.metricFleetBaseBackupStaleness(), {
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -111,20 +116,12 @@ export function addFleetWalAlarms({ alarm, monitoring, store }: WalAlarmContext)
 
 /** With perSourceAlarms: a source's own three, in its scope. */
 export function addSourceWalAlarms({ alarm, monitoring, store }: WalAlarmContext, source: MonitoringRuleSource, scope: Construct): void {
-  alarm('WalArchiveAgeAlarm', monitoring.metricWalArchiveAge(source.name), {
-    threshold: source.walMaxAgeSeconds!,
-    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-    treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    alarmDescription: `The newest archived WAL of ${source.name} is older than ${source.walMaxAgeSeconds} s, or none was found: its continuous ` +
-      `RPO is broken. ${RPO_BROKEN}`,
-  }, scope);
-  alarm('WalGapsAlarm', monitoring.metricWalGaps(source.name), {
-    threshold: 0,
-    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    alarmDescription: `The archived WAL of ${source.name} has a gap since its newest base backup, or it has no base backup: point-in-time ` +
-      `recovery cannot reach past it. ${newBaseBackupAdvice(store, source.name)}`,
-  }, scope);
+  alarm('WalArchiveAgeAlarm', monitoring.metricWalArchiveAge(source.name), staleArchive(source.walMaxAgeSeconds!,
+    `The newest archived WAL of ${source.name} is older than ${source.walMaxAgeSeconds} s, or none was found: its continuous ` +
+      `RPO is broken. ${RPO_BROKEN}`), scope);
+  alarm('WalGapsAlarm', monitoring.metricWalGaps(source.name), archiveGap(
+    `The archived WAL of ${source.name} has a gap since its newest base backup, or it has no base backup: point-in-time ` +
+      `recovery cannot reach past it. ${newBaseBackupAdvice(store, source.name)}`), scope);
   alarm('BaseBackupAgeAlarm', monitoring.metricBaseBackupAge(source.name), {
     threshold: source.baseBackupMaxAgeSeconds!,
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
