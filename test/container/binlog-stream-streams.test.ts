@@ -81,8 +81,14 @@ describe('a new stream, and why', () => {
     const spool = join(dir, 'spool-purged');
     const [first] = await streamAndStop(a, 'purged', spool);
     a.exec('INSERT INTO w.t VALUES (NULL); FLUSH BINARY LOGS; INSERT INTO w.t VALUES (NULL); FLUSH BINARY LOGS;');
+    // PURGE leaves a file a replica's dump thread still reads: wait for the stopped streamer's to notice it is gone.
+    await until('no dump thread left', () => {
+      a.exec('INSERT INTO w.t VALUES (NULL)');
+      return a.exec("SELECT COUNT(*) FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'")[0][0] === '0' ? true : undefined;
+    });
     const newest = showBinaryLogs(a).pop()!.name;
     a.exec(`PURGE BINARY LOGS TO '${newest}'`);
+    expect(showBinaryLogs(a).map((f) => f.name)).toEqual([newest]);
     const streams = await streamAndStop(a, 'purged', spool);
     expect(streams).toHaveLength(2);
     expect(streams[1]).toMatchObject({ reason: BinlogStreamReason.PURGED, firstFile: newest, previous: { stream: first.stream } });
@@ -148,6 +154,19 @@ describe('refused in words', () => {
       expect(streams).toHaveLength(1);
     } finally {
       b.exec('DROP PROCEDURE IF EXISTS mysql.rds_show_configuration');
+    }
+  });
+
+  it('warns, and streams, when the server\'s binlog files may grow past 128 MiB', async () => {
+    b.exec('SET GLOBAL max_binlog_size = 1073741824');
+    try {
+      const s = start(b, 'big-files', join(dir, 'spool-big-files'));
+      await until('the warning', () => (/max_binlog_size is 1024 MiB: every store of the growing binlog holds it from its first byte/.test(s.stderr()) ? true : undefined));
+      await until('streaming', () => (/mariadb-binlog starts/.test(s.stderr()) ? true : undefined));
+      s.child.kill('SIGTERM');
+      expect((await s.finished).code).toBe(0);
+    } finally {
+      b.exec('SET GLOBAL max_binlog_size = 16777216');
     }
   });
 

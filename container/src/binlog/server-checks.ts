@@ -27,6 +27,8 @@ export interface BinlogServerFacts {
 
 /** The least a stream's server should keep its binlogs on RDS: a streamer down for longer than this loses files. */
 export const RDS_MIN_RETENTION_HOURS = 24;
+/** Above this, the growing file's stores (each from its first byte) grow large: a warning. RDS's default is 128 MiB. */
+export const MAX_BINLOG_SIZE_ADVISED = 128 * 1024 * 1024;
 export const RDS_RETENTION_CALL = "CALL mysql.rds_set_configuration('binlog retention hours', 168);";
 
 const MYSQL8_REASON = 'the agent image carries MariaDB\'s client tools, whose binlog coordinates and GTIDs differ from MySQL 8\'s; MySQL 8 sources stay dump-only';
@@ -71,7 +73,7 @@ async function checkRdsRetention(query: ServerQuery): Promise<void> {
  * again; a server that must change first throws BinlogServerRefused.
  */
 export async function checkBinlogServer(query: ServerQuery, streamerServerId: number): Promise<BinlogServerFacts> {
-  const [[version, serverId, logBin, format, rowImage]] = await query('SELECT VERSION(), @@server_id, @@log_bin, @@binlog_format, @@binlog_row_image');
+  const [[version, serverId, logBin, format, rowImage, maxSize]] = await query('SELECT VERSION(), @@server_id, @@log_bin, @@binlog_format, @@binlog_row_image, @@max_binlog_size');
   if (!/mariadb/i.test(version)) throw new BinlogServerRefused(`the server is not MariaDB (version ${version}): binlog streaming is for MariaDB only, since ${MYSQL8_REASON}`);
   if (logBin !== '1') {
     throw new BinlogServerRefused('the server does not write a binary log (log_bin is OFF): add log_bin (for instance log-bin=mariadb-bin) and binlog_format=ROW to its ' +
@@ -88,6 +90,10 @@ export async function checkBinlogServer(query: ServerQuery, streamerServerId: nu
   }
   if (rowImage !== 'FULL') {
     log.warn(`the server's binlog_row_image is ${rowImage}: replay works, but only FULL records whole rows; set binlog_row_image=FULL`, { binlogRowImage: rowImage });
+  }
+  if (Number(maxSize) > MAX_BINLOG_SIZE_ADVISED) {
+    log.warn(`the server's max_binlog_size is ${Math.round(Number(maxSize) / 1048576)} MiB: every store of the growing binlog holds it from its first byte, ` +
+      `so a large file makes each store (every partial interval) larger and slower; set max_binlog_size to ${MAX_BINLOG_SIZE_ADVISED / 1048576}M or less`, { maxBinlogSize: Number(maxSize) });
   }
   const missing = missingPrivileges((await query('SHOW GRANTS FOR CURRENT_USER')).map(([g]) => g));
   if (missing.length) {
