@@ -7,9 +7,9 @@ import * as api from '../../lib';
 
 /** Every runtime export of the entry (interfaces and type aliases have none). */
 const PUBLIC = [
-  'AlarmTopic', 'BackupBucket', 'BackupDashboard', 'BackupJobAlerts', 'BackupKeys', 'BackupMonitoring', 'BackupStore',
+  'AlarmTopic', 'BackupBucket', 'BackupDashboard', 'BackupJobAlerts', 'BackupKeys', 'BackupMonitoring', 'BackupStore', 'BinlogStreamer',
   'DatabaseBackups', 'DatabaseFlavour', 'DatabaseHosting', 'HoldKeeper', 'DisasterRecoveryRunbook', 'ReplicaStore', 'RestoreTesting', 'RowCountTolerance',
-  'SourceEngine', 'Tier', 'VaultIdentity', 'VaultRestoreTesting', 'VaultRunbook', 'WalArchiveMode', 'WalReceiver', 'WalSpool',
+  'SourceEngine', 'SpooledService', 'Tier', 'VaultIdentity', 'VaultRestoreTesting', 'VaultRunbook', 'WalArchiveMode', 'WalReceiver', 'WalSpool',
 ];
 
 test('given the package entry, then it exports exactly the allowed constructs, classes and enums', () => {
