@@ -56,13 +56,15 @@ binlog_socket=$binlog_dir/run/mysqld.sock
 # As root over the socket: over TCP a server without the test login yet refuses the host before any ping.
 binlog_ping() { as_root mariadb-admin --no-defaults -u root --socket="$binlog_socket" --connect-timeout=2 ping >/dev/null 2>&1; }
 if ! binlog_ping; then
-  as_root mkdir -p "$binlog_dir/data" "$binlog_dir/run"
-  as_root chown mysql:mysql "$binlog_dir/data" "$binlog_dir/run"
+  as_root mkdir -p "$binlog_dir/data" "$binlog_dir/run" "$binlog_dir/tmp"
+  as_root chown mysql:mysql "$binlog_dir/data" "$binlog_dir/run" "$binlog_dir/tmp"
   as_root chmod 0750 "$binlog_dir/data"
   as_root tee "$binlog_dir/my.cnf" >/dev/null <<CNF
 [mariadbd]
 user = mysql
 datadir = $binlog_dir/data
+# A tmpdir of its own: a server starting removes every '#sql' temporary file in its tmpdir, other servers' included.
+tmpdir = $binlog_dir/tmp
 socket = $binlog_socket
 pid-file = $binlog_dir/run/mysqld.pid
 log-error = $binlog_dir/error.log
@@ -82,7 +84,7 @@ collation-server = utf8mb4_general_ci
 CNF
   if [[ ! -d $binlog_dir/data/mysql ]]; then
     as_root mariadb-install-db --no-defaults --user=mysql --datadir="$binlog_dir/data" --auth-root-authentication-method=socket \
-      --skip-test-db --innodb-log-file-size=64M >"${TMPDIR:-/tmp}/restorable-binlog-install.log" 2>&1 \
+      --skip-test-db --innodb-log-file-size=64M --tmpdir="$binlog_dir/tmp" >"${TMPDIR:-/tmp}/restorable-binlog-install.log" 2>&1 \
       || { echo "services: mariadb-install-db failed for the binlog server: $(tail -5 "${TMPDIR:-/tmp}/restorable-binlog-install.log")" >&2; exit 1; }
   fi
   as_root touch "$binlog_dir/error.log"

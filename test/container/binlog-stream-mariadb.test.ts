@@ -227,7 +227,7 @@ describe('restorable binlog-stream', () => {
       walker.push(opened.bytes);
       await walkBinlogFile(join(server.dataDir, o.file), o.file, undefined, (g) => serverGtids.push(g.gtid));
     }
-    expect(storedGtids.length).toBeGreaterThan(1000);
+    expect(storedGtids.length).toBeGreaterThan(300); // the ticker alone commits 10 a second
     expect(new Set(storedGtids).size).toBe(storedGtids.length);
     expect(storedGtids).toEqual(serverGtids);
   });

@@ -12,7 +12,7 @@
  * password reaches the client in MYSQL_PWD, never in its arguments.
  */
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './net';
@@ -133,8 +133,10 @@ let template: string | undefined;
 function templateDataDir(): string {
   if (template && existsSync(join(template, 'data', 'mysql'))) return join(template, 'data');
   const dir = mkdtempSync(join(tmpdir(), 'restorable-mariadb-template-'));
+  // A tmpdir of its own: a server starting removes every '#sql' temporary file in its tmpdir, another's included.
+  mkdirSync(join(dir, 'tmp'));
   ownByServer(dir);
-  const result = spawnSync('mariadb-install-db', ['--no-defaults', `--user=${AS_ROOT ? 'mysql' : userInfo().username}`, `--datadir=${join(dir, 'data')}`,
+  const result = spawnSync('mariadb-install-db', ['--no-defaults', `--user=${AS_ROOT ? 'mysql' : userInfo().username}`, `--datadir=${join(dir, 'data')}`, `--tmpdir=${join(dir, 'tmp')}`,
     '--auth-root-authentication-method=normal', '--skip-test-db', '--innodb-log-file-size=16M'], { encoding: 'utf8', timeout: CLIENT_TIMEOUT_MS });
   if (result.status !== 0) throw new Error(`mariadb-install-db failed: ${result.stderr || result.stdout || result.error?.message}`);
   template = dir;
@@ -160,9 +162,10 @@ export async function startThrowawayMariadb(options: ThrowawayMariadbOptions = {
   const socket = join(dir, 'mysqld.sock');
   const errorLog = join(dir, 'error.log');
   writeFileSync(errorLog, '');
+  mkdirSync(join(dir, 'tmp'));
   const port = await freePort();
   const settings: Record<string, string> = {
-    datadir: dataDir, socket, 'pid-file': join(dir, 'mysqld.pid'), 'log-error': errorLog, port: String(port), 'bind-address': '127.0.0.1',
+    datadir: dataDir, tmpdir: join(dir, 'tmp'), socket, 'pid-file': join(dir, 'mysqld.pid'), 'log-error': errorLog, port: String(port), 'bind-address': '127.0.0.1',
     'skip-name-resolve': '', server_id: String(serverId), binlog_format: 'ROW', binlog_row_image: 'FULL',
     max_binlog_size: String(options.maxBinlogSize ?? 16 * 1024 * 1024), innodb_buffer_pool_size: '64M', innodb_log_file_size: '16M',
     'character-set-server': 'utf8mb4', 'collation-server': 'utf8mb4_general_ci',
