@@ -4,6 +4,7 @@
  * REPLICATION SLAVE and BINLOG MONITOR, and on RDS for MariaDB binlogs kept for at least a day. binlog_row_image other
  * than FULL is a warning: replay still works, but a restore of an UPDATE needs the whole row image to be exact.
  */
+import { BINLOG_FILE_PATTERN } from '../../../lib/contract';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
 
@@ -103,5 +104,11 @@ export async function checkBinlogServer(query: ServerQuery, streamerServerId: nu
   await checkRdsRetention(query);
   const files = (await query('SHOW BINARY LOGS')).map(([name, size]) => ({ name, size: Number(size) }));
   if (files.length === 0) throw new AgentError('the server lists no binary logs (SHOW BINARY LOGS is empty)');
+  // mariadb-binlog names the files it writes after what the server sends: a name with a '/' would reach outside the spool.
+  const odd = files.find((f) => !BINLOG_FILE_PATTERN.test(f.name));
+  if (odd) {
+    throw new BinlogServerRefused(`the server lists a binary log named ${JSON.stringify(odd.name)}, which is not a binlog file name (a basename, a dot and ` +
+      'a sequence number of 6 to 10 digits): set log_bin to a plain basename such as binlog, or check that this is the server you meant');
+  }
   return { version, serverId: id, files };
 }
