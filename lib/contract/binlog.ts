@@ -177,6 +177,9 @@ function parseObject(text: string, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/** The longest text field of a stream.json: room for a detail in words, not for a flood. */
+const MAX_STREAM_TEXT = 2000;
+
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** What is wrong with binlog coordinates, or undefined when they are well formed. */
@@ -201,7 +204,11 @@ export function parseBinlogStream(text: string, where: string): BinlogStream {
   if (!isCount(s.serverId)) throw bad('serverId');
   if (typeof s.firstFile !== 'string' || !BINLOG_FILE_PATTERN.test(s.firstFile)) throw bad('firstFile');
   if (!Object.values(BinlogStreamReason).includes(s.reason as BinlogStreamReason)) throw bad('reason');
-  if (typeof s.source !== 'string' || typeof s.serverVersion !== 'string' || typeof s.detail !== 'string') throw bad('source, serverVersion or detail');
+  // Printed by status, alarm messages and restore errors: no control characters (a terminal's escapes, forged lines).
+  for (const field of ['source', 'serverVersion', 'detail'] as const) {
+    const value = s[field];
+    if (typeof value !== 'string' || value.length > MAX_STREAM_TEXT || /[\u0000-\u001f\u007f-\u009f]/.test(value)) throw bad(field);
+  }
   return s as unknown as BinlogStream;
 }
 
