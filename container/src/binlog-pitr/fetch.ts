@@ -4,14 +4,20 @@
  * recorded plaintext SHA-256 and size (wal-fetch's checks, shared), then a walk of the file's events compared with the
  * index the plan used (the streamer wrote both and is the least trusted writer), and a look at the queries in the
  * range replayed (guard.ts). The walk also says which event group replay ends with: the last one before the stop.
+ *
+ * Each local copy is then cut at the object's stop (a mark after the target, or the end of its last whole group):
+ * mariadb-binlog's --stop-position applies to its last file only, and would print every other file to its last byte,
+ * a torn transaction after a server crash, or whatever a forged file holds after its last group, included. What is
+ * left of each file is exactly what the guard read and what is replayed.
  */
+import { truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
 import { fetchWalFile } from '../commands/wal-fetch';
 import { BinlogGroup, binlogIndexProblem, walkBinlogFile } from '../binlog/events';
-import { findBinlogStatement } from './guard';
+import { guardBinlogFile } from './guard';
 import { PlannedBinlog } from './select';
 
 /** The last event group a replay applies. */
@@ -29,15 +35,21 @@ export interface FetchedBinlogs {
   readonly paths: readonly string[];
   readonly bytes: number;
   readonly lastGroup?: LastGroup;
+  /** Whole groups in the ranges replayed, and those of them that touch the dumped database (the others are left out). */
+  readonly groups: number;
+  readonly databaseGroups: number;
 }
 
 const refuse = (bucket: string, p: PlannedBinlog, problem: string) => new AgentError(`the binlog object s3://${bucket}/${p.key} does not agree with its ` +
   `index: ${problem}. It was written by the binlog streamer, which may be compromised: nothing was replayed. Restore to a time before ${p.file}, ` +
   'or from a dump taken after it');
 
-export async function fetchBinlogs(s3: S3Client, bucket: string, plan: readonly PlannedBinlog[], dir: string, identityFile: string): Promise<FetchedBinlogs> {
+export async function fetchBinlogs(s3: S3Client, bucket: string, plan: readonly PlannedBinlog[], dir: string, identityFile: string,
+  database: string): Promise<FetchedBinlogs> {
   const paths: string[] = [];
   let bytes = 0;
+  let groups = 0;
+  let databaseGroups = 0;
   let lastGroup: LastGroup | undefined;
   const identity = async () => ({ file: identityFile, release: () => undefined });
   for (const p of plan) {
@@ -53,17 +65,19 @@ export async function fetchBinlogs(s3: S3Client, bucket: string, plan: readonly 
     });
     const problem = binlogIndexProblem(p.index, walk);
     if (problem) throw refuse(bucket, p, problem);
-    const refused = await findBinlogStatement(path, p.file, p.from, p.to);
-    if (refused) {
-      throw new AgentError(`${p.file} (s3://${bucket}/${p.key}) holds a query at position ${refused.position} that would run a BINLOG statement ` +
-        `(${JSON.stringify(refused.text)}): a binlog's row events reach the server as BINLOG statements, which apply rows without table privileges, ` +
-        'so a query carrying one could write anywhere, the mysql schema included. Nothing was replayed. Restore to a time before it, or read ' +
-        'the binlog (mariadb-binlog) and replay by hand what you trust');
+    // What lies after the stop is never replayed: cut it off before mariadb-binlog or the guard reads the file.
+    truncateSync(path, Math.max(p.to, p.from));
+    try {
+      const guarded = await guardBinlogFile(path, p.file, p.from, Math.max(p.to, p.from), database);
+      groups += guarded.groups;
+      databaseGroups += guarded.databaseGroups;
+    } catch (err) {
+      throw new AgentError(`s3://${bucket}/${p.key}: ${(err as Error).message}`);
     }
     if (last) lastGroup = { file: p.file, position: last.end, gtid: last.gtid || undefined, time: last.time };
     paths.push(path);
     bytes += fetched.size;
     log.info('binlog fetched and verified', { file: p.file, key: p.key, size: fetched.size, from: p.from, to: p.to });
   }
-  return { paths, bytes, lastGroup };
+  return { paths, bytes, lastGroup, groups, databaseGroups };
 }

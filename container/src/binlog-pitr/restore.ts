@@ -70,6 +70,8 @@ export interface BinlogPitrResult {
   /** Binlog objects fetched, verified and replayed. */
   readonly binlogFilesReplayed: number;
   readonly binlogBytes: number;
+  /** Transactions in the binlogs replayed that touch other databases than the dumped one: mariadb-binlog leaves them out. */
+  readonly otherDatabaseGroups?: number;
   /** The last event group applied: the file, where it ends, its GTID. Absent when replay applied none. */
   readonly lastEvent?: { readonly file: string; readonly position: number; readonly gtid?: string };
   /** Where it went: user@host:port/database. */
@@ -126,9 +128,22 @@ export async function runBinlogPitrRestore(options: BinlogPitrOptions, deps: Bin
       ({ backup, coordinates } = await selectDumpWithCoordinates(deps.s3, location, new Date(Date.parse(backup.manifest.startedAt) - 1)));
     }
   }
+  const database = backup.manifest.database as string | undefined;
+  if (typeof database !== 'string' || database.length === 0 || database.length > 64 || /[\x00-\x1f\x7f]/.test(database)) {
+    throw new AgentError(`the dump ${backup.key} names no usable database (${JSON.stringify(database)}), and binlog replay keeps the events of the ` +
+      'dumped database alone: nothing was restored. Restore a dump whose manifest names its database');
+  }
   const work = workDirectory(options.workDir ?? tmpdir(), plan.objects.reduce((sum, o) => sum + o.index.size, 0));
   try {
-    const fetched = await fetchBinlogs(deps.s3, options.bucket, plan.objects, work.dir, options.identityFile);
+    const fetched = await fetchBinlogs(deps.s3, options.bucket, plan.objects, work.dir, options.identityFile, database);
+    if (fetched.groups > 0 && fetched.databaseGroups === 0) {
+      throw new AgentError(`none of the ${fetched.groups} transactions in the binlogs to replay touches the dumped database '${database}' (a table or ` +
+        'query of it, its name compared byte for byte as mariadb-binlog does): a replay would apply nothing and still claim the last one. The dump ' +
+        'may name its database otherwise than the server logs it (case, a renamed database). Nothing was restored');
+    }
+    if (fetched.groups > fetched.databaseGroups) {
+      log.info('transactions of other databases are left out of the replay', { database, leftOut: fetched.groups - fetched.databaseGroups });
+    }
     const first = plan.objects[0];
     const last = plan.objects[plan.objects.length - 1];
     const connection = await options.connect();
@@ -154,7 +169,7 @@ export async function runBinlogPitrRestore(options: BinlogPitrOptions, deps: Bin
         if (dump.sha256 !== backup.manifest.sha256) throw new AgentError(`the dump restored (${dump.key}) is not the one whose coordinates were read: restore again`);
         options.dropIdentity?.();
         replaySeconds = await replayBinlogs({
-          paths: fetched.paths, from: first.from, to: last.to, sourceDatabase: backup.manifest.database, targetDatabase: connection.database,
+          paths: fetched.paths, from: first.from, to: last.to, sourceDatabase: database, targetDatabase: connection.database,
         }, replay.stage());
       } finally {
         await replay.release();
@@ -169,7 +184,8 @@ export async function runBinlogPitrRestore(options: BinlogPitrOptions, deps: Bin
       ...(lastGroup ? { recoveredTo: iso(lastGroup.time), lastEvent: { file: lastGroup.file, position: lastGroup.position, ...(lastGroup.gtid ? { gtid: lastGroup.gtid } : {}) } } : {}),
       dumpKey: backup.key, dumpStartedAt: backup.manifest.startedAt,
       dumpCoordinates: { file: coordinates.file, position: coordinates.position, ...(coordinates.gtid ? { gtid: coordinates.gtid } : {}) },
-      stream: plan.stream.stream, binlogFilesReplayed: plan.objects.length, binlogBytes: fetched.bytes, target: describeConnection(connection),
+      stream: plan.stream.stream, binlogFilesReplayed: plan.objects.length, binlogBytes: fetched.bytes,
+      otherDatabaseGroups: fetched.groups - fetched.databaseGroups, target: describeConnection(connection),
       loadedAs: dump.loadedAs, replayedAs, dump, replaySeconds, restoreSeconds,
     };
     log.info('point-in-time restore finished', {
@@ -189,6 +205,6 @@ export function formatBinlogPitrResult(r: BinlogPitrResult): string {
   const short = r.coveredTarget ? '' : `\nThe stored binlogs end before ${r.targetTime}: everything stored was replayed. Check the binlog streamer of ${r.source}.`;
   return `restored ${r.source} to ${r.targetTime === LATEST ? 'the latest stored point' : r.targetTime} into ${r.target}: the dump s3://${r.bucket}/${r.dumpKey} ` +
     `(started ${r.dumpStartedAt}, SHA-256 verified, at ${r.dumpCoordinates.file}:${r.dumpCoordinates.position}), then ${r.binlogFilesReplayed} binlog ` +
-    `files of stream ${r.stream}, each verified (${r.binlogBytes} bytes, replayed in ${r.replaySeconds.toFixed(1)} s as ${r.replayedAs}); ${to}; ` +
+    `files of stream ${r.stream}, each verified (${r.binlogBytes} bytes${r.otherDatabaseGroups ? `; ${r.otherDatabaseGroups} transactions of other databases left out` : ''}, replayed in ${r.replaySeconds.toFixed(1)} s as ${r.replayedAs}); ${to}; ` +
     `${r.restoreSeconds.toFixed(1)} s in all. Binlog times are whole seconds: every group up to the first after ${r.targetTime === LATEST ? 'the end' : 'the target\'s second'} was replayed.${short}`;
 }
