@@ -162,27 +162,6 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
     expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
   });
 
-  it('refuses a binlog object whose index disagrees with its bytes, before the target is touched', async () => {
-    const objects = (await storedBinlogs(s3, SOURCE)).filter((o) => o.partialBytes === undefined);
-    const victim = objects[objects.length - 1];
-    const indexKey = binlogIndexKey(victim.key);
-    const original = await (await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: indexKey }))).Body!.transformToString();
-    const index = JSON.parse(original);
-    // A forged stop: the marks say the first group after any target comes later than it does.
-    index.marks = index.marks.map(([time, position]: [number, number]) => [time + 3600, position]);
-    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: indexKey, Body: JSON.stringify(index) }));
-    try {
-      const database = targetDatabase('pitr_forged');
-      const run = await restore('latest', database);
-      expect(run.code).toBe(1);
-      expect(run.stderr).toContain(`the binlog object s3://${s3.bucket}/${victim.key} does not agree with its index`);
-      expect(run.stderr).toContain('nothing was replayed');
-      expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
-    } finally {
-      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: indexKey, Body: original }));
-    }
-  });
-
   it('after the server is killed during writes, --to latest restores everything stored; the seconds lost are measured', async () => {
     load.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 2000));
@@ -206,5 +185,62 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
       `${seconds.toFixed(1)} s of commits; recovered to ${result.recoveredTo} (${result.lastEvent.file}:${result.lastEvent.position}), ` +
       `${result.binlogFilesReplayed} binlog objects, restore ${result.restoreSeconds.toFixed(1)} s\n`);
     expect(seconds).toBeLessThanOrEqual(5);
+  });
+
+  it('refuses a binlog object whose index disagrees with its bytes, before the target is touched', async () => {
+    // The server is down by now: nothing newer is stored meanwhile, and the newest object is the one replay ends with.
+    const objects = await storedBinlogs(s3, SOURCE);
+    const victim = objects[objects.length - 1];
+    const indexKey = binlogIndexKey(victim.key);
+    const original = await (await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: indexKey }))).Body!.transformToString();
+    const index = JSON.parse(original);
+    // A forged stop: the marks say the first group after any target comes later than it does.
+    index.marks = index.marks.map(([time, position]: [number, number]) => [time + 3600, position]);
+    await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: indexKey, Body: JSON.stringify(index) }));
+    try {
+      const database = targetDatabase('pitr_forged');
+      const run = await restore('latest', database);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain(`the binlog object s3://${s3.bucket}/${victim.key} does not agree with its index`);
+      expect(run.stderr).toContain('nothing was replayed');
+      expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
+    } finally {
+      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: indexKey, Body: original }));
+    }
+  });
+
+  it('after the server restarts from the crash, --to latest goes on past the file it crashed in', async () => {
+    await server.start();
+    const crashed = server.exec('SHOW BINARY LOGS').map(([file]) => file).slice(-2)[0];
+    server.exec('INSERT INTO ticks (at) VALUES (NOW(6)), (NOW(6)), (NOW(6))', 'ledger');
+    const [[file, position]] = server.exec('SHOW MASTER STATUS');
+    expect(file).not.toBe(crashed);
+    const [[newest]] = server.exec('SELECT MAX(id) FROM ticks', 'ledger');
+    await until('the rows after the restart stored', async () => ((await storedBinlogs(s3, SOURCE))
+      .some((o) => o.file === file && (o.partialBytes ?? Infinity) >= Number(position)) ? true : undefined), 60_000);
+    const database = targetDatabase('pitr_restarted');
+    const run = await restore('latest', database);
+    expect({ code: run.code, stderr: run.code === 0 ? '' : run.stderr }).toEqual({ code: 0, stderr: '' });
+    const result = JSON.parse(run.stdout);
+    const ids = ticks(undefined, database).map((t) => t.id);
+    // Everything committed before the crash that the store held, then the three rows after the restart.
+    expect(ids.slice(-3)).toEqual([Number(newest) - 2, Number(newest) - 1, Number(newest)]);
+    expect(result).toMatchObject({ coveredTarget: true, lastEvent: { file } });
+    process.stdout.write(`after the crash in ${crashed} and a restart: --to latest replayed on to ${result.lastEvent.file}:${result.lastEvent.position}\n`);
+  });
+
+  it('refuses a binlog whose table name holds a line break and SQL, before the target is touched', async () => {
+    const table = "t\nSELECT 'INJECTED' AS pwned;\n#";
+    server.exec(`CREATE TABLE \`${table}\` (id INT PRIMARY KEY); INSERT INTO \`${table}\` VALUES (1)`, 'ledger');
+    const [[file, position]] = server.exec('SHOW MASTER STATUS');
+    await until('the table stored', async () => ((await storedBinlogs(s3, SOURCE))
+      .some((o) => o.file === file && (o.partialBytes ?? Infinity) >= Number(position)) ? true : undefined), 60_000);
+    const database = targetDatabase('pitr_injected');
+    const run = await restore('latest', database);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("the table map's table name");
+    expect(run.stderr).toContain('holds the byte 0x0a');
+    expect(run.stdout).not.toContain('INJECTED');
+    expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
   });
 });

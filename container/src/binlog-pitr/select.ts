@@ -234,7 +234,15 @@ export async function planBinlogReplay(s3: S3Client, bucket: string, prefix: str
         coveredTarget = true;
         break;
       }
-      if (!index.closed) break;
+      if (!index.closed) {
+        // No ROTATE or STOP: the newest file, or one the server crashed in (it started the next file on restart). The
+        // copy replayed ends at its last whole group (fetch.ts cuts it there), so a torn transaction never replays.
+        const next = `${file.slice(0, file.lastIndexOf('.') + 1)}${String(binlogSequence(file) + 1).padStart(file.length - file.lastIndexOf('.') - 1, '0')}`;
+        if (partial || !files.has(next)) break;
+        log.info('a binlog ends without ROTATE or STOP (the server crashed); replay goes on with the next file after its last whole group', { file, next, groupsEnd: index.groupsEnd });
+        file = next;
+        continue;
+      }
       if (!index.nextFile) {
         // A STOP event: the server shut down; its next file (after a restart) is the next in sequence.
         const next = [...files.keys()].filter((f) => binlogSequence(f) > binlogSequence(file)).sort((a, b) => binlogSequence(a) - binlogSequence(b))[0];
