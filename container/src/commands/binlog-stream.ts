@@ -8,10 +8,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { BINLOG_FILE_PATTERN, Engine, sourceNameProblem } from '../../../lib/contract';
-import { DEFAULT_ZSTD_LEVEL, RECIPIENT_ENV, RECIPIENT_OPTIONS, recipientFromArgs } from '../backup/encrypt';
+import { RECIPIENT_ENV, RECIPIENT_OPTIONS, recipientFromArgs } from '../backup/encrypt';
 import { StreamSummary, BinlogStreamer } from '../binlog/streamer';
 import { s3BinlogStore } from '../binlog/store';
 import { MysqlSession } from '../engines/mysql';
@@ -22,7 +20,7 @@ import { UsageError } from '../shared/errors';
 import { log } from '../shared/log';
 import { requireTools } from '../shared/tools';
 import { compressionLevel } from './wal-push';
-import { DEFAULT_PARTIAL_INTERVAL_SECONDS, DEFAULT_RETRY_FOR_SECONDS, seconds, spoolDir } from './wal-receive';
+import { DEFAULT_PARTIAL_INTERVAL_SECONDS, DEFAULT_RETRY_FOR_SECONDS, STREAMING_OUTPUT_OPTIONS, StreamingCommandDeps, seconds, spoolDir } from './wal-receive';
 
 /** The connection options but --database: a replica's connection names none. */
 const REPLICATION_CONNECTION_OPTIONS = Object.fromEntries(Object.entries(CONNECTION_OPTIONS).filter(([name]) => name !== 'database'));
@@ -53,20 +51,11 @@ export const BINLOG_STREAM_COMMAND: CommandSpec = {
       description: `how long mariadb-binlog or storing may keep failing before the command gives up and exits 1 (default ${DEFAULT_RETRY_FOR_SECONDS})`,
     },
     'legal-hold': { kind: OptionKind.FLAG, description: 'place an Object Lock legal hold on each whole binlog file stored, never on a partial (the bucket needs Object Lock)' },
-    'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
-    'json': { kind: OptionKind.FLAG, description: 'print the summary as JSON' },
+    ...STREAMING_OUTPUT_OPTIONS,
   },
 };
 
-export interface BinlogStreamDeps {
-  readonly s3: S3Client;
-  readonly secrets: SecretsManagerClient;
-  readonly env?: NodeJS.ProcessEnv;
-  /** Called once the streamer runs, with the function that stops it (the command's signal handlers call it). */
-  readonly onStart?: (stop: (reason: string) => void) => void;
-}
-
-export async function runBinlogStream(args: ParsedArgs, deps: BinlogStreamDeps): Promise<StreamSummary> {
+export async function runBinlogStream(args: ParsedArgs, deps: StreamingCommandDeps): Promise<StreamSummary> {
   const env = deps.env ?? process.env;
   const source = args.requiredString('source');
   const nameProblem = sourceNameProblem(source);

@@ -30,6 +30,12 @@ export const DEFAULT_RETRY_FOR_SECONDS = 120;
 /** The connection options but --database: a replication connection names none. */
 const REPLICATION_CONNECTION_OPTIONS = Object.fromEntries(Object.entries(CONNECTION_OPTIONS).filter(([name]) => name !== 'database'));
 
+/** What wal-receive and binlog-stream take about their output: the sealed files' zstd level and the summary's form. */
+export const STREAMING_OUTPUT_OPTIONS: CommandSpec['options'] = {
+  'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
+  'json': { kind: OptionKind.FLAG, description: 'print the summary as JSON' },
+};
+
 export const WAL_RECEIVE_COMMAND: CommandSpec = {
   name: 'wal-receive',
   summary: 'Archive a PostgreSQL server\'s WAL continuously by streaming it (pg_receivewal over a replication slot) into a spool ' +
@@ -51,16 +57,16 @@ export const WAL_RECEIVE_COMMAND: CommandSpec = {
       description: `how long pg_receivewal or storing may keep failing before the command gives up and exits 1 (default ${DEFAULT_RETRY_FOR_SECONDS})`,
     },
     'legal-hold': { kind: OptionKind.FLAG, description: 'place an Object Lock legal hold on each whole segment and history file stored, never on a received partial (the bucket needs Object Lock)' },
-    'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
-    'json': { kind: OptionKind.FLAG, description: 'print the summary as JSON' },
+    ...STREAMING_OUTPUT_OPTIONS,
   },
 };
 
-export interface WalReceiveDeps {
+/** What a long-running streaming command (wal-receive, binlog-stream) is given. */
+export interface StreamingCommandDeps {
   readonly s3: S3Client;
   readonly secrets: SecretsManagerClient;
   readonly env?: NodeJS.ProcessEnv;
-  /** Called once the receiver runs, with the function that stops it (the command's signal handlers call it). */
+  /** Called once the command runs, with the function that stops it (the command's signal handlers call it). */
   readonly onStart?: (stop: (reason: string) => void) => void;
 }
 
@@ -91,7 +97,7 @@ export function spoolDir(path: string): string {
   return dir;
 }
 
-export async function runWalReceive(args: ParsedArgs, deps: WalReceiveDeps): Promise<ReceiveSummary> {
+export async function runWalReceive(args: ParsedArgs, deps: StreamingCommandDeps): Promise<ReceiveSummary> {
   const env = deps.env ?? process.env;
   const source = args.requiredString('source');
   const nameProblem = sourceNameProblem(source);
