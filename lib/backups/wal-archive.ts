@@ -9,6 +9,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { BackupSource, DatabaseFlavour, cronProblem } from './backup-source';
 import { DEFAULT_PARTIAL_UPLOAD_INTERVAL, DEFAULT_STREAMED_MAX_AGE, DatabaseHosting, maxArchiveAgeProblem, partialIntervalProblem } from './continuous';
+import { SLOT_NAME_PATTERN } from '../contract/wal';
 import { RestorableError } from '../shared/errors';
 
 export { DatabaseHosting, hostingOf } from './continuous';
@@ -132,7 +133,7 @@ export function resolveWalArchiving(scope: Construct, source: WalArchivedSource,
   const intervalError = partialIntervalProblem(interval);
   if (intervalError) fail(intervalError);
   const slotName = given.slotName ?? defaultSlotName(source.name);
-  if (!/^[a-z0-9_]{1,63}$/.test(slotName)) fail(`slotName '${slotName}' must be 1 to 63 characters of a-z, 0-9 and '_', as PostgreSQL requires`);
+  if (!SLOT_NAME_PATTERN.test(slotName)) fail(`slotName '${slotName}' must be 1 to 63 characters of a-z, 0-9 and '_', as PostgreSQL requires`);
   const cronError = given.baseBackupCron === undefined ? undefined : cronProblem(given.baseBackupCron);
   if (cronError) fail(`baseBackupCron: ${cronError}`);
   const maxArchiveAge = given.maxArchiveAge ?? (receive ? DEFAULT_STREAMED_MAX_AGE : Duration.minutes(15));

@@ -45,6 +45,9 @@ export function receivedPartialName(segment: string, bytes: number): string {
   return `${segment}.partial.${bytes.toString(16).toUpperCase().padStart(8, '0')}`;
 }
 
+/** A replication slot name as PostgreSQL allows it, checked at synth and by the receiver alike. */
+export const SLOT_NAME_PATTERN = /^[a-z0-9_]{1,63}$/;
+
 /** The kind of a WAL file name (no directory), or undefined when PostgreSQL would not archive a file of that name. */
 export function walFileKind(file: string): WalFileKind | undefined {
   return WAL_FILE_PATTERNS.find(([, pattern]) => pattern.test(file))?.[0];

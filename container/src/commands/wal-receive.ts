@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Engine, sourceNameProblem, walKey } from '../../../lib/contract';
+import { Engine, SLOT_NAME_PATTERN, sourceNameProblem, walKey } from '../../../lib/contract';
 import { RECIPIENT_ENV, RECIPIENT_OPTIONS, recipientFromArgs } from '../backup/encrypt';
 import { libpqEnv } from '../engines/postgres';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
@@ -70,7 +70,6 @@ export interface StreamingCommandDeps {
   readonly onStart?: (stop: (reason: string) => void) => void;
 }
 
-const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
 /** The slot a source's receiver uses unless told otherwise. */
 export function defaultSlotName(source: string): string {
@@ -107,7 +106,7 @@ export async function runWalReceive(args: ParsedArgs, deps: StreamingCommandDeps
   const recipient = recipientFromArgs(args, env);
   const level = compressionLevel(args);
   const slot = args.string('slot') ?? defaultSlotName(source);
-  if (!SLOT_NAME.test(slot)) throw new UsageError(`--slot '${slot}' is not a replication slot name: 1 to 63 lower-case letters, digits and _`);
+  if (!SLOT_NAME_PATTERN.test(slot)) throw new UsageError(`--slot '${slot}' is not a replication slot name: 1 to 63 lower-case letters, digits and _`);
   const partialIntervalMs = seconds(args, 'partial-interval', DEFAULT_PARTIAL_INTERVAL_SECONDS, 1, 3600) * 1000;
   const retryForMs = seconds(args, 'retry-for', DEFAULT_RETRY_FOR_SECONDS, 1, 86_400) * 1000;
   const spool = spoolDir(args.requiredString('spool'));
