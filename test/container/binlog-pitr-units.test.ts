@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { guardBinlogFile, holdsBinlogStatement } from '../../container/src/binlog-pitr/guard';
-import { binlogArgs } from '../../container/src/binlog-pitr/replay';
+import { binlogArgs, binlogStage, replayEnv } from '../../container/src/binlog-pitr/replay';
 import { ThrowawayMariadb, startThrowawayMariadb } from '../support/mariadb-binlog-server';
 
 jest.setTimeout(60_000);
@@ -75,4 +75,17 @@ test('mariadb-binlog reads local files only, filters by the source database and 
   expect(binlogArgs({ paths: ['/w/binlog.000002', '/w/binlog.000003'], from: 4711, to: 815, sourceDatabase: 'shop', targetDatabase: 'shop_copy' }))
     .toEqual(['--no-defaults', '--start-position=4711', '--stop-position=815', '--database=shop', '--rewrite-db=shop->shop_copy', '/w/binlog.000002', '/w/binlog.000003']);
   expect(binlogArgs({ paths: ['/w/b.000001'], from: 4, to: 9, sourceDatabase: 'shop', targetDatabase: 'shop' })).not.toContain(expect.stringMatching(/rewrite/));
+});
+
+test('mariadb-binlog and the client replay with an environment made for them, none of the agent\'s credentials', () => {
+  const saved = { ...process.env };
+  Object.assign(process.env, { AWS_SECRET_ACCESS_KEY: 'secret', AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: '/v2/credentials/x', MYSQL_PWD: 'pw', TZ: 'Europe/Berlin' });
+  try {
+    const stage = binlogStage({ paths: ['/w/b.000001'], from: 4, to: 9, sourceDatabase: 'shop', targetDatabase: 'shop' }, '/w/home');
+    expect(stage.env).toEqual({ PATH: process.env.PATH, HOME: '/w/home', TZ: 'UTC', LANG: 'C' });
+    expect(replayEnv('/w/home')).toEqual(stage.env);
+  } finally {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
 });
