@@ -53,8 +53,11 @@ function runAgent(args: readonly string[], childEnv: NodeJS.ProcessEnv): Promise
 /** A new empty database on the services' MariaDB, which the restoring account may fill. */
 function targetDatabase(name: string): string {
   const db = uniqueName(name);
+  const previous = targets[targets.length - 1];
   targets.push(db);
-  mysqlExec(undefined, `CREATE DATABASE \`${db}\`; GRANT ALL PRIVILEGES ON \`${db}\`.* TO '${restorer.user}'@'127.0.0.1';`);
+  // The replaying account may hold rights on the target database alone: the previous one's are taken back.
+  mysqlExec(undefined, `${previous ? `REVOKE ALL PRIVILEGES ON \`${previous}\`.* FROM '${restorer.user}'@'127.0.0.1'; ` : ''}CREATE DATABASE \`${db}\`;
+    GRANT ALL PRIVILEGES ON \`${db}\`.* TO '${restorer.user}'@'127.0.0.1';`);
   return db;
 }
 
@@ -152,6 +155,21 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
       expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
     } finally {
       mysqlExec(undefined, `DROP USER IF EXISTS '${plain.user}'@'127.0.0.1'`);
+    }
+    // Rights on another database: qualified statements in the binlog would reach it.
+    const wide = { user: `${restorer.user}_wide`, password: 'wide-pw-3' };
+    mysqlExec(undefined, `DROP USER IF EXISTS '${wide.user}'@'127.0.0.1'; CREATE USER '${wide.user}'@'127.0.0.1' IDENTIFIED BY '${wide.password}';
+      GRANT ALL PRIVILEGES ON \`${database}\`.* TO '${wide.user}'@'127.0.0.1'; GRANT BINLOG REPLAY ON *.* TO '${wide.user}'@'127.0.0.1';
+      GRANT SELECT, INSERT, DROP ON \`ledger\`.* TO '${wide.user}'@'127.0.0.1';`);
+    try {
+      const beyond = await restore(new Date(Date.now() - 2000).toISOString(), database, wide);
+      expect(beyond.code).toBe(2);
+      expect(beyond.stderr).toContain('holds rights beyond the target database');
+      expect(beyond.stderr).toContain('neither filtered nor renamed');
+      expect(beyond.stderr).toContain("GRANT BINLOG REPLAY ON *.* TO 'restorer'@'127.0.0.1';");
+      expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
+    } finally {
+      mysqlExec(undefined, `DROP USER IF EXISTS '${wide.user}'@'127.0.0.1'`);
     }
     const future = await restore(new Date(Date.now() + 3_600_000).toISOString(), database);
     expect(future.code).toBe(2);

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { guardBinlogFile, holdsBinlogStatement } from '../../container/src/binlog-pitr/guard';
 import { binlogArgs, binlogStage, replayEnv } from '../../container/src/binlog-pitr/replay';
+import { grantsBeyond } from '../../container/src/engines/mysql-replay-grants';
 import { ThrowawayMariadb, startThrowawayMariadb } from '../support/mariadb-binlog-server';
 
 jest.setTimeout(60_000);
@@ -88,4 +89,13 @@ test('mariadb-binlog and the client replay with an environment made for them, no
     for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     Object.assign(process.env, saved);
   }
+});
+
+test('the replaying account\'s grants beyond the target database are found', () => {
+  const to = " TO `r`@`127.0.0.1`";
+  expect(grantsBeyond([`GRANT BINLOG REPLAY ON *.*${to} IDENTIFIED BY PASSWORD '*AB'`, `GRANT USAGE ON *.*${to}`, `GRANT ALL PRIVILEGES ON \`shop\\_copy\`.*${to}`,
+    `GRANT SELECT ON \`shop_copy\`.\`t\`${to}`], 'shop_copy')).toEqual([]);
+  expect(grantsBeyond([`GRANT BINLOG REPLAY, SELECT, INSERT ON *.*${to} IDENTIFIED BY PASSWORD '*AB'`, `GRANT ALL PRIVILEGES ON \`shop\`.*${to}`,
+    `GRANT \`admin\`${to}`, `GRANT PROXY ON ''@'%'${to}`, `GRANT ALL PRIVILEGES ON \`shop_copy\`.*${to}`], 'shop_copy'))
+    .toEqual([`GRANT BINLOG REPLAY, SELECT, INSERT ON *.*${to}`, `GRANT ALL PRIVILEGES ON \`shop\`.*${to}`, `GRANT \`admin\`${to}`, `GRANT PROXY ON ''@'%'${to}`]);
 });

@@ -26,6 +26,7 @@ import { DumpJob, DumpOptions, DumpPeek, EngineSession, GlobalsPlan, GlobalsResu
 import { DefinerRewriter } from './mysql-definers';
 import { DumpCoordinatesReader } from './mysql-coordinates';
 import { planRoles } from './mysql-roles';
+import { grantsBeyond } from './mysql-replay-grants';
 import { SqlRowCounter } from './sql-row-counter';
 import { log } from '../shared/log';
 
@@ -269,8 +270,9 @@ export class MysqlSession implements EngineSession {
    * Who replays a binlog after the dump was loaded (binlog-pitr). Row events reach the server as BINLOG statements,
    * which need BINLOG REPLAY (or SUPER) and apply rows without table privileges, so what is replayed is looked at first
    * (binlog-pitr/guard.ts). Restore tests: an account made for it, with every privilege on the scratch database and
-   * BINLOG REPLAY, dropped by `release`. Operator restores: the connecting user, refused as planLoad refuses it (rights
-   * beyond its databases) and when it lacks BINLOG REPLAY, with the statement that grants it.
+   * BINLOG REPLAY, dropped by `release`. Operator restores: the connecting user, refused when it lacks BINLOG REPLAY,
+   * with the statement that grants it, and, even with --load-as-connected-user, when it holds any right beyond the
+   * target database but BINLOG REPLAY (mysql-replay-grants.ts: qualified statements are neither filtered nor renamed).
    */
   async planBinlogReplay(options: { readonly scratch: boolean; readonly asConnectedUser: boolean }): Promise<BinlogReplayPlan> {
     requireSandboxClient();
@@ -291,6 +293,17 @@ export class MysqlSession implements EngineSession {
       const [user, host] = [current.slice(0, current.lastIndexOf('@')), current.slice(current.lastIndexOf('@') + 1)];
       throw new UsageError(`${this.connection.user} may not replay a binlog: its row events run as BINLOG statements, which need the BINLOG REPLAY ` +
         `privilege. Grant it (GRANT BINLOG REPLAY ON *.* TO ${quoteString(user)}@${quoteString(host)};) and restore again; nothing was restored`);
+    }
+    const beyond = grantsBeyond((await this.query('SHOW GRANTS')).map(([line]) => line), this.connection.database);
+    if (beyond.length) {
+      const [[current]] = await this.query('SELECT CURRENT_USER()');
+      const account = `'restorer'@${quoteString(current.slice(current.lastIndexOf('@') + 1))}`;
+      const db = quoteName(this.connection.database.replace(/[_%\\]/g, (c) => `\\${c}`));
+      throw new UsageError(`${this.connection.user} holds rights beyond the target database ${this.connection.database} (${beyond.join('; ')}), and a ` +
+        'binlog replay runs as it: statements in the binlog that name their database (ALTER TABLE other.t, DROP TABLE shop.t) are neither filtered nor ' +
+        'renamed by mariadb-binlog, so they would run against those databases (the source\'s own name included). Replay as an account with rights on ' +
+        `the target database alone: CREATE USER ${account} IDENTIFIED BY '…'; GRANT ALL PRIVILEGES ON ${db}.* TO ${account}; GRANT BINLOG REPLAY ON *.* ` +
+        `TO ${account}; Nothing was restored`);
     }
     const plan = await this.planLoad({ file: '' }, { scratch: false, createdRoles: [], asConnectedUser: options.asConnectedUser });
     return { loadedAs: plan.loadedAs, stage: () => replayStage(plan), release: () => plan.release() };
