@@ -3,6 +3,10 @@
  * (guard.ts), on text and on a real binlog written by a throwaway MariaDB 10.11, and mariadb-binlog's arguments.
  */
 import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { binlogStreamId, binlogStreamKey } from '../../lib/contract';
+import { listStreams } from '../../container/src/binlog-pitr/select';
+import { motoBucket } from '../support';
 import { guardBinlogFile, holdsBinlogStatement } from '../../container/src/binlog-pitr/guard';
 import { binlogArgs, binlogStage, replayEnv } from '../../container/src/binlog-pitr/replay';
 import { grantsBeyond } from '../../container/src/engines/mysql-replay-grants';
@@ -57,8 +61,10 @@ describe('the guard, on a real binlog', () => {
     await expect(guardBinlogFile(path, start.file, start.position, middle.position, 'g')).rejects.toThrow(/holds the word BINLOG/);
     // Of the four, only the INSERT into g.ok names g: the DDL ran without USE, so its query's database is none (and
     // mariadb-binlog's --database leaves it out too).
-    expect(await guardBinlogFile(path, start.file, middle.position, end.position, 'g')).toEqual({ groups: 4, databaseGroups: 1 });
-    expect(await guardBinlogFile(path, start.file, middle.position, end.position, 'G')).toEqual({ groups: 4, databaseGroups: 0 });
+    expect(await guardBinlogFile(path, start.file, middle.position, end.position, 'g')).toEqual({ groups: 4, databaseGroups: 1, fromAtEvent: true });
+    expect(await guardBinlogFile(path, start.file, middle.position, end.position, 'G')).toEqual({ groups: 4, databaseGroups: 0, fromAtEvent: true });
+    // A start position inside an event (a forged dump manifest) is seen.
+    expect((await guardBinlogFile(path, start.file, middle.position + 7, end.position, 'g')).fromAtEvent).toBe(false);
   });
 
   it('refuses a table whose name holds a line break before mariadb-binlog prints it', async () => {
@@ -98,4 +104,17 @@ test('the replaying account\'s grants beyond the target database are found', () 
   expect(grantsBeyond([`GRANT BINLOG REPLAY, SELECT, INSERT ON *.*${to} IDENTIFIED BY PASSWORD '*AB'`, `GRANT ALL PRIVILEGES ON \`shop\`.*${to}`,
     `GRANT \`admin\`${to}`, `GRANT PROXY ON ''@'%'${to}`, `GRANT ALL PRIVILEGES ON \`shop_copy\`.*${to}`], 'shop_copy'))
     .toEqual([`GRANT BINLOG REPLAY, SELECT, INSERT ON *.*${to}`, `GRANT ALL PRIVILEGES ON \`shop\`.*${to}`, `GRANT \`admin\`${to}`, `GRANT PROXY ON ''@'%'${to}`]);
+});
+
+test('streams named after now + 5 minutes are passed over, as the freshness check passes over them', async () => {
+  const s3 = await motoBucket();
+  try {
+    const now = new Date('2026-12-02T12:00:00Z');
+    const ids = [binlogStreamId(new Date('2026-12-01T00:00:00Z')), binlogStreamId(new Date('2026-12-02T12:04:00Z')), binlogStreamId(new Date('2026-12-02T12:06:00Z')),
+      binlogStreamId(new Date('2099-01-01T00:00:00Z'))];
+    for (const id of ids) await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: binlogStreamKey(undefined, 'src', id), Body: '{}' }));
+    expect(await listStreams(s3.client, s3.bucket, undefined, 'src', now)).toEqual([ids[1], ids[0]]);
+  } finally {
+    await s3.stop();
+  }
 });

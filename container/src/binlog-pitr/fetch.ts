@@ -60,8 +60,10 @@ export async function fetchBinlogs(s3: S3Client, bucket: string, plan: readonly 
       throw refuse(bucket, p, `it holds ${fetched.size} bytes with SHA-256 ${fetched.sha256}, its index says ${p.index.size} bytes with SHA-256 ${p.index.sha256}`);
     }
     let last: BinlogGroup | undefined;
+    let splits: BinlogGroup | undefined;
     const walk = await walkBinlogFile(path, p.file, undefined, (group) => {
       if (group.start >= p.from && group.end <= p.to) last = group;
+      if (group.start < p.from && p.from < group.end) splits = group;
     });
     const problem = binlogIndexProblem(p.index, walk);
     if (problem) throw refuse(bucket, p, problem);
@@ -69,6 +71,11 @@ export async function fetchBinlogs(s3: S3Client, bucket: string, plan: readonly 
     truncateSync(path, Math.max(p.to, p.from));
     try {
       const guarded = await guardBinlogFile(path, p.file, p.from, Math.max(p.to, p.from), database);
+      if (!guarded.fromAtEvent || splits) {
+        throw new AgentError(`the dump's binlog position ${p.file}:${p.from} is ${splits ? `inside the transaction ${splits.gtid} (${splits.start}-${splits.end})`
+          : 'not where an event starts'}: a dump's position is the end of a transaction. The dump's manifest (written by the dump task) or the binlog is ` +
+          'wrong; replaying from there would read bytes inside an event as events. Nothing was replayed: restore from another dump');
+      }
       groups += guarded.groups;
       databaseGroups += guarded.databaseGroups;
     } catch (err) {

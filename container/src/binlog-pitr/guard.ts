@@ -80,6 +80,8 @@ export interface GuardedRange {
   readonly groups: number;
   /** ...of which a table map or query names the dumped database. */
   readonly databaseGroups: number;
+  /** Whether an event starts at `from` (or the range read ends there): replay does not begin inside one. */
+  readonly fromAtEvent: boolean;
 }
 
 class Refusal extends AgentError {}
@@ -204,6 +206,7 @@ export async function guardBinlogFile(path: string, file: string, from: number, 
   let databaseGroups = 0;
   let inGroup = false;
   let touches = false;
+  let fromAtEvent = from === 4 || from === to;
   const endGroup = () => {
     if (inGroup && touches) databaseGroups++;
     inGroup = false;
@@ -211,7 +214,7 @@ export async function guardBinlogFile(path: string, file: string, from: number, 
   };
   const wanted = Buffer.from(database, 'utf8');
   try {
-    if (to <= 4) return { groups: 0, databaseGroups: 0 };
+    if (to <= 4) return { groups: 0, databaseGroups: 0, fromAtEvent };
     for await (const read of createReadStream(path, { start: 4, end: to - 1, highWaterMark: 1024 * 1024 })) {
       let chunk = read as Buffer;
       if (skip) {
@@ -224,6 +227,7 @@ export async function guardBinlogFile(path: string, file: string, from: number, 
         const type = buffer[4];
         const length = buffer.readUInt32LE(9);
         const where = `${file} at position ${position}`;
+        if (position === from) fromAtEvent = true;
         // mariadb-binlog prints the format description and then the events from the start position on, nothing before.
         const printed = position === 4 || position >= from;
         if (printed && !ALLOWED.has(type)) {
@@ -268,5 +272,5 @@ export async function guardBinlogFile(path: string, file: string, from: number, 
     }
     throw err;
   }
-  return { groups, databaseGroups };
+  return { groups, databaseGroups, fromAtEvent };
 }

@@ -7,7 +7,7 @@
  */
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
-  BINLOG_STREAM_FILE, BINLOG_STREAM_PATTERN, BinlogCoordinates, BinlogIndex, BinlogStream, ContractError, Manifest, STORED_SUFFIX, binlogIndexKey,
+  BINLOG_STREAM_FILE, BINLOG_STREAM_PATTERN, BinlogCoordinates, binlogStreamId, BinlogIndex, BinlogStream, ContractError, Manifest, STORED_SUFFIX, binlogIndexKey,
   binlogPrefix, binlogSequence, binlogStreamKey, binlogStreamPrefix, parseBinlogIndex, parseBinlogObjectName, parseBinlogStream,
 } from '../../../lib/contract';
 import { AgentError } from '../shared/errors';
@@ -98,10 +98,19 @@ export async function selectDumpWithCoordinates(s3: S3Client, location: Omit<Bac
     'Dumps of a binlog-streamed source record them; take one now and restore to a time after it');
 }
 
-/** The stream ids under the source's binlog/, newest first. */
-async function listStreams(s3: S3Client, bucket: string, prefix: string | undefined, source: string): Promise<string[]> {
-  const names = await folderNames(s3, bucket, binlogPrefix(prefix, source));
-  return names.filter((id) => BINLOG_STREAM_PATTERN.test(id)).sort().reverse();
+/** How far after now a stream id may be named (clocks differ a little); later ids are passed over, as the freshness check does. */
+const FUTURE_STREAM_MS = 5 * 60_000;
+
+/** The stream ids under the source's binlog/, newest first, without those named after now + 5 minutes. */
+export async function listStreams(s3: S3Client, bucket: string, prefix: string | undefined, source: string, now = new Date()): Promise<string[]> {
+  const names = (await folderNames(s3, bucket, binlogPrefix(prefix, source))).filter((id) => BINLOG_STREAM_PATTERN.test(id));
+  const latest = binlogStreamId(new Date(now.getTime() + FUTURE_STREAM_MS));
+  const future = names.filter((id) => id > latest);
+  if (future.length) {
+    log.warn('binlog streams named after now are passed over: the streamer names a stream when it begins, so a later name was not written by an honest one ' +
+      '(or its clock is wrong)', { streams: future.slice(0, 5).join(', '), count: future.length });
+  }
+  return names.filter((id) => id <= latest).sort().reverse();
 }
 
 interface StoredFile {
