@@ -2,12 +2,18 @@
  * The parts of the MariaDB point-in-time restore that need no store: the look at the queries a replay would run
  * (guard.ts), on text and on a real binlog written by a throwaway MariaDB 10.11, and mariadb-binlog's arguments.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { binlogStreamId, binlogStreamKey } from '../../lib/contract';
 import { listStreams } from '../../container/src/binlog-pitr/select';
 import { motoBucket } from '../support';
 import { guardBinlogFile, holdsBinlogStatement } from '../../container/src/binlog-pitr/guard';
+import { cutAndGuard } from '../../container/src/binlog-pitr/fetch';
+import { walkBinlogFile } from '../../container/src/binlog/events';
 import { binlogArgs, binlogStage, replayEnv } from '../../container/src/binlog-pitr/replay';
 import { grantsBeyond } from '../../container/src/engines/mysql-replay-grants';
 import { ThrowawayMariadb, startThrowawayMariadb } from '../support/mariadb-binlog-server';
@@ -75,6 +81,98 @@ describe('the guard, on a real binlog', () => {
     const path = join(server.dataDir, start.file);
     // The CREATE TABLE query's text may hold a line break; the table map's name may not.
     await expect(guardBinlogFile(path, start.file, start.position, end.position, 'inj')).rejects.toThrow(/table map's table name .* holds the byte 0x0a/);
+  });
+});
+
+describe('crafted binlogs, as a compromised streamer could store them', () => {
+  let server: ThrowawayMariadb;
+  let dir: string;
+  let format: Buffer;
+  beforeAll(async () => {
+    server = await startThrowawayMariadb({ serverId: 9 });
+    const [[file]] = server.exec('SHOW MASTER STATUS');
+    const bytes = readFileSync(join(server.dataDir, file));
+    format = bytes.subarray(4, 4 + bytes.readUInt32LE(4 + 9));
+    // Written by a closed server: the in-use flag cleared, its checksum (of the event without the flag) kept.
+    format = Buffer.from(format);
+    format.writeUInt16LE(format.readUInt16LE(17) & ~1, 17);
+    dir = mkdtempSync(join(tmpdir(), 'restorable-crafted-'));
+  });
+  afterAll(async () => {
+    await server?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A binlog file of the server's format description and the given events (type, body), each with its CRC32. */
+  function craft(name: string, events: Array<[number, Buffer]>): string {
+    const parts = [Buffer.from([0xfe, 0x62, 0x69, 0x6e]), format];
+    let position = 4 + format.length;
+    for (const [type, body] of events) {
+      const event = Buffer.alloc(19 + body.length + 4);
+      event.writeUInt32LE(1_700_000_000, 0);
+      event[4] = type;
+      event.writeUInt32LE(9, 5);
+      event.writeUInt32LE(event.length, 9);
+      event.writeUInt32LE(position + event.length, 13);
+      body.copy(event, 19);
+      event.writeUInt32LE(crc32(event.subarray(0, event.length - 4)), event.length - 4);
+      parts.push(event);
+      position += event.length;
+    }
+    const path = join(dir, name);
+    writeFileSync(path, Buffer.concat(parts));
+    return path;
+  }
+  const gtid = (sequence: number) => {
+    const body = Buffer.alloc(19);
+    body.writeBigUInt64LE(BigInt(sequence), 0);
+    return body;
+  };
+  const query = (db: string, text: string) => {
+    const head = Buffer.alloc(13);
+    head[8] = Buffer.byteLength(db);
+    return Buffer.concat([head, Buffer.from(db), Buffer.from([0]), Buffer.from(text)]);
+  };
+  const rotate = (next: string) => Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from(next)]);
+
+  it('a closed file whose last group is left open: only its whole groups are kept, so the query after them never reaches mariadb-binlog', async () => {
+    const path = craft('binlog.000098', [[162, gtid(7)], [2, query('x', "BINLOG 'FORGEDxyz'")], [4, rotate('binlog.000099')]]);
+    const walk = await walkBinlogFile(path, 'binlog.000098');
+    expect({ closed: walk.closed, groupsEnd: walk.groupsEnd }).toEqual({ closed: true, groupsEnd: 4 + format.length });
+    // What used to be replayed of a file that is not the last: all of it.
+    await expect(guardBinlogFile(path, 'binlog.000098', 4, walk.size, 'x')).rejects.toThrow(/holds the word BINLOG/);
+    const whole = spawnSync('mariadb-binlog', ['--no-defaults', '--database=x', path], { encoding: 'utf8' });
+    expect(whole.stdout).toContain("BINLOG 'FORGEDxyz'");
+    expect(await cutAndGuard(path, 'binlog.000098', 4, walk.groupsEnd, 'x')).toMatchObject({ groups: 0 });
+    const printed = spawnSync('mariadb-binlog', ['--no-defaults', '--database=x', path], { encoding: 'utf8' });
+    expect(printed.stdout).not.toContain('FORGEDxyz');
+    expect(printed.stdout).toContain('Start: binlog v 4');
+  });
+
+  it('a checkpoint or a user variable whose name holds a line break is refused', async () => {
+    const name = "x\nSELECT 'INJ' AS r;\n#";
+    const checkpoint = Buffer.alloc(4);
+    checkpoint.writeUInt32LE(Buffer.byteLength(name), 0);
+    const path = craft('binlog.000097', [[161, Buffer.concat([checkpoint, Buffer.from(name)])]]);
+    await expect(guardBinlogFile(path, 'binlog.000097', 4, readFileSync(path).length, 'x')).rejects.toThrow(/checkpoint's file name .* holds the byte 0x0a/);
+    const userVar = craft('binlog.000096', [[14, Buffer.concat([checkpoint, Buffer.from(name), Buffer.from([1])])]]);
+    await expect(guardBinlogFile(userVar, 'binlog.000096', 4, readFileSync(userVar).length, 'x')).rejects.toThrow(/user variable's name .* holds the byte 0x0a/);
+  });
+
+  it('a format description whose server version holds a line break is refused', async () => {
+    const forged = Buffer.from(format);
+    forged.fill(0, 19 + 2, 19 + 52);
+    forged.write("10.11\nSELECT 'FD' AS r;\n#", 19 + 2, 'latin1');
+    forged.writeUInt32LE(crc32(forged.subarray(0, forged.length - 4)), forged.length - 4);
+    const path = join(dir, 'binlog.000094');
+    writeFileSync(path, Buffer.concat([Buffer.from([0xfe, 0x62, 0x69, 0x6e]), forged]));
+    expect((await walkBinlogFile(path, 'binlog.000094')).format?.serverVersion).toContain('\n');
+    await expect(guardBinlogFile(path, 'binlog.000094', 4, 4 + forged.length, 'x')).rejects.toThrow(/server version .* holds the byte 0x0a/);
+  });
+
+  it('an event a ROW-format replay does not need is refused in words', async () => {
+    const path = craft('binlog.000095', [[26, Buffer.concat([Buffer.from([0, 0, 1, 'x'.charCodeAt(0)])])]]);
+    await expect(guardBinlogFile(path, 'binlog.000095', 4, readFileSync(path).length, 'x')).rejects.toThrow(/an event of type 26, which a ROW-format replay does not need/);
   });
 });
 

@@ -17,7 +17,7 @@ import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
 import { fetchWalFile } from '../commands/wal-fetch';
 import { BinlogGroup, binlogIndexProblem, walkBinlogFile } from '../binlog/events';
-import { guardBinlogFile } from './guard';
+import { GuardedRange, guardBinlogFile } from './guard';
 import { PlannedBinlog } from './select';
 
 /** The last event group a replay applies. */
@@ -44,6 +44,15 @@ const refuse = (bucket: string, p: PlannedBinlog, problem: string) => new AgentE
   `index: ${problem}. It was written by the binlog streamer, which may be compromised: nothing was replayed. Restore to a time before ${p.file}, ` +
   'or from a dump taken after it');
 
+/**
+ * Cuts a verified local copy at its stop (what lies after it is never replayed, whatever it holds) and reads every
+ * event left that mariadb-binlog prints (guard.ts).
+ */
+export async function cutAndGuard(path: string, file: string, from: number, to: number, database: string): Promise<GuardedRange> {
+  truncateSync(path, Math.max(to, from));
+  return guardBinlogFile(path, file, from, Math.max(to, from), database);
+}
+
 export async function fetchBinlogs(s3: S3Client, bucket: string, plan: readonly PlannedBinlog[], dir: string, identityFile: string,
   database: string): Promise<FetchedBinlogs> {
   const paths: string[] = [];
@@ -67,10 +76,8 @@ export async function fetchBinlogs(s3: S3Client, bucket: string, plan: readonly 
     });
     const problem = binlogIndexProblem(p.index, walk);
     if (problem) throw refuse(bucket, p, problem);
-    // What lies after the stop is never replayed: cut it off before mariadb-binlog or the guard reads the file.
-    truncateSync(path, Math.max(p.to, p.from));
     try {
-      const guarded = await guardBinlogFile(path, p.file, p.from, Math.max(p.to, p.from), database);
+      const guarded = await cutAndGuard(path, p.file, p.from, p.to, database);
       if (!guarded.fromAtEvent || splits) {
         throw new AgentError(`the dump's binlog position ${p.file}:${p.from} is ${splits ? `inside the transaction ${splits.gtid} (${splits.start}-${splits.end})`
           : 'not where an event starts'}: a dump's position is the end of a transaction. The dump's manifest (written by the dump task) or the binlog is ` +
