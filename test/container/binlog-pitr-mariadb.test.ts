@@ -34,6 +34,7 @@ let agent: string;
 const restorer = { user: `pitr_${process.pid}`, password: 'restorer-pw-5b1c' };
 const targets: string[] = [];
 let dumpStartedAt: string;
+let manifestKey: string;
 
 const env = (password: string) => agentEnv({ ...s3.env, MYSQL_PWD: password });
 
@@ -95,7 +96,8 @@ beforeAll(async () => {
   const dump = await runAgent(['backup', '--source', SOURCE, '--engine', 'mariadb', '--bucket', s3.bucket, '--recipient', key.recipient,
     '--host', server.host, '--port', String(server.port), '--user', server.user, '--database', 'ledger', '--binlog-coordinates', '--json'], env(server.password));
   expect({ code: dump.code, stderr: dump.code === 0 ? '' : dump.stderr }).toEqual({ code: 0, stderr: '' });
-  dumpStartedAt = JSON.parse((await s3.getText(JSON.parse(dump.stdout).manifestKey))!).startedAt;
+  manifestKey = JSON.parse(dump.stdout).manifestKey;
+  dumpStartedAt = JSON.parse((await s3.getText(manifestKey))!).startedAt;
 });
 
 afterAll(async () => {
@@ -148,7 +150,7 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
       GRANT ALL PRIVILEGES ON \`${database}\`.* TO '${plain.user}'@'127.0.0.1';`);
     try {
       const noReplay = await restore(new Date(Date.now() - 2000).toISOString(), database, plain);
-      expect(noReplay.code).toBe(2);
+      expect({ code: noReplay.code, stderr: noReplay.code === 2 ? '' : noReplay.stderr }).toEqual({ code: 2, stderr: '' });
       expect(noReplay.stderr).toContain(`may not replay a binlog`);
       expect(noReplay.stderr).toContain(`GRANT BINLOG REPLAY ON *.* TO '${plain.user}'@'127.0.0.1';`);
       expect(noReplay.stderr).not.toContain(plain.password);
@@ -163,7 +165,7 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
       GRANT SELECT, INSERT, DROP ON \`ledger\`.* TO '${wide.user}'@'127.0.0.1';`);
     try {
       const beyond = await restore(new Date(Date.now() - 2000).toISOString(), database, wide);
-      expect(beyond.code).toBe(2);
+      expect({ code: beyond.code, stderr: beyond.code === 2 ? '' : beyond.stderr }).toEqual({ code: 2, stderr: '' });
       expect(beyond.stderr).toContain('holds rights beyond the target database');
       expect(beyond.stderr).toContain('neither filtered nor renamed');
       expect(beyond.stderr).toContain("GRANT BINLOG REPLAY ON *.* TO 'restorer'@'127.0.0.1';");
@@ -172,7 +174,7 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
       mysqlExec(undefined, `DROP USER IF EXISTS '${wide.user}'@'127.0.0.1'`);
     }
     const future = await restore(new Date(Date.now() + 3_600_000).toISOString(), database);
-    expect(future.code).toBe(2);
+    expect({ code: future.code, stderr: future.code === 2 ? '' : future.stderr }).toEqual({ code: 2, stderr: '' });
     expect(future.stderr).toContain('is in the future');
     const early = await restore(new Date(Date.parse(dumpStartedAt) - 60_000).toISOString(), database);
     expect(early.code).toBe(1);
@@ -245,6 +247,29 @@ describe('point-in-time restore of a MariaDB source from its streamed binlogs', 
     expect(ids.slice(-3)).toEqual([Number(newest) - 2, Number(newest) - 1, Number(newest)]);
     expect(result).toMatchObject({ coveredTarget: true, lastEvent: { file } });
     process.stdout.write(`after the crash in ${crashed} and a restart: --to latest replayed on to ${result.lastEvent.file}:${result.lastEvent.position}\n`);
+  });
+
+  it('refuses a dump whose database the binlogs never name (compared byte for byte, as mariadb-binlog does), before the target is touched', async () => {
+    const original = (await s3.getText(manifestKey))!;
+    const put = (body: string) => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKey, Body: body }));
+    try {
+      await put(JSON.stringify({ ...JSON.parse(original), database: 'LEDGER' }));
+      const database = targetDatabase('pitr_case');
+      const run = await restore('latest', database);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain("touches the dumped database 'LEDGER'");
+      expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
+      // An older manifest without one: the dump restores alone, but no binlog is replayed onto it.
+      const without = JSON.parse(original);
+      delete without.database;
+      await put(JSON.stringify(without));
+      const none = await restore('latest', database);
+      expect(none.code).toBe(1);
+      expect(none.stderr).toContain('names no usable database');
+      expect(mysqlExec(database, 'SHOW TABLES')).toEqual([]);
+    } finally {
+      await put(original);
+    }
   });
 
   it('refuses a binlog whose table name holds a line break and SQL, before the target is touched', async () => {
