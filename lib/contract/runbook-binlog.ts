@@ -53,6 +53,14 @@ replay stops is read from the file's own events (an index that disagrees is refu
 sandbox as \`$TARGET_USER\`, filtered to the dumped database: they need the \`BINLOG REPLAY\` privilege beside the rights
 on \`$TARGET_DATABASE\`; give them no more.
 
+**A streamer that may have been compromised.** Step binlog1, the agent's command, refuses before anything is replayed
+what a ROW-format replay does not need: a query whose text holds a \`BINLOG\` statement (which applies rows without
+table privileges), a name or string holding a line break (which would end a comment line of mariadb-binlog's output
+and become SQL), an event type outside ROW replay, a start position inside a transaction, and an account with rights
+beyond \`$TARGET_DATABASE\`. The standard-tool steps check every file's SHA-256 and where replay stops, but none of
+that: when the streamer, or the server it read, may have been in an attacker's hands, use binlog1, or replay with the
+standard tools into a throwaway server only.
+
 ${block('binlog1', RunbookVia.RESTORABLE, `# Picks the newest dump with binlog coordinates before the target, restores it, then fetches, verifies and replays
 # the binlogs after it, stopping before the first transaction after the target; reports the last one applied:
 restorable restore ${steps.agentSelection} --to "$BINLOG_TARGET_TIME" --identity-secret-id "$IDENTITY_SECRET" \\
