@@ -6,33 +6,14 @@
  * A name already taken decides by what it holds: the same file (by its recorded plaintext SHA-256) is a success
  * without a write (a retry after a crash); anything else is a WalConflict, and the stored object stays as it is.
  */
-import { S3Client } from '@aws-sdk/client-s3';
 import { WAL_METADATA, WAL_TIER, WalFileKind, walFileKind } from '../../../lib/contract';
-import { Recipient } from '../backup/encrypt';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
-import { SealReadError, StoredObject, storeSealedObject } from '../shared/sealed-object';
+import { SealReadError, SealedObject, StoredObject, storeSealedObject } from '../shared/sealed-object';
 import { FileDigest } from './files';
 
-export interface WalObject {
-  readonly s3: S3Client;
-  readonly bucket: string;
-  readonly key: string;
-  /** The name the object stands for (a WAL file name), for messages. */
-  readonly file: string;
-  /** The file to read. */
-  readonly path: string;
-  /** Only the first `length` bytes of it (a received partial, still growing); the whole file when absent. */
-  readonly length?: number;
-  /**
-   * What the file must read as, when the caller digested it before (wal-push): a file that reads differently while
-   * it is sealed changed under the agent, and nothing is stored.
-   */
-  readonly expected?: FileDigest;
-  readonly recipient: Recipient;
-  readonly level: number;
-  /** Where the sealed file is written for the length of the PUT, then removed. */
-  readonly workDir: string;
+/** One WAL file to store: what storeSealedObject takes, less what WAL always sets (its tier, metadata and messages). */
+export interface WalObject extends Omit<SealedObject, 'tier' | 'metadata' | 'conflict' | 'logStored' | 'logAlreadyStored'> {
   /**
    * Place an Object Lock legal hold on the stored object (also on one already stored by an earlier try), when it is a
    * whole segment or a timeline history file: those the hold keeper releases once a newer base backup's restore test
