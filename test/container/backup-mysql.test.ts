@@ -4,7 +4,7 @@
  * by table. (MySQL 8 is not available here and is untested; its dumps do not load into MariaDB.)
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Manifest, Tier } from '../../lib/contract';
 import {
@@ -32,15 +32,18 @@ afterAll(async () => {
   dropMysqlDatabase(database);
   dropMysqlDatabase(restored);
   await s3?.stop();
+  rmSync(agentTmp, { recursive: true, force: true });
 });
 
-const optionFiles = () => readdirSync(tmpdir()).filter((name) => name.startsWith('restorable-mysql-'));
+// The agent's temporary directory, this file's alone: other test files running beside it make and remove option files of their own.
+const agentTmp = mkdtempSync(`${tmpdir()}/restorable-backup-mysql-test-`);
+const optionFiles = () => readdirSync(agentTmp).filter((name) => name.startsWith('restorable-mysql-'));
 
 test('backs up MariaDB, restores with standard tools, and every table, routine, trigger, view and grant matches', async () => {
   const filesBefore = optionFiles();
   const run = await runAgent(['backup', '--source', source, '--engine', 'mariadb', '--bucket', s3.bucket, '--recipient-file', key.recipientFile,
     '--host', MYSQL.host, '--port', String(MYSQL.port), '--user', MYSQL.user, '--database', database, '--json'],
-  agentEnv({ ...s3.env, MYSQL_PWD: MYSQL.password }));
+  agentEnv({ ...s3.env, MYSQL_PWD: MYSQL.password, TMPDIR: agentTmp }));
   expect(run.stderr).not.toContain('restorable backup:');
   expect(run.code).toBe(0);
   expect(optionFiles()).toEqual(filesBefore); // the 0600 password file is gone
@@ -100,7 +103,7 @@ test('stopped by SIGTERM mid-dump: exit 143, the password file removed, no dump 
   const filesBefore = optionFiles();
   const agent = startAgent(['backup', '--source', 'maria-stopped', '--engine', 'mysql', '--bucket', s3.bucket, '--recipient', key.recipient,
     '--host', MYSQL.host, '--port', String(MYSQL.port), '--user', MYSQL.user, '--database', database],
-  agentEnv({ ...s3.env, MYSQL_PWD: MYSQL.password, PATH: prependPath(startsLate('zstd', 30)) }));
+  agentEnv({ ...s3.env, MYSQL_PWD: MYSQL.password, PATH: prependPath(startsLate('zstd', 30)), TMPDIR: agentTmp }));
   for (let i = 0; i < 100 && !agent.stderr().includes('backup started'); i++) await new Promise((r) => setTimeout(r, 100));
   expect(optionFiles().length).toBe(filesBefore.length + 1);
   agent.child.kill('SIGTERM');
@@ -109,6 +112,6 @@ test('stopped by SIGTERM mid-dump: exit 143, the password file removed, no dump 
   expect(run.stderr).toContain('stopped by SIGTERM');
   expect(optionFiles()).toEqual(filesBefore);
   const processes = execFileSync('ps', ['-eo', 'args']).toString();
-  expect(processes).not.toMatch(/restorable-mysql-/);
+  expect(processes).not.toContain(`${agentTmp}/restorable-mysql-`);
   expect(await s3.keys()).toEqual(before);
 });
