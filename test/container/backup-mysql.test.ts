@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Manifest, Tier } from '../../lib/contract';
+import { MysqlSession } from '../../container/src/engines/mysql';
 import {
   AgeKey, MYSQL, S3Emulator, agentEnv, createMysqlDatabase, createMysqlFixture, decryptToText, download, dropMysqlDatabase,
   logLines, makeAgeKey, mysqlExec, mysqlTableStats, mysqlUser, prependPath, restoreMysql, runAgent, startAgent, startS3rver, startsLate,
@@ -96,6 +97,36 @@ test('a user who may dump the database but not read the accounts: the backup suc
   expect(manifest.warnings).toEqual([expect.stringContaining('roles and grants were not captured')]);
   expect(logLines(run.stderr).filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([expect.stringContaining('roles and grants were not captured')]);
   expect(manifest.tables.find((t) => t.table === 'orders')?.rows).toBe(6000);
+});
+
+describe('users and grants read one account at a time', () => {
+  const vanishing = `${database.slice(0, 50)}_gone`;
+  const capture = async (beforeShow: (sql: string) => void) => {
+    mysqlExec(undefined, `CREATE OR REPLACE USER '${vanishing}'@'localhost'; GRANT SELECT ON \`${database}\`.* TO '${vanishing}'@'localhost'`);
+    const session = new MysqlSession({ ...MYSQL, database });
+    const query = session.query.bind(session);
+    jest.spyOn(session, 'query').mockImplementation(async (sql) => {
+      if (sql.startsWith('SHOW CREATE USER') && sql.includes(vanishing)) beforeShow(sql);
+      return query(sql);
+    });
+    try {
+      return await session.captureGlobals();
+    } finally {
+      await session.close();
+      mysqlExec(undefined, `DROP USER IF EXISTS '${vanishing}'@'localhost'`);
+    }
+  };
+
+  test('an account dropped after the listing is left out; the others are captured', async () => {
+    const globals = await capture(() => mysqlExec(undefined, `DROP USER '${vanishing}'@'localhost'`));
+    expect('sql' in globals && globals.sql).toContain(`GRANT SELECT ON \`${database}\`.\`customer_totals\` TO \`${mysqlUser(database)}\`@\`localhost\`;`);
+    expect('sql' in globals && globals.sql).not.toContain(vanishing);
+  });
+
+  test('an account still there whose grants cannot be read loses the companion, with the reason', async () => {
+    const globals = await capture(() => { throw new Error('ERROR 2013 (HY000): Lost connection to server during query'); });
+    expect(globals).toEqual({ notCapturedReason: `cannot read the grants of ${vanishing}@localhost: ERROR 2013 (HY000): Lost connection to server during query` });
+  });
 });
 
 test('stopped by SIGTERM mid-dump: exit 143, the password file removed, no dump process left, nothing stored', async () => {

@@ -159,10 +159,17 @@ export class MysqlSession implements EngineSession {
         statements.push(`-- ${user}@${host}`, ...create.map(([sql]) => `${sql.replace(/^CREATE USER /, 'CREATE USER IF NOT EXISTS ')};`),
           ...grants.map(([sql]) => `${sql};`));
       } catch (err) {
+        // An account dropped after the listing is no longer one to restore; any other failure loses the companion.
+        if (!(await this.accountExists(user, host))) continue;
         return { notCapturedReason: `cannot read the grants of ${user}@${host}: ${(err as Error).message}` };
       }
     }
     return { sql: `-- Users and grants, from SHOW CREATE USER and SHOW GRANTS.\n${statements.join('\n')}\n` };
+  }
+
+  private async accountExists(user: string, host: string): Promise<boolean> {
+    const rows = await this.query(`SELECT COUNT(*) FROM mysql.user WHERE user = ${quoteString(user)} AND host = ${quoteString(host)}`);
+    return Number(rows[0][0]) > 0;
   }
 
   async startDump(options: DumpOptions = {}): Promise<DumpJob> {
