@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system tools that the tests, the drill and the benchmark use (Debian, as root), then the
-# pinned Python tools (scripts/python-tools.sh).
+# pinned Python tools (scripts/python-tools.sh) and the MongoDB-wire tools built with Go (scripts/mongo-tools.sh).
 set -euo pipefail
 packages=(postgresql mariadb-server mariadb-client zstd age awscli jq pigz openssl procps curl sysbench)
 missing=()
@@ -17,3 +17,4 @@ if ((${#missing[@]})); then
 fi
 echo "install-deps: ${packages[*]} present"
 bash "$(dirname "$0")/python-tools.sh"
+bash "$(dirname "$0")/mongo-tools.sh"

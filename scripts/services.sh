@@ -11,6 +11,8 @@
 #               (${RESTORABLE_BINLOG_DIR:-/var/lib/restorable-mariadb-binlog}); tests that restart, purge or reset a
 #               server start throwaway ones instead (test/support/mariadb-binlog-server.ts)
 #   moto:       http://127.0.0.1:${RESTORABLE_MOTO_PORT:-5055}, any credentials; tests keep apart by unique names
+#   FerretDB:   mongodb://127.0.0.1:${RESTORABLE_MONGO_PORT:-27017}, a MongoDB-wire server on the PostgreSQL database
+#               restorable_ferretdb; clients authenticate with PLAIN as restorable / restorable (the PostgreSQL login)
 set -euo pipefail
 cmd=${1:-start}
 [[ $cmd == start ]] || { echo "usage: $0 start" >&2; exit 2; }
@@ -19,6 +21,8 @@ need() { command -v "$1" >/dev/null || { echo "services: '$1' not found: run 'su
 need pg_ctlcluster; need mariadb
 MOTO=${RESTORABLE_TOOLS:-/opt/restorable-tools}/aws/bin/moto_server
 [[ -x $MOTO ]] || { echo "services: $MOTO not found: run 'bash scripts/install-deps.sh' first (it installs the pinned Python tools)" >&2; exit 1; }
+MONGO_TOOLS=${RESTORABLE_TOOLS:-/opt/restorable-tools}/mongo
+[[ -x $MONGO_TOOLS/ferretdb ]] || { echo "services: $MONGO_TOOLS/ferretdb not found: run 'bash scripts/install-deps.sh' first (it builds FerretDB and MongoDB's tools)" >&2; exit 1; }
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -111,4 +115,18 @@ if ! moto_up; then
   moto_up || { echo "services: moto's server did not start on port $moto_port; its log: $(tail -5 "$log")" >&2; exit 1; }
 fi
 
-echo "services: PostgreSQL $(psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c 'show server_version'), MariaDB $(MYSQL_PWD=restorable mariadb -h 127.0.0.1 -u restorable -N -e 'select version()') (binlog on port $binlog_port: $(MYSQL_PWD=restorable mariadb --no-defaults -h 127.0.0.1 -P "$binlog_port" -u restorable -N -e 'select @@log_bin_basename')) and moto $("${MOTO%/*}/python" -c 'import moto; print(moto.__version__)') ready"
+# FerretDB: one server for every test, detached, on a PostgreSQL database of UTF8 and C collation (as FerretDB needs).
+# The URL names no user: each client's PLAIN login is the PostgreSQL login FerretDB connects with.
+mongo_port=${RESTORABLE_MONGO_PORT:-27017}
+mongo_up() { (exec 3<>"/dev/tcp/127.0.0.1/$mongo_port") 2>/dev/null; }
+if ! mongo_up; then
+  psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c "SELECT 1 FROM pg_database WHERE datname = 'restorable_ferretdb'" | grep -q 1 \
+    || psql -Xq 'postgresql://restorable:restorable@127.0.0.1/postgres' \
+      -c "CREATE DATABASE restorable_ferretdb ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+  log=${TMPDIR:-/tmp}/restorable-ferretdb-$mongo_port.log
+  setsid nohup "$MONGO_TOOLS/ferretdb" "127.0.0.1:$mongo_port" "postgres://127.0.0.1:${PGPORT:-5432}/restorable_ferretdb" >"$log" 2>&1 </dev/null &
+  for _ in $(seq 1 100); do mongo_up && break; sleep 0.2; done
+  mongo_up || { echo "services: FerretDB did not start on port $mongo_port; its log: $(tail -5 "$log")" >&2; exit 1; }
+fi
+
+echo "services: PostgreSQL $(psql -XAtq 'postgresql://restorable:restorable@127.0.0.1/postgres' -c 'show server_version'), MariaDB $(MYSQL_PWD=restorable mariadb -h 127.0.0.1 -u restorable -N -e 'select version()') (binlog on port $binlog_port: $(MYSQL_PWD=restorable mariadb --no-defaults -h 127.0.0.1 -P "$binlog_port" -u restorable -N -e 'select @@log_bin_basename')), moto $("${MOTO%/*}/python" -c 'import moto; print(moto.__version__)') and FerretDB on port $mongo_port ready"
