@@ -39,7 +39,7 @@ import {
 import { ContractError, parseLatest, parseManifest } from '../../lib/contract/manifest';
 import { Metrics } from '../../lib/contract/metrics';
 import {
-  GLOBALS_SUFFIX, LATEST_FILE, MANIFEST_SUFFIX, RESTORE_TESTS_DIR, globalsKeyFor, manifestKeyFor, sourceNameProblem, sourcePrefix,
+  GLOBALS_JSON_SUFFIX, GLOBALS_SUFFIX, LATEST_FILE, MANIFEST_SUFFIX, RESTORE_TESTS_DIR, globalsKeyFor, manifestKeyFor, sourceNameProblem, sourcePrefix,
 } from '../../lib/contract/names';
 import { createS3Client, datum, isNotFound, mapBounded, messageOf, publishMetrics, s3Problem } from '../shared/aws';
 import { BaseBackupHolds, keepBaseBackups } from './base-backups';
@@ -174,7 +174,7 @@ function backupObject(pattern: RegExp, item: Listed): BackupObject | undefined {
   if (dy !== y || dm !== mo || dd !== d) return undefined;
   const startedAt = Date.UTC(+y, +mo - 1, +d, +h, +mi, +s);
   if (Number.isNaN(startedAt)) return undefined;
-  const kind = `.${rest}` === GLOBALS_SUFFIX ? 'globals' : rest.endsWith(MANIFEST_SUFFIX) ? 'manifest' : 'dump';
+  const kind = [GLOBALS_SUFFIX, GLOBALS_JSON_SUFFIX].includes(`.${rest}`) ? 'globals' : rest.endsWith(MANIFEST_SUFFIX) ? 'manifest' : 'dump';
   return { ...item, stem, startedAt, kind };
 }
 

@@ -10,9 +10,14 @@ export const MANIFEST_FORMAT_VERSION = 1;
 export enum Engine {
   POSTGRES = 'postgres',
   MYSQL = 'mysql',
+  /** MongoDB and what speaks its wire protocol (Amazon DocumentDB, MongoDB Atlas): mongodump's archive. */
+  MONGODB = 'mongodb',
 }
 
-/** One table and the rows it held in the dump. */
+/**
+ * One table and the rows it held in the dump. For MongoDB: `schema` is the database, `table` the collection and
+ * `rows` its documents, as counted in the archive stream itself.
+ */
 export interface TableCount {
   readonly schema: string;
   readonly table: string;

@@ -18,11 +18,16 @@ export function sourceNameProblem(name: string): string | undefined {
 export enum DumpFormat {
   PG_CUSTOM = 'pgdump',
   SQL = 'sql',
+  /** mongodump --archive: the whole database in one stream, collections interleaved in blocks. */
+  MONGO_ARCHIVE = 'archive',
 }
 
 export const STORED_SUFFIX = '.zst.age';
 export const MANIFEST_SUFFIX = '.manifest.json';
+/** The roles and grants companion of a SQL engine's backup. */
 export const GLOBALS_SUFFIX = `.globals.sql${STORED_SUFFIX}`;
+/** The users and roles companion of a MongoDB backup: usersInfo and rolesInfo as JSON, for a person to read. */
+export const GLOBALS_JSON_SUFFIX = `.globals.json${STORED_SUFFIX}`;
 export const LATEST_FILE = 'latest.json';
 export const RESTORE_TESTS_DIR = 'restore-tests';
 export const RUNBOOK_FILE = 'RUNBOOK.md';
@@ -151,8 +156,10 @@ export function manifestKeyFor(backupKey: string): string {
   return `${backupKey}${MANIFEST_SUFFIX}`;
 }
 
+/** A backup's users and roles companion: JSON beside a MongoDB archive, SQL beside the others. */
 export function globalsKeyFor(backupKey: string): string {
-  return `${backupStem(backupKey)}${GLOBALS_SUFFIX}`;
+  const json = backupKey.endsWith(`.${DumpFormat.MONGO_ARCHIVE}${STORED_SUFFIX}`);
+  return `${backupStem(backupKey)}${json ? GLOBALS_JSON_SUFFIX : GLOBALS_SUFFIX}`;
 }
 
 const BACKUP_KEY = /\/([a-z0-9-]{1,48})_(\d{4})-(\d{2})-(\d{2})_(\d{2})-(\d{2})-(\d{2})Z\.([a-z]+)\.zst\.age$/;

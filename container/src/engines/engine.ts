@@ -138,12 +138,14 @@ export interface EngineSession {
 export const RESTORE_TOOLS: Record<Engine, readonly string[]> = {
   [Engine.POSTGRES]: ['pg_restore'],
   [Engine.MYSQL]: ['mysql'],
+  [Engine.MONGODB]: ['mongorestore'],
 };
 
 /** Programs a backup of this engine needs on PATH, besides zstd and age. */
 export const DUMP_TOOLS: Record<Engine, readonly string[]> = {
   [Engine.POSTGRES]: ['pg_dump', 'pg_dumpall'],
   [Engine.MYSQL]: ['mysqldump', 'mysql'],
+  [Engine.MONGODB]: ['mongodump'],
 };
 
 export type SessionFactory = (connection: Connection) => EngineSession;

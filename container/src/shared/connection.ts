@@ -50,12 +50,18 @@ export async function readRdsSecret(secretId: string, client = new SecretsManage
   return secret;
 }
 
-const DEFAULT_PORTS: Record<Engine, number> = { [Engine.POSTGRES]: 5432, [Engine.MYSQL]: 3306 };
+const DEFAULT_PORTS: Record<Engine, number> = { [Engine.POSTGRES]: 5432, [Engine.MYSQL]: 3306, [Engine.MONGODB]: 27017 };
+
+/** Each engine's environment variables: its clients' own where they have them (MongoDB's tools have none: ours). */
+const ENVIRONMENT: Record<Engine, { host: string; port: string; user: string; password: string; database: string }> = {
+  [Engine.POSTGRES]: { host: 'PGHOST', port: 'PGPORT', user: 'PGUSER', password: 'PGPASSWORD', database: 'PGDATABASE' },
+  [Engine.MYSQL]: { host: 'MYSQL_HOST', port: 'MYSQL_TCP_PORT', user: 'MYSQL_USER', password: 'MYSQL_PWD', database: 'MYSQL_DATABASE' },
+  [Engine.MONGODB]: { host: 'MONGODB_HOST', port: 'MONGODB_PORT', user: 'MONGODB_USER', password: 'MONGODB_PASSWORD', database: 'MONGODB_DATABASE' },
+};
 
 function environmentFor(engine: Engine, env: NodeJS.ProcessEnv) {
-  return engine === Engine.POSTGRES
-    ? { host: env.PGHOST, port: env.PGPORT, user: env.PGUSER, password: env.PGPASSWORD, database: env.PGDATABASE }
-    : { host: env.MYSQL_HOST, port: env.MYSQL_TCP_PORT, user: env.MYSQL_USER, password: env.MYSQL_PWD, database: env.MYSQL_DATABASE };
+  const names = ENVIRONMENT[engine];
+  return { host: env[names.host], port: env[names.port], user: env[names.user], password: env[names.password], database: env[names.database] };
 }
 
 /** Resolves the connection: options first, then the secret, then the environment. */
@@ -71,7 +77,7 @@ export async function resolveConnection(engine: Engine, args: ParsedArgs, env: N
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`--port must be a TCP port number (got '${portText}')`);
   const user = args.string('user') ?? secret.username ?? fromEnv.user;
   const database = args.string('database') ?? secret.dbname ?? fromEnv.database;
-  const variables = engine === Engine.POSTGRES ? 'PGUSER / PGDATABASE' : 'MYSQL_USER / MYSQL_DATABASE';
+  const variables = `${ENVIRONMENT[engine].user} / ${ENVIRONMENT[engine].database}`;
   if (!user) throw new UsageError(`no database user: give --user, a --secret-id with "username", or ${variables}`);
   if (!database) throw new UsageError(`no database: give --database, a --secret-id with "dbname", or ${variables}`);
   return { host: args.string('host') ?? secret.host ?? fromEnv.host ?? 'localhost', port, user, password, database };
