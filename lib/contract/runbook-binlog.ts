@@ -210,16 +210,18 @@ ${decryptVerified({ object: 'binlog-object.age', dir: 'binlog-restore', nameVari
   read -r found end ends_ok last_at last_gtid last_time < <(TZ=UTC mariadb-binlog --verify-binlog-checksum --start-position="$start" "binlog-restore/$file" |
     awk -v target="$([ "$BINLOG_TARGET_TIME" = latest ] || echo "$TARGET_STAMP")" -v start="$start" -v groups_end="$groups_end" '
       /^# at [0-9]+$/ { at = $3 + 0; next }
-      /^#[0-9][0-9][0-9][0-9][0-9][0-9] [0-9:]+ server id / {
+      /^#[0-9][0-9][0-9][0-9][0-9][0-9] +[0-9:]+ server id / {
         for (i = 1; i < NF; i++) if ($i == "end_log_pos") end = $(i + 1) + 0
         if (at == groups_end) boundary = 1
+        # Hours before ten are printed space-padded (#261203  6:05:27): padded with a zero here, as TARGET_STAMP is.
+        clock = (length($2) == 7 ? "0" : "") $2
         if (at >= start && match($0, /\\tGTID [0-9]+-[0-9]+-[0-9]+/)) {
-          stamp = substr($1, 2) " " $2
+          stamp = substr($1, 2) " " clock
           if (at >= groups_end) { after++; if (at != groups_end) after = 2 }
           if (found == "" && target != "" && stamp > target) found = at
           if (found == "") {
             last_at = at; last_gtid = substr($0, RSTART + 6, RLENGTH - 6)
-            last_time = "20" substr($1, 2, 2) "-" substr($1, 4, 2) "-" substr($1, 6, 2) "T" $2 "Z"
+            last_time = "20" substr($1, 2, 2) "-" substr($1, 4, 2) "-" substr($1, 6, 2) "T" clock "Z"
           }
         }
       }
