@@ -72,8 +72,10 @@ test('a restore to a second among the ticks passes: every tick of it or before i
 });
 
 test('a target the stored binlogs end well before fails the test, saying how far and what to look at', async () => {
-  // Now: the last tick was committed seconds ago, before the binlogs were stored.
-  const { code, report } = await restoreTest('--pitr-to', new Date(Date.now() - 1000).toISOString(), '--pitr-max-gap', '1');
+  // Three seconds after the last tick's second, already past: the stored binlogs end at least two before it.
+  const target = (ticks[ticks.length - 1].at + 3) * 1000;
+  await new Promise((r) => setTimeout(r, Math.max(0, target + 100 - Date.now())));
+  const { code, report } = await restoreTest('--pitr-to', new Date(target).toISOString(), '--pitr-max-gap', '1');
   expect(code).not.toBe(0);
   expect(report.success).toBe(false);
   expect(report.failures).toEqual([expect.stringMatching(/^recovered to \S+Z, \d+ s before the target \S+, more than the 1 s allowed \(--pitr-max-gap\): .*the stored binlogs end before the target: is the binlog streamer running\?$/)]);
