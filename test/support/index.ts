@@ -14,3 +14,4 @@ export * from './stored-object';
 export * from './pg-cluster';
 export * from './in-process-backup';
 export * from './moto';
+export * from './mongodb';
