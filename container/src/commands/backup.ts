@@ -10,11 +10,12 @@ import {
   backupKey, globalsKeyFor, latestKey, manifestKeyFor, parseLatest, sourceNameProblem, tierFor,
 } from '../../../lib/contract';
 import { CommandSpec, OptionKind, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
-import { CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
+import { CONNECTION_OPTIONS, MONGODB_CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
 import {
   DEFAULT_ZSTD_LEVEL, RECIPIENT_OPTIONS, Recipient, compressStage, compressedInputBytes, encryptStage, recipientFromArgs,
 } from '../backup/encrypt';
 import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
+import { MONGO_CONSISTENCY_WARNING } from '../engines/mongodb';
 import { AgentError, UsageError } from '../shared/errors';
 import { ProgressReporter, log } from '../shared/log';
 import { ProcessPipeline, StageSpec } from '../shared/pipeline';
@@ -28,9 +29,10 @@ export const BACKUP_COMMAND: CommandSpec = {
   summary: 'Dump a database, compress and encrypt it, and stream it to S3 with a manifest; then move latest.json.',
   options: {
     ...SOURCE_OPTIONS,
-    'engine': { kind: OptionKind.STRING, placeholder: 'ENGINE', description: 'postgres or mysql (mariadb)', required: true },
+    'engine': { kind: OptionKind.STRING, placeholder: 'ENGINE', description: 'postgres, mysql (mariadb) or mongodb', required: true },
     ...RECIPIENT_OPTIONS,
     ...CONNECTION_OPTIONS,
+    ...MONGODB_CONNECTION_OPTIONS,
     'expected-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'how large the database may grow (k/M/G suffixes); sizes the upload parts when it exceeds the server\'s own estimate' },
     'min-size': { kind: OptionKind.STRING, placeholder: 'BYTES', description: 'fail when the uncompressed dump is smaller (k/M/G suffixes; default 1)' },
     'compression-level': { kind: OptionKind.STRING, placeholder: 'N', description: `zstd level 1-19 (default ${DEFAULT_ZSTD_LEVEL})` },
@@ -165,8 +167,10 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
   try {
     const facts = await session.inspect();
     if (facts.tables.length === 0) {
-      throw new AgentError(`database '${connection.database}' has no tables: refusing to store an empty backup (is --database right?)`);
+      const what = engine === Engine.MONGODB ? 'collections' : 'tables';
+      throw new AgentError(`database '${connection.database}' has no ${what}: refusing to store an empty backup (is --database right?)`);
     }
+    if (engine === Engine.MONGODB) warnings.push(MONGO_CONSISTENCY_WARNING);
     const startedAt = new Date();
     const latestAt = latestKey(prefix, source);
     const previous = await getText(deps.s3, bucket, latestAt);

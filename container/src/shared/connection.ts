@@ -13,7 +13,33 @@ export interface Connection {
   readonly user: string;
   readonly password?: string;
   readonly database: string;
+  /** MongoDB sources: how the user authenticates, and TLS. */
+  readonly mongo?: MongoConnectionOptions;
 }
+
+/**
+ * How a MongoDB client authenticates and encrypts. MongoDB's own users live in `admin` and log in with SCRAM (the
+ * default: the driver and the tools negotiate it); LDAP users and FerretDB log in with PLAIN against `$external`;
+ * Amazon DocumentDB requires TLS with its CA bundle.
+ */
+export interface MongoConnectionOptions {
+  readonly authSource: string;
+  /** undefined: negotiated (SCRAM-SHA-256 or SCRAM-SHA-1). */
+  readonly authMechanism?: string;
+  readonly tls: boolean;
+  readonly tlsCaFile?: string;
+}
+
+/** The mechanisms a password login may name (MONGODB-X509 and AWS carry no password: not offered). */
+const MONGO_AUTH_MECHANISMS = ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'];
+
+/** MongoDB sources' options beyond the common ones; every command that connects to a MongoDB source takes them. */
+export const MONGODB_CONNECTION_OPTIONS: OptionSpecs = {
+  'auth-source': { kind: OptionKind.STRING, placeholder: 'DB', description: 'MongoDB: the database the user is defined in (default: secret authSource, MONGODB_AUTH_SOURCE, admin; LDAP and FerretDB: $external)' },
+  'auth-mechanism': { kind: OptionKind.STRING, placeholder: 'NAME', description: `MongoDB: ${MONGO_AUTH_MECHANISMS.join(', ')} (default: secret authMechanism, MONGODB_AUTH_MECHANISM, negotiated SCRAM)` },
+  'tls': { kind: OptionKind.FLAG, description: 'MongoDB: connect with TLS (default: secret "tls"/"ssl", MONGODB_TLS=true; Amazon DocumentDB requires it)' },
+  'tls-ca-file': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'MongoDB: PEM bundle of the CAs the server certificate chains to (Amazon DocumentDB: global-bundle.pem); implies --tls' },
+};
 
 export const CONNECTION_OPTIONS: OptionSpecs = {
   'host': { kind: OptionKind.STRING, placeholder: 'HOST', description: 'database host (default: secret, PGHOST / MYSQL_HOST, localhost)' },
@@ -30,6 +56,12 @@ interface RdsSecret {
   readonly username?: string;
   readonly password?: string;
   readonly dbname?: string;
+  /** MongoDB sources (DocumentDB's secrets carry "ssl"). */
+  readonly authSource?: string;
+  readonly authMechanism?: string;
+  readonly tls?: boolean | string;
+  readonly ssl?: boolean | string;
+  readonly tlsCAFile?: string;
 }
 
 export async function readRdsSecret(secretId: string, client = new SecretsManagerClient({})): Promise<RdsSecret> {
@@ -80,7 +112,25 @@ export async function resolveConnection(engine: Engine, args: ParsedArgs, env: N
   const variables = `${ENVIRONMENT[engine].user} / ${ENVIRONMENT[engine].database}`;
   if (!user) throw new UsageError(`no database user: give --user, a --secret-id with "username", or ${variables}`);
   if (!database) throw new UsageError(`no database: give --database, a --secret-id with "dbname", or ${variables}`);
-  return { host: args.string('host') ?? secret.host ?? fromEnv.host ?? 'localhost', port, user, password, database };
+  const host = args.string('host') ?? secret.host ?? fromEnv.host ?? 'localhost';
+  return { host, port, user, password, database, ...(engine === Engine.MONGODB ? { mongo: mongoOptions(args, secret, env) } : {}) };
+}
+
+function truthy(value: boolean | string | undefined): boolean {
+  return value === true || (typeof value === 'string' && /^(1|true|yes|on)$/i.test(value.trim()));
+}
+
+function mongoOptions(args: ParsedArgs, secret: RdsSecret, env: NodeJS.ProcessEnv): MongoConnectionOptions {
+  const authSource = args.string('auth-source') ?? secret.authSource ?? env.MONGODB_AUTH_SOURCE ?? 'admin';
+  if (authSource === '') throw new UsageError('--auth-source must name a database (admin for MongoDB\'s own users, $external for LDAP or FerretDB)');
+  const mechanismText = args.string('auth-mechanism') ?? secret.authMechanism ?? env.MONGODB_AUTH_MECHANISM;
+  const authMechanism = mechanismText === undefined || mechanismText === '' ? undefined : mechanismText.toUpperCase();
+  if (authMechanism !== undefined && !MONGO_AUTH_MECHANISMS.includes(authMechanism)) {
+    throw new UsageError(`--auth-mechanism must be one of ${MONGO_AUTH_MECHANISMS.join(', ')} (got '${mechanismText}'); leave it out to negotiate SCRAM`);
+  }
+  const tlsCaFile = args.string('tls-ca-file') ?? secret.tlsCAFile ?? env.MONGODB_TLS_CA_FILE;
+  const tls = args.flag('tls') || truthy(secret.tls) || truthy(secret.ssl) || truthy(env.MONGODB_TLS) || (tlsCaFile !== undefined && tlsCaFile !== '');
+  return { authSource, ...(authMechanism ? { authMechanism } : {}), tls, ...(tlsCaFile ? { tlsCaFile } : {}) };
 }
 
 export function describeConnection(c: Connection): string {

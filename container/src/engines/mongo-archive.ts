@@ -1,0 +1,236 @@
+/**
+ * Reads mongodump's archive format as it streams past, counting the documents of each namespace without buffering
+ * them, as SqlRowCounter counts the rows of a SQL dump (the format is mongo-tools' common/archive, spec.md):
+ *
+ *   magic number 0x8199e26d (little-endian) · header document · one metadata document per collection · 0xFFFFFFFF
+ *   then blocks: a namespace header document {db, collection, EOF, CRC} · body documents · 0xFFFFFFFF
+ *
+ * A namespace's documents may be split over many blocks (collections are dumped in parallel); an EOF header (EOF true,
+ * no body) ends a namespace. Only the header and metadata documents are parsed; a body document is counted from its
+ * length and its last byte (a BSON document ends with a zero byte), so memory stays flat and the cost is a few
+ * comparisons per document. An archive that ends inside a document, or before every namespace of its prelude has its
+ * EOF header, is incomplete: a dump killed half way has exactly that shape.
+ */
+import { BSON, Document } from 'mongodb';
+
+const MAGIC = 0x8199e26d;
+const TERMINATOR = 0xffffffff;
+/** The tools' own bound (common/db MaxBSONSize): a larger length is not a document. */
+const MAX_BSON_SIZE = 16 * 1024 * 1024;
+const MIN_BSON_SIZE = 5;
+
+/** What the prelude says of one collection, and what the archive holds for it. */
+export interface ArchiveNamespace {
+  readonly db: string;
+  readonly collection: string;
+  /** 'collection' (older tools: ''), 'view' (no documents) or 'timeseries' (whose documents are in system.buckets.<collection>). */
+  readonly type: string;
+  /** The namespace whose documents the blocks carry: the collection, or a timeseries collection's buckets. */
+  readonly dataCollection: string;
+  documents: number;
+  ended: boolean;
+}
+
+export interface ArchiveHeader {
+  readonly formatVersion: string;
+  readonly serverVersion: string;
+  readonly toolVersion: string;
+}
+
+const enum State {
+  MAGIC,
+  HEADER,
+  PRELUDE,
+  BLOCK,
+  BODY,
+  AFTER_EOF,
+  FAILED,
+}
+
+function text(doc: Document, field: string): string {
+  const value = doc[field] as unknown;
+  return typeof value === 'string' ? value : '';
+}
+
+/** Counts documents per namespace in a mongodump archive stream; `problem` tells what is wrong with the bytes so far. */
+export class MongoArchiveCounter {
+  private state = State.MAGIC;
+  /** The four bytes of a length or terminator being read across chunks. */
+  private readonly word = Buffer.alloc(4);
+  private wordFill = 0;
+  /** A header or metadata document being gathered (parsed), or the length left of a body document (skipped). */
+  private doc?: Buffer;
+  private docFill = 0;
+  private skipLeft = 0;
+  private lastByte = 0;
+  private current?: ArchiveNamespace;
+  private readonly byName = new Map<string, ArchiveNamespace>();
+  private failure?: string;
+  /** Bytes fed before this chunk, and where in the stream the step being taken started (for messages). */
+  private offset = 0;
+  private position = 0;
+  header?: ArchiveHeader;
+
+  /** Why the bytes so far are not a well-formed archive; undefined while they are. */
+  get problem(): string | undefined {
+    return this.failure;
+  }
+
+  /** The prelude's namespaces in its order, with their counts so far. */
+  get namespaces(): readonly ArchiveNamespace[] {
+    return [...this.byName.values()];
+  }
+
+  /** Whether the whole prelude has been read (its terminator seen): `namespaces` lists every collection. */
+  get preludeRead(): boolean {
+    return this.state === State.BLOCK || this.state === State.BODY || this.state === State.AFTER_EOF;
+  }
+
+  /** Feeds the next chunk. Never throws: a malformed archive sets `problem` and the rest is ignored. */
+  write(chunk: Uint8Array): void {
+    let i = 0;
+    while (i < chunk.length && this.state !== State.FAILED) {
+      this.position = this.offset + i;
+      if (this.skipLeft > 0) {
+        const n = Math.min(this.skipLeft, chunk.length - i);
+        i += n;
+        this.skipLeft -= n;
+        if (this.skipLeft === 0) {
+          this.lastByte = chunk[i - 1];
+          this.bodyEnded();
+        }
+        continue;
+      }
+      if (this.doc) {
+        const n = Math.min(this.doc.length - this.docFill, chunk.length - i);
+        this.doc.set(chunk.subarray(i, i + n), this.docFill);
+        this.docFill += n;
+        i += n;
+        if (this.docFill === this.doc.length) {
+          const doc = this.doc;
+          this.doc = undefined;
+          this.documentRead(doc);
+        }
+        continue;
+      }
+      const n = Math.min(4 - this.wordFill, chunk.length - i);
+      this.word.set(chunk.subarray(i, i + n), this.wordFill);
+      this.wordFill += n;
+      i += n;
+      if (this.wordFill === 4) {
+        this.wordFill = 0;
+        this.wordRead(this.word.readUInt32LE(0));
+      }
+    }
+    this.offset += chunk.length;
+  }
+
+  /**
+   * Whether the archive ended where an archive may end: between blocks, every namespace of the prelude closed by its
+   * EOF header. Returns why not, or undefined.
+   */
+  incompleteness(): string | undefined {
+    if (this.failure) return this.failure;
+    if (this.state === State.MAGIC && this.wordFill === 0) return 'the archive is empty';
+    if (this.state !== State.BLOCK || this.wordFill !== 0) {
+      return `the archive ends ${this.state === State.BODY || this.skipLeft > 0 ? 'inside a document' : 'inside its structure'} ` +
+        `after ${this.offset} bytes: the dump is incomplete`;
+    }
+    const open = this.namespaces.filter((ns) => !ns.ended).map((ns) => `${ns.db}.${ns.collection}`);
+    if (open.length) return `the archive ends before the end of ${open.join(', ')}: the dump is incomplete`;
+    return undefined;
+  }
+
+  private fail(reason: string): void {
+    this.failure = `not a well-formed mongodump archive: ${reason} (near byte ${this.position})`;
+    this.state = State.FAILED;
+  }
+
+  private wordRead(value: number): void {
+    switch (this.state) {
+      case State.MAGIC:
+        if (value !== MAGIC) return this.fail('it does not begin with the archive magic number (is it a mongodump --archive stream, uncompressed?)');
+        this.state = State.HEADER;
+        return;
+      case State.HEADER:
+        if (value === TERMINATOR) return this.fail('the header document is missing');
+        return this.startDocument(value, true);
+      case State.PRELUDE:
+        if (value === TERMINATOR) {
+          this.state = State.BLOCK;
+          return;
+        }
+        return this.startDocument(value, true);
+      case State.BLOCK:
+        if (value === TERMINATOR) return this.fail('a block has no namespace header');
+        return this.startDocument(value, true);
+      case State.BODY:
+        if (value === TERMINATOR) {
+          this.current = undefined;
+          this.state = State.BLOCK;
+          return;
+        }
+        return this.startDocument(value, false);
+      case State.AFTER_EOF:
+        if (value !== TERMINATOR) return this.fail(`documents follow the end of ${this.current?.db}.${this.current?.collection}`);
+        this.current = undefined;
+        this.state = State.BLOCK;
+        return;
+      default:
+        return undefined;
+    }
+  }
+
+  private startDocument(length: number, parse: boolean): void {
+    if (length < MIN_BSON_SIZE || length > MAX_BSON_SIZE) return this.fail(`${length | 0} is neither a document length nor a terminator`);
+    if (parse) {
+      this.doc = Buffer.alloc(length);
+      this.word.copy(this.doc, 0);
+      this.docFill = 4;
+    } else {
+      this.skipLeft = length - 4;
+    }
+  }
+
+  private bodyEnded(): void {
+    if (this.lastByte !== 0) return this.fail('a document does not end with a zero byte');
+    this.current!.documents++;
+  }
+
+  private documentRead(bytes: Buffer): void {
+    if (bytes[bytes.length - 1] !== 0) return this.fail('a document does not end with a zero byte');
+    let doc: Document;
+    try {
+      doc = BSON.deserialize(bytes, { promoteValues: true });
+    } catch (err) {
+      return this.fail(`a header document is not BSON (${(err as Error).message})`);
+    }
+    if (this.state === State.HEADER) {
+      this.header = { formatVersion: text(doc, 'version'), serverVersion: text(doc, 'server_version'), toolVersion: text(doc, 'tool_version') };
+      if (this.header.formatVersion !== '0.1') return this.fail(`archive format version '${this.header.formatVersion}' is not 0.1, the only one known`);
+      this.state = State.PRELUDE;
+      return;
+    }
+    const db = text(doc, 'db');
+    const collection = text(doc, 'collection');
+    if (this.state === State.PRELUDE) {
+      const type = text(doc, 'type');
+      const dataCollection = type === 'timeseries' ? `system.buckets.${collection}` : collection;
+      const key = `${db}\0${dataCollection}`;
+      if (this.byName.has(key)) return this.fail(`the prelude names ${db}.${collection} twice`);
+      this.byName.set(key, { db, collection, type, dataCollection, documents: 0, ended: false });
+      return;
+    }
+    // A namespace header.
+    const ns = this.byName.get(`${db}\0${collection}`);
+    if (!ns) return this.fail(`a block names ${db}.${collection}, which the prelude does not`);
+    if (ns.ended) return this.fail(`a block names ${db}.${collection} after its end`);
+    this.current = ns;
+    if (doc.EOF === true) {
+      ns.ended = true;
+      this.state = State.AFTER_EOF;
+    } else {
+      this.state = State.BODY;
+    }
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * What a MongoDB restore takes from an archive, decided before anything loads. A backup is untrusted input: its
+ * prelude may name any database (admin's users, another application's data) and system collections (system.js runs
+ * as server-side JavaScript). mongorestore's namespace filter keeps only the backed-up database's own collections;
+ * this module names what the filter leaves out, so that nothing is dropped silently.
+ */
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { AgentError, UsageError } from '../shared/errors';
+import { DumpPeek, Refusal } from './engine';
+import { ArchiveNamespace, MongoArchiveCounter } from './mongo-archive';
+
+/** A database name as a mongorestore namespace pattern: `\` and `*` escaped (mongorestore/ns Escape). */
+export function namespacePattern(database: string): string {
+  // MongoDB's own rule for database names; `$` would also start a mongorestore pattern variable.
+  if (database === '' || /[/\\. "$*<>:|?\0]/.test(database) || Buffer.byteLength(database) > 63) {
+    throw new UsageError(`'${database}' is not a MongoDB database name (no / \\ . " $ * < > : | ? or space, at most 63 bytes)`);
+  }
+  return database.replace(/\\/g, '\\\\').replace(/\*/g, '\\*');
+}
+
+/** Whether a namespace of the archive is one the load restores: a collection (or view) of the source database. */
+export function restoredNamespace(ns: Pick<ArchiveNamespace, 'db' | 'collection'>, sourceDatabase: string): boolean {
+  return ns.db === sourceDatabase && !ns.collection.startsWith('system.');
+}
+
+/** What the namespace filter leaves out of an archive, by name, and why. */
+export function loadRefusals(namespaces: readonly ArchiveNamespace[], sourceDatabase: string): Refusal[] {
+  return namespaces.filter((ns) => !restoredNamespace(ns, sourceDatabase)).map((ns) => ({
+    what: `${ns.db}.${ns.collection}`,
+    why: ns.db !== sourceDatabase
+      ? `outside the backed-up database ${sourceDatabase}: a backup restores its own database only`
+      : ns.collection === 'system.js'
+        ? 'stored server-side JavaScript, which the server runs: recreate the functions by hand from a trusted copy'
+        : 'a system collection, the server\'s own',
+  }));
+}
+
+/**
+ * Reads the archive's prelude (every collection it holds) from a spooled file or a fresh stream, then stops reading.
+ * Throws when the bytes are not a mongodump archive.
+ */
+export async function peekArchive(dump: DumpPeek): Promise<ArchiveNamespace[]> {
+  const stream: Readable = 'file' in dump ? createReadStream(dump.file) : dump.open();
+  const counter = new MongoArchiveCounter();
+  try {
+    for await (const chunk of stream) {
+      counter.write(chunk as Buffer);
+      if (counter.problem) throw new AgentError(`the backup's dump is ${counter.problem}`);
+      if (counter.preludeRead) return [...counter.namespaces];
+    }
+  } finally {
+    stream.destroy();
+  }
+  throw new AgentError(`the backup's dump ends before the list of its collections: ${counter.incompleteness() ?? 'it is incomplete'}`);
+}
