@@ -7,7 +7,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ARCHIVE_OPTIONS, retrievalOptions } from '../restore/archive';
 import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
-import { CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
+import { CONNECTION_OPTIONS, MONGODB_CONNECTION_OPTIONS, resolveConnection } from '../shared/connection';
 import { SELECTION_OPTIONS, backupLocation } from '../restore/download';
 import { UsageError } from '../shared/errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
@@ -27,7 +27,8 @@ export const RESTORE_COMMAND: CommandSpec = {
     ...SELECTION_OPTIONS,
     ...IDENTITY_OPTIONS,
     ...CONNECTION_OPTIONS,
-    'database': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'target database; it must exist and be empty unless --clean' },
+    ...MONGODB_CONNECTION_OPTIONS,
+    'database': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'target database; it must exist (MongoDB: may not yet) and be empty unless --clean' },
     'jobs': { kind: OptionKind.STRING, placeholder: 'N', description: 'spool the decrypted dump to disk, verify it, then pg_restore -j N (default 1: stream)' },
     'spool-dir': { kind: OptionKind.STRING, placeholder: 'DIR', description: 'where --jobs spools the decrypted dump (default: the temporary directory)' },
     'with-globals': { kind: OptionKind.FLAG, description: 'first create the backup\'s roles/users and grants, skipping those that exist' },

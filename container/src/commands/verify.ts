@@ -2,7 +2,8 @@
  * `restorable verify`: is this backup what its manifest says, and can it be read to the end?
  * Always: the stored bytes' size and SHA-256 against the manifest, and its companions'. With an identity:
  * decrypt, decompress and read the dump completely (pg_restore -f /dev/null, which fails on a truncated
- * dump where --list passes; for SQL, mysqldump's completion line and the row counts), and its size.
+ * dump where --list passes; for SQL, mysqldump's completion line and the row counts; for a mongodump archive, its
+ * structure to the last collection's end and the document counts), and its size.
  */
 import { PassThrough } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -14,6 +15,7 @@ import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
 import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from '../restore/decrypt';
 import { SELECTION_OPTIONS, SelectedBackup, VerifyingTap, backupLocation, downloadInto, progressSample, selectBackup } from '../restore/download';
 import { SqlRowCounter } from '../engines/sql-row-counter';
+import { MongoArchiveCounter, archiveCountProblems } from '../engines/mongo-archive';
 import { AgentError } from '../shared/errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
 import { ProgressReporter, log } from '../shared/log';
@@ -52,6 +54,10 @@ const MYSQL_COMPLETION = '-- Dump completed';
 function dumpReader(manifest: Manifest): { stage?: StageSpec; inspect: (chunk: Buffer) => void; problems: () => string[] } {
   if (manifest.engine === Engine.POSTGRES) {
     return { stage: { name: 'pg_restore', command: 'pg_restore', args: ['-f', '/dev/null'] }, inspect: () => undefined, problems: () => [] };
+  }
+  if (manifest.engine === Engine.MONGODB) {
+    const archive = new MongoArchiveCounter();
+    return { inspect: (chunk) => archive.write(chunk), problems: () => archiveCountProblems(archive, manifest.tables, manifest.database) };
   }
   const counter = new SqlRowCounter();
   let tail = '';
@@ -150,7 +156,8 @@ export async function runVerify(args: ParsedArgs, deps: { readonly s3: S3Client;
       ];
       if (problems.length) throw new AgentError(`${where} decrypts, but the dump is not what the manifest recorded:\n${problems.join('\n')}`);
       checks.push(`decrypted and decompressed to ${dumpBytes} bytes, as the manifest recorded`,
-        manifest.engine === Engine.POSTGRES ? 'pg_restore read the whole archive' : `the SQL dump is complete and holds the manifest's row counts`);
+        ({ [Engine.POSTGRES]: 'pg_restore read the whole archive', [Engine.MYSQL]: 'the SQL dump is complete and holds the manifest\'s row counts',
+          [Engine.MONGODB]: 'the mongodump archive is complete and holds the manifest\'s document counts' })[manifest.engine]);
     }
     log.info('backup verified', { key: backup.key, readFully: Boolean(identity) });
     return {

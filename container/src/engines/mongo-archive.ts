@@ -12,6 +12,7 @@
  * EOF header, is incomplete: a dump killed half way has exactly that shape.
  */
 import { BSON, Document } from 'mongodb';
+import { TableCount } from '../../../lib/contract';
 
 const MAGIC = 0x8199e26d;
 const TERMINATOR = 0xffffffff;
@@ -233,4 +234,29 @@ export class MongoArchiveCounter {
       this.state = State.BODY;
     }
   }
+}
+
+/**
+ * The manifest's counts from an archive's namespaces: one per collection of `database`, sorted. Views hold no documents
+ * (mongorestore recreates them from the prelude) and are left out; a timeseries collection's documents are its buckets,
+ * counted under system.buckets.<name> as the archive stores them.
+ */
+export function documentCounts(namespaces: readonly ArchiveNamespace[], database: string): TableCount[] {
+  return namespaces.filter((ns) => ns.db === database && ns.type !== 'view')
+    .map((ns) => ({ schema: database, table: ns.dataCollection, rows: ns.documents }))
+    .sort((a, b) => a.table.localeCompare(b.table));
+}
+
+/** How an archive read to its end differs from the manifest's counts; empty when it holds exactly them. */
+export function archiveCountProblems(counter: MongoArchiveCounter, expected: readonly TableCount[], database: string): string[] {
+  const incomplete = counter.incompleteness();
+  if (incomplete) return [incomplete];
+  const found = new Map(documentCounts(counter.namespaces, database).map((t) => [t.table, t.rows]));
+  const wanted = new Map(expected.map((t) => [t.table, t.rows]));
+  return [
+    ...expected.filter((t) => found.get(t.table) !== t.rows)
+      .map((t) => `collection ${t.table}: the archive holds ${found.has(t.table) ? `${found.get(t.table)} documents` : 'no such collection'}, the manifest recorded ${t.rows}`),
+    ...[...found.keys()].filter((name) => !wanted.has(name)).map((name) => `collection ${name}: in the archive, not in the manifest`),
+    ...counter.namespaces.filter((ns) => ns.db !== database).map((ns) => `${ns.db}.${ns.collection}: outside the backed-up database ${database}`),
+  ];
 }

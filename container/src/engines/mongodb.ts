@@ -24,7 +24,7 @@ import { AgentError, UsageError, redactor } from '../shared/errors';
 import { StageSpec } from '../shared/pipeline';
 import { toolVersion } from '../shared/tools';
 import { DumpJob, DumpOptions, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
-import { MongoArchiveCounter } from './mongo-archive';
+import { MongoArchiveCounter, documentCounts } from './mongo-archive';
 import { loadRefusals, namespacePattern, peekArchive } from './mongo-restore';
 import { parseMongoGlobals, reportMongoGlobals } from './mongo-globals';
 
@@ -186,10 +186,7 @@ export class MongoSession implements EngineSession {
         if (foreign.length) {
           throw new AgentError(`the archive holds namespaces outside ${database} (${foreign.map((ns) => `${ns.db}.${ns.collection}`).join(', ')}): not storing it`);
         }
-        // Views hold no documents (mongorestore recreates them from the prelude); a timeseries collection's documents are its buckets.
-        return counter.namespaces.filter((ns) => ns.type !== 'view')
-          .map((ns) => ({ schema: database, table: ns.dataCollection, rows: ns.documents }))
-          .sort((a, b) => a.table.localeCompare(b.table));
+        return documentCounts(counter.namespaces, database);
       },
       release: async () => undefined,
     };

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, TransformCallback } from 'node:stream';
 import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
-  ContractError, MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem,
+  ContractError, DumpFormat, MANIFEST_SUFFIX, Manifest, dayPrefix, latestKey, manifestKeyFor, parseBackupKey, parseLatest, parseManifest, sourceNameProblem,
   sourcePrefix,
 } from '../../../lib/contract';
 import { OptionKind, OptionSpecs, ParsedArgs, SOURCE_OPTIONS } from '../shared/args';
@@ -232,7 +232,7 @@ export async function selectBackup(s3: S3Client, location: BackupLocation): Prom
   if (key !== undefined) {
     if (parseBackupKey(key)?.source !== source || !key.startsWith(sourcePrefix(location.prefix, source))) {
       throw new UsageError(`--key ${key} is not a backup of '${source}' under ${sourcePrefix(location.prefix, source)}: ` +
-        `keys look like ${sourcePrefix(location.prefix, source)}YYYY/MM/DD/${source}_YYYY-MM-DD_HH-MM-SSZ.pgdump.zst.age`);
+        `keys look like ${sourcePrefix(location.prefix, source)}YYYY/MM/DD/${source}_YYYY-MM-DD_HH-MM-SSZ.{${Object.values(DumpFormat).join(',')}}.zst.age`);
     }
   } else if (location.at) {
     key = await newestAtOrBefore(s3, location, location.at);

@@ -1,0 +1,168 @@
+/**
+ * MongoDB restores with the bundled agent against the services' FerretDB and the real mongorestore 100.10.0: a backup
+ * verified and restored into another database name, document by document and index by index; a non-empty target
+ * refused without --clean and replaced with it; and a planted archive (a backup is untrusted input) whose namespaces
+ * outside the backed-up database, and whose system.js, are left out and named.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { BSON, Document } from 'mongodb';
+import { DumpFormat, Manifest, backupKey as keyFor, manifestKeyFor } from '../../lib/contract';
+import { parseMongoGlobals, reportMongoGlobals } from '../../container/src/engines/mongo-globals';
+import {
+  AgeKey, MONGO, S3Emulator, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts, mongoIndexes,
+  mongoToolsPath, runAgent, startS3rver, uniqueName, withMongo,
+} from '../support';
+
+const source = 'mongo-restore';
+const customers = 2000;
+let s3: S3Emulator;
+let key: AgeKey;
+let manifest: Manifest;
+const database = uniqueName('rs_mongo');
+const target = uniqueName('rs_mongo_copy');
+const planted = uniqueName('rs_mongo_planted');
+const foreign = uniqueName('rs_mongo_foreign');
+const created = [database, target, planted, foreign];
+
+const env = () => agentEnv({ ...s3.env, MONGODB_PASSWORD: MONGO.password, PATH: mongoToolsPath() });
+const connection = (db: string) => ['--host', MONGO.host, '--port', String(MONGO.port), '--user', MONGO.user, '--auth-source', MONGO.authSource,
+  '--auth-mechanism', MONGO.authMechanism, '--database', db];
+const restore = (db: string, ...extra: string[]) => runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile,
+  ...connection(db), ...extra], env());
+
+beforeAll(async () => {
+  s3 = await startS3rver();
+  key = makeAgeKey();
+  await createMongoFixture(database, customers);
+  const run = await runAgent(['backup', '--source', source, '--engine', 'mongo', '--bucket', s3.bucket, '--recipient-file', key.recipientFile,
+    ...connection(database), '--json'], env());
+  if (run.code !== 0) throw new Error(`backup failed: ${run.stderr}`);
+  manifest = JSON.parse((await s3.getText(JSON.parse(run.stdout).manifestKey))!) as Manifest;
+}, 180_000);
+
+afterAll(async () => {
+  for (const db of created) await dropMongoDatabase(db).catch(() => undefined);
+  await s3?.stop();
+});
+
+test('verify decrypts the archive and finds the manifest\'s document counts in it', async () => {
+  const run = await runAgent(['verify', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--json'], env());
+  expect(run.stderr).not.toContain('restorable verify:');
+  expect(run.code).toBe(0);
+  const result = JSON.parse(run.stdout);
+  expect(result.readFully).toBe(true);
+  expect(result.checks.join('\n')).toContain('the mongodump archive is complete and holds the manifest\'s document counts');
+}, 120_000);
+
+test('restores into another database name, document by document; a non-empty target needs --clean', async () => {
+  const run = await restore(target, '--json');
+  expect(run.stderr).not.toContain('restorable restore:');
+  expect(run.code).toBe(0);
+  const result = JSON.parse(run.stdout);
+  expect(result).toMatchObject({ engine: 'mongodb', mode: 'streamed', refused: [], loadedAs: MONGO.user });
+  const expected = mongoFixtureCounts(customers);
+  const [original, copy] = [await mongoDocuments(database), await mongoDocuments(target)];
+  expect(Object.keys(copy).sort()).toEqual(Object.keys(expected).sort());
+  for (const name of Object.keys(expected)) {
+    expect(copy[name].length).toBe(expected[name]);
+    expect(copy[name]).toEqual(original[name]);
+  }
+  expect(await mongoIndexes(target)).toEqual(await mongoIndexes(database));
+  // The source database was read, never written.
+  expect(Object.fromEntries(Object.entries(await mongoDocuments(database)).map(([n, d]) => [n, d.length]))).toEqual(expected);
+
+  // Into the same target again: refused, naming what is there; with --clean, replaced (no duplicate keys).
+  await withMongo((c) => c.db(target).collection<{ _id: number }>('customers').updateOne({ _id: 1 }, { $set: { name: 'changed after the restore' } }));
+  const refused = await restore(target);
+  expect(refused.code).not.toBe(0);
+  expect(refused.stderr).toMatch(/is not empty \(4 objects: .*customers.*\).*--clean/s);
+  const clean = await restore(target, '--clean');
+  expect(clean.stderr).not.toContain('restorable restore:');
+  expect(clean.code).toBe(0);
+  expect(await mongoDocuments(target)).toEqual(original);
+}, 300_000);
+
+/** CRC-64-ECMA as Go's hash/crc64 computes it (reflected), which mongorestore checks at each namespace's end. */
+const CRC_TABLE = Array.from({ length: 256 }, (_, i) => {
+  let crc = BigInt(i);
+  for (let k = 0; k < 8; k++) crc = crc & 1n ? (crc >> 1n) ^ 0xc96c5795d7870f42n : crc >> 1n;
+  return crc;
+});
+function crc64(bytes: Buffer): bigint {
+  const mask = 0xffffffffffffffffn;
+  let crc = mask;
+  for (const b of bytes) crc = CRC_TABLE[Number((crc ^ BigInt(b)) & 0xffn)] ^ (crc >> 8n);
+  return crc ^ mask;
+}
+
+/** A mongodump archive written by hand, as an attacker holding a dump task's credentials could write one. */
+function archive(namespaces: { db: string; collection: string; docs: Document[] }[]): Buffer {
+  const terminator = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+  const magic = Buffer.alloc(4);
+  magic.writeUInt32LE(0x8199e26d);
+  const doc = (d: Document) => Buffer.from(BSON.serialize(d));
+  const metadata = (collection: string) => JSON.stringify({ indexes: [{ v: { $numberInt: '2' }, key: { _id: { $numberInt: '1' } }, name: '_id_' }], collectionName: collection, type: 'collection' });
+  return Buffer.concat([
+    magic, doc({ concurrent_collections: 1, version: '0.1', server_version: '7.0.0', tool_version: '100.10.0' }),
+    ...namespaces.map((ns) => doc({ db: ns.db, collection: ns.collection, metadata: metadata(ns.collection), size: 0, type: 'collection' })), terminator,
+    ...namespaces.flatMap((ns) => [
+      doc({ db: ns.db, collection: ns.collection, EOF: false, CRC: BSON.Long.fromNumber(0) }), ...ns.docs.map(doc), terminator,
+      doc({ db: ns.db, collection: ns.collection, EOF: true, CRC: BSON.Long.fromBigInt(BigInt.asIntN(64, crc64(Buffer.concat(ns.docs.map(doc))))) }), terminator,
+    ]),
+  ]);
+}
+
+function seal(bytes: Buffer): Buffer {
+  const compressed = spawnSync('zstd', ['-q', '-c'], { input: bytes });
+  const sealed = spawnSync('age', ['-r', key.recipient], { input: compressed.stdout });
+  if (compressed.status !== 0 || sealed.status !== 0) throw new Error(`sealing failed: ${compressed.stderr}${sealed.stderr}`);
+  return sealed.stdout;
+}
+
+test('a planted archive: namespaces outside the backed-up database and system.js are left out and named', async () => {
+  const dump = archive([
+    { db: manifest.database, collection: 'customers', docs: [{ _id: 1, name: 'kept' }, { _id: 2, name: 'kept too' }] },
+    { db: manifest.database, collection: 'system.js', docs: [{ _id: 'f', value: new BSON.Code('function () { return 1; }') }] },
+    { db: foreign, collection: 'secrets', docs: [{ _id: 1, planted: true }] },
+    { db: 'admin', collection: 'system.users', docs: [{ _id: 'admin.evil', user: 'evil', db: 'admin' }] },
+  ]);
+  const body = seal(dump);
+  const plantedKey = keyFor(undefined, source, new Date(Date.parse(manifest.startedAt) + 60_000), DumpFormat.MONGO_ARCHIVE);
+  const forged: Manifest = {
+    ...manifest, key: plantedKey, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), dumpSize: dump.length,
+    tables: [{ schema: manifest.database, table: 'customers', rows: 2 }], companions: [],
+  };
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: plantedKey, Body: body }));
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(plantedKey), Body: JSON.stringify(forged) }));
+
+  const run = await restore(planted, '--key', plantedKey, '--json');
+  expect(run.stderr).not.toContain('restorable restore:');
+  expect(run.code).toBe(0);
+  const result = JSON.parse(run.stdout);
+  expect(result.refused.map((r: { what: string }) => r.what).sort()).toEqual([`${manifest.database}.system.js`, 'admin.system.users', `${foreign}.secrets`].sort());
+  expect(result.refused.find((r: { what: string }) => r.what === `${foreign}.secrets`).why).toMatch(/outside the backed-up database/);
+  const restored = await mongoDocuments(planted);
+  expect(Object.keys(restored)).toEqual(['customers']);
+  expect(restored.customers).toHaveLength(2);
+  await withMongo(async (c) => {
+    const names = (await c.db().admin().listDatabases({ nameOnly: true })).databases.map((d) => d.name);
+    expect(names).not.toContain(foreign);
+    expect(await c.db('admin').collection('system.users').countDocuments({ user: 'evil' }).catch(() => 0)).toBe(0);
+  });
+}, 120_000);
+
+test('users and roles from a backup are reported for a person to recreate, never created', () => {
+  // The companion as a real MongoDB writes it (usersInfo without credentials, rolesInfo with privileges); FerretDB has neither command.
+  const text = BSON.EJSON.stringify({
+    format: 'restorable-mongodb-users-roles/1', database: 'shop',
+    users: [{ _id: 'shop.app', user: 'app', db: 'shop', roles: [{ role: 'readWrite', db: 'shop' }, { role: 'reporting', db: 'shop' }] }],
+    roles: [{ role: 'reporting', db: 'shop', privileges: [{ resource: { db: 'shop', collection: 'orders' }, actions: ['find'] }], roles: [] }],
+  }, { relaxed: false });
+  const refused = reportMongoGlobals(parseMongoGlobals(text), 'shop', 'shop_copy');
+  expect(refused.map((r) => r.what)).toEqual(['role reporting@shop', 'user app@shop']);
+  expect(refused[1].why).toMatch(/never creates users.*createUser.*readWrite@shop, reporting@shop/);
+  expect(refused[0].why).toMatch(/createRole.*1 privileges/);
+  expect(() => parseMongoGlobals('{not json')).toThrow(/not Extended JSON/);
+});
