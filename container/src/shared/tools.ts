@@ -14,6 +14,8 @@ const INSTALL_HINTS: Record<string, string> = {
   pg_restore: 'install the PostgreSQL client tools of the server\'s major version (Debian/Ubuntu: apt-get install postgresql-client-NN)',
   mysqldump: 'install the MariaDB or MySQL client (Debian/Ubuntu: apt-get install mariadb-client)',
   mysql: 'install the MariaDB or MySQL client (Debian/Ubuntu: apt-get install mariadb-client)',
+  mongodump: 'install the MongoDB Database Tools 100.10 (https://www.mongodb.com/try/download/database-tools; Debian/Ubuntu: the mongodb-database-tools package)',
+  mongorestore: 'install the MongoDB Database Tools 100.10 (https://www.mongodb.com/try/download/database-tools; Debian/Ubuntu: the mongodb-database-tools package)',
 };
 
 export function installHint(command: string): string {
