@@ -7,9 +7,10 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { BSON, Document } from 'mongodb';
+import { BSON } from 'mongodb';
 import { DumpFormat, Manifest, backupKey as keyFor, manifestKeyFor } from '../../lib/contract';
 import { parseMongoGlobals, reportMongoGlobals } from '../../container/src/engines/mongo-globals';
+import { plantedArchive } from './mongo-archive-builder';
 import {
   AgeKey, MONGO, S3Emulator, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts, mongoIndexes,
   mongoToolsPath, runAgent, startS3rver, uniqueName, withMongo,
@@ -84,36 +85,6 @@ test('restores into another database name, document by document; a non-empty tar
   expect(await mongoDocuments(target)).toEqual(original);
 }, 300_000);
 
-/** CRC-64-ECMA as Go's hash/crc64 computes it (reflected), which mongorestore checks at each namespace's end. */
-const CRC_TABLE = Array.from({ length: 256 }, (_, i) => {
-  let crc = BigInt(i);
-  for (let k = 0; k < 8; k++) crc = crc & 1n ? (crc >> 1n) ^ 0xc96c5795d7870f42n : crc >> 1n;
-  return crc;
-});
-function crc64(bytes: Buffer): bigint {
-  const mask = 0xffffffffffffffffn;
-  let crc = mask;
-  for (const b of bytes) crc = CRC_TABLE[Number((crc ^ BigInt(b)) & 0xffn)] ^ (crc >> 8n);
-  return crc ^ mask;
-}
-
-/** A mongodump archive written by hand, as an attacker holding a dump task's credentials could write one. */
-function archive(namespaces: { db: string; collection: string; docs: Document[] }[]): Buffer {
-  const terminator = Buffer.from([0xff, 0xff, 0xff, 0xff]);
-  const magic = Buffer.alloc(4);
-  magic.writeUInt32LE(0x8199e26d);
-  const doc = (d: Document) => Buffer.from(BSON.serialize(d));
-  const metadata = (collection: string) => JSON.stringify({ indexes: [{ v: { $numberInt: '2' }, key: { _id: { $numberInt: '1' } }, name: '_id_' }], collectionName: collection, type: 'collection' });
-  return Buffer.concat([
-    magic, doc({ concurrent_collections: 1, version: '0.1', server_version: '7.0.0', tool_version: '100.10.0' }),
-    ...namespaces.map((ns) => doc({ db: ns.db, collection: ns.collection, metadata: metadata(ns.collection), size: 0, type: 'collection' })), terminator,
-    ...namespaces.flatMap((ns) => [
-      doc({ db: ns.db, collection: ns.collection, EOF: false, CRC: BSON.Long.fromNumber(0) }), ...ns.docs.map(doc), terminator,
-      doc({ db: ns.db, collection: ns.collection, EOF: true, CRC: BSON.Long.fromBigInt(BigInt.asIntN(64, crc64(Buffer.concat(ns.docs.map(doc))))) }), terminator,
-    ]),
-  ]);
-}
-
 function seal(bytes: Buffer): Buffer {
   const compressed = spawnSync('zstd', ['-q', '-c'], { input: bytes });
   const sealed = spawnSync('age', ['-r', key.recipient], { input: compressed.stdout });
@@ -122,7 +93,7 @@ function seal(bytes: Buffer): Buffer {
 }
 
 test('a planted archive: namespaces outside the backed-up database and system.js are left out and named', async () => {
-  const dump = archive([
+  const dump = plantedArchive([
     { db: manifest.database, collection: 'customers', docs: [{ _id: 1, name: 'kept' }, { _id: 2, name: 'kept too' }] },
     { db: manifest.database, collection: 'system.js', docs: [{ _id: 'f', value: new BSON.Code('function () { return 1; }') }] },
     { db: foreign, collection: 'secrets', docs: [{ _id: 1, planted: true }] },
