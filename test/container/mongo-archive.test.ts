@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BSON } from 'mongodb';
-import { MongoArchiveCounter, archiveCountProblems, documentCounts } from '../../container/src/engines/mongo-archive';
-import { loadRefusals, namespacePattern, peekArchive } from '../../container/src/engines/mongo-restore';
+import { MongoArchiveCounter, archiveCountProblems, documentCounts, foreignNamespaces } from '../../container/src/engines/mongo-archive';
+import { loadProblems, loadRefusals, namespacePattern, scanArchive } from '../../container/src/engines/mongo-restore';
 import { MONGO, MONGO_TOOLS_DIR, createMongoFixture, dropMongoDatabase, mongoFixtureCounts, mongoToolArgs, uniqueName } from '../support';
 import { TERMINATOR, plantedArchive } from './mongo-archive-builder';
 
@@ -110,14 +110,19 @@ test('views hold no documents, timeseries documents are their buckets, other dat
   const counter = count(bytes, 7);
   expect(counter.incompleteness()).toBeUndefined();
   expect(counts(counter, 'shop')).toEqual({ orders: 2, 'system.buckets.metrics': 1, 'system.js': 1 });
-  expect(archiveCountProblems(counter, documentCounts(counter.namespaces, 'shop'), 'shop')).toEqual(['other.secrets: outside the backed-up database shop']);
+  expect(archiveCountProblems(counter, documentCounts(counter.namespaces, 'shop'), 'shop')).toEqual([]);
+  expect(foreignNamespaces(counter, 'shop')).toEqual(['other.secrets: outside the backed-up database shop']);
   expect(loadRefusals(counter.namespaces, 'shop').map((r) => r.what)).toEqual(['shop.system.js', 'other.secrets']);
 
-  // A look at the prelude stops there: the namespaces, before any data.
-  const prelude = await peekArchive({ open: () => Readable.from([bytes.subarray(0, 5), bytes.subarray(5)]) });
-  expect(prelude.map((ns) => `${ns.db}.${ns.collection}`)).toEqual(['shop.orders', 'shop.recent', 'shop.metrics', 'shop.system.js', 'other.secrets']);
-  await expect(peekArchive({ open: () => Readable.from([bytes.subarray(0, 40)]) })).rejects.toThrow(/ends before the list of its collections/);
-  await expect(peekArchive({ open: () => Readable.from([Buffer.from('PGDMP')]) })).rejects.toThrow(/magic number/);
+  // A restore reads the whole archive before loading: complete, and holding the manifest's counts, or refused.
+  const scanned = await scanArchive({ open: () => Readable.from([bytes.subarray(0, 5), bytes.subarray(5)]) });
+  expect(loadProblems(scanned, 'shop', documentCounts(counter.namespaces, 'shop'))).toEqual([]);
+  expect(loadProblems(scanned, 'shop', [{ schema: 'shop', table: 'orders', rows: 3 }])).toEqual([
+    'collection orders: the archive holds 2 documents, the manifest recorded 3',
+    'collection system.buckets.metrics: in the archive, not in the manifest', 'collection system.js: in the archive, not in the manifest']);
+  expect(loadProblems(await scanArchive({ open: () => Readable.from([bytes.subarray(0, bytes.length - 4)]) }), 'shop')).toEqual([
+    expect.stringMatching(/ends inside its structure/)]);
+  await expect(scanArchive({ open: () => Readable.from([Buffer.from('PGDMP')]) })).rejects.toThrow(/magic number/);
 
   // Documents after a namespace's end, and a namespace the prelude names twice.
   const one = plantedArchive([{ db: 's', collection: 'c', docs: [{ _id: 1 }] }]);

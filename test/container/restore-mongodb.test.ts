@@ -103,7 +103,7 @@ test('a planted archive: namespaces outside the backed-up database and system.js
   const plantedKey = keyFor(undefined, source, new Date(Date.parse(manifest.startedAt) + 60_000), DumpFormat.MONGO_ARCHIVE);
   const forged: Manifest = {
     ...manifest, key: plantedKey, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), dumpSize: dump.length,
-    tables: [{ schema: manifest.database, table: 'customers', rows: 2 }], companions: [],
+    tables: [{ schema: manifest.database, table: 'customers', rows: 2 }, { schema: manifest.database, table: 'system.js', rows: 1 }], companions: [],
   };
   await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: plantedKey, Body: body }));
   await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(plantedKey), Body: JSON.stringify(forged) }));

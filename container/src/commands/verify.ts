@@ -15,7 +15,7 @@ import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
 import { decompressStage, decryptStage, explainDecryptFailure, identityMatches } from '../restore/decrypt';
 import { SELECTION_OPTIONS, SelectedBackup, VerifyingTap, backupLocation, downloadInto, progressSample, selectBackup } from '../restore/download';
 import { SqlRowCounter } from '../engines/sql-row-counter';
-import { MongoArchiveCounter, archiveCountProblems } from '../engines/mongo-archive';
+import { MongoArchiveCounter, archiveCountProblems, foreignNamespaces } from '../engines/mongo-archive';
 import { AgentError } from '../shared/errors';
 import { IDENTITY_OPTIONS, resolveIdentity } from '../restore/identity';
 import { ProgressReporter, log } from '../shared/log';
@@ -57,7 +57,8 @@ function dumpReader(manifest: Manifest): { stage?: StageSpec; inspect: (chunk: B
   }
   if (manifest.engine === Engine.MONGODB) {
     const archive = new MongoArchiveCounter();
-    return { inspect: (chunk) => archive.write(chunk), problems: () => archiveCountProblems(archive, manifest.tables, manifest.database) };
+    return { inspect: (chunk) => archive.write(chunk), problems: () => [
+      ...archiveCountProblems(archive, manifest.tables, manifest.database), ...foreignNamespaces(archive, manifest.database)] };
   }
   const counter = new SqlRowCounter();
   let tail = '';

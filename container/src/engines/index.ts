@@ -1,4 +1,4 @@
-import { Engine } from '../../../lib/contract';
+import { Engine, TableCount } from '../../../lib/contract';
 import { Connection } from '../shared/connection';
 import { UsageError } from '../shared/errors';
 import { EngineSession } from './engine';
@@ -20,6 +20,8 @@ export function parseEngine(text: string): Engine {
 export interface SessionOptions {
   /** Restores: the database the backup was taken from (the manifest's), where the engine's dump names it. */
   readonly sourceDatabase?: string;
+  /** Restores: the manifest's counts, for engines that check the dump against them before loading it. */
+  readonly tables?: readonly TableCount[];
 }
 
 export function openSession(engine: Engine, connection: Connection, options: SessionOptions = {}): EngineSession {

@@ -82,11 +82,6 @@ export class MongoArchiveCounter {
     return [...this.byName.values()];
   }
 
-  /** Whether the whole prelude has been read (its terminator seen): `namespaces` lists every collection. */
-  get preludeRead(): boolean {
-    return this.state === State.BLOCK || this.state === State.BODY || this.state === State.AFTER_EOF;
-  }
-
   /** Feeds the next chunk. Never throws: a malformed archive sets `problem` and the rest is ignored. */
   write(chunk: Uint8Array): void {
     let i = 0;
@@ -247,7 +242,7 @@ export function documentCounts(namespaces: readonly ArchiveNamespace[], database
     .sort((a, b) => a.table.localeCompare(b.table));
 }
 
-/** How an archive read to its end differs from the manifest's counts; empty when it holds exactly them. */
+/** How an archive read to its end differs from the manifest's counts of `database`; empty when it holds exactly them. */
 export function archiveCountProblems(counter: MongoArchiveCounter, expected: readonly TableCount[], database: string): string[] {
   const incomplete = counter.incompleteness();
   if (incomplete) return [incomplete];
@@ -257,6 +252,10 @@ export function archiveCountProblems(counter: MongoArchiveCounter, expected: rea
     ...expected.filter((t) => found.get(t.table) !== t.rows)
       .map((t) => `collection ${t.table}: the archive holds ${found.has(t.table) ? `${found.get(t.table)} documents` : 'no such collection'}, the manifest recorded ${t.rows}`),
     ...[...found.keys()].filter((name) => !wanted.has(name)).map((name) => `collection ${name}: in the archive, not in the manifest`),
-    ...counter.namespaces.filter((ns) => ns.db !== database).map((ns) => `${ns.db}.${ns.collection}: outside the backed-up database ${database}`),
   ];
+}
+
+/** Namespaces of an archive outside the database it is a backup of: never in an archive the agent wrote. */
+export function foreignNamespaces(counter: MongoArchiveCounter, database: string): string[] {
+  return counter.namespaces.filter((ns) => ns.db !== database).map((ns) => `${ns.db}.${ns.collection}: outside the backed-up database ${database}`);
 }

@@ -8,7 +8,8 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { AgentError, UsageError } from '../shared/errors';
 import { DumpPeek, Refusal } from './engine';
-import { ArchiveNamespace, MongoArchiveCounter } from './mongo-archive';
+import { TableCount } from '../../../lib/contract';
+import { ArchiveNamespace, MongoArchiveCounter, archiveCountProblems } from './mongo-archive';
 
 /** A database name as a mongorestore namespace pattern: `\` and `*` escaped (mongorestore/ns Escape). */
 export function namespacePattern(database: string): string {
@@ -24,6 +25,14 @@ export function restoredNamespace(ns: Pick<ArchiveNamespace, 'db' | 'collection'
   return ns.db === sourceDatabase && !ns.collection.startsWith('system.');
 }
 
+/**
+ * Whether a manifest's collection is one a load restores: not a system collection, except a timeseries collection's
+ * buckets (mongorestore matches those by the timeseries collection's name, so the filter keeps them).
+ */
+export function restoredCollection(table: string): boolean {
+  return !table.startsWith('system.') || table.startsWith('system.buckets.');
+}
+
 /** What the namespace filter leaves out of an archive, by name, and why. */
 export function loadRefusals(namespaces: readonly ArchiveNamespace[], sourceDatabase: string): Refusal[] {
   return namespaces.filter((ns) => !restoredNamespace(ns, sourceDatabase)).map((ns) => ({
@@ -37,20 +46,27 @@ export function loadRefusals(namespaces: readonly ArchiveNamespace[], sourceData
 }
 
 /**
- * Reads the archive's prelude (every collection it holds) from a spooled file or a fresh stream, then stops reading.
- * Throws when the bytes are not a mongodump archive.
+ * Reads a whole archive (a spooled file, or a fresh stream that fails unless the stored bytes matched the manifest)
+ * through the counter, before anything loads: mongorestore writes as it reads, with no transaction to roll back, so
+ * a damaged, truncated or forged archive must be found before the target is touched. Memory stays flat.
  */
-export async function peekArchive(dump: DumpPeek): Promise<ArchiveNamespace[]> {
+export async function scanArchive(dump: DumpPeek): Promise<MongoArchiveCounter> {
   const stream: Readable = 'file' in dump ? createReadStream(dump.file) : dump.open();
   const counter = new MongoArchiveCounter();
   try {
     for await (const chunk of stream) {
       counter.write(chunk as Buffer);
       if (counter.problem) throw new AgentError(`the backup's dump is ${counter.problem}`);
-      if (counter.preludeRead) return [...counter.namespaces];
     }
   } finally {
     stream.destroy();
   }
-  throw new AgentError(`the backup's dump ends before the list of its collections: ${counter.incompleteness() ?? 'it is incomplete'}`);
+  return counter;
+}
+
+/** Why an archive read to its end must not be loaded: incomplete, or not holding the manifest's counts of its database. */
+export function loadProblems(counter: MongoArchiveCounter, sourceDatabase: string, expected?: readonly TableCount[]): string[] {
+  const incomplete = counter.incompleteness();
+  if (incomplete) return [incomplete];
+  return expected ? archiveCountProblems(counter, expected, sourceDatabase) : [];
 }

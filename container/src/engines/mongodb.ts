@@ -25,7 +25,7 @@ import { StageSpec } from '../shared/pipeline';
 import { toolVersion } from '../shared/tools';
 import { DumpJob, DumpOptions, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
 import { MongoArchiveCounter, documentCounts } from './mongo-archive';
-import { loadRefusals, namespacePattern, peekArchive } from './mongo-restore';
+import { loadProblems, loadRefusals, namespacePattern, restoredCollection, scanArchive } from './mongo-restore';
 import { parseMongoGlobals, reportMongoGlobals } from './mongo-globals';
 
 const DEFAULT_MONGO_OPTIONS: MongoConnectionOptions = { authSource: 'admin', tls: false };
@@ -70,6 +70,8 @@ function serverWords(err: unknown): string {
 export interface MongoSessionOptions {
   /** Restores: the database the backup was taken from, whose namespaces the archive holds (the manifest's). */
   readonly sourceDatabase?: string;
+  /** Restores: the manifest's document counts, which the archive must hold before anything loads. */
+  readonly tables?: readonly TableCount[];
 }
 
 export class MongoSession implements EngineSession {
@@ -225,18 +227,21 @@ export class MongoSession implements EngineSession {
   }
 
   /**
-   * Looks at the archive's prelude before anything is loaded: what lies outside the backed-up database (another
-   * database's namespaces, the server's users, system collections) is left out by the namespace filter and reported
-   * by name. The load runs as the connecting user: mongorestore inserts documents and creates collections, indexes
-   * and views, and (without --restoreDbUsersAndRoles) nothing else.
+   * Reads the whole archive before anything is loaded (mongorestore has no transaction to roll back): it must be
+   * complete and hold the manifest's counts, and what lies outside the backed-up database (another database's
+   * namespaces, the server's users, system collections) is left out by the namespace filter and reported by name.
+   * The load runs as the connecting user: mongorestore inserts documents and creates collections, indexes and views,
+   * and (without --restoreDbUsersAndRoles) nothing else.
    */
   async planLoad(dump: DumpPeek, options: LoadOptions): Promise<LoadPlan> {
     if (options.owner !== undefined) {
       throw new UsageError('--owner names a PostgreSQL role: a MongoDB restore loads as the connecting user; connect as a user with readWrite on the target database');
     }
-    const prelude = await peekArchive(dump);
+    const archive = await scanArchive(dump);
+    const problems = loadProblems(archive, this.sourceDatabase, this.options.tables);
+    if (problems.length) throw new AgentError(`the backup's archive is not what its manifest recorded, so none of it is loaded:\n${problems.join('\n')}`);
     return {
-      refused: loadRefusals(prelude, this.sourceDatabase),
+      refused: loadRefusals(archive.namespaces, this.sourceDatabase),
       installed: [],
       loadedAs: this.connection.user,
       connection: this.connection,
@@ -245,11 +250,11 @@ export class MongoSession implements EngineSession {
     };
   }
 
-  /** After a load: each collection's documents against the manifest's counts; throws naming every difference. */
+  /** After a load: each restored collection's documents against the manifest's counts; throws naming every difference. */
   async checkLoaded(expected: readonly TableCount[]): Promise<void> {
     const db = await this.db();
     const differences: string[] = [];
-    for (const t of expected) {
+    for (const t of expected.filter((e) => restoredCollection(e.table))) {
       const found = await db.collection(t.table).countDocuments({});
       if (found !== t.rows) differences.push(`${t.table}: ${found} documents, the manifest says ${t.rows}`);
     }

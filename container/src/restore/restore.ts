@@ -8,6 +8,7 @@
  */
 import { createReadStream, mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Engine, Manifest, TableCount } from '../../../lib/contract';
 import { RetrievalOptions, ensureReadable } from './archive';
@@ -226,7 +227,20 @@ function peekStream(s3: S3Client, backup: SelectedBackup, identityFile: string, 
         downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap, pin).catch((err: unknown) => { tap.destroy(err as Error); running.kill(); });
         const output = running.output!;
         output.on('close', () => { running.kill(); tap.destroy(); });
-        return output;
+        // An engine that reads to the end sees the end only once the stored bytes matched the manifest and every process
+        // exited 0: otherwise the stream fails, so what it read (MongoDB reads the whole archive before loading) is vouched for.
+        const vouched = new PassThrough();
+        output.pipe(vouched, { end: false });
+        output.on('end', () => {
+          void running.done.then(() => undefined, (err: unknown) => err).then((err) => {
+            const problem = tap.problem ?? (err ? (err as Error).message : undefined) ??
+              (tap.bytes !== backup.manifest.size ? `${where} ended after ${tap.bytes} of ${backup.manifest.size} bytes` : undefined);
+            if (problem) vouched.destroy(new AgentError(problem));
+            else vouched.end();
+          });
+        });
+        vouched.on('close', () => output.destroy());
+        return vouched;
       },
     },
     // Why the look failed, when age or the download did: a wrong identity is said in age's words.
@@ -335,7 +349,7 @@ export async function restoreBackup(request: RestoreRequest, deps: { readonly s3
   checkRestoreTool(manifest);
   const connection = await request.connect(manifest.engine);
   const target = describeConnection(connection);
-  const session = openSession(manifest.engine, connection, { sourceDatabase: manifest.database });
+  const session = openSession(manifest.engine, connection, { sourceDatabase: manifest.database, tables: manifest.tables });
   try {
     await checkTarget(session, target, request.clean);
     const companion = manifest.companions.find((c) => c.kind === 'globals');
