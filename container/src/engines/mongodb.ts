@@ -67,6 +67,12 @@ function serverWords(err: unknown): string {
   return redactor.redact(`${e.message}${e.codeName && !e.message.includes(e.codeName) ? ` (${e.codeName})` : ''}`);
 }
 
+/** A dump whose output can be judged whole before its object completes: backup refuses the object otherwise. */
+export interface CheckedDumpJob extends DumpJob {
+  /** Once the dump process exited 0, before the upload completes: throws when what it wrote is not a whole dump. */
+  checkComplete(): void;
+}
+
 export interface MongoSessionOptions {
   /** Restores: the database the backup was taken from, whose namespaces the archive holds (the manifest's). */
   readonly sourceDatabase?: string;
@@ -168,26 +174,29 @@ export class MongoSession implements EngineSession {
     return { sql: `${BSON.EJSON.stringify(companion, undefined, 2, { relaxed: false })}\n` };
   }
 
-  async startDump(options: DumpOptions = {}): Promise<DumpJob> {
+  async startDump(options: DumpOptions = {}): Promise<CheckedDumpJob> {
     if (options.binlogCoordinates) throw new UsageError('--binlog-coordinates is for MariaDB sources; a MongoDB source has no binlog');
     const counter = new MongoArchiveCounter();
     const database = this.connection.database;
-    const stage: StageSpec = {
-      name: 'mongodump',
-      command: 'mongodump',
-      args: [...this.toolFlags(), `--db=${database}`, '--archive'],
-      env: this.env(),
-      inspect: (chunk) => counter.write(chunk),
+    const check = (): void => {
+      const incomplete = counter.incompleteness();
+      if (incomplete) throw new AgentError(`mongodump exited 0 but ${incomplete}: not storing it as a backup`);
+      const foreign = counter.namespaces.filter((ns) => ns.db !== database);
+      if (foreign.length) {
+        throw new AgentError(`the archive holds namespaces outside ${database} (${foreign.map((ns) => `${ns.db}.${ns.collection}`).join(', ')}): not storing it`);
+      }
     };
     return {
-      stage,
+      stage: {
+        name: 'mongodump',
+        command: 'mongodump',
+        args: [...this.toolFlags(), `--db=${database}`, '--archive'],
+        env: this.env(),
+        inspect: (chunk) => counter.write(chunk),
+      },
+      checkComplete: check,
       rowCounts: async (): Promise<TableCount[]> => {
-        const incomplete = counter.incompleteness();
-        if (incomplete) throw new AgentError(`mongodump exited 0 but ${incomplete}: not storing it as a backup`);
-        const foreign = counter.namespaces.filter((ns) => ns.db !== database);
-        if (foreign.length) {
-          throw new AgentError(`the archive holds namespaces outside ${database} (${foreign.map((ns) => `${ns.db}.${ns.collection}`).join(', ')}): not storing it`);
-        }
+        check();
         return documentCounts(counter.namespaces, database);
       },
       release: async () => undefined,
