@@ -6,7 +6,11 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Manifest, Tier } from '../../lib/contract';
+import { Engine, Manifest, Tier } from '../../lib/contract';
+import { BACKUP_COMMAND } from '../../container/src/commands/backup';
+import { mongoToolFlags } from '../../container/src/engines/mongodb';
+import { parseCommandArgs } from '../../container/src/shared/args';
+import { resolveConnection } from '../../container/src/shared/connection';
 import {
   AgeKey, MONGO, MONGO_TOOLS_DIR, S3Emulator, agentEnv, createMongoFixture, download, dropMongoDatabase, makeAgeKey, mongoDocuments,
   mongoFixtureCounts, mongoIndexes, mongoToolArgs, mongoToolsPath, prependPath, runAgent, sh, startS3rver, uniqueName,
@@ -107,3 +111,22 @@ test('backs up a MongoDB database; standard tools restore it under another name,
   }
   expect(await mongoIndexes(restored)).toEqual(await mongoIndexes(database));
 }, 300_000);
+
+test('connection options: flags, then the secret\'s fields, then MONGODB_* variables; TLS and the auth mechanism reach the tools', async () => {
+  const base = ['--source', 's', '--engine', 'mongodb', '--bucket', 'b', '--recipient', 'age1x', '--user', 'app', '--database', 'shop'];
+  const resolve = (extra: string[], env: NodeJS.ProcessEnv = {}) => resolveConnection(Engine.MONGODB, parseCommandArgs(BACKUP_COMMAND, [...base, ...extra]), env);
+  // MongoDB's own users: admin, SCRAM negotiated, no TLS.
+  const plain = await resolve([], { MONGODB_PASSWORD: 'pw' });
+  expect(plain.mongo).toEqual({ authSource: 'admin', tls: false });
+  expect(mongoToolFlags(plain)).toEqual(['--host=localhost', '--port=27017', '--username=app', '--authenticationDatabase=admin']);
+  // DocumentDB: TLS with its CA bundle, from the variables a task definition sets.
+  const docdb = await resolve([], { MONGODB_TLS: 'true', MONGODB_TLS_CA_FILE: '/etc/ssl/global-bundle.pem' });
+  expect(mongoToolFlags(docdb, '/tmp/x/tools.yaml')).toEqual(['--host=localhost', '--port=27017', '--username=app', '--authenticationDatabase=admin',
+    '--ssl', '--sslCAFile=/etc/ssl/global-bundle.pem', '--config=/tmp/x/tools.yaml']);
+  // LDAP / FerretDB: PLAIN against $external; flags win over the variables.
+  const ldap = await resolve(['--auth-source', '$external', '--auth-mechanism', 'plain'], { MONGODB_AUTH_SOURCE: 'admin', MONGODB_AUTH_MECHANISM: 'SCRAM-SHA-1' });
+  expect(ldap.mongo).toEqual({ authSource: '$external', authMechanism: 'PLAIN', tls: false });
+  await expect(resolve(['--auth-mechanism', 'GSSAPI'])).rejects.toThrow(/--auth-mechanism must be one of SCRAM-SHA-256, SCRAM-SHA-1, PLAIN \(got 'GSSAPI'\)/);
+  // Other engines carry no MongoDB options.
+  expect((await resolveConnection(Engine.POSTGRES, parseCommandArgs(BACKUP_COMMAND, base), {})).mongo).toBeUndefined();
+});

@@ -24,8 +24,9 @@ let manifest: Manifest;
 const database = uniqueName('rs_mongo');
 const target = uniqueName('rs_mongo_copy');
 const planted = uniqueName('rs_mongo_planted');
+const spooled = uniqueName('rs_mongo_spooled');
 const foreign = uniqueName('rs_mongo_foreign');
-const created = [database, target, planted, foreign];
+const created = [database, target, planted, foreign, spooled];
 
 const env = () => agentEnv({ ...s3.env, MONGODB_PASSWORD: MONGO.password, PATH: mongoToolsPath() });
 const connection = (db: string) => ['--host', MONGO.host, '--port', String(MONGO.port), '--user', MONGO.user, '--auth-source', MONGO.authSource,
@@ -84,6 +85,15 @@ test('restores into another database name, document by document; a non-empty tar
   expect(clean.code).toBe(0);
   expect(await mongoDocuments(target)).toEqual(original);
 }, 300_000);
+
+test('--jobs spools and verifies the archive first, then loads it through one mongorestore', async () => {
+  const run = await restore(spooled, '--jobs', '2', '--json');
+  expect(run.stderr).not.toContain('restorable restore:');
+  expect(run.code).toBe(0);
+  expect(JSON.parse(run.stdout)).toMatchObject({ mode: 'spooled', jobs: 2 });
+  expect(run.stderr).toContain('mongodb loads its archive through one mongorestore');
+  expect(await mongoDocuments(spooled)).toEqual(await mongoDocuments(database));
+}, 120_000);
 
 function seal(bytes: Buffer): Buffer {
   const compressed = spawnSync('zstd', ['-q', '-c'], { input: bytes });

@@ -330,7 +330,7 @@ async function spoolDump(s3: S3Client, backup: SelectedBackup, request: RestoreR
 async function loadSpooled(session: EngineSession, request: RestoreRequest, spool: Spool, target: string,
   stage: (options: RestoreStageOptions) => StageSpec): Promise<void> {
   if (!session.parallelRestore && request.jobs > 1) {
-    log.warn(`${session.engine} loads a SQL dump in one session: --jobs ${request.jobs} verified the dump before touching the target, and loads it with one job`);
+    log.warn(`${session.engine} loads ${session.engine === Engine.MYSQL ? 'a SQL dump in one session' : 'its archive through one mongorestore'}: --jobs ${request.jobs} verified the dump before touching the target, and loads it with one job`);
   }
   const load = new ProcessPipeline([stage({ clean: request.clean, file: spool.file, jobs: request.jobs })],
     session.parallelRestore ? {} : { input: createReadStream(spool.file) });
