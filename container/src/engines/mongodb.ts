@@ -140,7 +140,8 @@ export class MongoSession implements EngineSession {
       throw new AgentError(`MongoDB at ${this.connection.host}:${this.connection.port} refused buildInfo: ${serverWords(err)}`);
     });
     const stats = await db.command({ dbStats: 1 }).catch(() => ({} as Document));
-    const collections = (await this.collections()).filter((c) => c.type === 'collection' && !c.name.startsWith('system.'));
+    // What holds documents: collections and timeseries collections; views hold none.
+    const collections = (await this.collections()).filter((c) => (c.type === 'collection' || c.type === 'timeseries') && !c.name.startsWith('system.'));
     return {
       serverVersion: `MongoDB ${String(build.version)}`,
       toolVersions: { mongodump: dumpVersion },
