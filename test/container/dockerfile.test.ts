@@ -4,10 +4,11 @@
  * package owns each one is asked of this machine's dpkg), and the build context that synth stages.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Stack } from 'aws-cdk-lib';
-import { POSTGRES_MAJORS } from '../../lib/backups/backup-source';
+import { MONGODB_TOOLS, POSTGRES_MAJORS } from '../../lib/backups/backup-source';
 import { findOnPath } from '../../container/src/shared/tools';
 import { backupsStack, postgresSource } from '../lib/database-backups-fixture';
 import { REPO_ROOT, requireAgentBundle } from '../support';
@@ -137,16 +138,81 @@ function dependencies(pkg: string): string[] {
   return [...out.matchAll(/^\s+\|?Depends: <?([\w.+-]+)>?/gm)].map((m) => m[1]);
 }
 
-describe('the tools the agent calls', () => {
-  const programs = spawnedPrograms();
+/** The programs a build stage makes and the final image copies onto its PATH: `COPY --from=STAGE /out/a /out/b /usr/local/bin/`. */
+function builtPrograms(all: readonly Instruction[]): string[] {
+  const stages = all.filter((s) => s.keyword === 'FROM' && /\sAS\s/i.test(s.args)).map((s) => s.args.split(/\s+AS\s+/i)[1]);
+  return all.filter((s) => s.keyword === 'COPY' && stages.some((stage) => s.args.startsWith(`--from=${stage} `)))
+    .flatMap((s) => {
+      const paths = s.args.split(/\s+/).slice(1);
+      return paths.at(-1) === '/usr/local/bin/' ? paths.slice(0, -1).map((p) => p.split('/').at(-1)!) : [];
+    });
+}
 
-  test('are found in its source: the dump, compress and encrypt stages of both engines', () => {
-    expect(programs).toEqual(expect.arrayContaining(['age', 'mysql', 'mysqldump', 'pg_dump', 'pg_dumpall', 'zstd']));
+/** The Dockerfile's ARG defaults. */
+function argDefaults(all: readonly Instruction[]): Record<string, string> {
+  return Object.fromEntries(all.filter((s) => s.keyword === 'ARG').map((s) => [s.args.slice(0, s.args.indexOf('=')), s.args.slice(s.args.indexOf('=') + 1)]));
+}
+
+describe('the MongoDB Database Tools the image builds', () => {
+  const args = argDefaults(steps);
+  const harness = (file: string) => readFileSync(join(REPO_ROOT, 'test/support/mongo-tools', file), 'utf8');
+
+  test(`are version ${MONGODB_TOOLS.version}, the version synth documents, from the module and checksum the tests' tools are built from`, () => {
+    expect(args.MONGO_TOOLS_VERSION).toBe(MONGODB_TOOLS.version);
+    const [module, version] = args.MONGO_TOOLS_MODULE.split('@');
+    expect(harness('go.mod')).toMatch(new RegExp(`^require ${module.replace(/\./g, '\\.')} ${version}$`, 'm'));
+    expect(harness('go.sum').split('\n')).toContain(`${module} ${version} ${args.MONGO_TOOLS_SUM}`);
+    expect(args.MONGO_TOOLS_SUM).toMatch(/^h1:[A-Za-z0-9+/]{43}=$/);
   });
 
-  test('are each installed by the Dockerfile, directly or as a dependency of what it installs', () => {
+  /** The build stage's RUN, run here with Go as the tests' tools are built (its /out in a directory of the test's). */
+  function runBuild(sum: string): { status: number | null; stderr: string; out: string } {
+    const build = steps.find((s) => s.keyword === 'RUN' && s.args.includes('go mod download'));
+    if (!build) throw new Error('the Dockerfile has no RUN that downloads the mongo-tools module');
+    if (!findOnPath('go')) throw new Error('go is not installed on this machine, so the image\'s tools build cannot be run: run scripts/install-deps.sh');
+    const out = mkdtempSync(join(tmpdir(), 'dockerfile-mongo-tools-'));
+    const result = spawnSync('sh', ['-c', build.args.replaceAll('/out/', `${out}/`)], {
+      encoding: 'utf8', env: { ...process.env, MONGO_TOOLS_VERSION: args.MONGO_TOOLS_VERSION, MONGO_TOOLS_MODULE: args.MONGO_TOOLS_MODULE, MONGO_TOOLS_SUM: sum },
+    });
+    return { status: result.status, stderr: result.stderr, out };
+  }
+
+  test('build, run as the image runs it, into mongodump and mongorestore reporting that version', () => {
+    const { status, stderr, out } = runBuild(args.MONGO_TOOLS_SUM);
+    try {
+      expect({ status, stderr: stderr.trim() }).toEqual({ status: 0, stderr: '' });
+      for (const tool of ['mongodump', 'mongorestore']) {
+        expect(execFileSync(join(out, tool), ['--version'], { encoding: 'utf8' }).split('\n')[0]).toBe(`${tool} version: ${MONGODB_TOOLS.version}`);
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 240_000);
+
+  test('are refused at build time when the downloaded module has another checksum, and copied onto the PATH', () => {
+    const { status, stderr, out } = runBuild('h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=');
+    try {
+      expect(status).not.toBe(0);
+      expect(stderr).toContain(`has checksum '${args.MONGO_TOOLS_SUM}', not h1:AAAA`);
+      expect(readdirSync(out)).toEqual([]);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+    expect(builtPrograms(steps).sort()).toEqual(['mongodump', 'mongorestore']);
+  });
+});
+
+describe('the tools the agent calls', () => {
+  const programs = spawnedPrograms();
+  const built = builtPrograms(steps);
+
+  test('are found in its source: the dump, compress and encrypt stages of every engine', () => {
+    expect(programs).toEqual(expect.arrayContaining(['age', 'mongodump', 'mongorestore', 'mysql', 'mysqldump', 'pg_dump', 'pg_dumpall', 'zstd']));
+  });
+
+  test('are each installed by the Dockerfile, built in one of its stages, or a dependency of what it installs', () => {
     const installed = packageNames.map((name) => name.replace(/^postgresql-client-\d+$/, 'postgresql-client-NN'));
-    const missing = programs.map((program) => ({ program, pkg: owningPackage(program) }))
+    const missing = programs.filter((program) => !built.includes(program)).map((program) => ({ program, pkg: owningPackage(program) }))
       .filter(({ pkg }) => !essential(pkg) && !installed.includes(pkg) && !installed.some((i) => i !== 'postgresql-client-NN' && dependencies(i).includes(pkg)))
       .map(({ program, pkg }) => `${program} (Debian package ${pkg})`);
     expect(missing).toEqual([]);
