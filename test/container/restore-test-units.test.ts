@@ -37,11 +37,11 @@ describe('checks file', () => {
 describe('judging a check', () => {
   const backup = new Date('2026-11-26T03:00:00Z');
   test('minRows says how many rows were short', () => {
-    expect(judge({ name: 'n', sql: '', kind: CheckKind.MIN_ROWS, expected: 10 }, [['1'], ['2']], backup))
+    expect(judge({ name: 'n', kind: CheckKind.MIN_ROWS, expected: 10 }, [['1'], ['2']], backup))
       .toMatchObject({ passed: false, actual: 2, detail: 'expected at least 10 rows, got 2 (8 short)' });
   });
   test('maxAgeSeconds counts from the backup\'s start, and says by how much the newest row is too old', () => {
-    const check = { name: 'n', sql: '', kind: CheckKind.MAX_AGE_SECONDS, expected: 3600 };
+    const check = { name: 'n', kind: CheckKind.MAX_AGE_SECONDS, expected: 3600 };
     expect(judge(check, [['2026-11-26T02:30:00.000Z']], backup)).toMatchObject({ passed: true, actual: 1800 });
     expect(judge(check, [['2026-11-26T01:00:00.000Z']], backup)).toMatchObject({ passed: false, actual: 7200, detail: expect.stringContaining('(3600 s too old)') });
     expect(judge(check, [], backup)).toMatchObject({ passed: false, detail: expect.stringContaining('no rows, or not a timestamp') });

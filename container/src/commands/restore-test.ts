@@ -13,8 +13,8 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Engine, ReportsCopy } from '../../../lib/contract';
 import { ARCHIVE_OPTIONS, retrievalOptions } from '../restore/archive';
 import { CommandSpec, OptionKind, ParsedArgs } from '../shared/args';
-import { UserCheck, parseChecks, readChecksFile } from '../restore-test/checks';
-import { CONNECTION_OPTIONS, Connection, describeConnection, resolveConnection } from '../shared/connection';
+import { UserCheck, checksProblem, parseChecks, readChecksFile } from '../restore-test/checks';
+import { CONNECTION_OPTIONS, Connection, MONGODB_CONNECTION_OPTIONS, describeConnection, resolveConnection } from '../shared/connection';
 import { BackupLocation, SELECTION_OPTIONS, backupLocation, selectBackup } from '../restore/download';
 import { AgentError, UsageError, redactor } from '../shared/errors';
 import { IDENTITY_OPTIONS, Identity, resolveIdentity } from '../restore/identity';
@@ -36,8 +36,10 @@ export const RESTORE_TEST_COMMAND: CommandSpec = {
     'bucket-region': { kind: OptionKind.STRING, placeholder: 'REGION', description: 'the bucket\'s region, when it differs from --region (a DR replica)' },
     ...IDENTITY_OPTIONS,
     ...CONNECTION_OPTIONS,
+    ...MONGODB_CONNECTION_OPTIONS,
     'database': { kind: OptionKind.STRING, placeholder: 'NAME', description: 'the empty scratch database to restore into' },
-    'checks': { kind: OptionKind.STRING, placeholder: 'FILE', description: 'JSON file of checks: [{"name","sql","minRows"|"equals"|"maxAgeSeconds"}]' },
+    'checks': { kind: OptionKind.STRING, placeholder: 'FILE',
+      description: 'JSON file of checks: [{"name","sql","minRows"|"equals"|"maxAgeSeconds"}]; MongoDB: [{"name","collection","filter","field"?,"minRows"|"equals"|"maxAgeSeconds"}]' },
     'checks-json': { kind: OptionKind.STRING, placeholder: 'JSON', description: 'the same checks inline (for task definitions, where no file exists)' },
     'tolerance': { kind: OptionKind.STRING, placeholder: 'N|P%', description: 'allowed row-count difference per table: rows (5) or percent (0.5%); default exact' },
     'rto-seconds': { kind: OptionKind.STRING, placeholder: 'N', description: 'the RTO target: also publish the duration as a share of it' },
@@ -124,6 +126,12 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
   if (pitrSettings && args.string('spool-dir') !== undefined) throw new UsageError('--spool-dir is for a test of the newest dump, not with --pitr-dir');
   const binlogSettings = binlogPitrTestSettings(args, now());
   const identity = await resolveIdentity(args.string('identity-file'), secretId, deps.secrets ?? secretsClientFor(secretId));
+  const pointInTimeEngine = pitrSettings ? Engine.POSTGRES : binlogSettings ? Engine.MYSQL : undefined;
+  const pointInTimeMismatch = pointInTimeEngine && checksProblem(pointInTimeEngine, checks);
+  if (pointInTimeMismatch) {
+    identity.release();
+    throw new UsageError(pointInTimeMismatch);
+  }
   if (pitrSettings) {
     return recordPitrTest(args, deps, { location, settings: pitrSettings, identity, checks, s3, publish, rtoSeconds, reports });
   }
@@ -146,10 +154,18 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     const selected = await selectBackup(s3, location);
     key = selected.key;
     manifest = selected.manifest;
+    // Checks written for another engine are the task's mistake, said before anything is downloaded.
+    const mismatch = checksProblem(selected.manifest.engine, checks);
+    if (mismatch) throw new UsageError(mismatch);
     // A scratch server has none of the source's roles, and the dump's owners and grants name them: apply the
-    // roles the backup captured first (existing ones are left alone).
+    // roles the backup captured first (existing ones are left alone). A MongoDB backup's users and roles are listed
+    // in the report for a person to recreate, never created (the load needs none of them).
     const withGlobals = selected.manifest.companions.some((c) => c.kind === 'globals');
-    if (!withGlobals) log.warn(`the backup has no roles companion (${selected.manifest.globals.reason ?? 'not captured'}): owners and grants naming missing roles will fail the restore`);
+    if (!withGlobals && selected.manifest.engine === Engine.MONGODB) {
+      log.info(`the backup has no users and roles companion (${selected.manifest.globals.reason ?? 'not captured'}): the report lists none to recreate`);
+    } else if (!withGlobals) {
+      log.warn(`the backup has no roles companion (${selected.manifest.globals.reason ?? 'not captured'}): owners and grants naming missing roles will fail the restore`);
+    }
     // The dump is verified and decrypted to disk and the identity dropped before any of the backup's SQL runs; the
     // load and the validation run as a role without superuser rights (see engines/postgres-load.ts).
     const restored = await restoreBackup({

@@ -1,13 +1,15 @@
 /**
- * Validation of a restored database against its manifest: the same set of tables, each with the row count
- * the manifest recorded at dump time (exact by default), then the user's checks. Every failure is named with
- * the table or check and by how much it missed.
+ * Validation of a restored database against its manifest: the same set of tables (MongoDB: collections), each with
+ * the row (document) count the manifest recorded at dump time (exact by default), then the user's checks. Every
+ * failure is named with the table or check and by how much it missed.
  */
 import { Client } from 'pg';
 import { Engine, Manifest } from '../../../lib/contract';
-import { CheckKind, CheckOutcome, QueryRows, UserCheck, judge } from './checks';
+import { CheckKind, CheckOutcome, QueryRows, UserCheck, isMongoCheck, judge, minRowsOutcome } from './checks';
+import { MongoScratch } from './mongo-scratch';
 import { Connection, describeConnection } from '../shared/connection';
 import { MysqlSession } from '../engines/mysql';
+import { restoredCollection } from '../engines/mongo-restore';
 import { quoteIdent } from '../engines/postgres';
 import { AgentError, UsageError, redactor } from '../shared/errors';
 
@@ -52,11 +54,33 @@ export interface Validation {
 
 /** Read access to the restored (scratch) database. */
 export interface ScratchDatabase {
-  /** Base tables whose data a dump holds, as the manifest names them. */
+  /** Base tables (MongoDB: collections) whose data a dump holds, as the manifest names them. */
   tables(): Promise<string[]>;
   countRows(table: string): Promise<number>;
-  query(sql: string): Promise<QueryRows>;
+  /** Runs one of the user's checks; throws when its query fails. `backupStartedAt` anchors maxAgeSeconds. */
+  check(check: UserCheck, backupStartedAt: Date): Promise<CheckOutcome>;
   close(): Promise<void>;
+}
+
+/** PostgreSQL and MariaDB: checks are SQL. */
+abstract class SqlScratch implements ScratchDatabase {
+  abstract tables(): Promise<string[]>;
+  abstract countRows(table: string): Promise<number>;
+  abstract query(sql: string): Promise<QueryRows>;
+  abstract close(): Promise<void>;
+
+  async check(check: UserCheck, backupStartedAt: Date): Promise<CheckOutcome> {
+    if (isMongoCheck(check)) throw new Error('a MongoDB check (it names a collection) cannot run in a SQL database: give it an "sql" query');
+    if (check.kind !== CheckKind.MIN_ROWS) return judge(check, await this.query(check.sql), backupStartedAt);
+    let rows: QueryRows;
+    try {
+      rows = await this.query(countingQuery(check.sql));
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (a minRows query is counted as SELECT count(*) FROM (<sql>) AS restorable_check: ` +
+        'it must be one SELECT whose columns have distinct names)');
+    }
+    return minRowsOutcome(check, Number(rows[0]?.[0]));
+  }
 }
 
 /** Tables pg_dump writes data for: ordinary tables outside system schemas and extensions. */
@@ -75,8 +99,10 @@ function text(value: unknown): string | null {
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }
 
-class PostgresScratch implements ScratchDatabase {
-  constructor(private readonly client: Client) {}
+class PostgresScratch extends SqlScratch {
+  constructor(private readonly client: Client) {
+    super();
+  }
 
   static async open(c: Connection): Promise<PostgresScratch> {
     const client = new Client({ host: c.host, port: c.port, user: c.user, password: c.password, database: c.database,
@@ -112,8 +138,10 @@ class PostgresScratch implements ScratchDatabase {
   }
 }
 
-class MysqlScratch implements ScratchDatabase {
-  constructor(private readonly session: MysqlSession) {}
+class MysqlScratch extends SqlScratch {
+  constructor(private readonly session: MysqlSession) {
+    super();
+  }
 
   async tables(): Promise<string[]> {
     const rows = await this.session.query("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1");
@@ -136,7 +164,11 @@ class MysqlScratch implements ScratchDatabase {
 }
 
 export async function openScratch(engine: Engine, connection: Connection): Promise<ScratchDatabase> {
-  return engine === Engine.POSTGRES ? PostgresScratch.open(connection) : new MysqlScratch(new MysqlSession(connection));
+  switch (engine) {
+    case Engine.POSTGRES: return PostgresScratch.open(connection);
+    case Engine.MYSQL: return new MysqlScratch(new MysqlSession(connection));
+    case Engine.MONGODB: return new MongoScratch(connection);
+  }
 }
 
 /** What validation needs from a manifest. */
@@ -144,28 +176,36 @@ export type RecordedBackup = Pick<Manifest, 'engine' | 'startedAt' | 'tables'>;
 
 /** How the manifest names a table in the restored database. */
 function manifestTables(manifest: RecordedBackup): Map<string, number> {
-  return new Map(manifest.tables.map((t) => [manifest.engine === Engine.POSTGRES ? `${t.schema}.${t.table}` : t.table, t.rows]));
+  // A MongoDB restore loads no system collection but a timeseries collection's buckets (system.js is left out, named).
+  const tables = manifest.engine === Engine.MONGODB ? manifest.tables.filter((t) => restoredCollection(t.table)) : manifest.tables;
+  return new Map(tables.map((t) => [manifest.engine === Engine.POSTGRES ? `${t.schema}.${t.table}` : t.table, t.rows]));
+}
+
+/** How a report names an engine's tables and rows: MongoDB has collections of documents. */
+function words(engine: Engine): { table: string; rows: string } {
+  return engine === Engine.MONGODB ? { table: 'collection', rows: 'documents' } : { table: 'table', rows: 'rows' };
 }
 
 export function compareTables(manifest: RecordedBackup, restored: ReadonlyMap<string, number>, tolerance: Tolerance): TableOutcome[] {
   const expected = manifestTables(manifest);
+  const { table: noun, rows: unit } = words(manifest.engine);
   const outcomes: TableOutcome[] = [];
   for (const [table, rows] of expected) {
     const actual = restored.get(table);
     if (actual === undefined) {
-      outcomes.push({ table, expected: rows, passed: false, detail: `table ${table} is missing from the restored database (the manifest recorded ${rows} rows)` });
+      outcomes.push({ table, expected: rows, passed: false, detail: `${noun} ${table} is missing from the restored database (the manifest recorded ${rows} ${unit})` });
       continue;
     }
     const difference = actual - rows;
     const allowed = allowedDifference(rows, tolerance);
     const passed = Math.abs(difference) <= allowed;
     outcomes.push({ table, expected: rows, actual, passed, detail: difference === 0
-      ? `table ${table}: ${actual} rows, as recorded`
-      : `table ${table}: ${actual} rows restored, the manifest recorded ${rows} (${difference > 0 ? '+' : ''}${difference}; ${allowed} allowed)` });
+      ? `${noun} ${table}: ${actual} ${unit}, as recorded`
+      : `${noun} ${table}: ${actual} ${unit} restored, the manifest recorded ${rows} (${difference > 0 ? '+' : ''}${difference}; ${allowed} allowed)` });
   }
   for (const [table, actual] of restored) {
     if (!expected.has(table)) {
-      outcomes.push({ table, actual, passed: false, detail: `table ${table} (${actual} rows) is in the restored database but not in the manifest` });
+      outcomes.push({ table, actual, passed: false, detail: `${noun} ${table} (${actual} ${unit}) is in the restored database but not in the manifest` });
     }
   }
   return outcomes;
@@ -180,28 +220,12 @@ export function countingQuery(sql: string): string {
   return `SELECT count(*) FROM (\n${sql.replace(/[\s;]+$/, '')}\n) AS restorable_check`;
 }
 
-async function runCheck(db: ScratchDatabase, check: UserCheck, backupStartedAt: Date): Promise<CheckOutcome> {
-  if (check.kind !== CheckKind.MIN_ROWS) return judge(check, await db.query(check.sql), backupStartedAt);
-  let rows: QueryRows;
-  try {
-    rows = await db.query(countingQuery(check.sql));
-  } catch (err) {
-    throw new Error(`${(err as Error).message} (a minRows query is counted as SELECT count(*) FROM (<sql>) AS restorable_check: ` +
-      'it must be one SELECT whose columns have distinct names)');
-  }
-  const count = Number(rows[0]?.[0]);
-  const expected = check.expected as number;
-  const passed = count >= expected;
-  return { name: check.name, kind: check.kind, expected, actual: count, passed,
-    detail: `expected at least ${expected} rows, got ${count}${passed ? '' : ` (${expected - count} short)`}` };
-}
-
 /** Runs the user's checks, maxAge counted back from `anchor` (a query that fails is a failed check). */
 export async function validateChecks(db: ScratchDatabase, checks: readonly UserCheck[], anchor: Date): Promise<{ checks: CheckOutcome[]; failures: string[] }> {
   const outcomes: CheckOutcome[] = [];
   for (const check of checks) {
     try {
-      outcomes.push(await runCheck(db, check, anchor));
+      outcomes.push(await db.check(check, anchor));
     } catch (err) {
       outcomes.push({ name: check.name, kind: check.kind, expected: check.expected, passed: false,
         detail: `the query failed: ${redactor.redact((err as Error).message)}` });
