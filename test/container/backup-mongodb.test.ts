@@ -121,10 +121,12 @@ test('connection options: flags, then the secret\'s fields, then MONGODB_* varia
   const plain = await resolve([], { MONGODB_PASSWORD: 'pw' });
   expect(plain.mongo).toEqual({ authSource: 'admin', tls: false });
   expect(mongoToolFlags(plain)).toEqual(['--host=localhost', '--port=27017', '--username=app', '--authenticationDatabase=admin']);
+  // No password, no login: given --username alone, mongorestore would read a password from its stdin, the archive.
+  expect(mongoToolFlags(await resolve([]), '/tmp/x/tools.yaml')).toEqual(['--host=localhost', '--port=27017']);
   // DocumentDB: TLS with its CA bundle, from the variables a task definition sets.
-  const docdb = await resolve([], { MONGODB_TLS: 'true', MONGODB_TLS_CA_FILE: '/etc/ssl/global-bundle.pem' });
+  const docdb = await resolve([], { MONGODB_PASSWORD: 'pw', MONGODB_TLS: 'true', MONGODB_TLS_CA_FILE: '/etc/ssl/global-bundle.pem' });
   expect(mongoToolFlags(docdb, '/tmp/x/tools.yaml')).toEqual(['--host=localhost', '--port=27017', '--username=app', '--authenticationDatabase=admin',
-    '--ssl', '--sslCAFile=/etc/ssl/global-bundle.pem', '--config=/tmp/x/tools.yaml']);
+    '--config=/tmp/x/tools.yaml', '--ssl', '--sslCAFile=/etc/ssl/global-bundle.pem']);
   // LDAP / FerretDB: PLAIN against $external; flags win over the variables.
   const ldap = await resolve(['--auth-source', '$external', '--auth-mechanism', 'plain'], { MONGODB_AUTH_SOURCE: 'admin', MONGODB_AUTH_MECHANISM: 'SCRAM-SHA-1' });
   expect(ldap.mongo).toEqual({ authSource: '$external', authMechanism: 'PLAIN', tls: false });

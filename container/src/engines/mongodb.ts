@@ -36,22 +36,32 @@ export const MONGO_CONSISTENCY_WARNING = 'a MongoDB dump of one database reads e
   'The document counts are those of the archive. For one consistent point, stop writes during the backup or back up a replica set member ' +
   'taken out of replication';
 
+/**
+ * Whether the connection logs in. Without a password it does not: the tools, given --username and no password, read
+ * one from stdin, which for mongorestore is the archive itself; and a password-less login is no login at all.
+ */
+function authenticates(connection: Connection): boolean {
+  return connection.password !== undefined && connection.password !== '';
+}
+
 /** The tools' connection flags, password excluded (it is in the --config file). */
 export function mongoToolFlags(connection: Connection, configFile?: string): string[] {
   const options = connection.mongo ?? DEFAULT_MONGO_OPTIONS;
-  return [`--host=${connection.host}`, `--port=${connection.port}`, `--username=${connection.user}`,
-    `--authenticationDatabase=${options.authSource}`, ...(options.authMechanism ? [`--authenticationMechanism=${options.authMechanism}`] : []),
-    ...(options.tls ? ['--ssl'] : []), ...(options.tlsCaFile ? [`--sslCAFile=${options.tlsCaFile}`] : []),
-    ...(configFile ? [`--config=${configFile}`] : [])];
+  const auth = authenticates(connection) ? [`--username=${connection.user}`, `--authenticationDatabase=${options.authSource}`,
+    ...(options.authMechanism ? [`--authenticationMechanism=${options.authMechanism}`] : []), ...(configFile ? [`--config=${configFile}`] : [])] : [];
+  return [`--host=${connection.host}`, `--port=${connection.port}`, ...auth,
+    ...(options.tls ? ['--ssl'] : []), ...(options.tlsCaFile ? [`--sslCAFile=${options.tlsCaFile}`] : [])];
 }
 
 /** The driver's options for the same connection: one server, as the tools connect (they connect directly to --host). */
 function driverOptions(connection: Connection): MongoClientOptions {
   const options = connection.mongo ?? DEFAULT_MONGO_OPTIONS;
   return {
-    auth: { username: connection.user, password: connection.password },
-    authSource: options.authSource,
-    ...(options.authMechanism ? { authMechanism: options.authMechanism as MongoClientOptions['authMechanism'] } : {}),
+    ...(authenticates(connection) ? {
+      auth: { username: connection.user, password: connection.password },
+      authSource: options.authSource,
+      ...(options.authMechanism ? { authMechanism: options.authMechanism as MongoClientOptions['authMechanism'] } : {}),
+    } : {}),
     tls: options.tls,
     ...(options.tlsCaFile ? { tlsCAFile: options.tlsCaFile } : {}),
     directConnection: true,
@@ -93,7 +103,7 @@ export class MongoSession implements EngineSession {
     this.dir = mkdtempSync(join(tmpdir(), 'restorable-mongo-'));
     this.configFile = join(this.dir, 'tools.yaml');
     // A JSON string is a YAML double-quoted scalar: any character of the password survives.
-    writeFileSync(this.configFile, connection.password !== undefined ? `password: ${JSON.stringify(connection.password)}\n` : '', { mode: 0o600 });
+    if (authenticates(connection)) writeFileSync(this.configFile, `password: ${JSON.stringify(connection.password)}\n`, { mode: 0o600 });
     this.forgetCleanup = onAbort(() => rmSync(this.dir, { recursive: true, force: true }));
   }
 

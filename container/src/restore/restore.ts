@@ -226,20 +226,29 @@ function peekStream(s3: S3Client, backup: SelectedBackup, identityFile: string, 
         const running = pipeline;
         downloadInto(s3, backup.bucket, backup.key, backup.versionId, tap, pin).catch((err: unknown) => { tap.destroy(err as Error); running.kill(); });
         const output = running.output!;
-        output.on('close', () => { running.kill(); tap.destroy(); });
         // An engine that reads to the end sees the end only once the stored bytes matched the manifest and every process
         // exited 0: otherwise the stream fails, so what it read (MongoDB reads the whole archive before loading) is vouched for.
+        // One that stops early (pg_restore -l) destroys it, which stops the processes and the download.
         const vouched = new PassThrough();
+        let settled = false;
         output.pipe(vouched, { end: false });
-        output.on('end', () => {
+        let ended = false;
+        output.on('end', () => { ended = true; });
+        output.on('close', () => {
           void running.done.then(() => undefined, (err: unknown) => err).then((err) => {
-            const problem = tap.problem ?? (err ? (err as Error).message : undefined) ??
+            settled = true;
+            const problem = tap.problem ?? (err ? (err as Error).message : undefined) ?? (ended ? undefined : `the decrypted stream of ${where} broke off`) ??
               (tap.bytes !== backup.manifest.size ? `${where} ended after ${tap.bytes} of ${backup.manifest.size} bytes` : undefined);
             if (problem) vouched.destroy(new AgentError(problem));
             else vouched.end();
           });
         });
-        vouched.on('close', () => output.destroy());
+        vouched.on('close', () => {
+          if (settled) return;
+          output.destroy();
+          running.kill();
+          tap.destroy();
+        });
         return vouched;
       },
     },
