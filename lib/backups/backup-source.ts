@@ -14,14 +14,17 @@ import { RestorableError } from '../shared/errors';
 import type { BinlogStreamer } from './binlog-streamer';
 import type { BinlogStreaming, BinlogStreamingSettings } from './binlog-streaming';
 import type { DatabaseHosting } from './continuous';
+import type { MongoDbConnection } from './mongodb-connection';
 import type { WalArchiving, WalArchivingSettings } from './wal-archive';
 import type { WalReceiver } from './wal-receiver';
 
-/** The database product a source runs. MongoDB and plain files will join this list. */
+/** The database product a source runs. Plain files will join this list. */
 export enum DatabaseFlavour {
   POSTGRES = 'postgres',
   MARIADB = 'mariadb',
   MYSQL = 'mysql',
+  /** MongoDB, self-managed or on Atlas, and MongoDB-compatible services such as Amazon DocumentDB. */
+  MONGODB = 'mongodb',
 }
 
 /** The oldest and newest PostgreSQL majors the agent image can dump: its pg_dump must be at least as new as the server. */
@@ -62,6 +65,26 @@ export class SourceEngine {
     return new SourceEngine(DatabaseFlavour.MYSQL, checkSeries('mysql', 'MySQL', version, '8.4'), Engine.MYSQL, 3306, officialImage('mysql', version));
   }
 
+  /**
+   * MongoDB of a release series, for example '7.0' or '8.0': self-managed, MongoDB Atlas reached over the network, or
+   * a MongoDB-compatible service such as Amazon DocumentDB (give the MongoDB version its API is compatible with, for
+   * example '5.0' for DocumentDB 5.0). Dumped with `mongodump --archive` of the agent image's MongoDB Database Tools
+   * {@link MONGODB_TOOLS.version}, which support MongoDB servers {@link MONGODB_TOOLS.oldest} to
+   * {@link MONGODB_TOOLS.newest}: an older series is refused (the tools cannot connect to it), and a newer one warns
+   * at synth until you acknowledge it, since those tools do not claim to support it. Restore tests load the backups
+   * into the official `mongo` image of the same series.
+   */
+  public static mongodb(version: string): SourceEngine {
+    checkSeries('mongodb', 'MongoDB', version, '7.0');
+    const { oldest, newest } = MONGODB_TOOLS;
+    if (compareSeries(version, oldest) < 0) {
+      throw new RestorableError(`SourceEngine.mongodb(${shown(version)})`, `version: MongoDB ${version} is not supported: give a release series ` +
+        `from '${oldest}' on, since the agent image's MongoDB Database Tools ${MONGODB_TOOLS.version} do not support servers older than ` +
+        `MongoDB ${oldest} (upgrade the server, or for Amazon DocumentDB give '${oldest}' or newer as the compatible MongoDB version); newest supported: '${newest}'`);
+    }
+    return new SourceEngine(DatabaseFlavour.MONGODB, version, Engine.MONGODB, 27017, officialImage('mongo', version));
+  }
+
   private constructor(
     /** The database product. */
     public readonly flavour: DatabaseFlavour,
@@ -100,6 +123,24 @@ export const OFFICIAL_IMAGES = 'public.ecr.aws/docker/library';
  */
 function officialImage(repository: string, version: string): string {
   return `${OFFICIAL_IMAGES}/${repository}:${version}`;
+}
+
+/**
+ * The MongoDB Database Tools in the agent image (mongodump, mongorestore) and the MongoDB server series they support,
+ * as MongoDB's compatibility pages for that version list them: 4.2, 4.4, 5.0, 6.0, 7.0 and 8.0.
+ */
+export const MONGODB_TOOLS = { version: '100.10.0', oldest: '4.2', newest: '8.0' } as const;
+
+/** Whether a MongoDB release series is newer than the agent image's Database Tools support. */
+export function newerThanMongoTools(version: string): boolean {
+  return compareSeries(version, MONGODB_TOOLS.newest) > 0;
+}
+
+/** Compares two 'major.minor' release series numerically. */
+function compareSeries(a: string, b: string): number {
+  const [am, an] = a.split('.').map(Number);
+  const [bm, bn] = b.split('.').map(Number);
+  return am !== bm ? am - bm : an - bn;
 }
 
 /** A value as the user wrote it in the call: strings quoted, anything else as it is. */
@@ -145,6 +186,13 @@ export interface BackupSourceProps {
    * @default - the secret's `dbname`
    */
   readonly database?: string;
+  /**
+   * A MongoDB source's login and TLS beyond the secret: its authentication database and mechanism, and TLS with
+   * the CA file to check the server against (Amazon DocumentDB). Refused for other engines.
+   * @default - what the secret says (`authSource`, `authMechanism`, `tls` or `ssl`, `tlsCAFile`), else the `admin`
+   * database, a negotiated SCRAM mechanism and no TLS
+   */
+  readonly mongodb?: MongoDbConnection;
   /**
    * Recovery point objective: the most data you accept to lose. The schedule follows from it (an RPO of 1 hour
    * gives a backup every hour, on the hour), and monitoring uses it as the freshness threshold. At least 15 minutes.

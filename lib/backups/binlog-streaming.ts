@@ -94,6 +94,9 @@ export function binlogStreamingProblem(source: Pick<BackupSource, 'name' | 'engi
     return `source '${name}' is ${engine}: binlog streaming is for MariaDB sources, since the agent image carries MariaDB's client tools, ` +
       'whose binlog coordinates and GTIDs differ from MySQL 8\'s; MySQL 8 sources stay dump-only';
   }
+  if (engine.flavour === DatabaseFlavour.MONGODB) {
+    return `source '${name}' is ${engine}: binlog streaming is for MariaDB sources; a MongoDB source is dump-only (its oplog is not archived)`;
+  }
   if (source.hosting === DatabaseHosting.AURORA) {
     return `source '${name}' runs on Amazon Aurora, which is MySQL-compatible only: its binlogs are MySQL's, whose coordinates and GTIDs ` +
       'the agent image\'s MariaDB client tools do not read. Use Aurora\'s own point-in-time recovery (and backtrack), and keep Restorable\'s ' +

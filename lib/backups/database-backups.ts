@@ -13,7 +13,7 @@ import { BackupJobAlerts } from './backup-job-alerts';
 import { BackupKeys } from '../keys/backup-keys';
 import { BackupMonitoring } from '../monitoring/backup-monitoring';
 import {
-  BackupSource, BackupSourceProps, DEFAULT_RPO, DatabaseFlavour, cronForRpo, cronProblem, rpoProblem, taskSizeProblem,
+  BackupSource, BackupSourceProps, DEFAULT_RPO, cronForRpo, cronProblem, rpoProblem, taskSizeProblem,
 } from './backup-source';
 import { Engine } from '../contract/manifest';
 import { sourceNameProblem } from '../contract/names';
@@ -29,6 +29,8 @@ import { vpcCidr } from './vpc-peers';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
+import { mongoArguments, mongoConnectionProblem } from './mongodb-connection';
+import { warnEngine } from './source-warnings';
 
 export interface DatabaseBackupsProps {
   /** Where backups go. Each source's task may write only under its own prefix. */
@@ -113,8 +115,11 @@ export interface DatabaseBackupsProps {
 export { AGENT_CONTAINER_NAME } from './agent-schedules';
 export { RECEIVER_INSIGHTS_WARNING } from './continuous-archiving';
 export { BINLOG_RETENTION_WARNING } from './binlog-streaming';
-/** The warning id a user acknowledges once a MySQL source's backups and restores have been tried. */
-export const MYSQL_UNTESTED_WARNING = '@restorable/database-backups:mysql-untested';
+export { MONGODB_UNTESTED_WARNING, MYSQL_UNTESTED_WARNING } from './source-warnings';
+export { MONGODB_VERSION_WARNING } from './mongodb-connection';
+
+/** Each agent engine's task definition's construct id, before `Task`. */
+const TASK_DEFINITION_IDS: Record<Engine, string> = { [Engine.POSTGRES]: 'Postgres', [Engine.MYSQL]: 'MySql', [Engine.MONGODB]: 'MongoDb' };
 
 const DEFAULT_CPU = 1024;
 /** How long a backup run may take before the freshness check counts its source stale: RPO + this. */
@@ -257,9 +262,11 @@ export class DatabaseBackups extends Construct {
     const memory = props.memoryLimitMiB ?? DEFAULT_MEMORY_MIB;
     const sizeError = taskSizeProblem(cpu, memory, props.ephemeralStorageGiB);
     if (sizeError) throw new RestorableError(this, `source '${name}': ${sizeError}`);
+    const mongoError = mongoConnectionProblem(name, props.engine, props.mongodb);
+    if (mongoError) throw new RestorableError(this, mongoError);
 
     const scope = new Construct(this.sourcesScope, name);
-    if (props.engine.flavour === DatabaseFlavour.MYSQL) warnMysqlUntested(scope, name, props.engine.version);
+    warnEngine(scope, name, props.engine);
     const taskRole = this.createTaskRole(scope, props);
     this.openNetwork(props);
     this.apis.allowSecret(props.secret);
@@ -341,6 +348,7 @@ export class DatabaseBackups extends Construct {
     return [
       'backup', '--engine', props.engine.agentEngine, ...sourceArguments(this.props.store, this.props.keys, props),
       ...(props.database ? ['--database', props.database] : []),
+      ...mongoArguments(props.mongodb),
       ...(props.expectedSize ? ['--expected-size', String(props.expectedSize.toBytes())] : []),
       ...(binlogCoordinates ? ['--binlog-coordinates'] : []),
       // The same condition under which grantBackupWrite allows s3:PutObjectLegalHold: the last good backup stays.
@@ -389,7 +397,7 @@ export class DatabaseBackups extends Construct {
   private taskDefinitionFor(engine: Engine): ecs.FargateTaskDefinition {
     const existing = this.taskDefinitions.get(engine);
     if (existing) return existing;
-    const taskDefinition = new ecs.FargateTaskDefinition(this, `${engine === Engine.POSTGRES ? 'Postgres' : 'MySql'}Task`, {
+    const taskDefinition = new ecs.FargateTaskDefinition(this, `${TASK_DEFINITION_IDS[engine]}Task`, {
       cpu: DEFAULT_CPU,
       memoryLimitMiB: DEFAULT_MEMORY_MIB,
       executionRole: this.executionRole,
@@ -423,17 +431,6 @@ export class DatabaseBackups extends Construct {
         'a hundred role ARNs keeps the policy under its size limit');
     return role;
   }
-
-
-}
-
-/** MySQL is dumped by the MariaDB client, and neither its backups nor its restore tests have run against a MySQL server. */
-function warnMysqlUntested(scope: Construct, name: string, version: string): void {
-  Annotations.of(scope).addWarningV2(MYSQL_UNTESTED_WARNING,
-    `Source '${name}' is MySQL ${version}, which is untested: the agent image holds only MariaDB's client (mysqldump from ` +
-    `MariaDB 10.11), and only MariaDB servers run in Restorable's tests, so neither a MySQL ${version} backup nor its ` +
-    `restore test into a mysql:${version} scratch server has been proven. Run a backup and a restore test of this source ` +
-    'before relying on it; once they pass, acknowledge this warning.');
 }
 
 /** The account as cdk-nag prints it in a finding. */
