@@ -133,8 +133,10 @@ export function formatRestoreResult(result: RestoreResult | PitrResult | BinlogP
   const rows = r.tables.reduce((sum, t) => sum + t.rows, 0);
   const globals = r.globals ? `; roles created: ${r.globals.created.join(', ') || 'none'}, already there: ${r.globals.skipped.join(', ') || 'none'}` : '';
   const refused = [...r.refused, ...(r.globals?.refused ?? [])];
-  return `restored s3://${r.bucket}/${r.key}${r.versionId ? ` (version ${r.versionId})` : ''} (backup of ${r.backupStartedAt}) into ${r.target}: ${r.tables.length} tables, ${rows} rows ` +
+  const mongo = r.engine === Engine.MONGODB;
+  return `restored s3://${r.bucket}/${r.key}${r.versionId ? ` (version ${r.versionId})` : ''} (backup of ${r.backupStartedAt}) into ${r.target}: ` +
+    `${r.tables.length} ${mongo ? 'collections' : 'tables'}, ${rows} ${mongo ? 'documents' : 'rows'} ` +
     `per the manifest, SHA-256 verified, ${r.mode}${r.mode === RestoreMode.SPOOLED ? ` with ${r.jobs} jobs` : ''}, ${r.durationSeconds.toFixed(1)} s${globals}` +
-    `; the backup's SQL ran as ${r.loadedAs}${r.installed.length ? `; extensions installed first: ${r.installed.join(', ')}` : ''}` +
+    `; ${mongo ? 'mongorestore loaded it' : 'the backup\'s SQL ran'} as ${r.loadedAs}${r.installed.length ? `; extensions installed first: ${r.installed.join(', ')}` : ''}` +
     (refused.length ? `\nleft out (a backup is untrusted input: what needs more rights than the load has is not run):\n${refused.map((x) => `  - ${x.what}: ${x.why}`).join('\n')}` : '');
 }
