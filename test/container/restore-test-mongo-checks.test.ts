@@ -2,7 +2,7 @@
  * MongoDB restore-test checks without a server: the checks file's MongoDB entries are read strictly (a typo, a check
  * for another engine or one that would run server-side JavaScript is an error naming the check and the field), values
  * are read as text the way SQL checks compare them, and the comparison with the manifest speaks of collections and
- * documents, leaving out the system collections a restore never loads.
+ * documents (as does its report), leaving out the system collections a restore never loads.
  */
 import { BSON, Binary, Long, ObjectId, Timestamp } from 'mongodb';
 import { Engine } from '../../lib/contract';
@@ -10,6 +10,7 @@ import { CheckKind, checksProblem, parseChecks } from '../../container/src/resto
 import { filterProblem } from '../../container/src/restore-test/mongo-checks';
 import { pathValue, timeText, valueText } from '../../container/src/restore-test/mongo-scratch';
 import { compareTables, parseTolerance } from '../../container/src/restore-test/validate';
+import { formatReport } from '../../container/src/restore-test/report';
 
 const parse = (checks: object[]) => parseChecks(JSON.stringify(checks), 'checks.json');
 
@@ -129,4 +130,13 @@ describe('collections against the manifest', () => {
     expect(compareTables(manifest, new Map([['empty', 0], ['system.buckets.weather', 4]]), parseTolerance('1'))[0].detail)
       .toBe('collection orders is missing from the restored database (the manifest recorded 1000 documents)');
   });
+});
+
+test('a MongoDB report speaks of collections and documents', () => {
+  const report = {
+    formatVersion: 1, source: 's', success: true, bucket: 'b', engine: Engine.MONGODB, startedAt: '2026-11-26T03:00:00Z', finishedAt: '2026-11-26T03:01:00Z',
+    tablesChecked: 5, rowsChecked: 1501, tables: [], checks: [], failures: [], reportKey: 's/restore-tests/x.json',
+  };
+  expect(formatReport(report)).toContain('  checked     5 collections, 1501 documents, 0 user checks');
+  expect(formatReport({ ...report, engine: Engine.POSTGRES })).toContain('  checked     5 tables, 1501 rows, 0 user checks');
 });

@@ -5,9 +5,14 @@
  * set, every document count and the user's checks as queries; the others fail with a stored report naming why: a
  * manifest whose counts disagree with the archive (the manifest comes from the dump task, so it is crafted in the
  * bucket as an attacker or a bug would write it), checks that do not hold, and a scratch database that is not empty.
+ * A planted backup's namespaces outside its database fail the test unless declared; its users and roles are listed.
  */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Manifest, restoreTestLatestKey } from '../../lib/contract';
+import { BSON } from 'mongodb';
+import { DumpFormat, Manifest, backupKey as keyFor, globalsKeyFor, manifestKeyFor, restoreTestLatestKey } from '../../lib/contract';
+import { plantedArchive } from './mongo-archive-builder';
 import {
   AgeKey, MONGO, S3Emulator, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts, mongoToolsPath,
   runAgent, startS3rver, uniqueName, withMongo,
@@ -63,7 +68,7 @@ async function collectionsOf(db: string): Promise<string[]> {
   return withMongo(async (c) => (await c.db(db).listCollections({}, { nameOnly: true }).toArray()).map((x) => x.name).sort());
 }
 
-async function putObject(k: string, body: string): Promise<void> {
+async function putObject(k: string, body: string | Buffer): Promise<void> {
   await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: k, Body: body }));
 }
 
@@ -101,7 +106,7 @@ test('passes: the collection set and every document count as recorded, the check
   const { report } = run;
   const manifest = JSON.parse((await s3.getText(manifestKey))!) as Manifest;
   expect(manifest.tables.map((t) => [t.table, t.rows])).toEqual(Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)));
-  expect(report).toMatchObject({ source, success: true, key: backupKey, failures: [], tablesChecked: Object.keys(counts).length,
+  expect(report).toMatchObject({ source, engine: 'mongodb', success: true, key: backupKey, failures: [], tablesChecked: Object.keys(counts).length,
     rowsChecked: Object.values(counts).reduce((a, b) => a + b, 0), target: `${MONGO.user}@${MONGO.host}:${MONGO.port}/${run.scratch}` });
   expect(report.tables).toContainEqual({ table: 'orders', expected: customers * 3, actual: customers * 3, passed: true,
     detail: `collection orders: ${customers * 3} documents, as recorded` });
@@ -183,3 +188,57 @@ test('checks written for another engine, or running code, are refused before any
   expect(code.code).toBe(2);
   expect(code.stderr).toContain('filter uses $where, which runs server-side JavaScript: a check never runs code');
 }, 60_000);
+
+/** Compressed and encrypted to the test's recipient, as the agent stores an object. */
+function seal(bytes: Buffer): Buffer {
+  const compressed = spawnSync('zstd', ['-q', '-c'], { input: bytes });
+  const sealed = spawnSync('age', ['-r', key.recipient], { input: compressed.stdout });
+  if (compressed.status !== 0 || sealed.status !== 0) throw new Error(`sealing failed: ${compressed.stderr}${sealed.stderr}`);
+  return sealed.stdout;
+}
+
+test('a planted backup: what lies outside its database fails the test unless declared; its users and roles are listed, never created', async () => {
+  const manifest = JSON.parse((await s3.getText(manifestKey))!) as Manifest;
+  const foreign = uniqueName('rt_mongo_foreign');
+  scratches.push(foreign);
+  const dump = plantedArchive([
+    { db: database, collection: 'customers', docs: [{ _id: 1, name: 'kept' }, { _id: 2, name: 'kept too' }] },
+    { db: database, collection: 'system.js', docs: [{ _id: 'f', value: new BSON.Code('function () { return 1; }') }] },
+    { db: foreign, collection: 'secrets', docs: [{ _id: 1, planted: true }] },
+  ]);
+  // The users and roles companion as a real MongoDB's usersInfo and rolesInfo give it (FerretDB has neither).
+  const companion = Buffer.from(BSON.EJSON.stringify({
+    format: 'restorable-mongodb-users-roles/1', database,
+    users: [{ _id: `${database}.app`, user: 'app', db: database, roles: [{ role: 'readWrite', db: database }] }],
+    roles: [{ role: 'reporting', db: database, privileges: [{ resource: { db: database, collection: 'orders' }, actions: ['find'] }], roles: [] }],
+  }, { relaxed: false }));
+  const [body, globals] = [seal(dump), seal(companion)];
+  const plantedKey = keyFor(undefined, source, new Date(Date.parse(manifest.startedAt) + 60_000), DumpFormat.MONGO_ARCHIVE);
+  const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  const forged: Manifest = {
+    ...manifest, key: plantedKey, size: body.length, sha256: sha256(body), dumpSize: dump.length,
+    tables: [{ schema: database, table: 'customers', rows: 2 }, { schema: database, table: 'system.js', rows: 1 }],
+    companions: [{ kind: 'globals', key: globalsKeyFor(plantedKey), size: globals.length, sha256: sha256(globals) }],
+  };
+  await putObject(plantedKey, body);
+  await putObject(globalsKeyFor(plantedKey), globals);
+  await putObject(manifestKeyFor(plantedKey), JSON.stringify(forged));
+
+  const run = await restoreTest(['--key', plantedKey]);
+  expect(run.code).toBe(1);
+  expect(run.report.failures).toEqual([
+    expect.stringMatching(new RegExp(`^left out of the restore, and not expected for this source: ${database}\\.system\\.js \\(stored server-side JavaScript`)),
+    expect.stringMatching(new RegExp(`^left out of the restore, and not expected for this source: ${foreign}\\.secrets \\(outside the backed-up database`)),
+  ]);
+  expect(run.report.tables).toEqual([{ table: 'customers', expected: 2, actual: 2, passed: true, detail: 'collection customers: 2 documents, as recorded' }]);
+  const roles = run.report.refused.filter((r: { from: string }) => r.from === 'roles');
+  expect(roles.map((r: { what: string; expected: boolean }) => [r.what, r.expected])).toEqual([[`role reporting@${database}`, true], [`user app@${database}`, true]]);
+  expect(await collectionsOf(run.scratch)).toEqual(['customers']);
+  expect(await collectionsOf(foreign)).toEqual([]);
+
+  // Declared, the same backup passes: the users and roles stay notes for a person.
+  const declared = await restoreTest(['--key', plantedKey, '--expect-left-out', `${database}.system.js;${foreign}.*`]);
+  expect(declared.report.failures).toEqual([]);
+  expect(declared.code).toBe(0);
+  expect(declared.report.refused).toHaveLength(4);
+}, 120_000);

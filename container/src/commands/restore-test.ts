@@ -204,6 +204,7 @@ export async function runRestoreTest(args: ParsedArgs, deps: RestoreTestDeps): P
     source: location.source,
     success,
     bucket: location.bucket,
+    ...(manifest ? { engine: manifest.engine } : {}),
     key,
     backupStartedAt: manifest?.startedAt,
     target: connection ? describeConnection(connection) : undefined,

@@ -5,7 +5,7 @@
  * `restore-tests/vault/` instead, apart from the reports replication brings from the primary.
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { ReportsCopy, RestoreTestPointer, reportsCopyProblem, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
+import { Engine, ReportsCopy, RestoreTestPointer, reportsCopyProblem, restoreTestLatestKey, restoreTestsPrefix, timestampLabel } from '../../../lib/contract';
 import { CheckOutcome } from './checks';
 import { Refusal } from '../engines/engine';
 import { OptionKind, OptionSpecs, ParsedArgs } from '../shared/args';
@@ -31,6 +31,8 @@ export interface ReportedRefusal extends Refusal {
 export interface RestoreTestReport extends RestoreTestPointer {
   readonly formatVersion: number;
   readonly bucket: string;
+  /** The restored backup's engine, when one was selected: MongoDB's tables are collections, its rows documents. */
+  readonly engine?: Engine;
   /** The backup restored, when one was selected. */
   readonly key?: string;
   readonly backupStartedAt?: string;
@@ -127,7 +129,9 @@ export function formatReport(r: RestoreTestReport): string {
       `${r.binlogPitr.lastEvent.gtid ? ` (GTID ${r.binlogPitr.lastEvent.gtid})` : ''}, ${seconds(r.binlogPitr.restoreSeconds)} from the dump's download to it`] : []),
     `  duration    ${seconds(r.durationSeconds)} (download to end of validation: the measured RTO)`,
     `  data age    ${seconds(r.restoredBackupAgeSeconds)}`,
-    `  checked     ${r.tablesChecked} tables, ${r.rowsChecked} rows, ${r.checks.length} user checks`,
+    r.engine === Engine.MONGODB
+      ? `  checked     ${r.tablesChecked} collections, ${r.rowsChecked} documents, ${r.checks.length} user checks`
+      : `  checked     ${r.tablesChecked} tables, ${r.rowsChecked} rows, ${r.checks.length} user checks`,
     `  report      s3://${r.bucket}/${r.reportKey}`,
   ];
   if (r.refused?.length) {
