@@ -48,6 +48,8 @@ const IMAGE_ENTRYPOINT = 'docker-entrypoint.sh';
 
 interface ScratchSettings extends ScratchConnection {
   readonly environment: Record<string, string>;
+  /** What the agent container needs to log in to the scratch server (MongoDB: the root user's password). */
+  readonly agentEnvironment?: Record<string, string>;
   readonly healthCommand: string[];
   /** The server and its flags: the image's CMD, which an entryPoint override would otherwise drop. */
   readonly serverCommand: (version: string) => string[];
@@ -61,6 +63,21 @@ const LOOPBACK = '127.0.0.1';
 const MYSQL_FAMILY_FLAGS = [`--bind-address=${LOOPBACK}`, '--local-infile=0', `--secure-file-priv=${SCRATCH_SECURE_FILE_PRIV}`];
 
 /**
+ * The MongoDB scratch server's root password. Not a secret: the image's entrypoint creates the root user from
+ * MONGO_INITDB_ROOT_* and then starts mongod with --auth, and the agent logs in with these (MONGODB_PASSWORD); the
+ * server listens on the task's loopback only, where nothing but the task's own containers reaches it.
+ */
+export const SCRATCH_MONGO_PASSWORD = 'restore-test-scratch';
+
+/**
+ * A MongoDB health check that passes only once the server that will stay is up: the image's entrypoint first runs a
+ * temporary mongod without --auth on the same loopback port to create the root user, and that one answers listDatabases
+ * to anyone. The final one, started with --auth, refuses it unauthenticated (code 13, Unauthorized). Run with mongosh
+ * (the images of 6.0 on) or the legacy mongo shell (older ones), which throws or returns the failure.
+ */
+const MONGO_HEALTH_SCRIPT = 'let r; try { r = db.adminCommand({ listDatabases: 1 }) } catch (e) { r = e } quit(r.code === 13 ? 0 : 1)';
+
+/**
  * A throwaway server: the agent connects as its administrator without a password (it creates the account that
  * loads the backup, without superuser, FILE or SUPER rights), so the server listens on loopback only, where only
  * the task's own containers reach it; it holds nothing but the backup under test, and is gone when the task stops.
@@ -71,6 +88,9 @@ const MYSQL_FAMILY_FLAGS = [`--bind-address=${LOOPBACK}`, '--local-infile=0', `-
  * - MariaDB and MySQL: `--bind-address=127.0.0.1`, `--local-infile=0` (no LOAD DATA LOCAL, whatever a client
  *   asks), and `--secure-file-priv=/var/lib/mysql-files` (server-side file reads and writes confined to an empty
  *   directory); MySQL's X protocol listener is off.
+ * - MongoDB: the official image's root user from MONGO_INITDB_ROOT_USERNAME and _PASSWORD (so mongod runs with
+ *   --auth), `--bind_ip 127.0.0.1` (the image's entrypoint would otherwise add --bind_ip_all); the agent logs in as
+ *   root with {@link SCRATCH_MONGO_PASSWORD} and restores into a database it names, which MongoDB creates on write.
  */
 const SCRATCH: Record<DatabaseFlavour, ScratchSettings> = {
   [DatabaseFlavour.POSTGRES]: {
@@ -94,6 +114,13 @@ const SCRATCH: Record<DatabaseFlavour, ScratchSettings> = {
     healthCommand: ['CMD-SHELL', `mysqladmin ping -h ${LOOPBACK} --silent`],
     serverCommand: () => ['mysqld', ...MYSQL_FAMILY_FLAGS, '--mysqlx=0'],
     prepare: `mkdir -p ${SCRATCH_SECURE_FILE_PRIV}`,
+  },
+  [DatabaseFlavour.MONGODB]: {
+    port: 27017, user: 'root',
+    environment: { MONGO_INITDB_ROOT_USERNAME: 'root', MONGO_INITDB_ROOT_PASSWORD: SCRATCH_MONGO_PASSWORD },
+    agentEnvironment: { MONGODB_PASSWORD: SCRATCH_MONGO_PASSWORD, MONGODB_AUTH_SOURCE: 'admin' },
+    healthCommand: ['CMD-SHELL', `$(command -v mongosh || command -v mongo) --quiet --host ${LOOPBACK} --port 27017 --eval '${MONGO_HEALTH_SCRIPT}'`],
+    serverCommand: () => ['mongod', '--bind_ip', LOOPBACK],
   },
 };
 
@@ -242,6 +269,7 @@ export class RestoreTestTask extends Construct {
       image: props.agentImage,
       essential: true,
       command: ['--help'],
+      ...(pitr || !settings.agentEnvironment ? {} : { environment: settings.agentEnvironment }),
       startTimeout: props.scratchStartTimeout,
       logging: ecs.LogDrivers.awsLogs({ logGroup: props.logGroup, streamPrefix: 'restore-test' }),
     });
@@ -250,6 +278,7 @@ export class RestoreTestTask extends Construct {
     }
     agent.addContainerDependencies({ container: scratch, condition: ecs.ContainerDependencyCondition.HEALTHY });
     acknowledgeNag(this.taskDefinition, 'ECS2', 'The environment holds only the scratch server\'s settings (an empty database name, passwordless access inside ' +
-        'the task); no secret: the agent reads the age identity from Secrets Manager itself');
+        'the task, or a MongoDB scratch server\'s fixed root password, which guards a server on the task\'s loopback only); no secret: the agent ' +
+        'reads the age identity from Secrets Manager itself');
   }
 }
