@@ -164,8 +164,9 @@ function sampleVaultVpc(stack: Stack, env: Environment): ec2.IVpc {
 
 /**
  * A PostgreSQL source on RDS (dumped from its read replica), a MariaDB source on RDS whose binlogs a streamer stores as
- * they are written, and a PostgreSQL server of the team's own whose WAL a receiver streams, with daily base backups:
- * the last two restore to any second.
+ * they are written, a PostgreSQL server of the team's own whose WAL a receiver streams, with daily base backups (the
+ * last two restore to any second), and the product catalog on a MongoDB 7.0 replica set of the team's own, dumped
+ * from a hidden secondary so that dumps do not load the members that serve the shop.
  */
 function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBackups): void {
   const secret = (id: string, name: string) => secretsmanager.Secret.fromSecretCompleteArn(stack, id,
@@ -208,6 +209,17 @@ function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBacku
       replicationSecret: secret('LedgerDbReplicationSecret', `${env.name}/ledger-db/replication-user`),
     },
   });
+  // The backup user is MongoDB's own (in admin) with the backup role; its secret holds the RDS-shaped fields.
+  backups.addSource({
+    name: 'catalog-db',
+    engine: SourceEngine.mongodb('7.0'),
+    secret: secret('CatalogDbSecret', `${env.name}/catalog-db/backup-user`),
+    endpoint: { hostname: 'catalog-db-hidden.internal.example.com', port: 27017 },
+    database: 'catalog',
+    mongodb: { authSource: 'admin' },
+    rpo: Duration.hours(4),
+    peer: peer('CatalogDbSecurityGroup', `sg-0${hex}1b2c3d4e5f60014`, 27017),
+  });
 }
 
 /**
@@ -216,11 +228,12 @@ function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBacku
  * before it runs. Weekly (Sundays 03:00 UTC) from the store.
  */
 function restoreTestSources(backups: DatabaseBackups): RestoreTestSourceProps[] {
-  const [orders, shop, ledger] = backups.sources;
+  const [orders, shop, ledger, catalog] = backups.sources;
   return [
     { source: orders, rtoTarget: Duration.hours(2),
       checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAge: Duration.hours(1) }] },
     { source: shop },
     { source: ledger, rtoTarget: Duration.hours(1) },
+    { source: catalog, rtoTarget: Duration.hours(2) },
   ];
 }

@@ -126,17 +126,25 @@ describe.each(envNames)('environment %s', (name) => {
     expect(store.replica).toBe(replicaStore);
   });
 
-  test('given the sample sources, when synthesized, then two PostgreSQL sources and a MariaDB source are scheduled, restore-tested and monitored, one archives its WAL and one streams its binlogs', () => {
+  test('given the sample sources, when synthesized, then two PostgreSQL sources, a MariaDB and a MongoDB source are scheduled, restore-tested and monitored, one archives its WAL and one streams its binlogs', () => {
     const example = synthesizedExample(name);
     const { primary, backups, restoreTesting } = example;
-    expect(backups.sources.map((s) => [s.name, s.engine.agentEngine])).toEqual([['orders-db', 'postgres'], ['shop-db', 'mysql'], ['ledger-db', 'postgres']]);
+    expect(backups.sources.map((s) => [s.name, s.engine.agentEngine]))
+      .toEqual([['orders-db', 'postgres'], ['shop-db', 'mysql'], ['ledger-db', 'postgres'], ['catalog-db', 'mongodb']]);
     const template = example.template(primary);
     const commands = Object.values(template.findResources('AWS::Scheduler::Schedule'))
       .map((schedule) => JSON.stringify(schedule.Properties.Target.Input));
     // A dump schedule per source, and the base backups of the WAL-archived one.
-    expect(commands).toHaveLength(4);
+    expect(commands).toHaveLength(5);
     expect(commands.find((c) => c.includes('orders-db'))).toContain('\\"--engine\\",\\"postgres\\"');
     expect(commands.find((c) => c.includes('shop-db'))).toContain('\\"--engine\\",\\"mysql\\"');
+    expect(commands.find((c) => c.includes('catalog-db'))).toContain('\\"--engine\\",\\"mongodb\\"');
+    expect(commands.find((c) => c.includes('catalog-db'))).toContain('\\"--auth-source\\",\\"admin\\"');
+    // The catalog's restore tests load into a scratch mongo of its series.
+    const scratchImages = Object.values(template.findResources('AWS::ECS::TaskDefinition'))
+      .flatMap((definition) => definition.Properties.ContainerDefinitions as { Name: string; Image: unknown }[])
+      .filter((container) => container.Name === 'scratch').map((container) => container.Image);
+    expect(scratchImages).toContain('public.ecr.aws/docker/library/mongo:7.0');
     const ledger = commands.filter((c) => c.includes('ledger-db'));
     expect(ledger.map((c) => /\\"command\\":\[\\"([a-z-]+)\\"/.exec(c)?.[1]).sort()).toEqual(['backup', 'basebackup']);
     // ledger-db's WAL receiver and shop-db's binlog streamer: one task each, never two at once.
@@ -150,7 +158,7 @@ describe.each(envNames)('environment %s', (name) => {
     const freshnessInput = Object.values(template.findResources('AWS::Events::Rule'))
       .flatMap((rule) => (rule.Properties.Targets ?? []) as { Input?: string }[])
       .map((target) => target.Input ?? '').find((input) => input.includes('maxAgeSeconds'));
-    expect(JSON.parse(freshnessInput!).sources.map((s: { source: string }) => s.source)).toEqual(['orders-db', 'shop-db', 'ledger-db']);
+    expect(JSON.parse(freshnessInput!).sources.map((s: { source: string }) => s.source)).toEqual(['orders-db', 'shop-db', 'ledger-db', 'catalog-db']);
   });
 
   test('given the VPC endpoints, then the tasks reach S3 by its prefix list, which cdk.json holds so that synth needs no lookup', () => {
