@@ -242,7 +242,7 @@ export abstract class RestoreTestFleet extends Construct {
       throw new RestorableError(this, `source '${source.name}' is restore-tested twice; pass it once, with all its checks`);
     }
     for (const check of props.checks ?? []) {
-      const problem = checkProblem(check);
+      const problem = checkProblem(check, source.engine.flavour);
       if (problem) throw new RestorableError(this, `source '${source.name}': ${problem}`);
     }
     const problems: string[] = [];

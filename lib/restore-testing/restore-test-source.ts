@@ -10,26 +10,55 @@ import { ScratchConnection } from './restore-test-task';
 
 /**
  * A query the restored database must answer as expected; give exactly one of `minRows`, `equals`, `maxAge`.
- * A failed check names itself in the report with what was expected and what came back.
+ * A failed check names itself in the report with what was expected and what came back. PostgreSQL, MariaDB and MySQL
+ * sources give `sql`; MongoDB sources give `collection` (with an optional `filter`, and `field` for a value or a
+ * time) instead: a MongoDB check only ever reads documents, never runs code (`$where`, `$function`, `$accumulator`
+ * and `$expr` are refused by the agent, as are aggregation pipelines and commands).
  */
 export interface RestoreTestCheck {
   /** What the check proves, for example 'orders of the last day exist'. Unique per source. */
   readonly name: string;
-  /** The query, run in the restored database. */
-  readonly sql: string;
   /**
-   * The query returns at least this many rows.
+   * The query, run in the restored database (PostgreSQL, MariaDB, MySQL).
+   * @default - none: a MongoDB source's check gives `collection` instead
+   */
+  readonly sql?: string;
+  /**
+   * MongoDB sources: the collection the check reads, one of the backup's own (never a `system.` collection).
+   * @default - none: an SQL source's check gives `sql` instead
+   */
+  readonly collection?: string;
+  /**
+   * MongoDB sources: the query filter, as Extended JSON (`{ placedAt: { $gte: { $date: '2026-01-01T00:00:00Z' } } }`),
+   * with query operators only (comparison, logic, element, array, `$regex`, `$mod`).
+   * @default {} - every document of the collection
+   */
+  readonly filter?: Record<string, unknown>;
+  /**
+   * MongoDB sources: with `equals`, the field (a dotted path) of the first matching document compared instead of
+   * the count of matching documents; with `maxAge`, the time field whose newest value is checked.
+   * @default - `equals` compares the count of matching documents; `maxAge` needs a field
+   */
+  readonly field?: string;
+  /**
+   * MongoDB sources, `equals` with a `field`: which matching document is the first, for example `{ placedAt: -1 }`.
+   * @default { _id: 1 }
+   */
+  readonly sort?: Record<string, number>;
+  /**
+   * The query returns at least this many rows (MongoDB: at least this many documents match the filter).
    * @default - not checked
    */
   readonly minRows?: number;
   /**
-   * The first column of the first row, as text, equals this.
+   * The first column of the first row, as text, equals this (MongoDB: the count of matching documents, or the
+   * `field` of the first one).
    * @default - not checked
    */
   readonly equals?: string;
   /**
    * The first column of the first row is a time at most this much older than the backup's start (whole seconds),
-   * for example `Duration.hours(1)`.
+   * for example `Duration.hours(1)` (MongoDB: the newest value of `field` among the matching documents).
    * @default - not checked
    */
   readonly maxAge?: Duration;
@@ -154,9 +183,13 @@ export function pointInTimeProblem(props: RestoreTestSourceProps): string | unde
   return undefined;
 }
 
-/** What is wrong with a check, or undefined when it is valid. */
-export function checkProblem(check: RestoreTestCheck): string | undefined {
-  if (!check?.name || !check.sql) return 'every restore-test check needs a name and an sql query';
+/** What is wrong with a check of a source of `flavour`, or undefined when it is valid. */
+export function checkProblem(check: RestoreTestCheck, flavour: DatabaseFlavour): string | undefined {
+  if (!check?.name) return 'every restore-test check needs a name';
+  const queryProblem = flavour === DatabaseFlavour.MONGODB ? mongoCheckProblem(check) : check.collection !== undefined
+    ? `check '${check.name}' names a collection, which is for MongoDB sources: give an sql query instead`
+    : (!check.sql ? `check '${check.name}' needs an sql query` : undefined);
+  if (queryProblem) return queryProblem;
   const [renamed] = renamedPropProblems(check, { maxAgeSeconds: 'use maxAge: Duration.hours(1)' }, `check '${check.name}': `);
   if (renamed) return renamed;
   const expectations = [check.minRows, check.equals, check.maxAge].filter((e) => e !== undefined).length;
@@ -167,6 +200,23 @@ export function checkProblem(check: RestoreTestCheck): string | undefined {
   const problems: string[] = [];
   if (check.maxAge !== undefined) wholeSeconds(`check '${check.name}': maxAge`, check.maxAge, { min: 0, example: 'Duration.hours(1)' }, problems);
   return problems[0];
+}
+
+/** The query of a MongoDB source's check: a collection, and a filter object; the agent vets the operators. */
+function mongoCheckProblem(check: RestoreTestCheck): string | undefined {
+  const example = "for example { name: 'paid orders', collection: 'orders', filter: { status: 'paid' }, minRows: 10 }";
+  if (check.sql !== undefined) return `check '${check.name}' has an sql query, and the source is MongoDB: give a collection and a filter instead, ${example}`;
+  if (typeof check.collection !== 'string' || check.collection === '' || /[$\0]/.test(check.collection)) {
+    return `check '${check.name}' needs the collection it reads (a MongoDB collection name, no $ or NUL), ${example}`;
+  }
+  if (check.collection.startsWith('system.')) return `check '${check.name}' reads ${check.collection}, a system collection: a check reads the backup's own collections`;
+  if (check.filter !== undefined && (typeof check.filter !== 'object' || check.filter === null || Array.isArray(check.filter))) {
+    return `check '${check.name}': filter must be a query document, such as { status: 'paid' }`;
+  }
+  if (check.maxAge !== undefined && check.field === undefined) return `check '${check.name}': maxAge needs the time field whose newest value it checks (field)`;
+  if (check.minRows !== undefined && check.field !== undefined) return `check '${check.name}': minRows counts the documents that match the filter, so field has no meaning there: remove it`;
+  if (check.sort !== undefined && (check.field === undefined || check.equals === undefined)) return `check '${check.name}': sort chooses the document whose field equals compares; give field and equals, or remove sort`;
+  return undefined;
 }
 
 /** What is wrong with a source's `expectLeftOut`, or undefined when it is valid. */
@@ -234,7 +284,8 @@ export interface RestoreTestTarget {
 /** The agent's arguments for one source's restore test: no secret, only where to find it. */
 export function restoreTestCommand(props: RestoreTestSourceProps, target: RestoreTestTarget): string[] {
   // The agent's checks file counts the age in seconds.
-  const checks = (props.checks ?? []).map(({ name, sql, minRows, equals, maxAge }) => ({ name, sql, minRows, equals, maxAgeSeconds: maxAge?.toSeconds() }));
+  const checks = (props.checks ?? []).map(({ name, sql, collection, filter, field, sort, minRows, equals, maxAge }) =>
+    ({ name, sql, collection, filter, field, sort, minRows, equals, maxAgeSeconds: maxAge?.toSeconds() }));
   const binlog = testsPointInTime(props) && props.source.binlogStreaming !== undefined;
   // Replay must reach as near the target as the stream is kept fresh: the source's maxArchiveAge, unless given.
   const maxGap = props.pointInTimeMaxGap ?? (binlog ? props.source.binlogStreaming!.maxArchiveAge : undefined);

@@ -13,7 +13,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { BackupKeys, BackupMonitoring, BackupStore, DatabaseBackups, RestoreTesting, SourceEngine } from '../../../lib';
 import { BackupSource } from '../../../lib/backups/backup-source';
 import { CREDENTIAL_VARIABLES, RESTORE_TEST_AGENT_CONTAINER, SCRATCH_CONTAINER, SCRATCH_DATABASE, SCRATCH_MONGO_PASSWORD, scratchConnection } from '../../../lib/restore-testing/restore-test-task';
-import { restoreTestCommand } from '../../../lib/restore-testing/restore-test-source';
+import { RestoreTestCheck, restoreTestCommand } from '../../../lib/restore-testing/restore-test-source';
 import { DatabaseFlavour } from '../../../lib/backups/backup-source';
 import { ENV, optionOf, postgresSource, samplePeer, sampleSecret, sampleVpc } from '../database-backups-fixture';
 
@@ -143,4 +143,59 @@ test('a MongoDB source with its own scratch image uses it as given', () => {
   const images = Object.values(Template.fromStack(s).findResources('AWS::ECS::TaskDefinition'))
     .flatMap((r) => r.Properties.ContainerDefinitions as Container[]).filter((c) => c.Name === SCRATCH_CONTAINER).map((c) => c.Image);
   expect(images).toEqual([image]);
+});
+
+describe('a MongoDB source\'s checks', () => {
+  /** A RestoreTesting of one MongoDB and one PostgreSQL source with these checks, or the error that refuses them. */
+  function testing(mongoChecks: RestoreTestCheck[], postgresChecks: RestoreTestCheck[] = []) {
+    const s = new Stack(new App(), 'S', { env: ENV });
+    const store = new BackupStore(s, 'Store');
+    const keys = new BackupKeys(s, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
+    const monitoring = new BackupMonitoring(s, 'Monitoring', { store });
+    const backups = new DatabaseBackups(s, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(s) });
+    const catalogSource = backups.addSource({
+      name: 'catalog-db', engine: SourceEngine.mongodb('7.0'), secret: sampleSecret(s, 'catalog-db'), endpoint: { hostname: 'catalog.example.internal', port: 27017 },
+    });
+    const orders = backups.addSource(postgresSource(s, 'orders-db'));
+    return () => new RestoreTesting(s, 'RestoreTesting', {
+      backups, store, keys, monitoring, sources: [{ source: catalogSource, checks: mongoChecks }, { source: orders, checks: postgresChecks }],
+    });
+  }
+
+  test('given a collection, a filter in Extended JSON, a field and a sort, then the agent is given them as its checks file has them', () => {
+    const checks: RestoreTestCheck[] = [
+      { name: 'products listed', collection: 'products', filter: { listed: true, price: { $gte: 1 } }, minRows: 100 },
+      { name: 'newest price', collection: 'prices', field: 'amount', sort: { updatedAt: -1 }, equals: '9.99' },
+      { name: 'prices fresh', collection: 'prices', filter: { updatedAt: { $gte: { $date: '2026-01-01T00:00:00Z' } } }, field: 'updatedAt', maxAge: Duration.hours(6) },
+    ];
+    const command = restoreTestCommand({ source: catalog, checks }, {
+      bucket: 'bucket', prefix: '', identitySecretArn: 'arn:identity', scratch: scratchConnection(DatabaseFlavour.MONGODB), database: SCRATCH_DATABASE,
+    });
+    expect(JSON.parse(optionOf(command, '--checks-json') as string)).toEqual([
+      { name: 'products listed', collection: 'products', filter: { listed: true, price: { $gte: 1 } }, minRows: 100 },
+      { name: 'newest price', collection: 'prices', field: 'amount', sort: { updatedAt: -1 }, equals: '9.99' },
+      { name: 'prices fresh', collection: 'prices', filter: { updatedAt: { $gte: { $date: '2026-01-01T00:00:00Z' } } }, field: 'updatedAt', maxAgeSeconds: 21600 },
+    ]);
+    expect(testing(checks)).not.toThrow();
+  });
+
+  test.each<[string, RestoreTestCheck, string]>([
+    ['an sql query', { name: 'c', sql: 'SELECT 1', minRows: 1 }, "check 'c' has an sql query, and the source is MongoDB: give a collection and a filter instead"],
+    ['no collection', { name: 'c', minRows: 1 }, "check 'c' needs the collection it reads"],
+    ['a collection with $', { name: 'c', collection: 'a$b', minRows: 1 }, "check 'c' needs the collection it reads (a MongoDB collection name, no $ or NUL)"],
+    ['a system collection', { name: 'c', collection: 'system.users', minRows: 1 }, "check 'c' reads system.users, a system collection"],
+    ['a filter that is a list', { name: 'c', collection: 'a', filter: [] as unknown as Record<string, unknown>, minRows: 1 }, "check 'c': filter must be a query document"],
+    ['maxAge without a field', { name: 'c', collection: 'a', maxAge: Duration.hours(1) }, "check 'c': maxAge needs the time field"],
+    ['minRows with a field', { name: 'c', collection: 'a', field: 'x', minRows: 1 }, "check 'c': minRows counts the documents that match the filter"],
+    ['a sort without a field', { name: 'c', collection: 'a', sort: { x: 1 }, equals: '1' }, "check 'c': sort chooses the document whose field equals compares"],
+    ['two expectations', { name: 'c', collection: 'a', minRows: 1, equals: '1' }, "check 'c' must have exactly one of minRows, equals and maxAge (it has 2)"],
+  ])('given %s, then the check is refused in words', (_, check, message) => {
+    expect(testing([check])).toThrow(`source 'catalog-db': ${message}`);
+  });
+
+  test('given a collection on a PostgreSQL source\'s check, then it is refused: SQL sources give sql', () => {
+    expect(testing([], [{ name: 'c', collection: 'orders', minRows: 1 }]))
+      .toThrow("source 'orders-db': check 'c' names a collection, which is for MongoDB sources: give an sql query instead");
+    expect(testing([], [{ name: 'c', minRows: 1 }])).toThrow("source 'orders-db': check 'c' needs an sql query");
+  });
 });
