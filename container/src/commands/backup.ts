@@ -15,8 +15,7 @@ import {
   DEFAULT_ZSTD_LEVEL, RECIPIENT_OPTIONS, Recipient, compressStage, compressedInputBytes, encryptStage, recipientFromArgs,
 } from '../backup/encrypt';
 import { DUMP_TOOLS, openSession, parseEngine } from '../engines';
-import { CheckedDumpJob, MONGO_CONSISTENCY_WARNING } from '../engines/mongodb';
-import { DumpJob } from '../engines/engine';
+import { MONGO_CONSISTENCY_WARNING } from '../engines/mongodb';
 import { AgentError, UsageError } from '../shared/errors';
 import { ProgressReporter, log } from '../shared/log';
 import { ProcessPipeline, StageSpec } from '../shared/pipeline';
@@ -193,7 +192,7 @@ export async function runBackup(args: ParsedArgs, deps: BackupDeps): Promise<Bac
       stored = await store(deps, bucket, key, tier, partSize, [job.stage, compressStage(level), encryptStage(recipient)], {
         beforeComplete: (pipeline) => {
           // A dump that is not whole (an archive cut short) never completes its object, let alone becomes latest.
-          (job as DumpJob & Partial<CheckedDumpJob>).checkComplete?.();
+          job.checkComplete?.();
           dumpBytes = compressedInputBytes(pipeline.stderrOf('zstd'));
           if (dumpBytes < minSize) throw new AgentError(`the dump is ${dumpBytes} bytes, under the minimum of ${minSize} (--min-size): refusing to store it`);
         },

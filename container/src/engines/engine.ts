@@ -24,6 +24,11 @@ export interface DumpJob {
   rowCounts(): Promise<TableCount[]>;
   /** Releases what the dump held (a snapshot transaction, a defaults file); safe to call twice. */
   release(): Promise<void>;
+  /**
+   * Once the dump process exited 0 and before its object completes: throws when what it wrote is not a whole dump (an
+   * archive cut short), so that the object is never stored, let alone named by latest.json.
+   */
+  checkComplete?(): void;
   /** With DumpOptions.binlogCoordinates, once the dump process exited 0: where the dump sits in the server's binlog. */
   binlogCoordinates?(): BinlogCoordinates;
 }
@@ -131,6 +136,11 @@ export interface EngineSession {
    * the load runs `restoreStage` on the session's own connection.
    */
   planLoad?(dump: DumpPeek, options: LoadOptions): Promise<LoadPlan>;
+  /**
+   * Engines whose restore tool has no transaction to roll back (mongorestore): after an operator's load, the restored
+   * counts against the manifest's; throws naming every difference.
+   */
+  checkLoaded?(tables: readonly TableCount[]): Promise<void>;
   close(): Promise<void>;
 }
 

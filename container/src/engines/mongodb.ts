@@ -77,12 +77,6 @@ function serverWords(err: unknown): string {
   return redactor.redact(`${e.message}${e.codeName && !e.message.includes(e.codeName) ? ` (${e.codeName})` : ''}`);
 }
 
-/** A dump whose output can be judged whole before its object completes: backup refuses the object otherwise. */
-export interface CheckedDumpJob extends DumpJob {
-  /** Once the dump process exited 0, before the upload completes: throws when what it wrote is not a whole dump. */
-  checkComplete(): void;
-}
-
 export interface MongoSessionOptions {
   /** Restores: the database the backup was taken from, whose namespaces the archive holds (the manifest's). */
   readonly sourceDatabase?: string;
@@ -185,7 +179,7 @@ export class MongoSession implements EngineSession {
     return { sql: `${BSON.EJSON.stringify(companion, undefined, 2, { relaxed: false })}\n` };
   }
 
-  async startDump(options: DumpOptions = {}): Promise<CheckedDumpJob> {
+  async startDump(options: DumpOptions = {}): Promise<DumpJob> {
     if (options.binlogCoordinates) throw new UsageError('--binlog-coordinates is for MariaDB sources; a MongoDB source has no binlog');
     const counter = new MongoArchiveCounter();
     const database = this.connection.database;
