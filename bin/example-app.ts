@@ -224,8 +224,8 @@ function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBacku
 
 /**
  * What the restore tests check, of every source: the orders database also proves its newest order is at most an
- * hour older than the backup, and has an RTO of 2 hours; the ledger's test is a point-in-time restore to a minute
- * before it runs. Weekly (Sundays 03:00 UTC) from the store.
+ * hour older than the backup, and has an RTO of 2 hours, as has the catalog, which must still list products; the
+ * ledger's test is a point-in-time restore to a minute before it runs. Weekly (Sundays 03:00 UTC) from the store.
  */
 function restoreTestSources(backups: DatabaseBackups): RestoreTestSourceProps[] {
   const [orders, shop, ledger, catalog] = backups.sources;
@@ -234,6 +234,7 @@ function restoreTestSources(backups: DatabaseBackups): RestoreTestSourceProps[] 
       checks: [{ name: 'orders up to the backup', sql: 'SELECT max(placed_at) FROM sales.orders', maxAge: Duration.hours(1) }] },
     { source: shop },
     { source: ledger, rtoTarget: Duration.hours(1) },
-    { source: catalog, rtoTarget: Duration.hours(2) },
+    { source: catalog, rtoTarget: Duration.hours(2),
+      checks: [{ name: 'listed products', collection: 'products', filter: { status: 'listed' }, minRows: 1 }] },
   ];
 }
