@@ -5,7 +5,7 @@
 import {
   AgeKey, AgentRun, MYSQL, PG, S3Emulator, agentEnv, createMysqlFixture, createPgDatabase, createPgFixture, cuttingProxy,
   dropMysqlDatabase, dropPgDatabase, failsAfterLastByte, logLines, makeAgeKey, pathWithOnly, pgQuery, prependPath,
-  readerRole, runAgent, startAgent, startS3rver, startsLate, uniqueName,
+  readerRole, runAgent, startAgent, startS3rver, startsLate, uniqueName, wrapperDir,
 } from '../support';
 
 const source = 'faults-pg';
@@ -118,6 +118,17 @@ test('wrong MariaDB credentials: a clear message, and the password appears nowhe
     '--host', MYSQL.host, '--port', String(MYSQL.port), '--user', MYSQL.user, '--database', maria], agentEnv({ ...s3.env, MYSQL_PWD: password }));
   await expectCleanFailure(run, before, /could not connect to MySQL\/MariaDB as restorable@127\.0\.0\.1:\d+\/\S+: ERROR 1045 \(28000\): Access denied/);
   expect(run.stdout + run.stderr).not.toContain(password);
+});
+
+test('a mysqldump that exits 0 with its output cut inside an INSERT: refused before its object completes', async () => {
+  createMysqlFixture(maria, 10);
+  const before = await bucketState();
+  // The real dump, cut a few bytes into its first INSERT, and a clean exit.
+  const cut = wrapperDir('mysqldump', (real) => `'${real}' "$@" | awk '/^INSERT INTO/ { printf "%s", substr($0, 1, 40); exit } { print }'; exit 0`);
+  const run = await runAgent(['backup', '--source', source, '--engine', 'mysql', '--bucket', s3.bucket, '--recipient', key.recipient,
+    '--host', MYSQL.host, '--port', String(MYSQL.port), '--user', MYSQL.user, '--database', maria],
+  agentEnv({ ...s3.env, MYSQL_PWD: MYSQL.password, PATH: prependPath(cut) }));
+  await expectCleanFailure(run, before, /the mysqldump output ended inside an INSERT statement: the dump is incomplete/);
 });
 
 test.each([['zstd', 'apt-get install zstd'], ['age', 'apt-get install age']])('%s missing from PATH', async (missing, hint) => {

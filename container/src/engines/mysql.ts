@@ -191,8 +191,11 @@ export class MysqlSession implements EngineSession {
     };
     return {
       stage,
-      rowCounts: async (): Promise<TableCount[]> => {
+      // Before the object completes: a dump that ends mid-INSERT is never stored, let alone named by latest.json.
+      checkComplete: () => {
         if (counter.midStatement) throw new AgentError('the mysqldump output ended inside an INSERT statement: the dump is incomplete');
+      },
+      rowCounts: async (): Promise<TableCount[]> => {
         // Empty tables have no INSERT at all: they count 0.
         const counts = new Map([...this.tables.map((table): [string, number] => [table, 0]), ...counter.result()]);
         return [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([table, rows]) => ({ schema: this.connection.database, table, rows }));
