@@ -116,7 +116,7 @@ export { AGENT_CONTAINER_NAME } from './agent-schedules';
 export { RECEIVER_INSIGHTS_WARNING } from './continuous-archiving';
 export { BINLOG_RETENTION_WARNING } from './binlog-streaming';
 export { MONGODB_UNTESTED_WARNING, MYSQL_UNTESTED_WARNING } from './source-warnings';
-export { MONGODB_VERSION_WARNING } from './mongodb-connection';
+export { DOCUMENTDB_CA_WARNING, MONGODB_VERSION_WARNING } from './mongodb-connection';
 
 /** Each agent engine's task definition's construct id, before `Task`. */
 const TASK_DEFINITION_IDS: Record<Engine, string> = { [Engine.POSTGRES]: 'Postgres', [Engine.MYSQL]: 'MySql', [Engine.MONGODB]: 'MongoDb' };
@@ -266,7 +266,7 @@ export class DatabaseBackups extends Construct {
     if (mongoError) throw new RestorableError(this, mongoError);
 
     const scope = new Construct(this.sourcesScope, name);
-    warnEngine(scope, name, props.engine);
+    warnEngine(scope, props);
     const taskRole = this.createTaskRole(scope, props);
     this.openNetwork(props);
     this.apis.allowSecret(props.secret);

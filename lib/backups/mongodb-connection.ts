@@ -2,7 +2,9 @@
  * How the agent logs in to a MongoDB source and encrypts the connection: the options a MongoDB source may give beyond
  * the secret, their checks, the agent's flags for them, and the warnings synth gives for MongoDB sources.
  */
-import { Annotations } from 'aws-cdk-lib';
+import { Annotations, Token } from 'aws-cdk-lib';
+import * as docdb from 'aws-cdk-lib/aws-docdb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import { DatabaseFlavour, MONGODB_TOOLS, SourceEngine, newerThanMongoTools } from './backup-source';
 
@@ -84,6 +86,29 @@ export function mongoArguments(options: MongoDbConnection | undefined): string[]
     ...(options.tls || options.tlsCaFile !== undefined ? ['--tls'] : []),
     ...(options.tlsCaFile !== undefined ? ['--tls-ca-file', options.tlsCaFile] : []),
   ];
+}
+
+/** The warning id a user acknowledges once an Amazon DocumentDB source's TLS CA bundle is in the agent's image. */
+export const DOCUMENTDB_CA_WARNING = '@restorable/database-backups:documentdb-ca';
+
+/** An Amazon DocumentDB cluster or instance endpoint. */
+const DOCUMENTDB_HOST = /\.docdb(-elastic)?\.amazonaws\.com(\.cn)?$/;
+
+/**
+ * An Amazon DocumentDB endpoint without `tlsCaFile` (nor `tls: false`) warns: DocumentDB requires TLS by default, its
+ * certificates chain to the Amazon RDS CAs, and the agent image holds no RDS CA bundle, so the backups would fail to
+ * connect unless the secret names a CA file that the image given to DatabaseBackups holds.
+ */
+export function warnDocumentDbCa(scope: Construct, name: string, source: { hostname?: string; peer?: ec2.IConnectable; options?: MongoDbConnection }): void {
+  const { hostname, peer, options } = source;
+  const byHost = hostname !== undefined && !Token.isUnresolved(hostname) && DOCUMENTDB_HOST.test(hostname);
+  const byPeer = peer instanceof docdb.DatabaseCluster || peer instanceof docdb.DatabaseInstance;
+  if (!(byHost || byPeer) || options?.tlsCaFile !== undefined || options?.tls === false) return;
+  Annotations.of(scope).addWarningV2(DOCUMENTDB_CA_WARNING,
+    `Source '${name}' is on Amazon DocumentDB${byHost ? ` (${hostname})` : ''}, which requires TLS with certificates from the Amazon RDS CAs, and the ` +
+    "agent image holds no RDS CA bundle: give DatabaseBackups an image built on the agent's with the RDS global bundle " +
+    "(global-bundle.pem) added, and its path as mongodb.tlsCaFile; or, if the secret's tlsCAFile names that file in your image, " +
+    'acknowledge this warning.');
 }
 
 /** A MongoDB source newer than the agent image's Database Tools claim to support warns until acknowledged. */

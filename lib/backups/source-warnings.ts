@@ -3,21 +3,33 @@
  * CDK acknowledgement silences once the user has tried that source's backups and restore tests.
  */
 import { Annotations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import { DatabaseFlavour, MONGODB_TOOLS, SourceEngine } from './backup-source';
-import { warnMongoVersion } from './mongodb-connection';
+import { MongoDbConnection, warnDocumentDbCa, warnMongoVersion } from './mongodb-connection';
 
 /** The warning id a user acknowledges once a MySQL source's backups and restores have been tried. */
 export const MYSQL_UNTESTED_WARNING = '@restorable/database-backups:mysql-untested';
 /** The warning id a user acknowledges once a MongoDB source's backups and restore tests have been tried against its server. */
 export const MONGODB_UNTESTED_WARNING = '@restorable/database-backups:mongodb-untested';
 
+/** What the engine warnings read of a source. */
+export interface WarnedSource {
+  readonly name: string;
+  readonly engine: SourceEngine;
+  readonly endpoint?: { readonly hostname: string };
+  readonly mongodb?: MongoDbConnection;
+  readonly peer?: ec2.IConnectable;
+}
+
 /** The engine's warnings for one source, if any. */
-export function warnEngine(scope: Construct, name: string, engine: SourceEngine): void {
+export function warnEngine(scope: Construct, source: WarnedSource): void {
+  const { name, engine } = source;
   if (engine.flavour === DatabaseFlavour.MYSQL) warnMysqlUntested(scope, name, engine.version);
   if (engine.flavour === DatabaseFlavour.MONGODB) {
     warnMongoUntested(scope, name, engine.version);
     warnMongoVersion(scope, name, engine);
+    warnDocumentDbCa(scope, name, { hostname: source.endpoint?.hostname, peer: source.peer, options: source.mongodb });
   }
 }
 

@@ -4,10 +4,12 @@
  * refusals of options that do not fit, the synth warnings, the network rule on 27017, and cdk-nag.
  */
 import { Annotations as CoreAnnotations, Duration } from 'aws-cdk-lib';
+import * as docdb from 'aws-cdk-lib/aws-docdb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { MONGODB_TOOLS, SourceEngine } from '../../../lib/backups/backup-source';
 import { BackupSourceProps } from '../../../lib/backups/backup-source';
-import { MONGODB_UNTESTED_WARNING, MONGODB_VERSION_WARNING } from '../../../lib/backups/database-backups';
+import { DOCUMENTDB_CA_WARNING, MONGODB_UNTESTED_WARNING, MONGODB_VERSION_WARNING } from '../../../lib/backups/database-backups';
 import { MongoAuthMechanism } from '../../../lib/backups/mongodb-connection';
 import { RestorableError } from '../../../lib/shared/errors';
 import { backupsStack, optionOf, postgresSource, samplePeer, sampleSecret } from '../database-backups-fixture';
@@ -137,6 +139,34 @@ describe('MongoDB versions newer than the Database Tools support', () => {
     CoreAnnotations.of(scope).acknowledgeWarning(MONGODB_UNTESTED_WARNING, 'a backup and a restore test passed');
     expect(warningsWith(stack, MONGODB_VERSION_WARNING)).toEqual([]);
     expect(warningsWith(stack, MONGODB_UNTESTED_WARNING)).toEqual([]);
+  });
+});
+
+describe('Amazon DocumentDB sources, whose certificates chain to the RDS CAs the agent image lacks', () => {
+  const docdbHost = 'reviews.cluster-c9akciq32xyz.eu-west-1.docdb.amazonaws.com';
+
+  test('given a DocumentDB endpoint without a CA file, then synth warns how to give the bundle', () => {
+    const { stack, backups } = backupsStack();
+    backups.addSource(mongoSource(stack, 'reviews-db', { engine: SourceEngine.mongodb('5.0'), endpoint: { hostname: docdbHost, port: 27017 } }));
+    expect(warningsWith(stack, DOCUMENTDB_CA_WARNING)).toEqual([expect.stringContaining(
+      `Source 'reviews-db' is on Amazon DocumentDB (${docdbHost}), which requires TLS with certificates from the Amazon RDS CAs, and the agent image holds no RDS CA bundle`)]);
+  });
+
+  test('given a DocumentDB cluster construct as the peer, its endpoint a token, then synth warns too', () => {
+    const { stack, backups, vpc } = backupsStack();
+    const cluster = new docdb.DatabaseCluster(stack, 'Reviews', {
+      masterUser: { username: 'admin_user' }, instanceType: ec2.InstanceType.of(ec2.InstanceClass.R6G, ec2.InstanceSize.LARGE), vpc,
+    });
+    backups.addSource(mongoSource(stack, 'reviews-db', { engine: SourceEngine.mongodb('5.0'), peer: cluster, endpoint: cluster.clusterEndpoint }));
+    expect(warningsWith(stack, DOCUMENTDB_CA_WARNING)).toEqual([expect.stringContaining("Source 'reviews-db' is on Amazon DocumentDB, which requires TLS")]);
+  });
+
+  test('given the CA file, or TLS turned off, or a MongoDB server elsewhere, then there is no such warning', () => {
+    const { stack, backups } = backupsStack();
+    backups.addSource(mongoSource(stack, 'a', { endpoint: { hostname: docdbHost, port: 27017 }, mongodb: { tlsCaFile: '/etc/ssl/certs/rds-global-bundle.pem' } }));
+    backups.addSource(mongoSource(stack, 'b', { endpoint: { hostname: docdbHost, port: 27017 }, mongodb: { tls: false } }));
+    backups.addSource(mongoSource(stack, 'c'));
+    expect(warningsWith(stack, DOCUMENTDB_CA_WARNING)).toEqual([]);
   });
 });
 
