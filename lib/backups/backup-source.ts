@@ -72,7 +72,9 @@ export class SourceEngine {
    * {@link MONGODB_TOOLS.version}, which support MongoDB servers {@link MONGODB_TOOLS.oldest} to
    * {@link MONGODB_TOOLS.newest}: an older series is refused (the tools cannot connect to it), and a newer one warns
    * at synth until you acknowledge it, since those tools do not claim to support it. Restore tests load the backups
-   * into the official `mongo` image of the same series.
+   * into the official `mongo` image of the same series. The endpoint is one server's host and port (for a replica
+   * set, a secondary or hidden member keeps dumps off the primary; for Atlas, one of the cluster's hosts with
+   * `mongodb: { tls: true }`): `mongodb+srv://` names are not resolved.
    */
   public static mongodb(version: string): SourceEngine {
     checkSeries('mongodb', 'MongoDB', version, '7.0');

@@ -262,7 +262,7 @@ export class DatabaseBackups extends Construct {
     const memory = props.memoryLimitMiB ?? DEFAULT_MEMORY_MIB;
     const sizeError = taskSizeProblem(cpu, memory, props.ephemeralStorageGiB);
     if (sizeError) throw new RestorableError(this, `source '${name}': ${sizeError}`);
-    const mongoError = mongoConnectionProblem(name, props.engine, props.mongodb);
+    const mongoError = mongoConnectionProblem(name, props.engine, props.mongodb, props.endpoint);
     if (mongoError) throw new RestorableError(this, mongoError);
 
     const scope = new Construct(this.sourcesScope, name);

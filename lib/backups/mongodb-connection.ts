@@ -54,8 +54,15 @@ export interface MongoDbConnection {
 /** The warning id a user acknowledges for a MongoDB source newer than the agent image's Database Tools support. */
 export const MONGODB_VERSION_WARNING = '@restorable/database-backups:mongodb-version';
 
-/** What is wrong with a source's `mongodb` options, or undefined. */
-export function mongoConnectionProblem(name: string, engine: SourceEngine, options: MongoDbConnection | undefined): string | undefined {
+/** What is wrong with a source's `mongodb` options or, for a MongoDB source, its endpoint; or undefined. */
+export function mongoConnectionProblem(name: string, engine: SourceEngine, options: MongoDbConnection | undefined,
+  endpoint?: { readonly hostname: string }): string | undefined {
+  const host = endpoint?.hostname;
+  if (engine.flavour === DatabaseFlavour.MONGODB && host !== undefined && !Token.isUnresolved(host) && /^mongodb(\+srv)?:\/\/|[/?@]/.test(host)) {
+    return `source '${name}': endpoint.hostname '${host.replace(/\/\/[^@/]*@/, '//…@')}' is a connection string, not a host name: give one member's ` +
+      'host name and port (for MongoDB Atlas, a host of the cluster, with mongodb.tls: true; mongodb+srv:// names are not resolved), ' +
+      'and keep the user and password in the secret';
+  }
   if (options === undefined) return undefined;
   if (engine.flavour !== DatabaseFlavour.MONGODB) {
     return `source '${name}' is ${engine} but has mongodb connection options: they are for MongoDB sources (SourceEngine.mongodb) only; remove them`;

@@ -206,6 +206,13 @@ describe('MongoDB options that do not fit are refused in words', () => {
       .toThrow("source 'catalog-db': mongodb.tlsCaFile 'global-bundle.pem' must be an absolute path inside the agent's container");
   });
 
+  test.each(['mongodb+srv://cluster0.ab1cd.mongodb.net', 'mongodb://backup:s3cret@db.example.internal:27017', 'db.example.internal/?tls=true'])(
+    'given the connection string %p as the endpoint\'s host, then it is refused without echoing a password', (hostname) => {
+      const error = refused((stack) => mongoSource(stack, 'catalog-db', { endpoint: { hostname, port: 27017 } }));
+      expect(error).toThrow(/source 'catalog-db': endpoint\.hostname '.*' is a connection string, not a host name: give one member's host name and port/);
+      expect(error).not.toThrow(/s3cret/);
+    });
+
   test('given WAL archiving or binlog streaming on a MongoDB source, then each is refused', () => {
     expect(refused((stack) => mongoSource(stack, 'catalog-db', { walArchiving: {} })))
       .toThrow("source 'catalog-db' is mongodb 7.0: WAL archiving is for PostgreSQL sources");
