@@ -163,6 +163,10 @@ export function testsWalPointInTime(props: RestoreTestSourceProps): boolean {
 /** What is wrong with a source's point-in-time settings, or undefined when they are valid. */
 export function pointInTimeProblem(props: RestoreTestSourceProps): string | undefined {
   const name = props.source.name;
+  if (props.pointInTime && props.source.engine.flavour === DatabaseFlavour.MONGODB) {
+    return `pointInTime is for sources whose WAL or binlogs are archived, and '${name}' is MongoDB, which is dump-only: its restore ` +
+      'tests load the newest dump; remove pointInTime';
+  }
   if (props.pointInTime && !continuous(props.source)) {
     return props.source.engine.flavour === DatabaseFlavour.POSTGRES
       ? `pointInTime needs the source's WAL archived: give '${name}' walArchiving in DatabaseBackups, or remove pointInTime`

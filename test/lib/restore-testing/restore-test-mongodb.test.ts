@@ -193,6 +193,17 @@ describe('a MongoDB source\'s checks', () => {
     expect(testing([check])).toThrow(`source 'catalog-db': ${message}`);
   });
 
+  test('given pointInTime, then it is refused: a MongoDB source is dump-only', () => {
+    const s = new Stack(new App(), 'S', { env: ENV });
+    const store = new BackupStore(s, 'Store');
+    const keys = new BackupKeys(s, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
+    const monitoring = new BackupMonitoring(s, 'Monitoring', { store });
+    const backups = new DatabaseBackups(s, 'DatabaseBackups', { store, keys, monitoring, vpc: sampleVpc(s) });
+    const source = backups.addSource({ name: 'catalog-db', engine: SourceEngine.mongodb('7.0'), secret: sampleSecret(s, 'catalog-db') });
+    expect(() => new RestoreTesting(s, 'RestoreTesting', { backups, store, keys, monitoring, sources: [{ source, pointInTime: true }] }))
+      .toThrow("source 'catalog-db': pointInTime is for sources whose WAL or binlogs are archived, and 'catalog-db' is MongoDB, which is dump-only");
+  });
+
   test('given a collection on a PostgreSQL source\'s check, then it is refused: SQL sources give sql', () => {
     expect(testing([], [{ name: 'c', collection: 'orders', minRows: 1 }]))
       .toThrow("source 'orders-db': check 'c' names a collection, which is for MongoDB sources: give an sql query instead");
