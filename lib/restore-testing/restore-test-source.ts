@@ -228,6 +228,10 @@ export function expectLeftOutProblem(props: RestoreTestSourceProps): string | un
   const patterns = props.expectLeftOut;
   if (patterns === undefined) return undefined;
   const { source } = props;
+  if (source.engine.flavour === DatabaseFlavour.MONGODB) {
+    return `expectLeftOut is for PostgreSQL sources, and this one is ${source.engine}: its patterns name pg_restore's entries, and a ` +
+      'MongoDB restore loads only the backed-up database\'s own collections; remove expectLeftOut';
+  }
   if (source.engine.flavour !== DatabaseFlavour.POSTGRES) {
     return `expectLeftOut is for PostgreSQL sources, and this one is ${source.engine}: a MariaDB or MySQL restore test leaves ` +
       'nothing out of the backup (a command the load refuses fails the test, naming it); remove expectLeftOut';
