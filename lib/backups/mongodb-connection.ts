@@ -59,7 +59,7 @@ export function mongoConnectionProblem(name: string, engine: SourceEngine, optio
   endpoint?: { readonly hostname: string }): string | undefined {
   const host = endpoint?.hostname;
   if (engine.flavour === DatabaseFlavour.MONGODB && host !== undefined && !Token.isUnresolved(host) && /^mongodb(\+srv)?:\/\/|[/?@]/.test(host)) {
-    return `source '${name}': endpoint.hostname '${host.replace(/\/\/[^@/]*@/, '//…@')}' is a connection string, not a host name: give one member's ` +
+    return `source '${name}': endpoint.hostname '${host.replace(/^((?:mongodb(?:\+srv)?:\/\/)?).*@/, '$1…@')}' is a connection string, not a host name: give one member's ` +
       'host name and port (for MongoDB Atlas, a host of the cluster, with mongodb.tls: true; mongodb+srv:// names are not resolved), ' +
       'and keep the user and password in the secret';
   }
