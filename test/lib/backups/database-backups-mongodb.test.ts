@@ -210,7 +210,7 @@ describe('MongoDB options that do not fit are refused in words', () => {
     'given the connection string %p as the endpoint\'s host, then it is refused without echoing a password', (hostname) => {
       const error = refused((stack) => mongoSource(stack, 'catalog-db', { endpoint: { hostname, port: 27017 } }));
       expect(error).toThrow(/source 'catalog-db': endpoint\.hostname '.*' is a connection string, not a host name: give one member's host name and port/);
-      expect(error).not.toThrow(/cret/);
+      expect(error).not.toThrow(/s3\/?cret/);
     });
 
   test('given WAL archiving or binlog streaming on a MongoDB source, then each is refused', () => {
