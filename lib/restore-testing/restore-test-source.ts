@@ -114,8 +114,10 @@ export interface RestoreTestSourceProps {
    * prints them (without the owner, the name schema-qualified where it has a schema), `*` for any text and `?` for
    * one character, case ignored. For example `['EVENT TRIGGER audit_*', 'EXTENSION postgis']`. A left-out entry
    * that matches is listed in the report as expected; one that matches no pattern fails the test, naming it. A
-   * change of owner (the objects are restored owned by the loading role) is always expected. PostgreSQL sources
-   * only: a MariaDB or MySQL restore leaves nothing out, since a command it refuses fails the load.
+   * change of owner (the objects are restored owned by the loading role) is always expected. MongoDB sources: the
+   * namespaces of the archive that a restore leaves out, `database.collection`, such as `['catalog.system.js',
+   * 'analytics.*']` (a restore loads only the backed-up database's own collections). Not for MariaDB or MySQL: their
+   * restore leaves nothing out, since a command it refuses fails the load.
    * @default - none: every left-out entry fails the test
    */
   readonly expectLeftOut?: string[];
@@ -228,12 +230,8 @@ export function expectLeftOutProblem(props: RestoreTestSourceProps): string | un
   const patterns = props.expectLeftOut;
   if (patterns === undefined) return undefined;
   const { source } = props;
-  if (source.engine.flavour === DatabaseFlavour.MONGODB) {
-    return `expectLeftOut is for PostgreSQL sources, and this one is ${source.engine}: its patterns name pg_restore's entries, and a ` +
-      'MongoDB restore loads only the backed-up database\'s own collections; remove expectLeftOut';
-  }
-  if (source.engine.flavour !== DatabaseFlavour.POSTGRES) {
-    return `expectLeftOut is for PostgreSQL sources, and this one is ${source.engine}: a MariaDB or MySQL restore test leaves ` +
+  if (source.engine.flavour !== DatabaseFlavour.POSTGRES && source.engine.flavour !== DatabaseFlavour.MONGODB) {
+    return `expectLeftOut is for PostgreSQL and MongoDB sources, and this one is ${source.engine}: a MariaDB or MySQL restore test leaves ` +
       'nothing out of the backup (a command the load refuses fails the test, naming it); remove expectLeftOut';
   }
   if (!Array.isArray(patterns)) return `expectLeftOut must be a list of patterns, for example ['EVENT TRIGGER audit_*', 'EXTENSION postgis']`;

@@ -99,7 +99,7 @@ describe('expectLeftOut', () => {
 
   test('given expectLeftOut on a MariaDB source, when synthesized, then the error names the source and its engine and says it is for PostgreSQL', () => {
     expect(stackWith({ shop: { expectLeftOut: ['EVENT TRIGGER *'] } }).create)
-      .toThrow("S/RestoreTesting: source 'shop-db': expectLeftOut is for PostgreSQL sources, and this one is mariadb 10.11: a MariaDB or MySQL " +
+      .toThrow("S/RestoreTesting: source 'shop-db': expectLeftOut is for PostgreSQL and MongoDB sources, and this one is mariadb 10.11: a MariaDB or MySQL " +
         'restore test leaves nothing out of the backup (a command the load refuses fails the test, naming it); remove expectLeftOut');
   });
 

@@ -193,7 +193,7 @@ describe('a MongoDB source\'s checks', () => {
     expect(testing([check])).toThrow(`source 'catalog-db': ${message}`);
   });
 
-  test('given pointInTime or expectLeftOut, then each is refused: a MongoDB source is dump-only, its restore no pg_restore', () => {
+  test('given pointInTime, then it is refused: a MongoDB source is dump-only', () => {
     const s = new Stack(new App(), 'S', { env: ENV });
     const store = new BackupStore(s, 'Store');
     const keys = new BackupKeys(s, 'Keys', { replicaRegion: 'eu-central-1', replicaKeyAlias: 'alias/dr-secrets' });
@@ -202,8 +202,13 @@ describe('a MongoDB source\'s checks', () => {
     const source = backups.addSource({ name: 'catalog-db', engine: SourceEngine.mongodb('7.0'), secret: sampleSecret(s, 'catalog-db') });
     expect(() => new RestoreTesting(s, 'RestoreTesting', { backups, store, keys, monitoring, sources: [{ source, pointInTime: true }] }))
       .toThrow("source 'catalog-db': pointInTime is for sources whose WAL or binlogs are archived, and 'catalog-db' is MongoDB, which is dump-only");
-    expect(() => new RestoreTesting(s, 'RestoreTesting2', { backups, store, keys, monitoring, sources: [{ source, expectLeftOut: ['EXTENSION postgis'] }] }))
-      .toThrow("source 'catalog-db': expectLeftOut is for PostgreSQL sources, and this one is mongodb 7.0: its patterns name pg_restore's entries");
+  });
+
+  test('given expectLeftOut, then the namespaces a restore leaves out are passed to the agent as it takes them', () => {
+    const command = restoreTestCommand({ source: catalog, expectLeftOut: ['catalog.system.js', 'analytics.*'] }, {
+      bucket: 'bucket', prefix: '', identitySecretArn: 'arn:identity', scratch: scratchConnection(DatabaseFlavour.MONGODB), database: SCRATCH_DATABASE,
+    });
+    expect(optionOf(command, '--expect-left-out')).toBe('catalog.system.js;analytics.*');
   });
 
   test('given a collection on a PostgreSQL source\'s check, then it is refused: SQL sources give sql', () => {
