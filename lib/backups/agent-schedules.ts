@@ -3,7 +3,7 @@
  * EventBridge Scheduler in the shared cluster, subnets and security group, with the source's own task role passed in
  * `overrides.taskRoleArn`, its size, and the agent's arguments; failures go to the shared alerts and dead-letter queue.
  */
-import { Duration, Tokenization } from 'aws-cdk-lib';
+import { Duration, Stack, Token, Tokenization } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -15,6 +15,7 @@ import { BackupJobAlerts, TASK_GROUP_PREFIX } from './backup-job-alerts';
 import type { SourceEndpoint } from './backup-source';
 import type { BackupKeys } from '../keys/backup-keys';
 import type { BackupBucket } from '../store/backup-bucket';
+import { acknowledgeNag } from '../shared/nag';
 
 /** The container's name in every backup task definition; the schedules' overrides address it. */
 export const AGENT_CONTAINER_NAME = 'agent';
@@ -99,4 +100,30 @@ export function sourceArguments(store: BackupBucket, keys: BackupKeys, source: A
     '--secret-id', source.secret.secretArn,
     ...(source.endpoint ? ['--host', source.endpoint.hostname, '--port', Tokenization.stringifyNumber(source.endpoint.port)] : []),
   ];
+}
+
+/**
+ * The role Scheduler starts a DatabaseBackups' tasks with (`SchedulerRole` in `scope`): it may pass the task roles
+ * under `taskRolePath`, and only to ECS tasks.
+ */
+export function agentSchedulerRole(scope: Construct, taskRolePath: string): iam.Role {
+  const stack = Stack.of(scope);
+  const role = new iam.Role(scope, 'SchedulerRole', {
+    assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
+    description: 'Starts Restorable backup tasks with their sources\' task roles',
+  });
+  const taskRoles = stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${taskRolePath.slice(1)}*` });
+  role.addToPolicy(new iam.PolicyStatement({
+    actions: ['iam:PassRole'],
+    resources: [taskRoles],
+    conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+  }));
+  acknowledgeNag(role, `IAM5[Resource::arn:<AWS::Partition>:iam::${nagAccount(stack)}:role${taskRolePath}*]`, 'The path holds only the task roles of this DatabaseBackups (one per source); one statement instead of ' +
+      'a hundred role ARNs keeps the policy under its size limit');
+  return role;
+}
+
+/** The account as cdk-nag prints it in a finding. */
+function nagAccount(stack: Stack): string {
+  return Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
 }

@@ -1,4 +1,4 @@
-import { Annotations, Duration, Names, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Names, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -8,7 +8,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AGENT_RUNTIME_PLATFORM, agentImage } from './agent-image';
 import { BackupBucket } from '../store/backup-bucket';
-import { AGENT_CONTAINER_NAME, AgentSchedules, sourceArguments } from './agent-schedules';
+import { AGENT_CONTAINER_NAME, AgentSchedules, agentSchedulerRole, sourceArguments } from './agent-schedules';
 import { BackupJobAlerts } from './backup-job-alerts';
 import { BackupKeys } from '../keys/backup-keys';
 import { BackupMonitoring } from '../monitoring/backup-monitoring';
@@ -25,7 +25,7 @@ import { ContinuousArchiving } from './continuous-archiving';
 import { resolveWalArchiving, walArchivingProblem } from './wal-archive';
 import { grantSecretRead } from './secret-read';
 import { AwsApiAccess } from './aws-api-access';
-import { vpcCidr } from './vpc-peers';
+import { openDatabasePort } from './vpc-peers';
 import { InlinePolicyRole } from './inline-policy-role';
 import { acknowledgeNag } from '../shared/nag';
 import { ROLE_PATHS } from '../shared/trust-boundaries';
@@ -214,7 +214,7 @@ export class DatabaseBackups extends Construct {
     this.taskRolePath = `${ROLE_PATHS.dump}${Names.uniqueId(this)}/`;
     if (props.keys.identitySecret) this.apis.allowSecret(props.keys.identitySecret);
     this.schedules = new AgentSchedules({
-      cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, role: this.createSchedulerRole(), alerts: this.alerts,
+      cluster: this.cluster, subnets: this.subnets, securityGroup: this.securityGroup, role: agentSchedulerRole(this, this.taskRolePath), alerts: this.alerts,
       retryAttempts: props.retryAttempts, maxEventAge: props.maxEventAge,
     });
     this.archiving = new ContinuousArchiving({
@@ -372,25 +372,9 @@ export class DatabaseBackups extends Construct {
     return role;
   }
 
-  /**
-   * Lets the tasks out to the database's port and, with a peer, the database let them in. The egress goes to the
-   * VPC's CIDR, one inline rule per distinct port, rather than to each database's security group: a rule naming
-   * another group cannot be inline and would be a resource of its own for every source, which a hundred sources
-   * cannot afford under CloudFormation's 500 resources. The database's own ingress rule still names this group.
-   */
+  /** Lets the tasks out to the database's port inside the VPC and, with a peer, the database let them in (vpc-peers.ts). */
   private openNetwork(props: BackupSourceProps): void {
-    const port = props.peer?.connections.defaultPort ?? ec2.Port.tcp(props.endpoint?.port ?? props.engine.defaultPort);
-    const cidr = vpcCidr(this.props.vpc);
-    if (cidr) {
-      this.securityGroup.addEgressRule(ec2.Peer.ipv4(cidr), port, `Restorable backup tasks to the databases on ${port}`);
-    } else {
-      this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), port, `Restorable backup tasks to the databases on ${port}, anywhere (the VPC's CIDR is unknown)`);
-      Annotations.of(this).addWarningV2('@restorable/database-backups:vpc-cidr-unknown',
-        `The VPC was imported without its CIDR block, so the backup tasks may reach ${port} at any address rather than only inside the VPC: ` +
-        'give vpcCidrBlock to Vpc.fromVpcAttributes (or use Vpc.fromLookup), or acknowledge this warning.');
-    }
-    // Only the database's side: Connections.allowFrom would also add an egress rule naming the database's group.
-    for (const group of props.peer?.connections.securityGroups ?? []) group.addIngressRule(this.securityGroup, port, 'Restorable backup tasks', false);
+    openDatabasePort(this, this.securityGroup, this.props.vpc, props);
   }
 
   /** One task definition per agent engine; sizes are overridden per source. */
@@ -414,26 +398,4 @@ export class DatabaseBackups extends Construct {
     this.taskDefinitions.set(engine, taskDefinition);
     return taskDefinition;
   }
-
-  private createSchedulerRole(): iam.Role {
-    const stack = Stack.of(this);
-    const role = new iam.Role(this, 'SchedulerRole', {
-      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', { conditions: { StringEquals: { 'aws:SourceAccount': stack.account } } }),
-      description: 'Starts Restorable backup tasks with their sources\' task roles',
-    });
-    const taskRoles = stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: `${this.taskRolePath.slice(1)}*` });
-    role.addToPolicy(new iam.PolicyStatement({
-      actions: ['iam:PassRole'],
-      resources: [taskRoles],
-      conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
-    }));
-    acknowledgeNag(role, `IAM5[Resource::arn:<AWS::Partition>:iam::${nagAccount(stack)}:role${this.taskRolePath}*]`, 'The path holds only the task roles of this DatabaseBackups (one per source); one statement instead of ' +
-        'a hundred role ARNs keeps the policy under its size limit');
-    return role;
-  }
-}
-
-/** The account as cdk-nag prints it in a finding. */
-function nagAccount(stack: Stack): string {
-  return Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
 }

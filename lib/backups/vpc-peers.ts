@@ -52,3 +52,32 @@ class InlinePrefixListPeer implements ec2.IPeer {
     return { destinationPrefixListId: this.prefixListId };
   }
 }
+
+/** What openDatabasePort reads of a source: where its database listens. */
+export interface DatabasePortSource {
+  readonly peer?: ec2.IConnectable;
+  readonly endpoint?: { readonly port: number };
+  readonly engine: { readonly defaultPort: number };
+}
+
+/**
+ * Lets the tasks out to a database's port and, with a peer, the database let them in. The egress goes to the
+ * VPC's CIDR, one inline rule per distinct port, rather than to each database's security group: a rule naming
+ * another group cannot be inline and would be a resource of its own for every source, which a hundred sources
+ * cannot afford under CloudFormation's 500 resources. The database's own ingress rule still names the tasks' group.
+ * A VPC imported without its CIDR lets the tasks out to the port anywhere, and `owner` warns of it.
+ */
+export function openDatabasePort(owner: Construct, tasks: ec2.SecurityGroup, vpc: ec2.IVpc, source: DatabasePortSource): void {
+  const port = source.peer?.connections.defaultPort ?? ec2.Port.tcp(source.endpoint?.port ?? source.engine.defaultPort);
+  const cidr = vpcCidr(vpc);
+  if (cidr) {
+    tasks.addEgressRule(ec2.Peer.ipv4(cidr), port, `Restorable backup tasks to the databases on ${port}`);
+  } else {
+    tasks.addEgressRule(ec2.Peer.anyIpv4(), port, `Restorable backup tasks to the databases on ${port}, anywhere (the VPC's CIDR is unknown)`);
+    Annotations.of(owner).addWarningV2('@restorable/database-backups:vpc-cidr-unknown',
+      `The VPC was imported without its CIDR block, so the backup tasks may reach ${port} at any address rather than only inside the VPC: ` +
+      'give vpcCidrBlock to Vpc.fromVpcAttributes (or use Vpc.fromLookup), or acknowledge this warning.');
+  }
+  // Only the database's side: Connections.allowFrom would also add an egress rule naming the database's group.
+  for (const group of source.peer?.connections.securityGroups ?? []) group.addIngressRule(tasks, port, 'Restorable backup tasks', false);
+}
