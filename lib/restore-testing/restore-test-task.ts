@@ -89,8 +89,13 @@ const MONGO_HEALTH_SCRIPT = 'let r; try { r = db.adminCommand({ listDatabases: 1
  *   asks), and `--secure-file-priv=/var/lib/mysql-files` (server-side file reads and writes confined to an empty
  *   directory); MySQL's X protocol listener is off.
  * - MongoDB: the official image's root user from MONGO_INITDB_ROOT_USERNAME and _PASSWORD (so mongod runs with
- *   --auth), `--bind_ip 127.0.0.1` (the image's entrypoint would otherwise add --bind_ip_all); the agent logs in as
- *   root with {@link SCRATCH_MONGO_PASSWORD} and restores into a database it names, which MongoDB creates on write.
+ *   --auth), `--bind_ip 127.0.0.1` (the image's entrypoint would otherwise add --bind_ip_all), and `--noscripting`:
+ *   the backup is untrusted, and the views and collection validators mongorestore recreates may hold server-side
+ *   JavaScript (`$where`, `$function`, `$accumulator`) that the server would run on every insert or read; without a
+ *   scripting engine it refuses them, and the restore fails naming the server's error. The entrypoint passes these
+ *   flags on unchanged to both servers it starts (the temporary one that creates the root user from its shell, and
+ *   the one that stays). The agent logs in as root with {@link SCRATCH_MONGO_PASSWORD} and restores into a database
+ *   it names, which MongoDB creates on write.
  */
 const SCRATCH: Record<DatabaseFlavour, ScratchSettings> = {
   [DatabaseFlavour.POSTGRES]: {
@@ -120,7 +125,7 @@ const SCRATCH: Record<DatabaseFlavour, ScratchSettings> = {
     environment: { MONGO_INITDB_ROOT_USERNAME: 'root', MONGO_INITDB_ROOT_PASSWORD: SCRATCH_MONGO_PASSWORD },
     agentEnvironment: { MONGODB_PASSWORD: SCRATCH_MONGO_PASSWORD, MONGODB_AUTH_SOURCE: 'admin' },
     healthCommand: ['CMD-SHELL', `$(command -v mongosh || command -v mongo) --quiet --host ${LOOPBACK} --port 27017 --eval '${MONGO_HEALTH_SCRIPT}'`],
-    serverCommand: () => ['mongod', '--bind_ip', LOOPBACK],
+    serverCommand: () => ['mongod', '--bind_ip', LOOPBACK, '--noscripting'],
   },
 };
 

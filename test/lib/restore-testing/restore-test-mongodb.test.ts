@@ -67,10 +67,12 @@ describe('given MongoDB 7.0 and 4.4 sources beside a PostgreSQL one', () => {
     expect(mongo7.scratch.PortMappings).toEqual([{ ContainerPort: 27017, Protocol: 'tcp' }]);
   });
 
-  test('then mongod starts through the wrapper that unsets the credential variables, bound to loopback only', () => {
+  test('then mongod starts through the wrapper that unsets the credential variables, bound to loopback only, without server-side JavaScript', () => {
     expect(mongo7.scratch.EntryPoint).toEqual(['/bin/sh', '-c', `unset ${CREDENTIAL_VARIABLES.join(' ')}; exec docker-entrypoint.sh "$@"`, 'scratch-entrypoint']);
-    // --bind_ip given, so the image's entrypoint adds no --bind_ip_all; the root user given, so it adds --auth.
-    expect(mongo7.scratch.Command).toEqual(['mongod', '--bind_ip', '127.0.0.1']);
+    // --bind_ip given, so the image's entrypoint adds no --bind_ip_all; the root user given, so it adds --auth. The
+    // backup's validators and views may hold $where or $function: --noscripting makes the server refuse them.
+    expect(mongo7.scratch.Command).toEqual(['mongod', '--bind_ip', '127.0.0.1', '--noscripting']);
+    expect(taskWith('public.ecr.aws/docker/library/mongo:4.4').scratch.Command).toEqual(['mongod', '--bind_ip', '127.0.0.1', '--noscripting']);
   });
 
   test('then the agent, and only a MongoDB task\'s agent, is given the scratch root user\'s password and its authentication database', () => {
