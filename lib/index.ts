@@ -11,6 +11,7 @@ export { ReplicaStore, type ReplicaStoreProps } from './store/replica-store';
 export { BackupKeys, type BackupKeysProps, type IdentityReadOptions } from './keys/backup-keys';
 export { VaultIdentity, type VaultIdentityProps } from './keys/vault-identity';
 export { type BackupSource, type BackupSourceProps, DatabaseFlavour, type SourceEndpoint, SourceEngine } from './backups/backup-source';
+export { MongoAuthMechanism, type MongoDbConnection } from './backups/mongodb-connection';
 export { DatabaseBackups, type DatabaseBackupsProps } from './backups/database-backups';
 export { DatabaseHosting, WalArchiveMode, type WalArchiving, type WalArchivingSettings } from './backups/wal-archive';
 export { WalReceiver, type WalReceiverProps } from './backups/wal-receiver';

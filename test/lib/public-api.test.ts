@@ -8,7 +8,7 @@ import * as api from '../../lib';
 /** Every runtime export of the entry (interfaces and type aliases have none). */
 const PUBLIC = [
   'AlarmTopic', 'BackupBucket', 'BackupDashboard', 'BackupJobAlerts', 'BackupKeys', 'BackupMonitoring', 'BackupStore', 'BinlogStreamer',
-  'DatabaseBackups', 'DatabaseFlavour', 'DatabaseHosting', 'HoldKeeper', 'DisasterRecoveryRunbook', 'ReplicaStore', 'RestoreTesting', 'RowCountTolerance',
+  'DatabaseBackups', 'DatabaseFlavour', 'DatabaseHosting', 'HoldKeeper', 'MongoAuthMechanism', 'DisasterRecoveryRunbook', 'ReplicaStore', 'RestoreTesting', 'RowCountTolerance',
   'SourceEngine', 'SpooledService', 'Tier', 'VaultIdentity', 'VaultRestoreTesting', 'VaultRunbook', 'WalArchiveMode', 'WalReceiver', 'WalSpool',
 ];
 
