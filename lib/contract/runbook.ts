@@ -4,7 +4,7 @@
  * no aws-cdk-lib: facts in, Markdown out.
  *
  * Every step is given two ways: with the `restorable` agent, and with standard tools alone (aws CLI v2, jq,
- * sha256sum, age, zstd, psql/pg_restore or mariadb/mysql), so that a backup stays restorable when our tool is
+ * sha256sum, age, zstd, psql/pg_restore, mariadb/mysql or mongorestore), so that a backup stays restorable when our tool is
  * not there. The commands sit in fenced blocks whose info string marks them for machines (the drill runs
  * them from this very text):
  *
@@ -19,6 +19,7 @@ import { Engine } from './manifest';
 import { ReportsCopy, latestKey, normalisePrefix, runbookKey, sourcePrefix } from './names';
 import { FETCH_IDENTITY, RunbookPath, RunbookVia, block, quote, standardBlocks } from './runbook-blocks';
 import { binlogSection } from './runbook-binlog';
+import { MONGODB_WORDS } from './runbook-mongodb';
 import { pitrSection } from './runbook-pitr';
 
 /** Where a copy of the backups lives. */
@@ -98,13 +99,16 @@ if [ -n "$GLOBALS_KEY" ]; then
 fi`;
 
 /** Step 4's standard tools: the downloaded dump and companion decrypted and decompressed. */
-const decryptDump = (dumpFile: string) => `
+const decryptDump = (dumpFile: string, globalsFile = 'globals.sql') => `
 age -d -i identity.txt backup.age | zstd -d -q > ${dumpFile}
-if [ -f globals.age ]; then age -d -i identity.txt globals.age | zstd -d -q > globals.sql; fi`;
+if [ -f globals.age ]; then age -d -i identity.txt globals.age | zstd -d -q > ${globalsFile}; fi`;
 
-interface EngineWords {
+/** What the runbook says and runs for one engine. */
+export interface EngineWords {
   readonly name: string;
   readonly dumpFile: string;
+  /** Where step 4 puts the decrypted roles companion (default globals.sql). */
+  readonly globalsFile?: string;
   readonly client: string;
   readonly passwordVariable: string;
   readonly defaultPort: number;
@@ -135,6 +139,7 @@ const PG_LEFT_OUT = '^[0-9]+; [0-9]+ [0-9]+ (EVENT TRIGGER|PROCEDURAL LANGUAGE|E
 const PG_EXTENSIONS = 'plpgsql pgcrypto citext hstore pg_trgm uuid-ossp ltree btree_gin btree_gist tablefunc unaccent fuzzystrmatch intarray cube earthdistance';
 
 function engineWords(engine: Engine): EngineWords {
+  if (engine === Engine.MONGODB) return MONGODB_WORDS;
   if (engine === Engine.POSTGRES) {
     const at = '-h "$TARGET_HOST" -p "$TARGET_PORT"';
     const psql = `psql ${at} -U "$TARGET_USER"`;
@@ -405,7 +410,7 @@ A mismatch means the object is not what was written: take the previous backup (\
 ${block('4', RunbookVia.RESTORABLE, `# Reads the whole dump through age and zstd without restoring it:
 restorable verify ${agentSelection} --identity-secret-id "$IDENTITY_SECRET"`)}
 
-${block('4', RunbookVia.STANDARD, decryptDump(words.dumpFile))}`,
+${block('4', RunbookVia.STANDARD, decryptDump(words.dumpFile, words.globalsFile))}`,
 
     `## 5. Stop the application
 
