@@ -6,14 +6,16 @@ import { Duration, Size, SizeRoundingBehavior } from 'aws-cdk-lib';
 import { BackupSource, DatabaseFlavour } from '../backups/backup-source';
 import { RestorableError, renamedPropProblems, wholeSeconds } from '../shared/errors';
 import { ReportsCopy } from '../contract/names';
+import { mongoCheckProblem } from './restore-test-mongo-checks';
 import { ScratchConnection } from './restore-test-task';
 
 /**
  * A query the restored database must answer as expected; give exactly one of `minRows`, `equals`, `maxAge`.
  * A failed check names itself in the report with what was expected and what came back. PostgreSQL, MariaDB and MySQL
  * sources give `sql`; MongoDB sources give `collection` (with an optional `filter`, and `field` for a value or a
- * time) instead: a MongoDB check only ever reads documents, never runs code (`$where`, `$function`, `$accumulator`
- * and `$expr` are refused by the agent, as are aggregation pipelines and commands).
+ * time) instead: a MongoDB check only ever reads documents, never runs code (`$where`, `$function`, `$accumulator`,
+ * `$expr` and `$code` are refused at synth and by the agent, which has no place for aggregation pipelines or commands
+ * either and allows only query operators). The check reaches the agent as written, in JSON.
  */
 export interface RestoreTestCheck {
   /** What the check proves, for example 'orders of the last day exist'. Unique per source. */
@@ -30,8 +32,10 @@ export interface RestoreTestCheck {
   readonly collection?: string;
   /**
    * MongoDB sources: the query filter, as Extended JSON (`{ placedAt: { $gte: { $date: '2026-01-01T00:00:00Z' } } }`),
-   * with query operators only (comparison, logic, element, array, `$regex`, `$mod`).
-   * @default {} - every document of the collection
+   * with query operators only (`$eq $ne $gt $gte $lt $lte $in $nin $and $or $nor $not $exists $type $regex $options
+   * $mod $all $elemMatch $size`). Give dates as `{ $date: '…' }`, ObjectIds as `{ $oid: '…' }` and 64-bit integers as
+   * `{ $numberLong: '…' }`: a JavaScript Date, RegExp or BigInt is refused at synth, since JSON would not carry it as such.
+   * @default - every document of the collection matches
    */
   readonly filter?: Record<string, unknown>;
   /**
@@ -41,8 +45,9 @@ export interface RestoreTestCheck {
    */
   readonly field?: string;
   /**
-   * MongoDB sources, `equals` with a `field`: which matching document is the first, for example `{ placedAt: -1 }`.
-   * @default { _id: 1 }
+   * MongoDB sources, `equals` with a `field`: which matching document is the first, by up to 8 fields, each 1
+   * (ascending) or -1 (descending), for example `{ placedAt: -1 }`.
+   * @default - `_id` ascending: the first matching document by `_id`
    */
   readonly sort?: Record<string, number>;
   /**
@@ -99,7 +104,10 @@ export interface RestoreTestSourceProps {
    */
   readonly checks?: RestoreTestCheck[];
   /**
-   * How far row counts may differ from the manifest's.
+   * How far row counts may differ from the manifest's. For a MongoDB source it relaxes only the comparison of the
+   * restored database's document counts with the manifest's: the archive itself must hold exactly the manifest's
+   * counts (the agent counts them as it reads the archive, before anything loads), so a backup whose archive and
+   * manifest disagree fails the test whatever the tolerance.
    * @default RowCountTolerance.exact()
    */
   readonly tolerance?: RowCountTolerance;
@@ -208,23 +216,6 @@ export function checkProblem(check: RestoreTestCheck, flavour: DatabaseFlavour):
   return problems[0];
 }
 
-/** The query of a MongoDB source's check: a collection, and a filter object; the agent vets the operators. */
-function mongoCheckProblem(check: RestoreTestCheck): string | undefined {
-  const example = "for example { name: 'paid orders', collection: 'orders', filter: { status: 'paid' }, minRows: 10 }";
-  if (check.sql !== undefined) return `check '${check.name}' has an sql query, and the source is MongoDB: give a collection and a filter instead, ${example}`;
-  if (typeof check.collection !== 'string' || check.collection === '' || /[$\0]/.test(check.collection)) {
-    return `check '${check.name}' needs the collection it reads (a MongoDB collection name, no $ or NUL), ${example}`;
-  }
-  if (check.collection.startsWith('system.')) return `check '${check.name}' reads ${check.collection}, a system collection: a check reads the backup's own collections`;
-  if (check.filter !== undefined && (typeof check.filter !== 'object' || check.filter === null || Array.isArray(check.filter))) {
-    return `check '${check.name}': filter must be a query document, such as { status: 'paid' }`;
-  }
-  if (check.maxAge !== undefined && check.field === undefined) return `check '${check.name}': maxAge needs the time field whose newest value it checks (field)`;
-  if (check.minRows !== undefined && check.field !== undefined) return `check '${check.name}': minRows counts the documents that match the filter, so field has no meaning there: remove it`;
-  if (check.sort !== undefined && (check.field === undefined || check.equals === undefined)) return `check '${check.name}': sort chooses the document whose field equals compares; give field and equals, or remove sort`;
-  return undefined;
-}
-
 /** What is wrong with a source's `expectLeftOut`, or undefined when it is valid. */
 export function expectLeftOutProblem(props: RestoreTestSourceProps): string | undefined {
   const patterns = props.expectLeftOut;
@@ -234,10 +225,13 @@ export function expectLeftOutProblem(props: RestoreTestSourceProps): string | un
     return `expectLeftOut is for PostgreSQL and MongoDB sources, and this one is ${source.engine}: a MariaDB or MySQL restore test leaves ` +
       'nothing out of the backup (a command the load refuses fails the test, naming it); remove expectLeftOut';
   }
-  if (!Array.isArray(patterns)) return `expectLeftOut must be a list of patterns, for example ['EVENT TRIGGER audit_*', 'EXTENSION postgis']`;
+  // MongoDB: the agent names a left-out namespace as database.collection; PostgreSQL: an entry as pg_restore -l prints it.
+  const mongo = source.engine.flavour === DatabaseFlavour.MONGODB;
+  const examples = mongo ? ['<database>.system.js', 'analytics.*'] : ['EVENT TRIGGER audit_*', 'EXTENSION postgis'];
+  if (!Array.isArray(patterns)) return `expectLeftOut must be a list of patterns, for example ['${examples.join("', '")}']`;
   for (const pattern of patterns) {
     if (typeof pattern !== 'string' || !pattern.trim()) {
-      return `expectLeftOut: every pattern must be a non-empty string (got ${JSON.stringify(pattern) ?? String(pattern)}), for example 'EVENT TRIGGER audit_*'`;
+      return `expectLeftOut: every pattern must be a non-empty string (got ${JSON.stringify(pattern) ?? String(pattern)}), for example '${examples[0]}'`;
     }
     if (pattern.includes(';')) {
       return `expectLeftOut: the pattern '${pattern}' contains ';', which separates patterns for the agent: give each pattern as its own list item`;

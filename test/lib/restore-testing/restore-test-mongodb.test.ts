@@ -184,7 +184,7 @@ describe('a MongoDB source\'s checks', () => {
   test.each<[string, RestoreTestCheck, string]>([
     ['an sql query', { name: 'c', sql: 'SELECT 1', minRows: 1 }, "check 'c' has an sql query, and the source is MongoDB: give a collection and a filter instead"],
     ['no collection', { name: 'c', minRows: 1 }, "check 'c' needs the collection it reads"],
-    ['a collection with $', { name: 'c', collection: 'a$b', minRows: 1 }, "check 'c' needs the collection it reads (a MongoDB collection name, no $ or NUL)"],
+    ['a collection with $', { name: 'c', collection: 'a$b', minRows: 1 }, "check 'c' needs the collection it reads (a MongoDB collection name, no $ or NUL, at most 255 bytes)"],
     ['a system collection', { name: 'c', collection: 'system.users', minRows: 1 }, "check 'c' reads system.users, a system collection"],
     ['a filter that is a list', { name: 'c', collection: 'a', filter: [] as unknown as Record<string, unknown>, minRows: 1 }, "check 'c': filter must be a query document"],
     ['maxAge without a field', { name: 'c', collection: 'a', maxAge: Duration.hours(1) }, "check 'c': maxAge needs the time field"],
