@@ -8,13 +8,16 @@
  * The negative controls: a tampered object stops the steps at its checksum, before mongorestore runs; a manifest whose
  * counts disagree with what mongorestore loaded fails the count step.
  */
-import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { Engine, Manifest, RunbookPath, latestKey, parseLatest, parseManifest, renderRunbook, runbookKey, standardToolScript } from '../../lib/contract';
+import {
+  Engine, Manifest, RunbookPath, globalsKeyFor, latestKey, parseLatest, parseManifest, renderRunbook, runbookKey, standardToolScript,
+} from '../../lib/contract';
 import {
   AgeKey, MONGO, MONGO_TOOLS_DIR, MotoBucket, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts,
   mongoIndexes, mongoToolsPath, motoBucket, requireAgentBundle, runAgent, uniqueName,
@@ -29,6 +32,7 @@ const REGION = 'us-east-1';
 const SOURCE = 'shop-mongo';
 const TAMPERED = 'shop-mongo-tampered';
 const MISCOUNTED = 'shop-mongo-miscounted';
+const WITH_USERS = 'shop-mongo-users';
 const CUSTOMERS = 400;
 /** Debian's aws CLI v2 (the awscli package) and the base system's tools. */
 const TOOLS_PATH = '/usr/bin:/bin';
@@ -107,6 +111,9 @@ async function drill(source: string, into: string): Promise<DrillRun> {
   }
 }
 
+/** The manifest's key of a source's latest backup. */
+const manifestKeyOf = async (source: string) => parseLatest((await s3.getText(latestKey(PREFIX, source)))!, 'latest.json').manifestKey;
+
 const collections = async (name: string) => Object.keys(await mongoDocuments(name));
 
 beforeAll(async () => {
@@ -121,7 +128,7 @@ beforeAll(async () => {
     secrets.destroy();
   }
   await createMongoFixture(database, CUSTOMERS);
-  for (const source of [SOURCE, TAMPERED, MISCOUNTED]) manifests[source] = await backup(source);
+  for (const source of [SOURCE, TAMPERED, MISCOUNTED, WITH_USERS]) manifests[source] = await backup(source);
 }, 300_000);
 
 afterAll(async () => {
@@ -177,7 +184,7 @@ test('a tampered object stops the steps at its checksum, before mongorestore run
 
 test('a manifest whose counts disagree with what mongorestore loaded fails the count step', async () => {
   const manifest = manifests[MISCOUNTED];
-  const manifestKey = parseLatest((await s3.getText(latestKey(PREFIX, MISCOUNTED)))!, 'latest.json').manifestKey;
+  const manifestKey = await manifestKeyOf(MISCOUNTED);
   const altered = { ...manifest, tables: manifest.tables.map((t) => (t.table === 'orders' ? { ...t, rows: t.rows + 1 } : t)) };
   await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKey, Body: JSON.stringify(altered) }));
 
@@ -189,4 +196,33 @@ test('a manifest whose counts disagree with what mongorestore loaded fails the c
   // mongorestore ran (the count step is what failed), and the step stopped before claiming a match.
   expect(run.argv).toContain('--stopOnError');
   expect(run.stdout).not.toContain('row counts match the manifest');
+});
+
+test('a users and roles companion is shown for a person to read, never loaded', async () => {
+  // FerretDB has no usersInfo, so the agent stores no companion: one is planted as a MongoDB server's backup has it,
+  // compressed and encrypted as the agent stores it, and listed in the manifest. A user's name carries a terminal escape.
+  const manifest = manifests[WITH_USERS];
+  const companion = JSON.stringify({
+    database, users: [{ _id: `${database}.app_reader\u001b[2J`, user: 'app_reader\u001b[2J', db: database, roles: [{ role: 'read', db: database }] }],
+    roles: [{ role: 'auditor', db: database, privileges: [{ resource: { db: database, collection: '' }, actions: ['find'] }], roles: [] }],
+  });
+  const sealed = spawnSync('bash', ['-o', 'pipefail', '-c', `zstd -q | age -r '${key.recipient}'`], { input: companion });
+  expect({ status: sealed.status, stderr: sealed.stderr.toString() }).toEqual({ status: 0, stderr: '' });
+  const companionKey = globalsKeyFor(manifest.key);
+  expect(companionKey).toMatch(/\.globals\.json\.zst\.age$/);
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: companionKey, Body: sealed.stdout }));
+  const planted = { ...manifest, companions: [{ kind: 'globals', key: companionKey, size: sealed.stdout.length, sha256: createHash('sha256').update(sealed.stdout).digest('hex') }] };
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: await manifestKeyOf(WITH_USERS), Body: JSON.stringify(planted) }));
+
+  const target = uniqueName('rb_mongo_users');
+  const run = await drill(WITH_USERS, target);
+  if (run.status !== 0) throw new Error(`the runbook's standard-tool steps failed (${run.status}):\n${run.stderr}`);
+  expect(run.stdout).toContain('users and roles of the backup, to recreate by hand (not loaded):');
+  expect(run.stdout).toContain('"user": "app_reader\\u001b[2J"');
+  expect(run.stdout).toContain('"role": "auditor"');
+  expect(run.stdout).not.toContain('\u001b');
+  // mongorestore was not asked to take them, and the documents came all the same.
+  expect(run.argv!.some((a) => /UsersAndRoles/.test(a))).toBe(false);
+  expect(run.stdout).toContain('row counts match the manifest');
+  expect(Object.keys(await mongoDocuments(target)).sort()).toEqual(Object.keys(mongoFixtureCounts(CUSTOMERS)).sort());
 });
