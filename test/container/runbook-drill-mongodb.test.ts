@@ -6,7 +6,8 @@
  * that it ran, and with what). The restored database is compared with the source document by document.
  *
  * The negative controls: a tampered object stops the steps at its checksum, before mongorestore runs; a manifest whose
- * counts disagree with what mongorestore loaded fails the count step.
+ * counts disagree with what mongorestore loaded fails the count step. The agent's own blocks of steps 6 and 7 are run
+ * too, to hold the login's words (auth source and mechanism) the runbook gives the agent to its real options.
  */
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
@@ -16,10 +17,12 @@ import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
-  Engine, Manifest, RunbookPath, globalsKeyFor, latestKey, parseLatest, parseManifest, renderRunbook, runbookKey, standardToolScript,
+  Engine, Manifest, RunbookPath, RunbookVia, globalsKeyFor, latestKey, parseLatest, parseManifest, renderRunbook, runbookBlocks, runbookKey,
+  standardToolScript,
 } from '../../lib/contract';
+import { standardBlocks } from '../../lib/contract/runbook-blocks';
 import {
-  AgeKey, MONGO, MONGO_TOOLS_DIR, MotoBucket, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts,
+  AGENT_BUNDLE, AgeKey, MONGO, MONGO_TOOLS_DIR, MotoBucket, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts,
   mongoIndexes, mongoToolsPath, motoBucket, requireAgentBundle, runAgent, uniqueName,
 } from '../support';
 import { Moto, motoName, sharedMoto } from '../support/moto';
@@ -80,15 +83,22 @@ async function printedRunbook(source: string): Promise<string> {
 
 interface DrillRun { readonly status: number | null; readonly stdout: string; readonly stderr: string; readonly script: string; readonly argv?: string[] }
 
-/** The printed runbook's standard-tool steps 0 to 8, moto's endpoint put into the aws commands, run in bash into `into`. */
-async function drill(source: string, into: string): Promise<DrillRun> {
-  const script = standardToolScript(await printedRunbook(source), RunbookPath.PRIMARY)
-    .replace(/\baws (s3|s3api|secretsmanager) /g, `aws --endpoint-url ${moto.endpoint} $1 `);
+/**
+ * The printed runbook's standard-tool steps 0 to 8 (or, `viaAgent`, its scene and then the agent's blocks of steps 6 and
+ * 7, `restorable` being the bundled agent), moto's endpoint put into the aws commands, run in bash into `into`.
+ */
+async function drill(source: string, into: string, viaAgent = false): Promise<DrillRun> {
+  const runbook = await printedRunbook(source);
+  const steps = viaAgent
+    ? [standardBlocks(runbook, RunbookPath.PRIMARY, /^0$/), `restorable() { '${process.execPath}' '${AGENT_BUNDLE}' "$@"; }`,
+      ...runbookBlocks(runbook).filter((b) => b.via === RunbookVia.RESTORABLE && /^[67]$/.test(b.step)).map((b) => b.code)].join('\n')
+    : standardToolScript(runbook, RunbookPath.PRIMARY);
+  const script = steps.replace(/\baws (s3|s3api|secretsmanager) /g, `aws --endpoint-url ${moto.endpoint} $1 `);
   const work = mkdtempSync(join(scratch, 'work-'));
   const record = join(scratch, `${into}.argv`);
   restored.push(into);
   const env = {
-    PATH: recordingPath(), HOME: work, MONGORESTORE_RECORD: record,
+    ...(viaAgent ? moto.env(REGION) : {}), PATH: recordingPath(), HOME: work, MONGORESTORE_RECORD: record,
     AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_PAGER: '', AWS_MAX_ATTEMPTS: '2',
     AWS_CONFIG_FILE: join(work, 'no-config'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-credentials'),
     AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
@@ -225,4 +235,19 @@ test('a users and roles companion is shown for a person to read, never loaded', 
   expect(run.argv!.some((a) => /UsersAndRoles/.test(a))).toBe(false);
   expect(run.stdout).toContain('row counts match the manifest');
   expect(Object.keys(await mongoDocuments(target)).sort()).toEqual(Object.keys(mongoFixtureCounts(CUSTOMERS)).sort());
+});
+
+test('the agent\'s restore, as the runbook writes it, restores the latest backup with the same words for the login', async () => {
+  const target = uniqueName('rb_mongo_agent');
+  const run = await drill(SOURCE, target, true);
+  if (run.status !== 0) throw new Error(`the runbook's restorable steps failed (${run.status}):\n${run.stderr}\n--- script ---\n${run.script}`);
+  expect(run.script).toContain('--auth-source "$TARGET_AUTH_SOURCE"');
+  expect(run.argv).toEqual(expect.arrayContaining(['--stopOnError']));
+  expect(run.argv!.filter((a) => /^--(drop|preserveUUID|restoreDbUsersAndRoles|password)\b/.test(a))).toEqual([]);
+  // Step 7's agent block prints the manifest's counts as the restore reported them.
+  const counts = mongoFixtureCounts(CUSTOMERS);
+  expect(run.stdout.trim().split('\n').sort()).toEqual(Object.entries(counts).map(([table, rows]) => `${database}\t${table}\t${rows}`).sort());
+  const [original, copy] = [await mongoDocuments(database), await mongoDocuments(target)];
+  expect(Object.keys(copy).sort()).toEqual(Object.keys(counts).sort());
+  for (const name of Object.keys(counts)) expect(copy[name]).toEqual(original[name]);
 });
