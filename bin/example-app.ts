@@ -209,7 +209,8 @@ function addSampleSources(stack: Stack, env: Environment, backups: DatabaseBacku
       replicationSecret: secret('LedgerDbReplicationSecret', `${env.name}/ledger-db/replication-user`),
     },
   });
-  // The backup user is MongoDB's own (in admin) with the backup role; its secret holds the RDS-shaped fields.
+  // The backup user is MongoDB's own (in admin) with read on catalog and viewUser/viewRole there (README, MongoDB sources),
+  // never the cluster-wide backup role; its secret holds the RDS-shaped fields.
   backups.addSource({
     name: 'catalog-db',
     engine: SourceEngine.mongodb('7.0'),
