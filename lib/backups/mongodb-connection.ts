@@ -14,7 +14,10 @@ export enum MongoAuthMechanism {
   SCRAM_SHA_256 = 'SCRAM-SHA-256',
   /** MongoDB's own users on older servers, and Amazon DocumentDB's. */
   SCRAM_SHA_1 = 'SCRAM-SHA-1',
-  /** LDAP users (authSource `$external`); the password crosses the connection as it is, so use it with TLS. */
+  /**
+   * LDAP users (authSource `$external`). The password crosses the connection as it is: synth refuses it with
+   * `tls: false`, and the agent refuses it without TLS (from these options or the secret) to any host but loopback.
+   */
   PLAIN = 'PLAIN',
 }
 
@@ -73,6 +76,10 @@ export function mongoConnectionProblem(name: string, engine: SourceEngine, optio
   }
   if (options.authMechanism !== undefined && !Object.values(MongoAuthMechanism).includes(options.authMechanism)) {
     return `source '${name}': mongodb.authMechanism '${String(options.authMechanism)}' is not one of ${Object.values(MongoAuthMechanism).join(', ')}`;
+  }
+  if (options.authMechanism === MongoAuthMechanism.PLAIN && options.tls === false) {
+    return `source '${name}': mongodb.authMechanism PLAIN sends the password as it is, and tls is false: set tls: true (the agent refuses PLAIN ` +
+      'without TLS to any host but loopback)';
   }
   if (options.tls === false && options.tlsCaFile !== undefined) {
     return `source '${name}': mongodb.tlsCaFile is given with tls: false; a CA file is for TLS connections: drop one of them`;

@@ -130,6 +130,16 @@ test('connection options: flags, then the secret\'s fields, then MONGODB_* varia
   // LDAP / FerretDB: PLAIN against $external; flags win over the variables.
   const ldap = await resolve(['--auth-source', '$external', '--auth-mechanism', 'plain'], { MONGODB_AUTH_SOURCE: 'admin', MONGODB_AUTH_MECHANISM: 'SCRAM-SHA-1' });
   expect(ldap.mongo).toEqual({ authSource: '$external', authMechanism: 'PLAIN', tls: false });
+  // PLAIN sends the password as it is: beyond loopback only with TLS.
+  await expect(resolve(['--host', 'ldap-db.internal', '--auth-mechanism', 'PLAIN']))
+    .rejects.toThrow('--auth-mechanism PLAIN sends the password as it is: add --tls (or "tls": true in the secret, MONGODB_TLS=true) to reach ldap-db.internal');
+  expect((await resolve(['--host', 'ldap-db.internal', '--auth-mechanism', 'PLAIN', '--tls'])).mongo).toMatchObject({ authMechanism: 'PLAIN', tls: true });
+  // A connection string where a host belongs is refused before anything runs, its user and password not repeated.
+  for (const host of ['mongodb+srv://app:Hunter2Secret@cluster0.abcde.mongodb.net', 'app:Hunter2Secret@db.internal', 'db.internal/shop?tls=true']) {
+    const refused = resolve(['--host', host]);
+    await expect(refused).rejects.toThrow(/is a connection string, not a host name: give the host alone/);
+    await expect(refused).rejects.not.toThrow(/Hunter2Secret|app:/);
+  }
   await expect(resolve(['--auth-mechanism', 'GSSAPI'])).rejects.toThrow(/--auth-mechanism must be one of SCRAM-SHA-256, SCRAM-SHA-1, PLAIN \(got 'GSSAPI'\)/);
   // Other engines carry no MongoDB options.
   expect((await resolveConnection(Engine.POSTGRES, parseCommandArgs(BACKUP_COMMAND, base), {})).mongo).toBeUndefined();

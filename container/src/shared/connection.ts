@@ -113,7 +113,26 @@ export async function resolveConnection(engine: Engine, args: ParsedArgs, env: N
   if (!user) throw new UsageError(`no database user: give --user, a --secret-id with "username", or ${variables}`);
   if (!database) throw new UsageError(`no database: give --database, a --secret-id with "dbname", or ${variables}`);
   const host = args.string('host') ?? secret.host ?? fromEnv.host ?? 'localhost';
-  return { host, port, user, password, database, ...(engine === Engine.MONGODB ? { mongo: mongoOptions(args, secret, env) } : {}) };
+  if (engine !== Engine.MONGODB) return { host, port, user, password, database };
+  const mongo = mongoOptions(args, secret, env);
+  mongoHostProblem(host);
+  if (mongo.authMechanism === 'PLAIN' && !mongo.tls && !LOOPBACK.test(host)) {
+    throw new UsageError(`--auth-mechanism PLAIN sends the password as it is: add --tls (or "tls": true in the secret, MONGODB_TLS=true) to reach ${host}`);
+  }
+  return { host, port, user, password, database, mongo };
+}
+
+/** Hosts whose connections never leave the machine. */
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/;
+
+/**
+ * A MongoDB host must be a host name: a connection string there (Atlas's `mongodb+srv://user:pw@…`) would put its
+ * password in the tools' argv and their error text. Only what follows its last '@' is shown.
+ */
+function mongoHostProblem(host: string): void {
+  if (!/^mongodb(\+srv)?:|[/?@,\s]/i.test(host)) return;
+  throw new UsageError(`the MongoDB host '${host.slice(host.lastIndexOf('@') + 1)}' is a connection string, not a host name: give the host alone ` +
+    '(--host, the secret\'s "host" or MONGODB_HOST) and keep the user and password in the secret\'s "username" and "password"');
 }
 
 function truthy(value: boolean | string | undefined): boolean {

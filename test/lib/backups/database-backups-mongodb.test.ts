@@ -199,6 +199,11 @@ describe('MongoDB options that do not fit are refused in words', () => {
       .toThrow("source 'catalog-db': mongodb.authMechanism 'MONGODB-X509' is not one of SCRAM-SHA-256, SCRAM-SHA-1, PLAIN");
   });
 
+  test('given PLAIN with tls: false, then it is refused: the password would cross the network as it is', () => {
+    expect(refused((stack) => mongoSource(stack, 'catalog-db', { mongodb: { authSource: '$external', authMechanism: MongoAuthMechanism.PLAIN, tls: false } })))
+      .toThrow("source 'catalog-db': mongodb.authMechanism PLAIN sends the password as it is, and tls is false: set tls: true");
+  });
+
   test('given a CA file with tls: false, or a relative CA file, then it is refused', () => {
     expect(refused((stack) => mongoSource(stack, 'catalog-db', { mongodb: { tls: false, tlsCaFile: '/ca.pem' } })))
       .toThrow("source 'catalog-db': mongodb.tlsCaFile is given with tls: false");
