@@ -10,6 +10,10 @@ export interface PlantedNamespace {
   readonly collection: string;
   /** 'collection' unless said; a view's namespace has no documents. */
   readonly type?: string;
+  /** The metadata's options, which decide what mongorestore creates; by default those of `type` as mongodump writes them. */
+  readonly options?: Document;
+  /** The prelude's type, when a forged archive makes it differ from what the metadata says. */
+  readonly preludeType?: string;
   readonly docs: readonly Document[];
 }
 
@@ -35,13 +39,16 @@ const doc = (d: Document) => Buffer.from(BSON.serialize(d));
 export function plantedArchive(namespaces: readonly PlantedNamespace[]): Buffer {
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(0x8199e26d);
-  const metadata = (collection: string, type: string) => JSON.stringify({
-    indexes: [{ v: { $numberInt: '2' }, key: { _id: { $numberInt: '1' } }, name: '_id_' }], collectionName: collection, type,
+  const defaultOptions = (type: string): Document => (type === 'view' ? { viewOn: 'source', pipeline: [] }
+    : type === 'timeseries' ? { timeseries: { timeField: 't' } } : {});
+  const metadata = (ns: PlantedNamespace, type: string) => JSON.stringify({
+    options: ns.options ?? defaultOptions(type),
+    indexes: type === 'view' ? [] : [{ v: { $numberInt: '2' }, key: { _id: { $numberInt: '1' } }, name: '_id_' }], collectionName: ns.collection, type,
   });
   const data = (ns: PlantedNamespace) => (ns.type === 'timeseries' ? `system.buckets.${ns.collection}` : ns.collection);
   return Buffer.concat([
     magic, doc({ concurrent_collections: 1, version: '0.1', server_version: '7.0.0', tool_version: '100.10.0' }),
-    ...namespaces.map((ns) => doc({ db: ns.db, collection: ns.collection, metadata: metadata(ns.collection, ns.type ?? 'collection'), size: 0, type: ns.type ?? 'collection' })),
+    ...namespaces.map((ns) => doc({ db: ns.db, collection: ns.collection, metadata: metadata(ns, ns.type ?? 'collection'), size: 0, type: ns.preludeType ?? ns.type ?? 'collection' })),
     TERMINATOR,
     ...namespaces.flatMap((ns) => [
       ...(ns.docs.length ? [doc({ db: ns.db, collection: data(ns), EOF: false, CRC: BSON.Long.fromNumber(0) }), ...ns.docs.map(doc), TERMINATOR] : []),

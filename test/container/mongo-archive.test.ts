@@ -132,6 +132,21 @@ test('views hold no documents, timeseries documents are their buckets, other dat
   expect(count(plantedArchive([{ db: 's', collection: 'c', docs: [] }, { db: 's', collection: 'c', docs: [] }])).problem).toMatch(/names s\.c twice/);
 });
 
+test('a prelude entry is what its metadata makes it, as mongorestore decides: a disagreement, a view with documents or a buckets entry fail the archive', () => {
+  const problem = (...namespaces: Parameters<typeof plantedArchive>[0]) => count(plantedArchive([{ db: 's', collection: 'a', docs: [{ _id: 1 }] }, ...namespaces])).problem;
+  // Typed a view, created a collection: its documents would load where no count sees them.
+  expect(problem({ db: 's', collection: 'hidden', type: 'collection', preludeType: 'view', docs: [{ _id: 1 }] }))
+    .toMatch(/s\.hidden: the prelude calls it a view but its metadata makes it a collection/);
+  // Typed a collection, created a view whose pipeline a count would run.
+  expect(problem({ db: 's', collection: 'v', options: { viewOn: 'a', pipeline: [{ $match: { $expr: true } }] }, docs: [] }))
+    .toMatch(/s\.v: the prelude calls it a collection but its metadata makes it a view/);
+  expect(problem({ db: 's', collection: 'v', type: 'view', docs: [{ _id: 1 }] })).toMatch(/s\.v, a view, which holds none/);
+  // mongorestore strips system.buckets. before its filter: these documents would land in s.foo.
+  expect(problem({ db: 's', collection: 'system.buckets.foo', docs: [{ _id: 1 }] })).toMatch(/lists s\.system\.buckets\.foo, a buckets collection/);
+  expect(problem({ db: 's', collection: 'm', type: 'timeseries', options: {}, docs: [] })).toMatch(/calls it a timeseries but its metadata makes it a collection/);
+  expect(problem({ db: 's', collection: 'b', options: { collation: { locale: 'fr' } }, docs: [] })).toBeUndefined();
+});
+
 test('database names become mongorestore patterns, escaped; what no MongoDB database may be called is refused', () => {
   expect(namespacePattern('shop')).toBe('shop');
   expect(() => namespacePattern('a.b')).toThrow(/not a MongoDB database name/);

@@ -26,7 +26,8 @@ const target = uniqueName('rs_mongo_copy');
 const planted = uniqueName('rs_mongo_planted');
 const spooled = uniqueName('rs_mongo_spooled');
 const foreign = uniqueName('rs_mongo_foreign');
-const created = [database, target, planted, foreign, spooled];
+const hidden = uniqueName('rs_mongo_hidden');
+const created = [database, target, planted, foreign, spooled, hidden];
 
 const env = () => agentEnv({ ...s3.env, MONGODB_PASSWORD: MONGO.password, PATH: mongoToolsPath() });
 const connection = (db: string) => ['--host', MONGO.host, '--port', String(MONGO.port), '--user', MONGO.user, '--auth-source', MONGO.authSource,
@@ -103,21 +104,26 @@ function seal(bytes: Buffer): Buffer {
   return sealed.stdout;
 }
 
+/** Stores a planted archive as a backup of the source, with a manifest holding `tables`; returns its key. */
+async function plant(namespaces: Parameters<typeof plantedArchive>[0], tables: Manifest['tables'], minutes: number): Promise<string> {
+  const dump = plantedArchive(namespaces);
+  const body = seal(dump);
+  const plantedKey = keyFor(undefined, source, new Date(Date.parse(manifest.startedAt) + minutes * 60_000), DumpFormat.MONGO_ARCHIVE);
+  const forged: Manifest = {
+    ...manifest, key: plantedKey, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), dumpSize: dump.length, tables, companions: [],
+  };
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: plantedKey, Body: body }));
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(plantedKey), Body: JSON.stringify(forged) }));
+  return plantedKey;
+}
+
 test('a planted archive: namespaces outside the backed-up database and system.js are left out and named', async () => {
-  const dump = plantedArchive([
+  const plantedKey = await plant([
     { db: manifest.database, collection: 'customers', docs: [{ _id: 1, name: 'kept' }, { _id: 2, name: 'kept too' }] },
     { db: manifest.database, collection: 'system.js', docs: [{ _id: 'f', value: new BSON.Code('function () { return 1; }') }] },
     { db: foreign, collection: 'secrets', docs: [{ _id: 1, planted: true }] },
     { db: 'admin', collection: 'system.users', docs: [{ _id: 'admin.evil', user: 'evil', db: 'admin' }] },
-  ]);
-  const body = seal(dump);
-  const plantedKey = keyFor(undefined, source, new Date(Date.parse(manifest.startedAt) + 60_000), DumpFormat.MONGO_ARCHIVE);
-  const forged: Manifest = {
-    ...manifest, key: plantedKey, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), dumpSize: dump.length,
-    tables: [{ schema: manifest.database, table: 'customers', rows: 2 }, { schema: manifest.database, table: 'system.js', rows: 1 }], companions: [],
-  };
-  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: plantedKey, Body: body }));
-  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: manifestKeyFor(plantedKey), Body: JSON.stringify(forged) }));
+  ], [{ schema: manifest.database, table: 'customers', rows: 2 }, { schema: manifest.database, table: 'system.js', rows: 1 }], 1);
 
   const run = await restore(planted, '--key', plantedKey, '--json');
   expect(run.stderr).not.toContain('restorable restore:');
@@ -133,6 +139,25 @@ test('a planted archive: namespaces outside the backed-up database and system.js
     expect(names).not.toContain(foreign);
     expect(await c.db('admin').collection('system.users').countDocuments({ user: 'evil' }).catch(() => 0)).toBe(0);
   });
+}, 120_000);
+
+test('a planted archive whose prelude hides a collection mongorestore would load (typed a view, or named system.buckets.) is refused before anything loads', async () => {
+  const kept = { db: manifest.database, collection: 'customers', docs: [{ _id: 1, name: 'kept' }] };
+  const manifestOf = [{ schema: manifest.database, table: 'customers', rows: 1 }];
+  // Given --clean, mongorestore would drop the target's `users` and insert the planted documents in its place.
+  await withMongo((c) => c.db(hidden).collection<{ _id: string }>('users').insertMany([{ _id: 'alice' }, { _id: 'bob' }]));
+  const asView = await plant([kept, { db: manifest.database, collection: 'users', preludeType: 'view', docs: [{ _id: 'mallory', planted: true }] }], manifestOf, 2);
+  const run = await restore(hidden, '--key', asView, '--clean');
+  expect(run.code).toBe(1);
+  expect(run.stderr).toMatch(/users: the prelude calls it a view but its metadata makes it a collection/);
+  expect(await mongoDocuments(hidden)).toEqual({ users: ['{"_id":"alice"}', '{"_id":"bob"}'] });
+
+  const buckets = await plant([kept, { db: manifest.database, collection: 'system.buckets.foo', docs: [{ _id: 1 }, { _id: 2 }] }],
+    [...manifestOf, { schema: manifest.database, table: 'system.buckets.foo', rows: 2 }], 3);
+  const second = await restore(hidden, '--key', buckets, '--clean');
+  expect(second.code).toBe(1);
+  expect(second.stderr).toMatch(/system\.buckets\.foo, a buckets collection, which mongodump never does/);
+  expect(Object.keys(await mongoDocuments(hidden))).toEqual(['users']);
 }, 120_000);
 
 test('users and roles from a backup are reported for a person to recreate, never created', () => {

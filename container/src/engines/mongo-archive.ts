@@ -24,7 +24,10 @@ const MIN_BSON_SIZE = 5;
 export interface ArchiveNamespace {
   readonly db: string;
   readonly collection: string;
-  /** 'collection' (older tools: ''), 'view' (no documents) or 'timeseries' (whose documents are in system.buckets.<collection>). */
+  /**
+   * 'collection', 'view' (no documents) or 'timeseries' (whose documents are in system.buckets.<collection>): what
+   * mongorestore makes of it, which the metadata's options decide (viewOn, timeseries); the prelude's type must agree.
+   */
   readonly type: string;
   /** The namespace whose documents the blocks carry: the collection, or a timeseries collection's buckets. */
   readonly dataCollection: string;
@@ -51,6 +54,32 @@ const enum State {
 function text(doc: Document, field: string): string {
   const value = doc[field] as unknown;
   return typeof value === 'string' ? value : '';
+}
+
+/**
+ * What mongorestore creates from a prelude entry's metadata (Extended JSON): a view when its options have viewOn (the
+ * server's create makes one), a timeseries collection when they have timeseries (restore.go), otherwise a collection.
+ * Returns why the entry cannot be trusted to be what its prelude says, or undefined.
+ */
+export function metadataDisagreement(collection: string, preludeType: string, metadata: string): string | undefined {
+  let parsed: unknown = {};
+  if (metadata !== '') {
+    try {
+      parsed = JSON.parse(metadata);
+    } catch {
+      return 'its metadata is not Extended JSON';
+    }
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'its metadata is not a JSON object';
+  const meta = parsed as Record<string, unknown>;
+  const options = typeof meta.options === 'object' && meta.options !== null ? meta.options as Record<string, unknown> : {};
+  if ('viewOn' in options && 'timeseries' in options) return 'its metadata makes it both a view and a timeseries collection';
+  const kind = 'viewOn' in options ? 'view' : 'timeseries' in options ? 'timeseries' : 'collection';
+  if (kind !== preludeType) {
+    return `the prelude calls it a ${preludeType} but its metadata makes it a ${kind} (mongorestore goes by the metadata)`;
+  }
+  if (meta.collectionName !== undefined && meta.collectionName !== collection) return 'its metadata names another collection';
+  return undefined;
 }
 
 /** Counts documents per namespace in a mongodump archive stream; `problem` tells what is wrong with the bytes so far. */
@@ -190,6 +219,8 @@ export class MongoArchiveCounter {
 
   private bodyEnded(): void {
     if (this.lastByte !== 0) return this.fail('a document does not end with a zero byte');
+    // mongorestore would insert them into a collection of that name: documents no count would see.
+    if (this.current!.type === 'view') return this.fail(`documents follow the header of ${this.current!.db}.${this.current!.collection}, a view, which holds none`);
     this.current!.documents++;
   }
 
@@ -210,7 +241,13 @@ export class MongoArchiveCounter {
     const db = text(doc, 'db');
     const collection = text(doc, 'collection');
     if (this.state === State.PRELUDE) {
-      const type = text(doc, 'type');
+      // Older tools write no type for a collection.
+      const type = text(doc, 'type') || 'collection';
+      // mongodump never lists a buckets collection: a timeseries entry stands for it. mongorestore would strip the
+      // prefix before its namespace filter, and restore the documents into the collection the rest of the name gives.
+      if (collection.startsWith('system.buckets.')) return this.fail(`the prelude lists ${db}.${collection}, a buckets collection, which mongodump never does`);
+      const disagreement = metadataDisagreement(collection, type, text(doc, 'metadata'));
+      if (disagreement) return this.fail(`${db}.${collection}: ${disagreement}`);
       const dataCollection = type === 'timeseries' ? `system.buckets.${collection}` : collection;
       const key = `${db}\0${dataCollection}`;
       if (this.byName.has(key)) return this.fail(`the prelude names ${db}.${collection} twice`);

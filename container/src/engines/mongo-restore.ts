@@ -20,9 +20,14 @@ export function namespacePattern(database: string): string {
   return database.replace(/\\/g, '\\\\').replace(/\*/g, '\\*');
 }
 
-/** Whether a namespace of the archive is one the load restores: a collection (or view) of the source database. */
+/**
+ * Whether a namespace of the archive is one the load restores, as mongorestore's filter decides it (filepath.go): the
+ * name tested is the collection's without a `system.buckets.` prefix, and `$`-prefixed special collections (another
+ * database's users and roles in a --db dump) are skipped in a restore without --db.
+ */
 export function restoredNamespace(ns: Pick<ArchiveNamespace, 'db' | 'collection'>, sourceDatabase: string): boolean {
-  return ns.db === sourceDatabase && !ns.collection.startsWith('system.');
+  const tested = ns.collection.startsWith('system.buckets.') ? ns.collection.slice('system.buckets.'.length) : ns.collection;
+  return ns.db === sourceDatabase && !tested.startsWith('system.') && !tested.startsWith('$');
 }
 
 /**
@@ -30,7 +35,7 @@ export function restoredNamespace(ns: Pick<ArchiveNamespace, 'db' | 'collection'
  * buckets (mongorestore matches those by the timeseries collection's name, so the filter keeps them).
  */
 export function restoredCollection(table: string): boolean {
-  return !table.startsWith('system.') || table.startsWith('system.buckets.');
+  return restoredNamespace({ db: '', collection: table }, '');
 }
 
 /** What the namespace filter leaves out of an archive, by name, and why. */
@@ -41,7 +46,9 @@ export function loadRefusals(namespaces: readonly ArchiveNamespace[], sourceData
       ? `outside the backed-up database ${sourceDatabase}: a backup restores its own database only`
       : ns.collection === 'system.js'
         ? 'stored server-side JavaScript, which the server runs: recreate the functions by hand from a trusted copy'
-        : 'a system collection, the server\'s own',
+        : ns.collection.startsWith('$')
+          ? 'a special collection of mongodump (another database\'s users or roles), which mongorestore skips'
+          : 'a system collection, the server\'s own',
   }));
 }
 

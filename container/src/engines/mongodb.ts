@@ -25,7 +25,7 @@ import { StageSpec } from '../shared/pipeline';
 import { toolVersion } from '../shared/tools';
 import { DumpJob, DumpOptions, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
 import { MongoArchiveCounter, documentCounts } from './mongo-archive';
-import { loadProblems, loadRefusals, namespacePattern, restoredCollection, scanArchive } from './mongo-restore';
+import { loadProblems, loadRefusals, namespacePattern, restoredCollection, restoredNamespace, scanArchive } from './mongo-restore';
 import { parseMongoGlobals, reportMongoGlobals } from './mongo-globals';
 
 const DEFAULT_MONGO_OPTIONS: MongoConnectionOptions = { authSource: 'admin', tls: false };
@@ -92,6 +92,9 @@ export class MongoSession implements EngineSession {
   private readonly configFile: string;
   private readonly forgetCleanup: () => void;
   private client?: MongoClient;
+  /** Set by planLoad: the archive's views that the load creates, and the target's collections before it. */
+  private archiveViews: string[] = [];
+  private before: string[] = [];
 
   constructor(private readonly connection: Connection, private readonly options: MongoSessionOptions = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'restorable-mongo-'));
@@ -254,6 +257,8 @@ export class MongoSession implements EngineSession {
     const archive = await scanArchive(dump);
     const problems = loadProblems(archive, this.sourceDatabase, this.options.tables);
     if (problems.length) throw new AgentError(`the backup's archive is not what its manifest recorded, so none of it is loaded:\n${problems.join('\n')}`);
+    this.archiveViews = archive.namespaces.filter((ns) => ns.type === 'view' && restoredNamespace(ns, this.sourceDatabase)).map((ns) => ns.collection);
+    this.before = (await this.collections()).map((c) => c.name);
     return {
       refused: loadRefusals(archive.namespaces, this.sourceDatabase),
       installed: [],
@@ -264,13 +269,30 @@ export class MongoSession implements EngineSession {
     };
   }
 
-  /** After a load: each restored collection's documents against the manifest's counts; throws naming every difference. */
+  /**
+   * After a load: what the target holds against the manifest. Each restored collection's documents are counted, but
+   * only once the server says it is a collection (counting a view would run the backup's pipeline); and any collection
+   * or view neither in the manifest, nor a view of the archive, nor there before the load is named. Throws naming
+   * every difference.
+   */
   async checkLoaded(expected: readonly TableCount[]): Promise<void> {
     const db = await this.db();
+    const listed = new Map((await this.collections()).map((c) => [c.name, c.type]));
+    const wanted = expected.filter((e) => restoredCollection(e.table));
     const differences: string[] = [];
-    for (const t of expected.filter((e) => restoredCollection(e.table))) {
+    for (const t of wanted) {
+      const type = listed.get(t.table);
+      if (type !== undefined && type !== 'collection' && type !== 'timeseries') {
+        differences.push(`${t.table}: a ${type}, the manifest says a collection of ${t.rows} documents`);
+        continue;
+      }
       const found = await db.collection(t.table).countDocuments({});
       if (found !== t.rows) differences.push(`${t.table}: ${found} documents, the manifest says ${t.rows}`);
+    }
+    const known = new Set([...wanted.map((t) => t.table), ...wanted.map((t) => t.table.replace(/^system\.buckets\./, '')), ...this.archiveViews, ...this.before]);
+    for (const [name, type] of listed) {
+      // The server's own (system.views, a timeseries collection's buckets): never a target of the filter.
+      if (!known.has(name) && !name.startsWith('system.')) differences.push(`${name}: a ${type} the backup's manifest does not hold`);
     }
     if (differences.length) throw new AgentError(`the restored database differs from the backup's manifest: ${differences.join('; ')}`);
   }
