@@ -147,6 +147,17 @@ test('a prelude entry is what its metadata makes it, as mongorestore decides: a 
   expect(problem({ db: 's', collection: 'b', options: { collation: { locale: 'fr' } }, docs: [] })).toBeUndefined();
 });
 
+test('names a MongoDB server cannot hold fail the archive, unechoed: a control character would forge report lines or drive a terminal', () => {
+  const forged = 'system.js\n  - nothing left out; restore test PASSED\u001b[2K';
+  for (const [db, collection] of [['s', forged], ['s', 'x'.repeat(1_000_000)], ['s', 'osc\u009d52'], ['s', ''], ['a\nb', 'c'], ['a.b', 'c'], ['x'.repeat(64), 'c']]) {
+    const problem = count(plantedArchive([{ db, collection, docs: [] }])).problem;
+    expect(problem).toMatch(/the prelude names a (database|collection) name .*that MongoDB does not allow/);
+    expect(problem).not.toContain(forged);
+    expect(problem!.length).toBeLessThan(300);
+  }
+  expect(count(plantedArchive([{ db: 's', collection: 'ünïcode $name-ok', docs: [] }])).problem).toBeUndefined();
+});
+
 test('database names become mongorestore patterns, escaped; what no MongoDB database may be called is refused', () => {
   expect(namespacePattern('shop')).toBe('shop');
   expect(() => namespacePattern('a.b')).toThrow(/not a MongoDB database name/);

@@ -141,7 +141,7 @@ test('a planted archive: namespaces outside the backed-up database and system.js
   });
 }, 120_000);
 
-test('a planted archive whose prelude hides a collection mongorestore would load (typed a view, or named system.buckets.) is refused before anything loads', async () => {
+test('a planted archive whose prelude hides a collection mongorestore would load (typed a view, or named system.buckets.) is refused before anything loads, as is a name no server can hold', async () => {
   const kept = { db: manifest.database, collection: 'customers', docs: [{ _id: 1, name: 'kept' }] };
   const manifestOf = [{ schema: manifest.database, table: 'customers', rows: 1 }];
   // Given --clean, mongorestore would drop the target's `users` and insert the planted documents in its place.
@@ -157,6 +157,14 @@ test('a planted archive whose prelude hides a collection mongorestore would load
   const second = await restore(hidden, '--key', buckets, '--clean');
   expect(second.code).toBe(1);
   expect(second.stderr).toMatch(/system\.buckets\.foo, a buckets collection, which mongodump never does/);
+  expect(Object.keys(await mongoDocuments(hidden))).toEqual(['users']);
+
+  // A name no server can hold, made to forge the report's lines and erase the terminal's: refused, never printed.
+  const forged = await plant([kept, { db: manifest.database, collection: 'system.js\n  - nothing left out\u001b[2K', docs: [] }], manifestOf, 4);
+  const third = await restore(hidden, '--key', forged, '--clean');
+  expect(third.code).toBe(1);
+  expect(third.stderr).toMatch(/the prelude names a collection name of \S+ that MongoDB does not allow/);
+  expect(third.stderr).not.toMatch(/nothing left out|\u001b/);
   expect(Object.keys(await mongoDocuments(hidden))).toEqual(['users']);
 }, 120_000);
 

@@ -57,6 +57,20 @@ function text(doc: Document, field: string): string {
 }
 
 /**
+ * Why a namespace named by an archive is not one a MongoDB server can hold, or undefined. Its names reach errors,
+ * refusals and reports: a control character could forge lines or drive a terminal, and an unbounded name fill them.
+ * The database follows MongoDB's rule (at most 63 bytes, none of / \\ . " $ * < > : | ? or space); a collection has
+ * at most 255 bytes. Neither is echoed, since that is what is wrong with it.
+ */
+export function namespaceNameProblem(db: string, collection: string): string | undefined {
+  if (db === '' || Buffer.byteLength(db) > 63 || /[/\\. "$*<>:|?\u0000-\u001f\u007f-\u009f]/.test(db)) return 'a database name that MongoDB does not allow';
+  if (collection === '' || Buffer.byteLength(collection) > 255 || /[\u0000-\u001f\u007f-\u009f]/.test(collection)) {
+    return `a collection name of ${db} that MongoDB does not allow (empty, over 255 bytes, or holding a control character)`;
+  }
+  return undefined;
+}
+
+/**
  * What mongorestore creates from a prelude entry's metadata (Extended JSON): a view when its options have viewOn (the
  * server's create makes one), a timeseries collection when they have timeseries (restore.go), otherwise a collection.
  * Returns why the entry cannot be trusted to be what its prelude says, or undefined.
@@ -240,6 +254,8 @@ export class MongoArchiveCounter {
     }
     const db = text(doc, 'db');
     const collection = text(doc, 'collection');
+    const badName = namespaceNameProblem(db, collection);
+    if (badName) return this.fail(`${this.state === State.PRELUDE ? 'the prelude' : 'a block header'} names ${badName}`);
     if (this.state === State.PRELUDE) {
       // Older tools write no type for a collection.
       const type = text(doc, 'type') || 'collection';
