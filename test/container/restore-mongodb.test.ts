@@ -9,7 +9,9 @@ import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BSON } from 'mongodb';
 import { DumpFormat, Manifest, backupKey as keyFor, manifestKeyFor } from '../../lib/contract';
+import { Readable } from 'node:stream';
 import { parseMongoGlobals, reportMongoGlobals } from '../../container/src/engines/mongo-globals';
+import { MongoSession } from '../../container/src/engines/mongodb';
 import { plantedArchive } from './mongo-archive-builder';
 import {
   AgeKey, MONGO, S3Emulator, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts, mongoIndexes,
@@ -167,6 +169,25 @@ test('a planted archive whose prelude hides a collection mongorestore would load
   expect(third.stderr).not.toMatch(/nothing left out|\u001b/);
   expect(Object.keys(await mongoDocuments(hidden))).toEqual(['users']);
 }, 120_000);
+
+test('after a load, a collection the manifest does not hold is named, and what was there before the load is not', async () => {
+  const db = uniqueName('rs_mongo_check');
+  created.push(db);
+  await withMongo((c) => c.db(db).collection<{ _id: number }>('before').insertOne({ _id: 1 }));
+  const session = new MongoSession({ host: MONGO.host, port: MONGO.port, user: MONGO.user, password: MONGO.password, database: db,
+    mongo: { authSource: MONGO.authSource, authMechanism: MONGO.authMechanism, tls: false } }, { sourceDatabase: 'shop' });
+  try {
+    const archive = plantedArchive([{ db: 'shop', collection: 'customers', docs: [{ _id: 1 }] }]);
+    await session.planLoad({ open: () => Readable.from([archive]) }, { scratch: false, createdRoles: [], asConnectedUser: false });
+    await withMongo((c) => c.db(db).collection<{ _id: number }>('customers').insertOne({ _id: 1 }));
+    const tables = [{ schema: 'shop', table: 'customers', rows: 1 }];
+    await expect(session.checkLoaded(tables)).resolves.toBeUndefined();
+    await withMongo((c) => c.db(db).collection<{ _id: number }>('stray').insertOne({ _id: 1 }));
+    await expect(session.checkLoaded(tables)).rejects.toThrow(/differs from the backup's manifest: stray: a collection the backup's manifest does not hold$/);
+  } finally {
+    await session.close();
+  }
+}, 60_000);
 
 test('users and roles from a backup are reported for a person to recreate, never created', () => {
   // The companion as a real MongoDB writes it (usersInfo without credentials, rolesInfo with privileges); FerretDB has neither command.
