@@ -158,6 +158,20 @@ test('names a MongoDB server cannot hold fail the archive, unechoed: a control c
   expect(count(plantedArchive([{ db: 's', collection: 'ünïcode $name-ok', docs: [] }])).problem).toBeUndefined();
 });
 
+test('a namespace whose documents do not match the CRC of its end fails the archive before anything loads', () => {
+  const bytes = plantedArchive([{ db: 's', collection: 'a', docs: [{ _id: 1 }] }, { db: 's', collection: 'b', docs: [{ _id: 1 }, { _id: 2 }] }]);
+  expect(count(bytes, 3).problem).toBeUndefined();
+  // The last block is b's EOF header: its CRC is an int64 ending 5 bytes before the header's terminating zero and the block's terminator.
+  const altered = Buffer.from(bytes);
+  altered[altered.length - 4 - 1 - 8] ^= 1;
+  expect(count(altered, 3).problem).toMatch(/the documents of s\.b do not match the CRC of its end/);
+  // A document changed in place, its length and end byte intact: only the CRC tells.
+  const body = Buffer.from(bytes);
+  const at = body.indexOf(Buffer.from(BSON.serialize({ _id: 2 })));
+  body[at + 11] ^= 1;
+  expect(count(body, 3).problem).toMatch(/the documents of s\.b do not match the CRC/);
+});
+
 test('database names become mongorestore patterns, escaped; what no MongoDB database may be called is refused', () => {
   expect(namespacePattern('shop')).toBe('shop');
   expect(() => namespacePattern('a.b')).toThrow(/not a MongoDB database name/);

@@ -107,8 +107,9 @@ function seal(bytes: Buffer): Buffer {
 }
 
 /** Stores a planted archive as a backup of the source, with a manifest holding `tables`; returns its key. */
-async function plant(namespaces: Parameters<typeof plantedArchive>[0], tables: Manifest['tables'], minutes: number): Promise<string> {
-  const dump = plantedArchive(namespaces);
+async function plant(namespaces: Parameters<typeof plantedArchive>[0], tables: Manifest['tables'], minutes: number,
+  alter = (b: Buffer) => b): Promise<string> {
+  const dump = alter(plantedArchive(namespaces));
   const body = seal(dump);
   const plantedKey = keyFor(undefined, source, new Date(Date.parse(manifest.startedAt) + minutes * 60_000), DumpFormat.MONGO_ARCHIVE);
   const forged: Manifest = {
@@ -143,7 +144,7 @@ test('a planted archive: namespaces outside the backed-up database and system.js
   });
 }, 120_000);
 
-test('a planted archive whose prelude hides a collection mongorestore would load (typed a view, or named system.buckets.) is refused before anything loads, as is a name no server can hold', async () => {
+test('a planted archive whose prelude hides a collection mongorestore would load (typed a view, or named system.buckets.) is refused before anything loads, as is a name no server can hold or a CRC that does not match', async () => {
   const kept = { db: manifest.database, collection: 'customers', docs: [{ _id: 1, name: 'kept' }] };
   const manifestOf = [{ schema: manifest.database, table: 'customers', rows: 1 }];
   // Given --clean, mongorestore would drop the target's `users` and insert the planted documents in its place.
@@ -167,6 +168,18 @@ test('a planted archive whose prelude hides a collection mongorestore would load
   expect(third.code).toBe(1);
   expect(third.stderr).toMatch(/the prelude names a collection name of \S+ that MongoDB does not allow/);
   expect(third.stderr).not.toMatch(/nothing left out|\u001b/);
+  expect(Object.keys(await mongoDocuments(hidden))).toEqual(['users']);
+
+  // mongorestore checks a namespace's CRC only once its documents are in: the agent checks it before anything loads.
+  const crc = await plant([kept, { db: manifest.database, collection: 'orders', docs: [{ _id: 1 }, { _id: 2 }] }],
+    [...manifestOf, { schema: manifest.database, table: 'orders', rows: 2 }], 5, (b) => {
+      const altered = Buffer.from(b);
+      altered[altered.length - 4 - 1 - 8] ^= 1;
+      return altered;
+    });
+  const fourth = await restore(hidden, '--key', crc, '--clean');
+  expect(fourth.code).toBe(1);
+  expect(fourth.stderr).toMatch(/the documents of \S+\.orders do not match the CRC of its end/);
   expect(Object.keys(await mongoDocuments(hidden))).toEqual(['users']);
 }, 120_000);
 

@@ -35,6 +35,49 @@ export interface ArchiveNamespace {
   ended: boolean;
 }
 
+/** A namespace's running CRC-64-ECMA of its body bytes, as two 32-bit halves (mongorestore checks it at the EOF header). */
+interface Crc {
+  hi: number;
+  lo: number;
+}
+
+/** CRC-64-ECMA as Go's hash/crc64 computes it (reflected, polynomial 0xC96C5795D7870F42), by 32-bit halves. */
+const CRC_HI = new Uint32Array(256);
+const CRC_LO = new Uint32Array(256);
+for (let i = 0; i < 256; i++) {
+  let hi = 0;
+  let lo = i;
+  for (let k = 0; k < 8; k++) {
+    const bit = lo & 1;
+    lo = ((lo >>> 1) | (hi << 31)) >>> 0;
+    hi = hi >>> 1;
+    if (bit) {
+      hi = (hi ^ 0xc96c5795) >>> 0;
+      lo = (lo ^ 0xd7870f42) >>> 0;
+    }
+  }
+  CRC_HI[i] = hi;
+  CRC_LO[i] = lo;
+}
+
+/** Folds bytes into a namespace's running CRC (kept complemented, as Go keeps it). */
+function crcUpdate(crc: Crc, bytes: Uint8Array): void {
+  let hi = crc.hi;
+  let lo = crc.lo;
+  for (let i = 0; i < bytes.length; i++) {
+    const idx = (lo ^ bytes[i]) & 0xff;
+    lo = (((lo >>> 8) | (hi << 24)) ^ CRC_LO[idx]) >>> 0;
+    hi = ((hi >>> 8) ^ CRC_HI[idx]) >>> 0;
+  }
+  crc.hi = hi;
+  crc.lo = lo;
+}
+
+/** The CRC of what was folded in so far, as the int64 an EOF header carries. */
+function crcValue(crc: Crc): bigint {
+  return BigInt.asIntN(64, (BigInt((~crc.hi) >>> 0) << 32n) | BigInt((~crc.lo) >>> 0));
+}
+
 export interface ArchiveHeader {
   readonly formatVersion: string;
   readonly serverVersion: string;
@@ -109,6 +152,7 @@ export class MongoArchiveCounter {
   private lastByte = 0;
   private current?: ArchiveNamespace;
   private readonly byName = new Map<string, ArchiveNamespace>();
+  private readonly crcs = new Map<ArchiveNamespace, Crc>();
   private failure?: string;
   /** Bytes fed before this chunk, and where in the stream the step being taken started (for messages). */
   private offset = 0;
@@ -132,6 +176,7 @@ export class MongoArchiveCounter {
       this.position = this.offset + i;
       if (this.skipLeft > 0) {
         const n = Math.min(this.skipLeft, chunk.length - i);
+        crcUpdate(this.crcs.get(this.current!)!, chunk.subarray(i, i + n));
         i += n;
         this.skipLeft -= n;
         if (this.skipLeft === 0) {
@@ -209,6 +254,7 @@ export class MongoArchiveCounter {
           this.state = State.BLOCK;
           return;
         }
+        crcUpdate(this.crcs.get(this.current!)!, this.word);
         return this.startDocument(value, false);
       case State.AFTER_EOF:
         if (value !== TERMINATOR) return this.fail(`documents follow the end of ${this.current?.db}.${this.current?.collection}`);
@@ -242,7 +288,7 @@ export class MongoArchiveCounter {
     if (bytes[bytes.length - 1] !== 0) return this.fail('a document does not end with a zero byte');
     let doc: Document;
     try {
-      doc = BSON.deserialize(bytes, { promoteValues: true });
+      doc = BSON.deserialize(bytes, { promoteValues: true, useBigInt64: true });
     } catch (err) {
       return this.fail(`a header document is not BSON (${(err as Error).message})`);
     }
@@ -267,7 +313,9 @@ export class MongoArchiveCounter {
       const dataCollection = type === 'timeseries' ? `system.buckets.${collection}` : collection;
       const key = `${db}\0${dataCollection}`;
       if (this.byName.has(key)) return this.fail(`the prelude names ${db}.${collection} twice`);
-      this.byName.set(key, { db, collection, type, dataCollection, documents: 0, ended: false });
+      const ns: ArchiveNamespace = { db, collection, type, dataCollection, documents: 0, ended: false };
+      this.byName.set(key, ns);
+      this.crcs.set(ns, { hi: 0xffffffff, lo: 0xffffffff });
       return;
     }
     // A namespace header.
@@ -276,6 +324,9 @@ export class MongoArchiveCounter {
     if (ns.ended) return this.fail(`a block names ${db}.${collection} after its end`);
     this.current = ns;
     if (doc.EOF === true) {
+      // mongorestore checks it only after loading the namespace's documents: checked here before anything loads.
+      const crc = typeof doc.CRC === 'bigint' ? doc.CRC : BigInt(typeof doc.CRC === 'number' ? doc.CRC : 0);
+      if (crc !== crcValue(this.crcs.get(ns)!)) return this.fail(`the documents of ${db}.${collection} do not match the CRC of its end (damaged or altered)`);
       ns.ended = true;
       this.state = State.AFTER_EOF;
     } else {
