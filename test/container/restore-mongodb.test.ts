@@ -9,12 +9,15 @@ import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BSON } from 'mongodb';
 import { DumpFormat, Manifest, backupKey as keyFor, manifestKeyFor } from '../../lib/contract';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseMongoGlobals, reportMongoGlobals } from '../../container/src/engines/mongo-globals';
 import { MongoSession } from '../../container/src/engines/mongodb';
 import { plantedArchive } from './mongo-archive-builder';
 import {
-  AgeKey, MONGO, S3Emulator, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts, mongoIndexes,
+  AgeKey, MONGO, MONGO_TOOLS_DIR, S3Emulator, prependPath, agentEnv, createMongoFixture, dropMongoDatabase, makeAgeKey, mongoDocuments, mongoFixtureCounts, mongoIndexes,
   mongoToolsPath, runAgent, startS3rver, uniqueName, withMongo,
 } from '../support';
 
@@ -201,6 +204,21 @@ test('after a load, a collection the manifest does not hold is named, and what w
     await session.close();
   }
 }, 60_000);
+
+test('mongorestore gets an environment made for it: no AWS credentials, no password variable, nothing else of the agent\'s', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mongo-env-'));
+  const seen = join(dir, 'env.txt');
+  writeFileSync(join(dir, 'mongorestore'), `#!/bin/sh\nenv > '${seen}'\nexec '${join(MONGO_TOOLS_DIR, 'mongorestore')}' "$@"\n`, { mode: 0o755 });
+  const db = uniqueName('rs_mongo_env');
+  created.push(db);
+  const run = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--key', manifest.key,
+    ...connection(db)], { ...env(), PATH: prependPath(dir, env().PATH), AWS_SESSION_TOKEN: 'agent-only-token' });
+  expect(run.stderr).not.toContain('restorable restore:');
+  expect(run.code).toBe(0);
+  const names = readFileSync(seen, 'utf8').split('\n').map((line) => line.split('=')[0]).filter((name) => name && !['PWD', 'SHLVL', '_'].includes(name));
+  expect(names.sort()).toEqual(['HOME', 'LANG', 'PATH', 'TZ']);
+  rmSync(dir, { recursive: true, force: true });
+}, 120_000);
 
 test('users and roles from a backup are reported for a person to recreate, never created', () => {
   // The companion as a real MongoDB writes it (usersInfo without credentials, rolesInfo with privileges); FerretDB has neither command.

@@ -13,7 +13,7 @@
  * `password:` from it), in a private temporary directory removed when the session closes or the agent is stopped;
  * never argv, and the children's environment holds no MONGODB_PASSWORD. The agent's own queries use the driver.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BSON, Db, Document, MongoClient, MongoClientOptions } from 'mongodb';
@@ -22,6 +22,7 @@ import { Connection, MongoConnectionOptions, describeConnection } from '../share
 import { onAbort } from '../shared/cleanup';
 import { AgentError, UsageError, redactor } from '../shared/errors';
 import { StageSpec } from '../shared/pipeline';
+import { replayEnv } from '../binlog-pitr/replay';
 import { toolVersion } from '../shared/tools';
 import { DumpJob, DumpOptions, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
 import { MongoArchiveCounter, documentCounts } from './mongo-archive';
@@ -99,16 +100,20 @@ export class MongoSession implements EngineSession {
   constructor(private readonly connection: Connection, private readonly options: MongoSessionOptions = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'restorable-mongo-'));
     this.configFile = join(this.dir, 'tools.yaml');
+    mkdirSync(join(this.dir, 'home'), { mode: 0o700 });
     // A JSON string is a YAML double-quoted scalar: any character of the password survives.
     if (authenticates(connection)) writeFileSync(this.configFile, `password: ${JSON.stringify(connection.password)}\n`, { mode: 0o600 });
     this.forgetCleanup = onAbort(() => rmSync(this.dir, { recursive: true, force: true }));
   }
 
-  /** The environment of a tool child: no password variable, since the --config file carries it. */
+  /**
+   * The whole environment of a tool child, made for it as for binlog replay: PATH, an empty 0700 HOME, TZ and LANG,
+   * and the CA bundle's location if one is set. mongorestore parses the least trusted principal's bytes: it gets no
+   * AWS credentials, no password variable (the --config file carries it), nothing else of the agent's.
+   */
   private env(): NodeJS.ProcessEnv {
-    const env = { ...process.env };
-    delete env.MONGODB_PASSWORD;
-    return env;
+    const ca = Object.fromEntries(['SSL_CERT_FILE', 'SSL_CERT_DIR'].filter((name) => process.env[name]).map((name) => [name, process.env[name]]));
+    return { ...replayEnv(join(this.dir, 'home')), ...ca };
   }
 
   toolFlags(): string[] {
