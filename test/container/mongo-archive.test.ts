@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BSON } from 'mongodb';
-import { MongoArchiveCounter, archiveCountProblems, documentCounts, foreignNamespaces } from '../../container/src/engines/mongo-archive';
+import { MAX_NAMESPACES, MongoArchiveCounter, archiveCountProblems, documentCounts, foreignNamespaces } from '../../container/src/engines/mongo-archive';
 import { loadProblems, loadRefusals, namespacePattern, scanArchive } from '../../container/src/engines/mongo-restore';
 import { MONGO, MONGO_TOOLS_DIR, createMongoFixture, dropMongoDatabase, mongoFixtureCounts, mongoToolArgs, uniqueName } from '../support';
 import { TERMINATOR, plantedArchive } from './mongo-archive-builder';
@@ -171,6 +171,12 @@ test('a namespace whose documents do not match the CRC of its end fails the arch
   body[at + 11] ^= 1;
   expect(count(body, 3).problem).toMatch(/the documents of s\.b do not match the CRC/);
 });
+
+test('a prelude listing more collections than any database holds fails the archive, before it costs the agent its memory', () => {
+  const many = (n: number) => plantedArchive(Array.from({ length: n }, (_, i) => ({ db: 's', collection: `c${i}`, docs: [] })));
+  expect(count(many(MAX_NAMESPACES), 1 << 20).problem).toBeUndefined();
+  expect(count(many(MAX_NAMESPACES + 1), 1 << 20).problem).toMatch(new RegExp(`the prelude lists more than ${MAX_NAMESPACES} collections`));
+}, 60_000);
 
 test('database names become mongorestore patterns, escaped; what no MongoDB database may be called is refused', () => {
   expect(namespacePattern('shop')).toBe('shop');

@@ -19,6 +19,11 @@ const TERMINATOR = 0xffffffff;
 /** The tools' own bound (common/db MaxBSONSize): a larger length is not a document. */
 const MAX_BSON_SIZE = 16 * 1024 * 1024;
 const MIN_BSON_SIZE = 5;
+/**
+ * The most namespaces a prelude may list. Entries are ~80 bytes and alike, so zstd stores millions in a few hundred KB,
+ * and each costs the counter memory: far beyond any real database's collections, well within the agent's memory.
+ */
+export const MAX_NAMESPACES = 100_000;
 
 /** What the prelude says of one collection, and what the archive holds for it. */
 export interface ArchiveNamespace {
@@ -313,6 +318,7 @@ export class MongoArchiveCounter {
       const dataCollection = type === 'timeseries' ? `system.buckets.${collection}` : collection;
       const key = `${db}\0${dataCollection}`;
       if (this.byName.has(key)) return this.fail(`the prelude names ${db}.${collection} twice`);
+      if (this.byName.size >= MAX_NAMESPACES) return this.fail(`the prelude lists more than ${MAX_NAMESPACES} collections, which no backup the agent wrote holds`);
       const ns: ArchiveNamespace = { db, collection, type, dataCollection, documents: 0, ended: false };
       this.byName.set(key, ns);
       this.crcs.set(ns, { hi: 0xffffffff, lo: 0xffffffff });
