@@ -13,8 +13,11 @@ import { REPO_ROOT } from '../support/paths';
 
 const run = promisify(execFile);
 const rootPackage = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
-/** What the whole tarball may weigh: the library, six handler bundles and the agent bundle are about 1.6 MB. */
-const TARBALL_BUDGET_BYTES = 2_500_000;
+/**
+ * What the whole tarball may weigh: the library, the handler bundles and the agent bundle are about 2.6 MB, of which
+ * the MongoDB driver the agent bundles (with bson and its URL parser) is about 0.4 MB.
+ */
+const TARBALL_BUDGET_BYTES = 3_000_000;
 /** Every file the tarball may hold, as patterns over its paths. */
 const ALLOWED = [
   /^package\.json$/, /^README\.md$/, /^LICENSE$/, /^CHANGELOG\.md$/,
