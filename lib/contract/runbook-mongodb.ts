@@ -44,13 +44,21 @@ ${checkedName('SOURCE_DATABASE', 'the manifest\'s database')}
 ${checkedName('TARGET_DATABASE', 'TARGET_DATABASE')}
 if [ -f globals.json ]; then echo "users and roles of the backup, to recreate by hand (not loaded):"; jq . globals.json; fi
 printf '%s' "$MONGODB_PASSWORD" | jq -Rsr '"password: " + tojson' > mongo.yaml
-if mongorestore ${CONNECT} \\
+# mongorestore runs with nothing of this shell's environment (no AWS credentials) and an empty HOME. It checks a
+# collection's CRC only after loading its documents: a failure below means the target holds part of an archive that
+# was altered, so drop it rather than trust it. Its log may hold names the archive chose: shown without control
+# characters.
+if env -i PATH="$PATH" HOME="$(mktemp -d)" TZ=UTC LANG=C mongorestore ${CONNECT} \\
   --archive=dump.archive --nsInclude "$SOURCE_DATABASE.*" --nsExclude "$SOURCE_DATABASE.system.*" \\
   --nsFrom "$SOURCE_DATABASE.*" --nsTo "$TARGET_DATABASE.*" --stopOnError \${TARGET_REPLACE:+--drop} 2> mongorestore.log
 then RESTORED=yes; else RESTORED=no; fi
 rm -f mongo.yaml
-if [ "$RESTORED" != yes ]; then cat mongorestore.log >&2; echo "mongorestore failed: see its log above" >&2; exit 1; fi
-# The collections mongorestore loaded must be the manifest's, no more.
+if [ "$RESTORED" != yes ]; then
+  LC_ALL=C tr -d '\\000-\\010\\013-\\037\\177' < mongorestore.log >&2
+  echo "mongorestore failed: see its log above; drop $TARGET_DATABASE rather than trust what it holds" >&2; exit 1
+fi
+# The collections mongorestore loaded must be the manifest's, no more: an archive that hides a collection from its own
+# listing is caught here, after the load (the agent's restore reads the whole archive first and refuses it before).
 loaded=$(grep -c -F "${FINISHED}$TARGET_DATABASE." mongorestore.log || true)
 if [ "$loaded" != "$(jq '.tables | length' manifest.json)" ]; then
   echo "mongorestore loaded $loaded collections, the manifest lists $(jq '.tables | length' manifest.json)" >&2; exit 1

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -49,12 +49,15 @@ let key: AgeKey;
 let identityArn: string;
 const manifests: Record<string, Manifest> = {};
 
-/** PATH with a mongorestore first that records its argv into $MONGORESTORE_RECORD, then runs the real one. */
-function recordingPath(): string {
-  const dir = join(scratch, 'bin');
-  mkdirSync(dir, { recursive: true });
+/**
+ * PATH with a mongorestore first that records its argv into `record` and its environment into `record.env` (named in
+ * the wrapper itself: the steps run mongorestore with an environment of its own), then runs the real one.
+ */
+function recordingPath(record: string): string {
+  const dir = mkdtempSync(join(scratch, 'bin-'));
   writeFileSync(join(dir, 'mongorestore'), `#!/bin/bash
-printf '%s\\n' "$@" > "$MONGORESTORE_RECORD"
+printf '%s\\n' "$@" > '${record}'
+env > '${record}.env'
 exec '${join(MONGO_TOOLS_DIR, 'mongorestore')}' "$@"
 `);
   chmodSync(join(dir, 'mongorestore'), 0o755);
@@ -81,7 +84,7 @@ async function printedRunbook(source: string): Promise<string> {
   return run.stdout;
 }
 
-interface DrillRun { readonly status: number | null; readonly stdout: string; readonly stderr: string; readonly script: string; readonly argv?: string[] }
+interface DrillRun { readonly status: number | null; readonly stdout: string; readonly stderr: string; readonly script: string; readonly argv?: string[]; readonly env?: string[] }
 
 /**
  * The printed runbook's standard-tool steps 0 to 8 (or, `viaAgent`, its scene and then the agent's blocks of steps 6 and
@@ -98,7 +101,7 @@ async function drill(source: string, into: string, viaAgent = false): Promise<Dr
   const record = join(scratch, `${into}.argv`);
   restored.push(into);
   const env = {
-    ...(viaAgent ? moto.env(REGION) : {}), PATH: recordingPath(), HOME: work, MONGORESTORE_RECORD: record,
+    ...(viaAgent ? moto.env(REGION) : {}), PATH: recordingPath(record), HOME: work,
     AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_PAGER: '', AWS_MAX_ATTEMPTS: '2',
     AWS_CONFIG_FILE: join(work, 'no-config'), AWS_SHARED_CREDENTIALS_FILE: join(work, 'no-credentials'),
     AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required', AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
@@ -115,7 +118,8 @@ async function drill(source: string, into: string, viaAgent = false): Promise<Dr
       child.on('error', reject);
       child.on('close', (status) => resolve({ status, stdout, stderr }));
     });
-    return { ...result, script, argv: existsSync(record) ? readFileSync(record, 'utf8').split('\n').filter(Boolean) : undefined };
+    return { ...result, script, argv: existsSync(record) ? readFileSync(record, 'utf8').split('\n').filter(Boolean) : undefined,
+      env: existsSync(`${record}.env`) ? readFileSync(`${record}.env`, 'utf8').split('\n').filter(Boolean).map((l) => l.split('=')[0]) : undefined };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -156,6 +160,8 @@ test('the runbook\'s own standard-tool steps restore the latest backup into anot
   expect(run.argv).toEqual(expect.arrayContaining(['--archive=dump.archive', '--nsInclude', `${database}.*`, '--nsExclude', `${database}.system.*`,
     '--nsFrom', `${database}.*`, '--nsTo', `${target}.*`, '--stopOnError', '--config', 'mongo.yaml']));
   expect(run.argv!.filter((a) => /^--(drop|preserveUUID|restoreDbUsersAndRoles|password)\b|^-p$/.test(a))).toEqual([]);
+  // It ran with nothing of the steps' environment: no AWS credentials, no password, a HOME of its own.
+  expect(run.env!.filter((name) => !['PATH', 'HOME', 'TZ', 'LANG', 'PWD', 'SHLVL', '_'].includes(name))).toEqual([]);
   const commands = run.script.split('\n').filter((l) => !l.trimStart().startsWith('#')).join('\n');
   expect(commands.replaceAll('${TARGET_REPLACE:+--drop}', '')).not.toMatch(/--drop|--preserveUUID|--restoreDbUsersAndRoles/);
 
