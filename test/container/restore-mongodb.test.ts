@@ -208,7 +208,7 @@ test('after a load, a collection the manifest does not hold is named, and what w
 test('mongorestore gets an environment made for it: no AWS credentials, no password variable, nothing else of the agent\'s', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mongo-env-'));
   const seen = join(dir, 'env.txt');
-  writeFileSync(join(dir, 'mongorestore'), `#!/bin/sh\nenv > '${seen}'\nexec '${join(MONGO_TOOLS_DIR, 'mongorestore')}' "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(dir, 'mongorestore'), `#!/bin/sh\nenv > '${seen}'\n{ pwd; ls -A; } > '${seen}.cwd'\nexec '${join(MONGO_TOOLS_DIR, 'mongorestore')}' "$@"\n`, { mode: 0o755 });
   const db = uniqueName('rs_mongo_env');
   created.push(db);
   const run = await runAgent(['restore', '--source', source, '--bucket', s3.bucket, '--identity-file', key.identityFile, '--key', manifest.key,
@@ -217,6 +217,9 @@ test('mongorestore gets an environment made for it: no AWS credentials, no passw
   expect(run.code).toBe(0);
   const names = readFileSync(seen, 'utf8').split('\n').map((line) => line.split('=')[0]).filter((name) => name && !['PWD', 'SHLVL', '_'].includes(name));
   expect(names.sort()).toEqual(['HOME', 'LANG', 'PATH', 'TZ']);
+  // It runs in its empty private HOME, where no path an archive names can find a file.
+  const home = readFileSync(seen, 'utf8').split('\n').find((line) => line.startsWith('HOME='))!.slice('HOME='.length);
+  expect(readFileSync(`${seen}.cwd`, 'utf8')).toBe(`${home}\n`);
   rmSync(dir, { recursive: true, force: true });
 }, 120_000);
 

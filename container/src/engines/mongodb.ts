@@ -235,6 +235,9 @@ export class MongoSession implements EngineSession {
       args: [...this.toolFlags(), '--archive', `--nsInclude=${source}.*`, `--nsExclude=${source}.system.*`, `--nsFrom=${source}.*`,
         `--nsTo=${target}.*`, '--stopOnError', ...(options.clean ? ['--drop'] : [])],
       env: this.env(),
+      // An empty private directory: mongorestore opens a file under its working directory for a long collection
+      // name the archive gives (<db>/<name>.metadata.json), which must find nothing there.
+      cwd: join(this.dir, 'home'),
     };
   }
 

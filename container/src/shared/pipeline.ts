@@ -17,6 +17,8 @@ export interface StageSpec {
   readonly args: readonly string[];
   /** The complete environment of the child; the agent's own environment when absent. */
   readonly env?: NodeJS.ProcessEnv;
+  /** The child's working directory; the agent's own when absent. */
+  readonly cwd?: string;
   /**
    * Sees every chunk this stage writes. The link to the next stage then passes through node
    * instead of a direct OS pipe, at some CPU cost.
@@ -62,8 +64,14 @@ function describeExit(exit: StageExit): string {
   return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
 }
 
+/**
+ * C0 and C1 control characters but newline and tab: a tool's stderr may quote what it read (a collection name of a
+ * backup, which the least trusted principal wrote), and an error message reaches terminals and logs.
+ */
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
 function describeFailure(exit: StageExit, others: readonly StageExit[]): string {
-  const tail = redactor.redact(exit.stderrTail.trim());
+  const tail = redactor.redact(exit.stderrTail.trim()).replace(CONTROL, '');
   const stopped = others.filter((o) => o.killedByAgent).map((o) => o.name);
   const alsoFailed = others.filter((o) => !o.killedByAgent).map((o) => `${o.name} ${describeExit(o)}`);
   const knock = [
@@ -80,7 +88,7 @@ class Stage {
   readonly exited: Promise<StageExit>;
 
   constructor(readonly spec: StageSpec, stdin: 'ignore' | 'pipe' | Readable, stdout: 'ignore' | 'pipe') {
-    this.child = spawn(spec.command, [...spec.args], { env: spec.env ?? process.env, stdio: [stdin, stdout, 'pipe'] });
+    this.child = spawn(spec.command, [...spec.args], { env: spec.env ?? process.env, cwd: spec.cwd, stdio: [stdin, stdout, 'pipe'] });
     this.child.stderr?.on('data', (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES);
     });
