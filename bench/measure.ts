@@ -77,3 +77,42 @@ export function measure(command: string, args: readonly string[], env: NodeJS.Pr
     });
   });
 }
+
+export const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+
+/** One backup pipeline of a side-by-side benchmark. */
+export interface Pipeline {
+  readonly name: string;
+  readonly isAgent: boolean;
+  readonly run: () => Promise<Measured>;
+  /** Bytes stored, read after the run. */
+  readonly stored: (m: Measured) => Promise<number | undefined>;
+}
+
+/** Each pipeline's runs over the interleaved rounds, and the bytes it stored. */
+export type PipelineResults = Map<string, { runs: Measured[]; stored?: number }>;
+
+/**
+ * The benchmark table: per pipeline the best and median time, throughput of `bytes` (what the dump tool wrote, named
+ * `what`), client CPU, stored size, the median ratio to the first pipeline (raw) and to `article`, and peak RSS.
+ */
+export function pipelineTable(pipelines: readonly Pipeline[], results: PipelineResults, article: Pipeline,
+  { bytes, what, decimals }: { bytes: number; what: string; decimals: number }): string[] {
+  const MB = 1e6;
+  const raw = results.get(pipelines[0].name)!.runs;
+  const articleRuns = results.get(article.name)!.runs;
+  return [
+    `| pipeline | best s | median s | ${what} MB/s (best) | client CPU s (median) | stored MB | × raw (median of rounds) | × article (median of rounds) | peak RSS agent / tree (MB) |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...pipelines.map((p) => {
+      const { runs, stored } = results.get(p.name)!;
+      const secs = runs.map((m) => m.seconds);
+      const best = Math.min(...secs);
+      const vsRaw = median(runs.map((m, i) => raw[i].seconds / m.seconds));
+      const vsArticle = median(runs.map((m, i) => articleRuns[i].seconds / m.seconds));
+      const rss = `${p.isAgent ? Math.max(...runs.map((m) => m.peakRssMb)).toFixed(0) : '–'} / ${Math.max(...runs.map((m) => m.peakTreeRssMb)).toFixed(0)}`;
+      return `| ${p.name} | ${best.toFixed(1)} | ${median(secs).toFixed(1)} | ${(bytes / MB / best).toFixed(decimals)} | ` +
+        `${median(runs.map((m) => m.cpuSeconds)).toFixed(1)} | ${stored ? (stored / MB).toFixed(decimals) : '–'} | ${vsRaw.toFixed(2)} | ${vsArticle.toFixed(2)} | ${rss} |`;
+    }),
+  ];
+}

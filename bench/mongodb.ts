@@ -18,13 +18,12 @@ import { Binary, Document, Double, Int32, Long, ObjectId } from 'mongodb';
 import {
   AGENT_BUNDLE, MONGO, dropMongoDatabase, makeAgeKey, mongoToolArgs, mongoToolsPath, motoBucket, requireAgentBundle, withMongo,
 } from '../test/support';
-import { Measured, measure } from './measure';
+import { Measured, Pipeline, PipelineResults, measure, pipelineTable } from './measure';
 
 const MB = 1e6;
 const argv = process.argv.slice(2);
 const option = (name: string, fallback: string) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : fallback; };
 const say = (line: string) => process.stderr.write(`${line}\n`);
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const pause = () => new Promise((r) => setTimeout(r, 1100)); // agent keys have one-second resolution
 
 /** A seeded generator (mulberry32): the same data every run. */
@@ -83,13 +82,6 @@ async function buildDataset(database: string, events: number): Promise<void> {
   });
 }
 
-interface Pipeline {
-  readonly name: string;
-  readonly isAgent: boolean;
-  readonly run: () => Promise<Measured>;
-  /** Bytes stored, read after the run. */
-  readonly stored: (m: Measured) => Promise<number | undefined>;
-}
 
 async function main(): Promise<void> {
   requireAgentBundle();
@@ -124,7 +116,7 @@ async function main(): Promise<void> {
     await buildDataset(database, events);
     say(`  built in ${((Date.now() - built) / 1000).toFixed(0)} s`);
     const loadBefore = loadavg()[0];
-    const results = new Map<string, { runs: Measured[]; stored?: number }>(pipelines.map((p) => [p.name, { runs: [] }]));
+    const results: PipelineResults = new Map(pipelines.map((p) => [p.name, { runs: [] }]));
     let archive = { dumpSize: 0, rows: 0 };
     for (let round = 1; round <= rounds; round++) {
       for (const p of pipelines) {
@@ -139,25 +131,12 @@ async function main(): Promise<void> {
       }
     }
 
-    const raw = results.get(pipelines[0].name)!.runs;
-    const article = results.get(pipelines[2].name)!.runs;
     const lines = [
       `FerretDB v1.24.2 on PostgreSQL, database of ${CUSTOMERS} customers and ${events} events (${archive.rows} documents), ` +
       `mongodump archive ${(archive.dumpSize / MB).toFixed(0)} MB; ${new Date().toISOString()}; ${rounds} interleaved round(s); ` +
       `1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after (2 cores).`,
       '',
-      '| pipeline | best s | median s | archive MB/s (best) | client CPU s (median) | stored MB | × raw (median of rounds) | × article (median of rounds) | peak RSS agent / tree (MB) |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-      ...pipelines.map((p) => {
-        const { runs, stored } = results.get(p.name)!;
-        const secs = runs.map((m) => m.seconds);
-        const best = Math.min(...secs);
-        const vsRaw = median(runs.map((m, i) => raw[i].seconds / m.seconds));
-        const vsArticle = median(runs.map((m, i) => article[i].seconds / m.seconds));
-        const rss = `${p.isAgent ? Math.max(...runs.map((m) => m.peakRssMb)).toFixed(0) : '–'} / ${Math.max(...runs.map((m) => m.peakTreeRssMb)).toFixed(0)}`;
-        return `| ${p.name} | ${best.toFixed(1)} | ${median(secs).toFixed(1)} | ${(archive.dumpSize / MB / best).toFixed(1)} | ` +
-          `${median(runs.map((m) => m.cpuSeconds)).toFixed(1)} | ${stored ? (stored / MB).toFixed(1) : '–'} | ${vsRaw.toFixed(2)} | ${vsArticle.toFixed(2)} | ${rss} |`;
-      }),
+      ...pipelineTable(pipelines, results, pipelines[2], { bytes: archive.dumpSize, what: 'archive', decimals: 1 }),
     ];
     const report = lines.join('\n');
     process.stdout.write(`${report}\n`);

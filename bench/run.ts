@@ -16,7 +16,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { AGENT_BUNDLE, PG, makeAgeKey, requireAgentBundle, sh, startS3rver } from '../test/support';
 import { ensureDataset } from './dataset';
-import { Measured, measure } from './measure';
+import { Measured, Pipeline, PipelineResults, measure, pipelineTable } from './measure';
 import { runRestoreBench } from './restore';
 
 const GB = 1e9;
@@ -24,7 +24,6 @@ const MB = 1e6;
 const argv = process.argv.slice(2);
 const option = (name: string, fallback: string) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : fallback; };
 const say = (line: string) => process.stderr.write(`${line}\n`);
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const pause = () => new Promise((r) => setTimeout(r, 1100)); // agent keys have one-second resolution
 
 function pickAws(): string {
@@ -38,13 +37,6 @@ function pickAws(): string {
   throw new Error('AWS CLI v2 not found: install it (Debian: apt-get install awscli) for the article pipeline');
 }
 
-interface Pipeline {
-  readonly name: string;
-  readonly run: () => Promise<Measured>;
-  /** Bytes stored, read from the run. */
-  readonly stored: (m: Measured) => Promise<number | undefined>;
-  readonly isAgent: boolean;
-}
 
 async function main(): Promise<void> {
   requireAgentBundle();
@@ -81,7 +73,7 @@ async function main(): Promise<void> {
   ];
 
   const loadBefore = loadavg()[0];
-  const results = new Map<string, { runs: Measured[]; stored?: number }>(pipelines.map((p) => [p.name, { runs: [] }]));
+  const results: PipelineResults = new Map(pipelines.map((p) => [p.name, { runs: [] }]));
   let dumpSize = 0;
   try {
     for (let round = 1; round <= rounds; round++) {
@@ -97,24 +89,11 @@ async function main(): Promise<void> {
       }
     }
 
-    const raw = results.get(pipelines[0].name)!.runs;
-    const article = results.get(pipelines[pipelines.length - 1].name)!.runs;
     const lines = [
       `Database ${database}: ${(dbBytes / GB).toFixed(2)} GB on disk, custom-format dump ${(dumpSize / GB).toFixed(2)} GB; ${new Date().toISOString()}; ` +
       `${rounds} interleaved round(s); 1-minute load average ${loadBefore.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after (2 cores).`,
       '',
-      '| pipeline | best s | median s | dump MB/s (best) | client CPU s (median) | stored MB | × raw (median of rounds) | × article (median of rounds) | peak RSS agent / tree (MB) |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-      ...pipelines.map((p) => {
-        const { runs, stored } = results.get(p.name)!;
-        const secs = runs.map((m) => m.seconds);
-        const best = Math.min(...secs);
-        const vsRaw = median(runs.map((m, i) => raw[i].seconds / m.seconds));
-        const vsArticle = median(runs.map((m, i) => article[i].seconds / m.seconds));
-        const rss = `${p.isAgent ? Math.max(...runs.map((m) => m.peakRssMb)).toFixed(0) : '–'} / ${Math.max(...runs.map((m) => m.peakTreeRssMb)).toFixed(0)}`;
-        return `| ${p.name} | ${best.toFixed(1)} | ${median(secs).toFixed(1)} | ${(dumpSize / MB / best).toFixed(0)} | ${median(runs.map((m) => m.cpuSeconds)).toFixed(1)} | ` +
-          `${stored ? (stored / MB).toFixed(0) : '–'} | ${vsRaw.toFixed(2)} | ${vsArticle.toFixed(2)} | ${rss} |`;
-      }),
+      ...pipelineTable(pipelines, results, pipelines[pipelines.length - 1], { bytes: dumpSize, what: 'dump', decimals: 0 }),
     ];
 
     if (argv.includes('--big')) {
