@@ -21,23 +21,13 @@ import {
   pgTableStats, readerRole, requireAgentBundle, restorePg, runAgent, uniqueName,
 } from '../support';
 import { Moto, motoBucket, motoName, sharedMoto } from '../support/moto';
+import { resolveTokens } from '../support/cfn-tokens';
 
 const SOURCE = 'orders-db';
 const SAMPLE_HOST = 'orders-db.replica.example.internal';
 const database = uniqueName('wiring_src');
 const restored = uniqueName('wiring_restored');
 
-type Token = string | { Ref?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, Token[]] };
-
-/** Renders CloudFormation tokens with the values a deployment would give them, as this test chooses them. */
-function resolveTokens(value: Token, values: Record<string, string>): string {
-  if (typeof value === 'string') return value;
-  if (value['Fn::Join']) return value['Fn::Join'][1].map((part) => resolveTokens(part, values)).join(value['Fn::Join'][0]);
-  const name = value.Ref ?? value['Fn::GetAtt']![0];
-  const resolved = Object.entries(values).find(([prefix]) => name.startsWith(prefix))?.[1];
-  if (resolved === undefined) throw new Error(`no value for ${JSON.stringify(value)}`);
-  return resolved;
-}
 
 let s3: S3Emulator;
 let key: AgeKey;
