@@ -14,7 +14,8 @@ import { motoBucket } from '../support';
 import { guardBinlogFile, holdsBinlogStatement } from '../../container/src/binlog-pitr/guard';
 import { cutAndGuard } from '../../container/src/binlog-pitr/fetch';
 import { walkBinlogFile } from '../../container/src/binlog/events';
-import { binlogArgs, binlogStage, replayEnv } from '../../container/src/binlog-pitr/replay';
+import { binlogArgs, binlogStage } from '../../container/src/binlog-pitr/replay';
+import { isolatedEnv } from '../../container/src/shared/pipeline';
 import { grantsBeyond } from '../../container/src/engines/mysql-replay-grants';
 import { ThrowawayMariadb, startThrowawayMariadb } from '../support/mariadb-binlog-server';
 
@@ -188,7 +189,7 @@ test('mariadb-binlog and the client replay with an environment made for them, no
   try {
     const stage = binlogStage({ paths: ['/w/b.000001'], from: 4, to: 9, sourceDatabase: 'shop', targetDatabase: 'shop' }, '/w/home');
     expect(stage.env).toEqual({ PATH: process.env.PATH, HOME: '/w/home', TZ: 'UTC', LANG: 'C' });
-    expect(replayEnv('/w/home')).toEqual(stage.env);
+    expect(isolatedEnv('/w/home')).toEqual(stage.env);
   } finally {
     for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     Object.assign(process.env, saved);

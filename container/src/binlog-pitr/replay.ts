@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentError } from '../shared/errors';
 import { log } from '../shared/log';
-import { ProcessPipeline, StageSpec } from '../shared/pipeline';
+import { ProcessPipeline, StageSpec, isolatedEnv } from '../shared/pipeline';
 
 export interface ReplayRange {
   /** The verified files, in order. */
@@ -34,13 +34,8 @@ export function binlogArgs(range: ReplayRange): string[] {
   return ['--no-defaults', `--start-position=${range.from}`, `--stop-position=${range.to}`, `--database=${range.sourceDatabase}`, ...rename, ...range.paths];
 }
 
-/** The whole environment of the replay's children: nothing of the agent's but PATH. */
-export function replayEnv(home: string): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: home, TZ: 'UTC', LANG: 'C' };
-}
-
 export function binlogStage(range: ReplayRange, home: string): StageSpec {
-  return { name: 'mariadb-binlog', command: 'mariadb-binlog', args: binlogArgs(range), env: replayEnv(home) };
+  return { name: 'mariadb-binlog', command: 'mariadb-binlog', args: binlogArgs(range), env: isolatedEnv(home) };
 }
 
 /** Replays the range through `client`; throws in words when either side fails (the target then holds part of it). */
@@ -48,7 +43,7 @@ export async function replayBinlogs(range: ReplayRange, client: StageSpec): Prom
   if (range.paths.length === 0 || (range.paths.length === 1 && range.to <= range.from)) return 0;
   const started = Date.now();
   const home = mkdtempSync(join(tmpdir(), 'restorable-replay-home-'));
-  const pipeline = new ProcessPipeline([binlogStage(range, home), { ...client, env: replayEnv(home) }]);
+  const pipeline = new ProcessPipeline([binlogStage(range, home), { ...client, env: isolatedEnv(home) }]);
   try {
     await pipeline.done;
   } catch (err) {

@@ -21,8 +21,7 @@ import { DumpFormat, Engine, TableCount } from '../../../lib/contract';
 import { Connection, MongoConnectionOptions, describeConnection } from '../shared/connection';
 import { onAbort } from '../shared/cleanup';
 import { AgentError, UsageError, redactor } from '../shared/errors';
-import { StageSpec } from '../shared/pipeline';
-import { replayEnv } from '../binlog-pitr/replay';
+import { StageSpec, isolatedEnv } from '../shared/pipeline';
 import { toolVersion } from '../shared/tools';
 import { DumpJob, DumpOptions, DumpPeek, EngineSession, GlobalsPlan, GlobalsResult, LoadOptions, LoadPlan, RestoreStageOptions, SourceFacts } from './engine';
 import { MongoArchiveCounter, documentCounts } from './mongo-archive';
@@ -113,7 +112,7 @@ export class MongoSession implements EngineSession {
    */
   private env(): NodeJS.ProcessEnv {
     const ca = Object.fromEntries(['SSL_CERT_FILE', 'SSL_CERT_DIR'].filter((name) => process.env[name]).map((name) => [name, process.env[name]]));
-    return { ...replayEnv(join(this.dir, 'home')), ...ca };
+    return { ...isolatedEnv(join(this.dir, 'home')), ...ca };
   }
 
   toolFlags(): string[] {

@@ -50,6 +50,14 @@ export interface StageExit {
 
 const STDERR_TAIL_BYTES = 2048;
 
+/**
+ * The whole environment of a child that reads untrusted input (a backup's binlogs, archives): nothing of the agent's
+ * but PATH, so no AWS credentials or password variables, with `home` as its HOME.
+ */
+export function isolatedEnv(home: string): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: home, TZ: 'UTC', LANG: 'C' };
+}
+
 /** A stage that exited non-zero, was killed, or could not start. */
 export class StageFailure extends AgentError {
   constructor(readonly exit: StageExit, readonly others: readonly StageExit[]) {
